@@ -51,7 +51,8 @@ public final class CpuThreads {
             return;
         }
         var task = new Split(body, 0, n, chunks);
-        if (ForkJoinPool.getPool() == POOL) task.invoke(); else POOL.invoke(task);
+        if (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread w && w.getPool() == POOL) task.invoke();
+        else POOL.invoke(task);
     }
 
     /** Runs body for each chunk index in [0, chunks) in parallel; chunks is usually threads(). */
