@@ -1,0 +1,92 @@
+package dev.exeunt.model.config;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * A decoder and its early exits. GPT-2 style and Llama style differ only in the fields' values
+ * ({@link Family}); every misconfiguration the spec rules out fails here, at construction.
+ *
+ * @param ffnHidden   MLP inner size (GPT-2: 4 * dModel; Llama: intermediate_size)
+ * @param maxSeqLen   learned-position table size (GPT-2) or the longest context allowed (Llama)
+ * @param tiedEmbeddings final head shares the input embedding matrix
+ * @param dynamicTokenWeights multiply each token's exit loss by that exit's max probability (no gradient)
+ */
+public record ModelConfig(Family family, int vocabSize, int dModel, int nLayers, int nHeads, int nKvHeads,
+                          int ffnHidden, int maxSeqLen, double normEps, double ropeTheta, boolean tiedEmbeddings,
+                          List<ExitConfig> exits, boolean dynamicTokenWeights, int bosId, int eosId) {
+
+    public ModelConfig {
+        exits = List.copyOf(exits.stream().sorted(Comparator.comparingInt(ExitConfig::inputDepth)).toList());
+        require(vocabSize > 0, "vocab_size must be > 0, got " + vocabSize);
+        require(dModel > 0 && nLayers > 0 && nHeads > 0, "d_model, n_layers and n_heads must be > 0");
+        require(dModel % nHeads == 0, "d_model " + dModel + " is not divisible by n_heads " + nHeads);
+        require(nKvHeads > 0 && nHeads % nKvHeads == 0, "n_heads " + nHeads + " is not a multiple of n_kv_heads " + nKvHeads);
+        require(family == Family.LLAMA || nKvHeads == nHeads, "GPT-2 style models have n_kv_heads == n_heads");
+        require(ffnHidden > 0 && maxSeqLen > 0, "ffn_hidden and max_seq_len must be > 0");
+        require(family == Family.GPT2 || (dModel / nHeads) % 2 == 0, "RoPE needs an even head dim, got " + dModel / nHeads);
+        for (ExitConfig e : exits) {
+            String where = "exit at layer " + e.layer() + " (" + e.placement().name().toLowerCase() + ", " + e.kind().id() + ")";
+            require(e.layer() >= 1 && e.layer() <= nLayers,
+                    where + ": layer must be in 1.." + nLayers + " (exits past the last layer do not exist)");
+            require(!(e.kind() == ExitKind.MLP && e.placement() == ExitConfig.Placement.PRE),
+                    where + ": an mlp exit splits its layer's own MLP, so it must be a post exit");
+            require(!e.sharedHead() || tiedEmbeddings,
+                    where + ": a shared (tied) exit head needs a model with tied input/output embeddings; this model's head is untied");
+        }
+        List<Integer> mlpLayers = new ArrayList<>();
+        for (ExitConfig e : exits) {
+            if (e.kind() == ExitKind.MLP) {
+                require(!mlpLayers.contains(e.layer()), "two mlp exits at layer " + e.layer());
+                mlpLayers.add(e.layer());
+            }
+        }
+    }
+
+    private static void require(boolean ok, String message) {
+        if (!ok) throw new IllegalArgumentException("invalid model config: " + message);
+    }
+
+    public int headDim() {
+        return dModel / nHeads;
+    }
+
+    /** A GPT-2 style config with the usual defaults. */
+    public static ModelConfig gpt2(int vocab, int dModel, int nLayers, int nHeads, int maxSeqLen, List<ExitConfig> exits) {
+        return new ModelConfig(Family.GPT2, vocab, dModel, nLayers, nHeads, nHeads, 4 * dModel, maxSeqLen, 1e-5, 10000,
+                true, exits, false, -1, -1);
+    }
+
+    /** A Llama style config (untied head, RMSNorm, SwiGLU). */
+    public static ModelConfig llama(int vocab, int dModel, int nLayers, int nHeads, int nKvHeads, int ffnHidden,
+                                    int maxSeqLen, List<ExitConfig> exits) {
+        return new ModelConfig(Family.LLAMA, vocab, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, 1e-5, 10000,
+                false, exits, false, -1, -1);
+    }
+
+    public ModelConfig withExits(List<ExitConfig> newExits) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                ropeTheta, tiedEmbeddings, newExits, dynamicTokenWeights, bosId, eosId);
+    }
+
+    public ModelConfig withDynamicTokenWeights(boolean on) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                ropeTheta, tiedEmbeddings, exits, on, bosId, eosId);
+    }
+
+    public ModelConfig withTiedEmbeddings(boolean tied) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                ropeTheta, tied, exits, dynamicTokenWeights, bosId, eosId);
+    }
+
+    public ModelConfig withSpecialTokens(int bos, int eos) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                ropeTheta, tiedEmbeddings, exits, dynamicTokenWeights, bos, eos);
+    }
+
+    public ModelConfig withRopeTheta(double theta) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                theta, tiedEmbeddings, exits, dynamicTokenWeights, bosId, eosId);
+    }
+}

@@ -1,0 +1,233 @@
+package dev.exeunt.model.nn;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.Family;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Shape;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.NN;
+import dev.exeunt.tensor.ops.Ops;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A decoder-only transformer with early exits: embedding, a list of {@link TransformerLayer}s (the
+ * units pipeline stages are cut from), the final norm and head, and the exits attached by layer.
+ * Parameter names follow Hugging Face's GPT-2 ({@code wte, wpe, h.N.*, ln_f}) and Llama
+ * ({@code model.embed_tokens, model.layers.N.*, model.norm, lm_head}) layouts.
+ */
+public final class EarlyExitModel implements AutoCloseable {
+    private final ModelConfig config;
+    private final Parameters params;
+    private final Tensor tokenEmbedding;
+    private final Tensor positionEmbedding;
+    private final List<TransformerLayer> layers;
+    private final Norm finalNorm;
+    private final Tensor lmHead;
+    private final List<Exit> exits;
+
+    private EarlyExitModel(ModelConfig config, Parameters params) {
+        this.config = config;
+        this.params = params;
+        int d = config.dModel(), v = config.vocabSize();
+        boolean gpt2 = config.family() == Family.GPT2;
+        tokenEmbedding = params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, v, d);
+        positionEmbedding = gpt2 ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
+        layers = new ArrayList<>();
+        for (int i = 0; i < config.nLayers(); i++) {
+            layers.add(TransformerLayer.create(params, (gpt2 ? "h." : "model.layers.") + i, config));
+        }
+        finalNorm = Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps());
+        lmHead = config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, v, d);
+        // Exits last, so the backbone's initial values do not depend on which exits exist.
+        exits = new ArrayList<>();
+        for (int i = 0; i < config.exits().size(); i++) {
+            exits.add(Exit.create(params, config, i, config.exits().get(i), tokenEmbedding));
+        }
+    }
+
+    /** A randomly initialised model (seeded). */
+    public static EarlyExitModel create(ModelConfig config, Device device, long seed) {
+        return new EarlyExitModel(config, new Parameters(device, seed));
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    public Parameters parameters() {
+        return params;
+    }
+
+    public List<TransformerLayer> layers() {
+        return layers;
+    }
+
+    public List<Exit> exits() {
+        return exits;
+    }
+
+    public Device device() {
+        return params.device();
+    }
+
+    // ---------------------------------------------------------------- pieces
+
+    /** Token (and learned position) embeddings of ids [B, T] at positions [startPos, startPos+T). */
+    public Tensor embed(Tensor ids, int startPos) {
+        int t = ids.dim(1);
+        if (startPos + t > config.maxSeqLen()) {
+            throw new IllegalArgumentException("sequence of " + (startPos + t) + " tokens exceeds the model's context of "
+                    + config.maxSeqLen());
+        }
+        Tensor x = NN.embedding(tokenEmbedding, ids);
+        if (positionEmbedding != null) x = Ops.add(x, positionEmbedding.narrow(0, startPos, t));
+        return x;
+    }
+
+    /** Final norm and head: logits [.., V]. */
+    public Tensor finalLogits(Tensor hidden) {
+        return Ops.matmul(finalNorm.forward(hidden), lmHead.transpose(0, 1));
+    }
+
+    // ---------------------------------------------------------------- training
+
+    /** Losses of one micro-batch: the final loss, each exit's loss and weight, and the weighted total. */
+    public record StepLosses(double total, double finalLoss, double[] exitLosses, double[] exitWeights, long tokens) {}
+
+    /**
+     * Forward and backward of L = L_final + sum_i w_i L_i for ids/targets [B, T] (I32; mask [B, T] F32
+     * or null). Gradients are added into the parameters' .grad scaled by {@code lossScale}.
+     *
+     * <p>Exits run deferred (EARLY-EXIT.md section 2): the backbone forward only keeps each exit's
+     * input; after it, each exit in turn computes its logits and loss and backpropagates into its own
+     * parameters and a gradient for its input, freeing its logits before the next one. The backbone
+     * backward then runs once on L_final + sum_i sum(input_i * grad_i), which yields exactly dL/dtheta.
+     */
+    public StepLosses forwardBackward(Tensor ids, Tensor targets, Tensor mask, long iteration, float lossScale) {
+        int nExits = exits.size();
+        double[] weights = new double[nExits];
+        for (int i = 0; i < nExits; i++) weights[i] = exits.get(i).config().weight().at(iteration);
+        Tensor[][] exitInputs = new Tensor[nExits][];
+        Tensor x = embed(ids, 0);
+        collectExitInputs(0, x, null, exitInputs, weights);
+        for (int l = 0; l < layers.size(); l++) {
+            Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
+            x = split[0];
+            collectExitInputs(l + 1, x, split, exitInputs, weights);
+        }
+        var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
+        Tensor finalLoss = NN.crossEntropy(finalLogits(x), targets, opts);
+        double[] exitLosses = new double[nExits];
+        Tensor aux = Ops.scale(finalLoss, lossScale);
+        List<Tensor> grads = new ArrayList<>();
+        for (int i = 0; i < nExits; i++) {
+            if (exitInputs[i] == null) continue;
+            Tensor[] detached = new Tensor[exitInputs[i].length];
+            try (var s = Scope.open()) {
+                for (int k = 0; k < detached.length; k++) detached[k] = exitInputs[i][k].detach().requiresGrad(true);
+                Tensor li = exitLoss(exits.get(i), detached, targets, mask, true);
+                exitLosses[i] = li.item();
+                Ops.scale(li, (float) (weights[i] * lossScale)).backward();
+            }
+            for (int k = 0; k < detached.length; k++) {
+                Tensor g = detached[k].grad();
+                grads.add(g);
+                aux = Ops.add(aux, Ops.sumAll(Ops.mul(exitInputs[i][k], g)));
+            }
+        }
+        aux.backward();
+        for (Tensor g : grads) g.close();
+        double fl = finalLoss.item();
+        double total = fl;
+        for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
+        return new StepLosses(total, fl, exitLosses, weights, targets.numel());
+    }
+
+    private void collectExitInputs(int depth, Tensor x, Tensor[] split, Tensor[][] inputs, double[] weights) {
+        for (int i = 0; i < exits.size(); i++) {
+            ExitConfig e = exits.get(i).config();
+            if (weights != null && weights[i] == 0) continue;
+            if (e.kind() == ExitKind.MLP) {
+                if (split != null && e.layer() == depth) inputs[i] = new Tensor[] {split[1], split[2]};
+            } else if (e.inputDepth() == depth) {
+                inputs[i] = new Tensor[] {x};
+            }
+        }
+    }
+
+    /** One exit's loss from its (possibly detached) inputs; training applies temperature and token weights. */
+    private Tensor exitLoss(Exit exit, Tensor[] input, Tensor targets, Tensor mask, boolean training) {
+        Tensor logits = exit.logits(exit.hidden(input, 0, null));
+        var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
+        if (training) {
+            opts = opts.withTemperature((float) exit.config().temperature());
+            if (config.dynamicTokenWeights()) {
+                try (var g = GradMode.noGrad()) {
+                    opts = opts.withWeight(NN.topProbability(logits.detach())[0]);
+                }
+            }
+        }
+        return NN.crossEntropy(logits, targets, opts);
+    }
+
+    // ---------------------------------------------------------------- evaluation
+
+    /** Per-head sums over one batch: cross-entropy, counted tokens, and top-1 agreement with the final head. */
+    public record EvalSums(double[] exitLossSum, long[] exitAgree, double finalLossSum, long tokens) {}
+
+    /** No-grad forward of every exit and the final head on ids/targets [B, T]. */
+    public EvalSums evaluate(Tensor ids, Tensor targets) {
+        int nExits = exits.size();
+        double[] lossSum = new double[nExits];
+        long[] agree = new long[nExits];
+        try (var g = GradMode.noGrad(); var s = Scope.open()) {
+            Tensor[][] exitInputs = new Tensor[nExits][];
+            Tensor x = embed(ids, 0);
+            collectExitInputs(0, x, null, exitInputs, null);
+            for (int l = 0; l < layers.size(); l++) {
+                Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
+                x = split[0];
+                collectExitInputs(l + 1, x, split, exitInputs, null);
+            }
+            Tensor flat = Ops.reshape(targets, new int[] {-1});
+            Tensor finalLogits = finalLogits(x);
+            long n = targets.numel();
+            double finalLoss = NN.crossEntropy(finalLogits, flat).item() * n;
+            int[] finalTop = NN.topProbability(finalLogits.reshape(-1, config.vocabSize()))[1].toIntArray();
+            for (int i = 0; i < nExits; i++) {
+                Tensor logits = exits.get(i).logits(exits.get(i).hidden(exitInputs[i], 0, null));
+                lossSum[i] = NN.crossEntropy(logits, flat).item() * n;
+                int[] top = NN.topProbability(logits.reshape(-1, config.vocabSize()))[1].toIntArray();
+                for (int k = 0; k < top.length; k++) if (top[k] == finalTop[k]) agree[i]++;
+            }
+            return new EvalSums(lossSum, agree, finalLoss, n);
+        }
+    }
+
+    /** Checks a token id tensor against the vocabulary before it reaches a kernel. */
+    public void checkTokenIds(Tensor ids) {
+        if (ids.dtype() != DType.I32) throw new IllegalArgumentException("token ids must be I32, got " + ids.dtype());
+        for (int id : ids.toIntArray()) {
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException("token id " + id + " is out of range for vocabulary size " + config.vocabSize());
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return config.family() + " model: " + config.nLayers() + " layers, d_model " + config.dModel() + ", "
+                + params.count() + " parameters, exits " + Shape.str(config.exits().stream().mapToInt(ExitConfig::layer).toArray());
+    }
+
+    @Override
+    public void close() {
+        params.close();
+    }
+}

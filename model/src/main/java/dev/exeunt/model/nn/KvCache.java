@@ -1,0 +1,60 @@
+package dev.exeunt.model.nn;
+
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.ops.Ops;
+
+/**
+ * Keys and values of one attention layer for a batch of sequences, allocated once: [B, maxLen, Hkv,
+ * headDim] each. {@code length} is how many positions hold valid entries; with early exit, deep
+ * layers' caches lag behind shallow ones until the next full-depth token fills them.
+ */
+public final class KvCache implements AutoCloseable {
+    private final Tensor keys;
+    private final Tensor values;
+    private int length;
+
+    public KvCache(Device device, int batch, int maxLen, int kvHeads, int headDim) {
+        this.keys = Ops.unowned(() -> Tensor.empty(DType.F32, device, batch, maxLen, kvHeads, headDim));
+        this.values = Ops.unowned(() -> Tensor.empty(DType.F32, device, batch, maxLen, kvHeads, headDim));
+    }
+
+    public int length() {
+        return length;
+    }
+
+    public int capacity() {
+        return keys.dim(1);
+    }
+
+    /** Writes k, v [B, T, Hkv, hd] at positions [start, start+T) and returns views of positions [0, start+T). */
+    Tensor[] append(Tensor k, Tensor v, int start) {
+        int t = k.dim(1);
+        if (start != length) {
+            throw new IllegalStateException("KV cache holds " + length + " positions but the next write starts at " + start);
+        }
+        if (start + t > capacity()) {
+            throw new IllegalStateException("KV cache full: " + (start + t) + " positions needed, capacity " + capacity());
+        }
+        Tensor ks = keys.narrow(1, start, t), vs = values.narrow(1, start, t);
+        ks.copyFrom(k);
+        vs.copyFrom(v);
+        ks.close();
+        vs.close();
+        length = start + t;
+        return new Tensor[] {keys.narrow(1, 0, length), values.narrow(1, 0, length)};
+    }
+
+    /** Forgets positions from {@code newLength} on (e.g. to reuse the cache for a new prompt). */
+    public void truncate(int newLength) {
+        if (newLength < 0 || newLength > length) throw new IllegalArgumentException("cannot truncate " + length + " to " + newLength);
+        length = newLength;
+    }
+
+    @Override
+    public void close() {
+        keys.close();
+        values.close();
+    }
+}

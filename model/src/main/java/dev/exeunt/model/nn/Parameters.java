@@ -1,0 +1,100 @@
+package dev.exeunt.model.nn;
+
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Shape;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.ops.Ops;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * A model's named parameters, in creation order, named as in Hugging Face checkpoints. Parameters
+ * live outside every scope until {@link #close()}; each can be frozen (no gradient).
+ */
+public final class Parameters implements AutoCloseable {
+    private final Map<String, Tensor> byName = new LinkedHashMap<>();
+    private final Device device;
+    private final SplittableRandom rng;
+
+    public Parameters(Device device, long seed) {
+        this.device = device;
+        this.rng = new SplittableRandom(seed);
+    }
+
+    public Device device() {
+        return device;
+    }
+
+    /** N(0, std) initialised parameter. */
+    public Tensor normal(String name, float std, int... shape) {
+        return add(name, Ops.unowned(() -> Tensor.randn(rng.split(), std, shape)));
+    }
+
+    public Tensor constant(String name, float value, int... shape) {
+        return add(name, Ops.unowned(() -> Tensor.full(value, Device.CPU, shape)));
+    }
+
+    /** Registers an existing tensor (moved to this store's device) under {@code name}. */
+    public Tensor add(String name, Tensor t) {
+        if (byName.containsKey(name)) throw new IllegalStateException("duplicate parameter " + name);
+        Tensor p = t;
+        if (!t.device().equals(device)) {
+            p = Ops.unowned(() -> t.to(device));
+            t.close();
+        }
+        p.named(name).requiresGrad(true);
+        byName.put(name, p);
+        return p;
+    }
+
+    public Tensor get(String name) {
+        Tensor t = byName.get(name);
+        if (t == null) throw new IllegalArgumentException("no parameter named " + name);
+        return t;
+    }
+
+    public boolean has(String name) {
+        return byName.containsKey(name);
+    }
+
+    public Map<String, Tensor> all() {
+        return Collections.unmodifiableMap(byName);
+    }
+
+    /** Parameters that train (requiresGrad). */
+    public Map<String, Tensor> trainable() {
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        byName.forEach((k, v) -> {
+            if (v.requiresGrad()) m.put(k, v);
+        });
+        return m;
+    }
+
+    public long count() {
+        long n = 0;
+        for (Tensor t : byName.values()) n += t.numel();
+        return n;
+    }
+
+    /** Replaces a parameter's values in place, checking the shape. */
+    public void load(String name, Tensor values) {
+        Tensor p = get(name);
+        if (!java.util.Arrays.equals(p.shape(), values.shape())) {
+            throw new IllegalArgumentException("tensor " + name + " has shape " + Shape.str(values.shape())
+                    + " but the model expects " + Shape.str(p.shape()));
+        }
+        p.copyFrom(values);
+    }
+
+    public void zeroGrads() {
+        for (Tensor t : byName.values()) t.zeroGrad();
+    }
+
+    @Override
+    public void close() {
+        for (Tensor t : byName.values()) t.close();
+        byName.clear();
+    }
+}
