@@ -1,0 +1,883 @@
+package dev.exeunt.tensor.cpu;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Single-precision GEMM / GEMV on the CPU, row-major like cblas {@code CblasRowMajor}. Matrices live in
+ * MemorySegments of little-endian floats; every offset, leading dimension and stride is in float elements.
+ *
+ * <p>Large products use the Goto/BLIS scheme: op(B) is packed into NR-column panels (KC x NC block, shared by
+ * all threads, packed in parallel), op(A) into MR-row panels (MC x KC block, one per thread, L2 resident), and a
+ * register-blocked MR x NR microkernel built on {@code FloatVector.fma} runs over the packed panels. NR is two
+ * vectors of the preferred species; MR is 12 for 512-bit vectors (24 of 32 registers hold accumulators) and 6
+ * for narrower ones (12 of 16). Small or skinny products use a direct path without packing.
+ *
+ * <p>System properties (read once, mainly for tuning): {@code exeunt.gemm.vectorBits} (128/256/512, default the
+ * preferred species), {@code exeunt.gemm.mr} (4, 6, 8, 12 or 14), {@code exeunt.gemm.kc}, {@code exeunt.gemm.mc},
+ * {@code exeunt.gemm.nc}.
+ *
+ * <p>Work is split over {@link CpuThreads}; segments confined to the calling thread are processed on it alone.
+ */
+public final class CpuGemm {
+    static final VectorSpecies<Float> S = species();
+    static final int VL = S.length();
+    static final int NR = 2 * VL;
+    static final int MR = intProp("exeunt.gemm.mr", VL >= 16 ? 12 : 6);
+    static final int KC = intProp("exeunt.gemm.kc", 256);
+    static final int MC_TARGET = intProp("exeunt.gemm.mc", 480);
+    static final int NC = roundUp(intProp("exeunt.gemm.nc", 4096), NR);
+    static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    /** m*n*k at or below this runs the direct (unpacked) path. */
+    static final long DIRECT_MNK = 40L * 40 * 40;
+    /** Direct-path work above this is split across threads. */
+    static final long PARALLEL_MNK = 1L << 18;
+
+    private static volatile int maxThreads = 0;
+
+    private static final ThreadLocal<float[][]> A_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[][]> B_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[][]> TMP = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[14 * 2 * VL]);
+
+    private CpuGemm() {}
+
+    private static VectorSpecies<Float> species() {
+        String s = System.getProperty("exeunt.gemm.vectorBits");
+        if (s == null || s.isBlank()) return FloatVector.SPECIES_PREFERRED;
+        return switch (Integer.parseInt(s.trim())) {
+            case 64 -> FloatVector.SPECIES_64;
+            case 128 -> FloatVector.SPECIES_128;
+            case 256 -> FloatVector.SPECIES_256;
+            case 512 -> FloatVector.SPECIES_512;
+            default -> throw new IllegalArgumentException("exeunt.gemm.vectorBits must be 64/128/256/512: " + s);
+        };
+    }
+
+    private static int intProp(String name, int def) {
+        String s = System.getProperty(name);
+        return s == null || s.isBlank() ? def : Integer.parseInt(s.trim());
+    }
+
+    private static int roundUp(int x, int m) {
+        return (x + m - 1) / m * m;
+    }
+
+    /** Caps the threads these kernels use (0 or less: all of {@link CpuThreads#threads()}). Cannot exceed the pool. */
+    public static void setMaxThreads(int n) {
+        maxThreads = Math.max(0, n);
+    }
+
+    /** Threads the kernels split work over. */
+    public static int threads() {
+        int t = CpuThreads.threads(), cap = maxThreads;
+        return cap > 0 ? Math.min(cap, t) : t;
+    }
+
+    private static final Thread STRANGER = new Thread(() -> {});
+
+    /** threads(), or 1 when a segment is confined to the calling thread (pool threads could not touch it). */
+    static int threadsFor(MemorySegment a, MemorySegment b, MemorySegment c) {
+        int t = threads();
+        if (t > 1 && !(a.isAccessibleBy(STRANGER) && b.isAccessibleBy(STRANGER) && c.isAccessibleBy(STRANGER))) return 1;
+        return t;
+    }
+
+    /** Row-panel height of the microkernel in use. */
+    public static int microkernelRows() {
+        return MR;
+    }
+
+    /** Column-panel width of the microkernel in use (two vectors). */
+    public static int microkernelCols() {
+        return NR;
+    }
+
+    // ------------------------------------------------------------------------------------------------ API
+
+    /**
+     * C = alpha * op(A) * op(B) + beta * C, row-major. op(A) is m x k (A is m x k, or k x m when transA), op(B) is
+     * k x n (B is k x n, or n x k when transB), C is m x n. beta == 0 ignores C's old contents; k == 0 scales C.
+     */
+    public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                             float beta, MemorySegment c, long cOff, int ldc) {
+        check(transA, transB, m, n, k, lda, ldb, ldc);
+        gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, MR, threadsFor(a, b, c));
+    }
+
+    /** {@link #sgemm} over {@code batch} matrices; item i uses offsets aOff + i*strideA, bOff + i*strideB, cOff + i*strideC. */
+    public static void sgemmBatched(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                    MemorySegment a, long aOff, int lda, long strideA,
+                                    MemorySegment b, long bOff, int ldb, long strideB,
+                                    float beta, MemorySegment c, long cOff, int ldc, long strideC, int batch) {
+        check(transA, transB, m, n, k, lda, ldb, ldc);
+        if (batch < 0) throw new IllegalArgumentException("batch < 0: " + batch);
+        if (batch == 0 || m == 0 || n == 0) return;
+        int t = threadsFor(a, b, c);
+        long work = (long) m * n * Math.max(k, 1);
+        if (t > 1 && batch >= t && work <= 256L * 256 * 256) {
+            // many small products: one thread per item
+            CpuThreads.parallelFor(batch, 1, (from, to) -> {
+                for (int i = from; i < to; i++)
+                    gemm(transA, transB, m, n, k, alpha, a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb,
+                         beta, c, cOff + i * strideC, ldc, MR, 1);
+            });
+        } else {
+            for (int i = 0; i < batch; i++)
+                gemm(transA, transB, m, n, k, alpha, a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb,
+                     beta, c, cOff + i * strideC, ldc, MR, t);
+        }
+    }
+
+    private static void check(boolean transA, boolean transB, int m, int n, int k, int lda, int ldb, int ldc) {
+        if (m < 0 || n < 0 || k < 0) throw new IllegalArgumentException("negative size m=" + m + " n=" + n + " k=" + k);
+        int aCols = transA ? m : k, bCols = transB ? k : n;
+        if (lda < Math.max(1, aCols)) throw new IllegalArgumentException("lda=" + lda + " < " + aCols);
+        if (ldb < Math.max(1, bCols)) throw new IllegalArgumentException("ldb=" + ldb + " < " + bCols);
+        if (ldc < Math.max(1, n)) throw new IllegalArgumentException("ldc=" + ldc + " < " + n);
+    }
+
+    /** Package-private entry that picks the microkernel height and thread count (tests use it). */
+    static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc, int mr, int threads) {
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f) {
+            scale(m, n, beta, c, cOff, ldc);
+            return;
+        }
+        long mnk = (long) m * n * k;
+        if (mnk <= DIRECT_MNK || m < 4 || n < 8) {
+            direct(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc,
+                   mnk > PARALLEL_MNK ? threads : 1);
+        } else {
+            packed(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, mr, threads);
+        }
+    }
+
+    /** C = beta * C (beta == 0 writes zeros). */
+    static void scale(int m, int n, float beta, MemorySegment c, long cOff, int ldc) {
+        if (beta == 1f) return;
+        for (int i = 0; i < m; i++) {
+            long row = (cOff + (long) i * ldc) * 4;
+            if (beta == 0f) {
+                c.asSlice(row, (long) n * 4).fill((byte) 0);
+            } else {
+                for (int j = 0; j < n; j++) c.set(F, row + 4L * j, beta * c.get(F, row + 4L * j));
+            }
+        }
+    }
+
+    private static float[] buf(ThreadLocal<float[][]> tl, int size) {
+        float[][] h = tl.get();
+        if (h[0].length < size) h[0] = new float[size];
+        return h[0];
+    }
+
+    // ------------------------------------------------------------------------------------- direct path
+
+    /** Unpacked path for small or skinny products: rows of C accumulate in a float[], split over rows or columns. */
+    static void direct(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                       MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                       float beta, MemorySegment c, long cOff, int ldc, int threads) {
+        if (threads <= 1) {
+            directBlock(transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        } else if (m >= 2 * threads) {
+            CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                int r0 = (int) ((long) m * f / threads), r1 = (int) ((long) m * t / threads);
+                directBlock(transA, transB, r0, r1, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            });
+        } else {
+            CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                int c0 = roundUp((int) ((long) n * f / threads), VL), c1 = t == threads ? n : roundUp((int) ((long) n * t / threads), VL);
+                if (c1 > n) c1 = n;
+                if (c0 < c1) directBlock(transA, transB, 0, m, c0, c1, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            });
+        }
+    }
+
+    private static void directBlock(boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k, float alpha,
+                                    MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                                    float beta, MemorySegment c, long cOff, int ldc) {
+        int nn = j1 - j0;
+        float[] t = buf(TMP, nn + k);
+        // t[0, nn): the C row accumulator, t[nn, nn + k): row i of op(A)
+        int ar = nn;
+        for (int i = i0; i < i1; i++) {
+            if (!transA) MemorySegment.copy(a, F, (aOff + (long) i * lda) * 4, t, ar, k);
+            else for (int p = 0; p < k; p++) t[ar + p] = a.get(F, (aOff + (long) p * lda + i) * 4);
+            if (!transB) {
+                java.util.Arrays.fill(t, 0, nn, 0f);
+                for (int p = 0; p < k; p++) {
+                    FloatVector av = FloatVector.broadcast(S, t[ar + p]);
+                    float as = t[ar + p];
+                    long brow = (bOff + (long) p * ldb + j0) * 4;
+                    int j = 0;
+                    for (; j <= nn - VL; j += VL) {
+                        FloatVector bv = FloatVector.fromMemorySegment(S, b, brow + 4L * j, LE);
+                        bv.fma(av, FloatVector.fromArray(S, t, j)).intoArray(t, j);
+                    }
+                    for (; j < nn; j++) t[j] += as * b.get(F, brow + 4L * j);
+                }
+            } else {
+                for (int j = 0; j < nn; j++) t[j] = dot(t, ar, b, (bOff + (long) (j0 + j) * ldb) * 4, k);
+            }
+            long crow = (cOff + (long) i * ldc + j0) * 4;
+            if (beta == 0f) for (int j = 0; j < nn; j++) c.set(F, crow + 4L * j, alpha * t[j]);
+            else for (int j = 0; j < nn; j++) c.set(F, crow + 4L * j, alpha * t[j] + beta * c.get(F, crow + 4L * j));
+        }
+    }
+
+    /** sum_p x[xo + p] * seg[byteOff + 4p], p in [0, len). */
+    private static float dot(float[] x, int xo, MemorySegment seg, long byteOff, int len) {
+        FloatVector acc0 = FloatVector.zero(S), acc1 = FloatVector.zero(S);
+        int p = 0;
+        for (; p <= len - 2 * VL; p += 2 * VL) {
+            acc0 = FloatVector.fromMemorySegment(S, seg, byteOff + 4L * p, LE).fma(FloatVector.fromArray(S, x, xo + p), acc0);
+            acc1 = FloatVector.fromMemorySegment(S, seg, byteOff + 4L * (p + VL), LE).fma(FloatVector.fromArray(S, x, xo + p + VL), acc1);
+        }
+        float s = acc0.add(acc1).reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        for (; p < len; p++) s += x[xo + p] * seg.get(F, byteOff + 4L * p);
+        return s;
+    }
+
+    // ------------------------------------------------------------------------------------- packed path
+
+    static void packed(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                       MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                       float beta, MemorySegment c, long cOff, int ldc, int mr, int threads) {
+        final int mc = Math.max(mr, MC_TARGET / mr * mr);
+        final int mPanelsAll = (m + mr - 1) / mr;
+        // thread grid: split m (no duplicated A packing) unless m is too short to share
+        final int tm, tn;
+        if (threads <= 1) { tm = 1; tn = 1; }
+        else if (mPanelsAll >= 4 * threads) { tm = threads; tn = 1; }
+        else { tm = 1; tn = threads; }
+        final int ncMax = Math.min(NC, roundUp(n, NR));
+        final int kcMax = Math.min(KC, k);
+        final float[] bBuf = buf(B_BUF, ncMax * kcMax);
+        for (int jc = 0; jc < n; jc += NC) {
+            final int nc = Math.min(NC, n - jc);
+            final int nPanels = (nc + NR - 1) / NR;
+            final int jcF = jc;
+            for (int pc = 0; pc < k; pc += KC) {
+                final int kc = Math.min(KC, k - pc);
+                final int pcF = pc;
+                final float betaEff = pc == 0 ? beta : 1f;
+                if (threads > 1 && nPanels >= 2) {
+                    CpuThreads.parallelFor(Math.min(threads, nPanels), 1, (f, t) -> {
+                        int tt = Math.min(threads, nPanels);
+                        int p0 = (int) ((long) nPanels * f / tt), p1 = (int) ((long) nPanels * t / tt);
+                        packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, p0, p1, bBuf);
+                    });
+                } else {
+                    packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, 0, nPanels, bBuf);
+                }
+                CpuThreads.RangeBody body = (f, t) -> {
+                    for (int id = f; id < t; id++) {
+                        int ti = id / tn, tj = id % tn;
+                        int i0 = (int) ((long) mPanelsAll * ti / tm) * mr, i1 = Math.min(m, (int) ((long) mPanelsAll * (ti + 1) / tm) * mr);
+                        int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
+                        if (i0 < i1 && q0 < q1)
+                            macro(transA, a, aOff, lda, i0, i1, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
+                    }
+                };
+                if (tm * tn > 1) CpuThreads.parallelFor(tm * tn, 1, body);
+                else body.run(0, 1);
+            }
+        }
+    }
+
+    /** Rows [i0, i1) of C against B panels [q0, q1) of the current (jc, pc) block; packs A per MC block. */
+    private static void macro(boolean transA, MemorySegment a, long aOff, int lda, int i0, int i1, int pc, int kc,
+                              float[] bBuf, int jc, int nc, int q0, int q1, float alpha, float beta,
+                              MemorySegment c, long cOff, int ldc, int mr, int mc) {
+        float[] aBuf = buf(A_BUF, mc * kc + kc);
+        float[] tile = TILE.get();
+        long ldcb = 4L * ldc;
+        for (int ic = i0; ic < i1; ic += mc) {
+            int mcc = Math.min(mc, i1 - ic);
+            int mPanels = (mcc + mr - 1) / mr;
+            packA(transA, a, aOff, lda, ic, mcc, pc, kc, mr, aBuf);
+            for (int q = q0; q < q1; q++) {
+                int j = jc + q * NR;
+                int nr = Math.min(NR, jc + nc - j);
+                int bo = q * NR * kc;
+                for (int r = 0; r < mPanels; r++) {
+                    int i = ic + r * mr;
+                    int rows = Math.min(mr, ic + mcc - i);
+                    int ao = r * mr * kc;
+                    long co = (cOff + (long) i * ldc + j) * 4;
+                    if (rows == mr && nr == NR) {
+                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, null);
+                    } else {
+                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, tile);
+                        for (int ii = 0; ii < rows; ii++) {
+                            long row = co + ii * ldcb;
+                            if (beta == 0f) for (int jj = 0; jj < nr; jj++) c.set(F, row + 4L * jj, tile[ii * NR + jj]);
+                            else for (int jj = 0; jj < nr; jj++)
+                                c.set(F, row + 4L * jj, tile[ii * NR + jj] + beta * c.get(F, row + 4L * jj));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void kernel(int mr, int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co,
+                               long ldcb, float alpha, float beta, float[] tile) {
+        switch (mr) {
+            case 12 -> kernel12(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 6 -> kernel6(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 8 -> kernel8(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 14 -> kernel14(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 4 -> kernel4(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            default -> throw new IllegalStateException("no microkernel with " + mr + " rows");
+        }
+    }
+
+    /**
+     * Packs rows [i0, i0+mc) x cols [pc, pc+kc) of op(A) into MR-row panels: panel r at r*mr*kc, element (i, p) at
+     * p*mr + i. Rows past the end are zero.
+     */
+    static void packA(boolean transA, MemorySegment a, long aOff, int lda, int i0, int mc, int pc, int kc, int mr, float[] buf) {
+        int panels = (mc + mr - 1) / mr;
+        if (!transA) {
+            // rows are contiguous along p: bulk-copy each row into the scratch tail, then interleave
+            int tmp = panels * mr * kc;
+            for (int r = 0; r < panels; r++) {
+                int base = r * mr * kc;
+                int rows = Math.min(mr, mc - r * mr);
+                for (int ii = 0; ii < rows; ii++) {
+                    MemorySegment.copy(a, F, (aOff + (long) (i0 + r * mr + ii) * lda + pc) * 4, buf, tmp, kc);
+                    for (int p = 0, o = base + ii; p < kc; p++, o += mr) buf[o] = buf[tmp + p];
+                }
+                for (int ii = rows; ii < mr; ii++)
+                    for (int p = 0, o = base + ii; p < kc; p++, o += mr) buf[o] = 0f;
+            }
+        } else {
+            // op(A)(i, p) = A[p*lda + i]: each p is a contiguous run of mr floats
+            for (int r = 0; r < panels; r++) {
+                int base = r * mr * kc;
+                int rows = Math.min(mr, mc - r * mr);
+                long src = (aOff + (long) pc * lda + i0 + r * mr) * 4;
+                for (int p = 0; p < kc; p++, src += 4L * lda) {
+                    int o = base + p * mr;
+                    if (rows == mr) MemorySegment.copy(a, F, src, buf, o, mr);
+                    else {
+                        for (int ii = 0; ii < rows; ii++) buf[o + ii] = a.get(F, src + 4L * ii);
+                        for (int ii = rows; ii < mr; ii++) buf[o + ii] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Packs NR-column panels [q0, q1) of op(B) rows [pc, pc+kc), cols [jc, jc+nc): panel q at q*NR*kc, element
+     * (p, j) at p*NR + j. Columns past the end are zero.
+     */
+    static void packB(boolean transB, MemorySegment b, long bOff, int ldb, int pc, int kc, int jc, int nc,
+                      int q0, int q1, float[] buf) {
+        for (int q = q0; q < q1; q++) {
+            int base = q * NR * kc;
+            int j = jc + q * NR;
+            int cols = Math.min(NR, jc + nc - j);
+            if (!transB) {
+                long src = (bOff + (long) pc * ldb + j) * 4;
+                long step = 4L * ldb;
+                if (cols == NR) {
+                    for (int p = 0, o = base; p < kc; p++, o += NR, src += step) {
+                        FloatVector.fromMemorySegment(S, b, src, LE).intoArray(buf, o);
+                        FloatVector.fromMemorySegment(S, b, src + 4L * VL, LE).intoArray(buf, o + VL);
+                    }
+                } else {
+                    for (int p = 0, o = base; p < kc; p++, o += NR, src += step) {
+                        for (int jj = 0; jj < cols; jj++) buf[o + jj] = b.get(F, src + 4L * jj);
+                        for (int jj = cols; jj < NR; jj++) buf[o + jj] = 0f;
+                    }
+                }
+            } else {
+                // op(B)(p, j) = B[j*ldb + p]: column j of the panel is a contiguous run of kc floats
+                for (int jj = 0; jj < cols; jj++) {
+                    long src = (bOff + (long) (j + jj) * ldb + pc) * 4;
+                    for (int p = 0, o = base + jj; p < kc; p++, o += NR) buf[o] = b.get(F, src + 4L * p);
+                }
+                for (int jj = cols; jj < NR; jj++)
+                    for (int p = 0, o = base + jj; p < kc; p++, o += NR) buf[o] = 0f;
+            }
+        }
+    }
+
+    private static void store0(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha) {
+        v0.mul(alpha).intoMemorySegment(c, off, LE);
+        v1.mul(alpha).intoMemorySegment(c, off + 4L * VL, LE);
+    }
+
+    private static void store(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha, float beta) {
+        FloatVector o0 = FloatVector.fromMemorySegment(S, c, off, LE);
+        FloatVector o1 = FloatVector.fromMemorySegment(S, c, off + 4L * VL, LE);
+        v0.mul(alpha).add(o0.mul(beta)).intoMemorySegment(c, off, LE);
+        v1.mul(alpha).add(o1.mul(beta)).intoMemorySegment(c, off + 4L * VL, LE);
+    }
+
+    // ------------------------------------------------------------------------------------------------ GEMV
+
+    /**
+     * y = alpha * op(A) * x + beta * y with A m x n row-major (leading dimension lda). Not transposed: x has n
+     * entries, y has m. Transposed: x has m entries, y has n. beta == 0 ignores y's old contents.
+     */
+    public static void sgemv(boolean trans, int m, int n, float alpha, MemorySegment a, long aOff, int lda,
+                             MemorySegment x, long xOff, float beta, MemorySegment y, long yOff) {
+        if (m < 0 || n < 0) throw new IllegalArgumentException("negative size m=" + m + " n=" + n);
+        if (lda < Math.max(1, n)) throw new IllegalArgumentException("lda=" + lda + " < " + n);
+        int outLen = trans ? n : m;
+        int inLen = trans ? m : n;
+        if (outLen == 0) return;
+        if (inLen == 0 || alpha == 0f) {
+            scale(1, outLen, beta, y, yOff, outLen);
+            return;
+        }
+        int threads = (long) m * n >= (1L << 15) ? threadsFor(a, x, y) : 1;
+        if (!trans) {
+            if (threads <= 1) gemvRows(0, m, n, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
+            else CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                int r0 = (int) ((long) m * f / threads) & ~3, r1 = t == threads ? m : (int) ((long) m * t / threads) & ~3;
+                gemvRows(r0, r1, n, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
+            });
+        } else {
+            if (threads <= 1) gemvCols(0, n, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
+            else CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                int c0 = (int) ((long) n * f / threads) / VL * VL, c1 = t == threads ? n : (int) ((long) n * t / threads) / VL * VL;
+                gemvCols(c0, c1, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
+            });
+        }
+    }
+
+    /** Non-transposed GEMV for rows [r0, r1): four row dot products share each x load. */
+    private static void gemvRows(int r0, int r1, int n, float alpha, MemorySegment a, long aOff, int lda,
+                                 MemorySegment x, long xOff, float beta, MemorySegment y, long yOff) {
+        long xb = xOff * 4, ldab = 4L * lda;
+        int i = r0;
+        for (; i + 4 <= r1; i += 4) {
+            long a0 = (aOff + (long) i * lda) * 4, a1 = a0 + ldab, a2 = a1 + ldab, a3 = a2 + ldab;
+            FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+            int j = 0;
+            for (; j <= n - VL; j += VL) {
+                long o = 4L * j;
+                FloatVector xv = FloatVector.fromMemorySegment(S, x, xb + o, LE);
+                s0 = FloatVector.fromMemorySegment(S, a, a0 + o, LE).fma(xv, s0);
+                s1 = FloatVector.fromMemorySegment(S, a, a1 + o, LE).fma(xv, s1);
+                s2 = FloatVector.fromMemorySegment(S, a, a2 + o, LE).fma(xv, s2);
+                s3 = FloatVector.fromMemorySegment(S, a, a3 + o, LE).fma(xv, s3);
+            }
+            float d0 = s0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            float d1 = s1.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            float d2 = s2.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            float d3 = s3.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            for (; j < n; j++) {
+                float xj = x.get(F, xb + 4L * j);
+                d0 += a.get(F, a0 + 4L * j) * xj;
+                d1 += a.get(F, a1 + 4L * j) * xj;
+                d2 += a.get(F, a2 + 4L * j) * xj;
+                d3 += a.get(F, a3 + 4L * j) * xj;
+            }
+            putY(y, yOff + i, alpha * d0, beta);
+            putY(y, yOff + i + 1, alpha * d1, beta);
+            putY(y, yOff + i + 2, alpha * d2, beta);
+            putY(y, yOff + i + 3, alpha * d3, beta);
+        }
+        for (; i < r1; i++) {
+            long a0 = (aOff + (long) i * lda) * 4;
+            FloatVector s0 = FloatVector.zero(S);
+            int j = 0;
+            for (; j <= n - VL; j += VL)
+                s0 = FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(FloatVector.fromMemorySegment(S, x, xb + 4L * j, LE), s0);
+            float d0 = s0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            for (; j < n; j++) d0 += a.get(F, a0 + 4L * j) * x.get(F, xb + 4L * j);
+            putY(y, yOff + i, alpha * d0, beta);
+        }
+    }
+
+    private static void putY(MemorySegment y, long idx, float v, float beta) {
+        long o = idx * 4;
+        y.set(F, o, beta == 0f ? v : v + beta * y.get(F, o));
+    }
+
+    /** Columns of the transposed GEMV handled per accumulator block (fits in L1). */
+    static final int GEMV_COLS = 1024;
+
+    /** Transposed GEMV for output columns [c0, c1): axpy of four rows at a time into an L1-resident accumulator. */
+    private static void gemvCols(int c0, int c1, int m, float alpha, MemorySegment a, long aOff, int lda,
+                                 MemorySegment x, long xOff, float beta, MemorySegment y, long yOff) {
+        float[] acc = buf(TMP, GEMV_COLS);
+        long ldab = 4L * lda, xb = xOff * 4;
+        for (int jb = c0; jb < c1; jb += GEMV_COLS) {
+            int w = Math.min(GEMV_COLS, c1 - jb);
+            java.util.Arrays.fill(acc, 0, w, 0f);
+            int i = 0;
+            for (; i + 4 <= m; i += 4) {
+                float x0 = x.get(F, xb + 4L * i), x1 = x.get(F, xb + 4L * i + 4), x2 = x.get(F, xb + 4L * i + 8), x3 = x.get(F, xb + 4L * i + 12);
+                FloatVector v0 = FloatVector.broadcast(S, x0), v1 = FloatVector.broadcast(S, x1),
+                            v2 = FloatVector.broadcast(S, x2), v3 = FloatVector.broadcast(S, x3);
+                long a0 = (aOff + (long) i * lda + jb) * 4, a1 = a0 + ldab, a2 = a1 + ldab, a3 = a2 + ldab;
+                int j = 0;
+                for (; j <= w - VL; j += VL) {
+                    long o = 4L * j;
+                    FloatVector s = FloatVector.fromArray(S, acc, j);
+                    s = FloatVector.fromMemorySegment(S, a, a0 + o, LE).fma(v0, s);
+                    s = FloatVector.fromMemorySegment(S, a, a1 + o, LE).fma(v1, s);
+                    s = FloatVector.fromMemorySegment(S, a, a2 + o, LE).fma(v2, s);
+                    s = FloatVector.fromMemorySegment(S, a, a3 + o, LE).fma(v3, s);
+                    s.intoArray(acc, j);
+                }
+                for (; j < w; j++) {
+                    long o = 4L * j;
+                    acc[j] += a.get(F, a0 + o) * x0 + a.get(F, a1 + o) * x1 + a.get(F, a2 + o) * x2 + a.get(F, a3 + o) * x3;
+                }
+            }
+            for (; i < m; i++) {
+                float x0 = x.get(F, xb + 4L * i);
+                FloatVector v0 = FloatVector.broadcast(S, x0);
+                long a0 = (aOff + (long) i * lda + jb) * 4;
+                int j = 0;
+                for (; j <= w - VL; j += VL)
+                    FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(v0, FloatVector.fromArray(S, acc, j)).intoArray(acc, j);
+                for (; j < w; j++) acc[j] += a.get(F, a0 + 4L * j) * x0;
+            }
+            for (int j = 0; j < w; j++) putY(y, yOff + jb + j, alpha * acc[j], beta);
+        }
+    }
+
+    // ---- generated microkernels (MR rows x 2 species vectors) ----
+    /** 4 x 2 vectors microkernel: C[0..4)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
+    static void kernel4(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ao += 4, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + VL);
+            FloatVector a0 = FloatVector.broadcast(S, ap[ao + 0]);
+            c00 = b0.fma(a0, c00); c01 = b1.fma(a0, c01);
+            FloatVector a1 = FloatVector.broadcast(S, ap[ao + 1]);
+            c10 = b0.fma(a1, c10); c11 = b1.fma(a1, c11);
+            FloatVector a2 = FloatVector.broadcast(S, ap[ao + 2]);
+            c20 = b0.fma(a2, c20); c21 = b1.fma(a2, c21);
+            FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
+            c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
+        }
+        if (tile != null) {
+            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
+            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
+            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
+            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
+        } else if (beta == 0f) {
+            store0(c00, c01, c, co + 0 * ldcb, alpha);
+            store0(c10, c11, c, co + 1 * ldcb, alpha);
+            store0(c20, c21, c, co + 2 * ldcb, alpha);
+            store0(c30, c31, c, co + 3 * ldcb, alpha);
+        } else {
+            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
+            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
+            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
+            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
+        }
+    }
+
+    /** 6 x 2 vectors microkernel: C[0..6)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
+    static void kernel6(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ao += 6, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + VL);
+            FloatVector a0 = FloatVector.broadcast(S, ap[ao + 0]);
+            c00 = b0.fma(a0, c00); c01 = b1.fma(a0, c01);
+            FloatVector a1 = FloatVector.broadcast(S, ap[ao + 1]);
+            c10 = b0.fma(a1, c10); c11 = b1.fma(a1, c11);
+            FloatVector a2 = FloatVector.broadcast(S, ap[ao + 2]);
+            c20 = b0.fma(a2, c20); c21 = b1.fma(a2, c21);
+            FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
+            c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
+            FloatVector a4 = FloatVector.broadcast(S, ap[ao + 4]);
+            c40 = b0.fma(a4, c40); c41 = b1.fma(a4, c41);
+            FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
+            c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
+        }
+        if (tile != null) {
+            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
+            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
+            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
+            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
+            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
+            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
+        } else if (beta == 0f) {
+            store0(c00, c01, c, co + 0 * ldcb, alpha);
+            store0(c10, c11, c, co + 1 * ldcb, alpha);
+            store0(c20, c21, c, co + 2 * ldcb, alpha);
+            store0(c30, c31, c, co + 3 * ldcb, alpha);
+            store0(c40, c41, c, co + 4 * ldcb, alpha);
+            store0(c50, c51, c, co + 5 * ldcb, alpha);
+        } else {
+            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
+            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
+            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
+            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
+            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
+            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
+        }
+    }
+
+    /** 8 x 2 vectors microkernel: C[0..8)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
+    static void kernel8(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ao += 8, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + VL);
+            FloatVector a0 = FloatVector.broadcast(S, ap[ao + 0]);
+            c00 = b0.fma(a0, c00); c01 = b1.fma(a0, c01);
+            FloatVector a1 = FloatVector.broadcast(S, ap[ao + 1]);
+            c10 = b0.fma(a1, c10); c11 = b1.fma(a1, c11);
+            FloatVector a2 = FloatVector.broadcast(S, ap[ao + 2]);
+            c20 = b0.fma(a2, c20); c21 = b1.fma(a2, c21);
+            FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
+            c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
+            FloatVector a4 = FloatVector.broadcast(S, ap[ao + 4]);
+            c40 = b0.fma(a4, c40); c41 = b1.fma(a4, c41);
+            FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
+            c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
+            FloatVector a6 = FloatVector.broadcast(S, ap[ao + 6]);
+            c60 = b0.fma(a6, c60); c61 = b1.fma(a6, c61);
+            FloatVector a7 = FloatVector.broadcast(S, ap[ao + 7]);
+            c70 = b0.fma(a7, c70); c71 = b1.fma(a7, c71);
+        }
+        if (tile != null) {
+            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
+            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
+            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
+            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
+            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
+            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
+            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
+            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
+        } else if (beta == 0f) {
+            store0(c00, c01, c, co + 0 * ldcb, alpha);
+            store0(c10, c11, c, co + 1 * ldcb, alpha);
+            store0(c20, c21, c, co + 2 * ldcb, alpha);
+            store0(c30, c31, c, co + 3 * ldcb, alpha);
+            store0(c40, c41, c, co + 4 * ldcb, alpha);
+            store0(c50, c51, c, co + 5 * ldcb, alpha);
+            store0(c60, c61, c, co + 6 * ldcb, alpha);
+            store0(c70, c71, c, co + 7 * ldcb, alpha);
+        } else {
+            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
+            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
+            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
+            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
+            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
+            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
+            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
+            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
+        }
+    }
+
+    /** 12 x 2 vectors microkernel: C[0..12)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
+    static void kernel12(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        FloatVector c80 = FloatVector.zero(S), c81 = FloatVector.zero(S);
+        FloatVector c90 = FloatVector.zero(S), c91 = FloatVector.zero(S);
+        FloatVector c100 = FloatVector.zero(S), c101 = FloatVector.zero(S);
+        FloatVector c110 = FloatVector.zero(S), c111 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ao += 12, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + VL);
+            FloatVector a0 = FloatVector.broadcast(S, ap[ao + 0]);
+            c00 = b0.fma(a0, c00); c01 = b1.fma(a0, c01);
+            FloatVector a1 = FloatVector.broadcast(S, ap[ao + 1]);
+            c10 = b0.fma(a1, c10); c11 = b1.fma(a1, c11);
+            FloatVector a2 = FloatVector.broadcast(S, ap[ao + 2]);
+            c20 = b0.fma(a2, c20); c21 = b1.fma(a2, c21);
+            FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
+            c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
+            FloatVector a4 = FloatVector.broadcast(S, ap[ao + 4]);
+            c40 = b0.fma(a4, c40); c41 = b1.fma(a4, c41);
+            FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
+            c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
+            FloatVector a6 = FloatVector.broadcast(S, ap[ao + 6]);
+            c60 = b0.fma(a6, c60); c61 = b1.fma(a6, c61);
+            FloatVector a7 = FloatVector.broadcast(S, ap[ao + 7]);
+            c70 = b0.fma(a7, c70); c71 = b1.fma(a7, c71);
+            FloatVector a8 = FloatVector.broadcast(S, ap[ao + 8]);
+            c80 = b0.fma(a8, c80); c81 = b1.fma(a8, c81);
+            FloatVector a9 = FloatVector.broadcast(S, ap[ao + 9]);
+            c90 = b0.fma(a9, c90); c91 = b1.fma(a9, c91);
+            FloatVector a10 = FloatVector.broadcast(S, ap[ao + 10]);
+            c100 = b0.fma(a10, c100); c101 = b1.fma(a10, c101);
+            FloatVector a11 = FloatVector.broadcast(S, ap[ao + 11]);
+            c110 = b0.fma(a11, c110); c111 = b1.fma(a11, c111);
+        }
+        if (tile != null) {
+            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
+            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
+            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
+            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
+            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
+            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
+            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
+            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
+            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
+            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
+            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
+            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
+        } else if (beta == 0f) {
+            store0(c00, c01, c, co + 0 * ldcb, alpha);
+            store0(c10, c11, c, co + 1 * ldcb, alpha);
+            store0(c20, c21, c, co + 2 * ldcb, alpha);
+            store0(c30, c31, c, co + 3 * ldcb, alpha);
+            store0(c40, c41, c, co + 4 * ldcb, alpha);
+            store0(c50, c51, c, co + 5 * ldcb, alpha);
+            store0(c60, c61, c, co + 6 * ldcb, alpha);
+            store0(c70, c71, c, co + 7 * ldcb, alpha);
+            store0(c80, c81, c, co + 8 * ldcb, alpha);
+            store0(c90, c91, c, co + 9 * ldcb, alpha);
+            store0(c100, c101, c, co + 10 * ldcb, alpha);
+            store0(c110, c111, c, co + 11 * ldcb, alpha);
+        } else {
+            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
+            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
+            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
+            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
+            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
+            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
+            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
+            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
+            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
+            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
+            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
+            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
+        }
+    }
+
+    /** 14 x 2 vectors microkernel: C[0..14)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
+    static void kernel14(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        FloatVector c80 = FloatVector.zero(S), c81 = FloatVector.zero(S);
+        FloatVector c90 = FloatVector.zero(S), c91 = FloatVector.zero(S);
+        FloatVector c100 = FloatVector.zero(S), c101 = FloatVector.zero(S);
+        FloatVector c110 = FloatVector.zero(S), c111 = FloatVector.zero(S);
+        FloatVector c120 = FloatVector.zero(S), c121 = FloatVector.zero(S);
+        FloatVector c130 = FloatVector.zero(S), c131 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ao += 14, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + VL);
+            FloatVector a0 = FloatVector.broadcast(S, ap[ao + 0]);
+            c00 = b0.fma(a0, c00); c01 = b1.fma(a0, c01);
+            FloatVector a1 = FloatVector.broadcast(S, ap[ao + 1]);
+            c10 = b0.fma(a1, c10); c11 = b1.fma(a1, c11);
+            FloatVector a2 = FloatVector.broadcast(S, ap[ao + 2]);
+            c20 = b0.fma(a2, c20); c21 = b1.fma(a2, c21);
+            FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
+            c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
+            FloatVector a4 = FloatVector.broadcast(S, ap[ao + 4]);
+            c40 = b0.fma(a4, c40); c41 = b1.fma(a4, c41);
+            FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
+            c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
+            FloatVector a6 = FloatVector.broadcast(S, ap[ao + 6]);
+            c60 = b0.fma(a6, c60); c61 = b1.fma(a6, c61);
+            FloatVector a7 = FloatVector.broadcast(S, ap[ao + 7]);
+            c70 = b0.fma(a7, c70); c71 = b1.fma(a7, c71);
+            FloatVector a8 = FloatVector.broadcast(S, ap[ao + 8]);
+            c80 = b0.fma(a8, c80); c81 = b1.fma(a8, c81);
+            FloatVector a9 = FloatVector.broadcast(S, ap[ao + 9]);
+            c90 = b0.fma(a9, c90); c91 = b1.fma(a9, c91);
+            FloatVector a10 = FloatVector.broadcast(S, ap[ao + 10]);
+            c100 = b0.fma(a10, c100); c101 = b1.fma(a10, c101);
+            FloatVector a11 = FloatVector.broadcast(S, ap[ao + 11]);
+            c110 = b0.fma(a11, c110); c111 = b1.fma(a11, c111);
+            FloatVector a12 = FloatVector.broadcast(S, ap[ao + 12]);
+            c120 = b0.fma(a12, c120); c121 = b1.fma(a12, c121);
+            FloatVector a13 = FloatVector.broadcast(S, ap[ao + 13]);
+            c130 = b0.fma(a13, c130); c131 = b1.fma(a13, c131);
+        }
+        if (tile != null) {
+            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
+            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
+            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
+            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
+            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
+            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
+            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
+            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
+            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
+            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
+            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
+            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
+            c120.mul(alpha).intoArray(tile, 12 * NR); c121.mul(alpha).intoArray(tile, 12 * NR + VL);
+            c130.mul(alpha).intoArray(tile, 13 * NR); c131.mul(alpha).intoArray(tile, 13 * NR + VL);
+        } else if (beta == 0f) {
+            store0(c00, c01, c, co + 0 * ldcb, alpha);
+            store0(c10, c11, c, co + 1 * ldcb, alpha);
+            store0(c20, c21, c, co + 2 * ldcb, alpha);
+            store0(c30, c31, c, co + 3 * ldcb, alpha);
+            store0(c40, c41, c, co + 4 * ldcb, alpha);
+            store0(c50, c51, c, co + 5 * ldcb, alpha);
+            store0(c60, c61, c, co + 6 * ldcb, alpha);
+            store0(c70, c71, c, co + 7 * ldcb, alpha);
+            store0(c80, c81, c, co + 8 * ldcb, alpha);
+            store0(c90, c91, c, co + 9 * ldcb, alpha);
+            store0(c100, c101, c, co + 10 * ldcb, alpha);
+            store0(c110, c111, c, co + 11 * ldcb, alpha);
+            store0(c120, c121, c, co + 12 * ldcb, alpha);
+            store0(c130, c131, c, co + 13 * ldcb, alpha);
+        } else {
+            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
+            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
+            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
+            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
+            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
+            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
+            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
+            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
+            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
+            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
+            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
+            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
+            store(c120, c121, c, co + 12 * ldcb, alpha, beta);
+            store(c130, c131, c, co + 13 * ldcb, alpha, beta);
+        }
+    }
+
+    // ---- end generated ----
+}
