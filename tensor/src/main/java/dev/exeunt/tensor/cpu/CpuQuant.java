@@ -1,0 +1,616 @@
+package dev.exeunt.tensor.cpu;
+
+import static dev.exeunt.tensor.cpu.CpuHalf.F32;
+import static dev.exeunt.tensor.cpu.CpuHalf.FS;
+import static dev.exeunt.tensor.cpu.CpuHalf.I16;
+import static dev.exeunt.tensor.cpu.CpuHalf.LE;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Quantized storage types and the kernels that use them, over native segments. F32 data is little-endian
+ * floats addressed by element offsets; quantized data is addressed by byte offsets.
+ *
+ * <h2>Layouts</h2>
+ * Byte for byte the GGUF / ggml ones (llama.cpp's {@code quantize_row_*_ref} and {@code dequantize_row_*}):
+ * <ul>
+ *   <li><b>Q8_0</b>: blocks of 32 weights, 34 bytes each: an F16 scale {@code d = max|x| / 127}, then 32
+ *       int8 {@code q = roundf(x / d)} (half away from zero); {@code x' = q * d}.</li>
+ *   <li><b>Q4_0</b>: blocks of 32 weights, 18 bytes each: an F16 scale {@code d = max / -8}, where max is the
+ *       first value of largest magnitude (with its sign), then 16 bytes whose low nibbles hold elements 0..15
+ *       and high nibbles elements 16..31, {@code q = min(15, (int) (x / d + 8.5))}; {@code x' = (q - 8) * d}.</li>
+ *   <li><b>I8 rows</b>: a row-major rows x cols int8 matrix with one F32 scale per row,
+ *       {@code scale = max|x| / 127}, {@code q = roundf(x / scale)}; {@code x' = q * scale}.</li>
+ * </ul>
+ * As in the reference, the quantizer multiplies by {@code 1 / d} computed from the F32 scale (before it is
+ * rounded to F16), and a value that does not fit an int converts as x86's {@code cvttss2si} does (to
+ * {@code 0x80000000}, whose low byte is 0); that only happens for blocks of subnormal-sized values, whose F16
+ * scale is 0 anyway. Inputs holding NaN give unspecified (but memory-safe) results.
+ *
+ * <h2>Kernels</h2>
+ * Quantize / dequantize (split across {@link CpuThreads} when large), GEMV {@code y = W x} with W rows stored
+ * as consecutive blocks (decode), and a batched GEMM {@code Y[t] = W X[t]} for a few tokens (prompt processing).
+ * Row counts ({@code count}, {@code n}) of Q8_0 / Q4_0 data must be multiples of 32.
+ */
+public final class CpuQuant {
+    private CpuQuant() {}
+
+    /** Weights per Q8_0 / Q4_0 block. */
+    public static final int QK = 32;
+    /** Bytes per Q8_0 block. */
+    public static final int Q8_0_BLOCK_BYTES = 34;
+    /** Bytes per Q4_0 block. */
+    public static final int Q4_0_BLOCK_BYTES = 18;
+
+    // Float lanes (4, 8 or 16); bytes loaded at once (8 or 16) and how many float vectors they widen to.
+    private static final int FL = FS.length();
+    private static final int BL = Math.max(8, FL);
+    private static final int PARTS = BL / FL;
+    @SuppressWarnings("unchecked")
+    private static final VectorSpecies<Byte> BS =
+            (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(BL * 8));
+
+    /** Rows of W a GEMV / GEMM inner loop handles together. */
+    private static final int ROWS = 4;
+    /** Weights per thread at least before a GEMV / quantizer is split. */
+    private static final int MIN_WORK = 1 << 16;
+
+    // ================================================================= sizes and checks
+
+    /** Bytes that {@code count} weights take as Q8_0 ({@code count / 32 * 34}). */
+    public static long bytesQ8_0(long count) {
+        checkBlocks("Q8_0", count);
+        return count / QK * Q8_0_BLOCK_BYTES;
+    }
+
+    /** Bytes that {@code count} weights take as Q4_0 ({@code count / 32 * 18}). */
+    public static long bytesQ4_0(long count) {
+        checkBlocks("Q4_0", count);
+        return count / QK * Q4_0_BLOCK_BYTES;
+    }
+
+    private static void checkBlocks(String what, long count) {
+        if (count < 0 || count % QK != 0) {
+            throw new IllegalArgumentException(what + ": the element count must be a non-negative multiple of " + QK
+                    + " (one block), got " + count);
+        }
+    }
+
+    private static void checkBytes(String what, MemorySegment seg, long byteOff, long bytes) {
+        if (byteOff < 0) throw new IllegalArgumentException(what + ": negative byte offset " + byteOff);
+        if (byteOff + bytes > seg.byteSize()) {
+            throw new IndexOutOfBoundsException(what + ": bytes [" + byteOff + ", " + (byteOff + bytes)
+                    + ") exceed a segment of " + seg.byteSize() + " bytes");
+        }
+    }
+
+    private static void checkF32(String what, MemorySegment seg, long off, long count) {
+        CpuHalf.checkRange(what, seg, off, count, 4);
+    }
+
+    private static void checkDims(String what, int m, int n) {
+        if (m < 0 || n < 0) throw new IllegalArgumentException(what + ": negative size " + m + " x " + n);
+    }
+
+    // ================================================================= scalar helpers (reference semantics)
+
+    /** C's float to int conversion as x86 {@code cvttss2si} does it: truncation, 0x80000000 when out of range. */
+    static int cvtt(float f) {
+        if (!(f >= -0x1p31f && f < 0x1p31f)) return Integer.MIN_VALUE; // also NaN
+        return (int) f;
+    }
+
+    /** C's {@code roundf}: nearest, halves away from zero. */
+    static float roundf(float f) {
+        double a = Math.floor(Math.abs((double) f) + 0.5);
+        return (float) Math.copySign(a, f);
+    }
+
+    private static float f16(MemorySegment seg, long byteOff) {
+        return Float.float16ToFloat(seg.get(I16, byteOff));
+    }
+
+    /**
+     * Runs body over [0, items) on the thread pool when there are enough weights and the segments can be
+     * accessed from the pool's threads; else on the caller.
+     */
+    private static void split(boolean shareable, long items, long weightsPerItem, CpuThreads.RangeBody body) {
+        if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many blocks: " + items);
+        if (!shareable) {
+            body.run(0, (int) items);
+            return;
+        }
+        int grain = (int) Math.max(1, MIN_WORK / Math.max(1, weightsPerItem));
+        CpuThreads.parallelFor((int) items, grain, body);
+    }
+
+    // ================================================================= Q8_0 quantize / dequantize
+
+    /** Quantizes {@code count} floats (a multiple of 32) from {@code src[srcOff..]} into Q8_0 blocks at {@code dst + dstByteOff}. */
+    public static void quantizeQ8_0(MemorySegment src, long srcOff, MemorySegment dst, long dstByteOff, long count) {
+        long bytes = bytesQ8_0(count);
+        checkF32("quantizeQ8_0 src", src, srcOff, count);
+        checkBytes("quantizeQ8_0 dst", dst, dstByteOff, bytes);
+        split(CpuHalf.shareable(src, dst), count / QK, QK, (from, to) -> {
+            for (long b = from; b < to; b++) {
+                quantizeBlockQ8_0(src, (srcOff + b * QK) * 4, dst, dstByteOff + b * Q8_0_BLOCK_BYTES);
+            }
+        });
+    }
+
+    private static void quantizeBlockQ8_0(MemorySegment src, long s, MemorySegment dst, long o) {
+        float amax = 0f;
+        for (int j = 0; j < QK; j++) {
+            float a = Math.abs(src.get(F32, s + j * 4L));
+            amax = amax > a ? amax : a;
+        }
+        float d = amax / 127f;
+        float id = d != 0f ? 1f / d : 0f;
+        dst.set(I16, o, Float.floatToFloat16(d));
+        for (int j = 0; j < QK; j++) {
+            dst.set(ValueLayout.JAVA_BYTE, o + 2 + j, (byte) cvtt(roundf(src.get(F32, s + j * 4L) * id)));
+        }
+    }
+
+    /** Dequantizes {@code count} weights (a multiple of 32) of Q8_0 blocks at {@code src + srcByteOff} into {@code dst[dstOff..]}. */
+    public static void dequantizeQ8_0(MemorySegment src, long srcByteOff, MemorySegment dst, long dstOff, long count) {
+        long bytes = bytesQ8_0(count);
+        checkBytes("dequantizeQ8_0 src", src, srcByteOff, bytes);
+        checkF32("dequantizeQ8_0 dst", dst, dstOff, count);
+        split(CpuHalf.shareable(src, dst), count / QK, QK, (from, to) ->
+                dequantBlocksQ8_0(src, srcByteOff + (long) from * Q8_0_BLOCK_BYTES, dst, (dstOff + (long) from * QK) * 4, to - from));
+    }
+
+    /** Dequantizes nb consecutive Q8_0 blocks at byte offset s to floats at byte offset d. */
+    private static void dequantBlocksQ8_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
+        for (long b = 0; b < nb; b++, s += Q8_0_BLOCK_BYTES, d += QK * 4) {
+            FloatVector dv = FloatVector.broadcast(FS, f16(src, s));
+            for (int c = 0; c < QK; c += BL) {
+                ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    ((FloatVector) q.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                            .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
+                }
+            }
+        }
+    }
+
+    // ================================================================= Q4_0 quantize / dequantize
+
+    /** Quantizes {@code count} floats (a multiple of 32) from {@code src[srcOff..]} into Q4_0 blocks at {@code dst + dstByteOff}. */
+    public static void quantizeQ4_0(MemorySegment src, long srcOff, MemorySegment dst, long dstByteOff, long count) {
+        long bytes = bytesQ4_0(count);
+        checkF32("quantizeQ4_0 src", src, srcOff, count);
+        checkBytes("quantizeQ4_0 dst", dst, dstByteOff, bytes);
+        split(CpuHalf.shareable(src, dst), count / QK, QK, (from, to) -> {
+            for (long b = from; b < to; b++) {
+                quantizeBlockQ4_0(src, (srcOff + b * QK) * 4, dst, dstByteOff + b * Q4_0_BLOCK_BYTES);
+            }
+        });
+    }
+
+    private static void quantizeBlockQ4_0(MemorySegment src, long s, MemorySegment dst, long o) {
+        float amax = 0f, max = 0f;
+        for (int j = 0; j < QK; j++) {
+            float v = src.get(F32, s + j * 4L);
+            if (amax < Math.abs(v)) {
+                amax = Math.abs(v);
+                max = v;
+            }
+        }
+        float d = max / -8f;
+        float id = d != 0f ? 1f / d : 0f;
+        dst.set(I16, o, Float.floatToFloat16(d));
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = src.get(F32, s + j * 4L) * id;
+            float x1 = src.get(F32, s + (QK / 2 + j) * 4L) * id;
+            int q0 = Math.min(15, (byte) cvtt(x0 + 8.5f)) & 0xFF;
+            int q1 = Math.min(15, (byte) cvtt(x1 + 8.5f)) & 0xFF;
+            dst.set(ValueLayout.JAVA_BYTE, o + 2 + j, (byte) (q0 | (q1 << 4)));
+        }
+    }
+
+    /** Dequantizes {@code count} weights (a multiple of 32) of Q4_0 blocks at {@code src + srcByteOff} into {@code dst[dstOff..]}. */
+    public static void dequantizeQ4_0(MemorySegment src, long srcByteOff, MemorySegment dst, long dstOff, long count) {
+        long bytes = bytesQ4_0(count);
+        checkBytes("dequantizeQ4_0 src", src, srcByteOff, bytes);
+        checkF32("dequantizeQ4_0 dst", dst, dstOff, count);
+        split(CpuHalf.shareable(src, dst), count / QK, QK, (from, to) ->
+                dequantBlocksQ4_0(src, srcByteOff + (long) from * Q4_0_BLOCK_BYTES, dst, (dstOff + (long) from * QK) * 4, to - from));
+    }
+
+    private static void dequantBlocksQ4_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
+        for (long b = 0; b < nb; b++, s += Q4_0_BLOCK_BYTES, d += QK * 4) {
+            FloatVector dv = FloatVector.broadcast(FS, f16(src, s));
+            for (int c = 0; c < QK / 2; c += BL) {
+                ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
+                ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
+                ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                for (int p = 0; p < PARTS; p++) {
+                    ((FloatVector) lo.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                            .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
+                    ((FloatVector) hi.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                            .intoMemorySegment(dst, d + (QK / 2 + c + p * FL) * 4L, LE);
+                }
+            }
+        }
+    }
+
+    // ================================================================= I8 rows with an F32 scale per row
+
+    /**
+     * Quantizes a row-major {@code rows x cols} F32 matrix at {@code src[srcOff..]} to int8 at
+     * {@code dst + dstByteOff} (row r at {@code dstByteOff + r * cols}) and one F32 scale per row at
+     * {@code scales[scalesOff + r]}.
+     */
+    public static void quantizeI8Rows(MemorySegment src, long srcOff, MemorySegment dst, long dstByteOff,
+                                      MemorySegment scales, long scalesOff, int rows, int cols) {
+        checkDims("quantizeI8Rows", rows, cols);
+        checkF32("quantizeI8Rows src", src, srcOff, (long) rows * cols);
+        checkBytes("quantizeI8Rows dst", dst, dstByteOff, (long) rows * cols);
+        checkF32("quantizeI8Rows scales", scales, scalesOff, rows);
+        split(CpuHalf.shareable(src, dst, scales), rows, cols, (from, to) -> {
+            for (int r = from; r < to; r++) {
+                long s = (srcOff + (long) r * cols) * 4;
+                long o = dstByteOff + (long) r * cols;
+                float amax = 0f;
+                for (int j = 0; j < cols; j++) {
+                    float a = Math.abs(src.get(F32, s + j * 4L));
+                    amax = amax > a ? amax : a;
+                }
+                float d = amax / 127f;
+                float id = d != 0f ? 1f / d : 0f;
+                scales.set(F32, (scalesOff + r) * 4, d);
+                for (int j = 0; j < cols; j++) {
+                    dst.set(ValueLayout.JAVA_BYTE, o + j, (byte) cvtt(roundf(src.get(F32, s + j * 4L) * id)));
+                }
+            }
+        });
+    }
+
+    /** Dequantizes I8 rows (see {@link #quantizeI8Rows}) into a row-major F32 matrix at {@code dst[dstOff..]}. */
+    public static void dequantizeI8Rows(MemorySegment src, long srcByteOff, MemorySegment scales, long scalesOff,
+                                        MemorySegment dst, long dstOff, int rows, int cols) {
+        checkDims("dequantizeI8Rows", rows, cols);
+        checkBytes("dequantizeI8Rows src", src, srcByteOff, (long) rows * cols);
+        checkF32("dequantizeI8Rows scales", scales, scalesOff, rows);
+        checkF32("dequantizeI8Rows dst", dst, dstOff, (long) rows * cols);
+        split(CpuHalf.shareable(src, dst, scales), rows, cols, (from, to) -> {
+            for (int r = from; r < to; r++) {
+                long s = srcByteOff + (long) r * cols;
+                long d = (dstOff + (long) r * cols) * 4;
+                float sc = scales.get(F32, (scalesOff + r) * 4);
+                FloatVector dv = FloatVector.broadcast(FS, sc);
+                int j = 0;
+                for (int vend = cols - cols % BL; j < vend; j += BL) {
+                    ByteVector q = ByteVector.fromMemorySegment(BS, src, s + j, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        ((FloatVector) q.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                                .intoMemorySegment(dst, d + (j + p * FL) * 4L, LE);
+                    }
+                }
+                for (; j < cols; j++) {
+                    dst.set(F32, d + j * 4L, src.get(ValueLayout.JAVA_BYTE, s + j) * sc);
+                }
+            }
+        });
+    }
+
+    // ================================================================= GEMV
+
+    private static void checkGemv(String what, int m, int n, MemorySegment w, long wByteOff, long rowBytes,
+                                  MemorySegment x, long xOff, MemorySegment y, long yOff) {
+        checkDims(what, m, n);
+        checkBytes(what + " w", w, wByteOff, m * rowBytes);
+        checkF32(what + " x", x, xOff, n);
+        checkF32(what + " y", y, yOff, m);
+    }
+
+    /**
+     * y[yOff + i] = sum_j W[i][j] x[xOff + j] for i in [0, m), with W an m x n matrix whose rows are
+     * consecutive Q8_0 blocks (n / 32 blocks, n / 32 * 34 bytes per row) from {@code w + wByteOff}.
+     */
+    public static void gemvQ8_0(int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff,
+                                MemorySegment y, long yOff) {
+        checkBlocks("gemvQ8_0", n);
+        long rowBytes = bytesQ8_0(n);
+        checkGemv("gemvQ8_0", m, n, w, wByteOff, rowBytes, x, xOff, y, yOff);
+        int groups = (m + ROWS - 1) / ROWS;
+        split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n, (from, to) -> {
+            int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
+            gemvRowsQ8_0(r0, r1, n, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
+        });
+    }
+
+    private static void gemvRowsQ8_0(int r0, int r1, int n, MemorySegment w, long wOff, long rowBytes,
+                                     MemorySegment x, long xb, MemorySegment y, long yb) {
+        int nb = n / QK;
+        int r = r0;
+        for (; r + ROWS <= r1; r += ROWS) {
+            long o0 = wOff + r * rowBytes, o1 = o0 + rowBytes, o2 = o1 + rowBytes, o3 = o2 + rowBytes;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = (long) b * Q8_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+                for (int c = 0; c < QK; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
+                    ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
+                    ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
+                    ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
+                        t1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t1);
+                        t2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t2);
+                        t3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t3);
+                    }
+                }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
+                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
+                a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
+                a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
+            }
+            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 1) * 4L, a1.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 2) * 4L, a2.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 3) * 4L, a3.reduceLanes(VectorOperators.ADD));
+        }
+        for (; r < r1; r++) {
+            long o0 = wOff + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS);
+                for (int c = 0; c < QK; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
+                    }
+                }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
+            }
+            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+        }
+    }
+
+    /**
+     * y[yOff + i] = sum_j W[i][j] x[xOff + j] for i in [0, m), with W an m x n matrix whose rows are
+     * consecutive Q4_0 blocks (n / 32 blocks, n / 32 * 18 bytes per row) from {@code w + wByteOff}.
+     */
+    public static void gemvQ4_0(int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff,
+                                MemorySegment y, long yOff) {
+        checkBlocks("gemvQ4_0", n);
+        long rowBytes = bytesQ4_0(n);
+        checkGemv("gemvQ4_0", m, n, w, wByteOff, rowBytes, x, xOff, y, yOff);
+        int groups = (m + ROWS - 1) / ROWS;
+        split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n, (from, to) -> {
+            int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
+            gemvRowsQ4_0(r0, r1, n, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
+        });
+    }
+
+    private static void gemvRowsQ4_0(int r0, int r1, int n, MemorySegment w, long wOff, long rowBytes,
+                                     MemorySegment x, long xb, MemorySegment y, long yb) {
+        int nb = n / QK;
+        int r = r0;
+        for (; r + ROWS <= r1; r += ROWS) {
+            long o0 = wOff + r * rowBytes, o1 = o0 + rowBytes, o2 = o1 + rowBytes, o3 = o2 + rowBytes;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = (long) b * Q4_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
+                    ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
+                    ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
+                    ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
+                    ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8), h0 = q0.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                    ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8), h1 = q1.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                    ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8), h2 = q2.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                    ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8), h3 = q3.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                        t0 = ((FloatVector) l0.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t0);
+                        t1 = ((FloatVector) l1.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t1);
+                        t2 = ((FloatVector) l2.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t2);
+                        t3 = ((FloatVector) l3.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t3);
+                        t0 = ((FloatVector) h0.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t0);
+                        t1 = ((FloatVector) h1.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t1);
+                        t2 = ((FloatVector) h2.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t2);
+                        t3 = ((FloatVector) h3.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t3);
+                    }
+                }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
+                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
+                a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
+                a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
+            }
+            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 1) * 4L, a1.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 2) * 4L, a2.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + (r + 3) * 4L, a3.reduceLanes(VectorOperators.ADD));
+        }
+        for (; r < r1; r++) {
+            long o0 = wOff + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS);
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8), h0 = q0.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                        t0 = ((FloatVector) l0.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t0);
+                        t0 = ((FloatVector) h0.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t0);
+                    }
+                }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
+            }
+            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+        }
+    }
+
+    /**
+     * y[yOff + i] = scales[scalesOff + i] * sum_j Q[i][j] x[xOff + j] for i in [0, m), with Q an m x n int8
+     * matrix stored row-major at {@code w + wByteOff} (any n).
+     */
+    public static void gemvI8Rows(int m, int n, MemorySegment w, long wByteOff, MemorySegment scales, long scalesOff,
+                                  MemorySegment x, long xOff, MemorySegment y, long yOff) {
+        checkGemv("gemvI8Rows", m, n, w, wByteOff, n, x, xOff, y, yOff);
+        checkF32("gemvI8Rows scales", scales, scalesOff, m);
+        int groups = (m + ROWS - 1) / ROWS;
+        split(CpuHalf.shareable(w, x, y) && CpuHalf.shareable(scales, scales), groups, (long) ROWS * n, (from, to) -> {
+            int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
+            gemvRowsI8(r0, r1, n, w, wByteOff, scales, scalesOff * 4, x, xOff * 4, y, yOff * 4);
+        });
+    }
+
+    private static void gemvRowsI8(int r0, int r1, int n, MemorySegment w, long wOff, MemorySegment scales, long sb,
+                                   MemorySegment x, long xb, MemorySegment y, long yb) {
+        int vend = n - n % BL;
+        int r = r0;
+        for (; r + ROWS <= r1; r += ROWS) {
+            long o0 = wOff + (long) r * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            int j = 0;
+            for (; j < vend; j += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + j, LE);
+                ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + j, LE);
+                ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + j, LE);
+                ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + j, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xb + (j + p * FL) * 4L, LE);
+                    a0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a0);
+                    a1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a1);
+                    a2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a2);
+                    a3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a3);
+                }
+            }
+            float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
+            float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+            for (; j < n; j++) {
+                float xj = x.get(F32, xb + j * 4L);
+                s0 += w.get(ValueLayout.JAVA_BYTE, o0 + j) * xj;
+                s1 += w.get(ValueLayout.JAVA_BYTE, o1 + j) * xj;
+                s2 += w.get(ValueLayout.JAVA_BYTE, o2 + j) * xj;
+                s3 += w.get(ValueLayout.JAVA_BYTE, o3 + j) * xj;
+            }
+            y.set(F32, yb + r * 4L, s0 * scales.get(F32, sb + r * 4L));
+            y.set(F32, yb + (r + 1) * 4L, s1 * scales.get(F32, sb + (r + 1) * 4L));
+            y.set(F32, yb + (r + 2) * 4L, s2 * scales.get(F32, sb + (r + 2) * 4L));
+            y.set(F32, yb + (r + 3) * 4L, s3 * scales.get(F32, sb + (r + 3) * 4L));
+        }
+        for (; r < r1; r++) {
+            long o0 = wOff + (long) r * n;
+            FloatVector a0 = FloatVector.zero(FS);
+            int j = 0;
+            for (; j < vend; j += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + j, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xb + (j + p * FL) * 4L, LE);
+                    a0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a0);
+                }
+            }
+            float s0 = a0.reduceLanes(VectorOperators.ADD);
+            for (; j < n; j++) s0 += w.get(ValueLayout.JAVA_BYTE, o0 + j) * x.get(F32, xb + j * 4L);
+            y.set(F32, yb + r * 4L, s0 * scales.get(F32, sb + r * 4L));
+        }
+    }
+
+    // ================================================================= batched GEMM for a few tokens
+
+    /**
+     * Y[t][i] = sum_j W[i][j] X[t][j] for t in [0, rowsX), i in [0, m): X is a row-major rowsX x n F32 matrix
+     * at {@code x[xOff..]}, Y a row-major rowsX x m F32 matrix at {@code y[yOff..]}, W as in {@link #gemvQ8_0}.
+     * Each group of W rows is dequantized once and reused for every token.
+     */
+    public static void gemmQ8_0(int rowsX, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff,
+                                MemorySegment y, long yOff) {
+        gemm(false, rowsX, m, n, w, wByteOff, x, xOff, y, yOff);
+    }
+
+    /** As {@link #gemmQ8_0} with W stored as Q4_0 rows (see {@link #gemvQ4_0}). */
+    public static void gemmQ4_0(int rowsX, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff,
+                                MemorySegment y, long yOff) {
+        gemm(true, rowsX, m, n, w, wByteOff, x, xOff, y, yOff);
+    }
+
+    private static void gemm(boolean q4, int rowsX, int m, int n, MemorySegment w, long wByteOff, MemorySegment x,
+                             long xOff, MemorySegment y, long yOff) {
+        String what = q4 ? "gemmQ4_0" : "gemmQ8_0";
+        checkBlocks(what, n);
+        if (rowsX < 0) throw new IllegalArgumentException(what + ": negative rowsX " + rowsX);
+        long rowBytes = q4 ? bytesQ4_0(n) : bytesQ8_0(n);
+        checkDims(what, m, n);
+        checkBytes(what + " w", w, wByteOff, m * rowBytes);
+        checkF32(what + " x", x, xOff, (long) rowsX * n);
+        checkF32(what + " y", y, yOff, (long) rowsX * m);
+        if (rowsX == 0 || m == 0) return;
+        if (rowsX == 1) {
+            if (q4) gemvQ4_0(m, n, w, wByteOff, x, xOff, y, yOff);
+            else gemvQ8_0(m, n, w, wByteOff, x, xOff, y, yOff);
+            return;
+        }
+        int groups = (m + ROWS - 1) / ROWS;
+        int nb = n / QK;
+        split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n * rowsX, (from, to) -> {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment buf = arena.allocate((long) ROWS * n * 4, 64);
+                for (int g = from; g < to; g++) {
+                    int r0 = g * ROWS, rows = Math.min(ROWS, m - r0);
+                    long src = wByteOff + r0 * rowBytes;
+                    if (q4) dequantBlocksQ4_0(w, src, buf, 0, (long) rows * nb);
+                    else dequantBlocksQ8_0(w, src, buf, 0, (long) rows * nb);
+                    for (int t = 0; t < rowsX; t++) {
+                        long xb = (xOff + (long) t * n) * 4;
+                        long yb = (yOff + (long) t * m + r0) * 4;
+                        if (rows == ROWS) dot4(buf, n, x, xb, y, yb);
+                        else for (int i = 0; i < rows; i++) y.set(F32, yb + i * 4L, dot1(buf, (long) i * n * 4, n, x, xb));
+                    }
+                }
+            }
+        });
+    }
+
+    /** Four dot products of consecutive F32 rows of buf (n a multiple of the lane count) with x. */
+    private static void dot4(MemorySegment buf, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
+        long rb = (long) n * 4;
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j += FL) {
+            long jb = j * 4L;
+            FloatVector xv = FloatVector.fromMemorySegment(FS, x, xb + jb, LE);
+            a0 = FloatVector.fromMemorySegment(FS, buf, jb, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(FS, buf, rb + jb, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(FS, buf, 2 * rb + jb, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(FS, buf, 3 * rb + jb, LE).fma(xv, a3);
+        }
+        y.set(F32, yb, a0.reduceLanes(VectorOperators.ADD));
+        y.set(F32, yb + 4, a1.reduceLanes(VectorOperators.ADD));
+        y.set(F32, yb + 8, a2.reduceLanes(VectorOperators.ADD));
+        y.set(F32, yb + 12, a3.reduceLanes(VectorOperators.ADD));
+    }
+
+    private static float dot1(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
+        FloatVector a0 = FloatVector.zero(FS);
+        for (int j = 0; j < n; j += FL) {
+            long jb = j * 4L;
+            a0 = FloatVector.fromMemorySegment(FS, buf, rowb + jb, LE).fma(FloatVector.fromMemorySegment(FS, x, xb + jb, LE), a0);
+        }
+        return a0.reduceLanes(VectorOperators.ADD);
+    }
+}
