@@ -133,7 +133,7 @@ public final class CpuAttention {
         final int nqb = ceilDiv(T, blockT);
         final boolean par = shareable(q, k, v, o) && (lse == null || shareable(lse));
         parallelFor(par, B * Hkv * nqb, 1, (from, to) -> {
-            var sc = new FwdScratch(blockT * G, dims.headDim());
+            var sc = new FwdScratch(blockT * G, dims.headDim(), mode != MODE_DOT && (mode == MODE_TRANSPOSED || blockT * G >= TRANSPOSE_MIN_ROWS));
             for (int task = from; task < to; task++) {
                 int qb = task % nqb, pair = task / nqb;
                 int t0 = qb * blockT;
@@ -145,14 +145,14 @@ public final class CpuAttention {
     private static final class FwdScratch {
         final float[] qr, acc, s, m, l, kb, kt;
 
-        FwdScratch(int rows, int D) {
+        FwdScratch(int rows, int D, boolean transposed) {
             qr = new float[rows * D];
             acc = new float[rows * D];
             s = new float[rows * BLOCK_KEYS];
             m = new float[rows];
             l = new float[rows];
-            kb = new float[BLOCK_KEYS * D];
-            kt = new float[D * BLOCK_KEYS];
+            kb = transposed ? new float[BLOCK_KEYS * D] : null;
+            kt = transposed ? new float[D * BLOCK_KEYS] : null;
         }
     }
 
@@ -168,7 +168,7 @@ public final class CpuAttention {
         Arrays.fill(m, 0, rows, Float.NEGATIVE_INFINITY);
         Arrays.fill(l, 0, rows, 0f);
         Arrays.fill(acc, 0, rows * D, 0f);
-        boolean transposed = mode == MODE_TRANSPOSED || (mode == MODE_AUTO && rows >= TRANSPOSE_MIN_ROWS);
+        boolean transposed = sc.kt != null && (mode == MODE_TRANSPOSED || rows >= TRANSPOSE_MIN_ROWS);
         int nKeys = past + t0 + nt; // keys visible to the last row; <= S
         for (int j0 = 0; j0 < nKeys; j0 += BLOCK_KEYS) {
             int nk = Math.min(BLOCK_KEYS, nKeys - j0);
@@ -504,14 +504,29 @@ public final class CpuAttention {
             for (int d = 0; d < ub; d += L) {
                 FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d), a1 = FloatVector.fromArray(SP, acc, o1 + d);
                 FloatVector a2 = FloatVector.fromArray(SP, acc, o2 + d), a3 = FloatVector.fromArray(SP, acc, o3 + d);
+                FloatVector b0 = FloatVector.zero(SP), b1 = b0, b2 = b0, b3 = b0;
                 long vb = (vIdx + d) * 4;
-                for (int jj = 0; jj < nk; jj++, vb += vsb) {
+                int jj = 0;
+                for (; jj + 2 <= nk; jj += 2, vb += 2 * vsb) { // two keys per step: eight independent FMA chains
+                    FloatVector x = FloatVector.fromMemorySegment(SP, vseg, vb, LE);
+                    FloatVector y = FloatVector.fromMemorySegment(SP, vseg, vb + vsb, LE);
+                    a0 = x.fma(FloatVector.broadcast(SP, p[p0 + jj]), a0);
+                    a1 = x.fma(FloatVector.broadcast(SP, p[p1 + jj]), a1);
+                    a2 = x.fma(FloatVector.broadcast(SP, p[p2 + jj]), a2);
+                    a3 = x.fma(FloatVector.broadcast(SP, p[p3 + jj]), a3);
+                    b0 = y.fma(FloatVector.broadcast(SP, p[p0 + jj + 1]), b0);
+                    b1 = y.fma(FloatVector.broadcast(SP, p[p1 + jj + 1]), b1);
+                    b2 = y.fma(FloatVector.broadcast(SP, p[p2 + jj + 1]), b2);
+                    b3 = y.fma(FloatVector.broadcast(SP, p[p3 + jj + 1]), b3);
+                }
+                if (jj < nk) {
                     FloatVector x = FloatVector.fromMemorySegment(SP, vseg, vb, LE);
                     a0 = x.fma(FloatVector.broadcast(SP, p[p0 + jj]), a0);
                     a1 = x.fma(FloatVector.broadcast(SP, p[p1 + jj]), a1);
                     a2 = x.fma(FloatVector.broadcast(SP, p[p2 + jj]), a2);
                     a3 = x.fma(FloatVector.broadcast(SP, p[p3 + jj]), a3);
                 }
+                a0 = a0.add(b0); a1 = a1.add(b1); a2 = a2.add(b2); a3 = a3.add(b3);
                 a0.intoArray(acc, o0 + d); a1.intoArray(acc, o1 + d); a2.intoArray(acc, o2 + d); a3.intoArray(acc, o3 + d);
             }
             for (int d = ub; d < D; d++) {
@@ -527,11 +542,18 @@ public final class CpuAttention {
         for (; r < rows; r++) {
             int p0 = r * BLOCK_KEYS, o0 = r * D;
             for (int d = 0; d < ub; d += L) {
-                FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d);
+                FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d), a1 = FloatVector.zero(SP), a2 = a1, a3 = a1;
                 long vb = (vIdx + d) * 4;
-                for (int jj = 0; jj < nk; jj++, vb += vsb)
+                int jj = 0;
+                for (; jj + 4 <= nk; jj += 4, vb += 4 * vsb) { // four keys per step: independent FMA chains
                     a0 = FloatVector.fromMemorySegment(SP, vseg, vb, LE).fma(FloatVector.broadcast(SP, p[p0 + jj]), a0);
-                a0.intoArray(acc, o0 + d);
+                    a1 = FloatVector.fromMemorySegment(SP, vseg, vb + vsb, LE).fma(FloatVector.broadcast(SP, p[p0 + jj + 1]), a1);
+                    a2 = FloatVector.fromMemorySegment(SP, vseg, vb + 2 * vsb, LE).fma(FloatVector.broadcast(SP, p[p0 + jj + 2]), a2);
+                    a3 = FloatVector.fromMemorySegment(SP, vseg, vb + 3 * vsb, LE).fma(FloatVector.broadcast(SP, p[p0 + jj + 3]), a3);
+                }
+                for (; jj < nk; jj++, vb += vsb)
+                    a0 = FloatVector.fromMemorySegment(SP, vseg, vb, LE).fma(FloatVector.broadcast(SP, p[p0 + jj]), a0);
+                a0.add(a1).add(a2.add(a3)).intoArray(acc, o0 + d);
             }
             for (int d = ub; d < D; d++) {
                 float a0 = 0;
@@ -555,13 +577,27 @@ public final class CpuAttention {
             for (int d = 0; d < ub; d += L) {
                 FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d), a1 = FloatVector.fromArray(SP, acc, o1 + d);
                 FloatVector a2 = FloatVector.fromArray(SP, acc, o2 + d), a3 = FloatVector.fromArray(SP, acc, o3 + d);
-                for (int j = 0, cjo = 0, so = srcOff + d; j < nj; j++, cjo += cj, so += D) {
+                FloatVector b0 = FloatVector.zero(SP), b1 = b0, b2 = b0, b3 = b0;
+                int j = 0, cjo = 0, so = srcOff + d;
+                for (; j + 2 <= nj; j += 2, cjo += 2 * cj, so += 2 * D) { // eight independent FMA chains
+                    FloatVector x = FloatVector.fromArray(SP, src, so), y = FloatVector.fromArray(SP, src, so + D);
+                    a0 = x.fma(FloatVector.broadcast(SP, coef[c0 + cjo]), a0);
+                    a1 = x.fma(FloatVector.broadcast(SP, coef[c1 + cjo]), a1);
+                    a2 = x.fma(FloatVector.broadcast(SP, coef[c2 + cjo]), a2);
+                    a3 = x.fma(FloatVector.broadcast(SP, coef[c3 + cjo]), a3);
+                    b0 = y.fma(FloatVector.broadcast(SP, coef[c0 + cjo + cj]), b0);
+                    b1 = y.fma(FloatVector.broadcast(SP, coef[c1 + cjo + cj]), b1);
+                    b2 = y.fma(FloatVector.broadcast(SP, coef[c2 + cjo + cj]), b2);
+                    b3 = y.fma(FloatVector.broadcast(SP, coef[c3 + cjo + cj]), b3);
+                }
+                if (j < nj) {
                     FloatVector x = FloatVector.fromArray(SP, src, so);
                     a0 = x.fma(FloatVector.broadcast(SP, coef[c0 + cjo]), a0);
                     a1 = x.fma(FloatVector.broadcast(SP, coef[c1 + cjo]), a1);
                     a2 = x.fma(FloatVector.broadcast(SP, coef[c2 + cjo]), a2);
                     a3 = x.fma(FloatVector.broadcast(SP, coef[c3 + cjo]), a3);
                 }
+                a0 = a0.add(b0); a1 = a1.add(b1); a2 = a2.add(b2); a3 = a3.add(b3);
                 a0.intoArray(acc, o0 + d); a1.intoArray(acc, o1 + d); a2.intoArray(acc, o2 + d); a3.intoArray(acc, o3 + d);
             }
             for (int d = ub; d < D; d++) {
@@ -576,10 +612,14 @@ public final class CpuAttention {
         for (; i < ni; i++) {
             int c0 = i * ci, o0 = accOff + i * D;
             for (int d = 0; d < ub; d += L) {
-                FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d);
-                for (int j = 0, cjo = 0, so = srcOff + d; j < nj; j++, cjo += cj, so += D)
+                FloatVector a0 = FloatVector.fromArray(SP, acc, o0 + d), a1 = FloatVector.zero(SP);
+                int j = 0, cjo = 0, so = srcOff + d;
+                for (; j + 2 <= nj; j += 2, cjo += 2 * cj, so += 2 * D) {
                     a0 = FloatVector.fromArray(SP, src, so).fma(FloatVector.broadcast(SP, coef[c0 + cjo]), a0);
-                a0.intoArray(acc, o0 + d);
+                    a1 = FloatVector.fromArray(SP, src, so + D).fma(FloatVector.broadcast(SP, coef[c0 + cjo + cj]), a1);
+                }
+                if (j < nj) a0 = FloatVector.fromArray(SP, src, so).fma(FloatVector.broadcast(SP, coef[c0 + cjo]), a0);
+                a0.add(a1).intoArray(acc, o0 + d);
             }
             for (int d = ub; d < D; d++) {
                 float a0 = 0;
