@@ -135,7 +135,7 @@ public final class CpuAttention {
         parallelFor(par, B * Hkv * nqb, 1, (from, to) -> {
             var sc = new FwdScratch(blockT * G, dims.headDim(), mode != MODE_DOT && (mode == MODE_TRANSPOSED || blockT * G >= TRANSPOSE_MIN_ROWS));
             for (int task = from; task < to; task++) {
-                int qb = task % nqb, pair = task / nqb;
+                int qb = zigzag(task % nqb, nqb), pair = task / nqb;
                 int t0 = qb * blockT;
                 forwardTask(dims, q, k, v, o, lse, lseOffset, mode, sc, pair / Hkv, pair % Hkv, t0, Math.min(blockT, T - t0));
             }
@@ -267,13 +267,13 @@ public final class CpuAttention {
         parallelFor(par, pairs * chunks, 1, (from, to) -> {
             var sc = new BwdScratch(D, chunks == 1 ? G * T * D : 0);
             for (int task = from; task < to; task++) {
-                int ch = task % chunks, pair = task / chunks;
+                int ch = zigzag(task % chunks, chunks), pair = task / chunks;
                 float[] dq;
                 if (parts == null) {
                     dq = sc.dq;
                     Arrays.fill(dq, 0f);
                 } else {
-                    dq = parts[task] = new float[G * T * D];
+                    dq = parts[pair * chunks + ch] = new float[G * T * D];
                 }
                 int b = pair / Hkv, kvh = pair % Hkv;
                 backwardTask(dims, q, k, v, dO, dK, dV, lseH, delta, sc, dq, b, kvh,
@@ -648,6 +648,14 @@ public final class CpuAttention {
     private static void parallelFor(boolean parallel, int n, int grain, CpuThreads.RangeBody body) {
         if (parallel) CpuThreads.parallelFor(n, grain, body);
         else if (n > 0) body.run(0, n);
+    }
+
+    /**
+     * 0, n-1, 1, n-2, ...: under causal masking the work of query (or key) blocks grows (shrinks)
+     * linearly with the index, so neighbouring tasks, which share a thread's range, pair heavy with light.
+     */
+    static int zigzag(int i, int n) {
+        return (i & 1) == 0 ? i >> 1 : n - 1 - (i >> 1);
     }
 
     private static int ceilDiv(int a, int b) {

@@ -344,6 +344,15 @@ class CpuAttentionTest {
     }
 
     @Test
+    void zigzagIsAPermutation() {
+        for (int n = 1; n <= 9; n++) {
+            boolean[] seen = new boolean[n];
+            for (int i = 0; i < n; i++) seen[CpuAttention.zigzag(i, n)] = true;
+            for (boolean b : seen) assertTrue(b, "n=" + n);
+        }
+    }
+
+    @Test
     void rejectsBadHeadGrouping() {
         try {
             Dims.of(1, 1, 0, 6, 4, 8);
