@@ -39,7 +39,14 @@ import jdk.incubator.vector.VectorSpecies;
  * group so that every key block is loaded once for the group. Backward: tasks are (batch, KV head,
  * chunk of key blocks), each owning its rows of {@code dK}/{@code dV}; when there are fewer
  * (batch, KV head) pairs than twice the thread count the keys are split into chunks and each chunk
- * writes its {@code dQ} contributions into its own {@code [G, T, D]} buffer, summed at the end.
+ * writes its {@code dQ} contributions into its own {@code [G, T, D]} buffer, summed at the end
+ * (transient heap of {@code chunks x |dQ|}, with {@code chunks <= ceil(2 threads / (B Hkv))}).
+ * Decode ({@code T = 1}) runs one task per (batch, KV head); keys are not split across threads.
+ *
+ * <h2>Scores</h2>
+ * With at least {@value #TRANSPOSE_MIN_ROWS} query rows per task (prefill, training, backward) scores
+ * are computed against a transposed key block, vectorized over keys; with fewer (decode) each score is
+ * a dot product over D read straight from the key segment. Value accumulation is always vectorized over D.
  */
 public final class CpuAttention {
     private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
