@@ -1,0 +1,404 @@
+package dev.exeunt.model.io;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+import java.util.OptionalInt;
+import org.apache.arrow.memory.ArrowBuf;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.BaseIntVector;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.IntVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.complex.LargeListVector;
+import org.apache.arrow.vector.complex.ListVector;
+import org.apache.arrow.vector.ipc.ArrowFileReader;
+import org.apache.arrow.vector.ipc.ArrowReader;
+import org.apache.arrow.vector.ipc.ArrowStreamReader;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.apache.arrow.vector.types.pojo.Field;
+import org.apache.arrow.vector.types.pojo.Schema;
+
+/**
+ * Reads tokenized documents from an Arrow IPC file — stream format (Hugging Face {@code datasets}
+ * cache files) or file format (detected by the {@code ARROW1} magic) — from a column (default
+ * {@value TokenDatasetWriter#COLUMN}) of type {@code list} or {@code large_list} of integers
+ * (int32 or int64, also int8/int16/unsigned). Other columns are ignored. A null list reads as an empty
+ * document; null token ids, or ids outside the int32 range, are errors.
+ *
+ * <p>The reader holds no open file: each {@link #documents()} or {@code readAll...} call opens the
+ * file and reads it one record batch at a time, so only one batch is in memory at once. All Arrow
+ * memory comes from the given allocator and is freed when each pass ends.
+ */
+public final class TokenDatasetReader implements AutoCloseable {
+    /** IPC container format of a file. */
+    public enum Format { STREAM, FILE }
+
+    private static final byte[] FILE_MAGIC = "ARROW1".getBytes(StandardCharsets.US_ASCII);
+
+    private final Path path;
+    private final String column;
+    private final BufferAllocator allocator;
+    private final boolean ownsAllocator;
+    private final Format format;
+    private final Schema schema;
+
+    private TokenDatasetReader(Path path, String column, BufferAllocator allocator, boolean ownsAllocator)
+            throws IOException {
+        this.path = path;
+        this.column = column;
+        this.allocator = allocator;
+        this.ownsAllocator = ownsAllocator;
+        this.format = detectFormat(path);
+        try (ArrowReader r = openReader()) {
+            this.schema = r.getVectorSchemaRoot().getSchema();
+        } catch (CheckpointFormatException e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            throw new CheckpointFormatException(path, "cannot read Arrow IPC " + format.name().toLowerCase()
+                    + " schema: " + e, e);
+        }
+        Field f = null;
+        List<String> names = new ArrayList<>();
+        for (Field x : schema.getFields()) {
+            names.add(x.getName() + ": " + describe(x));
+            if (f == null && x.getName().equals(column)) {
+                f = x;
+            }
+        }
+        if (f == null) {
+            throw new CheckpointFormatException(path, "no column '" + column + "'; columns present: " + names);
+        }
+        ArrowType t = f.getType();
+        boolean listOk = t instanceof ArrowType.List || t instanceof ArrowType.LargeList;
+        boolean elemOk = listOk && f.getChildren().size() == 1
+                && f.getChildren().get(0).getType() instanceof ArrowType.Int;
+        if (!elemOk) {
+            throw new CheckpointFormatException(path, "column '" + column + "' has type " + describe(f)
+                    + ", expected list<int32|int64> or large_list<int32|int64>");
+        }
+    }
+
+    private static String describe(Field f) {
+        StringBuilder sb = new StringBuilder(f.getType().toString());
+        if (!f.getChildren().isEmpty()) {
+            sb.append('<');
+            for (int i = 0; i < f.getChildren().size(); i++) {
+                sb.append(i == 0 ? "" : ", ").append(describe(f.getChildren().get(i)));
+            }
+            sb.append('>');
+        }
+        return sb.toString();
+    }
+
+    /** Opens {@code file}, reading column {@value TokenDatasetWriter#COLUMN}, with its own allocator. */
+    public static TokenDatasetReader open(Path file) throws IOException {
+        return open(file, TokenDatasetWriter.COLUMN, null);
+    }
+
+    /**
+     * Opens {@code file}, reading {@code column}. With a null allocator the reader makes its own
+     * {@link RootAllocator} and closes it in {@link #close()}.
+     */
+    public static TokenDatasetReader open(Path file, String column, BufferAllocator allocator) throws IOException {
+        Objects.requireNonNull(column);
+        if (allocator == null) {
+            RootAllocator own = new RootAllocator();
+            try {
+                return new TokenDatasetReader(file, column, own, true);
+            } catch (IOException | RuntimeException e) {
+                own.close();
+                throw e;
+            }
+        }
+        return new TokenDatasetReader(file, column, allocator, false);
+    }
+
+    private static Format detectFormat(Path path) throws IOException {
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            ByteBuffer b = ByteBuffer.allocate(FILE_MAGIC.length);
+            while (b.hasRemaining() && ch.read(b) >= 0) {
+                // fill
+            }
+            if (ch.size() < 8) {
+                throw new CheckpointFormatException(path, "not an Arrow IPC file: only " + ch.size() + " bytes");
+            }
+            return Arrays.equals(b.array(), FILE_MAGIC) ? Format.FILE : Format.STREAM;
+        }
+    }
+
+    private ArrowReader openReader() throws IOException {
+        FileChannel ch = FileChannel.open(path, StandardOpenOption.READ);
+        try {
+            return format == Format.FILE ? new ArrowFileReader(ch, allocator) : new ArrowStreamReader(ch, allocator);
+        } catch (RuntimeException e) {
+            ch.close();
+            throw e;
+        }
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    public Format format() {
+        return format;
+    }
+
+    public String column() {
+        return column;
+    }
+
+    public Schema schema() {
+        return schema;
+    }
+
+    /** Names of all columns of the file. */
+    public List<String> columnNames() {
+        return schema.getFields().stream().map(Field::getName).toList();
+    }
+
+    /** A pass over the documents, one record batch in memory at a time. Close it when done. */
+    public Documents documents() throws IOException {
+        return new Documents(openReader());
+    }
+
+    /** Document and token counts (one pass over the file). */
+    public TokenDatasetWriter.Stats stats() throws IOException {
+        long docs = 0;
+        long toks = 0;
+        try (Documents d = documents()) {
+            while (d.nextBatch()) {
+                docs += d.batchRows;
+                for (int i = 0; i < d.batchRows; i++) {
+                    toks += d.col.end(i) - d.col.start(i);
+                }
+            }
+        }
+        return new TokenDatasetWriter.Stats(docs, toks);
+    }
+
+    /**
+     * All tokens as one flat stream, documents in file order, with {@code eos} (when present) inserted
+     * <em>between</em> consecutive documents (also around empty documents; not after the last one).
+     */
+    public int[] readAllTokens(OptionalInt eos) throws IOException {
+        int[] out = new int[1024];
+        long n = 0;
+        boolean first = true;
+        try (Documents d = documents()) {
+            while (d.nextBatch()) {
+                for (int i = 0; i < d.batchRows; i++) {
+                    long s = d.col.start(i);
+                    long len = d.col.end(i) - s;
+                    long need = n + len + (eos.isPresent() && !first ? 1 : 0);
+                    if (need > Integer.MAX_VALUE - 16) {
+                        throw new CheckpointFormatException(path, "more than 2^31 tokens: use readAllTokens(Arena, eos)");
+                    }
+                    if (need > out.length) {
+                        out = Arrays.copyOf(out, (int) Math.min(Integer.MAX_VALUE - 16, Math.max(need, 2L * out.length)));
+                    }
+                    if (eos.isPresent() && !first) {
+                        out[(int) n++] = eos.getAsInt();
+                    }
+                    first = false;
+                    d.copy(i, s, (int) len, out, (int) n);
+                    n += len;
+                }
+            }
+        }
+        return n == out.length ? out : Arrays.copyOf(out, (int) n);
+    }
+
+    /**
+     * All tokens as one flat stream of native-order int32 in an off-heap segment allocated from
+     * {@code arena} (two passes: count, then copy), separated by {@code eos} as in {@link #readAllTokens(OptionalInt)}.
+     */
+    public MemorySegment readAllTokens(Arena arena, OptionalInt eos) throws IOException {
+        TokenDatasetWriter.Stats st = stats();
+        long total = st.tokens() + (eos.isPresent() ? Math.max(0, st.documents() - 1) : 0);
+        MemorySegment seg = arena.allocate(ValueLayout.JAVA_INT, Math.max(total, 0));
+        long n = 0;
+        boolean first = true;
+        int[] buf = new int[8192];
+        try (Documents d = documents()) {
+            while (d.nextBatch()) {
+                for (int i = 0; i < d.batchRows; i++) {
+                    if (eos.isPresent() && !first) {
+                        checkRoom(n, 1, total);
+                        seg.setAtIndex(ValueLayout.JAVA_INT, n++, eos.getAsInt());
+                    }
+                    first = false;
+                    long s = d.col.start(i);
+                    long len = d.col.end(i) - s;
+                    checkRoom(n, len, total);
+                    for (long done = 0; done < len; ) {
+                        int k = (int) Math.min(buf.length, len - done);
+                        d.copy(i, s + done, k, buf, 0);
+                        MemorySegment.copy(buf, 0, seg, ValueLayout.JAVA_INT, (n + done) * 4, k);
+                        done += k;
+                    }
+                    n += len;
+                }
+            }
+        }
+        checkRoom(n, 0, total);
+        if (n != total) {
+            throw new CheckpointFormatException(path, "file changed while reading: " + n + " tokens, expected " + total);
+        }
+        return seg;
+    }
+
+    private void checkRoom(long n, long len, long total) throws CheckpointFormatException {
+        if (n + len > total) {
+            throw new CheckpointFormatException(path, "file changed while reading: more than " + total + " tokens");
+        }
+    }
+
+    /** Closes the allocator if the reader created it (fails if Arrow memory is still held). */
+    @Override
+    public void close() {
+        if (ownsAllocator) {
+            allocator.close();
+        }
+    }
+
+    /** Offsets view over a list or large_list column of the current batch. */
+    private interface ListColumn {
+        boolean isNull(int row);
+
+        long start(int row);
+
+        long end(int row);
+    }
+
+    /**
+     * A cursor over the documents of one pass. {@link #next()} advances; {@link #tokens()} returns the
+     * current document as a fresh array.
+     */
+    public final class Documents implements AutoCloseable {
+        private final ArrowReader reader;
+        private ListColumn col;
+        private BaseIntVector values;
+        private int batchRows;
+        private long batchStart;
+        private int row = -1;
+        private boolean done;
+
+        private Documents(ArrowReader reader) {
+            this.reader = reader;
+        }
+
+        boolean nextBatch() throws IOException {
+            if (done) {
+                return false;
+            }
+            boolean loaded;
+            try {
+                loaded = reader.loadNextBatch();
+            } catch (IOException | RuntimeException e) {
+                throw new CheckpointFormatException(path, "cannot read record batch: " + e, e);
+            }
+            if (!loaded) {
+                done = true;
+                return false;
+            }
+            VectorSchemaRoot root = reader.getVectorSchemaRoot();
+            FieldVector v = root.getVector(column);
+            if (v instanceof ListVector lv) {
+                col = new ListColumn() {
+                    public boolean isNull(int r) { return lv.isNull(r); }
+                    public long start(int r) { return lv.isNull(r) ? 0 : lv.getElementStartIndex(r); }
+                    public long end(int r) { return lv.isNull(r) ? 0 : lv.getElementEndIndex(r); }
+                };
+                values = (BaseIntVector) lv.getDataVector();
+            } else if (v instanceof LargeListVector lv) {
+                col = new ListColumn() {
+                    public boolean isNull(int r) { return lv.isNull(r); }
+                    public long start(int r) { return lv.isNull(r) ? 0 : lv.getElementStartIndex(r); }
+                    public long end(int r) { return lv.isNull(r) ? 0 : lv.getElementEndIndex(r); }
+                };
+                values = (BaseIntVector) lv.getDataVector();
+            } else {
+                throw new CheckpointFormatException(path, "column '" + column + "' is " + v.getClass().getSimpleName());
+            }
+            batchStart += batchRows;
+            batchRows = root.getRowCount();
+            row = -1;
+            return true;
+        }
+
+        /** Advances to the next document; false at the end of the file. */
+        public boolean next() throws IOException {
+            while (col == null || row + 1 >= batchRows) {
+                if (!nextBatch()) {
+                    return false;
+                }
+            }
+            row++;
+            return true;
+        }
+
+        /** Index of the current document in the file (0-based). */
+        public long index() {
+            return batchStart + row;
+        }
+
+        /** Number of tokens of the current document. */
+        public int length() {
+            return Math.toIntExact(col.end(row) - col.start(row));
+        }
+
+        /** The current document's token ids. */
+        public int[] tokens() throws CheckpointFormatException {
+            long s = col.start(row);
+            int[] out = new int[Math.toIntExact(col.end(row) - s)];
+            copy(row, s, out.length, out, 0);
+            return out;
+        }
+
+        void copy(int r, long from, int len, int[] dst, int dstOff) throws CheckpointFormatException {
+            int f = Math.toIntExact(from);
+            if (values instanceof IntVector iv && iv.getNullCount() == 0) {
+                ArrowBuf data = iv.getDataBuffer();
+                for (int i = 0; i < len; i++) {
+                    dst[dstOff + i] = data.getInt((long) (f + i) * Integer.BYTES);
+                }
+                return;
+            }
+            for (int i = 0; i < len; i++) {
+                int idx = f + i;
+                if (values.isNull(idx)) {
+                    throw new CheckpointFormatException(path, "null token id in document " + docIndex(r)
+                            + " of column '" + column + "'");
+                }
+                long x = values.getValueAsLong(idx);
+                if (x != (int) x) {
+                    throw new CheckpointFormatException(path, "token id " + x + " in document " + docIndex(r)
+                            + " does not fit in int32");
+                }
+                dst[dstOff + i] = (int) x;
+            }
+        }
+
+        private long docIndex(int r) {
+            return batchStart + r;
+        }
+
+        @Override
+        public void close() throws IOException {
+            reader.close();
+        }
+    }
+}
