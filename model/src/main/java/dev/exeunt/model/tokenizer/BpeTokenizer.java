@@ -56,7 +56,7 @@ public final class BpeTokenizer implements Tokenizer {
     private final LongLongMap mergeRanks; // (left<<32|right) -> (rank<<32|newId)
     private final List<AddedToken> addedTokens;
     private final Map<String, AddedToken> addedByContent;
-    private final Pattern addedPattern;
+    private final Map<Character, String[]> addedByFirstChar; // candidates, longest first
     private final boolean[] special;
     private final boolean[] isAdded;
     private final boolean[] inModelVocab;
@@ -125,18 +125,13 @@ public final class BpeTokenizer implements Tokenizer {
             addedByContent.put(t.content(), t);
         }
         addedTokens = List.copyOf(b.addedTokens);
-        if (addedByContent.isEmpty()) {
-            addedPattern = null;
-        } else {
-            List<String> contents = new ArrayList<>(addedByContent.keySet());
-            contents.sort(Comparator.comparingInt(String::length).reversed().thenComparing(Comparator.naturalOrder()));
-            StringBuilder sb = new StringBuilder();
-            for (String c : contents) {
-                if (!sb.isEmpty()) sb.append('|');
-                sb.append(Pattern.quote(c));
-            }
-            addedPattern = Pattern.compile(sb.toString());
-        }
+        Map<Character, List<String>> byFirst = new HashMap<>();
+        for (String c : addedByContent.keySet()) byFirst.computeIfAbsent(c.charAt(0), k -> new ArrayList<>()).add(c);
+        addedByFirstChar = new HashMap<>();
+        byFirst.forEach((ch, list) -> {
+            list.sort(Comparator.comparingInt(String::length).reversed().thenComparing(Comparator.naturalOrder()));
+            addedByFirstChar.put(ch, list.toArray(String[]::new));
+        });
 
         merges = List.copyOf(b.merges);
         mergeRanks = new LongLongMap(merges.size() + 16);
@@ -204,13 +199,27 @@ public final class BpeTokenizer implements Tokenizer {
     public int[] encode(String text, boolean addBos, boolean parseSpecialTokens) {
         IntList out = new IntList(Math.max(16, text.length() / 3));
         if (addBos && bos.isPresent()) out.add(bos.getAsInt());
-        if (parseSpecialTokens && addedPattern != null) {
-            Matcher m = addedPattern.matcher(text);
+        if (parseSpecialTokens && !addedByFirstChar.isEmpty()) {
             int last = 0;
-            while (m.find()) {
-                if (m.start() > last) encodeSegment(text.substring(last, m.start()), last == 0, out);
-                out.add(addedByContent.get(m.group()).id());
-                last = m.end();
+            for (int i = 0; i < text.length(); ) {
+                String[] cands = addedByFirstChar.get(text.charAt(i));
+                String hit = null;
+                if (cands != null) {
+                    for (String c : cands) {
+                        if (text.startsWith(c, i)) {
+                            hit = c;
+                            break;
+                        }
+                    }
+                }
+                if (hit == null) {
+                    i++;
+                    continue;
+                }
+                if (i > last) encodeSegment(text.substring(last, i), last == 0, out);
+                out.add(addedByContent.get(hit).id());
+                i += hit.length();
+                last = i;
             }
             if (last < text.length()) encodeSegment(text.substring(last), last == 0, out);
         } else if (!text.isEmpty()) {
@@ -238,7 +247,7 @@ public final class BpeTokenizer implements Tokenizer {
                 case FIRST -> atStart;
                 case ALWAYS -> true;
             };
-            if (prepend && (prependIfPresent || s.isEmpty() || s.charAt(0) != SPACE_MARK)) s = SPACE_MARK + s;
+            if (prepend && !s.isEmpty() && (prependIfPresent || s.charAt(0) != SPACE_MARK)) s = SPACE_MARK + s;
             if (splitOnSpaceMark) {
                 int start = 0;
                 for (int i = 1; i < s.length(); i++) {

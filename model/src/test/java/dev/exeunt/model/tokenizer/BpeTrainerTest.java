@@ -24,6 +24,11 @@ class BpeTrainerTest {
 
     /** About {@code maxChars} of java.base sources (java/util/*), in a fixed order. */
     static List<String> jdkSources(long maxChars) throws IOException {
+        return jdkSourcesUnder("java.base/java/util/", maxChars);
+    }
+
+    /** About {@code maxChars} of JDK sources whose src.zip path starts with {@code prefix}, in a fixed order. */
+    static List<String> jdkSourcesUnder(String prefix, long maxChars) throws IOException {
         Path zip = Path.of(System.getProperty("java.home"), "lib", "src.zip");
         List<String> texts = new ArrayList<>();
         if (!Files.isRegularFile(zip)) {
@@ -35,7 +40,7 @@ class BpeTrainerTest {
         }
         try (ZipFile z = new ZipFile(zip.toFile())) {
             List<? extends ZipEntry> entries = z.stream()
-                    .filter(e -> e.getName().startsWith("java.base/java/util/") && e.getName().endsWith(".java"))
+                    .filter(e -> e.getName().startsWith(prefix) && e.getName().endsWith(".java"))
                     .sorted((a, b) -> a.getName().compareTo(b.getName()))
                     .toList();
             long total = 0;
@@ -157,7 +162,7 @@ class BpeTrainerTest {
 
     @Test
     void deterministic() {
-        List<String> small = corpus.subList(0, 10);
+        List<String> small = corpus.subList(0, 6);
         BpeTokenizer a = BpeTrainer.train(small, 600, SPECIALS);
         List<String> reversed = new ArrayList<>(small);
         java.util.Collections.reverse(reversed);
@@ -183,5 +188,60 @@ class BpeTrainerTest {
         assertEquals(calls[0], t.merges().size());
         assertTrue(t.vocabSize() < 300); // stops when no pair is seen twice
         assertThrows(IllegalArgumentException.class, () -> new BpeTrainer(100, List.of()));
+    }
+
+    @Test
+    void encodeMatchesNaiveMerging() {
+        // heap-based merging == "merge the lowest-ranked adjacent pair, leftmost first, until none is left"
+        java.util.Map<String, Integer> rank = new java.util.HashMap<>();
+        for (int i = 0; i < trained.merges().size(); i++) {
+            var m = trained.merges().get(i);
+            rank.putIfAbsent(m.left() + " " + m.right(), i);
+        }
+        Random r = new Random(3);
+        List<String> words = new ArrayList<>();
+        for (String s : corpus.subList(0, 4)) for (String w : s.split("(?<=\\s)")) words.add(w);
+        for (int i = 0; i < 200; i++) words.add(randomText(r, 1 + r.nextInt(30)));
+        words.add("                                                                ");
+        for (String w : words) {
+            List<String> sym = new ArrayList<>();
+            for (byte b : w.getBytes(StandardCharsets.UTF_8)) sym.add(String.valueOf(ByteLevel.byteToChar(b)));
+            while (true) {
+                int best = -1, bestRank = Integer.MAX_VALUE;
+                for (int i = 0; i + 1 < sym.size(); i++) {
+                    Integer rk = rank.get(sym.get(i) + " " + sym.get(i + 1));
+                    if (rk != null && rk < bestRank) { bestRank = rk; best = i; }
+                }
+                if (best < 0) break;
+                sym.set(best, sym.get(best) + sym.remove(best + 1));
+            }
+            int[] expected = sym.stream().mapToInt(trained::idOf).toArray();
+            byte[] bytes = w.getBytes(StandardCharsets.UTF_8);
+            int[] ids = new int[bytes.length];
+            for (int i = 0; i < bytes.length; i++) ids[i] = trained.idOf(String.valueOf(ByteLevel.byteToChar(bytes[i])));
+            assertArrayEquals(expected, trained.applyMerges(ids, ids.length), w);
+        }
+    }
+
+    @Test
+    void manySpecialTokensScanFast() {
+        List<AddedToken> added = new ArrayList<>();
+        java.util.Map<String, Integer> vocab = new java.util.LinkedHashMap<>(trained.vocab());
+        for (int i = 0; i < 256; i++) {
+            String s = "<|reserved_special_token_" + i + "|>";
+            added.add(new AddedToken(vocab.size(), s, true));
+            vocab.put(s, vocab.size());
+        }
+        BpeTokenizer t = trained.toBuilder().vocab(vocab).addedTokens(added).build();
+        StringBuilder sb = new StringBuilder();
+        for (String s : corpus) sb.append(s).append("<|reserved_special_token_17|>");
+        String text = sb.toString();
+        long t0 = System.nanoTime();
+        int[] ids = t.encode(text);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertEquals(text, t.decode(ids));
+        int id17 = t.idOf("<|reserved_special_token_17|>");
+        assertEquals(corpus.size(), java.util.Arrays.stream(ids).filter(x -> x == id17).count());
+        assertTrue(ms < 5000, ms + " ms");
     }
 }
