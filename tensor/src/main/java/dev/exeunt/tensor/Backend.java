@@ -113,15 +113,15 @@ public interface Backend {
     // ------------------------------------------------------------ losses and optimiser
 
     /**
-     * Row-wise cross-entropy of logits [N, V] against I32 targets [N], fused with log-softmax. Rows
-     * whose target is {@code ignoreIndex} count for nothing. rowLoss[i] receives mask_i * weight_i * CE_i
-     * (mask and weight: optional [N] tensors, no gradient through either; logits divided by
-     * temperature). When dLogits is not null it is overwritten with gradScale * d(sum rowLoss)/dlogits.
-     * maxProb and argmax ([N], optional) receive each row's top probability and its index.
-     * Returns the sum of mask over rows not ignored: the denominator of the masked mean.
+     * Row-wise cross-entropy of logits [N, V] against I32 targets [N], fused with log-softmax (logits
+     * divided by temperature). Rows whose target is {@code ignoreIndex} count for nothing; mask and
+     * weight are optional [N] tensors (no gradient through either). Returns {numerator, denominator}
+     * of the masked mean: sum mask_i * weight_i * CE_i and sum mask_i over rows not ignored. When
+     * dLogits is not null it is overwritten with gradScale * d(numerator)/dlogits. rowLoss, maxProb and
+     * argmax ([N], optional) receive each row's unweighted loss, top probability and top index.
      */
-    double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor mask, Tensor weight, float temperature,
-                        Tensor rowLoss, Tensor dLogits, float gradScale, Tensor maxProb, Tensor argmax);
+    double[] crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor mask, Tensor weight, float temperature,
+                          Tensor rowLoss, Tensor dLogits, float gradScale, Tensor maxProb, Tensor argmax);
 
     /** One decoupled-weight-decay Adam step on a parameter, in place on p, m, v. */
     void adamw(Tensor p, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,

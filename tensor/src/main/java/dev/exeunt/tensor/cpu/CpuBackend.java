@@ -354,7 +354,7 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- loss and optimiser
 
     @Override
-    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor mask, Tensor weight, float temperature,
+    public double[] crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor mask, Tensor weight, float temperature,
                                Tensor rowLoss, Tensor dLogits, float gradScale, Tensor maxProb, Tensor argmax) {
         contiguous("crossEntropy", logits, targets, mask, weight, rowLoss, dLogits, maxProb, argmax);
         var ce = CpuLoss.crossEntropy(seg(logits), off(logits), rows(logits), logits.dim(-1), seg(targets), off(targets))
@@ -366,7 +366,7 @@ public final class CpuBackend implements Backend {
         if (argmax != null) ce.argmax(seg(argmax), off(argmax));
         var sums = ce.forward();
         if (dLogits != null) ce.backward(gradScale, null, 0, seg(dLogits), off(dLogits));
-        return sums.denominator();
+        return new double[] {sums.numerator(), sums.denominator()};
     }
 
     @Override

@@ -139,9 +139,9 @@ public final class NN {
     }
 
     /**
-     * Masked-mean cross-entropy fused with log-softmax: sum_i coef_i CE_i / count, where coef is mask
-     * times weight (no gradient flows into either) and count is the number of rows not ignored with a
-     * non-zero mask. The softmax is recomputed in the backward, so only the logits stay alive.
+     * Masked-mean cross-entropy fused with log-softmax: sum_i mask_i w_i CE_i / sum_i mask_i over rows
+     * not ignored (no gradient flows into mask or weight). The softmax is recomputed in the backward,
+     * so only the logits stay alive.
      */
     public static Tensor crossEntropy(Tensor logits, Tensor targets, CrossEntropyOptions opt) {
         int v = logits.dim(-1);
@@ -154,17 +154,14 @@ public final class NN {
         Tensor lc = contig(logits), tc = contig(targets);
         Tensor mask = opt.mask() == null ? null : contig(opt.mask());
         Tensor weight = opt.weight() == null ? null : contig(opt.weight());
-        Tensor rowLoss = emptyF32(logits.device(), n);
-        double count = logits.backend().crossEntropy(lc, tc, opt.ignoreIndex(), mask, weight, opt.temperature(),
-                rowLoss, null, 0f, null, null);
-        float denom = (float) (count > 0 ? count : 1);
-        Tensor loss = Ops.scale(Ops.sumAll(rowLoss), 1f / denom);
+        double[] sums = logits.backend().crossEntropy(lc, tc, opt.ignoreIndex(), mask, weight, opt.temperature(),
+                null, null, 0f, null, null);
+        float denom = (float) (sums[1] > 0 ? sums[1] : 1);
+        Tensor loss = Tensor.full((float) (sums[0] / denom), logits.device(), 1);
         return record(loss, "crossEntropy", new Tensor[] {logits}, g -> {
             Tensor dl = emptyF32(logits.device(), logits.shape());
-            float gs = g.item() / denom;
-            Tensor scratch = emptyF32(logits.device(), n);
             logits.backend().crossEntropy(lc, tc, opt.ignoreIndex(), mask, weight, opt.temperature(),
-                    scratch, dl, gs, null, null);
+                    null, dl, g.item() / denom, null, null);
             return new Tensor[] {dl};
         });
     }
@@ -177,10 +174,8 @@ public final class NN {
         Tensor argmax = Tensor.empty(DType.I32, logits.device(), n);
         Tensor targets = Tensor.empty(DType.I32, logits.device(), n);
         logits.backend().fill(targets, 0f);
-        Tensor scratch = emptyF32(logits.device(), n);
-        logits.backend().crossEntropy(lc, targets, -100, null, null, 1f, scratch, null, 0f, maxProb, argmax);
+        logits.backend().crossEntropy(lc, targets, -100, null, null, 1f, null, null, 0f, maxProb, argmax);
         targets.close();
-        scratch.close();
         return new Tensor[] {maxProb, argmax};
     }
 }

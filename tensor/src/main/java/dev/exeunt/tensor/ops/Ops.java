@@ -57,7 +57,8 @@ public final class Ops {
 
     // ---------------------------------------------------------------- views
 
-    public static Tensor reshape(Tensor x, int[] shape) {
+    public static Tensor reshape(Tensor x, int[] newShape) {
+        int[] shape = Shape.infer(newShape, x.numel());
         Tensor out;
         if (x.isContiguous()) {
             out = x.view(shape, Shape.contiguousStrides(shape), x.offset());
