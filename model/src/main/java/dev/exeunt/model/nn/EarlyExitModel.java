@@ -176,6 +176,27 @@ public final class EarlyExitModel implements AutoCloseable {
         return NN.crossEntropy(logits, targets, opts);
     }
 
+    /** The objective L = L_final + sum_i w_i L_i without gradients (what {@link #forwardBackward} differentiates). */
+    public double objective(Tensor ids, Tensor targets, Tensor mask, long iteration) {
+        try (var g = GradMode.noGrad(); var s = Scope.open()) {
+            Tensor[][] exitInputs = new Tensor[exits.size()][];
+            double[] weights = new double[exits.size()];
+            for (int i = 0; i < weights.length; i++) weights[i] = exits.get(i).config().weight().at(iteration);
+            Tensor x = embed(ids, 0);
+            collectExitInputs(0, x, null, exitInputs, weights);
+            for (int l = 0; l < layers.size(); l++) {
+                Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
+                x = split[0];
+                collectExitInputs(l + 1, x, split, exitInputs, weights);
+            }
+            double total = NN.crossEntropy(finalLogits(x), targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask)).item();
+            for (int i = 0; i < exits.size(); i++) {
+                if (exitInputs[i] != null) total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();
+            }
+            return total;
+        }
+    }
+
     // ---------------------------------------------------------------- evaluation
 
     /** Per-head sums over one batch: cross-entropy, counted tokens, and top-1 agreement with the final head. */
