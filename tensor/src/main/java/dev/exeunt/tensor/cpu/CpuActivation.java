@@ -75,22 +75,28 @@ public final class CpuActivation {
 
     // ---------------------------------------------------------------------------------------------
     // GELU, tanh approximation: y = x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3)
-    // (identical to 0.5 x (1 + tanh u), without the cancellation for negative x).
+    // (identical to 0.5 x (1 + tanh u), without the cancellation for negative x). u is evaluated at x
+    // clamped to [-10, 10], where |2u| < 88 cannot overflow exp: beyond it gelu(x) is x or 0 and its
+    // derivative 1 or 0 to F32 precision (the omitted terms are below 1e-36).
+
+    private static final float GELU_CLAMP = 10f;
 
     private static FloatVector geluTanhV(FloatVector x) {
-        var u = x.mul(x).mul(GELU_K).add(1f).mul(x).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).max(-88f).min(88f).lanewise(VectorOperators.EXP);
-        return x.div(e.add(1f));
+        var xc = x.max(-GELU_CLAMP).min(GELU_CLAMP);
+        var u = xc.mul(xc).mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
+        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
+        return x.div(e.add(1f)).blend(0f, x.lt(-GELU_CLAMP));
     }
 
     private static FloatVector geluTanhGradV(FloatVector x, FloatVector dy) {
-        var x2 = x.mul(x);
-        var u = x2.mul(GELU_K).add(1f).mul(x).mul(SQRT_2_OVER_PI);
+        var xc = x.max(-GELU_CLAMP).min(GELU_CLAMP);
+        var x2 = xc.mul(xc);
+        var u = x2.mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
         var du = x2.mul(3f * GELU_K).add(1f).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).max(-88f).min(88f).lanewise(VectorOperators.EXP);
+        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
         var s = FloatVector.broadcast(S, 1f).div(e.add(1f));
         // d/dx [x s(2u)] = s + x * 2 u' s (1 - s), with 1 - s = e * s (accurate when s ~ 1)
-        var grad = x.mul(du).mul(2f).mul(s).mul(e.mul(s)).add(s);
+        var grad = xc.mul(du).mul(2f).mul(s).mul(e.mul(s)).add(s);
         return dy.mul(grad);
     }
 
