@@ -2,6 +2,7 @@ package dev.exeunt.tensor.cpu;
 
 import static dev.exeunt.tensor.cpu.CpuNormTestSupport.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.MemorySegment;
@@ -146,5 +147,23 @@ class CpuActivationTest {
         var s = f32(x);
         CpuActivation.silu(s, OFF, s, OFF, x.length);
         assertClose("silu in place", map(v -> v * sigmoid(v), x), read(s, x.length), 1e-6, 1e-5);
+    }
+
+    @Test
+    void masksStayInsideExactlySizedSegments() {
+        // no guard elements after the data: a masked tail must not touch bytes past the end
+        var rnd = new Random(24);
+        for (int n : new int[] {1, 17, 33}) {
+            double[] x = rand(rnd, n, -4, 4);
+            var xs = java.lang.foreign.Arena.ofAuto().allocate(4L * n);
+            var ys = java.lang.foreign.Arena.ofAuto().allocate(4L * n);
+            for (int i = 0; i < n; i++) xs.setAtIndex(F, i, (float) x[i]);
+            for (Act a : ACTS) {
+                if (a.name.equals("log")) continue;
+                a.fwd.run(xs, 0, ys, 0, n);
+                a.bwd.run(a.backwardReadsY ? ys : xs, 0, xs, 0, ys, 0, n);
+            }
+            assertThrows(IndexOutOfBoundsException.class, () -> CpuActivation.silu(xs, 0, ys, 0, n + 1));
+        }
     }
 }
