@@ -75,22 +75,28 @@ public final class CpuActivation {
 
     // ---------------------------------------------------------------------------------------------
     // GELU, tanh approximation: y = x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3)
-    // (identical to 0.5 x (1 + tanh u), without the cancellation for negative x).
+    // (identical to 0.5 x (1 + tanh u), without the cancellation for negative x). u is evaluated at x
+    // clamped to [-10, 10], where |2u| < 88 cannot overflow exp: beyond it gelu(x) is x or 0 and its
+    // derivative 1 or 0 to F32 precision (the omitted terms are below 1e-36).
+
+    private static final float GELU_CLAMP = 10f;
 
     private static FloatVector geluTanhV(FloatVector x) {
-        var u = x.mul(x).mul(GELU_K).add(1f).mul(x).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).max(-88f).min(88f).lanewise(VectorOperators.EXP);
-        return x.div(e.add(1f));
+        var xc = x.max(-GELU_CLAMP).min(GELU_CLAMP);
+        var u = xc.mul(xc).mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
+        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
+        return x.div(e.add(1f)).blend(0f, x.lt(-GELU_CLAMP));
     }
 
     private static FloatVector geluTanhGradV(FloatVector x, FloatVector dy) {
-        var x2 = x.mul(x);
-        var u = x2.mul(GELU_K).add(1f).mul(x).mul(SQRT_2_OVER_PI);
+        var xc = x.max(-GELU_CLAMP).min(GELU_CLAMP);
+        var x2 = xc.mul(xc);
+        var u = x2.mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
         var du = x2.mul(3f * GELU_K).add(1f).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).max(-88f).min(88f).lanewise(VectorOperators.EXP);
+        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
         var s = FloatVector.broadcast(S, 1f).div(e.add(1f));
         // d/dx [x s(2u)] = s + x * 2 u' s (1 - s), with 1 - s = e * s (accurate when s ~ 1)
-        var grad = x.mul(du).mul(2f).mul(s).mul(e.mul(s)).add(s);
+        var grad = xc.mul(du).mul(2f).mul(s).mul(e.mul(s)).add(s);
         return dy.mul(grad);
     }
 
@@ -127,7 +133,7 @@ public final class CpuActivation {
     // GELU, exact: y = x * Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2), evaluated in doubles.
 
     /** 0.5 * erfc(a) for a >= 0 (Numerical Recipes erfcc, relative error < 1.2e-7). */
-    private static DoubleVector halfErfcV(DoubleVector a, DoubleVector expMinusA2) {
+    private static DoubleVector halfErfcV(DoubleVector a) {
         var t = a.mul(0.5).add(1.0);
         t = DoubleVector.broadcast(DS, 1.0).div(t);
         var p = t.mul(0.17087277).add(-0.82215223)
@@ -139,33 +145,32 @@ public final class CpuActivation {
                 .mul(t).add(0.37409196)
                 .mul(t).add(1.00002368)
                 .mul(t).add(-1.26551223);
-        return t.mul(0.5).mul(expMinusA2).mul(p.lanewise(VectorOperators.EXP));
+        return t.mul(0.5).mul(p.sub(a.mul(a)).lanewise(VectorOperators.EXP));
     }
 
-    private static double halfErfc(double a, double expMinusA2) {
+    private static double halfErfc(double a) {
         double t = 1.0 / (1.0 + 0.5 * a);
         double p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
                 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-        return 0.5 * t * expMinusA2 * Math.exp(p);
+        return 0.5 * t * Math.exp(p - a * a);
     }
 
     /** Standard normal CDF Phi(x) (relative error < 1.2e-7), exposed for tests and other kernels. */
     public static double normalCdf(double x) {
         double a = Math.abs(x) * INV_SQRT2;
-        double q = halfErfc(a, Math.exp(-a * a));
+        double q = halfErfc(a);
         return x >= 0 ? 1.0 - q : q;
     }
 
-    private static DoubleVector phiV(DoubleVector x, DoubleVector expMinusA2, DoubleVector a) {
-        var q = halfErfcV(a, expMinusA2);
+    private static DoubleVector phiV(DoubleVector x, DoubleVector a) {
+        var q = halfErfcV(a);
         return DoubleVector.broadcast(DS, 1.0).sub(q).blend(q, x.lt(0.0));
     }
 
     private static FloatVector geluErfV(FloatVector xf) {
         var x = (DoubleVector) xf.convertShape(VectorOperators.F2D, DS, 0);
         var a = x.abs().mul(INV_SQRT2);
-        var em = a.mul(a).neg().lanewise(VectorOperators.EXP);
-        return (FloatVector) x.mul(phiV(x, em, a)).convertShape(VectorOperators.D2F, FH, 0);
+        return (FloatVector) x.mul(phiV(x, a)).convertShape(VectorOperators.D2F, FH, 0);
     }
 
     private static FloatVector geluErfGradV(FloatVector xf, FloatVector dyf) {
@@ -173,7 +178,7 @@ public final class CpuActivation {
         var dy = (DoubleVector) dyf.convertShape(VectorOperators.F2D, DS, 0);
         var a = x.abs().mul(INV_SQRT2);
         var em = a.mul(a).neg().lanewise(VectorOperators.EXP); // exp(-x^2 / 2)
-        var g = x.mul(em).mul(INV_SQRT_2PI).add(phiV(x, em, a));
+        var g = x.mul(em).mul(INV_SQRT_2PI).add(phiV(x, a));
         return (FloatVector) dy.mul(g).convertShape(VectorOperators.D2F, FH, 0);
     }
 

@@ -108,10 +108,10 @@ public final class CpuRope {
         if (t != null && t.maxPositions >= minPositions) return t;
         return CACHE.compute(key, (k, old) -> {
             if (old != null && old.maxPositions >= minPositions) return old;
-            int want = Math.max(minPositions, old == null ? 0 : Math.min(Integer.MAX_VALUE / 2, old.maxPositions) * 2);
-            want = Math.max(want, 256);
-            if (Integer.bitCount(want) != 1 && want < (1 << 30)) want = Integer.highestOneBit(want) << 1;
-            return Table.create(rotaryDim, theta, want);
+            // grow by at least 1.5x, in multiples of 1024 positions
+            long want = Math.max(minPositions, old == null ? 0 : old.maxPositions + (old.maxPositions >> 1));
+            want = Math.max(1024, (want + 1023) & ~1023L);
+            return Table.create(rotaryDim, theta, (int) Math.min(want, Integer.MAX_VALUE - 1));
         });
     }
 
