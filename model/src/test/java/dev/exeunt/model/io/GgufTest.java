@@ -337,11 +337,11 @@ class GgufTest {
         putU32(x, typeOff, GgmlType.Q8_0.id()); // ne[0] = 5 is not a multiple of 32
         fails(patched("block.gguf", x), "tensor 'f16'", "not a multiple of the Q8_0 block size 32");
         x = b.clone();
-        putU32(x, typeOff, GgmlType.IQ2_XXS.id()); // listed, but data unsupported
-        try (GgufFile g = GgufFile.open(patched("iq.gguf", x))) {
-            assertEquals(GgmlType.IQ2_XXS, g.tensor("f16").type());
+        putU32(x, typeOff, GgmlType.Q8_1.id()); // listed, but data unsupported
+        try (GgufFile g = GgufFile.open(patched("q81.gguf", x))) {
+            assertEquals(GgmlType.Q8_1, g.tensor("f16").type());
             UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, () -> g.data("f16"));
-            assertTrue(e.getMessage().contains("unsupported ggml type 16 (IQ2_XXS) for tensor 'f16'"), e.getMessage());
+            assertTrue(e.getMessage().contains("unsupported ggml type 9 (Q8_1) for tensor 'f16'"), e.getMessage());
             assertEquals(34 * 4, g.data("q8").byteSize());
         }
         x = b.clone();
@@ -399,7 +399,7 @@ class GgufTest {
         assertThrows(IllegalArgumentException.class,
                 () -> w.addTensor("f", GgmlType.F32, new long[] {2}, MemorySegment.ofArray(new byte[4])));
         assertThrows(IllegalArgumentException.class,
-                () -> w.addTensor("iq", GgmlType.IQ2_XXS, new long[] {256}, out -> { }));
+                () -> w.addTensor("q81", GgmlType.Q8_1, new long[] {256}, out -> { }));
         assertThrows(IllegalArgumentException.class,
                 () -> w.addTensor("d", GgmlType.F32, new long[] {1, 1, 1, 1, 1}, out -> { }));
     }
@@ -414,5 +414,37 @@ class GgufTest {
             }
         }
         throw new AssertionError("key not found: " + key);
+    }
+
+    /** A file written by llama.cpp's gguf-py (GGUFWriter). */
+    @Test
+    void readsFileWrittenByGgufPy() throws IOException {
+        try (GgufFile g = GgufFile.open(SafetensorsTest.resource("py.gguf"))) {
+            assertEquals(3, g.version());
+            assertEquals(32, g.alignment());
+            assertEquals(0, g.dataOffset() % 32);
+            Map<String, GgufValue> m = g.metadata();
+            assertEquals(GgufValue.string("llama"), m.get("general.architecture"));
+            assertEquals(GgufValue.uint32(2), m.get("llama.block_count"));
+            assertEquals(GgufValue.float32(10000f), m.get("llama.rope.freq_base"));
+            assertEquals(GgufValue.bool(true), m.get("x.flag"));
+            assertEquals(GgufValue.string("héllo"), m.get("x.s"));
+            assertEquals(GgufValue.int32Array(1, 2, 3), m.get("x.arr"));
+            assertEquals(GgufValue.stringArray(List.of("a", "bb")), m.get("x.strs"));
+            assertEquals(GgufValue.int64(-5), m.get("x.i64"));
+            GgufTokenizerData tok = g.tokenizer();
+            assertEquals("gpt2", tok.model());
+            assertEquals(List.of("a", "b", "ab"), tok.tokens());
+            assertEquals(OptionalInt.of(2), tok.eosId());
+            assertEquals(List.of("t.f32", "t.f16", "t.q8"), g.tensors().stream().map(GgufTensorInfo::name).toList());
+            assertArrayEquals(new long[] {3, 2}, g.tensor("t.f32").dims()); // numpy (2, 3) -> ne = [3, 2]
+            assertArrayEquals(new long[] {32, 2}, g.tensor("t.q8").dims());
+            assertEquals(GgmlType.Q8_0, g.tensor("t.q8").type());
+            assertEquals(68, g.data("t.q8").byteSize());
+            assertEquals("18f2a1be3dc1d23e1471853f979e03be",
+                    java.util.HexFormat.of().formatHex(g.data("t.f32").asSlice(0, 16).toArray(ValueLayout.JAVA_BYTE)));
+            assertEquals("3ec412cd550517fa2c702760f2ac7eae",
+                    java.util.HexFormat.of().formatHex(g.data("t.q8").asSlice(0, 16).toArray(ValueLayout.JAVA_BYTE)));
+        }
     }
 }

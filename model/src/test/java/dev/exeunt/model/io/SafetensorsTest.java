@@ -344,4 +344,36 @@ class SafetensorsTest {
         e = assertThrows(CheckpointFormatException.class, () -> SafetensorsCheckpoint.open(empty));
         assertTrue(e.getMessage().contains("no model.safetensors.index.json"), e.getMessage());
     }
+
+    static Path resource(String name) {
+        try {
+            return Path.of(SafetensorsTest.class.getResource("/io/" + name).toURI());
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** A file written by Hugging Face's safetensors (numpy API): it orders data by dtype alignment, then name. */
+    @Test
+    void readsFileWrittenByReferenceImplementation() throws IOException {
+        try (SafetensorsFile f = SafetensorsFile.open(resource("py.safetensors"))) {
+            assertEquals(Map.of("format", "np"), f.metadata());
+            assertEquals(List.of("w.i64", "w.scalar", "w.f32", "w.empty", "w.f16", "w.u8", "w.bool"),
+                    f.tensors().stream().map(SafetensorsTensorInfo::name).toList());
+            assertEquals(0, f.dataStart() % 8);
+            assertArrayEquals(new long[] {2, 3}, f.tensor("w.i64").shape());
+            assertArrayEquals(new long[] {0, 1, 2, 3, 4, 5},
+                    f.data("w.i64").toArray(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN)));
+            assertEquals(3.5, f.data("w.scalar").get(ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0));
+            assertEquals(0, f.tensor("w.scalar").rank());
+            assertEquals(SafetensorsDtype.F16, f.tensor("w.f16").dtype());
+            assertEquals("a6c000b3fcbcdcb95bb8", java.util.HexFormat.of().formatHex(f.data("w.f16").toArray(ValueLayout.JAVA_BYTE)));
+            assertArrayEquals(new long[] {0, 3}, f.tensor("w.empty").shape());
+            assertEquals(0, f.data("w.empty").byteSize());
+            assertArrayEquals(new byte[] {1, 0, 1}, f.data("w.bool").toArray(ValueLayout.JAVA_BYTE));
+            assertArrayEquals(new byte[] {0, 1, 2, 3, 4, 5, 6}, f.data("w.u8").toArray(ValueLayout.JAVA_BYTE));
+            assertEquals(SafetensorsDtype.F32, f.tensor("w.f32").dtype());
+            assertArrayEquals(new long[] {3, 4}, f.tensor("w.f32").shape());
+        }
+    }
 }

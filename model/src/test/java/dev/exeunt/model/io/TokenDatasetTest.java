@@ -394,4 +394,23 @@ class TokenDatasetTest {
         assertEquals(2 * 8, d.get(0, 2).inputs().length);
         assertThrows(IllegalArgumentException.class, () -> w.batches(train, 9, 1, true, true));
     }
+
+    /** Files written by pyarrow: a multi-column stream file like a datasets cache, and a file-format large_list<int64>. */
+    @Test
+    void readsFilesWrittenByPyarrow() throws IOException {
+        List<int[]> expected = List.of(new int[] {1, 2, 3}, new int[0], new int[] {4, 5},
+                new int[] {100, 101, 102, 103, 104, 105, 106, 107, 108, 109});
+        try (TokenDatasetReader r = TokenDatasetReader.open(SafetensorsTest.resource("py_stream.arrow"), "input_ids", allocator)) {
+            assertEquals(TokenDatasetReader.Format.STREAM, r.format());
+            assertEquals(List.of("text", "input_ids", "attention_mask"), r.columnNames());
+            assertDocsEqual(expected, readDocs(r));
+            assertEquals(new TokenDatasetWriter.Stats(4, 15), r.stats());
+        }
+        try (TokenDatasetReader r = TokenDatasetReader.open(SafetensorsTest.resource("py_file64.arrow"), "input_ids", allocator)) {
+            assertEquals(TokenDatasetReader.Format.FILE, r.format());
+            assertEquals(ArrowType.LargeList.INSTANCE, r.schema().getFields().get(0).getType());
+            assertDocsEqual(expected, readDocs(r));
+            assertArrayEquals(flatten(expected, OptionalInt.of(2)), r.readAllTokens(OptionalInt.of(2)));
+        }
+    }
 }
