@@ -7,8 +7,10 @@ import java.util.Optional;
  *
  * <p>Types are stored in blocks: {@link #blockSize()} elements take {@link #typeSize()} bytes, so a
  * row of {@code ne[0]} elements takes {@code ne[0] / blockSize * typeSize} bytes ({@code ne[0]} must be
- * a multiple of the block size). Types whose layout this reader does not know ({@link #hasKnownLayout()}
- * false: the IQ*, TQ* and MXFP4 families) can be listed, but their data cannot be sliced out.
+ * a multiple of the block size). Block sizes follow ggml's type traits (as also listed in gguf-py's
+ * {@code GGML_QUANT_SIZES}). Q8_1, whose size the two sources disagree on (it is an intermediate type
+ * that files do not contain), has no known layout here: such tensors are listed, but asking for their
+ * data fails with "unsupported ggml type".
  */
 public enum GgmlType {
     F32(0, 1, 4),
@@ -18,31 +20,33 @@ public enum GgmlType {
     Q5_0(6, 32, 22),
     Q5_1(7, 32, 24),
     Q8_0(8, 32, 34),
-    Q8_1(9, 32, 36),
+    Q8_1(9, 0, 0), // ggml-common.h and gguf-py disagree on its block size (36 vs 40); never stored in practice
     Q2_K(10, 256, 84),
     Q3_K(11, 256, 110),
     Q4_K(12, 256, 144),
     Q5_K(13, 256, 176),
     Q6_K(14, 256, 210),
     Q8_K(15, 256, 292),
-    IQ2_XXS(16, 0, 0),
-    IQ2_XS(17, 0, 0),
-    IQ3_XXS(18, 0, 0),
-    IQ1_S(19, 0, 0),
-    IQ4_NL(20, 0, 0),
-    IQ3_S(21, 0, 0),
-    IQ2_S(22, 0, 0),
-    IQ4_XS(23, 0, 0),
+    IQ2_XXS(16, 256, 66),
+    IQ2_XS(17, 256, 74),
+    IQ3_XXS(18, 256, 98),
+    IQ1_S(19, 256, 50),
+    IQ4_NL(20, 32, 18),
+    IQ3_S(21, 256, 110),
+    IQ2_S(22, 256, 82),
+    IQ4_XS(23, 256, 136),
     I8(24, 1, 1),
     I16(25, 1, 2),
     I32(26, 1, 4),
     I64(27, 1, 8),
     F64(28, 1, 8),
-    IQ1_M(29, 0, 0),
+    IQ1_M(29, 256, 56),
     BF16(30, 1, 2),
-    TQ1_0(34, 0, 0),
-    TQ2_0(35, 0, 0),
-    MXFP4(39, 0, 0);
+    TQ1_0(34, 256, 54),
+    TQ2_0(35, 256, 66),
+    MXFP4(39, 32, 17),
+    NVFP4(40, 64, 36),
+    Q1_0(41, 128, 18);
 
     private static final GgmlType[] BY_ID = new GgmlType[64];
 

@@ -322,7 +322,7 @@ public record GgufValue(GgufType type, GgufType elementType, Object value) {
     public String toString() {
         if (type != GgufType.ARRAY) {
             return type == GgufType.STRING ? type + "\"" + abbreviate((String) value) + "\""
-                    : type + "(" + (type.isInteger() ? Long.toUnsignedString(asLong()) : value) + ")";
+                    : type + "(" + (type.isUnsigned() ? Long.toUnsignedString(asLong()) : value) + ")";
         }
         int n = arrayLength();
         StringBuilder sb = new StringBuilder("ARRAY<").append(elementType).append(">[").append(n).append("]{");

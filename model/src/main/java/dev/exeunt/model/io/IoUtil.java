@@ -18,8 +18,18 @@ final class IoUtil {
 
     static void writeFully(WritableByteChannel out, MemorySegment segment) throws IOException {
         long size = segment.byteSize();
+        // heap segments over int[], float[], ... cannot be viewed as ByteBuffers: copy through a byte[]
+        boolean viewable = segment.heapBase().map(o -> o instanceof byte[]).orElse(true);
+        byte[] staging = viewable ? null : new byte[(int) Math.min(CHUNK, size)];
         for (long pos = 0; pos < size; pos += CHUNK) {
-            ByteBuffer chunk = segment.asSlice(pos, Math.min(CHUNK, size - pos)).asByteBuffer();
+            int n = (int) Math.min(CHUNK, size - pos);
+            ByteBuffer chunk;
+            if (viewable) {
+                chunk = segment.asSlice(pos, n).asByteBuffer();
+            } else {
+                MemorySegment.copy(segment, pos, MemorySegment.ofArray(staging), 0, n);
+                chunk = ByteBuffer.wrap(staging, 0, n);
+            }
             while (chunk.hasRemaining()) {
                 out.write(chunk);
             }
