@@ -1,6 +1,8 @@
 package dev.exeunt.tensor.optim;
 
+import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.ops.Ops;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -49,11 +51,10 @@ public final class AdamW implements AutoCloseable {
         double norm = Math.sqrt(sq);
         if (maxNorm > 0 && norm > maxNorm) {
             float s = (float) (maxNorm / (norm + 1e-6));
-            for (Tensor p : params.values()) {
-                if (p.grad() == null) continue;
-                Tensor scaled = Ops.scale(p.grad().detach(), s);
-                p.grad().copyFrom(scaled);
-                scaled.close();
+            try (var scope = Scope.open(); var g = GradMode.noGrad()) {
+                for (Tensor p : params.values()) {
+                    if (p.grad() != null) p.grad().copyFrom(Ops.scale(p.grad(), s));
+                }
             }
         }
         return norm;

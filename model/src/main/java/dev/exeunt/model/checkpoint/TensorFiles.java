@@ -1,0 +1,82 @@
+package dev.exeunt.model.checkpoint;
+
+import dev.exeunt.model.io.CheckpointFormatException;
+import dev.exeunt.model.io.SafetensorsCheckpoint;
+import dev.exeunt.model.io.SafetensorsDtype;
+import dev.exeunt.model.io.SafetensorsTensorInfo;
+import dev.exeunt.model.io.SafetensorsWriter;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.Ops;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/** Moves tensors between safetensors files and {@link Tensor}s. */
+public final class TensorFiles {
+    private TensorFiles() {}
+
+    /** Writes named tensors as F32 (or their own BF16/F16/I32 dtype) into one safetensors file, atomically. */
+    public static void save(Map<String, Tensor> tensors, Path file, Map<String, String> metadata) throws IOException {
+        List<Tensor> temps = new ArrayList<>();
+        try (var g = GradMode.noGrad()) {
+            var writer = new SafetensorsWriter();
+            if (metadata != null) writer.metadata(metadata);
+            for (var e : tensors.entrySet()) {
+                Tensor t = e.getValue();
+                Tensor host = t;
+                if (!t.device().equals(Device.CPU) || !t.isContiguous()) {
+                    host = Ops.unowned(() -> t.to(Device.CPU).contiguous());
+                    temps.add(host);
+                }
+                SafetensorsDtype dt = switch (host.dtype()) {
+                    case F32 -> SafetensorsDtype.F32;
+                    case BF16 -> SafetensorsDtype.BF16;
+                    case F16 -> SafetensorsDtype.F16;
+                    case I32 -> SafetensorsDtype.I32;
+                    default -> throw new IllegalArgumentException("cannot save " + host.dtype() + " tensor " + e.getKey()
+                            + " to safetensors (dequantize first)");
+                };
+                long[] shape = new long[host.rank()];
+                for (int i = 0; i < shape.length; i++) shape[i] = host.dim(i);
+                long bytes = host.dtype().byteSize(host.numel());
+                MemorySegment data = host.segment().asSlice(host.dtype().byteSize(host.offset()), bytes);
+                writer.add(e.getKey(), dt, shape, data);
+            }
+            writer.write(file);
+        } finally {
+            temps.forEach(Tensor::close);
+        }
+    }
+
+    /** Reads one tensor as F32 on {@code device} (F32, F16 and BF16 on disk; I32/I64 as I32). Caller owns it. */
+    public static Tensor load(SafetensorsCheckpoint ckpt, String name, Device device) throws CheckpointFormatException {
+        SafetensorsTensorInfo info = ckpt.tensor(name);
+        MemorySegment data = ckpt.data(name);
+        int[] shape = new int[info.rank()];
+        for (int i = 0; i < shape.length; i++) shape[i] = Math.toIntExact(info.shape()[i]);
+        DType raw = switch (info.dtype()) {
+            case F32 -> DType.F32;
+            case F16 -> DType.F16;
+            case BF16 -> DType.BF16;
+            case I32 -> DType.I32;
+            default -> throw new CheckpointFormatException(ckpt.location(), "tensor " + name + " has dtype "
+                    + info.dtype() + "; supported: F32, F16, BF16, I32");
+        };
+        return Ops.unowned(() -> {
+            try (var s = Scope.open(); var g = GradMode.noGrad()) {
+                Tensor onDisk = Tensor.empty(raw, shape);
+                MemorySegment.copy(data, 0, onDisk.segment(), 0, raw.byteSize(onDisk.numel()));
+                Tensor f = raw == DType.I32 ? onDisk : onDisk.to(DType.F32);
+                Tensor out = device.equals(Device.CPU) ? f.contiguous() : f.to(device);
+                return out.escape();
+            }
+        });
+    }
+}

@@ -1,0 +1,217 @@
+package dev.exeunt.model.train;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.checkpoint.TensorFiles;
+import dev.exeunt.model.io.SafetensorsCheckpoint;
+import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.tokenizer.BpeTokenizer;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.optim.AdamW;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The training loop: gradient accumulation over micro-batches, global-norm clipping, AdamW with
+ * warm-up and cosine decay, a log line per step (console and {@code train_log.jsonl}), periodic
+ * validation and checkpoints. A NaN or infinite loss stops training before any update or save, so
+ * the last checkpoint stays good. Checkpoints hold everything a resume needs to continue the same
+ * loss curve bit for bit.
+ */
+public final class Trainer implements AutoCloseable {
+    /** What a run produced. */
+    public record Result(int iterations, double lastLoss, EvalReport lastEval, double tokensPerSecond) {}
+
+    private final EarlyExitModel model;
+    private final BpeTokenizer tokenizer;
+    private final TokenWindows windows;
+    private final TrainConfig cfg;
+    private final Path outDir;
+    private final PrintStream console;
+    private final AdamW optimizer;
+    private final TokenWindows.Split split;
+    private final TokenWindows.Batches batches;
+    private int startIter;
+    private int stopAfter = Integer.MAX_VALUE;
+
+    public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
+                   PrintStream console) {
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.windows = windows;
+        this.cfg = cfg;
+        this.outDir = outDir;
+        this.console = console;
+        this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
+        this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
+        this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
+    }
+
+    /** Continues from the checkpoint in {@code dir}: weights, optimiser moments, step counts and data cursor. */
+    public void resumeFrom(Path dir) throws IOException {
+        TrainingState state = TrainingState.read(dir);
+        try (var ckpt = SafetensorsCheckpoint.open(dir.resolve(ModelCheckpoint.WEIGHTS))) {
+            ModelCheckpoint.loadWeights(model, ckpt);
+        }
+        Map<String, Tensor> saved = new LinkedHashMap<>();
+        try (var opt = SafetensorsCheckpoint.open(dir.resolve(TrainingState.OPTIMIZER))) {
+            for (String name : opt.names()) saved.put(name, TensorFiles.load(opt, name, Device.CPU));
+            optimizer.load(saved, state.optimizerSteps(), model.parameters().trainable());
+        } finally {
+            saved.values().forEach(Tensor::close);
+        }
+        batches.seek(state.epoch(), state.step());
+        startIter = state.nextIter();
+    }
+
+    /** Ends this run (with a checkpoint) after {@code n} iterations, as an interrupted job would; the schedule is unchanged. */
+    public void stopAfter(int n) {
+        this.stopAfter = n;
+    }
+
+    public int startIteration() {
+        return startIter;
+    }
+
+    public TokenWindows.Split split() {
+        return split;
+    }
+
+    public Result train() throws IOException {
+        if (Files.isDirectory(outDir) && !Files.exists(outDir.resolve(ModelCheckpoint.CONFIG))) {
+            try (var entries = Files.list(outDir)) {
+                if (entries.findAny().isPresent()) {
+                    throw new IOException("output directory " + outDir + " is not empty and holds no Exeunt checkpoint; "
+                            + "choose a new directory (checkpoints replace the directory's contents)");
+                }
+            }
+        }
+        Files.createDirectories(outDir);
+        Map<String, Tensor> trainable = model.parameters().trainable();
+        long tokensPerIter = (long) cfg.batchSize() * cfg.gradAccum() * cfg.seqLen();
+        long t0 = System.nanoTime();
+        double lastLoss = Double.NaN;
+        EvalReport lastEval = null;
+        int done = 0;
+        {
+            for (int it = startIter; it < cfg.iters(); it++) {
+                long ts = System.nanoTime();
+                model.parameters().zeroGrads();
+                double total = 0, fin = 0;
+                double[] exitLoss = new double[model.exits().size()], exitW = new double[model.exits().size()];
+                for (int micro = 0; micro < cfg.gradAccum(); micro++) {
+                    TokenWindows.Batch b = batches.next();
+                    try (var s = Scope.open()) {
+                        Tensor ids = Tensor.ofInts(b.inputs(), b.size(), cfg.seqLen());
+                        Tensor tgt = Tensor.ofInts(b.targets(), b.size(), cfg.seqLen());
+                        var l = model.forwardBackward(ids, tgt, null, it, 1f / cfg.gradAccum());
+                        total += l.total() / cfg.gradAccum();
+                        fin += l.finalLoss() / cfg.gradAccum();
+                        for (int i = 0; i < exitLoss.length; i++) {
+                            exitLoss[i] += l.exitLosses()[i] / cfg.gradAccum();
+                            exitW[i] = l.exitWeights()[i];
+                        }
+                    }
+                }
+                if (!Double.isFinite(total)) {
+                    throw new TrainingDivergedException(String.format(Locale.ROOT,
+                            "loss became %s at iteration %d (final head %s); stopped before updating or saving, so the "
+                                    + "last checkpoint in %s is intact. Try a lower learning rate or stronger clipping.",
+                            total, it, fin, outDir));
+                }
+                double norm = AdamW.clipGradNorm(trainable, cfg.gradClip());
+                double lr = cfg.lrAt(it);
+                optimizer.step(trainable, (float) lr);
+                lastLoss = total;
+                done++;
+                double elapsed = (System.nanoTime() - t0) / 1e9;
+                double tps = tokensPerIter * done / elapsed;
+                double eta = (cfg.iters() - it - 1) * elapsed / done;
+                String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
+                        (System.nanoTime() - ts) / 1e6);
+                appendLog(line);
+                if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
+                    console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
+                }
+                boolean last = it == cfg.iters() - 1 || done == stopAfter;
+                if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
+                    lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
+                    appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
+                    if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
+                }
+                if ((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) save(it + 1, total);
+                if (done == stopAfter) break;
+            }
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        return new Result(done, lastLoss, lastEval, done == 0 ? 0 : tokensPerIter * done / secs);
+    }
+
+    /** Frees the optimiser state (the model belongs to the caller). */
+    @Override
+    public void close() {
+        optimizer.close();
+    }
+
+    /** One JSON line to {@code train_log.jsonl}; reopened per line because checkpoints swap the directory. */
+    private void appendLog(String line) throws IOException {
+        Files.writeString(outDir.resolve("train_log.jsonl"), line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+                StandardOpenOption.APPEND);
+    }
+
+    /** Writes the checkpoint and training state to a staging directory, then swaps it in. */
+    private void save(int nextIter, double loss) throws IOException {
+        Path staged = outDir.resolveSibling(outDir.getFileName() + ".saving");
+        ModelCheckpoint.deleteRecursively(staged);
+        ModelCheckpoint.save(model, tokenizer, staged);
+        TensorFiles.save(optimizer.state(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
+        new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
+        Path log = outDir.resolve("train_log.jsonl");
+        if (Files.exists(log)) Files.copy(log, staged.resolve("train_log.jsonl"));
+        ModelCheckpoint.publish(staged, outDir);
+    }
+
+    private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,
+                                  double tps, double elapsed, double eta, double stepMs) {
+        var sb = new StringBuilder();
+        sb.append(String.format(Locale.ROOT, "{\"iter\":%d,\"loss\":%.6f,\"final_loss\":%.6f,\"exit_losses\":[", it, total, fin));
+        for (int i = 0; i < exitLoss.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitLoss[i]));
+        sb.append("],\"exit_weights\":[");
+        for (int i = 0; i < exitW.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitW[i]));
+        sb.append(String.format(Locale.ROOT,
+                "],\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"step_ms\":%.1f,\"elapsed_s\":%.2f,\"eta_s\":%.1f}",
+                lr, norm, tps, stepMs, elapsed, eta));
+        return sb.toString();
+    }
+
+    private String consoleLine(int it, double total, double fin, double[] exitLoss, double lr, double tps, double eta) {
+        int width = 24;
+        int filled = (int) ((long) width * (it + 1) / cfg.iters());
+        var sb = new StringBuilder();
+        sb.append('[').append("#".repeat(filled)).append(".".repeat(width - filled)).append(']');
+        sb.append(String.format(Locale.ROOT, " %d/%d loss %.4f final %.4f", it + 1, cfg.iters(), total, fin));
+        List<String> ex = new ArrayList<>();
+        for (int i = 0; i < exitLoss.length; i++) {
+            ex.add(String.format(Locale.ROOT, "exit@%d %.3f", model.config().exits().get(i).layer(), exitLoss[i]));
+        }
+        if (!ex.isEmpty()) sb.append(" | ").append(String.join(" ", ex));
+        sb.append(String.format(Locale.ROOT, " | lr %.2e %.0f tok/s ETA %s", lr, tps, formatSeconds(eta)));
+        return sb.toString();
+    }
+
+    static String formatSeconds(double s) {
+        long t = Math.round(s);
+        return t >= 3600 ? String.format("%dh%02dm", t / 3600, t % 3600 / 60) : String.format("%dm%02ds", t / 60, t % 60);
+    }
+}
