@@ -42,8 +42,9 @@ import java.util.zip.ZipFile;
  *       not an object with a string {@code "text"} field is an error naming the file and line.
  * </ul>
  *
- * A file whose first 8 KiB contain a NUL byte is binary and skipped (counted in
- * {@link Cursor#skippedBinary()}). Only one document is held in memory at a time.
+ * A file (other than a JSON-lines file) whose first 8 KiB contain a NUL byte is binary and skipped
+ * (counted in {@link Cursor#skippedBinary()}). Only one document is held in memory at a time (plus the
+ * sorted list of file or entry names of the directory or zip being read).
  *
  * <p>{@link Options#limitBytes()} caps the input bytes read in total: the document that reaches the cap
  * is cut at the last whole UTF-8 character that fits, and reading stops after it.
