@@ -38,6 +38,39 @@ public record Attention(ModelConfig config, Linear qkv, Linear q, Linear k, Line
         return out.forward(o.reshape(b, t, d));
     }
 
+    /**
+     * Packed form for generation: x [N, D] holds several sequences' rows; each attends over its own
+     * cache. The projections run once over all rows.
+     */
+    public Tensor forwardPacked(Tensor x, java.util.List<Packed> seqs) {
+        int d = config.dModel(), h = config.nHeads(), hkv = config.nKvHeads(), hd = config.headDim();
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        boolean gpt2 = config.family() == Family.GPT2;
+        Tensor fused = gpt2 ? qkv.forward(x) : null;
+        Tensor qAll = gpt2 ? fused.narrow(1, 0, d) : q.forward(x);
+        Tensor kAll = gpt2 ? fused.narrow(1, d, d) : k.forward(x);
+        Tensor vAll = gpt2 ? fused.narrow(1, 2 * d, d) : v.forward(x);
+        Tensor[] outs = new Tensor[seqs.size()];
+        for (int i = 0; i < outs.length; i++) {
+            Packed p = seqs.get(i);
+            Tensor qs = rows(qAll, p, h, hd), ks = rows(kAll, p, hkv, hd), vs = rows(vAll, p, hkv, hd);
+            if (!gpt2) {
+                float theta = (float) config.ropeTheta();
+                qs = NN.rope(qs, p.startPos(), theta);
+                ks = NN.rope(ks, p.startPos(), theta);
+            }
+            Tensor[] kv = p.cache().append(ks, vs, p.startPos());
+            outs[i] = NN.attention(qs, kv[0], kv[1], p.startPos(), scale).reshape(p.count(), d);
+        }
+        return out.forward(outs.length == 1 ? outs[0] : Ops.cat(0, outs));
+    }
+
+    /** Rows of one packed sequence as a [1, n, heads, headDim] view. */
+    private static Tensor rows(Tensor all, Packed p, int heads, int hd) {
+        Tensor r = all.narrow(0, p.row(), p.count());
+        return Ops.splitDim(Ops.splitDim(r, 1, heads, hd), 0, 1, p.count());
+    }
+
     public static Attention create(Parameters p, String prefix, ModelConfig c, float outStd) {
         int d = c.dModel(), kvDim = c.nKvHeads() * c.headDim();
         if (c.family() == Family.GPT2) {

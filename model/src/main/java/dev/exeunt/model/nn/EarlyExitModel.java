@@ -90,6 +90,21 @@ public final class EarlyExitModel implements AutoCloseable {
         return x;
     }
 
+    /** Embeddings of packed rows: token ids and their positions, [N, D]. */
+    public Tensor embedPacked(int[] ids, int[] positions) {
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] < 0 || ids[i] >= config.vocabSize()) {
+                throw new IllegalArgumentException("token id " + ids[i] + " is out of range for vocabulary size " + config.vocabSize());
+            }
+            if (positions[i] >= config.maxSeqLen()) {
+                throw new IllegalArgumentException("position " + positions[i] + " exceeds the model's context of " + config.maxSeqLen());
+            }
+        }
+        Tensor x = NN.embedding(tokenEmbedding, Tensor.ofInts(ids, ids.length));
+        if (positionEmbedding != null) x = Ops.add(x, NN.embedding(positionEmbedding, Tensor.ofInts(positions, positions.length)));
+        return x;
+    }
+
     /** Final norm and head: logits [.., V]. */
     public Tensor finalLogits(Tensor hidden) {
         return Ops.matmul(finalNorm.forward(hidden), lmHead.transpose(0, 1));

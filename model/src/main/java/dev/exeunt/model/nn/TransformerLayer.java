@@ -22,6 +22,13 @@ public record TransformerLayer(Norm norm1, Attention attn, Norm norm2, Mlp mlp) 
         return new Tensor[] {Ops.add(h, mlp.forward(n2)), h, n2};
     }
 
+    /** Packed form for generation ({@link Packed}): x [N, D]; returns {out, h, norm2(h)} like {@link #forwardSplit}. */
+    public Tensor[] forwardPacked(Tensor x, java.util.List<Packed> seqs) {
+        Tensor h = Ops.add(x, attn.forwardPacked(norm1.forward(x), seqs));
+        Tensor n2 = norm2.forward(h);
+        return new Tensor[] {Ops.add(h, mlp.forward(n2)), h, n2};
+    }
+
     /** Names as in Hugging Face: GPT-2 {@code ln_1, attn, ln_2, mlp}; Llama {@code input_layernorm, self_attn, ...}. */
     public static TransformerLayer create(Parameters p, String prefix, ModelConfig c) {
         float outStd = (float) (0.02 / Math.sqrt(2.0 * c.nLayers()));

@@ -1,0 +1,355 @@
+package dev.exeunt.model.generate;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.KvCache;
+import dev.exeunt.model.nn.Packed;
+import dev.exeunt.model.nn.TransformerLayer;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.Ops;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * KV-cached generation with early exit and KV recomputation (EARLY-EXIT.md section 3, method 1), for
+ * several prompts at once, each exiting on its own.
+ *
+ * <p>Every layer has its own cache, filled for a prefix of positions; after a token exits at depth d,
+ * layers d.. have not seen it. Its hidden state at depth d waits in that sequence's "band" for depth
+ * d. The next token that goes deeper picks the band up at each layer, so every layer's cache is
+ * filled for all pending positions in one batched pass with the current token. Sequences are packed
+ * into one [rows, D] batch at every layer, so the weights are read once per layer for all of them.
+ */
+public final class Generator {
+    private final EarlyExitModel model;
+    private final int nLayers;
+
+    /** Timing of the last {@link #generate} call. */
+    public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds) {
+        public double promptTokensPerSecond() {
+            return promptSeconds == 0 ? 0 : promptTokens / promptSeconds;
+        }
+
+        public double decodeTokensPerSecond() {
+            return decodeSeconds == 0 ? 0 : generatedTokens / decodeSeconds;
+        }
+    }
+
+    private Stats lastStats = new Stats(0, 0, 0, 0);
+
+    public Generator(EarlyExitModel model) {
+        this.model = model;
+        this.nLayers = model.config().nLayers();
+    }
+
+    public Stats lastStats() {
+        return lastStats;
+    }
+
+    /** One sequence in flight: its tokens, caches and the pending hidden rows per depth. */
+    private final class Sequence implements AutoCloseable {
+        final int index;
+        final int[] prompt;
+        final List<GeneratedToken> out = new ArrayList<>();
+        final KvCache[] layerCache;
+        final KvCache[] exitCache;
+        /** band[d]: hidden rows at depth d for positions [layerCache[d].length(), ...), or null. */
+        final Tensor[] band;
+        final SplittableRandom rng;
+        int[] tokens;
+        int length;
+        String finish;
+
+        Sequence(int index, int[] prompt, int capacity, long seed) {
+            this.index = index;
+            this.prompt = prompt;
+            var c = model.config();
+            layerCache = new KvCache[nLayers];
+            for (int l = 0; l < nLayers; l++) layerCache[l] = new KvCache(model.device(), 1, capacity, c.nKvHeads(), c.headDim());
+            exitCache = new KvCache[model.exits().size()];
+            for (int e = 0; e < exitCache.length; e++) {
+                if (model.exits().get(e).config().kind() == ExitKind.LAYER) {
+                    exitCache[e] = new KvCache(model.device(), 1, capacity, c.nKvHeads(), c.headDim());
+                }
+            }
+            band = new Tensor[nLayers + 1];
+            rng = new SplittableRandom(seed + index);
+            tokens = Arrays.copyOf(prompt, prompt.length + 16);
+            length = prompt.length;
+        }
+
+        void append(int token) {
+            if (length == tokens.length) tokens = Arrays.copyOf(tokens, tokens.length * 2);
+            tokens[length++] = token;
+        }
+
+        /** Replaces the band at depth d with rows (copied out of the step's scope). */
+        void setBand(int d, Tensor rows) {
+            if (band[d] != null) band[d].close();
+            band[d] = rows == null ? null : Ops.unowned(() -> {
+                Tensor t = Tensor.empty(DType.F32, rows.device(), rows.shape());
+                t.copyFrom(rows);
+                return t;
+            });
+        }
+
+        @Override
+        public void close() {
+            for (KvCache k : layerCache) k.close();
+            for (KvCache k : exitCache) if (k != null) k.close();
+            for (Tensor t : band) if (t != null) t.close();
+        }
+    }
+
+    /** Generates for each prompt; the listener sees every token as it is produced. */
+    public List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
+        if (prompts.isEmpty()) return List.of();
+        var c = model.config();
+        boolean[] active = activeExits(cfg);
+        List<Sequence> seqs = new ArrayList<>();
+        try (var g = GradMode.noGrad()) {
+            for (int i = 0; i < prompts.size(); i++) {
+                int[] p = prompts.get(i);
+                if (p.length == 0) throw new IllegalArgumentException("prompt " + i + " is empty (add a BOS token or some text)");
+                if (p.length >= c.maxSeqLen()) {
+                    throw new IllegalArgumentException("prompt " + i + " has " + p.length + " tokens; the model's context is " + c.maxSeqLen());
+                }
+                int capacity = Math.min(c.maxSeqLen(), p.length + cfg.maxNewTokens() + 1);
+                seqs.add(new Sequence(i, p, capacity, cfg.seed()));
+            }
+            long t0 = System.nanoTime();
+            long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
+            if (cfg.maxNewTokens() > 0) prefill(seqs, cfg, listener);
+            else seqs.forEach(s -> s.finish = "length");
+            long t1 = System.nanoTime();
+            long generated = seqs.stream().filter(s -> !s.out.isEmpty()).count();
+            while (true) {
+                List<Sequence> running = seqs.stream().filter(s -> s.finish == null).toList();
+                if (running.isEmpty()) break;
+                decodeStep(running, cfg, active, listener);
+                generated += running.size();
+            }
+            long t2 = System.nanoTime();
+            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9);
+            List<Generation> result = new ArrayList<>();
+            for (Sequence s : seqs) result.add(new Generation(s.prompt, List.copyOf(s.out), s.finish));
+            return result;
+        } finally {
+            seqs.forEach(Sequence::close);
+        }
+    }
+
+    private boolean[] activeExits(GenerationConfig cfg) {
+        boolean[] active = new boolean[model.exits().size()];
+        if (!cfg.earlyExit()) return active;
+        for (int e = 0; e < active.length; e++) {
+            int layer = model.exits().get(e).config().layer();
+            active[e] = cfg.exitLayers() == null || Arrays.stream(cfg.exitLayers()).anyMatch(x -> x == layer);
+        }
+        if (cfg.exitLayers() != null) {
+            for (int layer : cfg.exitLayers()) {
+                if (model.exits().stream().noneMatch(x -> x.config().layer() == layer)) {
+                    throw new IllegalArgumentException("the model has no exit at layer " + layer + " (exits at "
+                            + Arrays.toString(model.config().exits().stream().mapToInt(ExitConfig::layer).toArray()) + ")");
+                }
+            }
+        }
+        return active;
+    }
+
+    /** Runs every prompt through all layers (one packed batch), filling all caches, and emits the first token. */
+    private void prefill(List<Sequence> seqs, GenerationConfig cfg, TokenListener listener) {
+        try (var scope = Scope.open()) {
+            int total = seqs.stream().mapToInt(s -> s.prompt.length).sum();
+            int[] ids = new int[total], pos = new int[total];
+            List<Packed> packs = new ArrayList<>();
+            int row = 0;
+            for (Sequence s : seqs) {
+                for (int t = 0; t < s.prompt.length; t++) {
+                    ids[row + t] = s.prompt[t];
+                    pos[row + t] = t;
+                }
+                packs.add(new Packed(row, s.prompt.length, 0, null));
+                row += s.prompt.length;
+            }
+            Tensor x = model.embedPacked(ids, pos);
+            for (int d = 0; d <= nLayers; d++) {
+                fillExitLayerCaches(seqs, packs, x, d);
+                if (d == nLayers) break;
+                x = model.layers().get(d).forwardPacked(x, withCaches(packs, seqs, d))[0];
+            }
+            for (int i = 0; i < seqs.size(); i++) {
+                Packed p = packs.get(i);
+                emit(seqs.get(i), finalLogits(x.narrow(0, p.row() + p.count() - 1, 1)), nLayers, cfg, listener);
+            }
+        }
+    }
+
+    /**
+     * Exits of kind layer keep their own cache: every group of rows passing their depth goes through
+     * them. Returns, per such exit, its packed output rows (or null where no exit reads this depth).
+     */
+    private Tensor[] fillExitLayerCaches(List<Sequence> seqs, List<Packed> packs, Tensor x, int depth) {
+        Tensor[] out = new Tensor[model.exits().size()];
+        for (int e = 0; e < out.length; e++) {
+            Exit exit = model.exits().get(e);
+            if (exit.config().kind() != ExitKind.LAYER || exit.config().inputDepth() != depth) continue;
+            List<Packed> withExitCache = new ArrayList<>();
+            for (int i = 0; i < packs.size(); i++) {
+                Packed p = packs.get(i);
+                withExitCache.add(new Packed(p.row(), p.count(), p.startPos(), seqs.get(i).exitCache[e]));
+            }
+            out[e] = exit.layer().forwardPacked(x, withExitCache)[0];
+        }
+        return out;
+    }
+
+    private static List<Packed> withCaches(List<Packed> packs, List<Sequence> seqs, int layer) {
+        List<Packed> out = new ArrayList<>();
+        for (int i = 0; i < packs.size(); i++) {
+            Packed p = packs.get(i);
+            out.add(new Packed(p.row(), p.count(), p.startPos(), seqs.get(i).layerCache[layer]));
+        }
+        return out;
+    }
+
+    /**
+     * A running sequence's state within one decode step: its group of hidden rows at the current depth
+     * (positions [start, current], the current token last), and for exits at this depth the last rows
+     * they read (mlp: h and norm2(h) of the layer just run; layer: the exit layer's output).
+     */
+    private static final class Group {
+        final Sequence seq;
+        Tensor rows;
+        int start;
+        Tensor[] mlpInput;
+        Tensor[] exitLayerOut;
+
+        Group(Sequence seq, Tensor rows, int start) {
+            this.seq = seq;
+            this.rows = rows;
+            this.start = start;
+        }
+
+        Tensor last() {
+            return rows.narrow(0, rows.dim(0) - 1, 1);
+        }
+    }
+
+    /** One new token for each running sequence. */
+    private void decodeStep(List<Sequence> running, GenerationConfig cfg, boolean[] active, TokenListener listener) {
+        try (var scope = Scope.open()) {
+            int n = running.size();
+            int[] ids = new int[n], pos = new int[n];
+            for (int i = 0; i < n; i++) {
+                Sequence s = running.get(i);
+                ids[i] = s.tokens[s.length - 1];
+                pos[i] = s.length - 1;
+            }
+            Tensor emb = model.embedPacked(ids, pos);
+            List<Group> alive = new ArrayList<>();
+            List<Packed> packs = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                alive.add(new Group(running.get(i), emb.narrow(0, i, 1), pos[i]));
+                packs.add(new Packed(i, 1, pos[i], null));
+            }
+            attachExitLayerOutputs(alive, packs, fillExitLayerCaches(running, packs, emb, 0));
+            for (int d = 0; d <= nLayers && !alive.isEmpty(); d++) {
+                // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
+                for (int e = 0; e < active.length && !alive.isEmpty(); e++) {
+                    Exit exit = model.exits().get(e);
+                    if (!active[e] || exit.config().inputDepth() != d) continue;
+                    List<Group> still = new ArrayList<>();
+                    for (Group g : alive) {
+                        Tensor hidden = switch (exit.config().kind()) {
+                            case LAYER -> g.exitLayerOut[e];
+                            case MLP -> exit.hidden(g.mlpInput, 0, null);
+                            default -> g.last();
+                        };
+                        float[] logits = exit.logits(hidden).toFloatArray();
+                        if (Sampler.logMaxProb(logits) >= Math.log(cfg.threshold())) {
+                            Sequence s = g.seq;
+                            s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
+                            emit(s, logits, exit.config().layer(), cfg, listener);
+                        } else {
+                            still.add(g);
+                        }
+                    }
+                    alive = still;
+                }
+                if (d == nLayers || alive.isEmpty()) break;
+                // 2. Layer d over every sequence's pending band plus its group, packed into one batch.
+                packs = new ArrayList<>();
+                List<Tensor> parts = new ArrayList<>();
+                List<Sequence> seqs = new ArrayList<>();
+                int row = 0;
+                for (Group g : alive) {
+                    Sequence s = g.seq;
+                    if (s.band[d] != null) {
+                        g.rows = Ops.cat(0, s.band[d], g.rows);
+                        g.start = s.layerCache[d].length();
+                        s.setBand(d, null);
+                    }
+                    if (g.start != s.layerCache[d].length()) {
+                        throw new IllegalStateException("KV cache of layer " + d + " holds " + s.layerCache[d].length()
+                                + " positions but the pending group starts at " + g.start);
+                    }
+                    packs.add(new Packed(row, g.rows.dim(0), g.start, s.layerCache[d]));
+                    parts.add(g.rows);
+                    seqs.add(s);
+                    row += g.rows.dim(0);
+                }
+                Tensor x = parts.size() == 1 ? parts.get(0) : Ops.cat(0, parts.toArray(Tensor[]::new));
+                Tensor[] split = model.layers().get(d).forwardPacked(x, packs);
+                for (int i = 0; i < alive.size(); i++) {
+                    Packed p = packs.get(i);
+                    Group g = alive.get(i);
+                    g.rows = split[0].narrow(0, p.row(), p.count());
+                    int last = p.row() + p.count() - 1;
+                    g.mlpInput = new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)};
+                }
+                attachExitLayerOutputs(alive, packs, fillExitLayerCaches(seqs, packs, split[0], d + 1));
+            }
+            // 3. Sequences that went through every layer: the final head; all their positions are now full depth.
+            for (Group g : alive) emit(g.seq, finalLogits(g.last()), nLayers, cfg, listener);
+        }
+    }
+
+    private void attachExitLayerOutputs(List<Group> groups, List<Packed> packs, Tensor[] outs) {
+        for (int i = 0; i < groups.size(); i++) {
+            Packed p = packs.get(i);
+            Tensor[] mine = new Tensor[outs.length];
+            for (int e = 0; e < outs.length; e++) {
+                if (outs[e] != null) mine[e] = outs[e].narrow(0, p.row() + p.count() - 1, 1);
+            }
+            groups.get(i).exitLayerOut = mine;
+        }
+    }
+
+    private Tensor finalLogits(Tensor lastRow) {
+        return model.finalLogits(lastRow);
+    }
+
+    private void emit(Sequence s, Tensor logitsRow, int exitLayer, GenerationConfig cfg, TokenListener listener) {
+        emit(s, logitsRow.toFloatArray(), exitLayer, cfg, listener);
+    }
+
+    private void emit(Sequence s, float[] logits, int exitLayer, GenerationConfig cfg, TokenListener listener) {
+        int token = Sampler.sample(logits, cfg, s.rng);
+        var t = new GeneratedToken(token, exitLayer, Sampler.probability(logits, token));
+        s.out.add(t);
+        s.append(token);
+        boolean go = listener.onToken(s.index, t);
+        if (cfg.eosId() >= 0 && token == cfg.eosId()) s.finish = "eos";
+        else if (!go) s.finish = "stop";
+        else if (s.out.size() >= cfg.maxNewTokens()) s.finish = "length";
+        else if (s.length >= s.layerCache[0].capacity()) s.finish = "context";
+    }
+}

@@ -1,0 +1,72 @@
+package dev.exeunt.model.generate;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/** Picks the next token from one row of logits: greedy, or temperature with top-k and top-p filters. */
+final class Sampler {
+    private Sampler() {}
+
+    /** log of the largest softmax probability of the row (the exit confidence), in double precision. */
+    static double logMaxProb(float[] logits) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (float v : logits) max = Math.max(max, v);
+        double sum = 0;
+        for (float v : logits) sum += Math.exp(v - max);
+        return -Math.log(sum);
+    }
+
+    static int argmax(float[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+
+    /** Softmax probability of token {@code id} at temperature 1. */
+    static float probability(float[] logits, int id) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (float v : logits) max = Math.max(max, v);
+        double sum = 0;
+        for (float v : logits) sum += Math.exp(v - max);
+        return (float) (Math.exp(logits[id] - max) / sum);
+    }
+
+    static int sample(float[] logits, GenerationConfig cfg, SplittableRandom rng) {
+        for (float v : logits) {
+            if (Float.isNaN(v)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+        }
+        if (cfg.temperature() == 0) return argmax(logits);
+        int n = logits.length;
+        Integer[] order = new Integer[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        Arrays.sort(order, (a, b) -> Float.compare(logits[b], logits[a]));
+        int keep = cfg.topK() > 0 ? Math.min(cfg.topK(), n) : n;
+        double max = logits[order[0]] / cfg.temperature();
+        double[] p = new double[keep];
+        double total = 0;
+        for (int i = 0; i < keep; i++) {
+            p[i] = Math.exp(logits[order[i]] / cfg.temperature() - max);
+            total += p[i];
+        }
+        if (cfg.topP() < 1) {
+            double acc = 0;
+            int cut = keep;
+            for (int i = 0; i < keep; i++) {
+                acc += p[i] / total;
+                if (acc >= cfg.topP()) {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            keep = cut;
+            total = 0;
+            for (int i = 0; i < keep; i++) total += p[i];
+        }
+        double r = rng.nextDouble() * total;
+        for (int i = 0; i < keep; i++) {
+            r -= p[i];
+            if (r <= 0) return order[i];
+        }
+        return order[keep - 1];
+    }
+}

@@ -1,0 +1,159 @@
+package dev.exeunt.model.generate;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.config.WeightSchedule;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Exit;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.testing.LeakCheck;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/**
+ * KV-cached early-exit generation against a reference that recomputes the whole sequence through
+ * every layer at each step: with KV recomputation the caches hold exactly what a full forward
+ * computes, so the two must agree token for token and exit for exit.
+ */
+@ExtendWith(LeakCheck.class)
+class GeneratorTest {
+    private static final int V = 13;
+
+    private static List<ExitConfig> exits() {
+        return List.of(
+                new ExitConfig(1, ExitConfig.Placement.PRE, ExitKind.LAYER, false, WeightSchedule.constant(1), 1),
+                new ExitConfig(1, ExitConfig.Placement.POST, ExitKind.NORM, false, WeightSchedule.constant(1), 1),
+                new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.MLP, false, WeightSchedule.constant(1), 1),
+                new ExitConfig(3, ExitConfig.Placement.POST, ExitKind.EMBEDDING, false, WeightSchedule.constant(1), 1));
+    }
+
+    /** Reference: full no-cache forward per step; first confident active exit wins, else the final head. */
+    static List<int[]> reference(EarlyExitModel model, int[] prompt, GenerationConfig cfg) {
+        List<Integer> seq = new ArrayList<>();
+        for (int t : prompt) seq.add(t);
+        List<Integer> outTok = new ArrayList<>(), outExit = new ArrayList<>();
+        int L = model.config().nLayers();
+        for (int step = 0; step < cfg.maxNewTokens(); step++) {
+            try (var s = Scope.open(); var g = GradMode.noGrad()) {
+                int n = seq.size();
+                Tensor ids = Tensor.ofInts(seq.stream().mapToInt(Integer::intValue).toArray(), 1, n);
+                Tensor x = model.embed(ids, 0);
+                Tensor[][] byDepth = new Tensor[L + 1][];
+                byDepth[0] = new Tensor[] {x, null, null};
+                for (int l = 0; l < L; l++) {
+                    byDepth[l + 1] = model.layers().get(l).forwardSplit(byDepth[l][0], 0, null);
+                }
+                int chosen = -1, exitLayer = L;
+                if (step > 0 && cfg.earlyExit()) {
+                    for (Exit e : model.exits()) {
+                        int d = e.config().inputDepth();
+                        Tensor hidden = switch (e.config().kind()) {
+                            case MLP -> e.hidden(new Tensor[] {byDepth[d][1], byDepth[d][2]}, 0, null);
+                            case LAYER -> e.layer().forward(byDepth[d][0], 0, null);
+                            default -> byDepth[d][0];
+                        };
+                        float[] logits = lastRow(e.logits(hidden));
+                        if (Sampler.logMaxProb(logits) >= Math.log(cfg.threshold())) {
+                            chosen = Sampler.argmax(logits);
+                            exitLayer = e.config().layer();
+                            break;
+                        }
+                    }
+                }
+                if (chosen < 0) chosen = Sampler.argmax(lastRow(model.finalLogits(byDepth[L][0])));
+                seq.add(chosen);
+                outTok.add(chosen);
+                outExit.add(exitLayer);
+            }
+        }
+        return List.of(outTok.stream().mapToInt(Integer::intValue).toArray(), outExit.stream().mapToInt(Integer::intValue).toArray());
+    }
+
+    private static float[] lastRow(Tensor logits) {
+        float[] all = logits.toFloatArray();
+        return Arrays.copyOfRange(all, all.length - V, all.length);
+    }
+
+    private static void compare(ModelConfig cfg, double threshold, boolean expectExits) {
+        try (var model = EarlyExitModel.create(cfg, Device.CPU, 3)) {
+            sharpenHeads(model);
+            var gen = new Generator(model);
+            var gc = GenerationConfig.greedy(12).withThreshold(threshold);
+            List<int[]> prompts = List.of(new int[] {1, 5, 7}, new int[] {2}, new int[] {4, 4, 9, 10, 3});
+            var results = gen.generate(prompts, gc, TokenListener.NONE);
+            int early = 0, total = 0;
+            for (int i = 0; i < prompts.size(); i++) {
+                List<int[]> ref = reference(model, prompts.get(i), gc);
+                assertArrayEquals(ref.get(0), results.get(i).tokenIds(), "tokens of prompt " + i);
+                assertArrayEquals(ref.get(1), results.get(i).exitLayers(), "exits of prompt " + i);
+                for (int e : ref.get(1)) {
+                    total++;
+                    if (e < cfg.nLayers()) early++;
+                }
+            }
+            if (expectExits) assertTrue(early > 0 && early < total, early + " of " + total + " tokens exited early");
+        }
+    }
+
+    /** Random init gives near-uniform heads; scale them so exit confidences spread across the threshold. */
+    private static void sharpenHeads(EarlyExitModel model) {
+        for (var e : model.parameters().all().entrySet()) {
+            if (e.getKey().endsWith("head.weight") || e.getKey().contains("embed") || e.getKey().startsWith("wte")) {
+                try (var s = Scope.open(); var g = GradMode.noGrad()) {
+                    e.getValue().copyFrom(e.getValue().scale(60f));
+                }
+            }
+        }
+    }
+
+    @Test
+    void thresholdOneReproducesFullModelGreedyGeneration() {
+        compare(ModelConfig.gpt2(V, 16, 3, 2, 64, exits()), 1.0, false);
+        compare(ModelConfig.llama(V, 16, 3, 4, 2, 24, 64, exits().subList(1, 4)), 1.0, false);
+    }
+
+    @Test
+    void earlyExitWithKvRecomputationMatchesFullRecomputationGpt2() {
+        compare(ModelConfig.gpt2(V, 16, 3, 2, 64, exits()), 0.6, true);
+    }
+
+    @Test
+    void earlyExitWithKvRecomputationMatchesFullRecomputationLlama() {
+        compare(ModelConfig.llama(V, 16, 3, 4, 2, 24, 64, exits().subList(1, 4)), 0.6, true);
+    }
+
+    @Test
+    void eosStopsAndListenerStreamsAndBadInputIsRefused() {
+        try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 2, 2, 32, List.of()), Device.CPU, 3)) {
+            var gen = new Generator(model);
+            List<int[]> streamed = new ArrayList<>();
+            var first = gen.generate(List.of(new int[] {1, 2}), GenerationConfig.greedy(5), (s, t) -> {
+                streamed.add(new int[] {s, t.token()});
+                return true;
+            }).get(0);
+            assertEquals(5, streamed.size());
+            int eos = first.tokenIds()[2];
+            var stopped = gen.generate(List.of(new int[] {1, 2}), GenerationConfig.greedy(5).withEos(eos), TokenListener.NONE).get(0);
+            assertEquals("eos", stopped.finishReason());
+            assertEquals(eos, stopped.tokenIds()[stopped.tokenIds().length - 1]);
+            var e = assertThrows(IllegalArgumentException.class,
+                    () -> gen.generate(List.of(new int[] {1, 99}), GenerationConfig.greedy(2), TokenListener.NONE));
+            assertTrue(e.getMessage().contains("token id 99 is out of range"), e.getMessage());
+            var e2 = assertThrows(IllegalArgumentException.class, () -> gen.generate(List.of(new int[] {1}),
+                    GenerationConfig.greedy(2).withThreshold(0.5).withExitLayers(new int[] {7}), TokenListener.NONE));
+            assertTrue(e2.getMessage().contains("no exit at layer 7"), e2.getMessage());
+        }
+    }
+}
