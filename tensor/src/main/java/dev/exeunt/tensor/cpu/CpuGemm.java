@@ -313,30 +313,50 @@ public final class CpuGemm {
                     int rows = Math.min(mr, ic + mcc - i);
                     int ao = r * mr * kc;
                     long co = (cOff + (long) i * ldc + j) * 4;
-                    if (rows == mr && nr == NR) {
-                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, null);
-                    } else {
-                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, tile);
-                        for (int ii = 0; ii < rows; ii++) {
-                            long row = co + ii * ldcb;
-                            if (beta == 0f) for (int jj = 0; jj < nr; jj++) c.set(F, row + 4L * jj, tile[ii * NR + jj]);
-                            else for (int jj = 0; jj < nr; jj++)
-                                c.set(F, row + 4L * jj, tile[ii * NR + jj] + beta * c.get(F, row + 4L * jj));
-                        }
-                    }
+                    kernel(mr, kc, aBuf, ao, bBuf, bo, tile);
+                    if (rows == mr && nr == NR) storeTile(tile, mr, c, co, ldcb, alpha, beta);
+                    else storeTilePartial(tile, rows, nr, c, co, ldcb, alpha, beta);
                 }
             }
         }
     }
 
-    private static void kernel(int mr, int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co,
-                               long ldcb, float alpha, float beta, float[] tile) {
+    /** C tile (mr x NR at byte offset co) = alpha * tile + beta * C (beta == 0: C ignored). */
+    private static void storeTile(float[] tile, int mr, MemorySegment c, long co, long ldcb, float alpha, float beta) {
+        if (beta == 0f) {
+            for (int i = 0; i < mr; i++) {
+                long off = co + i * ldcb;
+                FloatVector.fromArray(S, tile, i * NR).mul(alpha).intoMemorySegment(c, off, LE);
+                FloatVector.fromArray(S, tile, i * NR + VL).mul(alpha).intoMemorySegment(c, off + 4L * VL, LE);
+            }
+        } else {
+            FloatVector av = FloatVector.broadcast(S, alpha);
+            for (int i = 0; i < mr; i++) {
+                long off = co + i * ldcb;
+                FloatVector o0 = FloatVector.fromMemorySegment(S, c, off, LE).mul(beta);
+                FloatVector o1 = FloatVector.fromMemorySegment(S, c, off + 4L * VL, LE).mul(beta);
+                FloatVector.fromArray(S, tile, i * NR).fma(av, o0).intoMemorySegment(c, off, LE);
+                FloatVector.fromArray(S, tile, i * NR + VL).fma(av, o1).intoMemorySegment(c, off + 4L * VL, LE);
+            }
+        }
+    }
+
+    private static void storeTilePartial(float[] tile, int rows, int nr, MemorySegment c, long co, long ldcb, float alpha, float beta) {
+        for (int ii = 0; ii < rows; ii++) {
+            long row = co + ii * ldcb;
+            if (beta == 0f) for (int jj = 0; jj < nr; jj++) c.set(F, row + 4L * jj, alpha * tile[ii * NR + jj]);
+            else for (int jj = 0; jj < nr; jj++)
+                c.set(F, row + 4L * jj, alpha * tile[ii * NR + jj] + beta * c.get(F, row + 4L * jj));
+        }
+    }
+
+    private static void kernel(int mr, int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         switch (mr) {
-            case 12 -> kernel12(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 6 -> kernel6(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 8 -> kernel8(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 14 -> kernel14(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 4 -> kernel4(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 12 -> kernel12(kc, ap, ao, bp, bo, tile);
+            case 6 -> kernel6(kc, ap, ao, bp, bo, tile);
+            case 8 -> kernel8(kc, ap, ao, bp, bo, tile);
+            case 14 -> kernel14(kc, ap, ao, bp, bo, tile);
+            case 4 -> kernel4(kc, ap, ao, bp, bo, tile);
             default -> throw new IllegalStateException("no microkernel with " + mr + " rows");
         }
     }
@@ -412,18 +432,6 @@ public final class CpuGemm {
                     for (int p = 0, o = base + jj; p < kc; p++, o += NR) buf[o] = 0f;
             }
         }
-    }
-
-    private static void store0(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha) {
-        v0.mul(alpha).intoMemorySegment(c, off, LE);
-        v1.mul(alpha).intoMemorySegment(c, off + 4L * VL, LE);
-    }
-
-    private static void store(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha, float beta) {
-        FloatVector o0 = FloatVector.fromMemorySegment(S, c, off, LE);
-        FloatVector o1 = FloatVector.fromMemorySegment(S, c, off + 4L * VL, LE);
-        v0.mul(alpha).add(o0.mul(beta)).intoMemorySegment(c, off, LE);
-        v1.mul(alpha).add(o1.mul(beta)).intoMemorySegment(c, off + 4L * VL, LE);
     }
 
     // ------------------------------------------------------------------------------------------------ GEMV
@@ -555,8 +563,8 @@ public final class CpuGemm {
     }
 
     // ---- generated microkernels (MR rows x 2 species vectors) ----
-    /** 4 x 2 vectors microkernel: C[0..4)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel4(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 4 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel4(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -573,26 +581,14 @@ public final class CpuGemm {
             FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
             c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
     }
 
-    /** 6 x 2 vectors microkernel: C[0..6)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel6(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 6 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel6(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -615,32 +611,16 @@ public final class CpuGemm {
             FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
             c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
     }
 
-    /** 8 x 2 vectors microkernel: C[0..8)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel8(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 8 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel8(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -669,38 +649,18 @@ public final class CpuGemm {
             FloatVector a7 = FloatVector.broadcast(S, ap[ao + 7]);
             c70 = b0.fma(a7, c70); c71 = b1.fma(a7, c71);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
     }
 
-    /** 12 x 2 vectors microkernel: C[0..12)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel12(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 12 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel12(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -741,50 +701,22 @@ public final class CpuGemm {
             FloatVector a11 = FloatVector.broadcast(S, ap[ao + 11]);
             c110 = b0.fma(a11, c110); c111 = b1.fma(a11, c111);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
-            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
-            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
-            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-            store0(c80, c81, c, co + 8 * ldcb, alpha);
-            store0(c90, c91, c, co + 9 * ldcb, alpha);
-            store0(c100, c101, c, co + 10 * ldcb, alpha);
-            store0(c110, c111, c, co + 11 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
-            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
-            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
-            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + VL);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + VL);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + VL);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + VL);
     }
 
-    /** 14 x 2 vectors microkernel: C[0..14)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel14(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 14 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel14(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -831,52 +763,20 @@ public final class CpuGemm {
             FloatVector a13 = FloatVector.broadcast(S, ap[ao + 13]);
             c130 = b0.fma(a13, c130); c131 = b1.fma(a13, c131);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
-            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
-            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
-            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
-            c120.mul(alpha).intoArray(tile, 12 * NR); c121.mul(alpha).intoArray(tile, 12 * NR + VL);
-            c130.mul(alpha).intoArray(tile, 13 * NR); c131.mul(alpha).intoArray(tile, 13 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-            store0(c80, c81, c, co + 8 * ldcb, alpha);
-            store0(c90, c91, c, co + 9 * ldcb, alpha);
-            store0(c100, c101, c, co + 10 * ldcb, alpha);
-            store0(c110, c111, c, co + 11 * ldcb, alpha);
-            store0(c120, c121, c, co + 12 * ldcb, alpha);
-            store0(c130, c131, c, co + 13 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
-            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
-            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
-            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
-            store(c120, c121, c, co + 12 * ldcb, alpha, beta);
-            store(c130, c131, c, co + 13 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + VL);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + VL);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + VL);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + VL);
+        c120.intoArray(tile, 12 * NR); c121.intoArray(tile, 12 * NR + VL);
+        c130.intoArray(tile, 13 * NR); c131.intoArray(tile, 13 * NR + VL);
     }
 
     // ---- end generated ----
