@@ -1,5 +1,6 @@
 package dev.exeunt.tensor.cpu;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -460,7 +461,20 @@ public final class CpuGemm {
             });
         } else {
             if (threads <= 1) gemvCols(0, n, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
-            else CpuThreads.parallelFor(threads, 1, (f, t) -> {
+            else if (m >= 64 * threads) {
+                // split rows: each thread streams a contiguous block of A into its own partial y, then sum
+                MemorySegment parts = nativeBuf((long) threads * n);
+                CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                    for (int q = f; q < t; q++)
+                        gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
+                                        a, aOff, lda, x, xOff, parts, (long) q * n);
+                });
+                for (int j = 0; j < n; j++) {
+                    float sum = parts.get(F, 4L * j);
+                    for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
+                    putY(y, yOff + j, alpha * sum, beta);
+                }
+            } else CpuThreads.parallelFor(threads, 1, (f, t) -> {
                 int c0 = (int) ((long) n * f / threads) / VL * VL, c1 = t == threads ? n : (int) ((long) n * t / threads) / VL * VL;
                 gemvCols(c0, c1, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
             });
@@ -518,47 +532,78 @@ public final class CpuGemm {
     }
 
     /** Columns of the transposed GEMV handled per accumulator block (fits in L1). */
-    static final int GEMV_COLS = 1024;
+    static final int GEMV_COLS = 4096;
 
-    /** Transposed GEMV for output columns [c0, c1): axpy of four rows at a time into an L1-resident accumulator. */
+    private static final ThreadLocal<MemorySegment[]> NATIVE_TMP = ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
+
+    /** Per-thread native scratch of at least {@code floats} floats (native accumulators measured faster than float[] here). */
+    private static MemorySegment nativeBuf(long floats) {
+        MemorySegment[] h = NATIVE_TMP.get();
+        if (h[0].byteSize() < floats * 4) h[0] = Arena.ofAuto().allocate(floats * 4, 64);
+        return h[0];
+    }
+
+    /** Transposed GEMV for output columns [c0, c1) over all rows, in L1-sized column blocks. */
     private static void gemvCols(int c0, int c1, int m, float alpha, MemorySegment a, long aOff, int lda,
                                  MemorySegment x, long xOff, float beta, MemorySegment y, long yOff) {
-        float[] acc = buf(TMP, GEMV_COLS);
-        long ldab = 4L * lda, xb = xOff * 4;
+        MemorySegment acc = nativeBuf(GEMV_COLS);
         for (int jb = c0; jb < c1; jb += GEMV_COLS) {
             int w = Math.min(GEMV_COLS, c1 - jb);
-            java.util.Arrays.fill(acc, 0, w, 0f);
-            int i = 0;
-            for (; i + 4 <= m; i += 4) {
-                float x0 = x.get(F, xb + 4L * i), x1 = x.get(F, xb + 4L * i + 4), x2 = x.get(F, xb + 4L * i + 8), x3 = x.get(F, xb + 4L * i + 12);
-                FloatVector v0 = FloatVector.broadcast(S, x0), v1 = FloatVector.broadcast(S, x1),
-                            v2 = FloatVector.broadcast(S, x2), v3 = FloatVector.broadcast(S, x3);
-                long a0 = (aOff + (long) i * lda + jb) * 4, a1 = a0 + ldab, a2 = a1 + ldab, a3 = a2 + ldab;
-                int j = 0;
-                for (; j <= w - VL; j += VL) {
-                    long o = 4L * j;
-                    FloatVector s = FloatVector.fromArray(S, acc, j);
-                    s = FloatVector.fromMemorySegment(S, a, a0 + o, LE).fma(v0, s);
-                    s = FloatVector.fromMemorySegment(S, a, a1 + o, LE).fma(v1, s);
-                    s = FloatVector.fromMemorySegment(S, a, a2 + o, LE).fma(v2, s);
-                    s = FloatVector.fromMemorySegment(S, a, a3 + o, LE).fma(v3, s);
-                    s.intoArray(acc, j);
-                }
-                for (; j < w; j++) {
-                    long o = 4L * j;
-                    acc[j] += a.get(F, a0 + o) * x0 + a.get(F, a1 + o) * x1 + a.get(F, a2 + o) * x2 + a.get(F, a3 + o) * x3;
-                }
+            acc.asSlice(0, 4L * w).fill((byte) 0);
+            gemvAcc(0, m, jb, w, a, aOff, lda, x, xOff, acc, 0);
+            for (int j = 0; j < w; j++) putY(y, yOff + jb + j, alpha * acc.get(F, 4L * j), beta);
+        }
+    }
+
+    /** Transposed GEMV, rows [r0, r1) only, all n columns: partial sums into part[partOff, +n) floats (zeroed here). */
+    private static void gemvRowsPartial(int r0, int r1, int n, MemorySegment a, long aOff, int lda,
+                                       MemorySegment x, long xOff, MemorySegment part, long partOff) {
+        part.asSlice(partOff * 4, 4L * n).fill((byte) 0);
+        for (int jb = 0; jb < n; jb += GEMV_COLS)
+            gemvAcc(r0, r1, jb, Math.min(GEMV_COLS, n - jb), a, aOff, lda, x, xOff, part, (partOff + jb) * 4);
+    }
+
+    /**
+     * acc[j] += sum_{i in [r0, r1)} x[i] * A[i][jb + j] for j in [0, w), acc at byte offset accb: axpy of four rows
+     * at a time in two FMA chains.
+     */
+    private static void gemvAcc(int r0, int r1, int jb, int w, MemorySegment a, long aOff, int lda,
+                                MemorySegment x, long xOff, MemorySegment acc, long accb) {
+        long ldab = 4L * lda, xb = xOff * 4;
+        int i = r0;
+        for (; i + 4 <= r1; i += 4) {
+            long xi = xb + 4L * i;
+            float x0 = x.get(F, xi), x1 = x.get(F, xi + 4), x2 = x.get(F, xi + 8), x3 = x.get(F, xi + 12);
+            FloatVector v0 = FloatVector.broadcast(S, x0), v1 = FloatVector.broadcast(S, x1),
+                        v2 = FloatVector.broadcast(S, x2), v3 = FloatVector.broadcast(S, x3);
+            long a0 = (aOff + (long) i * lda + jb) * 4;
+            int j = 0;
+            for (; j <= w - VL; j += VL) {
+                long o = a0 + 4L * j, ob = accb + 4L * j;
+                FloatVector s = FloatVector.fromMemorySegment(S, acc, ob, LE);
+                FloatVector u = FloatVector.fromMemorySegment(S, a, o + 2 * ldab, LE).mul(v2);
+                s = FloatVector.fromMemorySegment(S, a, o, LE).fma(v0, s);
+                u = FloatVector.fromMemorySegment(S, a, o + 3 * ldab, LE).fma(v3, u);
+                s = FloatVector.fromMemorySegment(S, a, o + ldab, LE).fma(v1, s);
+                s.add(u).intoMemorySegment(acc, ob, LE);
             }
-            for (; i < m; i++) {
-                float x0 = x.get(F, xb + 4L * i);
-                FloatVector v0 = FloatVector.broadcast(S, x0);
-                long a0 = (aOff + (long) i * lda + jb) * 4;
-                int j = 0;
-                for (; j <= w - VL; j += VL)
-                    FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(v0, FloatVector.fromArray(S, acc, j)).intoArray(acc, j);
-                for (; j < w; j++) acc[j] += a.get(F, a0 + 4L * j) * x0;
+            for (; j < w; j++) {
+                long o = a0 + 4L * j, ob = accb + 4L * j;
+                acc.set(F, ob, acc.get(F, ob) + a.get(F, o) * x0 + a.get(F, o + ldab) * x1
+                        + a.get(F, o + 2 * ldab) * x2 + a.get(F, o + 3 * ldab) * x3);
             }
-            for (int j = 0; j < w; j++) putY(y, yOff + jb + j, alpha * acc[j], beta);
+        }
+        for (; i < r1; i++) {
+            float x0 = x.get(F, xb + 4L * i);
+            FloatVector v0 = FloatVector.broadcast(S, x0);
+            long a0 = (aOff + (long) i * lda + jb) * 4;
+            int j = 0;
+            for (; j <= w - VL; j += VL) {
+                long ob = accb + 4L * j;
+                FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(v0, FloatVector.fromMemorySegment(S, acc, ob, LE))
+                        .intoMemorySegment(acc, ob, LE);
+            }
+            for (; j < w; j++) acc.set(F, accb + 4L * j, acc.get(F, accb + 4L * j) + a.get(F, a0 + 4L * j) * x0);
         }
     }
 
