@@ -1,5 +1,6 @@
 package dev.exeunt.tensor.cpu;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -14,7 +15,15 @@ import jdk.incubator.vector.VectorSpecies;
  * all threads, packed in parallel), op(A) into MR-row panels (MC x KC block, one per thread, L2 resident), and a
  * register-blocked MR x NR microkernel built on {@code FloatVector.fma} runs over the packed panels. NR is two
  * vectors of the preferred species; MR is 12 for 512-bit vectors (24 of 32 registers hold accumulators) and 6
- * for narrower ones (12 of 16). Small or skinny products use a direct path without packing.
+ * for narrower ones (12 of 16). The microkernel only accumulates and writes its MR x NR result to an L1 tile;
+ * alpha/beta are applied when the tile is stored into C. Keeping the kernel method that small matters: a kernel
+ * that also stores into C exceeds C2's NodeCountInliningCutoff, its vector helpers stop inlining and every
+ * FloatVector gets boxed (about 20x slower). On the AMD EPYC (Zen 5, AVX-512) this kernel runs at about 265
+ * GFLOP/s on one core, the machine's FMA peak. Small or skinny products use a direct path without packing.
+ *
+ * <p>GEMV is memory-bound: the non-transposed case runs four row dot products per pass (one x load feeds four
+ * FMAs), rows split over threads; the transposed case streams contiguous row blocks per thread into native
+ * partial accumulators (axpy of four rows at a time) and sums the partials.
  *
  * <p>System properties (read once, mainly for tuning): {@code exeunt.gemm.vectorBits} (128/256/512, default the
  * preferred species), {@code exeunt.gemm.mr} (4, 6, 8, 12 or 14), {@code exeunt.gemm.kc}, {@code exeunt.gemm.mc},
@@ -313,30 +322,50 @@ public final class CpuGemm {
                     int rows = Math.min(mr, ic + mcc - i);
                     int ao = r * mr * kc;
                     long co = (cOff + (long) i * ldc + j) * 4;
-                    if (rows == mr && nr == NR) {
-                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, null);
-                    } else {
-                        kernel(mr, kc, aBuf, ao, bBuf, bo, c, co, ldcb, alpha, beta, tile);
-                        for (int ii = 0; ii < rows; ii++) {
-                            long row = co + ii * ldcb;
-                            if (beta == 0f) for (int jj = 0; jj < nr; jj++) c.set(F, row + 4L * jj, tile[ii * NR + jj]);
-                            else for (int jj = 0; jj < nr; jj++)
-                                c.set(F, row + 4L * jj, tile[ii * NR + jj] + beta * c.get(F, row + 4L * jj));
-                        }
-                    }
+                    kernel(mr, kc, aBuf, ao, bBuf, bo, tile);
+                    if (rows == mr && nr == NR) storeTile(tile, mr, c, co, ldcb, alpha, beta);
+                    else storeTilePartial(tile, rows, nr, c, co, ldcb, alpha, beta);
                 }
             }
         }
     }
 
-    private static void kernel(int mr, int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co,
-                               long ldcb, float alpha, float beta, float[] tile) {
+    /** C tile (mr x NR at byte offset co) = alpha * tile + beta * C (beta == 0: C ignored). */
+    private static void storeTile(float[] tile, int mr, MemorySegment c, long co, long ldcb, float alpha, float beta) {
+        if (beta == 0f) {
+            for (int i = 0; i < mr; i++) {
+                long off = co + i * ldcb;
+                FloatVector.fromArray(S, tile, i * NR).mul(alpha).intoMemorySegment(c, off, LE);
+                FloatVector.fromArray(S, tile, i * NR + VL).mul(alpha).intoMemorySegment(c, off + 4L * VL, LE);
+            }
+        } else {
+            FloatVector av = FloatVector.broadcast(S, alpha);
+            for (int i = 0; i < mr; i++) {
+                long off = co + i * ldcb;
+                FloatVector o0 = FloatVector.fromMemorySegment(S, c, off, LE).mul(beta);
+                FloatVector o1 = FloatVector.fromMemorySegment(S, c, off + 4L * VL, LE).mul(beta);
+                FloatVector.fromArray(S, tile, i * NR).fma(av, o0).intoMemorySegment(c, off, LE);
+                FloatVector.fromArray(S, tile, i * NR + VL).fma(av, o1).intoMemorySegment(c, off + 4L * VL, LE);
+            }
+        }
+    }
+
+    private static void storeTilePartial(float[] tile, int rows, int nr, MemorySegment c, long co, long ldcb, float alpha, float beta) {
+        for (int ii = 0; ii < rows; ii++) {
+            long row = co + ii * ldcb;
+            if (beta == 0f) for (int jj = 0; jj < nr; jj++) c.set(F, row + 4L * jj, alpha * tile[ii * NR + jj]);
+            else for (int jj = 0; jj < nr; jj++)
+                c.set(F, row + 4L * jj, alpha * tile[ii * NR + jj] + beta * c.get(F, row + 4L * jj));
+        }
+    }
+
+    private static void kernel(int mr, int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         switch (mr) {
-            case 12 -> kernel12(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 6 -> kernel6(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 8 -> kernel8(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 14 -> kernel14(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
-            case 4 -> kernel4(kc, ap, ao, bp, bo, c, co, ldcb, alpha, beta, tile);
+            case 12 -> kernel12(kc, ap, ao, bp, bo, tile);
+            case 6 -> kernel6(kc, ap, ao, bp, bo, tile);
+            case 8 -> kernel8(kc, ap, ao, bp, bo, tile);
+            case 14 -> kernel14(kc, ap, ao, bp, bo, tile);
+            case 4 -> kernel4(kc, ap, ao, bp, bo, tile);
             default -> throw new IllegalStateException("no microkernel with " + mr + " rows");
         }
     }
@@ -414,18 +443,6 @@ public final class CpuGemm {
         }
     }
 
-    private static void store0(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha) {
-        v0.mul(alpha).intoMemorySegment(c, off, LE);
-        v1.mul(alpha).intoMemorySegment(c, off + 4L * VL, LE);
-    }
-
-    private static void store(FloatVector v0, FloatVector v1, MemorySegment c, long off, float alpha, float beta) {
-        FloatVector o0 = FloatVector.fromMemorySegment(S, c, off, LE);
-        FloatVector o1 = FloatVector.fromMemorySegment(S, c, off + 4L * VL, LE);
-        v0.mul(alpha).add(o0.mul(beta)).intoMemorySegment(c, off, LE);
-        v1.mul(alpha).add(o1.mul(beta)).intoMemorySegment(c, off + 4L * VL, LE);
-    }
-
     // ------------------------------------------------------------------------------------------------ GEMV
 
     /**
@@ -452,7 +469,20 @@ public final class CpuGemm {
             });
         } else {
             if (threads <= 1) gemvCols(0, n, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
-            else CpuThreads.parallelFor(threads, 1, (f, t) -> {
+            else if (m >= 64 * threads) {
+                // split rows: each thread streams a contiguous block of A into its own partial y, then sum
+                MemorySegment parts = nativeBuf((long) threads * n);
+                CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                    for (int q = f; q < t; q++)
+                        gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
+                                        a, aOff, lda, x, xOff, parts, (long) q * n);
+                });
+                for (int j = 0; j < n; j++) {
+                    float sum = parts.get(F, 4L * j);
+                    for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
+                    putY(y, yOff + j, alpha * sum, beta);
+                }
+            } else CpuThreads.parallelFor(threads, 1, (f, t) -> {
                 int c0 = (int) ((long) n * f / threads) / VL * VL, c1 = t == threads ? n : (int) ((long) n * t / threads) / VL * VL;
                 gemvCols(c0, c1, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
             });
@@ -510,53 +540,84 @@ public final class CpuGemm {
     }
 
     /** Columns of the transposed GEMV handled per accumulator block (fits in L1). */
-    static final int GEMV_COLS = 1024;
+    static final int GEMV_COLS = 4096;
 
-    /** Transposed GEMV for output columns [c0, c1): axpy of four rows at a time into an L1-resident accumulator. */
+    private static final ThreadLocal<MemorySegment[]> NATIVE_TMP = ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
+
+    /** Per-thread native scratch of at least {@code floats} floats (native accumulators measured faster than float[] here). */
+    private static MemorySegment nativeBuf(long floats) {
+        MemorySegment[] h = NATIVE_TMP.get();
+        if (h[0].byteSize() < floats * 4) h[0] = Arena.ofAuto().allocate(floats * 4, 64);
+        return h[0];
+    }
+
+    /** Transposed GEMV for output columns [c0, c1) over all rows, in L1-sized column blocks. */
     private static void gemvCols(int c0, int c1, int m, float alpha, MemorySegment a, long aOff, int lda,
                                  MemorySegment x, long xOff, float beta, MemorySegment y, long yOff) {
-        float[] acc = buf(TMP, GEMV_COLS);
-        long ldab = 4L * lda, xb = xOff * 4;
+        MemorySegment acc = nativeBuf(GEMV_COLS);
         for (int jb = c0; jb < c1; jb += GEMV_COLS) {
             int w = Math.min(GEMV_COLS, c1 - jb);
-            java.util.Arrays.fill(acc, 0, w, 0f);
-            int i = 0;
-            for (; i + 4 <= m; i += 4) {
-                float x0 = x.get(F, xb + 4L * i), x1 = x.get(F, xb + 4L * i + 4), x2 = x.get(F, xb + 4L * i + 8), x3 = x.get(F, xb + 4L * i + 12);
-                FloatVector v0 = FloatVector.broadcast(S, x0), v1 = FloatVector.broadcast(S, x1),
-                            v2 = FloatVector.broadcast(S, x2), v3 = FloatVector.broadcast(S, x3);
-                long a0 = (aOff + (long) i * lda + jb) * 4, a1 = a0 + ldab, a2 = a1 + ldab, a3 = a2 + ldab;
-                int j = 0;
-                for (; j <= w - VL; j += VL) {
-                    long o = 4L * j;
-                    FloatVector s = FloatVector.fromArray(S, acc, j);
-                    s = FloatVector.fromMemorySegment(S, a, a0 + o, LE).fma(v0, s);
-                    s = FloatVector.fromMemorySegment(S, a, a1 + o, LE).fma(v1, s);
-                    s = FloatVector.fromMemorySegment(S, a, a2 + o, LE).fma(v2, s);
-                    s = FloatVector.fromMemorySegment(S, a, a3 + o, LE).fma(v3, s);
-                    s.intoArray(acc, j);
-                }
-                for (; j < w; j++) {
-                    long o = 4L * j;
-                    acc[j] += a.get(F, a0 + o) * x0 + a.get(F, a1 + o) * x1 + a.get(F, a2 + o) * x2 + a.get(F, a3 + o) * x3;
-                }
+            acc.asSlice(0, 4L * w).fill((byte) 0);
+            gemvAcc(0, m, jb, w, a, aOff, lda, x, xOff, acc, 0);
+            for (int j = 0; j < w; j++) putY(y, yOff + jb + j, alpha * acc.get(F, 4L * j), beta);
+        }
+    }
+
+    /** Transposed GEMV, rows [r0, r1) only, all n columns: partial sums into part[partOff, +n) floats (zeroed here). */
+    private static void gemvRowsPartial(int r0, int r1, int n, MemorySegment a, long aOff, int lda,
+                                       MemorySegment x, long xOff, MemorySegment part, long partOff) {
+        part.asSlice(partOff * 4, 4L * n).fill((byte) 0);
+        for (int jb = 0; jb < n; jb += GEMV_COLS)
+            gemvAcc(r0, r1, jb, Math.min(GEMV_COLS, n - jb), a, aOff, lda, x, xOff, part, (partOff + jb) * 4);
+    }
+
+    /**
+     * acc[j] += sum_{i in [r0, r1)} x[i] * A[i][jb + j] for j in [0, w), acc at byte offset accb: axpy of four rows
+     * at a time in two FMA chains.
+     */
+    private static void gemvAcc(int r0, int r1, int jb, int w, MemorySegment a, long aOff, int lda,
+                                MemorySegment x, long xOff, MemorySegment acc, long accb) {
+        long ldab = 4L * lda, xb = xOff * 4;
+        int i = r0;
+        for (; i + 4 <= r1; i += 4) {
+            long xi = xb + 4L * i;
+            float x0 = x.get(F, xi), x1 = x.get(F, xi + 4), x2 = x.get(F, xi + 8), x3 = x.get(F, xi + 12);
+            FloatVector v0 = FloatVector.broadcast(S, x0), v1 = FloatVector.broadcast(S, x1),
+                        v2 = FloatVector.broadcast(S, x2), v3 = FloatVector.broadcast(S, x3);
+            long a0 = (aOff + (long) i * lda + jb) * 4;
+            int j = 0;
+            for (; j <= w - VL; j += VL) {
+                long o = a0 + 4L * j, ob = accb + 4L * j;
+                FloatVector s = FloatVector.fromMemorySegment(S, acc, ob, LE);
+                FloatVector u = FloatVector.fromMemorySegment(S, a, o + 2 * ldab, LE).mul(v2);
+                s = FloatVector.fromMemorySegment(S, a, o, LE).fma(v0, s);
+                u = FloatVector.fromMemorySegment(S, a, o + 3 * ldab, LE).fma(v3, u);
+                s = FloatVector.fromMemorySegment(S, a, o + ldab, LE).fma(v1, s);
+                s.add(u).intoMemorySegment(acc, ob, LE);
             }
-            for (; i < m; i++) {
-                float x0 = x.get(F, xb + 4L * i);
-                FloatVector v0 = FloatVector.broadcast(S, x0);
-                long a0 = (aOff + (long) i * lda + jb) * 4;
-                int j = 0;
-                for (; j <= w - VL; j += VL)
-                    FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(v0, FloatVector.fromArray(S, acc, j)).intoArray(acc, j);
-                for (; j < w; j++) acc[j] += a.get(F, a0 + 4L * j) * x0;
+            for (; j < w; j++) {
+                long o = a0 + 4L * j, ob = accb + 4L * j;
+                acc.set(F, ob, acc.get(F, ob) + a.get(F, o) * x0 + a.get(F, o + ldab) * x1
+                        + a.get(F, o + 2 * ldab) * x2 + a.get(F, o + 3 * ldab) * x3);
             }
-            for (int j = 0; j < w; j++) putY(y, yOff + jb + j, alpha * acc[j], beta);
+        }
+        for (; i < r1; i++) {
+            float x0 = x.get(F, xb + 4L * i);
+            FloatVector v0 = FloatVector.broadcast(S, x0);
+            long a0 = (aOff + (long) i * lda + jb) * 4;
+            int j = 0;
+            for (; j <= w - VL; j += VL) {
+                long ob = accb + 4L * j;
+                FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(v0, FloatVector.fromMemorySegment(S, acc, ob, LE))
+                        .intoMemorySegment(acc, ob, LE);
+            }
+            for (; j < w; j++) acc.set(F, accb + 4L * j, acc.get(F, accb + 4L * j) + a.get(F, a0 + 4L * j) * x0);
         }
     }
 
     // ---- generated microkernels (MR rows x 2 species vectors) ----
-    /** 4 x 2 vectors microkernel: C[0..4)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel4(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 4 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel4(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -573,26 +634,14 @@ public final class CpuGemm {
             FloatVector a3 = FloatVector.broadcast(S, ap[ao + 3]);
             c30 = b0.fma(a3, c30); c31 = b1.fma(a3, c31);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
     }
 
-    /** 6 x 2 vectors microkernel: C[0..6)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel6(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 6 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel6(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -615,32 +664,16 @@ public final class CpuGemm {
             FloatVector a5 = FloatVector.broadcast(S, ap[ao + 5]);
             c50 = b0.fma(a5, c50); c51 = b1.fma(a5, c51);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
     }
 
-    /** 8 x 2 vectors microkernel: C[0..8)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel8(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 8 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel8(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -669,38 +702,18 @@ public final class CpuGemm {
             FloatVector a7 = FloatVector.broadcast(S, ap[ao + 7]);
             c70 = b0.fma(a7, c70); c71 = b1.fma(a7, c71);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
     }
 
-    /** 12 x 2 vectors microkernel: C[0..12)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel12(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 12 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel12(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -741,50 +754,22 @@ public final class CpuGemm {
             FloatVector a11 = FloatVector.broadcast(S, ap[ao + 11]);
             c110 = b0.fma(a11, c110); c111 = b1.fma(a11, c111);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
-            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
-            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
-            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-            store0(c80, c81, c, co + 8 * ldcb, alpha);
-            store0(c90, c91, c, co + 9 * ldcb, alpha);
-            store0(c100, c101, c, co + 10 * ldcb, alpha);
-            store0(c110, c111, c, co + 11 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
-            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
-            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
-            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + VL);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + VL);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + VL);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + VL);
     }
 
-    /** 14 x 2 vectors microkernel: C[0..14)[0..NR) (+)= alpha * Apanel * Bpanel. tile != null: store alpha*acc into tile (row stride NR). */
-    static void kernel14(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, long co, long ldcb, float alpha, float beta, float[] tile) {
+    /** 14 x NR microkernel: tile[i*NR + j] = sum_p Apanel(i, p) * Bpanel(p, j) over kc steps. */
+    static void kernel14(int kc, float[] ap, int ao, float[] bp, int bo, float[] tile) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -831,52 +816,20 @@ public final class CpuGemm {
             FloatVector a13 = FloatVector.broadcast(S, ap[ao + 13]);
             c130 = b0.fma(a13, c130); c131 = b1.fma(a13, c131);
         }
-        if (tile != null) {
-            c00.mul(alpha).intoArray(tile, 0 * NR); c01.mul(alpha).intoArray(tile, 0 * NR + VL);
-            c10.mul(alpha).intoArray(tile, 1 * NR); c11.mul(alpha).intoArray(tile, 1 * NR + VL);
-            c20.mul(alpha).intoArray(tile, 2 * NR); c21.mul(alpha).intoArray(tile, 2 * NR + VL);
-            c30.mul(alpha).intoArray(tile, 3 * NR); c31.mul(alpha).intoArray(tile, 3 * NR + VL);
-            c40.mul(alpha).intoArray(tile, 4 * NR); c41.mul(alpha).intoArray(tile, 4 * NR + VL);
-            c50.mul(alpha).intoArray(tile, 5 * NR); c51.mul(alpha).intoArray(tile, 5 * NR + VL);
-            c60.mul(alpha).intoArray(tile, 6 * NR); c61.mul(alpha).intoArray(tile, 6 * NR + VL);
-            c70.mul(alpha).intoArray(tile, 7 * NR); c71.mul(alpha).intoArray(tile, 7 * NR + VL);
-            c80.mul(alpha).intoArray(tile, 8 * NR); c81.mul(alpha).intoArray(tile, 8 * NR + VL);
-            c90.mul(alpha).intoArray(tile, 9 * NR); c91.mul(alpha).intoArray(tile, 9 * NR + VL);
-            c100.mul(alpha).intoArray(tile, 10 * NR); c101.mul(alpha).intoArray(tile, 10 * NR + VL);
-            c110.mul(alpha).intoArray(tile, 11 * NR); c111.mul(alpha).intoArray(tile, 11 * NR + VL);
-            c120.mul(alpha).intoArray(tile, 12 * NR); c121.mul(alpha).intoArray(tile, 12 * NR + VL);
-            c130.mul(alpha).intoArray(tile, 13 * NR); c131.mul(alpha).intoArray(tile, 13 * NR + VL);
-        } else if (beta == 0f) {
-            store0(c00, c01, c, co + 0 * ldcb, alpha);
-            store0(c10, c11, c, co + 1 * ldcb, alpha);
-            store0(c20, c21, c, co + 2 * ldcb, alpha);
-            store0(c30, c31, c, co + 3 * ldcb, alpha);
-            store0(c40, c41, c, co + 4 * ldcb, alpha);
-            store0(c50, c51, c, co + 5 * ldcb, alpha);
-            store0(c60, c61, c, co + 6 * ldcb, alpha);
-            store0(c70, c71, c, co + 7 * ldcb, alpha);
-            store0(c80, c81, c, co + 8 * ldcb, alpha);
-            store0(c90, c91, c, co + 9 * ldcb, alpha);
-            store0(c100, c101, c, co + 10 * ldcb, alpha);
-            store0(c110, c111, c, co + 11 * ldcb, alpha);
-            store0(c120, c121, c, co + 12 * ldcb, alpha);
-            store0(c130, c131, c, co + 13 * ldcb, alpha);
-        } else {
-            store(c00, c01, c, co + 0 * ldcb, alpha, beta);
-            store(c10, c11, c, co + 1 * ldcb, alpha, beta);
-            store(c20, c21, c, co + 2 * ldcb, alpha, beta);
-            store(c30, c31, c, co + 3 * ldcb, alpha, beta);
-            store(c40, c41, c, co + 4 * ldcb, alpha, beta);
-            store(c50, c51, c, co + 5 * ldcb, alpha, beta);
-            store(c60, c61, c, co + 6 * ldcb, alpha, beta);
-            store(c70, c71, c, co + 7 * ldcb, alpha, beta);
-            store(c80, c81, c, co + 8 * ldcb, alpha, beta);
-            store(c90, c91, c, co + 9 * ldcb, alpha, beta);
-            store(c100, c101, c, co + 10 * ldcb, alpha, beta);
-            store(c110, c111, c, co + 11 * ldcb, alpha, beta);
-            store(c120, c121, c, co + 12 * ldcb, alpha, beta);
-            store(c130, c131, c, co + 13 * ldcb, alpha, beta);
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + VL);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + VL);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + VL);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + VL);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + VL);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + VL);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + VL);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + VL);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + VL);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + VL);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + VL);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + VL);
+        c120.intoArray(tile, 12 * NR); c121.intoArray(tile, 12 * NR + VL);
+        c130.intoArray(tile, 13 * NR); c131.intoArray(tile, 13 * NR + VL);
     }
 
     // ---- end generated ----
