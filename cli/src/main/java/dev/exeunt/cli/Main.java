@@ -1,7 +1,81 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.model.train.TrainingDivergedException;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/** The {@code exeunt} command line: one class per command, dispatched by name. */
 public final class Main {
-    public static void main(String[] args) {
-        System.out.println("exeunt 0.1.0-SNAPSHOT (Java " + Runtime.version() + ")");
+    /** A command of the launcher. */
+    interface Command {
+        String summary();
+
+        String usage();
+
+        int run(String[] args, PrintStream out) throws Exception;
+    }
+
+    static final Map<String, Command> COMMANDS = new LinkedHashMap<>();
+
+    static {
+        COMMANDS.put("demo", new DemoCommand());
+        COMMANDS.put("prepare", new PrepareCommand());
+        COMMANDS.put("train", new TrainCommand());
+        COMMANDS.put("eval", new EvalCommand());
+        COMMANDS.put("generate", new GenerateCommand());
+        COMMANDS.put("bench", new BenchCommand());
+        COMMANDS.put("version", new VersionCommand());
+    }
+
+    public static void main(String[] argv) {
+        System.exit(run(argv, System.out, System.err));
+    }
+
+    static int run(String[] argv, PrintStream out, PrintStream err) {
+        if (argv.length == 0 || argv[0].equals("help") || argv[0].equals("--help") || argv[0].equals("-h")) {
+            if (argv.length > 1 && COMMANDS.containsKey(argv[1])) {
+                out.println(COMMANDS.get(argv[1]).usage());
+                return 0;
+            }
+            out.println(help());
+            return argv.length == 0 ? 2 : 0;
+        }
+        Command cmd = COMMANDS.get(argv[0]);
+        if (cmd == null) {
+            err.println("exeunt: unknown command '" + argv[0] + "'\n\n" + help());
+            return 2;
+        }
+        String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
+        if (Arrays.asList(rest).contains("--help")) {
+            out.println(cmd.usage());
+            return 0;
+        }
+        try {
+            return cmd.run(rest, out);
+        } catch (Args.UsageException e) {
+            err.println("exeunt " + argv[0] + ": " + e.getMessage() + "\n\n" + cmd.usage());
+            return 2;
+        } catch (TrainingDivergedException e) {
+            err.println("exeunt " + argv[0] + ": training stopped: " + e.getMessage());
+            return 3;
+        } catch (IOException | IllegalArgumentException | IllegalStateException e) {
+            err.println("exeunt " + argv[0] + ": " + e.getMessage());
+            if (System.getenv("EXEUNT_DEBUG") != null) e.printStackTrace(err);
+            return 1;
+        } catch (Exception e) {
+            err.println("exeunt " + argv[0] + ": unexpected error: " + e);
+            e.printStackTrace(err);
+            return 1;
+        }
+    }
+
+    static String help() {
+        var sb = new StringBuilder("usage: exeunt <command> [options]   (exeunt help <command> for its options)\n\ncommands:\n");
+        COMMANDS.forEach((name, c) -> sb.append(String.format("  %-10s %s%n", name, c.summary())));
+        sb.append("\nEvery command that reports results takes --json.");
+        return sb.toString();
     }
 }

@@ -1,0 +1,169 @@
+package dev.exeunt.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Command-line options: {@code --name value}, {@code --name=value} and boolean {@code --flag}; a
+ * {@code --config FILE} (JSON or YAML, keys are option names with '-' or '_') supplies defaults that
+ * flags override. Every option a command does not read is reported as unknown.
+ */
+public final class Args {
+    private final Map<String, String> values = new LinkedHashMap<>();
+    private final Set<String> used = new HashSet<>();
+    private final List<String> positional = new ArrayList<>();
+
+    public Args(String[] argv, Set<String> booleanFlags) {
+        for (int i = 0; i < argv.length; i++) {
+            String a = argv[i];
+            if (a.startsWith("--")) {
+                String key = a.substring(2);
+                int eq = key.indexOf('=');
+                if (eq >= 0) {
+                    values.put(norm(key.substring(0, eq)), key.substring(eq + 1));
+                } else if (booleanFlags.contains(norm(key)) && (i + 1 >= argv.length || !isBool(argv[i + 1]))) {
+                    values.put(norm(key), "true");
+                } else {
+                    if (i + 1 >= argv.length) throw new UsageException("option --" + key + " needs a value");
+                    values.put(norm(key), argv[++i]);
+                }
+            } else {
+                positional.add(a);
+            }
+        }
+        String config = values.get("config");
+        if (config != null) {
+            used.add("config");
+            loadConfig(Path.of(config));
+        }
+    }
+
+    private static boolean isBool(String s) {
+        return s.equals("true") || s.equals("false");
+    }
+
+    private static String norm(String key) {
+        return key.replace('_', '-');
+    }
+
+    private void loadConfig(Path file) {
+        if (!Files.exists(file)) throw new UsageException("config file " + file + " does not exist");
+        String name = file.getFileName().toString();
+        ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new ObjectMapper(new YAMLFactory()) : new ObjectMapper();
+        JsonNode root;
+        try {
+            root = mapper.readTree(file.toFile());
+        } catch (IOException e) {
+            throw new UsageException("cannot parse config file " + file + ": " + e.getMessage());
+        }
+        if (root == null || !root.isObject()) throw new UsageException("config file " + file + " must hold an object of options");
+        root.properties().forEach(e -> {
+            String key = norm(e.getKey());
+            if (values.containsKey(key)) return; // flags win
+            JsonNode v = e.getValue();
+            String s;
+            if (v.isArray()) {
+                List<String> parts = new ArrayList<>();
+                v.forEach(x -> parts.add(x.asText()));
+                s = String.join(",", parts);
+            } else {
+                s = v.asText();
+            }
+            values.put(key, s);
+        });
+    }
+
+    public List<String> positional() {
+        return positional;
+    }
+
+    public boolean has(String key) {
+        used.add(key);
+        return values.containsKey(key);
+    }
+
+    public String get(String key, String def) {
+        used.add(key);
+        return values.getOrDefault(key, def);
+    }
+
+    public String require(String key, String what) {
+        used.add(key);
+        String v = values.get(key);
+        if (v == null) throw new UsageException("missing --" + key + " (" + what + ")");
+        return v;
+    }
+
+    public int getInt(String key, int def) {
+        String v = get(key, null);
+        if (v == null) return def;
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " expects an integer, got '" + v + "'");
+        }
+    }
+
+    public long getLong(String key, long def) {
+        String v = get(key, null);
+        if (v == null) return def;
+        try {
+            return Long.parseLong(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " expects an integer, got '" + v + "'");
+        }
+    }
+
+    public double getDouble(String key, double def) {
+        String v = get(key, null);
+        if (v == null) return def;
+        try {
+            return Double.parseDouble(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " expects a number, got '" + v + "'");
+        }
+    }
+
+    public boolean getBool(String key, boolean def) {
+        String v = get(key, null);
+        if (v == null) return def;
+        if (isBool(v.trim())) return Boolean.parseBoolean(v.trim());
+        throw new UsageException("--" + key + " expects true or false, got '" + v + "'");
+    }
+
+    /** A comma-separated list of integers; an empty string is an empty list. */
+    public int[] getInts(String key, int[] def) {
+        String v = get(key, null);
+        if (v == null) return def;
+        if (v.isBlank()) return new int[0];
+        try {
+            return java.util.Arrays.stream(v.split(",")).map(String::trim).filter(x -> !x.isEmpty()).mapToInt(Integer::parseInt).toArray();
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " expects a comma-separated list of integers, got '" + v + "'");
+        }
+    }
+
+    /** Fails naming any option that no code asked for (a typo should not be silently ignored). */
+    public void checkAllUsed() {
+        for (String k : values.keySet()) {
+            if (!used.contains(k)) throw new UsageException("unknown option --" + k);
+        }
+    }
+
+    /** A usage error: printed with the command's help, exit code 2. */
+    public static final class UsageException extends RuntimeException {
+        public UsageException(String message) {
+            super(message);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.train.Evaluator;
+import dev.exeunt.tensor.Device;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.OptionalInt;
+import java.util.Set;
+
+final class EvalCommand implements Main.Command {
+    public String summary() {
+        return "validation loss and perplexity per exit and the final head, and top-1 agreement with the final head";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt eval --model DIR --data FILE.arrow [--seq-len N (model context, max 256)] [--batch N (8)]
+                                   [--batches N (all)] [--json]
+                  Evaluates every window of the dataset (or the first --batches batches), in order.""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json"));
+        boolean json = a.getBool("json", false);
+        Path dir = Path.of(a.require("model", "a checkpoint directory"));
+        Path data = Path.of(a.require("data", "an .arrow dataset"));
+        int batch = a.getInt("batch", 8), batches = a.getInt("batches", 0);
+        Integer seqLen = a.has("seq-len") ? a.getInt("seq-len", 0) : null;
+        a.checkAllUsed();
+        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+            var model = loaded.model();
+            int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
+            if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());
+            int[] tokens;
+            try (var r = TokenDatasetReader.open(data)) {
+                tokens = r.readAllTokens(OptionalInt.empty());
+            }
+            for (int id : tokens) {
+                if (id >= model.config().vocabSize()) {
+                    throw new IOException("dataset " + data + " holds token id " + id + " but the model's vocabulary has "
+                            + model.config().vocabSize() + " tokens: it was prepared with another tokenizer");
+                }
+            }
+            var windows = TokenWindows.of(tokens, t);
+            var report = Evaluator.evaluate(model, windows, windows.all(), batch, batches);
+            out.print(json ? report.toJson() + "\n" : report.toTable());
+        }
+        return 0;
+    }
+}

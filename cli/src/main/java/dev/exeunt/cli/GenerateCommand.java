@@ -1,0 +1,69 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.generate.GenerationConfig;
+import dev.exeunt.model.generate.Generator;
+import dev.exeunt.model.tokenizer.TokenDecoder;
+import dev.exeunt.tensor.Device;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+final class GenerateCommand implements Main.Command {
+    public String summary() {
+        return "generate text with KV cache and early exit; reports tokens/s and which exit produced each token";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
+                                       [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
+                                       [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
+                                       [--show-exits] [--json]
+                  --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
+                  --json prints {tokens, exits, text, tokens_per_s}.""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json", "show-exits"));
+        boolean json = a.getBool("json", false), show = a.getBool("show-exits", false);
+        Path dir = Path.of(a.require("model", "a checkpoint directory"));
+        String prompt = a.get("prompt", null);
+        int[] promptIds = a.getInts("prompt-ids", null);
+        if ((prompt == null) == (promptIds == null)) throw new Args.UsageException("give exactly one of --prompt and --prompt-ids");
+        var cfg = new GenerationConfig(a.getInt("max-new-tokens", 64), a.getDouble("temperature", 0), a.getInt("top-k", 0),
+                a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
+        a.checkAllUsed();
+        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+            var tok = loaded.tokenizer();
+            if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
+            int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;
+            if (tok != null && tok.eosId().isPresent()) cfg = cfg.withEos(tok.eosId().getAsInt());
+            var gen = new Generator(loaded.model());
+            TokenDecoder dec = tok == null ? null : new TokenDecoder(tok, true);
+            if (!json && prompt != null) out.print(prompt);
+            var result = gen.generate(List.of(ids), cfg, (s, t) -> {
+                if (!json) {
+                    String piece = dec == null ? " " + t.token() : dec.append(t.token());
+                    out.print(show ? "[" + t.exitLayer() + "]" + piece : piece);
+                    out.flush();
+                }
+                return true;
+            }).get(0);
+            var st = gen.lastStats();
+            if (json) {
+                String text = tok == null ? "" : tok.decode(result.tokenIds(), true);
+                out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s}%n",
+                        Json.ints(result.tokenIds()), Json.ints(result.exitLayers()), Json.quote(text), st.decodeTokensPerSecond(),
+                        st.promptTokensPerSecond(), Json.quote(result.finishReason()));
+            } else {
+                if (dec != null) out.print(dec.flush());
+                out.printf(Locale.ROOT, "%n%n[%d tokens, %.1f tokens/s decode, prompt %.1f tokens/s, finish: %s]%n",
+                        result.tokens().size(), st.decodeTokensPerSecond(), st.promptTokensPerSecond(), result.finishReason());
+            }
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,45 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.data.Prepare;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Set;
+
+final class PrepareCommand implements Main.Command {
+    public String summary() {
+        return "tokenize text files, directories, .zip or .jsonl into an Arrow dataset (input_ids list<int32>)";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt prepare --input PATH [--input PATH ...] (--tokenizer tokenizer.json | --train-tokenizer VOCAB)
+                                      --out FILE.arrow [--limit-mb N] [--all-files] [--threads N] [--json]
+                  A trained tokenizer is saved as tokenizer.json beside the output.""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json", "all-files"));
+        boolean json = a.getBool("json", false);
+        var b = Prepare.Options.builder();
+        for (String in : a.require("input", "a text file, directory, .zip or .jsonl").split(",")) b.input(Path.of(in.trim()));
+        if (a.has("tokenizer")) b.tokenizer(Path.of(a.get("tokenizer", null)));
+        else if (a.has("train-tokenizer")) b.trainTokenizer(a.getInt("train-tokenizer", 0));
+        else throw new Args.UsageException("give --tokenizer FILE or --train-tokenizer VOCAB");
+        b.output(Path.of(a.require("out", "the .arrow file to write")));
+        if (a.has("limit-mb")) b.limitBytes((long) (a.getDouble("limit-mb", 0) * 1_000_000));
+        b.allFiles(a.getBool("all-files", false));
+        if (a.has("threads")) b.threads(a.getInt("threads", 1));
+        b.progress(json ? null : System.err);
+        a.checkAllUsed();
+        var stats = Prepare.run(b.build());
+        if (json) {
+            out.printf(Locale.ROOT, "{\"documents\":%d,\"tokens\":%d,\"bytes\":%d,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"output\":\"%s\",\"tokenizer\":\"%s\"}%n",
+                    stats.documents(), stats.tokens(), stats.bytes(), stats.seconds(), stats.tokensPerSecond(),
+                    Json.escape(stats.output().toString()), Json.escape(String.valueOf(stats.tokenizer())));
+        } else {
+            out.println(stats);
+        }
+        return 0;
+    }
+}

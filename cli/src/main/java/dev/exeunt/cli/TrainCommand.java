@@ -1,0 +1,99 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ConfigJson;
+import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.tokenizer.BpeTokenizer;
+import dev.exeunt.model.tokenizer.HfTokenizerJson;
+import dev.exeunt.model.tokenizer.Tokenizer;
+import dev.exeunt.model.train.TrainConfig;
+import dev.exeunt.model.train.Trainer;
+import dev.exeunt.model.train.TrainingState;
+import dev.exeunt.tensor.Device;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.OptionalInt;
+import java.util.Set;
+
+final class TrainCommand implements Main.Command {
+    public String summary() {
+        return "train an early-exit model on an Arrow dataset (resumes when --out holds a checkpoint)";
+    }
+
+    public String usage() {
+        return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml] [--json]\n"
+                + "  The tokenizer defaults to tokenizer.json beside the data file.\n" + ModelOptions.HELP;
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights"));
+        boolean json = a.getBool("json", false);
+        Path data = Path.of(a.require("data", "an .arrow file made by 'exeunt prepare'"));
+        Path outDir = Path.of(a.require("out", "the checkpoint directory"));
+        Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
+        TrainConfig tc = ModelOptions.train(a);
+        BpeTokenizer tokenizer = loadTokenizer(tokPath);
+        var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
+        a.checkAllUsed();
+        var result = train(mc, tc, tokenizer, data, outDir, json ? null : System.err);
+        if (json) {
+            out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
+                    result.iterations(), result.lastLoss(), result.tokensPerSecond(),
+                    result.lastEval() == null ? "null" : result.lastEval().toJson(), Json.quote(outDir.toString()));
+        } else {
+            out.printf(Locale.ROOT, "trained %d iterations, %.0f tokens/s; checkpoint in %s%n", result.iterations(),
+                    result.tokensPerSecond(), outDir);
+        }
+        return 0;
+    }
+
+    static BpeTokenizer loadTokenizer(Path p) throws IOException {
+        if (!Files.exists(p)) throw new IOException("tokenizer " + p + " not found (give --tokenizer)");
+        Tokenizer t = HfTokenizerJson.load(p);
+        if (!(t instanceof BpeTokenizer b)) throw new IOException("tokenizer " + p + " is not a BPE tokenizer");
+        return b;
+    }
+
+    /** Trains (or resumes, when outDir holds a training checkpoint) and returns the result. */
+    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
+                                Path outDir, PrintStream console) throws IOException {
+        int[] tokens;
+        try (var reader = TokenDatasetReader.open(data)) {
+            tokens = reader.readAllTokens(OptionalInt.empty());
+        }
+        int maxId = 0;
+        for (int t : tokens) maxId = Math.max(maxId, t);
+        if (maxId >= tokenizer.vocabSize()) {
+            throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
+                    + tokenizer.vocabSize() + " tokens: the data was prepared with a different tokenizer");
+        }
+        boolean resume = TrainingState.exists(outDir);
+        if (resume) {
+            var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
+            if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()))) {
+                throw new IOException("checkpoint in " + outDir + " was trained with a different model config; "
+                        + "use a new --out or the same options");
+            }
+        }
+        var windows = TokenWindows.of(tokens, tc.seqLen());
+        var eos = tokenizer.eosId();
+        var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), eos.orElse(-1));
+        try (var model = EarlyExitModel.create(config, Device.CPU, tc.seed());
+             var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console)) {
+            if (console != null) {
+                console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.length,
+                        trainer.split().train().length, tc.seqLen(), trainer.split().validation().length);
+            }
+            if (resume) {
+                trainer.resumeFrom(outDir);
+                if (console != null) console.println("resuming from " + outDir + " at iteration " + trainer.startIteration());
+            }
+            return trainer.train();
+        }
+    }
+}
