@@ -8,7 +8,7 @@ import java.util.Set;
 /** Quick benchmarks for users; the full JMH suite is bench/target/benchmarks.jar. */
 final class BenchCommand implements Main.Command {
     public String summary() {
-        return "quick benchmarks: 'bench gemm' compares our GEMM/GEMV with OpenBLAS";
+        return "quick benchmarks: 'bench gemm' (ours vs OpenBLAS), 'bench train' (tokens/s with and without exits)";
     }
 
     public String usage() {
@@ -16,15 +16,26 @@ final class BenchCommand implements Main.Command {
                 usage: exeunt bench gemm [--threads N] [--seconds S] [--json]
                   Times SGEMM at 256..2048 and a transformer shape, and SGEMV 4096, ours against OpenBLAS's
                   cblas_sgemm/cblas_sgemv (Debian's libopenblas0-pthread; skipped with a message if absent),
-                  alternating runs and reporting medians. --seconds is the time per shape and library.""";
+                  alternating runs and reporting medians. --seconds is the time per shape and library.
+                usage: exeunt bench train [--steps N (5)] [--d-model 256] [--layers 4] [--seq-len 256] [--vocab 8192]
+                                          [--batch 8] [--json]
+                  Training tokens/s of a GPT-2 style model without exits and with two norm exits, alternating
+                  step by step, medians.""";
     }
 
     public int run(String[] argv, PrintStream out) {
         var a = new Args(argv, Set.of("json"));
-        if (a.positional().isEmpty() || !a.positional().get(0).equals("gemm")) {
-            throw new Args.UsageException("which benchmark? (available: gemm)");
-        }
+        String which = a.positional().isEmpty() ? "" : a.positional().get(0);
         boolean json = a.getBool("json", false);
+        if (which.equals("train")) {
+            int steps = a.getInt("steps", 5), d = a.getInt("d-model", 256), layers = a.getInt("layers", 4);
+            int seq = a.getInt("seq-len", 256), vocab = a.getInt("vocab", 8192), batch = a.getInt("batch", 8);
+            a.checkAllUsed();
+            var rows = dev.exeunt.bench.TrainThroughput.run(steps, d, layers, seq, vocab, batch, json ? null : System.err);
+            out.print(json ? dev.exeunt.bench.TrainThroughput.toJson(rows) + "\n" : dev.exeunt.bench.TrainThroughput.table(rows));
+            return 0;
+        }
+        if (!which.equals("gemm")) throw new Args.UsageException("which benchmark? (available: gemm, train)");
         int threads = a.getInt("threads", CpuThreads.threads());
         double seconds = a.getDouble("seconds", 0.6);
         a.checkAllUsed();

@@ -59,7 +59,7 @@ public final class ModelCheckpoint {
                         + " tokens but the model's vocab_size is " + config.vocabSize() + ": they do not belong together");
             }
         }
-        EarlyExitModel model = EarlyExitModel.create(config, device, 0);
+        EarlyExitModel model = EarlyExitModel.allocate(config, device);
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(dir)) {
             loadWeights(model, ckpt);
         } catch (IOException | RuntimeException e) {

@@ -56,6 +56,11 @@ public final class EarlyExitModel implements AutoCloseable {
         return new EarlyExitModel(config, new Parameters(device, seed));
     }
 
+    /** A model with zeroed parameters, to be filled from a checkpoint. */
+    public static EarlyExitModel allocate(ModelConfig config, Device device) {
+        return new EarlyExitModel(config, new Parameters(device, 0, false));
+    }
+
     public ModelConfig config() {
         return config;
     }

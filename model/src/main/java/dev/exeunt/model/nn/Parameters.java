@@ -17,10 +17,18 @@ public final class Parameters implements AutoCloseable {
     private final Map<String, Tensor> byName = new LinkedHashMap<>();
     private final Device device;
     private final SplittableRandom rng;
+    private final boolean initialise;
 
+    /** Parameters initialised from a seeded generator. */
     public Parameters(Device device, long seed) {
+        this(device, seed, true);
+    }
+
+    /** With {@code initialise} false every parameter starts at zero, for models about to be loaded from disk. */
+    public Parameters(Device device, long seed, boolean initialise) {
         this.device = device;
         this.rng = new SplittableRandom(seed);
+        this.initialise = initialise;
     }
 
     public Device device() {
@@ -29,6 +37,7 @@ public final class Parameters implements AutoCloseable {
 
     /** N(0, std) initialised parameter. */
     public Tensor normal(String name, float std, int... shape) {
+        if (!initialise) return add(name, Ops.unowned(() -> Tensor.zeros(shape)));
         return add(name, Ops.unowned(() -> Tensor.randn(rng.split(), std, shape)));
     }
 
