@@ -26,6 +26,7 @@ public final class Main {
         COMMANDS.put("train", new TrainCommand());
         COMMANDS.put("eval", new EvalCommand());
         COMMANDS.put("generate", new GenerateCommand());
+        COMMANDS.put("sweep", new SweepCommand());
         COMMANDS.put("bench", new BenchCommand());
         COMMANDS.put("version", new VersionCommand());
     }

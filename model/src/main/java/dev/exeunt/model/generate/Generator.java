@@ -11,6 +11,7 @@ import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.NN;
 import dev.exeunt.tensor.ops.Ops;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -273,11 +274,12 @@ public final class Generator {
                             case MLP -> exit.hidden(g.mlpInput, 0, null);
                             default -> g.last();
                         };
-                        float[] logits = exit.logits(hidden).toFloatArray();
-                        if (Sampler.logMaxProb(logits) >= Math.log(cfg.threshold())) {
+                        Tensor logits = exit.logits(hidden);
+                        Tensor[] top = NN.topProbability(logits);
+                        if (Math.log(top[0].item()) >= Math.log(cfg.threshold())) {
                             Sequence s = g.seq;
                             s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
-                            emit(s, logits, exit.config().layer(), cfg, listener);
+                            emit(s, logits, top, exit.config().layer(), cfg, listener);
                         } else {
                             still.add(g);
                         }
@@ -338,12 +340,27 @@ public final class Generator {
     }
 
     private void emit(Sequence s, Tensor logitsRow, int exitLayer, GenerationConfig cfg, TokenListener listener) {
-        emit(s, logitsRow.toFloatArray(), exitLayer, cfg, listener);
+        emit(s, logitsRow, null, exitLayer, cfg, listener);
     }
 
-    private void emit(Sequence s, float[] logits, int exitLayer, GenerationConfig cfg, TokenListener listener) {
-        int token = Sampler.sample(logits, cfg, s.rng);
-        var t = new GeneratedToken(token, exitLayer, Sampler.probability(logits, token));
+    /**
+     * Picks and records the next token from one row of logits. Greedy decoding needs only the row's
+     * top probability and index, computed by the backend; sampling copies the row to the host.
+     */
+    private void emit(Sequence s, Tensor logitsRow, Tensor[] top, int exitLayer, GenerationConfig cfg, TokenListener listener) {
+        int token;
+        float prob;
+        if (cfg.temperature() == 0) {
+            if (top == null) top = NN.topProbability(logitsRow);
+            token = top[1].toIntArray()[0];
+            prob = top[0].item();
+            if (Float.isNaN(prob)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+        } else {
+            float[] logits = logitsRow.toFloatArray();
+            token = Sampler.sample(logits, cfg, s.rng);
+            prob = Sampler.probability(logits, token);
+        }
+        var t = new GeneratedToken(token, exitLayer, prob);
         s.out.add(t);
         s.append(token);
         boolean go = listener.onToken(s.index, t);

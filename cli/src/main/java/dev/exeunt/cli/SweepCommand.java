@@ -1,0 +1,82 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.generate.Sweep;
+import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.tensor.Device;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.OptionalInt;
+import java.util.Set;
+
+final class SweepCommand implements Main.Command {
+    public String summary() {
+        return "early-exit thresholds against speed and agreement with the full model; writes a table and an SVG plot";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt sweep --model DIR (--prompts FILE (one per line) | --prompt TEXT | --data FILE.arrow)
+                                    [--thresholds 1,0.9,0.8,0.6,0.4,0.2] [--max-new-tokens N (64)] [--num-prompts N (4)]
+                                    [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--out DIR] [--json]
+                  With --data, prompts are the first --prompt-tokens tokens of evenly spaced held-out documents.
+                  --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json"));
+        boolean json = a.getBool("json", false);
+        Path dir = Path.of(a.require("model", "a checkpoint directory"));
+        String thr = a.get("thresholds", "1,0.9,0.8,0.6,0.4,0.2");
+        double[] thresholds;
+        try {
+            thresholds = Arrays.stream(thr.split(",")).map(String::trim).mapToDouble(Double::parseDouble).toArray();
+        } catch (NumberFormatException e) {
+            throw new Args.UsageException("--thresholds expects numbers like 1,0.8,0.5; got " + thr);
+        }
+        int maxNew = a.getInt("max-new-tokens", 64), n = a.getInt("num-prompts", 4), promptTokens = a.getInt("prompt-tokens", 32);
+        int repeats = a.getInt("repeats", 3);
+        String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
+        Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
+        a.checkAllUsed();
+        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+            var tok = loaded.tokenizer();
+            List<int[]> prompts = new ArrayList<>();
+            if (data != null) {
+                int[] tokens;
+                try (var r = TokenDatasetReader.open(Path.of(data))) {
+                    tokens = r.readAllTokens(OptionalInt.empty());
+                }
+                if (tokens.length < promptTokens * n) throw new IllegalArgumentException("dataset too small for " + n + " prompts");
+                for (int i = 0; i < n; i++) {
+                    int at = (int) ((long) (tokens.length - promptTokens) * i / n);
+                    prompts.add(Arrays.copyOfRange(tokens, at, at + promptTokens));
+                }
+            } else {
+                List<String> texts = promptsFile != null ? Files.readAllLines(Path.of(promptsFile)).stream().filter(s -> !s.isBlank()).toList()
+                        : prompt != null ? List.of(prompt) : List.of();
+                if (texts.isEmpty()) throw new Args.UsageException("give --prompts FILE, --prompt TEXT or --data FILE.arrow");
+                if (tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json to encode the prompts");
+                for (String t : texts) prompts.add(tok.encode(t.replace("\\n", "\n")));
+            }
+            var model = loaded.model();
+            int eos = tok != null && tok.eosId().isPresent() ? tok.eosId().getAsInt() : -1;
+            var points = Sweep.run(model, prompts, thresholds, maxNew, repeats, eos);
+            int[] layers = model.config().exits().stream().mapToInt(ExitConfig::layer).toArray();
+            String table = Sweep.table(points, layers), js = Sweep.toJson(points, layers);
+            if (outDir != null) {
+                Files.createDirectories(outDir);
+                Files.writeString(outDir.resolve("sweep.txt"), table);
+                Files.writeString(outDir.resolve("sweep.json"), js + "\n");
+                Files.writeString(outDir.resolve("sweep.svg"), Sweep.svg(points));
+            }
+            out.print(json ? js + "\n" : table + (outDir != null ? "wrote " + outDir.resolve("sweep.svg") + "\n" : ""));
+        }
+        return 0;
+    }
+}

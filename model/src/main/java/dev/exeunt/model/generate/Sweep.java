@@ -1,0 +1,142 @@
+package dev.exeunt.model.generate;
+
+import dev.exeunt.model.nn.EarlyExitModel;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Early-exit speed against quality: for each threshold, greedy generation over a set of prompts,
+ * reporting decode tokens/s, speedup against the full model (threshold 1, measured in the same run),
+ * the share of tokens from each exit, and agreement with the full model's greedy output.
+ */
+public final class Sweep {
+    /**
+     * One threshold's result. agreement: share of generated positions whose token equals the full
+     * model's; exitShare[i]: share of tokens from exit i, the last entry the final head.
+     */
+    public record Point(double threshold, double tokensPerSecond, double speedup, double agreement, double[] exitShare) {}
+
+    private Sweep() {}
+
+    /** Runs every threshold {@code repeats} times (alternating with the full model) and keeps the medians. */
+    public static List<Point> run(EarlyExitModel model, List<int[]> prompts, double[] thresholds, int maxNewTokens, int repeats,
+                                  int eosId) {
+        var gen = new Generator(model);
+        var full = GenerationConfig.greedy(maxNewTokens).withEos(eosId);
+        gen.generate(prompts, full, TokenListener.NONE); // warm-up (JIT)
+        List<Generation> reference = null;
+        List<Point> points = new ArrayList<>();
+        int nLayers = model.config().nLayers();
+        int[] exitLayers = model.config().exits().stream().mapToInt(e -> e.layer()).toArray();
+        for (double t : thresholds) {
+            double[] fullTps = new double[repeats], tps = new double[repeats];
+            List<Generation> out = null;
+            for (int r = 0; r < repeats; r++) {
+                reference = timed(gen, prompts, full);
+                fullTps[r] = rate(gen);
+                out = timed(gen, prompts, full.withThreshold(t));
+                tps[r] = rate(gen);
+            }
+            long same = 0, total = 0;
+            double[] share = new double[exitLayers.length + 1];
+            for (int i = 0; i < out.size(); i++) {
+                int[] a = out.get(i).tokenIds(), b = reference.get(i).tokenIds();
+                for (int k = 0; k < a.length; k++) {
+                    if (k < b.length && a[k] == b[k]) same++;
+                }
+                total += Math.max(a.length, b.length);
+                for (GeneratedToken g : out.get(i).tokens()) {
+                    int idx = g.exitLayer() == nLayers && Arrays.stream(exitLayers).noneMatch(x -> x == nLayers)
+                            ? exitLayers.length : indexOf(exitLayers, g.exitLayer());
+                    share[idx]++;
+                }
+            }
+            double count = Arrays.stream(share).sum();
+            for (int i = 0; i < share.length; i++) share[i] /= Math.max(1, count);
+            double m = median(tps);
+            points.add(new Point(t, m, m / median(fullTps), total == 0 ? 1 : (double) same / total, share));
+        }
+        return points;
+    }
+
+    private static List<Generation> timed(Generator gen, List<int[]> prompts, GenerationConfig cfg) {
+        return gen.generate(prompts, cfg, TokenListener.NONE);
+    }
+
+    private static double rate(Generator gen) {
+        return gen.lastStats().decodeTokensPerSecond();
+    }
+
+    private static int indexOf(int[] a, int v) {
+        for (int i = 0; i < a.length; i++) if (a[i] == v) return i;
+        return a.length;
+    }
+
+    static double median(double[] v) {
+        double[] c = v.clone();
+        Arrays.sort(c);
+        return c[c.length / 2];
+    }
+
+    public static String table(List<Point> points, int[] exitLayers) {
+        var sb = new StringBuilder(String.format(Locale.ROOT, "%9s %10s %8s %10s", "threshold", "tokens/s", "speedup", "agreement"));
+        for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %8s", "exit@" + l));
+        sb.append(String.format(Locale.ROOT, " %8s%n", "final"));
+        for (Point p : points) {
+            sb.append(String.format(Locale.ROOT, "%9.3f %10.1f %7.2fx %9.1f%%", p.threshold(), p.tokensPerSecond(), p.speedup(),
+                    100 * p.agreement()));
+            for (double s : p.exitShare()) sb.append(String.format(Locale.ROOT, " %7.1f%%", 100 * s));
+            sb.append('\n');
+        }
+        return sb.toString();
+    }
+
+    public static String toJson(List<Point> points, int[] exitLayers) {
+        var sb = new StringBuilder("[");
+        for (int i = 0; i < points.size(); i++) {
+            Point p = points.get(i);
+            sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
+                    "{\"threshold\":%.4f,\"tokens_per_s\":%.2f,\"speedup\":%.4f,\"agreement\":%.4f,\"exit_share\":{",
+                    p.threshold(), p.tokensPerSecond(), p.speedup(), p.agreement()));
+            for (int k = 0; k < p.exitShare().length; k++) {
+                String name = k < exitLayers.length ? "exit@" + exitLayers[k] : "final";
+                sb.append(k > 0 ? "," : "").append(String.format(Locale.ROOT, "\"%s\":%.4f", name, p.exitShare()[k]));
+            }
+            sb.append("}}");
+        }
+        return sb.append(']').toString();
+    }
+
+    /** An SVG scatter plot of speedup (y) against agreement with the full model (x), each point labelled by its threshold. */
+    public static String svg(List<Point> points) {
+        int w = 560, h = 400, left = 60, right = 20, top = 30, bottom = 50;
+        double maxS = Math.max(1.1, points.stream().mapToDouble(Point::speedup).max().orElse(1) * 1.1);
+        double minS = Math.min(0.9, points.stream().mapToDouble(Point::speedup).min().orElse(1) * 0.95);
+        double minA = Math.min(0.9, points.stream().mapToDouble(Point::agreement).min().orElse(1) - 0.05);
+        var sb = new StringBuilder();
+        sb.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">%n", w, h));
+        sb.append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+        sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"18\" font-size=\"14\">Early-exit speedup against agreement with the full model</text>%n", left));
+        int pw = w - left - right, ph = h - top - bottom;
+        sb.append(String.format(Locale.ROOT, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"black\"/>%n", left, top, pw, ph));
+        for (int i = 0; i <= 4; i++) {
+            double a = minA + (1 - minA) * i / 4, s = minS + (maxS - minS) * i / 4;
+            double x = left + pw * i / 4.0, y = top + ph - ph * i / 4.0;
+            sb.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>%n", x, h - bottom + 16, 100 * a));
+            sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.2fx</text>%n", left - 6, y + 4, s));
+        }
+        sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">agreement with full-model greedy tokens</text>%n", left + pw / 2, h - 12));
+        sb.append(String.format(Locale.ROOT, "<text x=\"16\" y=\"%d\" transform=\"rotate(-90 16 %d)\" text-anchor=\"middle\">decode speedup</text>%n", top + ph / 2, top + ph / 2));
+        var path = new StringBuilder();
+        for (Point p : points) {
+            double x = left + pw * (p.agreement() - minA) / (1 - minA), y = top + ph - ph * (p.speedup() - minS) / (maxS - minS);
+            path.append(path.isEmpty() ? "M" : "L").append(String.format(Locale.ROOT, "%.1f %.1f ", x, y));
+            sb.append(String.format(Locale.ROOT, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#1f77b4\"/>%n", x, y));
+            sb.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\">t=%.2f</text>%n", x + 6, y - 6, p.threshold()));
+        }
+        sb.append(String.format("<path d=\"%s\" fill=\"none\" stroke=\"#1f77b4\" stroke-opacity=\"0.5\"/>%n", path.toString().trim()));
+        return sb.append("</svg>\n").toString();
+    }
+}
