@@ -57,6 +57,7 @@ public final class NativeLibraries {
     private static final int RTLD_GLOBAL = 0x100;
 
     private static final Map<String, LibrarySpec> KNOWN = new ConcurrentHashMap<>();
+    private static final Map<String, Outcome> CACHE = new ConcurrentHashMap<>();
 
     static {
         register(LibrarySpec.of("cudart", "libcudart.so.13", "libcudart.so.12", "libcudart.so")
@@ -95,8 +96,6 @@ public final class NativeLibraries {
 
     private record Outcome(Loaded loaded, NativeLibraryException failure) {
     }
-
-    private static final Map<String, Outcome> CACHE = new ConcurrentHashMap<>();
 
     /**
      * Opens the library (and its dependencies) once and returns its symbols.
