@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.concurrent.atomic.AtomicInteger;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -267,6 +268,9 @@ public final class CpuGemm {
         if (threads <= 1) { tm = 1; tn = 1; }
         else if (mPanelsAll >= 4 * threads) { tm = threads; tn = 1; }
         else { tm = 1; tn = threads; }
+        // with a row split, hand out row blocks of at most mc, at least four per thread when m allows
+        final int mcItem = tm > 1 ? Math.max(mr, Math.min(mc, roundUp((m + 4 * threads - 1) / (4 * threads), mr))) : mc;
+        final int items = (m + mcItem - 1) / mcItem;
         final int ncMax = Math.min(NC, roundUp(n, NR));
         final int kcMax = Math.min(KC, k);
         final float[] bBuf = buf(B_BUF, ncMax * kcMax);
@@ -279,25 +283,36 @@ public final class CpuGemm {
                 final int pcF = pc;
                 final float betaEff = pc == 0 ? beta : 1f;
                 if (threads > 1 && nPanels >= 2) {
+                    // B panels in groups of four, handed out dynamically
+                    AtomicInteger nextPanel = new AtomicInteger();
                     CpuThreads.parallelFor(Math.min(threads, nPanels), 1, (f, t) -> {
-                        int tt = Math.min(threads, nPanels);
-                        int p0 = (int) ((long) nPanels * f / tt), p1 = (int) ((long) nPanels * t / tt);
-                        packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, p0, p1, bBuf);
+                        for (int p0; (p0 = nextPanel.getAndAdd(4)) < nPanels; )
+                            packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, p0, Math.min(nPanels, p0 + 4), bBuf);
                     });
                 } else {
                     packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, 0, nPanels, bBuf);
                 }
-                CpuThreads.RangeBody body = (f, t) -> {
-                    for (int id = f; id < t; id++) {
-                        int ti = id / tn, tj = id % tn;
-                        int i0 = (int) ((long) mPanelsAll * ti / tm) * mr, i1 = Math.min(m, (int) ((long) mPanelsAll * (ti + 1) / tm) * mr);
-                        int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
-                        if (i0 < i1 && q0 < q1)
-                            macro(transA, a, aOff, lda, i0, i1, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
-                    }
-                };
-                if (tm * tn > 1) CpuThreads.parallelFor(tm * tn, 1, body);
-                else body.run(0, 1);
+                if (tm > 1) {
+                    // rows in blocks handed out dynamically, so a descheduled or slower thread does not hold up the rest
+                    AtomicInteger next = new AtomicInteger();
+                    CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                        for (int it; (it = next.getAndIncrement()) < items; ) {
+                            int i0 = it * mcItem;
+                            macro(transA, a, aOff, lda, i0, Math.min(m, i0 + mcItem), pcF, kc, bBuf, jcF, nc, 0, nPanels,
+                                  alpha, betaEff, c, cOff, ldc, mr, mc);
+                        }
+                    });
+                } else if (tn > 1) {
+                    // few rows: split the B panels statically, every thread packs the (short) A block itself
+                    CpuThreads.parallelFor(tn, 1, (f, t) -> {
+                        for (int tj = f; tj < t; tj++) {
+                            int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
+                            if (q0 < q1) macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
+                        }
+                    });
+                } else {
+                    macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, 0, nPanels, alpha, betaEff, c, cOff, ldc, mr, mc);
+                }
             }
         }
     }
