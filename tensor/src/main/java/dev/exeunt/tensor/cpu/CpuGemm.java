@@ -50,7 +50,18 @@ public final class CpuGemm {
     private static volatile int maxThreads = 0;
 
     private static final ThreadLocal<float[][]> A_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
-    private static final ThreadLocal<float[][]> B_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
+    /**
+     * The packed-B buffer and GEMV partials are held by the calling thread across parallel regions. A pool worker
+     * that waits in a join may run other tasks, which could call back in here on the same thread; the busy flag
+     * makes such a nested call use fresh buffers instead of the ones still in use.
+     */
+    private static final class Held {
+        float[] floats = new float[0];
+        MemorySegment segment = MemorySegment.NULL;
+        boolean busy;
+    }
+
+    private static final ThreadLocal<Held> HELD = ThreadLocal.withInitial(Held::new);
     private static final ThreadLocal<float[][]> TMP = ThreadLocal.withInitial(() -> new float[1][0]);
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[14 * 2 * VL]);
 
@@ -273,7 +284,28 @@ public final class CpuGemm {
         final int items = (m + mcItem - 1) / mcItem;
         final int ncMax = Math.min(NC, roundUp(n, NR));
         final int kcMax = Math.min(KC, k);
-        final float[] bBuf = buf(B_BUF, ncMax * kcMax);
+        final Held held = HELD.get();
+        final boolean mine = !held.busy;
+        final float[] bBuf;
+        if (mine) {
+            if (held.floats.length < ncMax * kcMax) held.floats = new float[ncMax * kcMax];
+            bBuf = held.floats;
+            held.busy = true;
+        } else {
+            bBuf = new float[ncMax * kcMax];
+        }
+        try {
+            packedLoops(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, mr, threads,
+                        mc, tm, tn, mcItem, items, bBuf);
+        } finally {
+            if (mine) held.busy = false;
+        }
+    }
+
+    private static void packedLoops(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                    MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                                    float beta, MemorySegment c, long cOff, int ldc, int mr, int threads,
+                                    int mc, int tm, int tn, int mcItem, int items, float[] bBuf) {
         for (int jc = 0; jc < n; jc += NC) {
             final int nc = Math.min(NC, n - jc);
             final int nPanels = (nc + NR - 1) / NR;
@@ -486,16 +518,30 @@ public final class CpuGemm {
             if (threads <= 1) gemvCols(0, n, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
             else if (m >= 64 * threads) {
                 // split rows: each thread streams a contiguous block of A into its own partial y, then sum
-                MemorySegment parts = nativeBuf((long) threads * n);
-                CpuThreads.parallelFor(threads, 1, (f, t) -> {
-                    for (int q = f; q < t; q++)
-                        gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
-                                        a, aOff, lda, x, xOff, parts, (long) q * n);
-                });
-                for (int j = 0; j < n; j++) {
-                    float sum = parts.get(F, 4L * j);
-                    for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
-                    putY(y, yOff + j, alpha * sum, beta);
+                Held held = HELD.get();
+                boolean mine = !held.busy;
+                long bytes = 4L * threads * n;
+                MemorySegment parts;
+                if (mine) {
+                    if (held.segment.byteSize() < bytes) held.segment = Arena.ofAuto().allocate(bytes, 64);
+                    parts = held.segment;
+                    held.busy = true;
+                } else {
+                    parts = Arena.ofAuto().allocate(bytes, 64);
+                }
+                try {
+                    CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                        for (int q = f; q < t; q++)
+                            gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
+                                            a, aOff, lda, x, xOff, parts, (long) q * n);
+                    });
+                    for (int j = 0; j < n; j++) {
+                        float sum = parts.get(F, 4L * j);
+                        for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
+                        putY(y, yOff + j, alpha * sum, beta);
+                    }
+                } finally {
+                    if (mine) held.busy = false;
                 }
             } else CpuThreads.parallelFor(threads, 1, (f, t) -> {
                 int c0 = (int) ((long) n * f / threads) / VL * VL, c1 = t == threads ? n : (int) ((long) n * t / threads) / VL * VL;
