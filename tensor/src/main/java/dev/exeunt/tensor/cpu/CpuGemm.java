@@ -28,7 +28,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>System properties (read once, mainly for tuning): {@code exeunt.gemm.vectorBits} (128/256/512, default the
  * preferred species), {@code exeunt.gemm.mr} (4, 6, 8, 12 or 14), {@code exeunt.gemm.kc}, {@code exeunt.gemm.mc},
- * {@code exeunt.gemm.nc}.
+ * {@code exeunt.gemm.nc}, {@code exeunt.gemm.itemsPerThread} (row blocks per thread in the dynamic row split).
  *
  * <p>Work is split over {@link CpuThreads}; segments confined to the calling thread are processed on it alone.
  */
@@ -39,6 +39,7 @@ public final class CpuGemm {
     static final int MR = intProp("exeunt.gemm.mr", VL >= 16 ? 12 : 6);
     static final int KC = intProp("exeunt.gemm.kc", 256);
     static final int MC_TARGET = intProp("exeunt.gemm.mc", 480);
+    static final int IPT = intProp("exeunt.gemm.itemsPerThread", 4);
     static final int NC = roundUp(intProp("exeunt.gemm.nc", 4096), NR);
     static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
@@ -276,11 +277,12 @@ public final class CpuGemm {
         final int mPanelsAll = (m + mr - 1) / mr;
         // thread grid: split m (no duplicated A packing) unless m is too short to share
         final int tm, tn;
+        final int nPanelsAll = (Math.min(n, NC) + NR - 1) / NR;
         if (threads <= 1) { tm = 1; tn = 1; }
-        else if (mPanelsAll >= 4 * threads) { tm = threads; tn = 1; }
-        else { tm = 1; tn = threads; }
+        else if (mPanelsAll < 4 * threads && nPanelsAll >= threads) { tm = 1; tn = threads; }
+        else { tm = threads; tn = 1; }
         // with a row split, hand out row blocks of at most mc, at least four per thread when m allows
-        final int mcItem = tm > 1 ? Math.max(mr, Math.min(mc, roundUp((m + 4 * threads - 1) / (4 * threads), mr))) : mc;
+        final int mcItem = tm > 1 ? Math.max(mr, Math.min(mc, roundUp((m + IPT * threads - 1) / (IPT * threads), mr))) : mc;
         final int items = (m + mcItem - 1) / mcItem;
         final int ncMax = Math.min(NC, roundUp(n, NR));
         final int kcMax = Math.min(KC, k);
@@ -314,6 +316,19 @@ public final class CpuGemm {
                 final int kc = Math.min(KC, k - pc);
                 final int pcF = pc;
                 final float betaEff = pc == 0 ? beta : 1f;
+                if (tn > 1) {
+                    // column split: each thread packs its own B panels and runs them against the whole (short or
+                    // small) A, so one parallel region per (jc, pc) block suffices
+                    CpuThreads.parallelFor(tn, 1, (f, t) -> {
+                        for (int tj = f; tj < t; tj++) {
+                            int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
+                            if (q0 >= q1) continue;
+                            packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, q0, q1, bBuf);
+                            macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
+                        }
+                    });
+                    continue;
+                }
                 if (threads > 1 && nPanels >= 2) {
                     // B panels in groups of four, handed out dynamically
                     AtomicInteger nextPanel = new AtomicInteger();
@@ -332,14 +347,6 @@ public final class CpuGemm {
                             int i0 = it * mcItem;
                             macro(transA, a, aOff, lda, i0, Math.min(m, i0 + mcItem), pcF, kc, bBuf, jcF, nc, 0, nPanels,
                                   alpha, betaEff, c, cOff, ldc, mr, mc);
-                        }
-                    });
-                } else if (tn > 1) {
-                    // few rows: split the B panels statically, every thread packs the (short) A block itself
-                    CpuThreads.parallelFor(tn, 1, (f, t) -> {
-                        for (int tj = f; tj < t; tj++) {
-                            int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
-                            if (q0 < q1) macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
                         }
                     });
                 } else {
