@@ -99,7 +99,7 @@ class TrainerTest {
         assertEquals(uninterrupted, resumed, 1e-5 * Math.abs(uninterrupted), "resumed run must reproduce the uninterrupted loss");
         try (var a = ModelCheckpoint.load(dir.resolve("a"), Device.CPU); var b = ModelCheckpoint.load(dir.resolve("b"), Device.CPU)) {
             for (var e : a.model().parameters().all().entrySet()) {
-                assertArrayEquals(e.getValue().toFloatArray(), b.model().parameters().get(e.getKey()).toFloatArray(), 1e-5f, e.getKey());
+                assertArrayEquals(e.getValue().toFloatArray(), b.model().parameters().get(e.getKey()).toFloatArray(), 1e-4f, e.getKey());
             }
         }
     }
