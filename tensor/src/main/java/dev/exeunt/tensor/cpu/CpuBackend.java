@@ -101,7 +101,12 @@ public final class CpuBackend implements Backend {
                 }
                 case Q8_0 -> CpuQuant.dequantizeQ8_0(s, from.byteSize(off(src)), d, off(dst), n);
                 case Q4_0 -> CpuQuant.dequantizeQ4_0(s, from.byteSize(off(src)), d, off(dst), n);
-                case I8 -> throw new IllegalArgumentException("I8 tensors need their per-row scales to convert; use the quantized weight API");
+                case I8 -> {
+                    // Plain int8 values; scaled int8 weights keep their scales beside them (CpuQuant.dequantizeI8Rows).
+                    for (long i = 0; i < n; i++) {
+                        d.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(dst) + i, s.get(ValueLayout.JAVA_BYTE, off(src) + i));
+                    }
+                }
             }
             return;
         }
@@ -112,6 +117,13 @@ public final class CpuBackend implements Backend {
             case I32 -> {
                 for (long i = 0; i < n; i++) {
                     d.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, off(dst) + i, (int) s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(src) + i));
+                }
+            }
+            case I8 -> {
+                for (long i = 0; i < n; i++) {
+                    float v = s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(src) + i);
+                    if (!(v >= -128 && v <= 127)) throw new IllegalArgumentException("value " + v + " at " + i + " does not fit in I8");
+                    d.set(ValueLayout.JAVA_BYTE, off(dst) + i, (byte) Math.round(v));
                 }
             }
             case Q8_0 -> CpuQuant.quantizeQ8_0(s, off(src), d, to.byteSize(off(dst)), n);
