@@ -14,8 +14,6 @@ import java.util.Arrays;
 /** The CPU backend: adapts tensors (segment + element offset) to the Vector API kernels in this package. */
 public final class CpuBackend implements Backend {
     public static final CpuBackend INSTANCE = new CpuBackend();
-    /** Up to this many rows, a product with a weight matrix runs as one GEMV per row. */
-    static final int SKINNY_ROWS = 4;
 
     private CpuBackend() {}
 
@@ -143,14 +141,9 @@ public final class CpuBackend implements Backend {
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, long aOff, int lda,
                      long strideA, Tensor b, long bOff, int ldb, long strideB, float beta, Tensor c, long cOff, int ldc,
                      long strideC, int batch) {
-        if (batch == 1 && m <= SKINNY_ROWS && !transA && beta == 0f && alpha == 1f) {
-            // Decode and KV-recomputation shapes (a few rows times a weight matrix): one GEMV per row
-            // reads the weights from cache instead of packing them for the blocked kernel.
-            for (int r = 0; r < m; r++) {
-                long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc;
-                if (transB) CpuGemm.sgemv(false, n, k, 1f, seg(b), bOff, ldb, seg(a), ar, 0f, seg(c), cr);
-                else CpuGemm.sgemv(true, k, n, 1f, seg(b), bOff, ldb, seg(a), ar, 0f, seg(c), cr);
-            }
+        if (batch == 1 && m >= 2 && m <= CpuSkinnyGemm.MAX_ROWS && !transA && beta == 0f && alpha == 1f) {
+            // Batched decode and KV recomputation: a few rows times a weight matrix, weights read once.
+            CpuSkinnyGemm.gemm(transB, m, n, k, seg(a), aOff, lda, seg(b), bOff, ldb, seg(c), cOff, ldc);
             return;
         }
         if (batch == 1) {
