@@ -146,6 +146,12 @@ public final class CpuBackend implements Backend {
             CpuSkinnyGemm.gemm(transB, m, n, k, seg(a), aOff, lda, seg(b), bOff, ldb, seg(c), cOff, ldc);
             return;
         }
+        if (batch == 1 && m == 1 && !transA && beta == 0f && alpha == 1f) {
+            // One-token decode: y = B x for [out, in] weights, y = B^T x for input-major ones.
+            if (transB) CpuGemm.sgemv(false, n, k, 1f, seg(b), bOff, ldb, seg(a), aOff, 0f, seg(c), cOff);
+            else CpuGemm.sgemv(true, k, n, 1f, seg(b), bOff, ldb, seg(a), aOff, 0f, seg(c), cOff);
+            return;
+        }
         if (batch == 1) {
             CpuGemm.sgemm(transA, transB, m, n, k, alpha, seg(a), aOff, lda, seg(b), bOff, ldb, beta, seg(c), cOff, ldc);
         } else {
