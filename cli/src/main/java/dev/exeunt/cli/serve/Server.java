@@ -154,7 +154,9 @@ public final class Server implements AutoCloseable {
         try {
             root = MAPPER.readTree(body);
         } catch (JsonProcessingException e) {
-            throw ApiException.badRequest("malformed JSON: " + e.getOriginalMessage());
+            String msg = e.getOriginalMessage().replaceAll("\\[Source: [^;\\]]*; ", "[");
+            var at = e.getLocation();
+            throw ApiException.badRequest("malformed JSON: " + msg + (at == null ? "" : " (at line " + at.getLineNr() + ", column " + at.getColumnNr() + ")"));
         }
         ApiRequest request = ApiRequest.parse(root, apiModel, options);
         var future = worker.submit(request);

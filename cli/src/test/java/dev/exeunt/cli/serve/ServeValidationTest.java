@@ -102,6 +102,11 @@ class ServeValidationTest {
         assertEquals(404, missing.status());
         assertTrue(missing.body().get("error").textValue().contains("/v1/completions"));
 
+        var malformed = put(server, "{\"prompts\": [\"a\"");
+        assertEquals(400, malformed.status());
+        String why = malformed.body().get("error").textValue();
+        assertTrue(why.startsWith("malformed JSON") && why.contains("line 1") && !why.contains("Source"), why);
+
         String huge = "{\"prompts\": [\"" + "a".repeat(ServeOptions.DEFAULT_MAX_BODY + 10) + "\"]}";
         var big = put(server, huge);
         assertEquals(413, big.status(), big.raw().body());
