@@ -22,7 +22,11 @@ final class ServeCommand implements Main.Command {
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
                     -> {"text", "segments", "logprobs", "tokens", "exit_layers", "finish_reasons"} (one entry per prompt).
-                  GET /health -> model family, layers, exits, vocab, limits, queue state.""";
+                  stop_sequences: a prompt stops at the first token after which its generated text contains one;
+                    "text" is cut before it, the token lists keep every generated token, finish reason "stop".
+                  use_early_exit must be a JSON boolean; false ignores early_exit_thres (threshold 1 = never exit).
+                  GET /health -> model family, layers, exits, vocab, limits, queue state.
+                  The full API: the javadoc of package dev.exeunt.cli.serve.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
