@@ -18,7 +18,7 @@ public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, i
     public ServeOptions {
         if (maxPrompts < 1) throw new IllegalArgumentException("--max-prompts must be >= 1, got " + maxPrompts);
         if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
-        if (maxPromptTokens < 0) throw new IllegalArgumentException("--max-prompt-tokens must be >= 1, got " + maxPromptTokens);
+        if (maxPromptTokens < 0) throw new IllegalArgumentException("--max-prompt-tokens must be >= 1 (or 0 for the model's context), got " + maxPromptTokens);
         if (queue < 1) throw new IllegalArgumentException("--queue must be >= 1, got " + queue);
         if (maxBodyBytes < 1024) throw new IllegalArgumentException("--max-body must be >= 1024 bytes, got " + maxBodyBytes);
     }
