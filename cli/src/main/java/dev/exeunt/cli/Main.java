@@ -28,6 +28,7 @@ public final class Main {
         COMMANDS.put("eval", new EvalCommand());
         COMMANDS.put("generate", new GenerateCommand());
         COMMANDS.put("sweep", new SweepCommand());
+        COMMANDS.put("serve", new ServeCommand());
         COMMANDS.put("bench", new BenchCommand());
         COMMANDS.put("version", new VersionCommand());
     }
