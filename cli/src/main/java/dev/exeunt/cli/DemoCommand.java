@@ -61,7 +61,7 @@ final class DemoCommand implements Main.Command {
         try {
             // 1. Data: a byte-level BPE trained on the corpus, and the token dataset.
             log.printf("1/4 preparing %s (first %.0f MB of text) ...%n", corpus, limit / 1e6);
-            var stats = Prepare.run(Prepare.Options.builder().input(corpus).trainTokenizer(2048).sampleBytes(Math.min(limit, 4_000_000))
+            var stats = Prepare.run(Prepare.Options.builder().input(corpus).trainTokenizer(1024).sampleBytes(Math.min(limit, 4_000_000))
                     .limitBytes(limit).output(work.resolve("data.arrow")).progress(json ? null : System.err).build());
             log.println("    " + stats);
             BpeTokenizer tokenizer = (BpeTokenizer) HfTokenizerJson.load(stats.tokenizer());
