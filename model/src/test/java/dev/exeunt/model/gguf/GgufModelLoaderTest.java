@@ -112,7 +112,9 @@ class GgufModelLoaderTest {
                     assertArrayEquals(e.getValue().toFloatArray(), m.parameters().get(e.getKey()).toFloatArray(), e.getKey());
                 }
                 int[] ids = prompt();
-                assertArrayEquals(logits(model, ids), logits(m, ids));
+                // The weights are bit-identical (above). The CPU kernels themselves are not bit-reproducible
+                // run to run (the same model twice can differ in the last ulp), so compare to 1e-6.
+                assertArrayEquals(logits(model, ids), logits(m, ids), 1e-6f);
                 assertArrayEquals(greedy(model, ids, 12), greedy(m, ids, 12));
                 for (String s : List.of(TEXT, "lazy dogs, quick foxes!", "über ∑ 🦊")) {
                     assertArrayEquals(tokenizer.encode(s), loaded.tokenizer().encode(s), s);
@@ -130,7 +132,7 @@ class GgufModelLoaderTest {
             Path file = write(model, GgmlType.F32, "tied.gguf");
             try (ModelCheckpoint.Loaded loaded = GgufModelLoader.load(file, Device.CPU)) {
                 assertTrue(loaded.model().config().tiedEmbeddings());
-                assertArrayEquals(logits(model, prompt()), logits(loaded.model(), prompt()));
+                assertArrayEquals(logits(model, prompt()), logits(loaded.model(), prompt()), 1e-6f);
             }
         }
     }
