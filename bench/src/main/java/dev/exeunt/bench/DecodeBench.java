@@ -23,8 +23,8 @@ import java.util.SplittableRandom;
  * (prompt processing: one KV-cached prefill of N tokens through {@link Generator}, tokens/s) and
  * {@code tgN} (text generation: N greedy decode steps after a one-token prompt, tokens/s), for F32
  * weights and for weights quantized in memory (Q8_0 / Q4_0: every projection and the output head; the
- * embedding stays F32). Each test runs once to warm up, then {@code reps} times; the table shows the
- * median and the standard deviation. Threads: {@code -Dexeunt.threads} / {@code EXEUNT_THREADS}
+ * embedding stays F32). Each test runs {@link #WARMUPS} times untimed (JIT warm-up), then {@code reps}
+ * times; the table shows the median and the standard deviation. Threads: {@code -Dexeunt.threads} / {@code EXEUNT_THREADS}
  * (fixed when the CPU backend starts; {@link #main} sets it from {@code -t}).
  */
 public final class DecodeBench {
@@ -79,9 +79,14 @@ public final class DecodeBench {
         double run();
     }
 
+    /** Untimed runs before each test: the JIT needs more than llama-bench's single warm-up run. */
+    static final int WARMUPS = 2;
+
     private static double[] measure(int reps, PrintStream log, String what, Trial t) {
-        double warm = t.run();
-        if (log != null) log.printf(Locale.ROOT, "%s: warm-up %.2f t/s%n", what, warm);
+        for (int w = 0; w < WARMUPS; w++) {
+            double warm = t.run();
+            if (log != null) log.printf(Locale.ROOT, "%s: warm-up %.2f t/s%n", what, warm);
+        }
         double[] s = new double[reps];
         for (int i = 0; i < reps; i++) {
             s[i] = t.run();
