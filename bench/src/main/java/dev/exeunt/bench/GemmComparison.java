@@ -16,7 +16,8 @@ import java.util.SplittableRandom;
 /**
  * Exeunt's CPU SGEMM/SGEMV against OpenBLAS on the same inputs, in the same process: square GEMMs 256..2048,
  * a transformer projection (2048x768 times 768x3072) and a 4096x4096 GEMV. Runs of the two libraries alternate
- * and each figure is the median, so machine noise hits both alike. Takes well under a minute.
+ * (with a pause after each timed block so that neither library's idle threads disturb the other) and each figure
+ * is the median, so machine noise hits both alike. Takes well under a minute.
  *
  * <pre>java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp bench/target/benchmarks.jar \
  *     dev.exeunt.bench.GemmComparison [--threads N] [--json]</pre>
@@ -146,11 +147,15 @@ public final class GemmComparison {
         ours.run();
         long one = Math.max(1, System.nanoTime() - t0) / 3;
         int reps = (int) Math.max(1, Math.min(10_000, 20_000_000L / one));
-        int samples = (int) Math.max(5, Math.min(41, seconds * 1e9 / (one * reps * (theirs != null ? 2 : 1))));
+        int samples = (int) Math.max(5, Math.min(15, seconds * 1e9 / ((one * reps + QUIET_NS) * (theirs != null ? 2 : 1))));
         double[] tOurs = new double[samples], tTheirs = new double[samples];
         for (int i = 0; i < samples; i++) {
             tOurs[i] = time(ours, reps);
-            if (theirs != null) tTheirs[i] = time(theirs, reps);
+            quiesce();
+            if (theirs != null) {
+                tTheirs[i] = time(theirs, reps);
+                quiesce();
+            }
         }
         double flops = 2.0 * m * n * k;
         double ourG = flops / median(tOurs) / 1e9;
@@ -165,6 +170,21 @@ public final class GemmComparison {
             }
         }
         return new Row(s.name, m, n, k, s.gemv, ourG, theirG, diff);
+    }
+
+    /**
+     * Pause after every timed block. OpenBLAS's idle worker threads keep spinning for a while (THREAD_TIMEOUT,
+     * about 2^28 cycles) after each call; on a machine with few cores they would otherwise steal CPU from the
+     * Exeunt run that follows. Exeunt's pool threads park quickly; the pause is applied to both sides alike.
+     */
+    private static final long QUIET_NS = 150_000_000L;
+
+    private static void quiesce() {
+        try {
+            Thread.sleep(QUIET_NS / 1_000_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private static double time(Runnable r, int reps) {

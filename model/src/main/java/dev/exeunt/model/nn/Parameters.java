@@ -13,7 +13,7 @@ import java.util.SplittableRandom;
  * A model's named parameters, in creation order, named as in Hugging Face checkpoints. Parameters
  * live outside every scope until {@link #close()}; each can be frozen (no gradient).
  */
-public final class Parameters implements AutoCloseable {
+public class Parameters implements AutoCloseable {
     private final Map<String, Tensor> byName = new LinkedHashMap<>();
     private final Device device;
     private final SplittableRandom rng;
@@ -75,6 +75,11 @@ public final class Parameters implements AutoCloseable {
         if (source != null) return supplied(name, shape);
         if (!initialise) return add(name, Ops.unowned(() -> Tensor.zeros(shape)));
         return add(name, Ops.unowned(() -> Tensor.randn(rng.split(), std, shape)));
+    }
+
+    /** A fresh N(0, std) tensor from this store's generator, not registered (for another store to own). */
+    Tensor detachNormal(float std, int... shape) {
+        return Ops.unowned(() -> Tensor.randn(rng.split(), std, shape));
     }
 
     public Tensor constant(String name, float value, int... shape) {

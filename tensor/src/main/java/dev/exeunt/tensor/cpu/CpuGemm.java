@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.concurrent.atomic.AtomicInteger;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -27,7 +28,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>System properties (read once, mainly for tuning): {@code exeunt.gemm.vectorBits} (128/256/512, default the
  * preferred species), {@code exeunt.gemm.mr} (4, 6, 8, 12 or 14), {@code exeunt.gemm.kc}, {@code exeunt.gemm.mc},
- * {@code exeunt.gemm.nc}.
+ * {@code exeunt.gemm.nc}, {@code exeunt.gemm.itemsPerThread} (row blocks per thread in the dynamic row split).
  *
  * <p>Work is split over {@link CpuThreads}; segments confined to the calling thread are processed on it alone.
  */
@@ -38,6 +39,7 @@ public final class CpuGemm {
     static final int MR = intProp("exeunt.gemm.mr", VL >= 16 ? 12 : 6);
     static final int KC = intProp("exeunt.gemm.kc", 256);
     static final int MC_TARGET = intProp("exeunt.gemm.mc", 480);
+    static final int IPT = intProp("exeunt.gemm.itemsPerThread", 4);
     static final int NC = roundUp(intProp("exeunt.gemm.nc", 4096), NR);
     static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
@@ -49,7 +51,18 @@ public final class CpuGemm {
     private static volatile int maxThreads = 0;
 
     private static final ThreadLocal<float[][]> A_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
-    private static final ThreadLocal<float[][]> B_BUF = ThreadLocal.withInitial(() -> new float[1][0]);
+    /**
+     * The packed-B buffer and GEMV partials are held by the calling thread across parallel regions. A pool worker
+     * that waits in a join may run other tasks, which could call back in here on the same thread; the busy flag
+     * makes such a nested call use fresh buffers instead of the ones still in use.
+     */
+    private static final class Held {
+        float[] floats = new float[0];
+        MemorySegment segment = MemorySegment.NULL;
+        boolean busy;
+    }
+
+    private static final ThreadLocal<Held> HELD = ThreadLocal.withInitial(Held::new);
     private static final ThreadLocal<float[][]> TMP = ThreadLocal.withInitial(() -> new float[1][0]);
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[14 * 2 * VL]);
 
@@ -264,12 +277,37 @@ public final class CpuGemm {
         final int mPanelsAll = (m + mr - 1) / mr;
         // thread grid: split m (no duplicated A packing) unless m is too short to share
         final int tm, tn;
+        final int nPanelsAll = (Math.min(n, NC) + NR - 1) / NR;
         if (threads <= 1) { tm = 1; tn = 1; }
-        else if (mPanelsAll >= 4 * threads) { tm = threads; tn = 1; }
-        else { tm = 1; tn = threads; }
+        else if (mPanelsAll < 4 * threads && nPanelsAll >= threads) { tm = 1; tn = threads; }
+        else { tm = threads; tn = 1; }
+        // with a row split, hand out row blocks of at most mc, at least four per thread when m allows
+        final int mcItem = tm > 1 ? Math.max(mr, Math.min(mc, roundUp((m + IPT * threads - 1) / (IPT * threads), mr))) : mc;
+        final int items = (m + mcItem - 1) / mcItem;
         final int ncMax = Math.min(NC, roundUp(n, NR));
         final int kcMax = Math.min(KC, k);
-        final float[] bBuf = buf(B_BUF, ncMax * kcMax);
+        final Held held = HELD.get();
+        final boolean mine = !held.busy;
+        final float[] bBuf;
+        if (mine) {
+            if (held.floats.length < ncMax * kcMax) held.floats = new float[ncMax * kcMax];
+            bBuf = held.floats;
+            held.busy = true;
+        } else {
+            bBuf = new float[ncMax * kcMax];
+        }
+        try {
+            packedLoops(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, mr, threads,
+                        mc, tm, tn, mcItem, items, bBuf);
+        } finally {
+            if (mine) held.busy = false;
+        }
+    }
+
+    private static void packedLoops(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                    MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                                    float beta, MemorySegment c, long cOff, int ldc, int mr, int threads,
+                                    int mc, int tm, int tn, int mcItem, int items, float[] bBuf) {
         for (int jc = 0; jc < n; jc += NC) {
             final int nc = Math.min(NC, n - jc);
             final int nPanels = (nc + NR - 1) / NR;
@@ -278,26 +316,42 @@ public final class CpuGemm {
                 final int kc = Math.min(KC, k - pc);
                 final int pcF = pc;
                 final float betaEff = pc == 0 ? beta : 1f;
+                if (tn > 1) {
+                    // column split: each thread packs its own B panels and runs them against the whole (short or
+                    // small) A, so one parallel region per (jc, pc) block suffices
+                    CpuThreads.parallelFor(tn, 1, (f, t) -> {
+                        for (int tj = f; tj < t; tj++) {
+                            int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
+                            if (q0 >= q1) continue;
+                            packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, q0, q1, bBuf);
+                            macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
+                        }
+                    });
+                    continue;
+                }
                 if (threads > 1 && nPanels >= 2) {
+                    // B panels in groups of four, handed out dynamically
+                    AtomicInteger nextPanel = new AtomicInteger();
                     CpuThreads.parallelFor(Math.min(threads, nPanels), 1, (f, t) -> {
-                        int tt = Math.min(threads, nPanels);
-                        int p0 = (int) ((long) nPanels * f / tt), p1 = (int) ((long) nPanels * t / tt);
-                        packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, p0, p1, bBuf);
+                        for (int p0; (p0 = nextPanel.getAndAdd(4)) < nPanels; )
+                            packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, p0, Math.min(nPanels, p0 + 4), bBuf);
                     });
                 } else {
                     packB(transB, b, bOff, ldb, pcF, kc, jcF, nc, 0, nPanels, bBuf);
                 }
-                CpuThreads.RangeBody body = (f, t) -> {
-                    for (int id = f; id < t; id++) {
-                        int ti = id / tn, tj = id % tn;
-                        int i0 = (int) ((long) mPanelsAll * ti / tm) * mr, i1 = Math.min(m, (int) ((long) mPanelsAll * (ti + 1) / tm) * mr);
-                        int q0 = (int) ((long) nPanels * tj / tn), q1 = (int) ((long) nPanels * (tj + 1) / tn);
-                        if (i0 < i1 && q0 < q1)
-                            macro(transA, a, aOff, lda, i0, i1, pcF, kc, bBuf, jcF, nc, q0, q1, alpha, betaEff, c, cOff, ldc, mr, mc);
-                    }
-                };
-                if (tm * tn > 1) CpuThreads.parallelFor(tm * tn, 1, body);
-                else body.run(0, 1);
+                if (tm > 1) {
+                    // rows in blocks handed out dynamically, so a descheduled or slower thread does not hold up the rest
+                    AtomicInteger next = new AtomicInteger();
+                    CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                        for (int it; (it = next.getAndIncrement()) < items; ) {
+                            int i0 = it * mcItem;
+                            macro(transA, a, aOff, lda, i0, Math.min(m, i0 + mcItem), pcF, kc, bBuf, jcF, nc, 0, nPanels,
+                                  alpha, betaEff, c, cOff, ldc, mr, mc);
+                        }
+                    });
+                } else {
+                    macro(transA, a, aOff, lda, 0, m, pcF, kc, bBuf, jcF, nc, 0, nPanels, alpha, betaEff, c, cOff, ldc, mr, mc);
+                }
             }
         }
     }
@@ -471,16 +525,30 @@ public final class CpuGemm {
             if (threads <= 1) gemvCols(0, n, m, alpha, a, aOff, lda, x, xOff, beta, y, yOff);
             else if (m >= 64 * threads) {
                 // split rows: each thread streams a contiguous block of A into its own partial y, then sum
-                MemorySegment parts = nativeBuf((long) threads * n);
-                CpuThreads.parallelFor(threads, 1, (f, t) -> {
-                    for (int q = f; q < t; q++)
-                        gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
-                                        a, aOff, lda, x, xOff, parts, (long) q * n);
-                });
-                for (int j = 0; j < n; j++) {
-                    float sum = parts.get(F, 4L * j);
-                    for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
-                    putY(y, yOff + j, alpha * sum, beta);
+                Held held = HELD.get();
+                boolean mine = !held.busy;
+                long bytes = 4L * threads * n;
+                MemorySegment parts;
+                if (mine) {
+                    if (held.segment.byteSize() < bytes) held.segment = Arena.ofAuto().allocate(bytes, 64);
+                    parts = held.segment;
+                    held.busy = true;
+                } else {
+                    parts = Arena.ofAuto().allocate(bytes, 64);
+                }
+                try {
+                    CpuThreads.parallelFor(threads, 1, (f, t) -> {
+                        for (int q = f; q < t; q++)
+                            gemvRowsPartial((int) ((long) m * q / threads), (int) ((long) m * (q + 1) / threads), n,
+                                            a, aOff, lda, x, xOff, parts, (long) q * n);
+                    });
+                    for (int j = 0; j < n; j++) {
+                        float sum = parts.get(F, 4L * j);
+                        for (int q = 1; q < threads; q++) sum += parts.get(F, 4L * ((long) q * n + j));
+                        putY(y, yOff + j, alpha * sum, beta);
+                    }
+                } finally {
+                    if (mine) held.busy = false;
                 }
             } else CpuThreads.parallelFor(threads, 1, (f, t) -> {
                 int c0 = (int) ((long) n * f / threads) / VL * VL, c1 = t == threads ? n : (int) ((long) n * t / threads) / VL * VL;

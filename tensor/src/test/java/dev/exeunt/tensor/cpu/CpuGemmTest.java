@@ -126,6 +126,27 @@ class CpuGemmTest {
     }
 
     @Test
+    void callsFromInsidePoolTasks() {
+        // sgemm/sgemv nested in CpuThreads tasks: per-thread buffers must not be shared by concurrent calls
+        int jobs = 6, m = 90, n = 100, k = 300;
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment[] as = new MemorySegment[jobs], bs = new MemorySegment[jobs], cs = new MemorySegment[jobs];
+            double[][] refs = new double[jobs][];
+            for (int q = 0; q < jobs; q++) {
+                as[q] = random(arena, (long) m * k, rnd);
+                bs[q] = random(arena, (long) k * n, rnd);
+                cs[q] = arena.allocate(4L * m * n);
+                refs[q] = reference(false, q % 2 == 1, m, n, k, 1f, as[q], 0, k, bs[q], 0, q % 2 == 1 ? k : n, 0f, cs[q], 0, n);
+            }
+            CpuThreads.parallelFor(jobs, 1, (f, t) -> {
+                for (int q = f; q < t; q++)
+                    CpuGemm.sgemm(false, q % 2 == 1, m, n, k, 1f, as[q], 0, k, bs[q], 0, q % 2 == 1 ? k : n, 0f, cs[q], 0, n);
+            });
+            for (int q = 0; q < jobs; q++) compare("nested job " + q, refs[q], cs[q], 0, n, m, n, k);
+        }
+    }
+
+    @Test
     void kZeroScalesC() {
         try (Arena arena = Arena.ofShared()) {
             MemorySegment a = arena.allocate(4), b = arena.allocate(4);
