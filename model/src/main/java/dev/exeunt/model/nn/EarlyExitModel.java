@@ -70,6 +70,14 @@ public final class EarlyExitModel implements AutoCloseable {
         return new EarlyExitModel(config, new Parameters(device, seed));
     }
 
+    /**
+     * A model over parameters that supply their own values ({@link Parameters#Parameters(Device,
+     * Parameters.Source)}), e.g. quantized weights loaded from GGUF.
+     */
+    public static EarlyExitModel create(ModelConfig config, Parameters params) {
+        return new EarlyExitModel(config, params);
+    }
+
     /** A model with zeroed parameters, to be filled from a checkpoint. */
     public static EarlyExitModel allocate(ModelConfig config, Device device) {
         return new EarlyExitModel(config, new Parameters(device, 0, false));
@@ -138,10 +146,10 @@ public final class EarlyExitModel implements AutoCloseable {
         return x;
     }
 
-    /** Final norm and head: logits [.., V]. */
+    /** Final norm and head: logits [.., V] (a quantized head goes through {@link Linear}'s quantized path). */
     public Tensor finalLogits(Tensor hidden) {
         if (finalNorm == null) throw new IllegalStateException("this model was loaded without its final layers (tuning prefix)");
-        return Ops.matmul(finalNorm.forward(hidden), lmHead.transpose(0, 1));
+        return new Linear(lmHead, null, false).forward(finalNorm.forward(hidden));
     }
 
     // ---------------------------------------------------------------- training
