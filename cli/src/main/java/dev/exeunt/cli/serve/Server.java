@@ -69,7 +69,7 @@ public final class Server implements AutoCloseable {
 
     /** Loads the checkpoint in {@code modelDir} and starts serving on host:port (port 0: a free one). */
     public static Server start(Path modelDir, String host, int port, ServeOptions options) throws IOException {
-        var loaded = ModelCheckpoint.load(modelDir, Device.CPU);
+        var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU);
         try {
             var server = new Server(loaded, options, host, port);
             server.http.start();
