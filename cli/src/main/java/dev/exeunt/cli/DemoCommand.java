@@ -30,9 +30,9 @@ final class DemoCommand implements Main.Command {
     public String usage() {
         return """
                 usage: exeunt demo [--out DIR (demo-out)] [--data PATH (default $JAVA_HOME/lib/src.zip)] [--limit-mb N (8)]
-                                   [--iters N (300)] [--threshold X (0.4)] [--prompt TEXT] [--json]
-                  plus any model/exit/training option of 'exeunt train' (defaults here: 4 layers, d-model 256,
-                  exits at layers 1 and 2, seq-len 128, batch 8). The checkpoint is left in DIR.""";
+                                   [--iters N (400)] [--threshold X (0.4)] [--prompt TEXT] [--json]
+                  plus any model/exit/training option of 'exeunt train' (defaults here: 8 layers, d-model 192,
+                  4 heads, norm exits at layers 2 and 4, seq-len 128, batch 8). The checkpoint is left in DIR.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
@@ -47,7 +47,8 @@ final class DemoCommand implements Main.Command {
         long limit = (long) (a.getDouble("limit-mb", 8) * 1_000_000);
         double threshold = a.getDouble("threshold", 0.4);
         String prompt = a.get("prompt", "public static void main(String[] args) {\n        ");
-        String[] defaults = {"iters", "300", "exits", "1,2", "seq-len", "128", "batch", "8", "lr", "2e-3", "eval-batches", "16"};
+        String[] defaults = {"iters", "400", "layers", "8", "d-model", "192", "heads", "4", "exits", "2,4", "seq-len", "128",
+                "batch", "8", "lr", "2e-3", "eval-batches", "16"};
         var merged = new java.util.ArrayList<>(Arrays.asList(argv));
         for (int i = 0; i < defaults.length; i += 2) {
             if (!a.has(defaults[i])) {
