@@ -34,7 +34,7 @@ final class BenchCommand implements Main.Command {
             int steps = a.getInt("steps", 5), d = a.getInt("d-model", 256), layers = a.getInt("layers", 4);
             int seq = a.getInt("seq-len", 256), vocab = a.getInt("vocab", 8192), batch = a.getInt("batch", 8);
             a.checkAllUsed();
-            var rows = dev.exeunt.bench.TrainThroughput.run(steps, d, layers, seq, vocab, batch, json ? null : System.err);
+            var rows = dev.exeunt.bench.TrainThroughput.run(steps, d, layers, seq, vocab, batch, System.err);
             out.print(json ? dev.exeunt.bench.TrainThroughput.toJson(rows) + "\n" : dev.exeunt.bench.TrainThroughput.table(rows));
             return 0;
         }
@@ -43,7 +43,7 @@ final class BenchCommand implements Main.Command {
             String types = a.get("types", "f32,q8_0");
             a.checkAllUsed();
             var dtypes = java.util.Arrays.stream(types.split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
-            var rows = dev.exeunt.bench.DecodeBench.run(dev.exeunt.bench.DecodeBench.defaultConfig(), dtypes, pp, tg, reps, json ? null : System.err);
+            var rows = dev.exeunt.bench.DecodeBench.run(dev.exeunt.bench.DecodeBench.defaultConfig(), dtypes, pp, tg, reps, System.err);
             out.print(json ? dev.exeunt.bench.DecodeBench.toJson(rows) + "\n" : dev.exeunt.bench.DecodeBench.table(rows));
             return 0;
         }
@@ -51,7 +51,7 @@ final class BenchCommand implements Main.Command {
         int threads = a.getInt("threads", CpuThreads.threads());
         double seconds = a.getDouble("seconds", 0.6);
         a.checkAllUsed();
-        var rows = GemmComparison.run(threads, seconds, json ? null : System.err);
+        var rows = GemmComparison.run(threads, seconds, System.err);
         out.println(json ? GemmComparison.toJson(rows) : GemmComparison.table(rows));
         return 0;
     }

@@ -63,7 +63,7 @@ final class DemoCommand implements Main.Command {
             // 1. Data: a byte-level BPE trained on the corpus, and the token dataset.
             log.printf("1/4 preparing %s (first %.0f MB of text) ...%n", corpus, limit / 1e6);
             var stats = Prepare.run(Prepare.Options.builder().input(corpus).trainTokenizer(1024).sampleBytes(Math.min(limit, 4_000_000))
-                    .limitBytes(limit).output(work.resolve("data.arrow")).progress(json ? null : System.err).build());
+                    .limitBytes(limit).output(work.resolve("data.arrow")).progress(System.err).build());
             log.println("    " + stats);
             BpeTokenizer tokenizer = (BpeTokenizer) HfTokenizerJson.load(stats.tokenizer());
             var mc = ModelOptions.model(ta, tokenizer.vocabSize(), tc.seqLen());
@@ -77,7 +77,7 @@ final class DemoCommand implements Main.Command {
             if (Files.exists(outDir.resolve(ModelCheckpoint.CONFIG))) ModelCheckpoint.deleteRecursively(outDir);
             // 2. Training with exits.
             log.printf("2/4 training %d iterations of %d x %d tokens ...%n", tc.iters(), tc.batchSize(), tc.seqLen());
-            var result = TrainCommand.train(mc, tc, tokenizer, work.resolve("data.arrow"), outDir, json ? null : System.err);
+            var result = TrainCommand.train(mc, tc, tokenizer, work.resolve("data.arrow"), outDir, System.err);
             // 3. Validation per exit.
             log.printf("3/4 validation per exit:%n%s", result.lastEval() == null ? "(no validation split)\n" : result.lastEval().toTable());
             // 4. Generation without and with early exit, then a threshold sweep on held-out prompts.

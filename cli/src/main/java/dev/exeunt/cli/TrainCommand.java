@@ -41,7 +41,7 @@ final class TrainCommand implements Main.Command {
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var result = train(mc, tc, tokenizer, data, outDir, json ? null : System.err);
+        var result = train(mc, tc, tokenizer, data, outDir, System.err);
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),

@@ -59,7 +59,7 @@ final class TuneCommand implements Main.Command {
                 if (t >= vocab) throw new IOException("dataset holds token id " + t + " but the model's vocabulary has " + vocab
                         + " tokens: prepare the data with the model's tokenizer.json");
             }
-            PrintStream console = json ? null : System.err;
+            PrintStream console = System.err; // progress on stderr; stdout stays clean for --json
             if (console != null) {
                 console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%n",
                         exits.size(), model, tuner.loadedLayers(), tuner.model().config().nLayers(),
