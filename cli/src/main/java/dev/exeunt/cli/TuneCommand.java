@@ -69,7 +69,7 @@ final class TuneCommand implements Main.Command {
             tuner.save(outDir);
             if (json) {
                 out.printf(Locale.ROOT, "{\"iterations\":%d,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n", result.iterations(),
-                        result.tokensPerSecond(), result.lastEval() == null ? "null" : result.lastEval().toJson().replace("NaN", "null"),
+                        result.tokensPerSecond(), result.lastEval() == null ? "null" : result.lastEval().toJson(),
                         Json.quote(outDir.toString()));
             } else {
                 if (result.lastEval() != null) {

@@ -15,14 +15,19 @@ public record EvalReport(int[] exitLayers, double finalLoss, double[] exitLoss, 
         return Math.exp(exitLoss[i]);
     }
 
+    /** JSON number, or null for NaN (a head that was not evaluated). */
+    private static String num(String fmt, double v) {
+        return Double.isFinite(v) ? String.format(Locale.ROOT, fmt, v) : "null";
+    }
+
     public String toJson() {
         var sb = new StringBuilder();
-        sb.append(String.format(Locale.ROOT, "{\"tokens\":%d,\"final\":{\"loss\":%.6f,\"perplexity\":%.4f},\"exits\":[",
-                tokens, finalLoss, finalPerplexity()));
+        sb.append(String.format(Locale.ROOT, "{\"tokens\":%d,\"final\":{\"loss\":%s,\"perplexity\":%s},\"exits\":[",
+                tokens, num("%.6f", finalLoss), num("%.4f", finalPerplexity())));
         for (int i = 0; i < exitLoss.length; i++) {
             if (i > 0) sb.append(',');
-            sb.append(String.format(Locale.ROOT, "{\"layer\":%d,\"loss\":%.6f,\"perplexity\":%.4f,\"top1_agreement\":%.6f}",
-                    exitLayers[i], exitLoss[i], exitPerplexity(i), exitAgreement[i]));
+            sb.append(String.format(Locale.ROOT, "{\"layer\":%d,\"loss\":%s,\"perplexity\":%s,\"top1_agreement\":%s}",
+                    exitLayers[i], num("%.6f", exitLoss[i]), num("%.4f", exitPerplexity(i)), num("%.6f", exitAgreement[i])));
         }
         return sb.append("]}").toString();
     }
@@ -30,10 +35,12 @@ public record EvalReport(int[] exitLayers, double finalLoss, double[] exitLoss, 
     public String toTable() {
         var sb = new StringBuilder(String.format(Locale.ROOT, "%-12s %10s %12s %14s%n", "head", "loss", "perplexity", "top1 = final"));
         for (int i = 0; i < exitLoss.length; i++) {
-            sb.append(String.format(Locale.ROOT, "%-12s %10.4f %12.2f %13.1f%%%n", "exit@" + exitLayers[i], exitLoss[i],
-                    exitPerplexity(i), 100 * exitAgreement[i]));
+            sb.append(String.format(Locale.ROOT, "%-12s %10.4f %12.2f %14s%n", "exit@" + exitLayers[i], exitLoss[i],
+                    exitPerplexity(i), Double.isFinite(exitAgreement[i]) ? String.format(Locale.ROOT, "%.1f%%", 100 * exitAgreement[i]) : "-"));
         }
-        sb.append(String.format(Locale.ROOT, "%-12s %10.4f %12.2f %14s%n", "final", finalLoss, finalPerplexity(), "-"));
+        if (Double.isFinite(finalLoss)) {
+            sb.append(String.format(Locale.ROOT, "%-12s %10.4f %12.2f %14s%n", "final", finalLoss, finalPerplexity(), "-"));
+        }
         return sb.toString();
     }
 }

@@ -259,7 +259,9 @@ public final class ExitTuner implements AutoCloseable {
         double[] loss = new double[n];
         for (int i = 0; i < n; i++) loss[i] = sum[i] / tokens;
         int[] layers = config.exits().stream().mapToInt(ExitConfig::layer).toArray();
-        return new EvalReport(layers, Double.NaN, loss, new double[n], tokens);
+        double[] agreement = new double[n];
+        java.util.Arrays.fill(agreement, Double.NaN); // the final head is not loaded while tuning
+        return new EvalReport(layers, Double.NaN, loss, agreement, tokens);
     }
 
     /**

@@ -1,21 +1,29 @@
 package dev.exeunt.tensor.cpu;
 
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.RecursiveAction;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The persistent thread pool every CPU kernel splits its work on. One pool for the process, sized
  * by {@code -Dexeunt.threads=N} or {@code EXEUNT_THREADS}, else the number of available cores.
- * Work is split into contiguous ranges; the calling thread runs one range itself.
+ *
+ * <p>Decode runs hundreds of small kernels per token, so dispatch latency matters as much as
+ * throughput: the calling thread takes chunks itself, and idle workers spin briefly on the job
+ * slot before parking, so back-to-back kernels do not pay a wake-up each. Chunks are claimed from a
+ * shared counter, so a descheduled worker does not hold the others up. Work submitted from inside
+ * a chunk, or while another thread's job is running, runs inline on its caller.
  */
 public final class CpuThreads {
     private static final int THREADS = configuredThreads();
-    private static final ForkJoinPool POOL = new ForkJoinPool(THREADS, pool -> {
-        var t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(pool);
-        t.setName("exeunt-cpu-" + t.getPoolIndex());
-        t.setDaemon(true);
-        return t;
-    }, null, false);
+    /** How long an idle worker spins on the job slot before parking. */
+    private static final long SPIN_NANOS = Long.getLong("exeunt.threads.spinMicros", 100) * 1000;
+    private static final ReentrantLock SUBMIT = new ReentrantLock();
+    private static final AtomicReference<Job> CURRENT = new AtomicReference<>();
+    private static final ThreadLocal<Boolean> IN_CHUNK = ThreadLocal.withInitial(() -> false);
+    private static final Thread[] WORKERS = startWorkers();
 
     /** A body that processes items [from, to). */
     @FunctionalInterface
@@ -32,7 +40,7 @@ public final class CpuThreads {
      * Whether pool workers may touch all these segments. Segments of a confined arena belong to one
      * thread; kernels given one run on the caller instead of the pool.
      */
-    public static boolean shareable(java.lang.foreign.MemorySegment... segments) {
+    public static boolean shareable(MemorySegment... segments) {
         for (var s : segments) if (!s.isAccessibleBy(PROBE)) return false;
         return true;
     }
@@ -58,13 +66,21 @@ public final class CpuThreads {
     public static void parallelFor(int n, int grain, RangeBody body) {
         if (n <= 0) return;
         int chunks = Math.min(THREADS, Math.max(1, n / Math.max(1, grain)));
-        if (chunks <= 1) {
+        if (chunks <= 1 || IN_CHUNK.get() || !SUBMIT.tryLock()) {
             body.run(0, n);
             return;
         }
-        var task = new Split(body, 0, n, chunks);
-        if (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread w && w.getPool() == POOL) task.invoke();
-        else POOL.invoke(task);
+        try {
+            Job job = new Job(body, n, chunks);
+            CURRENT.set(job);
+            for (Thread w : WORKERS) LockSupport.unpark(w);
+            job.work();
+            job.awaitDone();
+            CURRENT.compareAndSet(job, null);
+            job.rethrow();
+        } finally {
+            SUBMIT.unlock();
+        }
     }
 
     /** Runs body for each chunk index in [0, chunks) in parallel; chunks is usually threads(). */
@@ -72,29 +88,84 @@ public final class CpuThreads {
         parallelFor(chunks, 1, body);
     }
 
-    private static final class Split extends RecursiveAction {
-        private final RangeBody body;
-        private final int from, to, chunks;
+    /** One parallelFor call: chunks claimed from a counter by the caller and the workers. */
+    private static final class Job {
+        final RangeBody body;
+        final int n, chunks;
+        final AtomicInteger next = new AtomicInteger();
+        final AtomicInteger done = new AtomicInteger();
+        volatile Throwable failure;
+        final Thread caller = Thread.currentThread();
 
-        Split(RangeBody body, int from, int to, int chunks) {
+        Job(RangeBody body, int n, int chunks) {
             this.body = body;
-            this.from = from;
-            this.to = to;
+            this.n = n;
             this.chunks = chunks;
         }
 
-        @Override
-        protected void compute() {
-            if (chunks <= 1) {
-                body.run(from, to);
-                return;
+        /** Claims and runs chunks until none are left. */
+        void work() {
+            boolean wasIn = IN_CHUNK.get();
+            IN_CHUNK.set(true);
+            try {
+                for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                    try {
+                        if (failure == null) body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
+                    } catch (Throwable t) {
+                        failure = t;
+                    } finally {
+                        if (done.incrementAndGet() == chunks) LockSupport.unpark(caller);
+                    }
+                }
+            } finally {
+                IN_CHUNK.set(wasIn);
             }
-            int leftChunks = chunks / 2;
-            int mid = from + (int) ((long) (to - from) * leftChunks / chunks);
-            var right = new Split(body, mid, to, chunks - leftChunks);
-            right.fork();
-            new Split(body, from, mid, leftChunks).compute();
-            right.join();
+        }
+
+        void awaitDone() {
+            long spinUntil = System.nanoTime() + SPIN_NANOS;
+            while (done.get() < chunks) {
+                if (System.nanoTime() < spinUntil) Thread.onSpinWait();
+                else LockSupport.parkNanos(this, 50_000);
+            }
+        }
+
+        void rethrow() {
+            Throwable t = failure;
+            if (t instanceof RuntimeException r) throw r;
+            if (t instanceof Error e) throw e;
+            if (t != null) throw new RuntimeException(t);
+        }
+    }
+
+    private static Thread[] startWorkers() {
+        Thread[] ws = new Thread[Math.max(0, THREADS - 1)];
+        for (int i = 0; i < ws.length; i++) {
+            ws[i] = new Thread(CpuThreads::workerLoop, "exeunt-cpu-" + (i + 1));
+            ws[i].setDaemon(true);
+            ws[i].start();
+        }
+        return ws;
+    }
+
+    /** Workers take chunks of the current job; between jobs they spin a little, then park. */
+    private static void workerLoop() {
+        Job last = null;
+        while (true) {
+            Job job = CURRENT.get();
+            if (job != null && job != last) {
+                last = job;
+                job.work();
+                continue;
+            }
+            long spinUntil = System.nanoTime() + SPIN_NANOS;
+            while ((job = CURRENT.get()) == null || job == last) {
+                if (System.nanoTime() < spinUntil) Thread.onSpinWait();
+                else {
+                    LockSupport.park(CpuThreads.class);
+                    spinUntil = System.nanoTime() + SPIN_NANOS;
+                }
+            }
         }
     }
 }
