@@ -101,7 +101,7 @@ public final class CpuOptim {
                         var a = FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE);
                         acc = a.fma(a, acc);
                     }
-                    s = acc.reduceLanes(VectorOperators.ADD);
+                    s = VectorMath.sum(acc);
                 }
                 for (; i < len; i++) {
                     float a = x.get(F, xb + 4L * i);
