@@ -127,8 +127,9 @@ public final class VectorMath {
 
     // ---------------------------------------------------------------------------------------------
     // float exp: x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, fma), exp(r) - 1 by its Taylor polynomial to
-    // r^7 (truncation below 0.1 ulp), scaled by 2^n as 2^(n>>1) * 2^(n - (n>>1)) so that overflow and
-    // the subnormal range need no special case. The argument is clamped to [-110, 89] (NaN passes).
+    // r^7 (truncation below 0.1 ulp), result 2^n + 2^n p in one fma. Where 2^n is not a normal float
+    // (|n| > 126: overflow, the subnormal range, infinities; rare, checked per vector) the argument is
+    // clamped to [-110, 89] (NaN passes) and 2^n applied in two steps, 2^(n>>1) * 2^(n - (n>>1)).
 
     private static final float SHIFT = 0x1.8p23f;
     private static final int SHIFT_BITS = Float.floatToRawIntBits(SHIFT);
@@ -136,6 +137,9 @@ public final class VectorMath {
     private static final float LN2_HI = 0x1.62e4p-1f;
     private static final float LN2_LO = 0x1.7f7d1cp-20f;
     private static final float EXP_LO = -110f, EXP_HI = 89f;
+    private static final int ONE_BITS = 0x3f800000;
+    /** exp(x) < MIN_VALUE / 2 below this, so it rounds to 0. */
+    private static final float EXP_ZERO = -104f;
     private static final float C2 = 1f / 2, C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720,
             C7 = 1f / 5040;
 
@@ -160,6 +164,28 @@ public final class VectorMath {
 
     /** Deterministic e^x for every lane (within 1.05 ulp of the exact value). */
     public static FloatVector exp(FloatVector x) {
+        var z = x.fma(INV_LN2, SHIFT);
+        var n = z.sub(SHIFT);
+        var r = n.fma(x.broadcast(-LN2_HI), x);
+        r = n.fma(x.broadcast(-LN2_LO), r);
+        var p = expm1Poly(r);
+        // (bits(z) << 23) == n << 23: the shift constant's own bits leave the word
+        var scale = (FloatVector) ((IntVector) z.reinterpretAsInts()).lanewise(VectorOperators.LSHL, 23)
+                .add(ONE_BITS).reinterpretAsFloats();
+        var res = p.fma(scale, scale);
+        var special = n.abs().compare(VectorOperators.GT, 126f); // 2^n not a normal float; NaN is not special
+        if (special.anyTrue()) {
+            // below -104 (masked scores at -Inf, say) the result is 0; the rest needs the wide path
+            var zero = x.compare(VectorOperators.LT, EXP_ZERO);
+            res = res.blend(0f, zero);
+            var wide = special.andNot(zero);
+            if (wide.anyTrue()) res = res.blend(expWide(x), wide);
+        }
+        return res;
+    }
+
+    /** exp for any argument (overflow, the subnormal range, infinities), scaling by 2^n in two steps. */
+    private static FloatVector expWide(FloatVector x) {
         x = x.max(EXP_LO).min(EXP_HI);
         var z = x.fma(INV_LN2, SHIFT);
         var n = z.sub(SHIFT);
@@ -176,6 +202,17 @@ public final class VectorMath {
 
     /** The scalar twin of {@link #exp(FloatVector)}: the same value as any lane would give. */
     public static float exp(float x) {
+        float z = Math.fma(x, INV_LN2, SHIFT);
+        float n = z - SHIFT;
+        if (Math.abs(n) > 126f) return x < EXP_ZERO ? 0f : expWide(x);
+        float r = Math.fma(n, -LN2_HI, x);
+        r = Math.fma(n, -LN2_LO, r);
+        float p = expm1Poly(r);
+        float scale = Float.intBitsToFloat((Float.floatToRawIntBits(z) << 23) + ONE_BITS);
+        return Math.fma(p, scale, scale);
+    }
+
+    private static float expWide(float x) {
         x = Math.min(Math.max(x, EXP_LO), EXP_HI);
         float z = Math.fma(x, INV_LN2, SHIFT);
         float n = z - SHIFT;
@@ -300,13 +337,15 @@ public final class VectorMath {
 
     // ---------------------------------------------------------------------------------------------
     // double exp: the float scheme in double, fdlibm's Cody-Waite split and the Taylor polynomial of
-    // exp(r) - 1 to r^13. Argument clamped to [-760, 710].
+    // exp(r) - 1 to r^13 (Estrin's scheme); |n| > 1022 takes the clamped two-step path
+    // ([-760, 710]).
 
     private static final double SHIFT_D = 0x1.8p52;
     private static final long SHIFT_D_BITS = Double.doubleToRawLongBits(SHIFT_D);
     private static final double INV_LN2_D = 1.44269504088896338700e+00;
     private static final double LN2_HI_D = 6.93147180369123816490e-01, LN2_LO_D = 1.90821492927058770002e-10;
     private static final double EXP_LO_D = -760, EXP_HI_D = 710;
+    private static final long ONE_BITS_D = 0x3ff0000000000000L;
     private static final double[] INV_FACT = invFact();
 
     private static double[] invFact() {
@@ -325,23 +364,56 @@ public final class VectorMath {
 
     /** Deterministic e^x for every lane in double (within 1 ulp). */
     public static DoubleVector exp(DoubleVector x) {
+        var z = x.fma(INV_LN2_D, SHIFT_D);
+        var n = z.sub(SHIFT_D);
+        var p = expm1PolyD(x, n);
+        var scale = (DoubleVector) ((LongVector) z.reinterpretAsLongs()).lanewise(VectorOperators.LSHL, 52)
+                .add(ONE_BITS_D).reinterpretAsDoubles();
+        var res = p.fma(scale, scale);
+        var special = n.abs().compare(VectorOperators.GT, 1022.0);
+        if (special.anyTrue()) res = res.blend(expWide(x), special);
+        return res;
+    }
+
+    /** exp(r) - 1 for r = x - n ln2 (Cody-Waite), by Taylor to r^13 evaluated with Estrin's scheme. */
+    private static DoubleVector expm1PolyD(DoubleVector x, DoubleVector n) {
+        var r = n.fma(x.broadcast(-LN2_HI_D), x);
+        r = n.fma(x.broadcast(-LN2_LO_D), r);
+        var r2 = r.mul(r);
+        var r4 = r2.mul(r2);
+        // p(r) = sum_{k=2..13} r^(k-2) / k!, so that expm1 = r + r^2 p
+        var a = r.fma(D3, D2);      // D2 + D3 r
+        var b = r.fma(D5, D4);
+        var c = r.fma(D7, D6);
+        var d = r.fma(D9, D8);
+        var e = r.fma(D11, D10);
+        var f = r.fma(D13, D12);
+        var ab = b.fma(r2, a);      // a + b r^2
+        var cd = d.fma(r2, c);
+        var ef = f.fma(r2, e);
+        var cdef = ef.fma(r4, cd);  // cd + ef r^4
+        var p = cdef.fma(r4, ab);   // ab + cdef r^4
+        return r2.fma(p, r);
+    }
+
+    private static double expm1PolyD(double x, double n) {
+        double r = Math.fma(n, -LN2_HI_D, x);
+        r = Math.fma(n, -LN2_LO_D, r);
+        double r2 = r * r;
+        double r4 = r2 * r2;
+        double a = Math.fma(r, D3, D2), b = Math.fma(r, D5, D4), c = Math.fma(r, D7, D6);
+        double d = Math.fma(r, D9, D8), e = Math.fma(r, D11, D10), f = Math.fma(r, D13, D12);
+        double ab = Math.fma(b, r2, a), cd = Math.fma(d, r2, c), ef = Math.fma(f, r2, e);
+        double cdef = Math.fma(ef, r4, cd);
+        double p = Math.fma(cdef, r4, ab);
+        return Math.fma(r2, p, r);
+    }
+
+    private static DoubleVector expWide(DoubleVector x) {
         x = x.max(EXP_LO_D).min(EXP_HI_D);
         var z = x.fma(INV_LN2_D, SHIFT_D);
         var n = z.sub(SHIFT_D);
-        var r = n.fma(x.broadcast(-LN2_HI_D), x);
-        r = n.fma(x.broadcast(-LN2_LO_D), r);
-        var p = r.fma(D13, D12);
-        p = p.fma(r, x.broadcast(D11));
-        p = p.fma(r, x.broadcast(D10));
-        p = p.fma(r, x.broadcast(D9));
-        p = p.fma(r, x.broadcast(D8));
-        p = p.fma(r, x.broadcast(D7));
-        p = p.fma(r, x.broadcast(D6));
-        p = p.fma(r, x.broadcast(D5));
-        p = p.fma(r, x.broadcast(D4));
-        p = p.fma(r, x.broadcast(D3));
-        p = p.fma(r, x.broadcast(D2));
-        p = r.mul(r).fma(p, r);
+        var p = expm1PolyD(x, n);
         var ni = ((LongVector) z.reinterpretAsLongs()).sub(SHIFT_D_BITS);
         var n1 = ni.lanewise(VectorOperators.ASHR, 1);
         var n2 = ni.sub(n1);
@@ -352,23 +424,19 @@ public final class VectorMath {
 
     /** The scalar twin of {@link #exp(DoubleVector)}. */
     public static double exp(double x) {
+        double z = Math.fma(x, INV_LN2_D, SHIFT_D);
+        double n = z - SHIFT_D;
+        if (Math.abs(n) > 1022.0) return expWide(x);
+        double p = expm1PolyD(x, n);
+        double scale = Double.longBitsToDouble((Double.doubleToRawLongBits(z) << 52) + ONE_BITS_D);
+        return Math.fma(p, scale, scale);
+    }
+
+    private static double expWide(double x) {
         x = Math.min(Math.max(x, EXP_LO_D), EXP_HI_D);
         double z = Math.fma(x, INV_LN2_D, SHIFT_D);
         double n = z - SHIFT_D;
-        double r = Math.fma(n, -LN2_HI_D, x);
-        r = Math.fma(n, -LN2_LO_D, r);
-        double p = Math.fma(r, D13, D12);
-        p = Math.fma(p, r, D11);
-        p = Math.fma(p, r, D10);
-        p = Math.fma(p, r, D9);
-        p = Math.fma(p, r, D8);
-        p = Math.fma(p, r, D7);
-        p = Math.fma(p, r, D6);
-        p = Math.fma(p, r, D5);
-        p = Math.fma(p, r, D4);
-        p = Math.fma(p, r, D3);
-        p = Math.fma(p, r, D2);
-        p = Math.fma(r * r, p, r);
+        double p = expm1PolyD(x, n);
         long ni = Double.doubleToRawLongBits(z) - SHIFT_D_BITS;
         long n1 = ni >> 1, n2 = ni - n1;
         double s1 = Double.longBitsToDouble((n1 + 1023) << 52), s2 = Double.longBitsToDouble((n2 + 1023) << 52);
