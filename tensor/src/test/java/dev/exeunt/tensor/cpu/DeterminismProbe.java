@@ -191,6 +191,14 @@ public final class DeterminismProbe {
         CpuQuant.gemvQ4_0(qm, qn, qw4, 0, qx, 0, qy4, 0);
         out.put("gemvQuant", crc(qy, qy4));
 
+        // rotary embedding, forward then backward on another copy
+        int rt = 7, rh = 3, rd = 24;
+        var rx = floats(rnd, rt * rh * rd, 1);
+        var rg = floats(rnd, rt * rh * rd, 1);
+        CpuRope.forward(rx, 0, rh * rd, rd, rt, rh, rd, null, 5, 10000.0);
+        CpuRope.backward(rg, 0, rh * rd, rd, rt, rh, rd, null, 5, 10000.0);
+        out.put("rope", crc(rx, rg));
+
         // optimizer and reductions
         var p = floats(rnd, n, 1);
         var g = floats(rnd, n, 1);
