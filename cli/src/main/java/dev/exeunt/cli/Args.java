@@ -153,6 +153,11 @@ public final class Args {
         }
     }
 
+    /** Declares options read later (so {@link #checkAllUsed} can run before slow work). */
+    public void allow(String... keys) {
+        used.addAll(java.util.List.of(keys));
+    }
+
     /** Fails naming any option that no code asked for (a typo should not be silently ignored). */
     public void checkAllUsed() {
         for (String k : values.keySet()) {

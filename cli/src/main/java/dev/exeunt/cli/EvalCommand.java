@@ -31,7 +31,7 @@ final class EvalCommand implements Main.Command {
         int batch = a.getInt("batch", 8), batches = a.getInt("batches", 0);
         Integer seqLen = a.has("seq-len") ? a.getInt("seq-len", 0) : null;
         a.checkAllUsed();
-        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
             var model = loaded.model();
             int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
             if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());

@@ -18,7 +18,7 @@ final class GenerateCommand implements Main.Command {
 
     public String usage() {
         return """
-                usage: exeunt generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
+                usage: exeunt generate --model DIR|FILE.gguf (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
                                        [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
                                        [--show-exits] [--json]
@@ -36,7 +36,7 @@ final class GenerateCommand implements Main.Command {
         var cfg = new GenerationConfig(a.getInt("max-new-tokens", 64), a.getDouble("temperature", 0), a.getInt("top-k", 0),
                 a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
         a.checkAllUsed();
-        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;

@@ -24,9 +24,11 @@ public final class Main {
         COMMANDS.put("demo", new DemoCommand());
         COMMANDS.put("prepare", new PrepareCommand());
         COMMANDS.put("train", new TrainCommand());
+        COMMANDS.put("tune", new TuneCommand());
         COMMANDS.put("eval", new EvalCommand());
         COMMANDS.put("generate", new GenerateCommand());
         COMMANDS.put("sweep", new SweepCommand());
+        COMMANDS.put("serve", new ServeCommand());
         COMMANDS.put("bench", new BenchCommand());
         COMMANDS.put("version", new VersionCommand());
     }

@@ -24,6 +24,11 @@ final class ModelOptions {
                       --warmup N (20)  --weight-decay X (0.1)  --clip X (1.0)  --seed N  --eval-every N  --eval-batches N
                       --save-every N  --log-every N  --val-fraction X (0.05)""";
 
+    /** Every option {@link #model} reads. */
+    static final String[] MODEL_KEYS = {"family", "d-model", "layers", "heads", "kv-heads", "ffn", "untied", "exit-kind",
+            "exit-placement", "exit-weight", "exit-weight-init", "exit-weight-warmup", "exit-weight-shape", "shared-exit-heads",
+            "exit-temperature", "exits", "rope-theta", "dynamic-token-weights"};
+
     static ModelConfig model(Args a, int vocab, int seqLen) {
         Family family = Family.parse(a.get("family", "gpt2"));
         int d = a.getInt("d-model", 256), layers = a.getInt("layers", 4), heads = a.getInt("heads", 4);

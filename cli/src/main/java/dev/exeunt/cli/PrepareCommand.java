@@ -30,7 +30,7 @@ final class PrepareCommand implements Main.Command {
         if (a.has("limit-mb")) b.limitBytes((long) (a.getDouble("limit-mb", 0) * 1_000_000));
         b.allFiles(a.getBool("all-files", false));
         if (a.has("threads")) b.threads(a.getInt("threads", 1));
-        b.progress(json ? null : System.err);
+        b.progress(System.err);
         a.checkAllUsed();
         var stats = Prepare.run(b.build());
         if (json) {

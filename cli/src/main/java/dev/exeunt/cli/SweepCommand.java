@@ -44,7 +44,7 @@ final class SweepCommand implements Main.Command {
         String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
         Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
         a.checkAllUsed();
-        try (var loaded = ModelCheckpoint.load(dir, Device.CPU)) {
+        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
             var tok = loaded.tokenizer();
             List<int[]> prompts = new ArrayList<>();
             if (data != null) {

@@ -37,10 +37,11 @@ final class TrainCommand implements Main.Command {
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
         Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
         TrainConfig tc = ModelOptions.train(a);
+        a.allow(ModelOptions.MODEL_KEYS);
+        a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        a.checkAllUsed();
-        var result = train(mc, tc, tokenizer, data, outDir, json ? null : System.err);
+        var result = train(mc, tc, tokenizer, data, outDir, System.err);
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),

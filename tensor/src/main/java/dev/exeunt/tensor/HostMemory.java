@@ -1,6 +1,9 @@
 package dev.exeunt.tensor;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
@@ -24,24 +27,70 @@ public final class HostMemory {
         return ROOT;
     }
 
+    /**
+     * Freed buffers by exact size, reused by the next allocation of that size: decode and training
+     * steps allocate the same shapes over and over, and going to the system allocator each time
+     * costs more than many of the kernels. Bounded by {@code -Dexeunt.memory.cache} (default 256m).
+     */
+    private static final Map<Long, ArrayDeque<ArrowBuf>> CACHE = new HashMap<>();
+    private static final long CACHE_LIMIT = parseBytes(System.getProperty("exeunt.memory.cache", "256m"));
+    private static long cached;
+
     /** Allocates an aligned, uninitialised host storage of {@code bytes} bytes. */
     public static Storage allocate(long bytes) {
-        ArrowBuf buf;
-        try {
-            buf = ROOT.buffer(bytes + ALIGNMENT);
-        } catch (OutOfMemoryException e) {
-            throw new TensorAllocationException(String.format(
-                    "cannot allocate %s of host memory: %s already in use, limit %s (set -Dexeunt.memory.limit)",
-                    human(bytes), human(ROOT.getAllocatedMemory()), human(ROOT.getLimit())), e);
-        }
+        ArrowBuf buf = takeCached(bytes);
+        if (buf == null) buf = allocateFresh(bytes);
         long aligned = (buf.memoryAddress() + ALIGNMENT - 1) & -ALIGNMENT;
         MemorySegment segment = MemorySegment.ofAddress(aligned).reinterpret(bytes);
         long live = LIVE.addAndGet(bytes);
         PEAK.accumulateAndGet(live, Math::max);
+        ArrowBuf owned = buf;
         return new Storage(Device.CPU, segment, bytes, () -> {
             LIVE.addAndGet(-bytes);
-            buf.close();
+            giveBack(bytes, owned);
         });
+    }
+
+    private static ArrowBuf allocateFresh(long bytes) {
+        try {
+            return ROOT.buffer(bytes + ALIGNMENT);
+        } catch (OutOfMemoryException first) {
+            trimCache();
+            try {
+                return ROOT.buffer(bytes + ALIGNMENT);
+            } catch (OutOfMemoryException e) {
+                throw new TensorAllocationException(String.format(
+                        "cannot allocate %s of host memory: %s already in use, limit %s (set -Dexeunt.memory.limit)",
+                        human(bytes), human(LIVE.get()), human(ROOT.getLimit())), e);
+            }
+        }
+    }
+
+    private static synchronized ArrowBuf takeCached(long bytes) {
+        ArrayDeque<ArrowBuf> q = CACHE.get(bytes);
+        if (q == null || q.isEmpty()) return null;
+        cached -= bytes;
+        return q.pop();
+    }
+
+    private static void giveBack(long bytes, ArrowBuf buf) {
+        synchronized (HostMemory.class) {
+            if (cached + bytes <= CACHE_LIMIT) {
+                CACHE.computeIfAbsent(bytes, k -> new ArrayDeque<>()).push(buf);
+                cached += bytes;
+                return;
+            }
+        }
+        buf.close();
+    }
+
+    /** Returns every cached buffer to the system. */
+    public static synchronized void trimCache() {
+        for (ArrayDeque<ArrowBuf> q : CACHE.values()) {
+            for (ArrowBuf b : q) b.close();
+        }
+        CACHE.clear();
+        cached = 0;
     }
 
     /** Bytes held by live tensors right now. */
@@ -68,6 +117,7 @@ public final class HostMemory {
 
     /** Throws with Arrow's accounting report if any tensor memory is still allocated. */
     public static void assertNoLeaks() {
+        trimCache();
         if (LIVE.get() != 0 || ROOT.getAllocatedMemory() != 0) {
             throw new IllegalStateException("host memory leaked: " + human(LIVE.get()) + " in tensors, "
                     + ROOT.getAllocatedMemory() + " bytes in Arrow buffers\n" + ROOT.toVerboseString());

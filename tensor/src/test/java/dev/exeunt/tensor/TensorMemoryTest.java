@@ -94,6 +94,9 @@ class TensorMemoryTest {
                 for (int i = 0; i < data.length; i++) assertEquals(data[i], back[i], tol, t + " at " + i);
             }
             assertEquals(3L * 34, x.to(DType.Q8_0).storage().bytes());
+            Tensor ints = Tensor.of(new float[] {-128, -3, 0, 7, 127}, 5);
+            assertArrayEquals(ints.toFloatArray(), ints.to(DType.I8).toFloatArray());
+            assertThrows(IllegalArgumentException.class, () -> Tensor.of(new float[] {200}, 1).to(DType.I8));
             assertThrows(IllegalArgumentException.class, () -> Tensor.zeros(33).to(DType.Q8_0));
         }
     }

@@ -267,19 +267,27 @@ public final class Generator {
                 for (int e = 0; e < active.length && !alive.isEmpty(); e++) {
                     Exit exit = model.exits().get(e);
                     if (!active[e] || exit.config().inputDepth() != d) continue;
-                    List<Group> still = new ArrayList<>();
-                    for (Group g : alive) {
-                        Tensor hidden = switch (exit.config().kind()) {
+                    // One batched head for every alive sequence's current token.
+                    Tensor[] hidden = new Tensor[alive.size()];
+                    for (int i = 0; i < hidden.length; i++) {
+                        Group g = alive.get(i);
+                        hidden[i] = switch (exit.config().kind()) {
                             case LAYER -> g.exitLayerOut[e];
                             case MLP -> exit.hidden(g.mlpInput, 0, null);
                             default -> g.last();
                         };
-                        Tensor logits = exit.logits(hidden);
-                        Tensor[] top = NN.topProbability(logits);
-                        if (Math.log(top[0].item()) >= Math.log(cfg.threshold())) {
+                    }
+                    Tensor logits = exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden));
+                    Tensor[] top = NN.topProbability(logits);
+                    float[] maxProb = top[0].toFloatArray();
+                    int[] argmax = top[1].toIntArray();
+                    List<Group> still = new ArrayList<>();
+                    for (int i = 0; i < alive.size(); i++) {
+                        Group g = alive.get(i);
+                        if (Math.log(maxProb[i]) >= Math.log(cfg.threshold())) {
                             Sequence s = g.seq;
                             s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
-                            emit(s, logits, top, exit.config().layer(), cfg, listener);
+                            emit(s, logits.narrow(0, i, 1), argmax[i], maxProb[i], exit.config().layer(), cfg, listener);
                         } else {
                             still.add(g);
                         }
@@ -319,8 +327,17 @@ public final class Generator {
                 }
                 attachExitLayerOutputs(alive, packs, fillExitLayerCaches(seqs, packs, split[0], d + 1));
             }
-            // 3. Sequences that went through every layer: the final head; all their positions are now full depth.
-            for (Group g : alive) emit(g.seq, finalLogits(g.last()), nLayers, cfg, listener);
+            // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
+            if (!alive.isEmpty()) {
+                Tensor[] last = alive.stream().map(Group::last).toArray(Tensor[]::new);
+                Tensor logits = finalLogits(last.length == 1 ? last[0] : Ops.cat(0, last));
+                Tensor[] top = NN.topProbability(logits);
+                float[] maxProb = top[0].toFloatArray();
+                int[] argmax = top[1].toIntArray();
+                for (int i = 0; i < alive.size(); i++) {
+                    emit(alive.get(i).seq, logits.narrow(0, i, 1), argmax[i], maxProb[i], nLayers, cfg, listener);
+                }
+            }
         }
     }
 
@@ -340,21 +357,24 @@ public final class Generator {
     }
 
     private void emit(Sequence s, Tensor logitsRow, int exitLayer, GenerationConfig cfg, TokenListener listener) {
-        emit(s, logitsRow, null, exitLayer, cfg, listener);
+        Tensor[] top = NN.topProbability(logitsRow);
+        emit(s, logitsRow, top[1].toIntArray()[0], top[0].item(), exitLayer, cfg, listener);
     }
 
     /**
-     * Picks and records the next token from one row of logits. Greedy decoding needs only the row's
-     * top probability and index, computed by the backend; sampling copies the row to the host.
+     * Records the next token from one row of logits. Greedy decoding uses the row's top index and
+     * probability (computed by the backend, batched); sampling copies the row to the host.
      */
-    private void emit(Sequence s, Tensor logitsRow, Tensor[] top, int exitLayer, GenerationConfig cfg, TokenListener listener) {
+    private void emit(Sequence s, Tensor logitsRow, int greedyToken, float greedyProb, int exitLayer, GenerationConfig cfg,
+                      TokenListener listener) {
+        if (Float.isNaN(greedyProb)) {
+            throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+        }
         int token;
         float prob;
         if (cfg.temperature() == 0) {
-            if (top == null) top = NN.topProbability(logitsRow);
-            token = top[1].toIntArray()[0];
-            prob = top[0].item();
-            if (Float.isNaN(prob)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+            token = greedyToken;
+            prob = greedyProb;
         } else {
             float[] logits = logitsRow.toFloatArray();
             token = Sampler.sample(logits, cfg, s.rng);

@@ -32,6 +32,14 @@ public final class EarlyExitModel implements AutoCloseable {
     private final List<Exit> exits;
 
     private EarlyExitModel(ModelConfig config, Parameters params) {
+        this(config, params, config.nLayers());
+    }
+
+    /**
+     * Builds the embedding, the first {@code builtLayers} layers and the exits; the final norm and head
+     * only when every layer is built (EE-Tuning never needs the layers past its last exit).
+     */
+    private EarlyExitModel(ModelConfig config, Parameters params, int builtLayers) {
         this.config = config;
         this.params = params;
         int d = config.dModel(), v = config.vocabSize();
@@ -39,11 +47,17 @@ public final class EarlyExitModel implements AutoCloseable {
         tokenEmbedding = params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, v, d);
         positionEmbedding = gpt2 ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
         layers = new ArrayList<>();
-        for (int i = 0; i < config.nLayers(); i++) {
+        for (int i = 0; i < builtLayers; i++) {
             layers.add(TransformerLayer.create(params, (gpt2 ? "h." : "model.layers.") + i, config));
         }
-        finalNorm = Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps());
-        lmHead = config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, v, d);
+        boolean complete = builtLayers == config.nLayers();
+        finalNorm = complete ? Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps()) : null;
+        lmHead = !complete ? null : config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, v, d);
+        for (ExitConfig e : config.exits()) {
+            if (e.inputDepth() > builtLayers || (e.kind() == ExitKind.MLP && e.layer() > builtLayers)) {
+                throw new IllegalArgumentException("exit at layer " + e.layer() + " needs more than the " + builtLayers + " layers built");
+            }
+        }
         // Exits last, so the backbone's initial values do not depend on which exits exist.
         exits = new ArrayList<>();
         for (int i = 0; i < config.exits().size(); i++) {
@@ -56,9 +70,31 @@ public final class EarlyExitModel implements AutoCloseable {
         return new EarlyExitModel(config, new Parameters(device, seed));
     }
 
+    /**
+     * A model over parameters that supply their own values ({@link Parameters#Parameters(Device,
+     * Parameters.Source)}), e.g. quantized weights loaded from GGUF.
+     */
+    public static EarlyExitModel create(ModelConfig config, Parameters params) {
+        return new EarlyExitModel(config, params);
+    }
+
     /** A model with zeroed parameters, to be filled from a checkpoint. */
     public static EarlyExitModel allocate(ModelConfig config, Device device) {
         return new EarlyExitModel(config, new Parameters(device, 0, false));
+    }
+
+    /**
+     * A zeroed model holding only the embedding, the first {@code layers} layers and the exits (no final
+     * norm or head unless every layer is built): what EE-Tuning loads.
+     */
+    public static EarlyExitModel allocatePrefix(ModelConfig config, Device device, int layers) {
+        if (layers < 0 || layers > config.nLayers()) throw new IllegalArgumentException("layers must be in 0.." + config.nLayers());
+        return new EarlyExitModel(config, new Parameters(device, 0, false), layers);
+    }
+
+    /** Random initialisation of the exits of a model whose backbone is about to be loaded (EE-Tuning). */
+    public static EarlyExitModel allocatePrefixWithRandomExits(ModelConfig config, Device device, int layers, long seed) {
+        return new EarlyExitModel(config, new ExitInitParameters(device, seed), layers);
     }
 
     public ModelConfig config() {
@@ -110,9 +146,10 @@ public final class EarlyExitModel implements AutoCloseable {
         return x;
     }
 
-    /** Final norm and head: logits [.., V]. */
+    /** Final norm and head: logits [.., V] (a quantized head goes through {@link Linear}'s quantized path). */
     public Tensor finalLogits(Tensor hidden) {
-        return Ops.matmul(finalNorm.forward(hidden), lmHead.transpose(0, 1));
+        if (finalNorm == null) throw new IllegalStateException("this model was loaded without its final layers (tuning prefix)");
+        return new Linear(lmHead, null, false).forward(finalNorm.forward(hidden));
     }
 
     // ---------------------------------------------------------------- training

@@ -13,11 +13,22 @@ import java.util.SplittableRandom;
  * A model's named parameters, in creation order, named as in Hugging Face checkpoints. Parameters
  * live outside every scope until {@link #close()}; each can be frozen (no gradient).
  */
-public final class Parameters implements AutoCloseable {
+public class Parameters implements AutoCloseable {
     private final Map<String, Tensor> byName = new LinkedHashMap<>();
     private final Device device;
     private final SplittableRandom rng;
     private final boolean initialise;
+    private final Source source;
+
+    /**
+     * Supplies parameters in their stored form (e.g. a loader that keeps quantized weights quantized):
+     * called with each parameter's name and logical shape as the model creates it, before any
+     * initialisation; null means "not supplied" (the parameter is then initialised as usual).
+     */
+    @FunctionalInterface
+    public interface Source {
+        Tensor tensor(String name, int[] shape);
+    }
 
     /** Parameters initialised from a seeded generator. */
     public Parameters(Device device, long seed) {
@@ -29,6 +40,30 @@ public final class Parameters implements AutoCloseable {
         this.device = device;
         this.rng = new SplittableRandom(seed);
         this.initialise = initialise;
+        this.source = null;
+    }
+
+    /**
+     * Parameters taken from {@code source} (which must supply every one, with the requested shape):
+     * nothing is allocated twice. Block-quantized tensors are added frozen (no gradient).
+     */
+    public Parameters(Device device, Source source) {
+        this.device = device;
+        this.rng = new SplittableRandom(0);
+        this.initialise = false;
+        this.source = java.util.Objects.requireNonNull(source);
+    }
+
+    private Tensor supplied(String name, int[] shape) {
+        if (source == null) return null;
+        Tensor t = source.tensor(name, shape.clone());
+        if (t == null) throw new IllegalArgumentException("no tensor supplied for parameter " + name + " " + Shape.str(shape));
+        if (!java.util.Arrays.equals(t.shape(), shape)) {
+            String s = Shape.str(t.shape());
+            t.close();
+            throw new IllegalArgumentException("tensor " + name + " has shape " + s + " but the model expects " + Shape.str(shape));
+        }
+        return add(name, t);
     }
 
     public Device device() {
@@ -37,15 +72,25 @@ public final class Parameters implements AutoCloseable {
 
     /** N(0, std) initialised parameter. */
     public Tensor normal(String name, float std, int... shape) {
+        if (source != null) return supplied(name, shape);
         if (!initialise) return add(name, Ops.unowned(() -> Tensor.zeros(shape)));
         return add(name, Ops.unowned(() -> Tensor.randn(rng.split(), std, shape)));
     }
 
+    /** A fresh N(0, std) tensor from this store's generator, not registered (for another store to own). */
+    Tensor detachNormal(float std, int... shape) {
+        return Ops.unowned(() -> Tensor.randn(rng.split(), std, shape));
+    }
+
     public Tensor constant(String name, float value, int... shape) {
+        if (source != null) return supplied(name, shape);
         return add(name, Ops.unowned(() -> Tensor.full(value, Device.CPU, shape)));
     }
 
-    /** Registers an existing tensor (moved to this store's device) under {@code name}. */
+    /**
+     * Registers an existing tensor (moved to this store's device) under {@code name}; floating-point
+     * tensors require grad, block-quantized ones (Q8_0, Q4_0) are frozen.
+     */
     public Tensor add(String name, Tensor t) {
         if (byName.containsKey(name)) throw new IllegalStateException("duplicate parameter " + name);
         Tensor p = t;
@@ -53,7 +98,8 @@ public final class Parameters implements AutoCloseable {
             p = Ops.unowned(() -> t.to(device));
             t.close();
         }
-        p.named(name).requiresGrad(true);
+        p.named(name);
+        if (p.dtype().isFloatingPoint()) p.requiresGrad(true);
         byName.put(name, p);
         return p;
     }

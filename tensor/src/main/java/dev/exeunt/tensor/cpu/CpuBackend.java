@@ -14,8 +14,6 @@ import java.util.Arrays;
 /** The CPU backend: adapts tensors (segment + element offset) to the Vector API kernels in this package. */
 public final class CpuBackend implements Backend {
     public static final CpuBackend INSTANCE = new CpuBackend();
-    /** Up to this many rows, a product with a weight matrix runs as one GEMV per row. */
-    static final int SKINNY_ROWS = 4;
 
     private CpuBackend() {}
 
@@ -101,7 +99,12 @@ public final class CpuBackend implements Backend {
                 }
                 case Q8_0 -> CpuQuant.dequantizeQ8_0(s, from.byteSize(off(src)), d, off(dst), n);
                 case Q4_0 -> CpuQuant.dequantizeQ4_0(s, from.byteSize(off(src)), d, off(dst), n);
-                case I8 -> throw new IllegalArgumentException("I8 tensors need their per-row scales to convert; use the quantized weight API");
+                case I8 -> {
+                    // Plain int8 values; scaled int8 weights keep their scales beside them (CpuQuant.dequantizeI8Rows).
+                    for (long i = 0; i < n; i++) {
+                        d.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(dst) + i, s.get(ValueLayout.JAVA_BYTE, off(src) + i));
+                    }
+                }
             }
             return;
         }
@@ -112,6 +115,13 @@ public final class CpuBackend implements Backend {
             case I32 -> {
                 for (long i = 0; i < n; i++) {
                     d.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, off(dst) + i, (int) s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(src) + i));
+                }
+            }
+            case I8 -> {
+                for (long i = 0; i < n; i++) {
+                    float v = s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, off(src) + i);
+                    if (!(v >= -128 && v <= 127)) throw new IllegalArgumentException("value " + v + " at " + i + " does not fit in I8");
+                    d.set(ValueLayout.JAVA_BYTE, off(dst) + i, (byte) Math.round(v));
                 }
             }
             case Q8_0 -> CpuQuant.quantizeQ8_0(s, off(src), d, to.byteSize(off(dst)), n);
@@ -131,14 +141,15 @@ public final class CpuBackend implements Backend {
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, long aOff, int lda,
                      long strideA, Tensor b, long bOff, int ldb, long strideB, float beta, Tensor c, long cOff, int ldc,
                      long strideC, int batch) {
-        if (batch == 1 && m <= SKINNY_ROWS && !transA && beta == 0f && alpha == 1f) {
-            // Decode and KV-recomputation shapes (a few rows times a weight matrix): one GEMV per row
-            // reads the weights from cache instead of packing them for the blocked kernel.
-            for (int r = 0; r < m; r++) {
-                long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc;
-                if (transB) CpuGemm.sgemv(false, n, k, 1f, seg(b), bOff, ldb, seg(a), ar, 0f, seg(c), cr);
-                else CpuGemm.sgemv(true, k, n, 1f, seg(b), bOff, ldb, seg(a), ar, 0f, seg(c), cr);
-            }
+        if (batch == 1 && m >= 2 && m <= CpuSkinnyGemm.MAX_ROWS && !transA && beta == 0f && alpha == 1f) {
+            // Batched decode and KV recomputation: a few rows times a weight matrix, weights read once.
+            CpuSkinnyGemm.gemm(transB, m, n, k, seg(a), aOff, lda, seg(b), bOff, ldb, seg(c), cOff, ldc);
+            return;
+        }
+        if (batch == 1 && m == 1 && !transA && beta == 0f && alpha == 1f) {
+            // One-token decode: y = B x for [out, in] weights, y = B^T x for input-major ones.
+            if (transB) CpuGemm.sgemv(false, n, k, 1f, seg(b), bOff, ldb, seg(a), aOff, 0f, seg(c), cOff);
+            else CpuGemm.sgemv(true, k, n, 1f, seg(b), bOff, ldb, seg(a), aOff, 0f, seg(c), cOff);
             return;
         }
         if (batch == 1) {

@@ -25,6 +25,18 @@ public final class CpuThreads {
 
     private CpuThreads() {}
 
+    /** An unstarted thread standing for "some pool worker" in confinement checks. */
+    private static final Thread PROBE = new Thread(() -> {});
+
+    /**
+     * Whether pool workers may touch all these segments. Segments of a confined arena belong to one
+     * thread; kernels given one run on the caller instead of the pool.
+     */
+    public static boolean shareable(java.lang.foreign.MemorySegment... segments) {
+        for (var s : segments) if (!s.isAccessibleBy(PROBE)) return false;
+        return true;
+    }
+
     public static int threads() {
         return THREADS;
     }

@@ -1,0 +1,190 @@
+package dev.exeunt.bench;
+
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.generate.GenerationConfig;
+import dev.exeunt.model.generate.Generator;
+import dev.exeunt.model.generate.TokenListener;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Parameters;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.cpu.CpuThreads;
+import dev.exeunt.tensor.ops.Ops;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * llama-bench style inference benchmark of a Llama-shaped model with random weights: {@code ppN}
+ * (prompt processing: one KV-cached prefill of N tokens through {@link Generator}, tokens/s) and
+ * {@code tgN} (text generation: N greedy decode steps after a one-token prompt, tokens/s), for F32
+ * weights and for weights quantized in memory (Q8_0 / Q4_0: every projection and the output head; the
+ * embedding stays F32). Each test runs {@link #WARMUPS} times untimed (JIT warm-up), then {@code reps}
+ * times; the table shows the median and the standard deviation. Threads: {@code -Dexeunt.threads} / {@code EXEUNT_THREADS}
+ * (fixed when the CPU backend starts; {@link #main} sets it from {@code -t}).
+ */
+public final class DecodeBench {
+    /** One measurement: model, weight type, bytes and count of parameters, threads, test, tokens/s. */
+    public record Row(String model, DType type, long sizeBytes, long params, int threads, String test, int tokens,
+                      double medianTokensPerSecond, double stddevTokensPerSecond, double[] samples) {}
+
+    private DecodeBench() {}
+
+    /** dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000 (a Llama-shaped ~134M model). */
+    public static ModelConfig defaultConfig() {
+        return ModelConfig.llama(32000, 768, 12, 12, 12, 2048, 1024, List.of());
+    }
+
+    public static List<Row> run(ModelConfig config, List<DType> types, int promptTokens, int genTokens, int reps,
+                                PrintStream log) {
+        List<Row> rows = new ArrayList<>();
+        for (DType type : types) {
+            try (EarlyExitModel model = randomModel(config, type, 1)) {
+                long bytes = 0, params = 0;
+                for (Tensor t : model.parameters().all().values()) {
+                    bytes += t.dtype().byteSize(t.numel());
+                    params += t.numel();
+                }
+                String name = String.format(Locale.ROOT, "llama %dx%d %s", config.nLayers(), config.dModel(), type);
+                Generator gen = new Generator(model);
+                SplittableRandom rng = new SplittableRandom(42);
+                int[] prompt = new int[promptTokens];
+                for (int i = 0; i < prompt.length; i++) prompt[i] = rng.nextInt(config.vocabSize());
+                if (promptTokens > 0) {
+                    double[] s = measure(reps, log, name + " pp" + promptTokens, () -> {
+                        gen.generate(List.<int[]>of(prompt), GenerationConfig.greedy(1), TokenListener.NONE);
+                        return promptTokens / gen.lastStats().promptSeconds();
+                    });
+                    rows.add(row(name, type, bytes, params, "pp" + promptTokens, promptTokens, s));
+                }
+                if (genTokens > 0) {
+                    int[] one = {prompt.length > 0 ? prompt[0] : 1};
+                    double[] s = measure(reps, log, name + " tg" + genTokens, () -> {
+                        gen.generate(List.<int[]>of(one), GenerationConfig.greedy(genTokens + 1), TokenListener.NONE);
+                        var st = gen.lastStats();
+                        return (st.generatedTokens() - 1) / st.decodeSeconds();
+                    });
+                    rows.add(row(name, type, bytes, params, "tg" + genTokens, genTokens, s));
+                }
+            }
+        }
+        return rows;
+    }
+
+    private interface Trial {
+        double run();
+    }
+
+    /** Untimed runs before each test: the JIT needs more than llama-bench's single warm-up run. */
+    static final int WARMUPS = 2;
+
+    private static double[] measure(int reps, PrintStream log, String what, Trial t) {
+        for (int w = 0; w < WARMUPS; w++) {
+            double warm = t.run();
+            if (log != null) log.printf(Locale.ROOT, "%s: warm-up %.2f t/s%n", what, warm);
+        }
+        double[] s = new double[reps];
+        for (int i = 0; i < reps; i++) {
+            s[i] = t.run();
+            if (log != null) log.printf(Locale.ROOT, "%s: run %d %.2f t/s%n", what, i + 1, s[i]);
+        }
+        return s;
+    }
+
+    private static Row row(String name, DType type, long bytes, long params, String test, int tokens, double[] s) {
+        double[] c = s.clone();
+        Arrays.sort(c);
+        double mean = Arrays.stream(s).average().orElse(0), var = 0;
+        for (double x : s) var += (x - mean) * (x - mean);
+        double sd = s.length > 1 ? Math.sqrt(var / (s.length - 1)) : 0;
+        return new Row(name, type, bytes, params, CpuThreads.threads(), test, tokens, c[c.length / 2], sd, s);
+    }
+
+    /**
+     * A randomly initialised model whose 2-D weights (projections, output head) are stored as
+     * {@code type} (quantized in memory from the random F32 values); embedding and norms stay F32.
+     */
+    public static EarlyExitModel randomModel(ModelConfig config, DType type, long seed) {
+        if (type == DType.F32) return EarlyExitModel.create(config, Device.CPU, seed);
+        if (!type.isQuantized()) throw new IllegalArgumentException("weight type must be F32, Q8_0 or Q4_0, got " + type);
+        SplittableRandom rng = new SplittableRandom(seed);
+        Parameters.Source source = (name, shape) -> Ops.unowned(() -> {
+            if (shape.length == 1) return Tensor.full(1f, Device.CPU, shape);
+            Tensor f = Tensor.randn(rng.split(), 0.02f, shape);
+            if (name.contains("embed_tokens")) return f;
+            Tensor q = f.to(type);
+            f.close();
+            return q;
+        });
+        return EarlyExitModel.create(config, new Parameters(Device.CPU, source));
+    }
+
+    // ------------------------------------------------------------------ output
+
+    private static String size(long bytes) {
+        return bytes >= 1L << 30 ? String.format(Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30))
+                : String.format(Locale.ROOT, "%.2f MiB", bytes / (double) (1L << 20));
+    }
+
+    /** A markdown table like llama-bench's. */
+    public static String table(List<Row> rows) {
+        String fmt = "| %-20s | %10s | %8s | %-10s | %7s | %6s | %18s |%n";
+        var sb = new StringBuilder(String.format(Locale.ROOT, fmt, "model", "size", "params", "backend", "threads", "test", "t/s"));
+        sb.append(String.format(Locale.ROOT, "| %s | %s: | %s: | %s | %s: | %s: | %s: |%n", "-".repeat(20), "-".repeat(9),
+                "-".repeat(7), "-".repeat(10), "-".repeat(6), "-".repeat(5), "-".repeat(17)));
+        for (Row r : rows) {
+            sb.append(String.format(Locale.ROOT, fmt, r.model(), size(r.sizeBytes()),
+                    String.format(Locale.ROOT, "%.2f M", r.params() / 1e6), "CPU (JVM)", r.threads(), r.test(),
+                    String.format(Locale.ROOT, "%.2f ± %.2f", r.medianTokensPerSecond(), r.stddevTokensPerSecond())));
+        }
+        return sb.toString();
+    }
+
+    /** JSON array, field names after llama-bench's {@code -o json}. */
+    public static String toJson(List<Row> rows) {
+        var sb = new StringBuilder("[");
+        for (int i = 0; i < rows.size(); i++) {
+            Row r = rows.get(i);
+            boolean pp = r.test().startsWith("pp");
+            StringBuilder samples = new StringBuilder("[");
+            for (int k = 0; k < r.samples().length; k++) samples.append(k > 0 ? "," : "").append(String.format(Locale.ROOT, "%.3f", r.samples()[k]));
+            samples.append(']');
+            sb.append(i > 0 ? ",\n " : "").append(String.format(Locale.ROOT,
+                    "{\"model_type\":\"%s\",\"weight_type\":\"%s\",\"model_size\":%d,\"model_n_params\":%d,\"backend\":\"CPU (JVM)\","
+                            + "\"n_threads\":%d,\"test\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"median_ts\":%.3f,\"stddev_ts\":%.3f,\"samples_ts\":%s}",
+                    r.model(), r.type(), r.sizeBytes(), r.params(), r.threads(), r.test(), pp ? r.tokens() : 0, pp ? 0 : r.tokens(),
+                    r.medianTokensPerSecond(), r.stddevTokensPerSecond(), samples));
+        }
+        return sb.append(']').toString();
+    }
+
+    /**
+     * {@code [-p 128] [-n 64] [-r 3] [-t 2] [--types f32,q8_0] [--json]}; the model is
+     * {@link #defaultConfig()}. {@code -t} only takes effect when nothing has started the CPU backend yet.
+     */
+    public static void main(String[] args) {
+        int pp = 128, tg = 64, reps = 3;
+        String threads = "2";
+        boolean json = false;
+        List<DType> types = List.of(DType.F32, DType.Q8_0);
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "-p", "--prompt" -> pp = Integer.parseInt(args[++i]);
+                case "-n", "--gen" -> tg = Integer.parseInt(args[++i]);
+                case "-r", "--reps" -> reps = Integer.parseInt(args[++i]);
+                case "-t", "--threads" -> threads = args[++i];
+                case "--types" -> types = Arrays.stream(args[++i].split(",")).map(s -> DType.valueOf(s.trim().toUpperCase(Locale.ROOT))).toList();
+                case "--json" -> json = true;
+                default -> throw new IllegalArgumentException("unknown argument " + args[i]
+                        + "; usage: [-p 128] [-n 64] [-r 3] [-t 2] [--types f32,q8_0,q4_0] [--json]");
+            }
+        }
+        if (System.getProperty("exeunt.threads") == null) System.setProperty("exeunt.threads", threads);
+        List<Row> rows = run(defaultConfig(), types, pp, tg, reps, System.err);
+        System.out.print(json ? toJson(rows) + "\n" : table(rows));
+    }
+}

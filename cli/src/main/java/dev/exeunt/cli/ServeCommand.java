@@ -1,0 +1,56 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.cli.serve.Server;
+import dev.exeunt.cli.serve.ServeOptions;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+
+final class ServeCommand implements Main.Command {
+    public String summary() {
+        return "HTTP text generation server with EE-LLM's API (PUT /api) and GET /health";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
+                                    [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
+                                    [--queue N (16)] [--max-body BYTES (1048576)]
+                  Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
+                  PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
+                            "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
+                    -> {"text", "segments", "logprobs", "tokens", "exit_layers", "finish_reasons"} (one entry per prompt).
+                  stop_sequences: a prompt stops at the first token after which its generated text contains one;
+                    "text" is cut before it, the token lists keep every generated token, finish reason "stop".
+                  use_early_exit must be a JSON boolean; false ignores early_exit_thres (threshold 1 = never exit).
+                  GET /health -> model family, layers, exits, vocab, limits, queue state.
+                  The full API: the javadoc of package dev.exeunt.cli.serve.""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of());
+        Path dir = Path.of(a.require("model", "a checkpoint directory"));
+        int port = a.getInt("port", 5000);
+        String host = a.get("host", "127.0.0.1");
+        var opts = new ServeOptions(a.getInt("max-prompts", ServeOptions.DEFAULT_MAX_PROMPTS), a.getInt("max-tokens", ServeOptions.DEFAULT_MAX_TOKENS),
+                a.getInt("max-prompt-tokens", 0), a.getInt("queue", ServeOptions.DEFAULT_QUEUE), a.getInt("max-body", ServeOptions.DEFAULT_MAX_BODY));
+        a.checkAllUsed();
+        if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
+        Server server = Server.start(dir, host, port, opts);
+        var done = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
+            server.stop();
+            done.countDown();
+        }));
+        var c = server.modelConfig();
+        int[] exits = c.exits().stream().mapToInt(e -> e.layer()).distinct().sorted().toArray();
+        out.printf("exeunt serve: %s (%s, %d layers, exits at %s, vocab %d, context %d)%n", dir, c.family().name().toLowerCase(), c.nLayers(),
+                Arrays.toString(exits), c.vocabSize(), c.maxSeqLen());
+        out.printf("exeunt serve: listening on %s  (PUT %s/api, GET %s/health; port %d)%n", server.url(), server.url(), server.url(), server.port());
+        out.flush();
+        done.await();
+        return 0;
+    }
+}

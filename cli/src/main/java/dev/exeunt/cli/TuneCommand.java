@@ -1,0 +1,87 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.WeightSchedule;
+import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.tune.ExitTuner;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.OptionalInt;
+import java.util.Set;
+
+final class TuneCommand implements Main.Command {
+    public String summary() {
+        return "EE-Tuning: add early exits to a model you have and train only them (backbone frozen)";
+    }
+
+    public String usage() {
+        return """
+                usage: exeunt tune --model DIR --data FILE.arrow --exits 8,16 --out DIR [--exit-kind embedding|norm|mlp|layer (norm)]
+                                   [--init copy|random (copy)] [--exit-placement pre|post] [--exit-weight W] [--exit-temperature T]
+                                   [--dynamic-token-weights] [--seq-len N] [--batch N] [--grad-accum N] [--iters N] [--lr X]
+                                   [--min-lr X] [--warmup N] [--seed N] [--json]
+                  DIR is a Hugging Face layout model (config.json, *.safetensors, tokenizer.json) without exits;
+                  the data must be prepared with that model's tokenizer. Only the layers up to the deepest exit
+                  are loaded. The output is the same checkpoint with the exits added (backbone tensors copied
+                  byte for byte), ready for generate, sweep, serve and eval.""";
+    }
+
+    public int run(String[] argv, PrintStream out) throws Exception {
+        var a = new Args(argv, Set.of("json", "dynamic-token-weights"));
+        boolean json = a.getBool("json", false);
+        Path model = Path.of(a.require("model", "the pretrained model directory"));
+        Path data = Path.of(a.require("data", "an .arrow dataset made with the model's tokenizer"));
+        Path outDir = Path.of(a.require("out", "where to write the early-exit checkpoint"));
+        int[] layers = a.getInts("exits", null);
+        if (layers == null || layers.length == 0) throw new Args.UsageException("give --exits with at least one layer");
+        ExitKind kind = ExitKind.parse(a.get("exit-kind", "norm"));
+        var init = ExitTuner.Init.valueOf(a.get("init", "copy").toUpperCase(Locale.ROOT));
+        var placement = ExitConfig.Placement.valueOf(a.get("exit-placement", "post").toUpperCase(Locale.ROOT));
+        double w = a.getDouble("exit-weight", 1.0), temp = a.getDouble("exit-temperature", 1.0);
+        boolean dynamic = a.getBool("dynamic-token-weights", false);
+        var tc = ModelOptions.train(a);
+        a.checkAllUsed();
+        List<ExitConfig> exits = new ArrayList<>();
+        for (int l : layers) exits.add(new ExitConfig(l, placement, kind, false, WeightSchedule.constant(w), temp));
+        int[] tokens;
+        try (var r = TokenDatasetReader.open(data)) {
+            tokens = r.readAllTokens(OptionalInt.empty());
+        }
+        try (var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc)) {
+            int vocab = tuner.model().config().vocabSize();
+            for (int t : tokens) {
+                if (t >= vocab) throw new IOException("dataset holds token id " + t + " but the model's vocabulary has " + vocab
+                        + " tokens: prepare the data with the model's tokenizer.json");
+            }
+            PrintStream console = System.err; // progress on stderr; stdout stays clean for --json
+            if (console != null) {
+                console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%n",
+                        exits.size(), model, tuner.loadedLayers(), tuner.model().config().nLayers(),
+                        tuner.model().parameters().trainable().values().stream().mapToLong(t -> t.numel()).sum());
+            }
+            var result = tuner.tune(TokenWindows.of(tokens, tc.seqLen()), tc, outDir, console);
+            tuner.save(outDir);
+            if (json) {
+                out.printf(Locale.ROOT, "{\"iterations\":%d,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n", result.iterations(),
+                        result.tokensPerSecond(), result.lastEval() == null ? "null" : result.lastEval().toJson().replace("NaN", "null"),
+                        Json.quote(outDir.toString()));
+            } else {
+                if (result.lastEval() != null) {
+                    for (int i = 0; i < layers.length; i++) {
+                        out.printf(Locale.ROOT, "exit@%d validation loss %.4f (perplexity %.2f)%n", result.lastEval().exitLayers()[i],
+                                result.lastEval().exitLoss()[i], result.lastEval().exitPerplexity(i));
+                    }
+                }
+                out.printf(Locale.ROOT, "tuned %d iterations at %.0f tokens/s; early-exit checkpoint in %s%n", result.iterations(),
+                        result.tokensPerSecond(), outDir);
+            }
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,248 @@
+package dev.exeunt.cli.serve;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.tokenizer.Tokenizer;
+import dev.exeunt.tensor.Device;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * The text generation server: EE-LLM's (Megatron's) {@code PUT /api} plus {@code GET /health}, on
+ * the JDK's HTTP server. Each HTTP exchange runs on a virtual thread that validates and tokenizes
+ * the request, then waits for the single {@link GenerationWorker}.
+ */
+public final class Server implements AutoCloseable {
+    private static final ObjectMapper MAPPER = JsonMapper.builder()
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .build();
+    /** A too-large body whose declared length is at most this is read and dropped, so the client sees the 413 cleanly. */
+    private static final long DRAIN_LIMIT = 16L << 20;
+
+    private final ModelCheckpoint.Loaded loaded;
+    private final ServeOptions options;
+    private final ApiRequest.Model apiModel;
+    private final GenerationWorker worker;
+    private final HttpServer http;
+    private final ExecutorService executor;
+    private volatile boolean closed;
+
+    private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port) throws IOException {
+        this.loaded = loaded;
+        this.options = options;
+        Tokenizer tok = loaded.tokenizer();
+        if (tok == null) throw new IllegalArgumentException("the checkpoint has no tokenizer.json; serve needs one to read text prompts");
+        ModelConfig c = loaded.model().config();
+        int context = c.maxSeqLen() - 1;
+        if (options.maxPromptTokens() > context) {
+            throw new IllegalArgumentException("--max-prompt-tokens " + options.maxPromptTokens() + " exceeds the model's context (" + context
+                    + " prompt tokens at most)");
+        }
+        int maxPrompt = options.maxPromptTokens() == 0 ? context : options.maxPromptTokens();
+        this.apiModel = new ApiRequest.Model(tok, c.nLayers(), c.exits().stream().mapToInt(ExitConfig::layer).distinct().sorted().toArray(),
+                maxPrompt);
+        this.http = HttpServer.create(new InetSocketAddress(host, port), 64);
+        this.worker = new GenerationWorker(loaded.model(), tok, options.queue());
+        this.executor = Executors.newVirtualThreadPerTaskExecutor();
+        http.setExecutor(executor);
+        http.createContext("/", this::handle);
+    }
+
+    /** Loads the checkpoint in {@code modelDir} and starts serving on host:port (port 0: a free one). */
+    public static Server start(Path modelDir, String host, int port, ServeOptions options) throws IOException {
+        var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU);
+        try {
+            var server = new Server(loaded, options, host, port);
+            server.http.start();
+            return server;
+        } catch (IOException | RuntimeException e) {
+            loaded.close();
+            throw e;
+        }
+    }
+
+    public int port() {
+        return http.getAddress().getPort();
+    }
+
+    public String url() {
+        var a = http.getAddress();
+        String host = a.getAddress().getHostAddress();
+        if (host.contains(":")) host = "[" + host + "]";
+        return "http://" + host + ":" + a.getPort();
+    }
+
+    public ModelConfig modelConfig() {
+        return loaded.model().config();
+    }
+
+    public int maxPromptTokens() {
+        return apiModel.maxPromptTokens();
+    }
+
+    /** Stops accepting requests, lets the generation in flight end, answers what waits with 503, closes the model. */
+    public synchronized void stop() {
+        if (closed) return;
+        closed = true;
+        worker.close();
+        http.stop(1);
+        executor.shutdownNow();
+        if (worker.stopped()) loaded.close(); // never free weights a running generation still reads
+    }
+
+    @Override
+    public void close() {
+        stop();
+    }
+
+    // ------------------------------------------------------------------ HTTP
+
+    private void handle(HttpExchange ex) throws IOException {
+        try (ex) {
+            String path = ex.getRequestURI().getPath();
+            String method = ex.getRequestMethod();
+            try {
+                switch (path) {
+                    case "/api", "/api/" -> {
+                        if (!method.equals("PUT") && !method.equals("POST")) throw methodNotAllowed(ex, "PUT, POST");
+                        respond(ex, 200, generate(ex));
+                    }
+                    case "/health", "/health/" -> {
+                        if (!method.equals("GET") && !method.equals("HEAD")) throw methodNotAllowed(ex, "GET, HEAD");
+                        respond(ex, 200, health());
+                    }
+                    default -> throw new ApiException(404, "no such path " + path + " (the API is PUT /api; GET /health)");
+                }
+            } catch (ApiException e) {
+                if (e.status() == 503) ex.getResponseHeaders().set("Retry-After", "1");
+                respond(ex, e.status(), error(e.getMessage()));
+            } catch (RuntimeException e) {
+                respond(ex, 500, error("internal error: " + e));
+            }
+        } catch (IOException e) {
+            // the client went away; nothing to answer
+        }
+    }
+
+    private static ApiException methodNotAllowed(HttpExchange ex, String allowed) {
+        ex.getResponseHeaders().set("Allow", allowed);
+        return new ApiException(405, "method " + ex.getRequestMethod() + " is not allowed on " + ex.getRequestURI().getPath() + "; use " + allowed);
+    }
+
+    private ObjectNode generate(HttpExchange ex) throws IOException {
+        byte[] body = readBody(ex);
+        JsonNode root;
+        try {
+            root = MAPPER.readTree(body);
+        } catch (JsonProcessingException e) {
+            String msg = e.getOriginalMessage().replaceAll("\\[Source: [^;\\]]*; ", "[");
+            var at = e.getLocation();
+            throw ApiException.badRequest("malformed JSON: " + msg + (at == null ? "" : " (at line " + at.getLineNr() + ", column " + at.getColumnNr() + ")"));
+        }
+        ApiRequest request = ApiRequest.parse(root, apiModel, options);
+        var future = worker.submit(request);
+        try {
+            return future.get();
+        } catch (InterruptedException e) {
+            future.cancel(false);
+            Thread.currentThread().interrupt();
+            throw new ApiException(503, "the server is shutting down");
+        } catch (CancellationException e) {
+            throw new ApiException(503, "the request was cancelled");
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof ApiException a) throw a;
+            throw new ApiException(500, "generation failed: " + e.getCause());
+        }
+    }
+
+    private byte[] readBody(HttpExchange ex) throws IOException {
+        int limit = options.maxBodyBytes();
+        String declared = ex.getRequestHeaders().getFirst("Content-Length");
+        long length = -1;
+        if (declared != null) {
+            try {
+                length = Long.parseLong(declared.trim());
+            } catch (NumberFormatException e) {
+                throw ApiException.badRequest("bad Content-Length header");
+            }
+        }
+        InputStream in = ex.getRequestBody();
+        if (length > limit) {
+            if (length <= DRAIN_LIMIT) in.transferTo(OutputStream.nullOutputStream());
+            throw tooLarge(length);
+        }
+        var buf = new ByteArrayOutputStream();
+        byte[] chunk = new byte[8192];
+        for (int n; (n = in.read(chunk)) > 0; ) {
+            buf.write(chunk, 0, n);
+            if (buf.size() > limit) {
+                long total = buf.size();
+                while (total <= DRAIN_LIMIT && (n = in.read(chunk)) > 0) total += n;
+                throw tooLarge(total);
+            }
+        }
+        return buf.toByteArray();
+    }
+
+    private ApiException tooLarge(long length) {
+        return new ApiException(413, "the request body (" + length + " bytes or more) exceeds the limit of " + options.maxBodyBytes() + " bytes");
+    }
+
+    private ObjectNode health() {
+        ModelConfig c = loaded.model().config();
+        ObjectNode o = MAPPER.createObjectNode();
+        o.put("status", closed ? "stopping" : "ok");
+        o.put("family", c.family().name().toLowerCase());
+        o.put("layers", c.nLayers());
+        var exits = o.putArray("exits");
+        for (int l : apiModel.exitLayers()) exits.add(l);
+        o.put("final_layer", c.nLayers());
+        o.put("vocab", c.vocabSize());
+        o.put("context", c.maxSeqLen());
+        var limits = o.putObject("limits");
+        limits.put("max_prompts", options.maxPrompts());
+        limits.put("max_tokens", options.maxTokens());
+        limits.put("max_prompt_tokens", apiModel.maxPromptTokens());
+        limits.put("queue", options.queue());
+        limits.put("max_body_bytes", options.maxBodyBytes());
+        o.put("waiting", worker.waiting());
+        o.put("busy", worker.busy());
+        return o;
+    }
+
+    private static ObjectNode error(String message) {
+        return MAPPER.createObjectNode().put("error", message);
+    }
+
+    private static void respond(HttpExchange ex, int status, ObjectNode body) throws IOException {
+        byte[] bytes = MAPPER.writeValueAsBytes(body);
+        ex.getResponseHeaders().set("Content-Type", "application/json; charset=utf-8");
+        if (ex.getRequestMethod().equals("HEAD")) {
+            ex.sendResponseHeaders(status, -1);
+            return;
+        }
+        ex.sendResponseHeaders(status, bytes.length);
+        try (OutputStream os = ex.getResponseBody()) {
+            os.write(bytes);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+package dev.exeunt.model.tune;
+
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.checkpoint.TensorFiles;
+import dev.exeunt.model.config.ConfigJson;
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.Family;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.io.SafetensorsCheckpoint;
+import dev.exeunt.model.io.SafetensorsTensorInfo;
+import dev.exeunt.model.io.SafetensorsWriter;
+import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.train.EvalReport;
+import dev.exeunt.model.train.TrainConfig;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.NN;
+import dev.exeunt.tensor.optim.AdamW;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * EE-Tuning (EARLY-EXIT.md section 4): adds exits to a pretrained model and trains only them. The
+ * backbone is loaded up to the deepest exit only, frozen, and run without a backward graph; each
+ * exit's loss trains that exit alone. The result is the original checkpoint with the backbone tensors
+ * copied byte for byte and the exits added, in the same Hugging Face layout.
+ */
+public final class ExitTuner implements AutoCloseable {
+    /** How exits start: copies of the final norm/head (and the layer's MLP or the last layer), or random. */
+    public enum Init { COPY, RANDOM }
+
+    public record Result(int iterations, double[] exitLoss, EvalReport lastEval, double tokensPerSecond) {}
+
+    private final Path source;
+    private final ModelConfig config;
+    private final EarlyExitModel model;
+    private final int depth;
+    private final AdamW optimizer;
+
+    /**
+     * Loads the backbone prefix of the checkpoint in {@code source} and attaches {@code exits}.
+     * The source must have no exits of its own.
+     */
+    public ExitTuner(Path source, List<ExitConfig> exits, Init init, boolean dynamicTokenWeights, long seed, TrainConfig tc)
+            throws IOException {
+        this.source = source;
+        ModelConfig base = ConfigJson.read(source.resolve(ModelCheckpoint.CONFIG));
+        if (!base.exits().isEmpty()) {
+            throw new IllegalArgumentException(source + " already has exits at layers "
+                    + base.exits().stream().map(e -> String.valueOf(e.layer())).toList() + "; tune a model without exits");
+        }
+        if (exits.isEmpty()) throw new IllegalArgumentException("give at least one exit layer to tune");
+        this.config = base.withExits(exits).withDynamicTokenWeights(dynamicTokenWeights);
+        int d = 0;
+        for (ExitConfig e : config.exits()) d = Math.max(d, e.kind() == ExitKind.MLP ? e.layer() : e.inputDepth());
+        this.depth = d;
+        this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed)
+                : EarlyExitModel.allocatePrefix(config, Device.CPU, depth);
+        try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(source)) {
+            loadBackbone(ckpt);
+            if (init == Init.COPY) copyInit(ckpt);
+        } catch (IOException | RuntimeException e) {
+            model.close();
+            throw e;
+        }
+        for (var e : model.parameters().all().entrySet()) e.getValue().requiresGrad(e.getKey().startsWith("exits."));
+        this.optimizer = new AdamW(new AdamW.Settings((float) tc.beta1(), (float) tc.beta2(), 1e-8f, (float) tc.weightDecay()));
+    }
+
+    public EarlyExitModel model() {
+        return model;
+    }
+
+    /** Layers of the backbone loaded (the rest are never read). */
+    public int loadedLayers() {
+        return depth;
+    }
+
+    private void loadBackbone(SafetensorsCheckpoint ckpt) throws IOException {
+        List<String> missing = new ArrayList<>();
+        for (String name : model.parameters().all().keySet()) {
+            if (!name.startsWith("exits.") && resolve(ckpt, name) == null) missing.add(name);
+        }
+        if (!missing.isEmpty()) {
+            throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "checkpoint lacks " + String.join(", ", missing));
+        }
+        for (String name : model.parameters().all().keySet()) {
+            if (name.startsWith("exits.")) continue;
+            try (Tensor t = TensorFiles.load(ckpt, resolve(ckpt, name), Device.CPU)) {
+                model.parameters().load(name, t);
+            }
+        }
+    }
+
+    /** Copy initialisation: norm from the final norm, head from the final head (or tied embedding), mlp from its layer, layer from the last layer. */
+    private void copyInit(SafetensorsCheckpoint ckpt) throws IOException {
+        boolean gpt2 = config.family() == Family.GPT2;
+        String finalNorm = gpt2 ? "ln_f" : "model.norm";
+        String head = config.tiedEmbeddings() ? (gpt2 ? "wte.weight" : "model.embed_tokens.weight") : "lm_head.weight";
+        String layerPrefix = gpt2 ? "h." : "model.layers.";
+        for (Exit exit : model.exits()) {
+            String p = Exit.prefix(exit.index()) + ".";
+            for (String name : model.parameters().all().keySet()) {
+                if (!name.startsWith(p)) continue;
+                String rest = name.substring(p.length());
+                String from;
+                if (rest.startsWith("norm.")) from = finalNorm + rest.substring("norm".length());
+                else if (rest.equals("head.weight")) from = head;
+                else if (rest.startsWith("mlp.")) from = layerPrefix + (exit.config().layer() - 1) + "." + rest;
+                else if (rest.startsWith("layer.")) from = layerPrefix + (config.nLayers() - 1) + rest.substring("layer".length());
+                else throw new IllegalStateException("no copy source for " + name);
+                String src = resolve(ckpt, from);
+                if (src == null) throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "lacks " + from + " to initialise " + name);
+                try (Tensor t = TensorFiles.load(ckpt, src, Device.CPU)) {
+                    model.parameters().load(name, t);
+                }
+            }
+        }
+    }
+
+    private static String resolve(SafetensorsCheckpoint ckpt, String name) {
+        if (ckpt.contains(name)) return name;
+        if (ckpt.contains("transformer." + name)) return "transformer." + name;
+        return null;
+    }
+
+    /** The frozen backbone forward up to the deepest exit; returns each exit's (detached) input. */
+    private Tensor[][] exitInputs(Tensor ids) {
+        Tensor[][] in = new Tensor[model.exits().size()][];
+        try (var g = GradMode.noGrad()) {
+            Tensor x = model.embed(ids, 0);
+            collect(in, 0, x, null);
+            for (int l = 0; l < depth; l++) {
+                Tensor[] split = model.layers().get(l).forwardSplit(x, 0, null);
+                x = split[0];
+                collect(in, l + 1, x, split);
+            }
+        }
+        return in;
+    }
+
+    private void collect(Tensor[][] in, int d, Tensor x, Tensor[] split) {
+        for (Exit e : model.exits()) {
+            var c = e.config();
+            if (c.kind() == ExitKind.MLP) {
+                if (split != null && c.layer() == d) in[e.index()] = new Tensor[] {split[1], split[2]};
+            } else if (c.inputDepth() == d) {
+                in[e.index()] = new Tensor[] {x};
+            }
+        }
+    }
+
+    private Tensor exitLoss(Exit e, Tensor[] input, Tensor targets, boolean training) {
+        Tensor logits = e.logits(e.hidden(input, 0, null));
+        var opts = NN.CrossEntropyOptions.DEFAULT;
+        if (training) {
+            opts = opts.withTemperature((float) e.config().temperature());
+            if (config.dynamicTokenWeights()) {
+                try (var g = GradMode.noGrad()) {
+                    opts = opts.withWeight(NN.topProbability(logits.detach())[0]);
+                }
+            }
+        }
+        return NN.crossEntropy(logits, targets, opts);
+    }
+
+    /** Tunes for {@code tc.iters()} iterations; logs like training (console and train_log.jsonl in outDir). */
+    public Result tune(TokenWindows windows, TrainConfig tc, Path outDir, PrintStream console) throws IOException {
+        Files.createDirectories(outDir);
+        var split = tc.valFraction() > 0 ? windows.split(tc.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
+        var batches = windows.batches(split.train(), tc.batchSize(), tc.seed(), true, true);
+        Map<String, Tensor> trainable = model.parameters().trainable();
+        int n = model.exits().size();
+        double[] last = new double[n];
+        long t0 = System.nanoTime();
+        long tokensPerIter = (long) tc.batchSize() * tc.gradAccum() * tc.seqLen();
+        EvalReport eval = null;
+        Path log = outDir.resolve("tune_log.jsonl");
+        for (int it = 0; it < tc.iters(); it++) {
+            model.parameters().zeroGrads();
+            double[] losses = new double[n], weights = new double[n];
+            for (int micro = 0; micro < tc.gradAccum(); micro++) {
+                var b = batches.next();
+                try (var s = Scope.open()) {
+                    Tensor ids = Tensor.ofInts(b.inputs(), b.size(), tc.seqLen());
+                    Tensor tgt = Tensor.ofInts(b.targets(), b.size(), tc.seqLen());
+                    Tensor[][] in = exitInputs(ids);
+                    for (Exit e : model.exits()) {
+                        weights[e.index()] = e.config().weight().at(it);
+                        try (var inner = Scope.open()) {
+                            Tensor l = exitLoss(e, in[e.index()], tgt, true);
+                            losses[e.index()] += l.item() / tc.gradAccum();
+                            l.scale((float) (weights[e.index()] / tc.gradAccum())).backward();
+                        }
+                    }
+                }
+            }
+            for (double l : losses) {
+                if (!Double.isFinite(l)) {
+                    throw new dev.exeunt.model.train.TrainingDivergedException("exit loss became " + l + " at iteration " + it
+                            + "; nothing was saved. Try a lower learning rate.");
+                }
+            }
+            AdamW.clipGradNorm(trainable, tc.gradClip());
+            double lr = tc.lrAt(it);
+            optimizer.step(trainable, (float) lr);
+            last = losses;
+            double elapsed = (System.nanoTime() - t0) / 1e9;
+            double tps = tokensPerIter * (it + 1) / elapsed;
+            var sb = new StringBuilder(String.format(Locale.ROOT, "{\"iter\":%d,\"exit_losses\":[", it));
+            for (int i = 0; i < n; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", losses[i]));
+            sb.append("],\"exit_weights\":[");
+            for (int i = 0; i < n; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.4f", weights[i]));
+            sb.append(String.format(Locale.ROOT, "],\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.2f}%n", lr, tps, elapsed));
+            Files.writeString(log, sb, StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+            if (console != null && (it % Math.max(1, tc.logEvery()) == 0 || it == tc.iters() - 1)) {
+                var line = new StringBuilder(String.format(Locale.ROOT, "tune %d/%d", it + 1, tc.iters()));
+                for (int i = 0; i < n; i++) line.append(String.format(Locale.ROOT, " exit@%d %.4f", config.exits().get(i).layer(), losses[i]));
+                line.append(String.format(Locale.ROOT, " | lr %.2e %.0f tok/s ETA %.0fs", lr, tps, (tc.iters() - it - 1) * elapsed / (it + 1)));
+                console.println(line);
+            }
+        }
+        if (split.validation().length > 0) eval = evaluate(windows, split.validation(), tc.batchSize(), tc.evalBatches());
+        double secs = (System.nanoTime() - t0) / 1e9;
+        return new Result(tc.iters(), last, eval, tokensPerIter * tc.iters() / secs);
+    }
+
+    /** Validation loss per exit (the final head is not loaded while tuning; its loss is reported as NaN). */
+    public EvalReport evaluate(TokenWindows windows, int[] indices, int batchSize, int maxBatches) {
+        int n = model.exits().size();
+        double[] sum = new double[n];
+        long tokens = 0;
+        var batches = windows.batches(indices, batchSize, 0, false, false);
+        int count = Math.min(maxBatches <= 0 ? Integer.MAX_VALUE : maxBatches, batches.batchesPerEpoch());
+        for (int b = 0; b < count; b++) {
+            var batch = batches.next();
+            try (var s = Scope.open(); var g = GradMode.noGrad()) {
+                Tensor ids = Tensor.ofInts(batch.inputs(), batch.size(), windows.seqLen());
+                Tensor tgt = Tensor.ofInts(batch.targets(), batch.size(), windows.seqLen());
+                Tensor[][] in = exitInputs(ids);
+                for (Exit e : model.exits()) sum[e.index()] += exitLoss(e, in[e.index()], tgt, false).item() * tgt.numel();
+                tokens += tgt.numel();
+            }
+        }
+        double[] loss = new double[n];
+        for (int i = 0; i < n; i++) loss[i] = sum[i] / tokens;
+        int[] layers = config.exits().stream().mapToInt(ExitConfig::layer).toArray();
+        return new EvalReport(layers, Double.NaN, loss, new double[n], tokens);
+    }
+
+    /**
+     * Writes the early-exit checkpoint: every tensor of the source copied byte for byte (same dtype),
+     * the exit tensors added, config.json with the exits, and the source's tokenizer.json.
+     */
+    public void save(Path outDir) throws IOException {
+        Files.createDirectories(outDir);
+        try (SafetensorsCheckpoint src = SafetensorsCheckpoint.open(source)) {
+            var writer = new SafetensorsWriter();
+            writer.metadata("format", "pt");
+            writer.metadata("producer", "exeunt tune");
+            for (var e : src.tensors().entrySet()) {
+                SafetensorsTensorInfo info = e.getValue();
+                writer.add(e.getKey(), info.dtype(), info.shape(), src.data(e.getKey()));
+            }
+            List<Tensor> temps = new ArrayList<>();
+            for (var e : model.parameters().all().entrySet()) {
+                if (!e.getKey().startsWith("exits.")) continue;
+                Tensor t = e.getValue();
+                long[] shape = new long[t.rank()];
+                for (int i = 0; i < shape.length; i++) shape[i] = t.dim(i);
+                writer.add(e.getKey(), dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
+            }
+            writer.write(outDir.resolve(ModelCheckpoint.WEIGHTS));
+            temps.forEach(Tensor::close);
+        }
+        Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
+        if (Files.exists(tok) && !tok.toAbsolutePath().equals(outDir.resolve(ModelCheckpoint.TOKENIZER).toAbsolutePath())) {
+            Files.copy(tok, outDir.resolve(ModelCheckpoint.TOKENIZER), StandardCopyOption.REPLACE_EXISTING);
+        }
+        ConfigJson.write(config, outDir.resolve(ModelCheckpoint.CONFIG));
+    }
+
+    @Override
+    public void close() {
+        optimizer.close();
+        model.close();
+    }
+}
