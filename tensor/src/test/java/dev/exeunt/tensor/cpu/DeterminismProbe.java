@@ -178,6 +178,14 @@ public final class DeterminismProbe {
         CpuGemm.sgemm(true, false, gk, gk, gm, 1f, ga, 0, gk, ga, 0, gk, 0f, gtt, 0, gk);
         out.put("gemm", crc(gc, gtt));
 
+        // skinny GEMM (a few rows against a weight matrix, both layouts of B)
+        var sa = floats(rnd, 5 * m, 1);
+        var sc1 = zeros(5 * kk);
+        CpuSkinnyGemm.gemm(false, 5, kk, m, sa, 0, m, w, 0, kk, sc1, 0, kk);
+        var sc2 = zeros(5 * m);
+        CpuSkinnyGemm.gemm(true, 5, m, kk, floats(rnd, 5 * kk, 1), 0, kk, w, 0, kk, sc2, 0, m);
+        out.put("skinnyGemm", crc(sc1, sc2));
+
         // quantized GEMV
         int qn = 96, qm = 9;
         var qw = ARENA.allocate(CpuQuant.bytesQ8_0((long) qm * qn), 64);
