@@ -84,7 +84,7 @@ public final class CpuActivation {
     private static FloatVector geluTanhV(FloatVector x) {
         var xc = x.max(-GELU_CLAMP).min(GELU_CLAMP);
         var u = xc.mul(xc).mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
+        var e = VectorMath.exp(u.mul(-2f));
         return x.div(e.add(1f)).blend(0f, x.lt(-GELU_CLAMP));
     }
 
@@ -93,7 +93,7 @@ public final class CpuActivation {
         var x2 = xc.mul(xc);
         var u = x2.mul(GELU_K).add(1f).mul(xc).mul(SQRT_2_OVER_PI);
         var du = x2.mul(3f * GELU_K).add(1f).mul(SQRT_2_OVER_PI);
-        var e = u.mul(-2f).lanewise(VectorOperators.EXP);
+        var e = VectorMath.exp(u.mul(-2f));
         var s = FloatVector.broadcast(S, 1f).div(e.add(1f));
         // d/dx [x s(2u)] = s + x * 2 u' s (1 - s), with 1 - s = e * s (accurate when s ~ 1)
         var grad = xc.mul(du).mul(2f).mul(s).mul(e.mul(s)).add(s);
@@ -145,14 +145,14 @@ public final class CpuActivation {
                 .mul(t).add(0.37409196)
                 .mul(t).add(1.00002368)
                 .mul(t).add(-1.26551223);
-        return t.mul(0.5).mul(p.sub(a.mul(a)).lanewise(VectorOperators.EXP));
+        return t.mul(0.5).mul(VectorMath.exp(p.sub(a.mul(a))));
     }
 
     private static double halfErfc(double a) {
         double t = 1.0 / (1.0 + 0.5 * a);
         double p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
                 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-        return 0.5 * t * Math.exp(p - a * a);
+        return 0.5 * t * VectorMath.exp(p - a * a);
     }
 
     /** Standard normal CDF Phi(x) (relative error < 1.2e-7), exposed for tests and other kernels. */
@@ -177,7 +177,7 @@ public final class CpuActivation {
         var x = (DoubleVector) xf.convertShape(VectorOperators.F2D, DS, 0);
         var dy = (DoubleVector) dyf.convertShape(VectorOperators.F2D, DS, 0);
         var a = x.abs().mul(INV_SQRT2);
-        var em = a.mul(a).neg().lanewise(VectorOperators.EXP); // exp(-x^2 / 2)
+        var em = VectorMath.exp(a.mul(a).neg()); // exp(-x^2 / 2)
         var g = x.mul(em).mul(INV_SQRT_2PI).add(phiV(x, a));
         return (FloatVector) dy.mul(g).convertShape(VectorOperators.D2F, FH, 0);
     }
@@ -208,8 +208,10 @@ public final class CpuActivation {
                         FloatVector.fromMemorySegment(FH, dy, dyb + 4L * i, LE)).intoMemorySegment(dx, dxb + 4L * i, LE);
             }
             for (; i < len; i++) {
+                // the operations of geluErfGradV, in the same order
                 double v = x.get(F, xb + 4L * i);
-                double g = normalCdf(v) + v * Math.exp(-0.5 * v * v) * INV_SQRT_2PI;
+                double a = Math.abs(v) * INV_SQRT2;
+                double g = v * VectorMath.exp(-(a * a)) * INV_SQRT_2PI + normalCdf(v);
                 dx.set(F, dxb + 4L * i, (float) (dy.get(F, dyb + 4L * i) * g));
             }
         });
@@ -219,11 +221,11 @@ public final class CpuActivation {
     // SiLU: y = x * sigmoid(x) = x / (1 + exp(-x))
 
     private static FloatVector siluV(FloatVector x) {
-        return x.div(x.neg().lanewise(VectorOperators.EXP).add(1f));
+        return x.div(VectorMath.exp(x.neg()).add(1f));
     }
 
     private static FloatVector siluGradV(FloatVector x, FloatVector dy) {
-        var s = FloatVector.broadcast(S, 1f).div(x.neg().lanewise(VectorOperators.EXP).add(1f));
+        var s = FloatVector.broadcast(S, 1f).div(VectorMath.exp(x.neg()).add(1f));
         // s * (1 + x (1 - s)); exp overflow gives s = 0 and a finite product
         return dy.mul(s).mul(x.mul(s.neg().add(1f)).add(1f));
     }
@@ -293,8 +295,8 @@ public final class CpuActivation {
         blocks(n, (st, len) -> {
             long xb = 4 * (xOff + st), yb = 4 * (yOff + st);
             int i = 0, bound = S.loopBound(len);
-            for (; i < bound; i += L) ld(x, xb + 4L * i).lanewise(VectorOperators.TANH).intoMemorySegment(y, yb + 4L * i, LE);
-            for (; i < len; i++) y.set(F, yb + 4L * i, (float) Math.tanh(x.get(F, xb + 4L * i)));
+            for (; i < bound; i += L) VectorMath.tanh(ld(x, xb + 4L * i)).intoMemorySegment(y, yb + 4L * i, LE);
+            for (; i < len; i++) y.set(F, yb + 4L * i, VectorMath.tanh(x.get(F, xb + 4L * i)));
         });
     }
 
@@ -320,8 +322,8 @@ public final class CpuActivation {
         blocks(n, (st, len) -> {
             long xb = 4 * (xOff + st), yb = 4 * (yOff + st);
             int i = 0, bound = S.loopBound(len);
-            for (; i < bound; i += L) ld(x, xb + 4L * i).lanewise(VectorOperators.EXP).intoMemorySegment(y, yb + 4L * i, LE);
-            for (; i < len; i++) y.set(F, yb + 4L * i, (float) Math.exp(x.get(F, xb + 4L * i)));
+            for (; i < bound; i += L) VectorMath.exp(ld(x, xb + 4L * i)).intoMemorySegment(y, yb + 4L * i, LE);
+            for (; i < len; i++) y.set(F, yb + 4L * i, VectorMath.exp(x.get(F, xb + 4L * i)));
         });
     }
 
@@ -341,8 +343,8 @@ public final class CpuActivation {
         blocks(n, (st, len) -> {
             long xb = 4 * (xOff + st), yb = 4 * (yOff + st);
             int i = 0, bound = S.loopBound(len);
-            for (; i < bound; i += L) ld(x, xb + 4L * i).lanewise(VectorOperators.LOG).intoMemorySegment(y, yb + 4L * i, LE);
-            for (; i < len; i++) y.set(F, yb + 4L * i, (float) Math.log(x.get(F, xb + 4L * i)));
+            for (; i < bound; i += L) VectorMath.log(ld(x, xb + 4L * i)).intoMemorySegment(y, yb + 4L * i, LE);
+            for (; i < len; i++) y.set(F, yb + 4L * i, VectorMath.log(x.get(F, xb + 4L * i)));
         });
     }
 

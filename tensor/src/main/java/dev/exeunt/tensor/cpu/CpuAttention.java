@@ -222,12 +222,12 @@ public final class CpuAttention {
         FloatVector mv = FloatVector.broadcast(SP, mNew);
         FloatVector sum = FloatVector.zero(SP);
         for (int c = 0; c < BLOCK_KEYS; c += L) {
-            FloatVector p = FloatVector.fromArray(SP, s, so + c).sub(mv).lanewise(VectorOperators.EXP);
+            FloatVector p = VectorMath.exp(FloatVector.fromArray(SP, s, so + c).sub(mv));
             p.intoArray(s, so + c);
             sum = sum.add(p);
         }
-        float corr = mOld == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(mOld - mNew);
-        l[r] = l[r] * corr + sum.reduceLanes(VectorOperators.ADD);
+        float corr = mOld == Float.NEGATIVE_INFINITY ? 0f : VectorMath.exp(mOld - mNew);
+        l[r] = l[r] * corr + VectorMath.sum(sum);
         if (corr != 1f) scaleRow(acc, accOff, D, corr);
         m[r] = mNew;
     }
@@ -357,7 +357,7 @@ public final class CpuAttention {
                         FloatVector vl = FloatVector.broadcast(SP, lseH[rowBase + t]);
                         FloatVector vd = FloatVector.broadcast(SP, delta[rowBase + t]);
                         for (int c = 0; c < BLOCK_KEYS; c += L) {
-                            FloatVector p = FloatVector.fromArray(SP, s, so + c).fma(vscale, vl.neg()).lanewise(VectorOperators.EXP);
+                            FloatVector p = VectorMath.exp(FloatVector.fromArray(SP, s, so + c).fma(vscale, vl.neg()));
                             FloatVector ds = p.mul(FloatVector.fromArray(SP, dp, so + c).sub(vd)).mul(vscale);
                             p.intoArray(s, so + c);
                             ds.intoArray(dp, so + c);
@@ -470,8 +470,8 @@ public final class CpuAttention {
                     x2 = FloatVector.fromMemorySegment(SP, kseg, b2 + db, LE).fma(qv, x2);
                     x3 = FloatVector.fromMemorySegment(SP, kseg, b3 + db, LE).fma(qv, x3);
                 }
-                float s0 = x0.reduceLanes(VectorOperators.ADD), s1 = x1.reduceLanes(VectorOperators.ADD);
-                float s2 = x2.reduceLanes(VectorOperators.ADD), s3 = x3.reduceLanes(VectorOperators.ADD);
+                float s0 = VectorMath.sum(x0), s1 = VectorMath.sum(x1);
+                float s2 = VectorMath.sum(x2), s3 = VectorMath.sum(x3);
                 for (int d = ub; d < D; d++) {
                     float qd = a[ao + d];
                     long db = (long) d * 4;
@@ -490,7 +490,7 @@ public final class CpuAttention {
                 FloatVector x0 = FloatVector.zero(SP);
                 for (int d = 0; d < ub; d += L)
                     x0 = FloatVector.fromMemorySegment(SP, kseg, b0 + (long) d * 4, LE).fma(FloatVector.fromArray(SP, a, ao + d), x0);
-                float s0 = x0.reduceLanes(VectorOperators.ADD);
+                float s0 = VectorMath.sum(x0);
                 for (int d = ub; d < D; d++) s0 += a[ao + d] * kseg.get(F32, b0 + (long) d * 4);
                 s[so + jj] = s0;
             }
@@ -711,7 +711,7 @@ public final class CpuAttention {
         FloatVector acc = FloatVector.zero(SP);
         for (; d < ub; d += L)
             acc = FloatVector.fromMemorySegment(SP, a, ab + d * 4L, LE).fma(FloatVector.fromMemorySegment(SP, b, bb + d * 4L, LE), acc);
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = VectorMath.sum(acc);
         for (; d < n; d++) s += a.get(F32, ab + d * 4L) * b.get(F32, bb + d * 4L);
         return s;
     }

@@ -152,7 +152,7 @@ public final class CpuElementwise {
                     FloatVector v = FloatVector.fromMemorySegment(S, x, (xOff + i) * 4, LE);
                     acc = v.fma(v, acc);
                 }
-                double s = acc.reduceLanes(VectorOperators.ADD);
+                double s = VectorMath.sum(acc);
                 for (; i < hi; i++) {
                     float v = x.getAtIndex(F, xOff + i);
                     s += v * v;

@@ -263,7 +263,7 @@ public final class CpuGemm {
             acc0 = FloatVector.fromMemorySegment(S, seg, byteOff + 4L * p, LE).fma(FloatVector.fromArray(S, x, xo + p), acc0);
             acc1 = FloatVector.fromMemorySegment(S, seg, byteOff + 4L * (p + VL), LE).fma(FloatVector.fromArray(S, x, xo + p + VL), acc1);
         }
-        float s = acc0.add(acc1).reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        float s = VectorMath.sum(acc0.add(acc1));
         for (; p < len; p++) s += x[xo + p] * seg.get(F, byteOff + 4L * p);
         return s;
     }
@@ -574,10 +574,10 @@ public final class CpuGemm {
                 s2 = FloatVector.fromMemorySegment(S, a, a2 + o, LE).fma(xv, s2);
                 s3 = FloatVector.fromMemorySegment(S, a, a3 + o, LE).fma(xv, s3);
             }
-            float d0 = s0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
-            float d1 = s1.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
-            float d2 = s2.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
-            float d3 = s3.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            float d0 = VectorMath.sum(s0);
+            float d1 = VectorMath.sum(s1);
+            float d2 = VectorMath.sum(s2);
+            float d3 = VectorMath.sum(s3);
             for (; j < n; j++) {
                 float xj = x.get(F, xb + 4L * j);
                 d0 += a.get(F, a0 + 4L * j) * xj;
@@ -596,7 +596,7 @@ public final class CpuGemm {
             int j = 0;
             for (; j <= n - VL; j += VL)
                 s0 = FloatVector.fromMemorySegment(S, a, a0 + 4L * j, LE).fma(FloatVector.fromMemorySegment(S, x, xb + 4L * j, LE), s0);
-            float d0 = s0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            float d0 = VectorMath.sum(s0);
             for (; j < n; j++) d0 += a.get(F, a0 + 4L * j) * x.get(F, xb + 4L * j);
             putY(y, yOff + i, alpha * d0, beta);
         }

@@ -207,11 +207,11 @@ public final class CpuLoss {
                     float k = coef * invT;
                     int j = 0, bound = S.loopBound(vocab);
                     for (; j < bound; j += L) {
-                        FloatVector.fromMemorySegment(S, logits, zb + 4L * j, LE).sub(m).mul(invT).sub(ls)
-                                .lanewise(VectorOperators.EXP).mul(k).intoMemorySegment(dlogits, db + 4L * j, LE);
+                        VectorMath.exp(FloatVector.fromMemorySegment(S, logits, zb + 4L * j, LE).sub(m).mul(invT).sub(ls))
+                                .mul(k).intoMemorySegment(dlogits, db + 4L * j, LE);
                     }
                     for (; j < vocab; j++) {
-                        dlogits.set(F, db + 4L * j, k * (float) Math.exp((logits.get(F, zb + 4L * j) - m) * invT - ls));
+                        dlogits.set(F, db + 4L * j, VectorMath.exp((logits.get(F, zb + 4L * j) - m) * invT - ls) * k);
                     }
                     long tb = db + 4L * t;
                     dlogits.set(F, tb, dlogits.get(F, tb) - k);

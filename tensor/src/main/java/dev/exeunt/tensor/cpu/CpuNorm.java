@@ -4,7 +4,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -157,7 +156,7 @@ public final class CpuNorm {
         if (bound > 0) {
             var acc = FloatVector.zero(S);
             for (; i < bound; i += L) acc = acc.add(FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE));
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = VectorMath.sum(acc);
         }
         for (; i < n; i++) s += x.get(F, xb + 4L * i);
         return s;
@@ -173,7 +172,7 @@ public final class CpuNorm {
                 var d = FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE).sub(mu);
                 acc = d.fma(d, acc);
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = VectorMath.sum(acc);
         }
         for (; i < n; i++) {
             float d = x.get(F, xb + 4L * i) - mu;
@@ -217,8 +216,8 @@ public final class CpuNorm {
                 accG = accG.add(g);
                 accGx = g.fma(xh, accGx);
             }
-            sg = accG.reduceLanes(VectorOperators.ADD);
-            sgx = accGx.reduceLanes(VectorOperators.ADD);
+            sg = VectorMath.sum(accG);
+            sgx = VectorMath.sum(accGx);
         }
         for (; i < n; i++) {
             float xh = (x.get(F, xb + 4L * i) - mu) * rs;

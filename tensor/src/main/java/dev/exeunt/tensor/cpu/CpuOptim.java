@@ -4,7 +4,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -101,7 +100,7 @@ public final class CpuOptim {
                         var a = FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE);
                         acc = a.fma(a, acc);
                     }
-                    s = acc.reduceLanes(VectorOperators.ADD);
+                    s = VectorMath.sum(acc);
                 }
                 for (; i < len; i++) {
                     float a = x.get(F, xb + 4L * i);

@@ -358,10 +358,10 @@ public final class CpuQuant {
                 a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
                 a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
             }
-            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 1) * 4L, a1.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 2) * 4L, a2.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 3) * 4L, a3.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb + (r + 1) * 4L, VectorMath.sum(a1));
+            y.set(F32, yb + (r + 2) * 4L, VectorMath.sum(a2));
+            y.set(F32, yb + (r + 3) * 4L, VectorMath.sum(a3));
         }
         for (; r < r1; r++) {
             long o0 = wOff + r * rowBytes;
@@ -379,7 +379,7 @@ public final class CpuQuant {
                 }
                 a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
         }
     }
 
@@ -437,10 +437,10 @@ public final class CpuQuant {
                 a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
                 a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
             }
-            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 1) * 4L, a1.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 2) * 4L, a2.reduceLanes(VectorOperators.ADD));
-            y.set(F32, yb + (r + 3) * 4L, a3.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb + (r + 1) * 4L, VectorMath.sum(a1));
+            y.set(F32, yb + (r + 2) * 4L, VectorMath.sum(a2));
+            y.set(F32, yb + (r + 3) * 4L, VectorMath.sum(a3));
         }
         for (; r < r1; r++) {
             long o0 = wOff + r * rowBytes;
@@ -461,7 +461,7 @@ public final class CpuQuant {
                 }
                 a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            y.set(F32, yb + r * 4L, a0.reduceLanes(VectorOperators.ADD));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
         }
     }
 
@@ -501,8 +501,8 @@ public final class CpuQuant {
                     a3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a3);
                 }
             }
-            float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-            float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+            float s0 = VectorMath.sum(a0), s1 = VectorMath.sum(a1);
+            float s2 = VectorMath.sum(a2), s3 = VectorMath.sum(a3);
             for (; j < n; j++) {
                 float xj = x.get(F32, xb + j * 4L);
                 s0 += w.get(ValueLayout.JAVA_BYTE, o0 + j) * xj;
@@ -526,7 +526,7 @@ public final class CpuQuant {
                     a0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, a0);
                 }
             }
-            float s0 = a0.reduceLanes(VectorOperators.ADD);
+            float s0 = VectorMath.sum(a0);
             for (; j < n; j++) s0 += w.get(ValueLayout.JAVA_BYTE, o0 + j) * x.get(F32, xb + j * 4L);
             y.set(F32, yb + r * 4L, s0 * scales.get(F32, sb + r * 4L));
         }
@@ -599,10 +599,10 @@ public final class CpuQuant {
             a2 = FloatVector.fromMemorySegment(FS, buf, 2 * rb + jb, LE).fma(xv, a2);
             a3 = FloatVector.fromMemorySegment(FS, buf, 3 * rb + jb, LE).fma(xv, a3);
         }
-        y.set(F32, yb, a0.reduceLanes(VectorOperators.ADD));
-        y.set(F32, yb + 4, a1.reduceLanes(VectorOperators.ADD));
-        y.set(F32, yb + 8, a2.reduceLanes(VectorOperators.ADD));
-        y.set(F32, yb + 12, a3.reduceLanes(VectorOperators.ADD));
+        y.set(F32, yb, VectorMath.sum(a0));
+        y.set(F32, yb + 4, VectorMath.sum(a1));
+        y.set(F32, yb + 8, VectorMath.sum(a2));
+        y.set(F32, yb + 12, VectorMath.sum(a3));
     }
 
     private static float dot1(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
@@ -611,6 +611,6 @@ public final class CpuQuant {
             long jb = j * 4L;
             a0 = FloatVector.fromMemorySegment(FS, buf, rowb + jb, LE).fma(FloatVector.fromMemorySegment(FS, x, xb + jb, LE), a0);
         }
-        return a0.reduceLanes(VectorOperators.ADD);
+        return VectorMath.sum(a0);
     }
 }

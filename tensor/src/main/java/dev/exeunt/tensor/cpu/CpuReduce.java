@@ -63,7 +63,7 @@ public final class CpuReduce {
                 FloatVector v = FloatVector.fromMemorySegment(S, x, (off + i) * 4, LE);
                 acc = max ? acc.max(v) : acc.add(v);
             }
-            result = acc.reduceLanes(max ? VectorOperators.MAX : VectorOperators.ADD);
+            result = max ? acc.reduceLanes(VectorOperators.MAX) : VectorMath.sum(acc);
         } else {
             result = max ? Float.NEGATIVE_INFINITY : 0f;
         }

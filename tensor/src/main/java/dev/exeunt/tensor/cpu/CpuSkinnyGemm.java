@@ -4,7 +4,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -66,8 +65,7 @@ public final class CpuSkinnyGemm {
             if (rows > 2) s2 = FloatVector.fromMemorySegment(S, a, (a0 + 2L * lda + i) * 4, LE).fma(w, s2);
             if (rows > 3) s3 = FloatVector.fromMemorySegment(S, a, (a0 + 3L * lda + i) * 4, LE).fma(w, s3);
         }
-        float[] sums = {s0.reduceLanes(VectorOperators.ADD), s1.reduceLanes(VectorOperators.ADD),
-                s2.reduceLanes(VectorOperators.ADD), s3.reduceLanes(VectorOperators.ADD)};
+        float[] sums = {VectorMath.sum(s0), VectorMath.sum(s1), VectorMath.sum(s2), VectorMath.sum(s3)};
         for (int r = 0; r < rows; r++) {
             float s = sums[r];
             long ar = a0 + (long) r * lda;

@@ -107,12 +107,11 @@ public final class CpuSoftmax {
             var vmax = FloatVector.broadcast(S, max);
             var acc = FloatVector.zero(S);
             for (; i < bound; i += L) {
-                acc = acc.add(FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE).sub(vmax).mul(scale)
-                        .lanewise(VectorOperators.EXP));
+                acc = acc.add(VectorMath.exp(FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE).sub(vmax).mul(scale)));
             }
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = VectorMath.sum(acc);
         }
-        for (; i < n; i++) sum += (float) Math.exp((x.get(F, xb + 4L * i) - max) * scale);
+        for (; i < n; i++) sum += VectorMath.exp((x.get(F, xb + 4L * i) - max) * scale);
         return sum;
     }
 
@@ -129,14 +128,14 @@ public final class CpuSoftmax {
             var vmax = FloatVector.broadcast(S, max);
             var acc = FloatVector.zero(S);
             for (; i < bound; i += L) {
-                var e = FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE).sub(vmax).lanewise(VectorOperators.EXP);
+                var e = VectorMath.exp(FloatVector.fromMemorySegment(S, x, xb + 4L * i, LE).sub(vmax));
                 acc = acc.add(e);
                 e.intoMemorySegment(y, yb + 4L * i, LE);
             }
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = VectorMath.sum(acc);
         }
         for (; i < n; i++) {
-            float e = (float) Math.exp(x.get(F, xb + 4L * i) - max);
+            float e = VectorMath.exp(x.get(F, xb + 4L * i) - max);
             sum += e;
             y.set(F, yb + 4L * i, e);
         }
@@ -175,7 +174,7 @@ public final class CpuSoftmax {
                 acc = FloatVector.fromMemorySegment(S, y, yb + 4L * i, LE)
                         .fma(FloatVector.fromMemorySegment(S, dy, dyb + 4L * i, LE), acc);
             }
-            dot = acc.reduceLanes(VectorOperators.ADD);
+            dot = VectorMath.sum(acc);
         }
         for (; i < n; i++) dot += y.get(F, yb + 4L * i) * dy.get(F, dyb + 4L * i);
         i = 0;
@@ -193,16 +192,16 @@ public final class CpuSoftmax {
         if (bound > 0) {
             var acc = FloatVector.zero(S);
             for (; i < bound; i += L) acc = acc.add(FloatVector.fromMemorySegment(S, dy, dyb + 4L * i, LE));
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = VectorMath.sum(acc);
         }
         for (; i < n; i++) sum += dy.get(F, dyb + 4L * i);
         i = 0;
         for (; i < bound; i += L) {
-            var e = FloatVector.fromMemorySegment(S, y, yb + 4L * i, LE).lanewise(VectorOperators.EXP);
+            var e = VectorMath.exp(FloatVector.fromMemorySegment(S, y, yb + 4L * i, LE));
             FloatVector.fromMemorySegment(S, dy, dyb + 4L * i, LE).sub(e.mul(sum)).intoMemorySegment(dx, dxb + 4L * i, LE);
         }
         for (; i < n; i++) {
-            dx.set(F, dxb + 4L * i, dy.get(F, dyb + 4L * i) - (float) Math.exp(y.get(F, yb + 4L * i)) * sum);
+            dx.set(F, dxb + 4L * i, dy.get(F, dyb + 4L * i) - VectorMath.exp(y.get(F, yb + 4L * i)) * sum);
         }
     }
 
