@@ -639,11 +639,8 @@ public final class CpuAttention {
     // ------------------------------------------------------------------------------------------
     // Helpers
 
-    /** An unstarted thread: a segment it may access is not confined to its owner thread. */
-    private static final Thread PROBE = Thread.ofPlatform().unstarted(() -> {});
-
     private static boolean shareable(MemorySegment seg) {
-        return seg.isAccessibleBy(PROBE);
+        return CpuThreads.shareable(seg);
     }
 
     private static boolean shareable(View... views) {

@@ -100,12 +100,10 @@ public final class CpuGemm {
         return cap > 0 ? Math.min(cap, t) : t;
     }
 
-    private static final Thread STRANGER = new Thread(() -> {});
-
     /** threads(), or 1 when a segment is confined to the calling thread (pool threads could not touch it). */
     static int threadsFor(MemorySegment a, MemorySegment b, MemorySegment c) {
         int t = threads();
-        if (t > 1 && !(a.isAccessibleBy(STRANGER) && b.isAccessibleBy(STRANGER) && c.isAccessibleBy(STRANGER))) return 1;
+        if (t > 1 && !CpuThreads.shareable(a, b, c)) return 1;
         return t;
     }
 

@@ -65,19 +65,12 @@ public final class CpuHalf {
         void run(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long count);
     }
 
-    /** A thread that is never started: segments it may access are accessible from the pool's threads too. */
-    private static final Thread PROBE = Thread.ofPlatform().unstarted(() -> {});
-
-    /**
-     * Whether all segments may be accessed from other threads (global, automatic or shared arenas). Segments of
-     * a confined arena may not, so kernels over them run on the calling thread alone.
-     */
     static boolean shareable(MemorySegment a, MemorySegment b) {
-        return a.isAccessibleBy(PROBE) && b.isAccessibleBy(PROBE);
+        return CpuThreads.shareable(a, b);
     }
 
     static boolean shareable(MemorySegment a, MemorySegment b, MemorySegment c) {
-        return shareable(a, b) && c.isAccessibleBy(PROBE);
+        return CpuThreads.shareable(a, b, c);
     }
 
     private static void split(Kernel k, MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long count) {

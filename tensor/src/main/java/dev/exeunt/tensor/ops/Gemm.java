@@ -1,6 +1,5 @@
 package dev.exeunt.tensor.ops;
 
-import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Tensor;
 
 /** How a tensor is handed to GEMM: row-major or transposed in place, copied only when neither fits. */
@@ -53,9 +52,5 @@ final class Gemm {
         Tensor c = Tensor.empty(t.dtype(), t.device(), t.shape());
         t.backend().copy(t, c);
         return c;
-    }
-
-    static String describe(Tensor t) {
-        return Shape.str(t.shape());
     }
 }
