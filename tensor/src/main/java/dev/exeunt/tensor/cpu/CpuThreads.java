@@ -19,7 +19,7 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class CpuThreads {
     private static final int THREADS = configuredThreads();
     /** How long an idle worker spins on the job slot before parking. */
-    private static final long SPIN_NANOS = Long.getLong("exeunt.threads.spinMicros", 100) * 1000;
+    private static final long SPIN_NANOS = Long.getLong("exeunt.threads.spinMicros", 2000) * 1000;
     private static final ReentrantLock SUBMIT = new ReentrantLock();
     private static final AtomicReference<Job> CURRENT = new AtomicReference<>();
     private static final ThreadLocal<Boolean> IN_CHUNK = ThreadLocal.withInitial(() -> false);
