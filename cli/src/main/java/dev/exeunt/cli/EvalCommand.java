@@ -19,7 +19,7 @@ final class EvalCommand implements Main.Command {
     public String usage() {
         return """
                 usage: exeunt eval --model DIR --data FILE.arrow [--seq-len N (model context, max 256)] [--batch N (8)]
-                                   [--batches N (all)] [--json]
+                                   [--batches N (all)] [--device cpu|cuda[:N]] [--json]
                   Evaluates every window of the dataset (or the first --batches batches), in order.""";
     }
 
@@ -30,8 +30,9 @@ final class EvalCommand implements Main.Command {
         Path data = Path.of(a.require("data", "an .arrow dataset"));
         int batch = a.getInt("batch", 8), batches = a.getInt("batches", 0);
         Integer seqLen = a.has("seq-len") ? a.getInt("seq-len", 0) : null;
+        Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
+        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, device)) {
             var model = loaded.model();
             int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
             if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());

@@ -21,7 +21,7 @@ final class GenerateCommand implements Main.Command {
                 usage: exeunt generate --model DIR|FILE.gguf (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
                                        [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
-                                       [--show-exits] [--json]
+                                       [--show-exits] [--device cpu|cuda[:N]] [--json]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
                   --json prints {tokens, exits, text, tokens_per_s}.""";
     }
@@ -35,8 +35,9 @@ final class GenerateCommand implements Main.Command {
         if ((prompt == null) == (promptIds == null)) throw new Args.UsageException("give exactly one of --prompt and --prompt-ids");
         var cfg = new GenerationConfig(a.getInt("max-new-tokens", 64), a.getDouble("temperature", 0), a.getInt("top-k", 0),
                 a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
+        Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
+        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, device)) {
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;

@@ -26,7 +26,8 @@ final class TrainCommand implements Main.Command {
     }
 
     public String usage() {
-        return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml] [--json]\n"
+        return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml]\n"
+                + "                   [--device cpu|cuda[:N]] [--json]\n"
                 + "  The tokenizer defaults to tokenizer.json beside the data file.\n" + ModelOptions.HELP;
     }
 
@@ -37,11 +38,12 @@ final class TrainCommand implements Main.Command {
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
         Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
         TrainConfig tc = ModelOptions.train(a);
+        Device device = Device.parse(a.get("device", "cpu"));
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var result = train(mc, tc, tokenizer, data, outDir, System.err);
+        var result = train(mc, tc, tokenizer, data, outDir, System.err, device);
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),
@@ -63,6 +65,11 @@ final class TrainCommand implements Main.Command {
     /** Trains (or resumes, when outDir holds a training checkpoint) and returns the result. */
     static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
                                 Path outDir, PrintStream console) throws IOException {
+        return train(mc, tc, tokenizer, data, outDir, console, Device.CPU);
+    }
+
+    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
+                                Path outDir, PrintStream console, Device device) throws IOException {
         int[] tokens;
         try (var reader = TokenDatasetReader.open(data)) {
             tokens = reader.readAllTokens(OptionalInt.empty());
@@ -84,7 +91,7 @@ final class TrainCommand implements Main.Command {
         var windows = TokenWindows.of(tokens, tc.seqLen());
         var eos = tokenizer.eosId();
         var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), eos.orElse(-1));
-        try (var model = EarlyExitModel.create(config, Device.CPU, tc.seed());
+        try (var model = EarlyExitModel.create(config, device, tc.seed());
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console)) {
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.length,

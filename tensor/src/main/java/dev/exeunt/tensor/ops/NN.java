@@ -20,6 +20,11 @@ public final class NN {
         return t.isContiguous() ? t : Ops.contiguous(t);
     }
 
+    /** Ids, targets and masks are built on the host; they follow the tensor they index. */
+    private static Tensor onDevice(Tensor t, Tensor like) {
+        return t.device().equals(like.device()) ? t : Ops.toDevice(t, like.device());
+    }
+
     private static int rows(Tensor x) {
         return (int) (x.numel() / x.dim(-1));
     }
@@ -78,7 +83,7 @@ public final class NN {
     /** Rows of table [V, D] for I32 ids of any shape: result [ids..., D]. */
     public static Tensor embedding(Tensor table, Tensor ids) {
         if (ids.dtype() != DType.I32) throw new IllegalArgumentException("embedding ids must be I32, got " + ids.dtype());
-        Tensor idc = contig(ids);
+        Tensor idc = onDevice(contig(ids), table);
         int[] shape = Arrays.copyOf(ids.shape(), ids.rank() + 1);
         shape[ids.rank()] = table.dim(1);
         Tensor out = emptyF32(table.device(), shape);
@@ -151,9 +156,9 @@ public final class NN {
                     + " but " + targets.numel() + " targets");
         }
         if (targets.dtype() != DType.I32) throw new IllegalArgumentException("targets must be I32, got " + targets.dtype());
-        Tensor lc = contig(logits), tc = contig(targets);
-        Tensor mask = opt.mask() == null ? null : contig(opt.mask());
-        Tensor weight = opt.weight() == null ? null : contig(opt.weight());
+        Tensor lc = contig(logits), tc = onDevice(contig(targets), logits);
+        Tensor mask = opt.mask() == null ? null : onDevice(contig(opt.mask()), logits);
+        Tensor weight = opt.weight() == null ? null : onDevice(contig(opt.weight()), logits);
         double[] sums = logits.backend().crossEntropy(lc, tc, opt.ignoreIndex(), mask, weight, opt.temperature(),
                 null, null, 0f, null, null);
         float denom = (float) (sums[1] > 0 ? sums[1] : 1);
