@@ -30,7 +30,7 @@ final class DemoCommand implements Main.Command {
     public String usage() {
         return """
                 usage: exeunt demo [--out DIR (demo-out)] [--data PATH (default $JAVA_HOME/lib/src.zip)] [--limit-mb N (8)]
-                                   [--iters N (400)] [--threshold X (0.4)] [--prompt TEXT] [--json]
+                                   [--iters N (800)] [--threshold X (0.4)] [--prompt TEXT] [--json]
                   plus any model/exit/training option of 'exeunt train' (defaults here: 8 layers, d-model 192,
                   4 heads, norm exits at layers 2 and 4, seq-len 128, batch 8). The checkpoint is left in DIR.""";
     }
@@ -47,7 +47,7 @@ final class DemoCommand implements Main.Command {
         long limit = (long) (a.getDouble("limit-mb", 8) * 1_000_000);
         double threshold = a.getDouble("threshold", 0.4);
         String prompt = a.get("prompt", "public static void main(String[] args) {\n        ");
-        String[] defaults = {"iters", "400", "layers", "8", "d-model", "192", "heads", "4", "exits", "2,4", "seq-len", "128",
+        String[] defaults = {"iters", "800", "layers", "8", "d-model", "192", "heads", "4", "exits", "2,4", "seq-len", "128",
                 "batch", "8", "lr", "2e-3", "eval-batches", "16"};
         var merged = new java.util.ArrayList<>(Arrays.asList(argv));
         for (int i = 0; i < defaults.length; i += 2) {
@@ -95,7 +95,7 @@ final class DemoCommand implements Main.Command {
                 int[] f = fullOut.tokenIds(), e = earlyOut.tokenIds();
                 List<int[]> prompts = heldOutPrompts(work.resolve("data.arrow"), 4, 32);
                 double[] thresholds = {1.0, 0.9, 0.8, 0.6, 0.4, 0.3};
-                var points = Sweep.run(model, prompts, thresholds, 64, 3, eos);
+                var points = Sweep.run(model, prompts, thresholds, 64, 3, eos, false);
                 int[] exitLayers = model.config().exits().stream().mapToInt(x -> x.layer()).toArray();
                 Sweep.Point at = points.stream().min(java.util.Comparator.comparingDouble(p -> Math.abs(p.threshold() - threshold)))
                         .orElseThrow();
@@ -118,7 +118,7 @@ final class DemoCommand implements Main.Command {
                         sb.append(exits[i] < layers ? "[" + exits[i] + "]" + piece : piece);
                     }
                     out.println(sb);
-                    out.println("--- decode speed against threshold (greedy, 4 held-out prompts x 64 tokens, medians of 3) ---");
+                    out.println("--- decode speed against threshold (greedy, batch size 1, 4 held-out prompts x 64 tokens, medians of 3) ---");
                     out.print(Sweep.table(points, exitLayers));
                     out.printf(Locale.ROOT, "training: %.0f tokens/s. Early exit at threshold %.2f: %.2fx decode speedup, %.1f%% of tokens "
                                     + "identical to the full model (plot: %s)%n", result.tokensPerSecond(), at.threshold(), at.speedup(),

@@ -23,13 +23,14 @@ final class SweepCommand implements Main.Command {
         return """
                 usage: exeunt sweep --model DIR (--prompts FILE (one per line) | --prompt TEXT | --data FILE.arrow)
                                     [--thresholds 1,0.9,0.8,0.6,0.4,0.2] [--max-new-tokens N (64)] [--num-prompts N (4)]
-                                    [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--out DIR] [--json]
+                                    [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--batched] [--out DIR] [--json]
                   With --data, prompts are the first --prompt-tokens tokens of evenly spaced held-out documents.
+                  Prompts run one at a time (batch size 1) unless --batched packs them into one batch.
                   --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json"));
+        var a = new Args(argv, Set.of("json", "batched"));
         boolean json = a.getBool("json", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String thr = a.get("thresholds", "1,0.9,0.8,0.6,0.4,0.2");
@@ -41,6 +42,7 @@ final class SweepCommand implements Main.Command {
         }
         int maxNew = a.getInt("max-new-tokens", 64), n = a.getInt("num-prompts", 4), promptTokens = a.getInt("prompt-tokens", 32);
         int repeats = a.getInt("repeats", 3);
+        boolean batched = a.getBool("batched", false);
         String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
         Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
         a.checkAllUsed();
@@ -66,7 +68,7 @@ final class SweepCommand implements Main.Command {
             }
             var model = loaded.model();
             int eos = tok != null && tok.eosId().isPresent() ? tok.eosId().getAsInt() : -1;
-            var points = Sweep.run(model, prompts, thresholds, maxNew, repeats, eos);
+            var points = Sweep.run(model, prompts, thresholds, maxNew, repeats, eos, batched);
             int[] layers = model.config().exits().stream().mapToInt(ExitConfig::layer).toArray();
             String table = Sweep.table(points, layers), js = Sweep.toJson(points, layers);
             if (outDir != null) {

@@ -20,10 +20,15 @@ public final class Sweep {
 
     private Sweep() {}
 
-    /** Runs every threshold {@code repeats} times (alternating with the full model) and keeps the medians. */
+    /**
+     * Runs every threshold {@code repeats} times (alternating with the full model) and keeps the medians.
+     * Prompts run one at a time (batch size 1, where early exit saves weight reads) unless
+     * {@code batched}, which packs them into one batch: there a layer's weights are read as long as any
+     * sequence still needs the layer, so early exit saves far less.
+     */
     public static List<Point> run(EarlyExitModel model, List<int[]> prompts, double[] thresholds, int maxNewTokens, int repeats,
-                                  int eosId) {
-        var gen = new Generator(model);
+                                  int eosId, boolean batched) {
+        var gen = new Timed(new Generator(model), batched);
         var full = GenerationConfig.greedy(maxNewTokens).withEos(eosId);
         // Warm-up: the Vector API runs its slow fallback until C2 has compiled each kernel, which takes
         // a few thousand calls; time only after both the full and the exiting paths are compiled.
@@ -69,12 +74,42 @@ public final class Sweep {
         return points;
     }
 
-    private static List<Generation> timed(Generator gen, List<int[]> prompts, GenerationConfig cfg) {
+    /** Generation over all prompts, batched or one by one, remembering the decode rate. */
+    private static final class Timed {
+        final Generator gen;
+        final boolean batched;
+        double rate;
+
+        Timed(Generator gen, boolean batched) {
+            this.gen = gen;
+            this.batched = batched;
+        }
+
+        List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
+            if (batched) {
+                var out = gen.generate(prompts, cfg, listener);
+                rate = gen.lastStats().decodeTokensPerSecond();
+                return out;
+            }
+            List<Generation> out = new ArrayList<>();
+            long tokens = 0;
+            double seconds = 0;
+            for (int[] p : prompts) {
+                out.add(gen.generate(List.of(p), cfg, listener).get(0));
+                tokens += gen.lastStats().generatedTokens();
+                seconds += gen.lastStats().decodeSeconds();
+            }
+            rate = seconds == 0 ? 0 : tokens / seconds;
+            return out;
+        }
+    }
+
+    private static List<Generation> timed(Timed gen, List<int[]> prompts, GenerationConfig cfg) {
         return gen.generate(prompts, cfg, TokenListener.NONE);
     }
 
-    private static double rate(Generator gen) {
-        return gen.lastStats().decodeTokensPerSecond();
+    private static double rate(Timed gen) {
+        return gen.rate;
     }
 
     private static int indexOf(int[] a, int v) {
