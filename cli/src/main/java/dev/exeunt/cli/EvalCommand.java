@@ -1,9 +1,9 @@
 package dev.exeunt.cli;
 
-import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.io.TokenDatasetReader;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.train.Evaluator;
+import dev.exeunt.model.ModelLoader;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -32,7 +32,7 @@ final class EvalCommand implements Main.Command {
         Integer seqLen = a.has("seq-len") ? a.getInt("seq-len", 0) : null;
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, device)) {
+        try (var loaded = ModelLoader.load(dir, device)) {
             var model = loaded.model();
             int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
             if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());

@@ -1,9 +1,9 @@
 package dev.exeunt.cli;
 
-import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
+import dev.exeunt.model.ModelLoader;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -37,7 +37,7 @@ final class GenerateCommand implements Main.Command {
                 a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, device)) {
+        try (var loaded = ModelLoader.load(dir, device)) {
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;

@@ -1,9 +1,9 @@
 package dev.exeunt.cli;
 
-import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.generate.Sweep;
 import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.ModelLoader;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -46,7 +46,7 @@ final class SweepCommand implements Main.Command {
         String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
         Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
         a.checkAllUsed();
-        try (var loaded = dev.exeunt.model.ModelLoader.load(dir, Device.CPU)) {
+        try (var loaded = ModelLoader.load(dir, Device.CPU)) {
             var tok = loaded.tokenizer();
             List<int[]> prompts = new ArrayList<>();
             if (data != null) {

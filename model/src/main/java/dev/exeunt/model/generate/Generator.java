@@ -6,7 +6,6 @@ import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
 import dev.exeunt.model.nn.KvCache;
 import dev.exeunt.model.nn.Packed;
-import dev.exeunt.model.nn.TransformerLayer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
