@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -53,6 +54,7 @@ public final class CpuQuant {
     private static final int FL = FS.length();
     private static final int BL = Math.max(8, FL);
     private static final int PARTS = BL / FL;
+    private static final VectorSpecies<Integer> IS = FS.withLanes(int.class);
     @SuppressWarnings("unchecked")
     private static final VectorSpecies<Byte> BS =
             (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(BL * 8));
@@ -226,13 +228,26 @@ public final class CpuQuant {
                 dequantBlocksQ4_0(src, srcByteOff + (long) from * Q4_0_BLOCK_BYTES, dst, (dstOff + (long) from * QK) * 4, to - from));
     }
 
+    /**
+     * The high nibbles of q, minus 8. x86 has no byte shift, so the shift runs on int lanes (the bits
+     * shifted in from the neighbouring byte are masked off).
+     */
+    private static ByteVector hiNibbles(ByteVector q) {
+        return q.reinterpretAsInts().lanewise(VectorOperators.LSHR, 4).reinterpretAsBytes().and((byte) 0x0F).sub((byte) 8);
+    }
+
+    /** The low nibbles of q, minus 8. */
+    private static ByteVector loNibbles(ByteVector q) {
+        return q.and((byte) 0x0F).sub((byte) 8);
+    }
+
     private static void dequantBlocksQ4_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
         for (long b = 0; b < nb; b++, s += Q4_0_BLOCK_BYTES, d += QK * 4) {
             FloatVector dv = FloatVector.broadcast(FS, f16(src, s));
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
                 ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-                ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+                ByteVector hi = hiNibbles(q);
                 for (int p = 0; p < PARTS; p++) {
                     ((FloatVector) lo.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
                             .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
@@ -333,54 +348,65 @@ public final class CpuQuant {
                                      MemorySegment x, long xb, MemorySegment y, long yb) {
         int nb = n / QK;
         int r = r0;
-        for (; r + ROWS <= r1; r += ROWS) {
-            long o0 = wOff + r * rowBytes, o1 = o0 + rowBytes, o2 = o1 + rowBytes, o3 = o2 + rowBytes;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
-            for (int b = 0; b < nb; b++) {
-                long bo = (long) b * Q8_0_BLOCK_BYTES;
-                long xo = xb + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
-                for (int c = 0; c < QK; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
-                    ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
-                    ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
-                    ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
-                    for (int p = 0; p < PARTS; p++) {
-                        FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
-                        t1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t1);
-                        t2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t2);
-                        t3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t3);
-                    }
+        for (; r + ROWS <= r1; r += ROWS) rows4Q8_0(nb, w, wOff + r * rowBytes, rowBytes, x, xb, y, yb + r * 4L);
+        for (; r < r1; r++) y.set(F32, yb + r * 4L, VectorMath.sum(row1Q8_0(nb, w, wOff + r * rowBytes, x, xb)));
+    }
+
+    // The per-group kernels are separate small methods so that C2 inlines every Vector API call (and the
+    // scale reads and lane sums) into them: one big method hits the inlining node cutoff and then boxes vectors.
+
+    /** Four consecutive Q8_0 rows at byte offset o0 (rb bytes apart) times x, into y at byte offset yo. */
+    private static void rows4Q8_0(int nb, MemorySegment w, long o0, long rb, MemorySegment x, long xb,
+                                  MemorySegment y, long yo) {
+        long o1 = o0 + rb, o2 = o1 + rb, o3 = o2 + rb;
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0; b < nb; b++) {
+            long bo = (long) b * Q8_0_BLOCK_BYTES;
+            long xo = xb + (long) b * QK * 4;
+            float d0 = f16(w, o0 + bo), d1 = f16(w, o1 + bo), d2 = f16(w, o2 + bo), d3 = f16(w, o3 + bo);
+            FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+            for (int c = 0; c < QK; c += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
+                ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
+                ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
+                ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                    t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
+                    t1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t1);
+                    t2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t2);
+                    t3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t3);
                 }
-                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
-                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
-                a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
-                a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
-            y.set(F32, yb + (r + 1) * 4L, VectorMath.sum(a1));
-            y.set(F32, yb + (r + 2) * 4L, VectorMath.sum(a2));
-            y.set(F32, yb + (r + 3) * 4L, VectorMath.sum(a3));
+            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
+            a1 = t1.fma(FloatVector.broadcast(FS, d1), a1);
+            a2 = t2.fma(FloatVector.broadcast(FS, d2), a2);
+            a3 = t3.fma(FloatVector.broadcast(FS, d3), a3);
         }
-        for (; r < r1; r++) {
-            long o0 = wOff + r * rowBytes;
-            FloatVector a0 = FloatVector.zero(FS);
-            for (int b = 0; b < nb; b++) {
-                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
-                long xo = xb + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS);
-                for (int c = 0; c < QK; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                    for (int p = 0; p < PARTS; p++) {
-                        FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
-                    }
+        y.set(F32, yo, VectorMath.sum(a0));
+        y.set(F32, yo + 4, VectorMath.sum(a1));
+        y.set(F32, yo + 8, VectorMath.sum(a2));
+        y.set(F32, yo + 12, VectorMath.sum(a3));
+    }
+
+    /** One Q8_0 row at byte offset o0 times x, as lane partial sums (same operations as one row of rows4Q8_0). */
+    private static FloatVector row1Q8_0(int nb, MemorySegment w, long o0, MemorySegment x, long xb) {
+        FloatVector a0 = FloatVector.zero(FS);
+        for (int b = 0; b < nb; b++) {
+            long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
+            long xo = xb + (long) b * QK * 4;
+            float d0 = f16(w, bo);
+            FloatVector t0 = FloatVector.zero(FS);
+            for (int c = 0; c < QK; c += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                    t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
                 }
-                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
         }
+        return a0;
     }
 
     /**
@@ -403,66 +429,71 @@ public final class CpuQuant {
                                      MemorySegment x, long xb, MemorySegment y, long yb) {
         int nb = n / QK;
         int r = r0;
-        for (; r + ROWS <= r1; r += ROWS) {
-            long o0 = wOff + r * rowBytes, o1 = o0 + rowBytes, o2 = o1 + rowBytes, o3 = o2 + rowBytes;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
-            for (int b = 0; b < nb; b++) {
-                long bo = (long) b * Q4_0_BLOCK_BYTES;
-                long xo = xb + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
-                for (int c = 0; c < QK / 2; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
-                    ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
-                    ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
-                    ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
-                    ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8), h0 = q0.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                    ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8), h1 = q1.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                    ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8), h2 = q2.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                    ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8), h3 = q3.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                    for (int p = 0; p < PARTS; p++) {
-                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
-                        t0 = ((FloatVector) l0.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t0);
-                        t1 = ((FloatVector) l1.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t1);
-                        t2 = ((FloatVector) l2.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t2);
-                        t3 = ((FloatVector) l3.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t3);
-                        t0 = ((FloatVector) h0.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t0);
-                        t1 = ((FloatVector) h1.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t1);
-                        t2 = ((FloatVector) h2.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t2);
-                        t3 = ((FloatVector) h3.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t3);
-                    }
+        for (; r + 2 <= r1; r += 2) rows2Q4_0(nb, w, wOff + r * rowBytes, wOff + (r + 1) * rowBytes, x, xb, y, yb + r * 4L);
+        for (; r < r1; r++) y.set(F32, yb + r * 4L, VectorMath.sum(row1Q4_0(nb, w, wOff + r * rowBytes, x, xb)));
+    }
+
+    /** Two consecutive Q4_0 rows at byte offsets o0, o1 times x, into y at byte offset yo. */
+    private static void rows2Q4_0(int nb, MemorySegment w, long o0, long o1, MemorySegment x, long xb,
+                                  MemorySegment y, long yo) {
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0;
+        for (int b = 0; b < nb; b++) {
+            long bo = (long) b * Q4_0_BLOCK_BYTES;
+            long xo = xb + (long) b * QK * 4;
+            float d0 = f16(w, o0 + bo), d1 = f16(w, o1 + bo);
+            FloatVector t0 = FloatVector.zero(FS), t1 = t0;
+            for (int c = 0; c < QK / 2; c += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
+                ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                    FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                    IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                    IntVector v1 = (IntVector) q1.convertShape(VectorOperators.B2I, IS, p);
+                    t0 = lo(v0).fma(xl, t0);
+                    t1 = lo(v1).fma(xl, t1);
+                    t0 = hi(v0).fma(xh, t0);
+                    t1 = hi(v1).fma(xh, t1);
                 }
-                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
-                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
-                a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
-                a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
-            y.set(F32, yb + (r + 1) * 4L, VectorMath.sum(a1));
-            y.set(F32, yb + (r + 2) * 4L, VectorMath.sum(a2));
-            y.set(F32, yb + (r + 3) * 4L, VectorMath.sum(a3));
+            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
+            a1 = t1.fma(FloatVector.broadcast(FS, d1), a1);
         }
-        for (; r < r1; r++) {
-            long o0 = wOff + r * rowBytes;
-            FloatVector a0 = FloatVector.zero(FS);
-            for (int b = 0; b < nb; b++) {
-                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
-                long xo = xb + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS);
-                for (int c = 0; c < QK / 2; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                    ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8), h0 = q0.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                    for (int p = 0; p < PARTS; p++) {
-                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
-                        t0 = ((FloatVector) l0.convertShape(VectorOperators.B2F, FS, p)).fma(xl, t0);
-                        t0 = ((FloatVector) h0.convertShape(VectorOperators.B2F, FS, p)).fma(xh, t0);
-                    }
+        y.set(F32, yo, VectorMath.sum(a0));
+        y.set(F32, yo + 4, VectorMath.sum(a1));
+    }
+
+    /** Low nibbles minus 8 of sign-extended bytes v, as floats. */
+    private static FloatVector lo(IntVector v) {
+        return (FloatVector) v.and(0x0F).sub(8).convert(VectorOperators.I2F, 0);
+    }
+
+    /** High nibbles minus 8 of sign-extended bytes v, as floats. */
+    private static FloatVector hi(IntVector v) {
+        return (FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(0x0F).sub(8).convert(VectorOperators.I2F, 0);
+    }
+
+    /** One Q4_0 row at byte offset o0 times x, as lane partial sums (same operations as one row of rows4Q4_0). */
+    private static FloatVector row1Q4_0(int nb, MemorySegment w, long o0, MemorySegment x, long xb) {
+        FloatVector a0 = FloatVector.zero(FS);
+        for (int b = 0; b < nb; b++) {
+            long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
+            long xo = xb + (long) b * QK * 4;
+            float d0 = f16(w, bo);
+            FloatVector t0 = FloatVector.zero(FS);
+            for (int c = 0; c < QK / 2; c += BL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                for (int p = 0; p < PARTS; p++) {
+                    FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                    FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                    IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                    t0 = lo(v0).fma(xl, t0);
+                    t0 = hi(v0).fma(xh, t0);
                 }
-                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
         }
+        return a0;
     }
 
     /**
