@@ -173,9 +173,9 @@ public final class CpuQuant {
     /** Dequantizes nb consecutive Q8_0 blocks at byte offset s to floats at byte offset d. */
     private static void dequantBlocksQ8_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
         for (long b = 0; b < nb; b++, s += Q8_0_BLOCK_BYTES, d += QK * 4) {
-            FloatVector dv = FloatVector.broadcast(FS, f16(src, s));
             for (int c = 0; c < QK; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
+                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rows4Q8_0
                 for (int p = 0; p < PARTS; p++) {
                     ((FloatVector) q.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
                             .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
@@ -228,31 +228,15 @@ public final class CpuQuant {
                 dequantBlocksQ4_0(src, srcByteOff + (long) from * Q4_0_BLOCK_BYTES, dst, (dstOff + (long) from * QK) * 4, to - from));
     }
 
-    /**
-     * The high nibbles of q, minus 8. x86 has no byte shift, so the shift runs on int lanes (the bits
-     * shifted in from the neighbouring byte are masked off).
-     */
-    private static ByteVector hiNibbles(ByteVector q) {
-        return q.reinterpretAsInts().lanewise(VectorOperators.LSHR, 4).reinterpretAsBytes().and((byte) 0x0F).sub((byte) 8);
-    }
-
-    /** The low nibbles of q, minus 8. */
-    private static ByteVector loNibbles(ByteVector q) {
-        return q.and((byte) 0x0F).sub((byte) 8);
-    }
-
     private static void dequantBlocksQ4_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
         for (long b = 0; b < nb; b++, s += Q4_0_BLOCK_BYTES, d += QK * 4) {
-            FloatVector dv = FloatVector.broadcast(FS, f16(src, s));
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
-                ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-                ByteVector hi = hiNibbles(q);
+                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rows4Q8_0
                 for (int p = 0; p < PARTS; p++) {
-                    ((FloatVector) lo.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
-                            .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
-                    ((FloatVector) hi.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
-                            .intoMemorySegment(dst, d + (QK / 2 + c + p * FL) * 4L, LE);
+                    IntVector v = (IntVector) q.convertShape(VectorOperators.B2I, IS, p);
+                    lo(v).mul(dv).intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
+                    hi(v).mul(dv).intoMemorySegment(dst, d + (QK / 2 + c + p * FL) * 4L, LE);
                 }
             }
         }
@@ -354,6 +338,8 @@ public final class CpuQuant {
 
     // The per-group kernels are separate small methods so that C2 inlines every Vector API call (and the
     // scale reads and lane sums) into them: one big method hits the inlining node cutoff and then boxes vectors.
+    // The scales are read after a block's weights: reading them first made C2's profiled loop predication
+    // deoptimize and recompile these methods again and again in real decoding (about 100 times).
 
     /** Four consecutive Q8_0 rows at byte offset o0 (rb bytes apart) times x, into y at byte offset yo. */
     private static void rows4Q8_0(int nb, MemorySegment w, long o0, long rb, MemorySegment x, long xb,
@@ -363,7 +349,6 @@ public final class CpuQuant {
         for (int b = 0; b < nb; b++) {
             long bo = (long) b * Q8_0_BLOCK_BYTES;
             long xo = xb + (long) b * QK * 4;
-            float d0 = f16(w, o0 + bo), d1 = f16(w, o1 + bo), d2 = f16(w, o2 + bo), d3 = f16(w, o3 + bo);
             FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
             for (int c = 0; c < QK; c += BL) {
                 ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
@@ -378,10 +363,10 @@ public final class CpuQuant {
                     t3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t3);
                 }
             }
-            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
-            a1 = t1.fma(FloatVector.broadcast(FS, d1), a1);
-            a2 = t2.fma(FloatVector.broadcast(FS, d2), a2);
-            a3 = t3.fma(FloatVector.broadcast(FS, d3), a3);
+            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
+            a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
+            a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
+            a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
         }
         y.set(F32, yo, VectorMath.sum(a0));
         y.set(F32, yo + 4, VectorMath.sum(a1));
@@ -395,7 +380,6 @@ public final class CpuQuant {
         for (int b = 0; b < nb; b++) {
             long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
             long xo = xb + (long) b * QK * 4;
-            float d0 = f16(w, bo);
             FloatVector t0 = FloatVector.zero(FS);
             for (int c = 0; c < QK; c += BL) {
                 ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
@@ -404,7 +388,7 @@ public final class CpuQuant {
                     t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
                 }
             }
-            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
+            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
         }
         return a0;
     }
@@ -479,7 +463,6 @@ public final class CpuQuant {
         for (int b = 0; b < nb; b++) {
             long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
             long xo = xb + (long) b * QK * 4;
-            float d0 = f16(w, bo);
             FloatVector t0 = FloatVector.zero(FS);
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
@@ -491,7 +474,7 @@ public final class CpuQuant {
                     t0 = hi(v0).fma(xh, t0);
                 }
             }
-            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
+            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
         }
         return a0;
     }
