@@ -175,7 +175,7 @@ public final class CpuQuant {
         for (long b = 0; b < nb; b++, s += Q8_0_BLOCK_BYTES, d += QK * 4) {
             for (int c = 0; c < QK; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
-                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rows4Q8_0
+                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rowsQ8_0
                 for (int p = 0; p < PARTS; p++) {
                     ((FloatVector) q.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
                             .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
@@ -232,7 +232,7 @@ public final class CpuQuant {
         for (long b = 0; b < nb; b++, s += Q4_0_BLOCK_BYTES, d += QK * 4) {
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
-                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rows4Q8_0
+                FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rowsQ8_0
                 for (int p = 0; p < PARTS; p++) {
                     IntVector v = (IntVector) q.convertShape(VectorOperators.B2I, IS, p);
                     lo(v).mul(dv).intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
@@ -324,73 +324,38 @@ public final class CpuQuant {
         int groups = (m + ROWS - 1) / ROWS;
         split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n, (from, to) -> {
             int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
-            gemvRowsQ8_0(r0, r1, n, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
+            rowsQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
         });
     }
 
-    private static void gemvRowsQ8_0(int r0, int r1, int n, MemorySegment w, long wOff, long rowBytes,
-                                     MemorySegment x, long xb, MemorySegment y, long yb) {
-        int nb = n / QK;
-        int r = r0;
-        for (; r + ROWS <= r1; r += ROWS) rows4Q8_0(nb, w, wOff + r * rowBytes, rowBytes, x, xb, y, yb + r * 4L);
-        for (; r < r1; r++) y.set(F32, yb + r * 4L, VectorMath.sum(row1Q8_0(nb, w, wOff + r * rowBytes, x, xb)));
-    }
+    // The GEMV kernels take one row at a time, so that the weights stream in address order: the hardware
+    // prefetcher keeps up with that, while four interleaved rows (each only n / 32 * 34 bytes long) ran about
+    // 3x slower once the weights no longer fit the cache. x (n floats) stays in L1 either way. Each block's
+    // scale is read after its weights: reading it first made C2's profiled loop predication deoptimize and
+    // recompile the kernel again and again in real decoding. The kernels are small methods holding their row
+    // loop, so that C2 inlines every Vector API call and lane sum into them (no vector is ever boxed).
 
-    // The per-group kernels are separate small methods so that C2 inlines every Vector API call (and the
-    // scale reads and lane sums) into them: one big method hits the inlining node cutoff and then boxes vectors.
-    // The scales are read after a block's weights: reading them first made C2's profiled loop predication
-    // deoptimize and recompile these methods again and again in real decoding (about 100 times).
-
-    /** Four consecutive Q8_0 rows at byte offset o0 (rb bytes apart) times x, into y at byte offset yo. */
-    private static void rows4Q8_0(int nb, MemorySegment w, long o0, long rb, MemorySegment x, long xb,
-                                  MemorySegment y, long yo) {
-        long o1 = o0 + rb, o2 = o1 + rb, o3 = o2 + rb;
-        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
-        for (int b = 0; b < nb; b++) {
-            long bo = (long) b * Q8_0_BLOCK_BYTES;
-            long xo = xb + (long) b * QK * 4;
-            FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
-            for (int c = 0; c < QK; c += BL) {
-                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
-                ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
-                ByteVector q2 = ByteVector.fromMemorySegment(BS, w, o2 + bo + 2 + c, LE);
-                ByteVector q3 = ByteVector.fromMemorySegment(BS, w, o3 + bo + 2 + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                    t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
-                    t1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t1);
-                    t2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t2);
-                    t3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t3);
+    /** Q8_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. */
+    private static void rowsQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                 MemorySegment y, long yb) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS);
+                for (int c = 0; c < QK; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
+                    }
                 }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, o0 + bo)), a0);
-            a1 = t1.fma(FloatVector.broadcast(FS, f16(w, o1 + bo)), a1);
-            a2 = t2.fma(FloatVector.broadcast(FS, f16(w, o2 + bo)), a2);
-            a3 = t3.fma(FloatVector.broadcast(FS, f16(w, o3 + bo)), a3);
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
         }
-        y.set(F32, yo, VectorMath.sum(a0));
-        y.set(F32, yo + 4, VectorMath.sum(a1));
-        y.set(F32, yo + 8, VectorMath.sum(a2));
-        y.set(F32, yo + 12, VectorMath.sum(a3));
-    }
-
-    /** One Q8_0 row at byte offset o0 times x, as lane partial sums (same operations as one row of rows4Q8_0). */
-    private static FloatVector row1Q8_0(int nb, MemorySegment w, long o0, MemorySegment x, long xb) {
-        FloatVector a0 = FloatVector.zero(FS);
-        for (int b = 0; b < nb; b++) {
-            long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
-            long xo = xb + (long) b * QK * 4;
-            FloatVector t0 = FloatVector.zero(FS);
-            for (int c = 0; c < QK; c += BL) {
-                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                    t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
-                }
-            }
-            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
-        }
-        return a0;
     }
 
     /**
@@ -405,46 +370,34 @@ public final class CpuQuant {
         int groups = (m + ROWS - 1) / ROWS;
         split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n, (from, to) -> {
             int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
-            gemvRowsQ4_0(r0, r1, n, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
+            rowsQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xOff * 4, y, yOff * 4);
         });
     }
 
-    private static void gemvRowsQ4_0(int r0, int r1, int n, MemorySegment w, long wOff, long rowBytes,
-                                     MemorySegment x, long xb, MemorySegment y, long yb) {
-        int nb = n / QK;
-        int r = r0;
-        for (; r + 2 <= r1; r += 2) rows2Q4_0(nb, w, wOff + r * rowBytes, wOff + (r + 1) * rowBytes, x, xb, y, yb + r * 4L);
-        for (; r < r1; r++) y.set(F32, yb + r * 4L, VectorMath.sum(row1Q4_0(nb, w, wOff + r * rowBytes, x, xb)));
-    }
-
-    /** Two consecutive Q4_0 rows at byte offsets o0, o1 times x, into y at byte offset yo. */
-    private static void rows2Q4_0(int nb, MemorySegment w, long o0, long o1, MemorySegment x, long xb,
-                                  MemorySegment y, long yo) {
-        FloatVector a0 = FloatVector.zero(FS), a1 = a0;
-        for (int b = 0; b < nb; b++) {
-            long bo = (long) b * Q4_0_BLOCK_BYTES;
-            long xo = xb + (long) b * QK * 4;
-            float d0 = f16(w, o0 + bo), d1 = f16(w, o1 + bo);
-            FloatVector t0 = FloatVector.zero(FS), t1 = t0;
-            for (int c = 0; c < QK / 2; c += BL) {
-                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, o0 + bo + 2 + c, LE);
-                ByteVector q1 = ByteVector.fromMemorySegment(BS, w, o1 + bo + 2 + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                    FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
-                    IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector v1 = (IntVector) q1.convertShape(VectorOperators.B2I, IS, p);
-                    t0 = lo(v0).fma(xl, t0);
-                    t1 = lo(v1).fma(xl, t1);
-                    t0 = hi(v0).fma(xh, t0);
-                    t1 = hi(v1).fma(xh, t1);
+    /** Q4_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. */
+    private static void rowsQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                 MemorySegment y, long yb) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS);
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                        IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                        t0 = lo(v0).fma(xl, t0);
+                        t0 = hi(v0).fma(xh, t0);
+                    }
                 }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            a0 = t0.fma(FloatVector.broadcast(FS, d0), a0);
-            a1 = t1.fma(FloatVector.broadcast(FS, d1), a1);
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
         }
-        y.set(F32, yo, VectorMath.sum(a0));
-        y.set(F32, yo + 4, VectorMath.sum(a1));
     }
 
     /** Low nibbles minus 8 of sign-extended bytes v, as floats. */
@@ -455,28 +408,6 @@ public final class CpuQuant {
     /** High nibbles minus 8 of sign-extended bytes v, as floats. */
     private static FloatVector hi(IntVector v) {
         return (FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(0x0F).sub(8).convert(VectorOperators.I2F, 0);
-    }
-
-    /** One Q4_0 row at byte offset o0 times x, as lane partial sums (same operations as one row of rows4Q4_0). */
-    private static FloatVector row1Q4_0(int nb, MemorySegment w, long o0, MemorySegment x, long xb) {
-        FloatVector a0 = FloatVector.zero(FS);
-        for (int b = 0; b < nb; b++) {
-            long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
-            long xo = xb + (long) b * QK * 4;
-            FloatVector t0 = FloatVector.zero(FS);
-            for (int c = 0; c < QK / 2; c += BL) {
-                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                    FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
-                    IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
-                    t0 = lo(v0).fma(xl, t0);
-                    t0 = hi(v0).fma(xh, t0);
-                }
-            }
-            a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
-        }
-        return a0;
     }
 
     /**
