@@ -233,10 +233,13 @@ public final class CpuQuant {
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
                 FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rowsQ8_0
+                ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
+                ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
                 for (int p = 0; p < PARTS; p++) {
-                    IntVector v = (IntVector) q.convertShape(VectorOperators.B2I, IS, p);
-                    lo(v).mul(dv).intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
-                    hi(v).mul(dv).intoMemorySegment(dst, d + (QK / 2 + c + p * FL) * 4L, LE);
+                    ((FloatVector) lo.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                            .intoMemorySegment(dst, d + (c + p * FL) * 4L, LE);
+                    ((FloatVector) hi.convertShape(VectorOperators.B2F, FS, p)).mul(dv)
+                            .intoMemorySegment(dst, d + (QK / 2 + c + p * FL) * 4L, LE);
                 }
             }
         }
