@@ -171,13 +171,7 @@ public final class EarlyExitModel implements AutoCloseable {
         double[] weights = new double[nExits];
         for (int i = 0; i < nExits; i++) weights[i] = exits.get(i).config().weight().at(iteration);
         Tensor[][] exitInputs = new Tensor[nExits][];
-        Tensor x = embed(ids, 0);
-        collectExitInputs(0, x, null, exitInputs, weights);
-        for (int l = 0; l < layers.size(); l++) {
-            Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
-            x = split[0];
-            collectExitInputs(l + 1, x, split, exitInputs, weights);
-        }
+        Tensor x = backbone(ids, exitInputs, weights);
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
         Tensor finalLoss = NN.crossEntropy(finalLogits(x), targets, opts);
         double[] exitLosses = new double[nExits];
@@ -204,6 +198,21 @@ public final class EarlyExitModel implements AutoCloseable {
         double total = fl;
         for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
         return new StepLosses(total, fl, exitLosses, weights, targets.numel());
+    }
+
+    /**
+     * Embedding and every layer over ids [B, T]; fills exitInputs[i] with what exit i reads (skipping
+     * exits whose weight is 0 when weights are given). Returns the last layer's output.
+     */
+    private Tensor backbone(Tensor ids, Tensor[][] exitInputs, double[] weights) {
+        Tensor x = embed(ids, 0);
+        collectExitInputs(0, x, null, exitInputs, weights);
+        for (int l = 0; l < layers.size(); l++) {
+            Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
+            x = split[0];
+            collectExitInputs(l + 1, x, split, exitInputs, weights);
+        }
+        return x;
     }
 
     private void collectExitInputs(int depth, Tensor x, Tensor[] split, Tensor[][] inputs, double[] weights) {
@@ -239,13 +248,7 @@ public final class EarlyExitModel implements AutoCloseable {
             Tensor[][] exitInputs = new Tensor[exits.size()][];
             double[] weights = new double[exits.size()];
             for (int i = 0; i < weights.length; i++) weights[i] = exits.get(i).config().weight().at(iteration);
-            Tensor x = embed(ids, 0);
-            collectExitInputs(0, x, null, exitInputs, weights);
-            for (int l = 0; l < layers.size(); l++) {
-                Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
-                x = split[0];
-                collectExitInputs(l + 1, x, split, exitInputs, weights);
-            }
+            Tensor x = backbone(ids, exitInputs, weights);
             double total = NN.crossEntropy(finalLogits(x), targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask)).item();
             for (int i = 0; i < exits.size(); i++) {
                 if (exitInputs[i] != null) total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();
@@ -266,13 +269,7 @@ public final class EarlyExitModel implements AutoCloseable {
         long[] agree = new long[nExits];
         try (var g = GradMode.noGrad(); var s = Scope.open()) {
             Tensor[][] exitInputs = new Tensor[nExits][];
-            Tensor x = embed(ids, 0);
-            collectExitInputs(0, x, null, exitInputs, null);
-            for (int l = 0; l < layers.size(); l++) {
-                Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
-                x = split[0];
-                collectExitInputs(l + 1, x, split, exitInputs, null);
-            }
+            Tensor x = backbone(ids, exitInputs, null);
             Tensor flat = Ops.reshape(targets, new int[] {-1});
             Tensor finalLogits = finalLogits(x);
             long n = targets.numel();
