@@ -30,12 +30,13 @@ public final class CpuSkinnyGemm {
         boolean shared = CpuThreads.shareable(a, b, c);
         long work = (long) n * k;
         if (transB) {
-            int grain = (int) Math.max(1, (1L << 16) / Math.max(1, k));
+            // ~16K multiply-adds per chunk per row: decode-sized layers (a few hundred wide) still split.
+            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, k));
             if (!shared || work < (1L << 16)) dotColumns(0, n, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
             else CpuThreads.parallelFor(n, grain, (j0, j1) -> dotColumns(j0, j1, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
         } else {
             int chunks = (n + 2 * L - 1) / (2 * L);
-            int grain = (int) Math.max(1, (1L << 16) / Math.max(1, (long) k * 2 * L));
+            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, (long) k * 2 * L));
             if (!shared || work < (1L << 16)) axpyColumns(0, chunks, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
             else CpuThreads.parallelFor(chunks, grain, (q0, q1) -> axpyColumns(q0, q1, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
         }
