@@ -154,7 +154,7 @@ public final class Sweep {
 
     /** An SVG scatter plot of speedup (y) against agreement with the full model (x), each point labelled by its threshold. */
     public static String svg(List<Point> points) {
-        int w = 560, h = 400, left = 60, right = 20, top = 30, bottom = 50;
+        int w = 600, h = 400, left = 60, right = 60, top = 30, bottom = 50;
         double maxS = Math.max(1.1, points.stream().mapToDouble(Point::speedup).max().orElse(1) * 1.1);
         double minS = Math.min(0.9, points.stream().mapToDouble(Point::speedup).min().orElse(1) * 0.95);
         double minA = Math.min(0.9, points.stream().mapToDouble(Point::agreement).min().orElse(1) - 0.05);
@@ -177,7 +177,9 @@ public final class Sweep {
             double x = left + pw * (p.agreement() - minA) / (1 - minA), y = top + ph - ph * (p.speedup() - minS) / (maxS - minS);
             path.append(path.isEmpty() ? "M" : "L").append(String.format(Locale.ROOT, "%.1f %.1f ", x, y));
             sb.append(String.format(Locale.ROOT, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#1f77b4\"/>%n", x, y));
-            sb.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\">t=%.2f</text>%n", x + 6, y - 6, p.threshold()));
+            boolean nearRight = x > left + 0.8 * pw; // keep labels inside the plot
+            sb.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">t=%.2f</text>%n",
+                    nearRight ? x - 8 : x + 6, y - 6, nearRight ? "end" : "start", p.threshold()));
         }
         sb.append(String.format("<path d=\"%s\" fill=\"none\" stroke=\"#1f77b4\" stroke-opacity=\"0.5\"/>%n", path.toString().trim()));
         return sb.append("</svg>\n").toString();
