@@ -215,6 +215,16 @@ public final class EarlyExitModel implements AutoCloseable {
         return x;
     }
 
+    /**
+     * What each exit reads for ids [B, T], after a forward through every built layer (for a tuning
+     * prefix, up to the deepest exit). Run it under no-grad for a frozen backbone.
+     */
+    public Tensor[][] exitInputs(Tensor ids) {
+        Tensor[][] inputs = new Tensor[exits.size()][];
+        backbone(ids, inputs, null);
+        return inputs;
+    }
+
     private void collectExitInputs(int depth, Tensor x, Tensor[] split, Tensor[][] inputs, double[] weights) {
         for (int i = 0; i < exits.size(); i++) {
             ExitConfig e = exits.get(i).config();
@@ -228,7 +238,7 @@ public final class EarlyExitModel implements AutoCloseable {
     }
 
     /** One exit's loss from its (possibly detached) inputs; training applies temperature and token weights. */
-    private Tensor exitLoss(Exit exit, Tensor[] input, Tensor targets, Tensor mask, boolean training) {
+    public Tensor exitLoss(Exit exit, Tensor[] input, Tensor targets, Tensor mask, boolean training) {
         Tensor logits = exit.logits(exit.hidden(input, 0, null));
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
         if (training) {

@@ -19,7 +19,6 @@ import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
-import dev.exeunt.tensor.ops.NN;
 import dev.exeunt.tensor.optim.AdamW;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -138,44 +137,15 @@ public final class ExitTuner implements AutoCloseable {
         return null;
     }
 
-    /** The frozen backbone forward up to the deepest exit; returns each exit's (detached) input. */
+    /** The frozen backbone forward up to the deepest exit (no graph); returns each exit's input. */
     private Tensor[][] exitInputs(Tensor ids) {
-        Tensor[][] in = new Tensor[model.exits().size()][];
         try (var g = GradMode.noGrad()) {
-            Tensor x = model.embed(ids, 0);
-            collect(in, 0, x, null);
-            for (int l = 0; l < depth; l++) {
-                Tensor[] split = model.layers().get(l).forwardSplit(x, 0, null);
-                x = split[0];
-                collect(in, l + 1, x, split);
-            }
-        }
-        return in;
-    }
-
-    private void collect(Tensor[][] in, int d, Tensor x, Tensor[] split) {
-        for (Exit e : model.exits()) {
-            var c = e.config();
-            if (c.kind() == ExitKind.MLP) {
-                if (split != null && c.layer() == d) in[e.index()] = new Tensor[] {split[1], split[2]};
-            } else if (c.inputDepth() == d) {
-                in[e.index()] = new Tensor[] {x};
-            }
+            return model.exitInputs(ids);
         }
     }
 
     private Tensor exitLoss(Exit e, Tensor[] input, Tensor targets, boolean training) {
-        Tensor logits = e.logits(e.hidden(input, 0, null));
-        var opts = NN.CrossEntropyOptions.DEFAULT;
-        if (training) {
-            opts = opts.withTemperature((float) e.config().temperature());
-            if (config.dynamicTokenWeights()) {
-                try (var g = GradMode.noGrad()) {
-                    opts = opts.withWeight(NN.topProbability(logits.detach())[0]);
-                }
-            }
-        }
-        return NN.crossEntropy(logits, targets, opts);
+        return model.exitLoss(e, input, targets, null, training);
     }
 
     /** Tunes for {@code tc.iters()} iterations; logs like training (console and train_log.jsonl in outDir). */
@@ -278,7 +248,6 @@ public final class ExitTuner implements AutoCloseable {
                 SafetensorsTensorInfo info = e.getValue();
                 writer.add(e.getKey(), info.dtype(), info.shape(), src.data(e.getKey()));
             }
-            List<Tensor> temps = new ArrayList<>();
             for (var e : model.parameters().all().entrySet()) {
                 if (!e.getKey().startsWith("exits.")) continue;
                 Tensor t = e.getValue();
@@ -287,7 +256,6 @@ public final class ExitTuner implements AutoCloseable {
                 writer.add(e.getKey(), dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
             }
             writer.write(outDir.resolve(ModelCheckpoint.WEIGHTS));
-            temps.forEach(Tensor::close);
         }
         Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
         if (Files.exists(tok) && !tok.toAbsolutePath().equals(outDir.resolve(ModelCheckpoint.TOKENIZER).toAbsolutePath())) {
