@@ -83,10 +83,11 @@ final class TrainCommand implements Main.Command {
         boolean resume = TrainingState.exists(outDir);
         if (resume) {
             var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
-            if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()))) {
+            if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()).withCarriedKeys(saved.carriedKeys()))) {
                 throw new IOException("checkpoint in " + outDir + " was trained with a different model config; "
                         + "use a new --out or the same options");
             }
+            mc = mc.withCarriedKeys(saved.carriedKeys()); // the saved config.json's harmless keys survive the resume
         }
         var windows = TokenWindows.of(tokens, tc.seqLen());
         var eos = tokenizer.eosId();

@@ -13,9 +13,9 @@ import dev.exeunt.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
-import java.util.List;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -47,7 +47,11 @@ public final class ModelCheckpoint {
         ConfigJson.write(model.config(), dir.resolve(CONFIG));
     }
 
-    /** Loads a checkpoint directory; every mismatch between the files is an error that names the tensor or file. */
+    /**
+     * Loads a checkpoint directory; every mismatch between the files is an error that names the tensor or
+     * file. config.json is checked against the weights' header before the model is allocated, so a
+     * config whose sizes disagree with its tensors costs nothing.
+     */
     public static Loaded load(Path dir, Device device) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException("checkpoint directory " + dir + " does not exist");
         ModelConfig config = ConfigJson.read(dir.resolve(CONFIG));
@@ -59,39 +63,32 @@ public final class ModelCheckpoint {
                         + " tokens but the model's vocab_size is " + config.vocabSize() + ": they do not belong together");
             }
         }
-        EarlyExitModel model = EarlyExitModel.allocate(config, device);
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(dir)) {
-            loadWeights(model, ckpt);
-        } catch (IOException | RuntimeException e) {
-            model.close();
-            throw e;
+            CheckpointLayout.check(config, ckpt);
+            EarlyExitModel model = EarlyExitModel.allocate(config, device);
+            try {
+                loadWeights(model, ckpt);
+            } catch (IOException | RuntimeException e) {
+                model.close();
+                throw e;
+            }
+            return new Loaded(model, tokenizer);
         }
-        return new Loaded(model, tokenizer);
     }
 
-    /** Copies every parameter of {@code model} from the checkpoint; lists all missing tensors at once. */
+    /**
+     * Copies every parameter of {@code model} from the checkpoint. Lists all missing tensors, wrong shapes
+     * and tensors the model would not use (except known buffers) at once, before copying anything.
+     */
     public static void loadWeights(EarlyExitModel model, SafetensorsCheckpoint ckpt) throws IOException {
-        List<String> missing = new ArrayList<>();
-        for (String name : model.parameters().all().keySet()) {
-            if (resolve(ckpt, name) == null) missing.add(name);
-        }
-        if (!missing.isEmpty()) {
-            throw new CheckpointFormatException(ckpt.location(), "checkpoint lacks " + missing.size() + " tensor(s) the "
-                    + "config needs: " + String.join(", ", missing.subList(0, Math.min(10, missing.size())))
-                    + (missing.size() > 10 ? ", ..." : ""));
-        }
-        for (String name : model.parameters().all().keySet()) {
-            try (Tensor t = TensorFiles.load(ckpt, resolve(ckpt, name), Device.CPU)) {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        for (var e : model.parameters().all().entrySet()) shapes.put(e.getKey(), Arrays.stream(e.getValue().shape()).asLongStream().toArray());
+        CheckpointLayout.matches(shapes, ckpt);
+        for (String name : shapes.keySet()) {
+            try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
                 model.parameters().load(name, t);
             }
         }
-    }
-
-    /** Hugging Face GPT-2 files sometimes prefix names with "transformer.". */
-    private static String resolve(SafetensorsCheckpoint ckpt, String name) {
-        if (ckpt.contains(name)) return name;
-        if (ckpt.contains("transformer." + name)) return "transformer." + name;
-        return null;
     }
 
     /** Replaces {@code target} with the directory {@code staged} so that a crash leaves one complete copy. */

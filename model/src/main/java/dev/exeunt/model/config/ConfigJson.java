@@ -1,31 +1,58 @@
 package dev.exeunt.model.config;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.exeunt.model.io.CheckpointFormatException;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
+import java.util.Set;
 
 /**
  * Reads and writes Hugging Face {@code config.json}: the backbone in the keys transformers uses
- * for GPT-2 ({@code n_embd, n_layer, ...}) and Llama ({@code hidden_size, num_hidden_layers, ...}),
+ * for GPT-2 ({@code n_embd, n_layer, ...}) and Llama/Mistral ({@code hidden_size, num_hidden_layers, ...}),
  * plus an {@code early_exit} section that Hugging Face ignores and Exeunt reads.
+ *
+ * <p>A config is either fully understood or refused: every key is read and its value implemented,
+ * accepted only with the value that changes nothing ({@code attention_bias: false}, {@code rope_scaling:
+ * null}, ...), listed as harmless ({@link ConfigKeys}), or refused by name. Every size is a JSON integer
+ * within {@link ModelConfig}'s limits. Every error is a {@link CheckpointFormatException} naming the file
+ * and the key. The keys that do not change the computation are carried in
+ * {@link ModelConfig#carriedKeys()} and written back, so tune and train keep them.
  */
 public final class ConfigJson {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+
+    /** Keys {@link #toJson} writes from the config's fields; everything else read is carried. */
+    private static final List<String> GPT2_FIELDS = List.of("vocab_size", "n_embd", "n_layer", "n_head", "n_inner",
+            "n_positions", "n_ctx", "layer_norm_epsilon", "activation_function", "tie_word_embeddings");
+    private static final List<String> LLAMA_FIELDS = List.of("vocab_size", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "num_key_value_heads", "intermediate_size", "max_position_embeddings", "rms_norm_eps",
+            "rope_theta", "hidden_act", "tie_word_embeddings");
 
     private ConfigJson() {}
 
     public static ObjectNode toJson(ModelConfig c) {
-        ObjectNode o = JSON.createObjectNode();
-        if (c.family() == Family.GPT2) {
-            o.putArray("architectures").add("GPT2LMHeadModel");
-            o.put("model_type", "gpt2");
-            o.put("vocab_size", c.vocabSize());
+        ObjectNode o = c.carriedKeys();
+        boolean gpt2 = c.family() == Family.GPT2;
+        String type = o.path("model_type").asText("");
+        if (!(gpt2 ? type.equals("gpt2") : type.equals("llama") || type.equals("mistral"))) {
+            o.put("model_type", gpt2 ? "gpt2" : "llama");
+            o.putArray("architectures").add(gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM");
+        } else if (!o.has("architectures")) {
+            o.putArray("architectures").add(gpt2 ? "GPT2LMHeadModel" : type.equals("mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
+        }
+        o.put("vocab_size", c.vocabSize());
+        if (gpt2) {
             o.put("n_embd", c.dModel());
             o.put("n_layer", c.nLayers());
             o.put("n_head", c.nHeads());
@@ -35,9 +62,6 @@ public final class ConfigJson {
             o.put("layer_norm_epsilon", c.normEps());
             o.put("activation_function", "gelu_new");
         } else {
-            o.putArray("architectures").add("LlamaForCausalLM");
-            o.put("model_type", "llama");
-            o.put("vocab_size", c.vocabSize());
             o.put("hidden_size", c.dModel());
             o.put("num_hidden_layers", c.nLayers());
             o.put("num_attention_heads", c.nHeads());
@@ -46,12 +70,14 @@ public final class ConfigJson {
             o.put("max_position_embeddings", c.maxSeqLen());
             o.put("rms_norm_eps", c.normEps());
             o.put("rope_theta", c.ropeTheta());
+            if (o.get("rope_parameters") instanceof ObjectNode rp) rp.put("rope_theta", c.ropeTheta());
             o.put("hidden_act", "silu");
         }
         o.put("tie_word_embeddings", c.tiedEmbeddings());
-        if (c.bosId() >= 0) o.put("bos_token_id", c.bosId());
-        if (c.eosId() >= 0) o.put("eos_token_id", c.eosId());
-        o.put("torch_dtype", "float32");
+        putTokenId(o, "bos_token_id", c.bosId());
+        putTokenId(o, "eos_token_id", c.eosId());
+        if (!o.has("torch_dtype") && !o.has("dtype")) o.put("torch_dtype", "float32");
+        o.remove("early_exit");
         if (!c.exits().isEmpty()) {
             ObjectNode ee = o.putObject("early_exit");
             ee.put("dynamic_token_weights", c.dynamicTokenWeights());
@@ -59,7 +85,7 @@ public final class ConfigJson {
             for (ExitConfig e : c.exits()) {
                 ObjectNode x = arr.addObject();
                 x.put("layer", e.layer());
-                x.put("placement", e.placement().name().toLowerCase());
+                x.put("placement", e.placement().name().toLowerCase(Locale.ROOT));
                 x.put("kind", e.kind().id());
                 x.put("shared_head", e.sharedHead());
                 x.put("temperature", e.temperature());
@@ -67,82 +93,236 @@ public final class ConfigJson {
                 w.put("init", e.weight().init());
                 w.put("target", e.weight().target());
                 w.put("warmup_iters", e.weight().warmupIters());
-                w.put("shape", e.weight().shape().name().toLowerCase());
+                w.put("shape", e.weight().shape().name().toLowerCase(Locale.ROOT));
             }
         }
         return o;
     }
 
+    /** A carried list of ids (Llama 3's several end tokens) is kept while its first id is still the config's. */
+    private static void putTokenId(ObjectNode o, String key, int id) {
+        JsonNode old = o.get(key);
+        if (old != null && old.isArray() && !old.isEmpty() && old.get(0).asInt() == id) return;
+        if (id >= 0) o.put(key, id);
+        else o.remove(key);
+    }
+
     public static void write(ModelConfig c, Path file) throws IOException {
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
         JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), toJson(c));
-        Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
+    /** Reads {@code file}; anything malformed, unknown, unimplemented or out of bounds is refused naming the key. */
     public static ModelConfig read(Path file) throws IOException {
-        if (!Files.exists(file)) throw new IOException("missing " + file);
+        if (!Files.exists(file)) throw new NoSuchFileException(file.toString(), null, "missing config.json");
         JsonNode o;
         try {
             o = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new IOException("malformed JSON in " + file + ": " + e.getMessage(), e);
+        } catch (JsonProcessingException e) {
+            throw new CheckpointFormatException(file, "malformed JSON: " + e.getOriginalMessage(), e);
         }
+        return fromJson(o, file);
+    }
+
+    /** Parses a config object; {@code file} names it in errors. */
+    public static ModelConfig fromJson(JsonNode o, Path file) throws CheckpointFormatException {
+        var r = new ConfigReader(file, o, "");
+        String type = r.string("model_type", null);
+        if (type == null) throw r.error("model_type", "is missing (supported: gpt2, llama, mistral)");
         try {
-            return fromJson(o);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+            return switch (type) {
+                case "gpt2" -> gpt2(r);
+                case "llama", "mistral" -> llama(r, type.equals("mistral"));
+                default -> throw r.error("model_type", "is '" + type + "': unsupported model_type '" + type
+                        + "' (supported: gpt2, llama, mistral)");
+            };
+        } catch (IllegalArgumentException e) { // ModelConfig's and the exits' own consistency checks
+            throw new CheckpointFormatException(file, e.getMessage(), e);
         }
     }
 
-    public static ModelConfig fromJson(JsonNode o) {
-        String type = o.path("model_type").asText("");
+    private static ModelConfig gpt2(ConfigReader r) throws CheckpointFormatException {
+        int d = r.requiredInt("n_embd", 1, ModelConfig.MAX_D_MODEL, "model width");
+        int vocab = r.requiredInt("vocab_size", 1, ModelConfig.MAX_VOCAB, "vocabulary size");
+        int layers = r.requiredInt("n_layer", 1, ModelConfig.MAX_LAYERS, "number of layers");
+        int heads = r.requiredInt("n_head", 1, d, "number of attention heads");
+        if (d % heads != 0) throw r.error("n_head", "is " + heads + ", which does not divide n_embd " + d);
+        int ffn = r.optionalInt("n_inner", 4 * d, 1, ModelConfig.MAX_FFN, "MLP inner size");
+        int positions = r.optionalInt("n_positions", 1024, 1, ModelConfig.MAX_POSITIONS, "number of learned positions");
+        r.optionalInt("n_ctx", positions, 1, ModelConfig.MAX_POSITIONS, "legacy context size (transformers ignores it)");
+        double eps = r.positiveNumber("layer_norm_epsilon", 1e-5, 1, "LayerNorm epsilon");
+        // gelu_pytorch_tanh and gelu_fast are the same tanh formula as gelu_new; "gelu" is the exact erf form.
+        r.stringAmong("activation_function", Set.of("gelu_new", "gelu_pytorch_tanh", "gelu_fast"),
+                "Exeunt's GPT-2 MLP computes only the tanh approximation of GELU");
+        r.boolMustBe("scale_attn_weights", true, "attention without the 1/sqrt(head_dim) scale is not implemented");
+        r.boolMustBe("scale_attn_by_inverse_layer_idx", false, "scaling attention by 1/(layer index + 1) is not implemented");
+        boolean tied = r.bool("tie_word_embeddings", true);
+        r.harmless(ConfigKeys.GPT2);
+        return finish(r, Family.GPT2, vocab, d, layers, heads, heads, ffn, positions, eps, 10000, tied);
+    }
+
+    private static ModelConfig llama(ConfigReader r, boolean mistral) throws CheckpointFormatException {
+        int d = r.requiredInt("hidden_size", 1, ModelConfig.MAX_D_MODEL, "model width");
+        int vocab = r.requiredInt("vocab_size", 1, ModelConfig.MAX_VOCAB, "vocabulary size");
+        int layers = r.requiredInt("num_hidden_layers", 1, ModelConfig.MAX_LAYERS, "number of layers");
+        int heads = r.requiredInt("num_attention_heads", 1, d, "number of attention heads");
+        if (d % heads != 0) throw r.error("num_attention_heads", "is " + heads + ", which does not divide hidden_size " + d);
+        int kv = r.optionalInt("num_key_value_heads", heads, 1, heads, "number of key/value heads");
+        if (heads % kv != 0) throw r.error("num_key_value_heads", "is " + kv + ", which does not divide num_attention_heads " + heads);
+        int ffn = r.requiredInt("intermediate_size", 1, ModelConfig.MAX_FFN, "MLP inner size");
+        int positions = r.optionalInt("max_position_embeddings", 2048, 1, ModelConfig.MAX_POSITIONS, "longest context");
+        double eps = r.positiveNumber("rms_norm_eps", 1e-6, 1, "RMSNorm epsilon");
+        double theta = ropeTheta(r);
+        r.stringAmong("hidden_act", Set.of("silu", "swish"), "Exeunt's Llama MLP computes only SwiGLU with SiLU");
+        r.boolMustBe("attention_bias", false, "biases on the q/k/v/o projections are not implemented");
+        r.boolMustBe("mlp_bias", false, "biases on the gate/up/down projections are not implemented");
+        int headDim = r.optionalInt("head_dim", d / heads, 1, d, "attention head size");
+        if (headDim != d / heads) {
+            throw r.error("head_dim", "is " + headDim + " but hidden_size / num_attention_heads is " + d / heads
+                    + ": a head size other than hidden_size / num_attention_heads is not implemented");
+        }
+        // pretraining_tp > 1 splits each projection into slices summed afterwards: the same product in another order.
+        // Only 1 is accepted, so that what Exeunt computes is exactly what the config says.
+        if (r.optionalInt("pretraining_tp", 1, 1, 1024, "tensor-parallel degree of pretraining") != 1) {
+            throw r.error("pretraining_tp", "is not 1: the sliced projections of pretraining_tp > 1 are not implemented");
+        }
+        if (mistral) {
+            JsonNode w = r.get("sliding_window");
+            if (w != null && r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window") < positions) {
+                throw r.error("sliding_window", "is " + w.asInt() + ", shorter than max_position_embeddings " + positions
+                        + ": sliding-window attention is not implemented (null or a window >= max_position_embeddings is accepted)");
+            }
+        }
+        boolean tied = r.bool("tie_word_embeddings", false);
+        r.harmless(ConfigKeys.LLAMA);
+        return finish(r, Family.LLAMA, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied);
+    }
+
+    /** rope_theta, and the RoPE variants: only the plain one is implemented. */
+    private static double ropeTheta(ConfigReader r) throws CheckpointFormatException {
+        double theta = r.positiveNumber("rope_theta", 10000, 1e12, "RoPE base");
+        JsonNode scaling = r.get("rope_scaling");
+        if (scaling != null) {
+            String t = scaling.isObject() ? scaling.path("rope_type").asText(scaling.path("type").asText("?")) : "?";
+            boolean plain = t.equals("default") && scaling.size() == 1;
+            if (!plain) {
+                throw r.error("rope_scaling", (scaling.isObject() ? "has type '" + t + "'" : "is " + ConfigReader.describe(scaling))
+                        + ": RoPE scaling is not implemented (only rope_scaling null is accepted)");
+            }
+        }
+        JsonNode params = r.get("rope_parameters"); // transformers 5 moves rope_theta and rope_scaling here
+        if (params != null) {
+            var p = new ConfigReader(r.file(), params, "rope_parameters.");
+            String t = p.string("rope_type", "default");
+            if (!t.equals("default")) {
+                throw p.error("rope_type", "is '" + t + "': RoPE scaling is not implemented (only rope_type 'default' is accepted)");
+            }
+            double pt = p.positiveNumber("rope_theta", theta, 1e12, "RoPE base");
+            if (r.has("rope_theta") && pt != theta) {
+                throw p.error("rope_theta", "is " + pt + " but the top-level rope_theta is " + theta + ": they disagree");
+            }
+            p.refuseUnread("rope_parameters");
+            theta = pt;
+        }
+        return theta;
+    }
+
+    /** The keys both families share, the early-exit section, the refusal of unknown keys, and the config. */
+    private static ModelConfig finish(ConfigReader r, Family family, int vocab, int d, int layers, int heads, int kv, int ffn,
+                                      int positions, double eps, double theta, boolean tied) throws CheckpointFormatException {
+        r.boolMustBe("is_encoder_decoder", false, "encoder-decoder models are not implemented");
+        r.boolMustBe("add_cross_attention", false, "cross-attention layers are not implemented");
+        JsonNode pruned = r.get("pruned_heads");
+        if (pruned != null && !(pruned.isObject() && pruned.isEmpty())) {
+            throw r.error("pruned_heads", "is " + ConfigReader.describe(pruned) + ": pruned attention heads are not implemented");
+        }
+        JsonNode pad = r.get("pad_token_id"); // only its type: padding never reaches the model
+        if (pad != null && !(pad.isIntegralNumber() && pad.canConvertToInt())) {
+            throw r.error("pad_token_id", "must be an integer, got " + ConfigReader.describe(pad));
+        }
+        int bos = tokenId(r, "bos_token_id", vocab), eos = tokenId(r, "eos_token_id", vocab);
+        r.harmless(ConfigKeys.ANY_MODEL);
         List<ExitConfig> exits = new ArrayList<>();
-        boolean dynamic = false;
-        JsonNode ee = o.path("early_exit");
-        if (ee.isObject()) {
-            dynamic = ee.path("dynamic_token_weights").asBoolean(false);
-            for (JsonNode x : ee.path("exits")) {
-                JsonNode w = x.path("loss_weight");
-                WeightSchedule ws = new WeightSchedule(w.path("init").asDouble(1.0), w.path("target").asDouble(1.0),
-                        w.path("warmup_iters").asInt(0),
-                        WeightSchedule.Shape.valueOf(w.path("shape").asText("linear").toUpperCase()));
-                exits.add(new ExitConfig(need(x, "layer").asInt(),
-                        ExitConfig.Placement.valueOf(x.path("placement").asText("post").toUpperCase()),
-                        ExitKind.parse(x.path("kind").asText("norm")), x.path("shared_head").asBoolean(false), ws,
-                        x.path("temperature").asDouble(1.0)));
-            }
-        }
-        int bos = firstInt(o.path("bos_token_id")), eos = firstInt(o.path("eos_token_id"));
-        switch (type) {
-            case "gpt2" -> {
-                int d = need(o, "n_embd").asInt();
-                JsonNode inner = o.path("n_inner");
-                return new ModelConfig(Family.GPT2, need(o, "vocab_size").asInt(), d, need(o, "n_layer").asInt(),
-                        need(o, "n_head").asInt(), need(o, "n_head").asInt(),
-                        inner.isNumber() ? inner.asInt() : 4 * d, o.path("n_positions").asInt(1024),
-                        o.path("layer_norm_epsilon").asDouble(1e-5), 10000, o.path("tie_word_embeddings").asBoolean(true),
-                        exits, dynamic, bos, eos);
-            }
-            case "llama", "mistral" -> {
-                int heads = need(o, "num_attention_heads").asInt();
-                return new ModelConfig(Family.LLAMA, need(o, "vocab_size").asInt(), need(o, "hidden_size").asInt(),
-                        need(o, "num_hidden_layers").asInt(), heads, o.path("num_key_value_heads").asInt(heads),
-                        need(o, "intermediate_size").asInt(), o.path("max_position_embeddings").asInt(2048),
-                        o.path("rms_norm_eps").asDouble(1e-6), o.path("rope_theta").asDouble(10000),
-                        o.path("tie_word_embeddings").asBoolean(false), exits, dynamic, bos, eos);
-            }
-            default -> throw new IllegalArgumentException("unsupported model_type '" + type + "' (supported: gpt2, llama)");
-        }
+        boolean dynamic = exits(r, exits);
+        r.refuseUnread("a " + (family == Family.GPT2 ? "gpt2" : "llama/mistral") + " config");
+        return new ModelConfig(family, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied, exits, dynamic, bos, eos,
+                carried(r, family));
     }
 
-    private static JsonNode need(JsonNode o, String key) {
-        JsonNode v = o.get(key);
-        if (v == null || v.isNull()) throw new IllegalArgumentException("config.json lacks '" + key + "'");
-        return v;
+    /** An id in [0, vocab), a non-empty list of them (the first is used), or -1 when absent. */
+    private static int tokenId(ConfigReader r, String key, int vocab) throws CheckpointFormatException {
+        JsonNode v = r.get(key);
+        if (v == null) return -1;
+        if (!v.isArray()) return r.checkedInt(key, v, 0, vocab - 1, "token id (below vocab_size " + vocab + ")");
+        if (v.isEmpty()) throw r.error(key, "is an empty list");
+        for (JsonNode x : v) r.checkedInt(key, x, 0, vocab - 1, "token id (below vocab_size " + vocab + ")");
+        return v.get(0).intValue();
     }
 
-    private static int firstInt(JsonNode n) {
-        if (n.isArray() && !n.isEmpty()) return n.get(0).asInt();
-        return n.isNumber() ? n.asInt() : -1;
+    /** Fills {@code out} from the early_exit section; returns dynamic_token_weights. */
+    private static boolean exits(ConfigReader top, List<ExitConfig> out) throws CheckpointFormatException {
+        JsonNode section = top.get("early_exit");
+        if (section == null) return false;
+        var ee = new ConfigReader(top.file(), section, "early_exit.");
+        boolean dynamic = ee.bool("dynamic_token_weights", false);
+        JsonNode list = ee.get("exits");
+        if (list != null && !list.isArray()) throw ee.error("exits", "must be a list, got " + ConfigReader.describe(list));
+        for (int i = 0; list != null && i < list.size(); i++) {
+            var x = new ConfigReader(top.file(), list.get(i), "early_exit.exits[" + i + "].");
+            int layer = x.requiredInt("layer", 1, ModelConfig.MAX_LAYERS, "1-based layer the exit reads");
+            var placement = enumValue(x, "placement", "post", ExitConfig.Placement.class);
+            ExitKind kind;
+            try {
+                kind = ExitKind.parse(x.string("kind", "norm"));
+            } catch (IllegalArgumentException e) {
+                throw x.error("kind", e.getMessage());
+            }
+            boolean shared = x.bool("shared_head", false);
+            double temperature = x.positiveNumber("temperature", 1.0, 1e6, "exit temperature");
+            WeightSchedule weight = WeightSchedule.constant(1.0);
+            JsonNode w = x.get("loss_weight");
+            if (w != null) {
+                var wr = new ConfigReader(top.file(), w, "early_exit.exits[" + i + "].loss_weight.");
+                double init = nonNegative(wr, "init"), target = nonNegative(wr, "target");
+                int warmup = wr.optionalInt("warmup_iters", 0, 0, Integer.MAX_VALUE, "warm-up iterations");
+                weight = new WeightSchedule(init, target, warmup, enumValue(wr, "shape", "linear", WeightSchedule.Shape.class));
+                wr.refuseUnread("an exit's loss_weight");
+            }
+            x.refuseUnread("an exit");
+            out.add(new ExitConfig(layer, placement, kind, shared, weight, temperature));
+        }
+        ee.refuseUnread("the early_exit section");
+        return dynamic;
+    }
+
+    private static double nonNegative(ConfigReader r, String key) throws CheckpointFormatException {
+        JsonNode v = r.get(key);
+        if (v == null) return 1.0;
+        if (!v.isNumber() || !Double.isFinite(v.doubleValue()) || v.doubleValue() < 0) {
+            throw r.error(key, "must be a finite number >= 0 (an exit loss weight), got " + ConfigReader.describe(v));
+        }
+        return v.doubleValue();
+    }
+
+    private static <E extends Enum<E>> E enumValue(ConfigReader r, String key, String fallback, Class<E> type)
+            throws CheckpointFormatException {
+        String s = r.string(key, fallback);
+        for (E e : type.getEnumConstants()) {
+            if (e.name().equalsIgnoreCase(s)) return e;
+        }
+        throw r.error(key, "is '" + s + "' (accepted: " + String.join(", ",
+                java.util.Arrays.stream(type.getEnumConstants()).map(e -> e.name().toLowerCase(Locale.ROOT)).toList()) + ")");
+    }
+
+    /** The keys that {@link #toJson} does not write from the fields: written back as they were. */
+    private static ObjectNode carried(ConfigReader r, Family family) {
+        ObjectNode keep = r.object().deepCopy();
+        keep.remove(family == Family.GPT2 ? GPT2_FIELDS : LLAMA_FIELDS);
+        keep.remove("early_exit");
+        for (String id : List.of("bos_token_id", "eos_token_id")) {
+            if (!keep.path(id).isArray()) keep.remove(id);
+        }
+        return keep;
     }
 }

@@ -1,5 +1,7 @@
 package dev.exeunt.model.config;
 
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -12,15 +14,35 @@ import java.util.List;
  * @param maxSeqLen   learned-position table size (GPT-2) or the longest context allowed (Llama)
  * @param tiedEmbeddings final head shares the input embedding matrix
  * @param dynamicTokenWeights multiply each token's exit loss by that exit's max probability (no gradient)
+ * @param carriedKeys the keys of the {@code config.json} this config was read from that do not change the
+ *                    computation ({@code architectures}, {@code torch_dtype}, ...): written back unchanged, so
+ *                    tune and train keep them. Never null; a copy goes in and comes out.
  */
 public record ModelConfig(Family family, int vocabSize, int dModel, int nLayers, int nHeads, int nKvHeads,
                           int ffnHidden, int maxSeqLen, double normEps, double ropeTheta, boolean tiedEmbeddings,
-                          List<ExitConfig> exits, boolean dynamicTokenWeights, int bosId, int eosId) {
+                          List<ExitConfig> exits, boolean dynamicTokenWeights, int bosId, int eosId, ObjectNode carriedKeys) {
+
+    // Upper bounds on every size, far above any released model (Llama 3.1 405B: 126 layers, d_model 16384,
+    // ffn 53248; vocabularies reach 256K, contexts 1M), so that a hostile config is refused by name
+    // instead of growing the heap until the process dies.
+    public static final int MAX_LAYERS = 1024;
+    public static final int MAX_D_MODEL = 65536;
+    public static final int MAX_FFN = 1 << 20;
+    public static final int MAX_VOCAB = 1 << 24;
+    public static final int MAX_POSITIONS = 1 << 22;
 
     public ModelConfig {
         exits = List.copyOf(exits.stream().sorted(Comparator.comparingInt(ExitConfig::inputDepth)).toList());
+        carriedKeys = carriedKeys == null ? JsonNodeFactory.instance.objectNode() : carriedKeys.deepCopy();
         require(vocabSize > 0, "vocab_size must be > 0, got " + vocabSize);
         require(dModel > 0 && nLayers > 0 && nHeads > 0, "d_model, n_layers and n_heads must be > 0");
+        require(vocabSize <= MAX_VOCAB, "vocab_size " + vocabSize + " exceeds the limit of " + MAX_VOCAB);
+        require(dModel <= MAX_D_MODEL, "d_model " + dModel + " exceeds the limit of " + MAX_D_MODEL);
+        require(nLayers <= MAX_LAYERS, "n_layers " + nLayers + " exceeds the limit of " + MAX_LAYERS);
+        require(ffnHidden <= MAX_FFN, "ffn_hidden " + ffnHidden + " exceeds the limit of " + MAX_FFN);
+        require(maxSeqLen <= MAX_POSITIONS, "max_seq_len " + maxSeqLen + " exceeds the limit of " + MAX_POSITIONS);
+        require(Double.isFinite(normEps) && normEps > 0, "norm epsilon must be finite and > 0, got " + normEps);
+        require(Double.isFinite(ropeTheta) && ropeTheta > 0, "rope theta must be finite and > 0, got " + ropeTheta);
         require(dModel % nHeads == 0, "d_model " + dModel + " is not divisible by n_heads " + nHeads);
         require(nKvHeads > 0 && nHeads % nKvHeads == 0, "n_heads " + nHeads + " is not a multiple of n_kv_heads " + nKvHeads);
         require(family == Family.LLAMA || nKvHeads == nHeads, "GPT-2 style models have n_kv_heads == n_heads");
@@ -42,6 +64,19 @@ public record ModelConfig(Family family, int vocabSize, int dModel, int nLayers,
                 mlpLayers.add(e.layer());
             }
         }
+    }
+
+    /** Without carried keys, as built from command-line options. */
+    public ModelConfig(Family family, int vocabSize, int dModel, int nLayers, int nHeads, int nKvHeads, int ffnHidden,
+                       int maxSeqLen, double normEps, double ropeTheta, boolean tiedEmbeddings, List<ExitConfig> exits,
+                       boolean dynamicTokenWeights, int bosId, int eosId) {
+        this(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps, ropeTheta, tiedEmbeddings,
+                exits, dynamicTokenWeights, bosId, eosId, null);
+    }
+
+    @Override
+    public ObjectNode carriedKeys() {
+        return carriedKeys.deepCopy();
     }
 
     private static void require(boolean ok, String message) {
@@ -67,26 +102,31 @@ public record ModelConfig(Family family, int vocabSize, int dModel, int nLayers,
 
     public ModelConfig withExits(List<ExitConfig> newExits) {
         return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
-                ropeTheta, tiedEmbeddings, newExits, dynamicTokenWeights, bosId, eosId);
+                ropeTheta, tiedEmbeddings, newExits, dynamicTokenWeights, bosId, eosId, carriedKeys);
     }
 
     public ModelConfig withDynamicTokenWeights(boolean on) {
         return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
-                ropeTheta, tiedEmbeddings, exits, on, bosId, eosId);
+                ropeTheta, tiedEmbeddings, exits, on, bosId, eosId, carriedKeys);
     }
 
     public ModelConfig withTiedEmbeddings(boolean tied) {
         return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
-                ropeTheta, tied, exits, dynamicTokenWeights, bosId, eosId);
+                ropeTheta, tied, exits, dynamicTokenWeights, bosId, eosId, carriedKeys);
     }
 
     public ModelConfig withSpecialTokens(int bos, int eos) {
         return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
-                ropeTheta, tiedEmbeddings, exits, dynamicTokenWeights, bos, eos);
+                ropeTheta, tiedEmbeddings, exits, dynamicTokenWeights, bos, eos, carriedKeys);
+    }
+
+    public ModelConfig withCarriedKeys(ObjectNode keys) {
+        return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
+                ropeTheta, tiedEmbeddings, exits, dynamicTokenWeights, bosId, eosId, keys);
     }
 
     public ModelConfig withRopeTheta(double theta) {
         return new ModelConfig(family, vocabSize, dModel, nLayers, nHeads, nKvHeads, ffnHidden, maxSeqLen, normEps,
-                theta, tiedEmbeddings, exits, dynamicTokenWeights, bosId, eosId);
+                theta, tiedEmbeddings, exits, dynamicTokenWeights, bosId, eosId, carriedKeys);
     }
 }

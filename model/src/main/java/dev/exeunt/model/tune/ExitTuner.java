@@ -1,5 +1,6 @@
 package dev.exeunt.model.tune;
 
+import dev.exeunt.model.checkpoint.CheckpointLayout;
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.config.ConfigJson;
@@ -67,14 +68,17 @@ public final class ExitTuner implements AutoCloseable {
         int d = 0;
         for (ExitConfig e : config.exits()) d = Math.max(d, e.kind() == ExitKind.MLP ? e.layer() : e.inputDepth());
         this.depth = d;
-        this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed)
-                : EarlyExitModel.allocatePrefix(config, Device.CPU, depth);
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(source)) {
-            loadBackbone(ckpt);
-            if (init == Init.COPY) copyInit(ckpt);
-        } catch (IOException | RuntimeException e) {
-            model.close();
-            throw e;
+            CheckpointLayout.check(base, ckpt); // the whole backbone agrees with config.json before anything is allocated
+            this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed)
+                    : EarlyExitModel.allocatePrefix(config, Device.CPU, depth);
+            try {
+                loadBackbone(ckpt);
+                if (init == Init.COPY) copyInit(ckpt);
+            } catch (IOException | RuntimeException e) {
+                model.close();
+                throw e;
+            }
         }
         for (var e : model.parameters().all().entrySet()) e.getValue().requiresGrad(e.getKey().startsWith("exits."));
         this.optimizer = new AdamW(new AdamW.Settings((float) tc.beta1(), (float) tc.beta2(), 1e-8f, (float) tc.weightDecay()));
@@ -92,14 +96,14 @@ public final class ExitTuner implements AutoCloseable {
     private void loadBackbone(SafetensorsCheckpoint ckpt) throws IOException {
         List<String> missing = new ArrayList<>();
         for (String name : model.parameters().all().keySet()) {
-            if (!name.startsWith("exits.") && resolve(ckpt, name) == null) missing.add(name);
+            if (!name.startsWith("exits.") && CheckpointLayout.resolve(ckpt, name) == null) missing.add(name);
         }
         if (!missing.isEmpty()) {
             throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "checkpoint lacks " + String.join(", ", missing));
         }
         for (String name : model.parameters().all().keySet()) {
             if (name.startsWith("exits.")) continue;
-            try (Tensor t = TensorFiles.load(ckpt, resolve(ckpt, name), Device.CPU)) {
+            try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
                 model.parameters().load(name, t);
             }
         }
@@ -122,19 +126,13 @@ public final class ExitTuner implements AutoCloseable {
                 else if (rest.startsWith("mlp.")) from = layerPrefix + (exit.config().layer() - 1) + "." + rest;
                 else if (rest.startsWith("layer.")) from = layerPrefix + (config.nLayers() - 1) + rest.substring("layer".length());
                 else throw new IllegalStateException("no copy source for " + name);
-                String src = resolve(ckpt, from);
+                String src = CheckpointLayout.resolve(ckpt, from);
                 if (src == null) throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "lacks " + from + " to initialise " + name);
                 try (Tensor t = TensorFiles.load(ckpt, src, Device.CPU)) {
                     model.parameters().load(name, t);
                 }
             }
         }
-    }
-
-    private static String resolve(SafetensorsCheckpoint ckpt, String name) {
-        if (ckpt.contains(name)) return name;
-        if (ckpt.contains("transformer." + name)) return "transformer." + name;
-        return null;
     }
 
     /** The frozen backbone forward up to the deepest exit (no graph); returns each exit's input. */
