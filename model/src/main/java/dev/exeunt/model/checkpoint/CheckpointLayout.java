@@ -117,7 +117,8 @@ public final class CheckpointLayout {
      */
     public static void check(ModelConfig c, SafetensorsCheckpoint ckpt) throws CheckpointFormatException {
         boolean gpt2 = c.family() == Family.GPT2;
-        String where = ckpt.location().getFileName().toString();
+        String where = ckpt.files().size() == 1 ? ckpt.files().get(0).path().getFileName().toString()
+                : "the " + ckpt.files().size() + " weights files";
         TreeSet<Integer> layers = new TreeSet<>();
         for (String n : ckpt.names()) {
             Matcher m = (gpt2 ? GPT2_LAYER : LLAMA_LAYER).matcher(n);

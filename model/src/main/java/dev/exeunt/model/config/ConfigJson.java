@@ -246,8 +246,8 @@ public final class ConfigJson {
         List<ExitConfig> exits = new ArrayList<>();
         boolean dynamic = exits(r, exits);
         r.refuseUnread("a " + (family == Family.GPT2 ? "gpt2" : "llama/mistral") + " config");
-        return new ModelConfig(family, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied, exits, dynamic, bos, eos,
-                carried(r, family));
+        var config = new ModelConfig(family, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied, exits, dynamic, bos, eos);
+        return config.withCarriedKeys(carried(r, family, toJson(config)));
     }
 
     /** An id in [0, vocab), a non-empty list of them (the first is used), or -1 when absent. */
@@ -315,14 +315,18 @@ public final class ConfigJson {
                 java.util.Arrays.stream(type.getEnumConstants()).map(e -> e.name().toLowerCase(Locale.ROOT)).toList()) + ")");
     }
 
-    /** The keys that {@link #toJson} does not write from the fields: written back as they were. */
-    private static ObjectNode carried(ConfigReader r, Family family) {
+    /**
+     * The keys that {@link #toJson} does not write from the fields, less those holding the value it
+     * writes anyway ({@code written}): a config Exeunt wrote reads back equal to the one it wrote.
+     */
+    private static ObjectNode carried(ConfigReader r, Family family, ObjectNode written) {
         ObjectNode keep = r.object().deepCopy();
         keep.remove(family == Family.GPT2 ? GPT2_FIELDS : LLAMA_FIELDS);
         keep.remove("early_exit");
         for (String id : List.of("bos_token_id", "eos_token_id")) {
             if (!keep.path(id).isArray()) keep.remove(id);
         }
+        keep.properties().removeIf(e -> e.getValue().equals(written.get(e.getKey())));
         return keep;
     }
 }

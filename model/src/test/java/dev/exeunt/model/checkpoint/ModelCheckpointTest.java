@@ -75,7 +75,7 @@ class ModelCheckpointTest {
         var cfg = new ModelConfig(bigger.family(), bigger.vocabSize(), bigger.dModel(), bigger.nLayers(), bigger.nHeads(),
                 bigger.nKvHeads(), 48, bigger.maxSeqLen(), bigger.normEps(), bigger.ropeTheta(), false, bigger.exits(), false, -1, -1);
         ConfigJson.write(cfg, dir.resolve("config.json"));
-        var e = assertThrows(IllegalArgumentException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
+        var e = assertThrows(CheckpointFormatException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
         assertTrue(e.getMessage().contains("gate_proj.weight") && e.getMessage().contains("[32, 16]")
                 && e.getMessage().contains("[48, 16]"), e.getMessage());
     }
@@ -102,7 +102,7 @@ class ModelCheckpointTest {
         var e = assertThrows(IOException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
         assertTrue(e.getMessage().contains("malformed JSON"), e.getMessage());
         Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"bert\"}");
-        var e2 = assertThrows(IllegalArgumentException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
+        var e2 = assertThrows(CheckpointFormatException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
         assertTrue(e2.getMessage().contains("unsupported model_type 'bert'"), e2.getMessage());
     }
 }
