@@ -74,8 +74,21 @@ public final class ConfigJson {
     }
 
     public static void write(ModelConfig c, Path file) throws IOException {
+        write(c, null, file);
+    }
+
+    /**
+     * Top-level key with the {@code TokenizerHash} of the tokenizer the model was trained with ("sha256:...");
+     * Hugging Face ignores it, Exeunt refuses a tokenizer.json or dataset whose hash differs.
+     */
+    public static final String TOKENIZER_HASH = "exeunt_tokenizer_sha256";
+
+    /** Writes {@code c}, recording {@code tokenizerHash} (when not null) under {@link #TOKENIZER_HASH}. */
+    public static void write(ModelConfig c, String tokenizerHash, Path file) throws IOException {
+        ObjectNode o = toJson(c);
+        if (tokenizerHash != null) o.put(TOKENIZER_HASH, tokenizerHash);
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), toJson(c));
+        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), o);
         Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
@@ -92,6 +105,15 @@ public final class ConfigJson {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The tokenizer hash recorded in {@code file}, or null when it records none (older or Hugging Face checkpoints). */
+    public static String readTokenizerHash(Path file) throws IOException {
+        JsonNode v = JSON.readTree(file.toFile()).get(TOKENIZER_HASH);
+        if (v == null || v.isNull()) return null;
+        if (!v.isTextual() || !v.asText().matches("sha256:[0-9a-f]{64}"))
+            throw new IOException(file + ": '" + TOKENIZER_HASH + "' must be \"sha256:\" and 64 hex digits, got " + v);
+        return v.asText();
     }
 
     public static ModelConfig fromJson(JsonNode o) {

@@ -29,15 +29,24 @@ import java.util.Map;
 public final class HfTokenizerJson {
     private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final String SPACE_MARK = String.valueOf(BpeTokenizer.SPACE_MARK);
+    /** The largest real tokenizer.json files (Gemma-3's) are about 33 MB. */
+    private static final long MAX_FILE_BYTES = 1L << 30;
+    /**
+     * Ids may leave holes (GPT-4o's added tokens skip 16 ids) but must stay near the number of entries:
+     * one stray id of 2^31-1 must not size every per-id array.
+     */
+    private static final int ID_SLACK = 1024;
 
     private HfTokenizerJson() {}
 
-    /** Loads a tokenizer.json file. */
+    /** Loads a tokenizer.json file; every problem with its content is a TokenizerFormatException naming the file. */
     public static BpeTokenizer load(Path path) throws IOException {
         if (!Files.isRegularFile(path)) throw new NoSuchFileException(path.toString(), null, "tokenizer file not found");
-        String json = Files.readString(path, StandardCharsets.UTF_8);
+        long size = Files.size(path);
+        if (size > MAX_FILE_BYTES)
+            throw new TokenizerFormatException(path + ": " + size + " bytes is larger than any tokenizer.json (limit " + MAX_FILE_BYTES + ")");
         try {
-            return parse(json);
+            return parse(Utf8.decodeStrict(Files.readAllBytes(path)));
         } catch (TokenizerFormatException e) {
             throw new TokenizerFormatException(path + ": " + e.getMessage(), e);
         }
@@ -79,7 +88,9 @@ public final class HfTokenizerJson {
         var it = vocabNode.fields();
         while (it.hasNext()) {
             var e = it.next();
-            if (!e.getValue().canConvertToInt()) throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] is not an integer id");
+            if (!e.getValue().isIntegralNumber() || !e.getValue().canConvertToInt() || e.getValue().intValue() < 0)
+                throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] = " + e.getValue() + " is not a non-negative integer id");
+            if (e.getKey().isEmpty()) throw new TokenizerFormatException("model.vocab has an empty token (id " + e.getValue() + ")");
             vocab.put(e.getKey(), e.getValue().intValue());
         }
 
@@ -108,11 +119,18 @@ public final class HfTokenizerJson {
         JsonNode addedNode = root.get("added_tokens");
         if (addedNode != null && !addedNode.isNull()) {
             if (!addedNode.isArray()) throw new TokenizerFormatException("added_tokens must be an array");
+            int i = 0;
             for (JsonNode a : addedNode) {
-                if (!a.has("id") || !a.has("content")) throw new TokenizerFormatException("added token without id/content: " + a);
-                added.add(new AddedToken(a.get("id").asInt(), a.get("content").asText(), a.path("special").asBoolean(false)));
+                JsonNode id = a.path("id"), content = a.path("content");
+                if (!id.isIntegralNumber() || !id.canConvertToInt() || id.intValue() < 0)
+                    throw new TokenizerFormatException("added_tokens[" + i + "] has no non-negative integer \"id\": " + a);
+                if (!content.isTextual() || content.asText().isEmpty())
+                    throw new TokenizerFormatException("added_tokens[" + i + "] has no non-empty \"content\" string: " + a);
+                added.add(new AddedToken(id.intValue(), content.asText(), a.path("special").asBoolean(false)));
+                i++;
             }
         }
+        checkIdBounds(vocab, added);
 
         // ---- pipeline: find out the flavour
         List<JsonNode> pre = flatten(root.get("pre_tokenizer"), "pretokenizers");
@@ -258,6 +276,20 @@ public final class HfTokenizerJson {
         }
         b.conventionalSpecialIds();
         return b.build();
+    }
+
+    private static void checkIdBounds(Map<String, Integer> vocab, List<AddedToken> added) throws TokenizerFormatException {
+        long limit = (long) vocab.size() + added.size() + ID_SLACK;
+        for (var e : vocab.entrySet()) {
+            if (e.getValue() >= limit)
+                throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] has id " + e.getValue() + ", far beyond the "
+                        + vocab.size() + " vocabulary entries and " + added.size() + " added tokens (ids must be < " + limit + ")");
+        }
+        for (AddedToken a : added) {
+            if (a.id() >= limit)
+                throw new TokenizerFormatException("added token '" + a.content() + "' has id " + a.id() + ", far beyond the "
+                        + vocab.size() + " vocabulary entries and " + added.size() + " added tokens (ids must be < " + limit + ")");
+        }
     }
 
     private static String text(JsonNode n, String field) {
