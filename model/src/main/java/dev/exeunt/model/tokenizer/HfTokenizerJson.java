@@ -137,14 +137,18 @@ public final class HfTokenizerJson {
         List<JsonNode> norms = flatten(root.get("normalizer"), "normalizers");
         List<JsonNode> decs = flatten(root.get("decoder"), "decoders");
 
-        JsonNode byteLevelPre = null, splitPre = null, metaspacePre = null;
+        JsonNode byteLevelPre = null, metaspacePre = null;
+        List<JsonNode> splits = new ArrayList<>();
         for (JsonNode p : pre) {
             String t = text(p, "type");
             switch (t == null ? "" : t) {
-                case "ByteLevel" -> byteLevelPre = p;
+                case "ByteLevel" -> {
+                    if (byteLevelPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: more than one ByteLevel");
+                    byteLevelPre = p;
+                }
                 case "Split" -> {
-                    if (splitPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: more than one Split");
-                    splitPre = p;
+                    if (byteLevelPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: Split after ByteLevel");
+                    splits.add(p);
                 }
                 case "Metaspace" -> metaspacePre = p;
                 default -> throw new TokenizerFormatException("unsupported pre_tokenizer type '" + t + "'");
@@ -181,15 +185,11 @@ public final class HfTokenizerJson {
                 throw new TokenizerFormatException("unsupported mix of ByteLevel and SentencePiece (▁) steps");
             b = BpeTokenizer.builder(BpeTokenizer.Flavour.BYTE_LEVEL);
             boolean useRegex = byteLevelPre.path("use_regex").asBoolean(true);
-            if (splitPre != null) {
+            if (!splits.isEmpty()) {
                 if (useRegex) throw new TokenizerFormatException("unsupported pre_tokenizer: Split followed by ByteLevel with use_regex true");
-                String regex = splitPre.path("pattern").path("Regex").asText(null);
-                if (regex == null) throw new TokenizerFormatException("unsupported Split pattern (only {\"Regex\": ...}): " + splitPre.path("pattern"));
-                String behavior = text(splitPre, "behavior");
-                if (behavior != null && !"Isolated".equals(behavior))
-                    throw new TokenizerFormatException("unsupported Split behavior '" + behavior + "' (only Isolated)");
-                if (splitPre.path("invert").asBoolean(false)) throw new TokenizerFormatException("unsupported Split with invert true");
-                b.splitRegex(regex);
+                List<BpeTokenizer.SplitRule> rules = new ArrayList<>();
+                for (JsonNode split : splits) rules.add(splitRule(split));
+                b.splitRules(rules);
             } else {
                 if (!useRegex) throw new TokenizerFormatException("unsupported ByteLevel pre_tokenizer with use_regex false and no Split");
                 b.splitRegex(PreTokenizerPatterns.GPT2);
@@ -204,7 +204,12 @@ public final class HfTokenizerJson {
                 if (!"ByteLevel".equals(t)) throw new TokenizerFormatException("unsupported decoder type '" + t + "' for a byte-level tokenizer");
             }
         } else if (metaspacePre != null || replaceSpaceNorm) {
-            if (splitPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer Split in a SentencePiece tokenizer");
+            for (JsonNode split : splits) {
+                // Gemma: the normalizer has already turned every " " into "▁", so splitting on " " finds nothing
+                boolean noOp = replaceSpaceNorm && " ".equals(split.path("pattern").path("String").asText(null))
+                        && !split.path("invert").asBoolean(false);
+                if (!noOp) throw new TokenizerFormatException("unsupported pre_tokenizer Split in a SentencePiece tokenizer: " + split);
+            }
             b = BpeTokenizer.builder(BpeTokenizer.Flavour.SENTENCEPIECE);
             b.normalization(form);
             if (metaspacePre != null) {
@@ -278,6 +283,18 @@ public final class HfTokenizerJson {
         return b.build();
     }
 
+    /** An Isolated Split, or a Removed Split with invert true (the matches kept, the rest dropped: GPT-4o). */
+    private static BpeTokenizer.SplitRule splitRule(JsonNode split) throws TokenizerFormatException {
+        String regex = split.path("pattern").path("Regex").asText(null);
+        if (regex == null) throw new TokenizerFormatException("unsupported Split pattern (only {\"Regex\": ...}): " + split.path("pattern"));
+        String behavior = text(split, "behavior");
+        boolean invert = split.path("invert").asBoolean(false);
+        if ((behavior == null || "Isolated".equals(behavior)) && !invert) return new BpeTokenizer.SplitRule(regex, true);
+        if ("Removed".equals(behavior) && invert) return new BpeTokenizer.SplitRule(regex, false);
+        throw new TokenizerFormatException("unsupported Split behavior '" + behavior + "' with invert " + invert
+                + " (supported: Isolated, or Removed with invert true)");
+    }
+
     private static void checkIdBounds(Map<String, Integer> vocab, List<AddedToken> added) throws TokenizerFormatException {
         long limit = (long) vocab.size() + added.size() + ID_SLACK;
         for (var e : vocab.entrySet()) {
@@ -342,7 +359,7 @@ public final class HfTokenizerJson {
         if (t.flavour() == BpeTokenizer.Flavour.BYTE_LEVEL) {
             if (t.normalization() == null) root.putNull("normalizer");
             else root.putObject("normalizer").put("type", t.normalization().name());
-            boolean gpt2 = PreTokenizerPatterns.GPT2.equals(t.splitRegex());
+            boolean gpt2 = t.splitRules().equals(List.of(new BpeTokenizer.SplitRule(PreTokenizerPatterns.GPT2, true)));
             ObjectNode byteLevel = MAPPER.createObjectNode();
             byteLevel.put("type", "ByteLevel");
             byteLevel.put("add_prefix_space", t.addPrefixSpace());
@@ -354,11 +371,13 @@ public final class HfTokenizerJson {
                 ObjectNode seq = root.putObject("pre_tokenizer");
                 seq.put("type", "Sequence");
                 ArrayNode list = seq.putArray("pretokenizers");
-                ObjectNode split = list.addObject();
-                split.put("type", "Split");
-                split.putObject("pattern").put("Regex", t.splitRegex());
-                split.put("behavior", "Isolated");
-                split.put("invert", false);
+                for (BpeTokenizer.SplitRule r : t.splitRules()) {
+                    ObjectNode split = list.addObject();
+                    split.put("type", "Split");
+                    split.putObject("pattern").put("Regex", r.regex());
+                    split.put("behavior", r.keepGaps() ? "Isolated" : "Removed");
+                    split.put("invert", !r.keepGaps());
+                }
                 list.add(byteLevel);
             }
             ObjectNode post = root.putObject("post_processor");

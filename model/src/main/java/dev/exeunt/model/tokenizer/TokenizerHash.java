@@ -56,7 +56,7 @@ public final class TokenizerHash {
 
     private static void settings(BpeTokenizer b, Canonical c) {
         c.string(b.flavour().name())
-                .string(String.valueOf(b.splitRegex()))
+                .integer(b.splitRules().size())
                 .string(String.valueOf(b.normalization()))
                 .integer(b.addPrefixSpace() ? 1 : 0)
                 .integer(b.ignoreMerges() ? 1 : 0)
@@ -67,6 +67,7 @@ public final class TokenizerHash {
                 .integer(b.fuseUnk() ? 1 : 0)
                 .string(String.valueOf(b.unkToken()))
                 .integer(b.leadingSpacesToStrip());
+        for (BpeTokenizer.SplitRule r : b.splitRules()) c.string(r.regex()).integer(r.keepGaps() ? 1 : 0);
     }
 
     /** Length-prefixed fields, so that no two different field lists serialize alike. */
