@@ -19,25 +19,27 @@ final class EvalCommand implements Main.Command {
     public String usage() {
         return """
                 usage: exeunt eval --model DIR --data FILE.arrow [--seq-len N (model context, max 256)] [--batch N (8)]
-                                   [--batches N (all)] [--device cpu|cuda[:N]] [--json]
-                  Evaluates every window of the dataset (or the first --batches batches), in order.""";
+                                   [--batches N (all)] [--device cpu|cuda[:N]] [--force] [--json]
+                  Evaluates every window of the dataset (or the first --batches batches), in order.
+                  --force: use a dataset or tokenizer.json made with another tokenizer than the model's.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json"));
-        boolean json = a.getBool("json", false);
+        var a = new Args(argv, Set.of("json", "force"));
+        boolean json = a.getBool("json", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         Path data = Path.of(a.require("data", "an .arrow dataset"));
         int batch = a.getInt("batch", 8), batches = a.getInt("batches", 0);
         Integer seqLen = a.has("seq-len") ? a.getInt("seq-len", 0) : null;
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = ModelLoader.load(dir, device)) {
+        try (var loaded = ModelLoader.load(dir, device, force)) {
             var model = loaded.model();
             int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
             if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());
             int[] tokens;
             try (var r = TokenDatasetReader.open(data)) {
+                r.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
                 tokens = r.readAllTokens(OptionalInt.empty());
             }
             for (int id : tokens) {

@@ -21,14 +21,15 @@ final class GenerateCommand implements Main.Command {
                 usage: exeunt generate --model DIR|FILE.gguf (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
                                        [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
-                                       [--show-exits] [--device cpu|cuda[:N]] [--json]
+                                       [--show-exits] [--device cpu|cuda[:N]] [--force] [--json]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
-                  --json prints {tokens, exits, text, tokens_per_s}.""";
+                  --json prints {tokens, exits, text, tokens_per_s}.
+                  --force: use a tokenizer.json that is not the one the model was trained with.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "show-exits"));
-        boolean json = a.getBool("json", false), show = a.getBool("show-exits", false);
+        var a = new Args(argv, Set.of("json", "show-exits", "force"));
+        boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String prompt = a.get("prompt", null);
         int[] promptIds = a.getInts("prompt-ids", null);
@@ -37,7 +38,7 @@ final class GenerateCommand implements Main.Command {
                 a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
-        try (var loaded = ModelLoader.load(dir, device)) {
+        try (var loaded = ModelLoader.load(dir, device, force)) {
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;

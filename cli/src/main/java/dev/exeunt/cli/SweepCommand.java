@@ -23,14 +23,15 @@ final class SweepCommand implements Main.Command {
         return """
                 usage: exeunt sweep --model DIR (--prompts FILE (one per line) | --prompt TEXT | --data FILE.arrow)
                                     [--thresholds 1,0.9,0.8,0.6,0.4,0.2] [--max-new-tokens N (64)] [--num-prompts N (4)]
-                                    [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--batched] [--out DIR] [--json]
+                                    [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--batched] [--out DIR] [--force] [--json]
                   With --data, prompts are the first --prompt-tokens tokens of evenly spaced held-out documents.
                   Prompts run one at a time (batch size 1) unless --batched packs them into one batch.
-                  --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).""";
+                  --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).
+                  --force: use a dataset or tokenizer.json made with another tokenizer than the model's.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "batched"));
+        var a = new Args(argv, Set.of("json", "batched", "force"));
         boolean json = a.getBool("json", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String thr = a.get("thresholds", "1,0.9,0.8,0.6,0.4,0.2");
@@ -42,16 +43,17 @@ final class SweepCommand implements Main.Command {
         }
         int maxNew = a.getInt("max-new-tokens", 64), n = a.getInt("num-prompts", 4), promptTokens = a.getInt("prompt-tokens", 32);
         int repeats = a.getInt("repeats", 3);
-        boolean batched = a.getBool("batched", false);
+        boolean batched = a.getBool("batched", false), force = a.getBool("force", false);
         String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
         Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
         a.checkAllUsed();
-        try (var loaded = ModelLoader.load(dir, Device.CPU)) {
+        try (var loaded = ModelLoader.load(dir, Device.CPU, force)) {
             var tok = loaded.tokenizer();
             List<int[]> prompts = new ArrayList<>();
             if (data != null) {
                 int[] tokens;
                 try (var r = TokenDatasetReader.open(Path.of(data))) {
+                    r.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
                     tokens = r.readAllTokens(OptionalInt.empty());
                 }
                 if (tokens.length < promptTokens * n) throw new IllegalArgumentException("dataset too small for " + n + " prompts");

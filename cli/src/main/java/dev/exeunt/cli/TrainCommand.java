@@ -8,6 +8,8 @@ import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
+import dev.exeunt.model.tokenizer.TokenizerHash;
+import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
 import dev.exeunt.model.train.TrainingState;
@@ -27,13 +29,14 @@ final class TrainCommand implements Main.Command {
 
     public String usage() {
         return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml]\n"
-                + "                   [--device cpu|cuda[:N]] [--json]\n"
-                + "  The tokenizer defaults to tokenizer.json beside the data file.\n" + ModelOptions.HELP;
+                + "                   [--device cpu|cuda[:N]] [--force] [--json]\n"
+                + "  The tokenizer defaults to tokenizer.json beside the data file. --force: train on data (or resume\n"
+                + "  a checkpoint) made with another tokenizer than --tokenizer.\n" + ModelOptions.HELP;
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights"));
-        boolean json = a.getBool("json", false);
+        var a = new Args(argv, Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force"));
+        boolean json = a.getBool("json", false), force = a.getBool("force", false);
         Path data = Path.of(a.require("data", "an .arrow file made by 'exeunt prepare'"));
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
         Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
@@ -43,7 +46,7 @@ final class TrainCommand implements Main.Command {
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var result = train(mc, tc, tokenizer, data, outDir, System.err, device);
+        var result = train(mc, tc, tokenizer, data, outDir, System.err, device, force);
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),
@@ -65,13 +68,16 @@ final class TrainCommand implements Main.Command {
     /** Trains (or resumes, when outDir holds a training checkpoint) and returns the result. */
     static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
                                 Path outDir, PrintStream console) throws IOException {
-        return train(mc, tc, tokenizer, data, outDir, console, Device.CPU);
+        return train(mc, tc, tokenizer, data, outDir, console, Device.CPU, false);
     }
 
+    /** {@code force}: accept data, or a checkpoint to resume, made with another tokenizer than {@code tokenizer}. */
     static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
-                                Path outDir, PrintStream console, Device device) throws IOException {
+                                Path outDir, PrintStream console, Device device, boolean force) throws IOException {
+        String tokenizerHash = TokenizerHash.of(tokenizer);
         int[] tokens;
         try (var reader = TokenDatasetReader.open(data)) {
+            reader.checkTokenizer(tokenizerHash, "the tokenizer given to train uses", force);
             tokens = reader.readAllTokens(OptionalInt.empty());
         }
         int maxId = 0;
@@ -83,6 +89,10 @@ final class TrainCommand implements Main.Command {
         boolean resume = TrainingState.exists(outDir);
         if (resume) {
             var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
+            if (TokenizerMismatchException.check("checkpoint in " + outDir + " was trained with tokenizer %s but the tokenizer given "
+                    + "to train now is %s", ConfigJson.readTokenizerHash(outDir.resolve(ModelCheckpoint.CONFIG)), tokenizerHash, force)) {
+                System.err.println("warning: --force: resuming " + outDir + " with another tokenizer than it was trained with");
+            }
             if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()).withCarriedKeys(saved.carriedKeys()))) {
                 throw new IOException("checkpoint in " + outDir + " was trained with a different model config; "
                         + "use a new --out or the same options");

@@ -1,5 +1,6 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.config.WeightSchedule;
@@ -25,15 +26,16 @@ final class TuneCommand implements Main.Command {
                 usage: exeunt tune --model DIR --data FILE.arrow --exits 8,16 --out DIR [--exit-kind embedding|norm|mlp|layer (norm)]
                                    [--init copy|random (copy)] [--exit-placement pre|post] [--exit-weight W] [--exit-temperature T]
                                    [--dynamic-token-weights] [--seq-len N] [--batch N] [--grad-accum N] [--iters N] [--lr X]
-                                   [--min-lr X] [--warmup N] [--seed N] [--json]
+                                   [--min-lr X] [--warmup N] [--seed N] [--force] [--json]
                   DIR is a Hugging Face layout model (config.json, *.safetensors, tokenizer.json) without exits;
                   the data must be prepared with that model's tokenizer. Only the layers up to the deepest exit
                   are loaded. The output is the same checkpoint with the exits added (backbone tensors copied
-                  byte for byte), ready for generate, sweep, serve and eval.""";
+                  byte for byte), ready for generate, sweep, serve and eval. --force: tune on data (or with a tokenizer.json)
+                  made with another tokenizer than the model's.""";
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "dynamic-token-weights"));
+        var a = new Args(argv, Set.of("json", "dynamic-token-weights", "force"));
         boolean json = a.getBool("json", false);
         Path model = Path.of(a.require("model", "the pretrained model directory"));
         Path data = Path.of(a.require("data", "an .arrow dataset made with the model's tokenizer"));
@@ -44,13 +46,15 @@ final class TuneCommand implements Main.Command {
         var init = ExitTuner.Init.valueOf(a.get("init", "copy").toUpperCase(Locale.ROOT));
         var placement = ExitConfig.Placement.valueOf(a.get("exit-placement", "post").toUpperCase(Locale.ROOT));
         double w = a.getDouble("exit-weight", 1.0), temp = a.getDouble("exit-temperature", 1.0);
-        boolean dynamic = a.getBool("dynamic-token-weights", false);
+        boolean dynamic = a.getBool("dynamic-token-weights", false), force = a.getBool("force", false);
         var tc = ModelOptions.train(a);
         a.checkAllUsed();
         List<ExitConfig> exits = new ArrayList<>();
         for (int l : layers) exits.add(new ExitConfig(l, placement, kind, false, WeightSchedule.constant(w), temp));
+        String modelTokenizer = ModelCheckpoint.tokenizerHash(model, force);
         int[] tokens;
         try (var r = TokenDatasetReader.open(data)) {
+            r.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
             tokens = r.readAllTokens(OptionalInt.empty());
         }
         try (var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc)) {

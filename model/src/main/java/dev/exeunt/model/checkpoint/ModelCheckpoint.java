@@ -8,6 +8,8 @@ import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
+import dev.exeunt.model.tokenizer.TokenizerHash;
+import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
 import java.io.IOException;
@@ -31,8 +33,16 @@ public final class ModelCheckpoint {
 
     private ModelCheckpoint() {}
 
-    /** A loaded model and its tokenizer. */
-    public record Loaded(EarlyExitModel model, Tokenizer tokenizer) implements AutoCloseable {
+    /**
+     * A loaded model and its tokenizer.
+     *
+     * @param tokenizerHash the {@link TokenizerHash} the model's data must have been tokenized with, or null when unknown
+     */
+    public record Loaded(EarlyExitModel model, Tokenizer tokenizer, String tokenizerHash) implements AutoCloseable {
+        public Loaded(EarlyExitModel model, Tokenizer tokenizer) {
+            this(model, tokenizer, null);
+        }
+
         @Override
         public void close() {
             model.close();
@@ -44,7 +54,7 @@ public final class ModelCheckpoint {
         Files.createDirectories(dir);
         TensorFiles.save(model.parameters().all(), dir.resolve(WEIGHTS), Map.of("format", "pt", "producer", "exeunt"));
         if (tokenizer != null) HfTokenizerJson.save(tokenizer, dir.resolve(TOKENIZER));
-        ConfigJson.write(model.config(), dir.resolve(CONFIG));
+        ConfigJson.write(model.config(), tokenizer == null ? null : TokenizerHash.of(tokenizer), dir.resolve(CONFIG));
     }
 
     /**
@@ -53,15 +63,25 @@ public final class ModelCheckpoint {
      * config whose sizes disagree with its tensors costs nothing.
      */
     public static Loaded load(Path dir, Device device) throws IOException {
+        return load(dir, device, false);
+    }
+
+    /**
+     * Loads a checkpoint directory. A tokenizer.json whose hash differs from the one config.json records
+     * is refused unless {@code force}.
+     */
+    public static Loaded load(Path dir, Device device, boolean force) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException("checkpoint directory " + dir + " does not exist");
         ModelConfig config = ConfigJson.read(dir.resolve(CONFIG));
         Tokenizer tokenizer = null;
+        String hash = ConfigJson.readTokenizerHash(dir.resolve(CONFIG));
         if (Files.exists(dir.resolve(TOKENIZER))) {
             tokenizer = HfTokenizerJson.load(dir.resolve(TOKENIZER));
             if (tokenizer.vocabSize() > config.vocabSize()) {
                 throw new CheckpointFormatException(dir.resolve(TOKENIZER), "tokenizer has " + tokenizer.vocabSize()
                         + " tokens but the model's vocab_size is " + config.vocabSize() + ": they do not belong together");
             }
+            hash = checkTokenizer(dir, hash, TokenizerHash.of(tokenizer), force);
         }
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(dir)) {
             CheckpointLayout.check(config, ckpt);
@@ -72,8 +92,28 @@ public final class ModelCheckpoint {
                 model.close();
                 throw e;
             }
-            return new Loaded(model, tokenizer);
+            return new Loaded(model, tokenizer, hash);
         }
+    }
+
+    /**
+     * The tokenizer hash of the checkpoint in {@code dir}: the one config.json records, checked against its
+     * tokenizer.json (refused on a mismatch unless {@code force}); the tokenizer.json's own when config.json
+     * records none; null when neither is there.
+     */
+    public static String tokenizerHash(Path dir, boolean force) throws IOException {
+        String recorded = ConfigJson.readTokenizerHash(dir.resolve(CONFIG));
+        if (!Files.exists(dir.resolve(TOKENIZER))) return recorded;
+        return checkTokenizer(dir, recorded, TokenizerHash.of(HfTokenizerJson.load(dir.resolve(TOKENIZER))), force);
+    }
+
+    private static String checkTokenizer(Path dir, String recorded, String actual, boolean force) throws IOException {
+        if (TokenizerMismatchException.check(dir.resolve(TOKENIZER) + " is tokenizer %s but the model in " + dir
+                + " was trained with %s (config.json " + ConfigJson.TOKENIZER_HASH + ")", actual, recorded, force)) {
+            System.err.println("warning: --force: " + dir.resolve(TOKENIZER) + " (" + TokenizerHash.shortForm(actual)
+                    + ") is not the tokenizer the model was trained with (" + TokenizerHash.shortForm(recorded) + ")");
+        }
+        return recorded != null ? recorded : actual;
     }
 
     /**

@@ -107,10 +107,41 @@ public final class ConfigJson {
         else o.remove(key);
     }
 
+    /**
+     * Top-level key with the {@code TokenizerHash} of the tokenizer the model was trained with ("sha256:...");
+     * Hugging Face ignores it, Exeunt refuses a tokenizer.json or dataset whose hash differs. It belongs to
+     * the checkpoint, not to the config: read by {@link #readTokenizerHash}, never carried.
+     */
+    public static final String TOKENIZER_HASH = "exeunt_tokenizer_sha256";
+
     public static void write(ModelConfig c, Path file) throws IOException {
+        write(c, null, file);
+    }
+
+    /** Writes {@code c}, recording {@code tokenizerHash} (when not null) under {@link #TOKENIZER_HASH}. */
+    public static void write(ModelConfig c, String tokenizerHash, Path file) throws IOException {
+        ObjectNode o = toJson(c);
+        if (tokenizerHash != null) o.put(TOKENIZER_HASH, tokenizerHash);
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), toJson(c));
+        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), o);
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** The tokenizer hash recorded in {@code file}, or null when it records none (older or Hugging Face checkpoints). */
+    public static String readTokenizerHash(Path file) throws IOException {
+        JsonNode o;
+        try {
+            o = JSON.readTree(file.toFile());
+        } catch (JsonProcessingException e) {
+            throw new CheckpointFormatException(file, "malformed JSON: " + e.getOriginalMessage(), e);
+        }
+        JsonNode v = o == null ? null : o.get(TOKENIZER_HASH);
+        if (v == null || v.isNull()) return null;
+        if (!v.isTextual() || !v.asText().matches("sha256:[0-9a-f]{64}")) {
+            throw new CheckpointFormatException(file, "'" + TOKENIZER_HASH + "' must be \"sha256:\" and 64 hex digits, got "
+                    + ConfigReader.describe(v));
+        }
+        return v.asText();
     }
 
     /** Reads {@code file}; anything malformed, unknown, unimplemented or out of bounds is refused naming the key. */
@@ -243,6 +274,7 @@ public final class ConfigJson {
         }
         int bos = tokenId(r, "bos_token_id", vocab), eos = tokenId(r, "eos_token_id", vocab);
         r.harmless(ConfigKeys.ANY_MODEL);
+        r.harmless(List.of(TOKENIZER_HASH)); // checked against tokenizer.json by readTokenizerHash's callers
         List<ExitConfig> exits = new ArrayList<>();
         boolean dynamic = exits(r, exits);
         r.refuseUnread("a " + (family == Family.GPT2 ? "gpt2" : "llama/mistral") + " config");
@@ -323,6 +355,7 @@ public final class ConfigJson {
         ObjectNode keep = r.object().deepCopy();
         keep.remove(family == Family.GPT2 ? GPT2_FIELDS : LLAMA_FIELDS);
         keep.remove("early_exit");
+        keep.remove(TOKENIZER_HASH);
         for (String id : List.of("bos_token_id", "eos_token_id")) {
             if (!keep.path(id).isArray()) keep.remove(id);
         }

@@ -5,6 +5,7 @@ import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.BpeTrainer;
 import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
+import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.util.ProgressBar;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -335,7 +336,9 @@ public final class Prepare {
             long t0 = System.nanoTime();
             Counts counts = new Counts();
             TokenDatasetWriter.Stats ws = TokenDatasetWriter.write(o.output(),
-                    TokenDatasetWriter.Options.DEFAULT.withBatchSize(o.batchSize()), null,
+                    TokenDatasetWriter.Options.DEFAULT.withBatchSize(o.batchSize())
+                            .withMetadata(TokenDatasetWriter.TOKENIZER_HASH, TokenizerHash.of(tok))
+                            .withMetadata(TokenDatasetWriter.TOKENIZER_PATH, tokenizerPath.toString()), null,
                     w -> tokenize(source, tok, eos, o, w, counts));
             double secs = (System.nanoTime() - t0) / 1e9;
             if (trainedTemp != null) {

@@ -1,5 +1,7 @@
 package dev.exeunt.model.io;
 
+import dev.exeunt.model.tokenizer.TokenizerHash;
+import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -12,6 +14,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalInt;
 import org.apache.arrow.memory.ArrowBuf;
@@ -162,6 +165,44 @@ public final class TokenDatasetReader implements AutoCloseable {
 
     public Schema schema() {
         return schema;
+    }
+
+    /** The Arrow schema metadata value of {@code key}, or null. */
+    public String metadata(String key) {
+        Map<String, String> m = schema.getCustomMetadata();
+        return m == null ? null : m.get(key);
+    }
+
+    /**
+     * The tokenizer hash {@code exeunt prepare} recorded ({@link TokenDatasetWriter#TOKENIZER_HASH}), or null for
+     * datasets from elsewhere; a malformed value is an error naming the file.
+     */
+    public String tokenizerHash() throws CheckpointFormatException {
+        String h = metadata(TokenDatasetWriter.TOKENIZER_HASH);
+        if (h != null && !h.matches("sha256:[0-9a-f]{64}")) {
+            throw new CheckpointFormatException(path, "schema metadata '" + TokenDatasetWriter.TOKENIZER_HASH
+                    + "' must be \"sha256:\" and 64 hex digits, got '" + h + "'");
+        }
+        return h;
+    }
+
+    /**
+     * Refuses (unless {@code force}) this dataset when it was tokenized with another tokenizer than
+     * {@code hash}; datasets or models without a recorded hash pass.
+     *
+     * @param whose what {@code hash} belongs to, for the message (e.g. "the model ckpt uses")
+     * @return true when they differ but {@code force} lets them through
+     */
+    public boolean checkTokenizer(String hash, String whose, boolean force) throws IOException {
+        String mine = tokenizerHash();
+        String from = metadata(TokenDatasetWriter.TOKENIZER_PATH);
+        boolean forced = TokenizerMismatchException.check("dataset " + path + " was tokenized with tokenizer %s"
+                + (from == null ? "" : " (" + from + ")") + " but " + whose + " %s", mine, hash, force);
+        if (forced) {
+            System.err.println("warning: --force: dataset " + path + " was tokenized with " + TokenizerHash.shortForm(mine)
+                    + ", not " + TokenizerHash.shortForm(hash));
+        }
+        return forced;
     }
 
     /** Names of all columns of the file. */

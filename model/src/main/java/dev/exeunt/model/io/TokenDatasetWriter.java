@@ -36,36 +36,58 @@ import org.apache.arrow.vector.types.pojo.Schema;
  */
 public final class TokenDatasetWriter implements AutoCloseable {
     public static final String COLUMN = "input_ids";
+    /** Schema metadata key of the Hugging Face datasets feature description. */
+    static final String HF_METADATA = "huggingface";
+    /** Schema metadata key: the {@code TokenizerHash} of the tokenizer the documents were encoded with. */
+    public static final String TOKENIZER_HASH = "exeunt.tokenizer_sha256";
+    /** Schema metadata key: where that tokenizer was (for messages). */
+    public static final String TOKENIZER_PATH = "exeunt.tokenizer";
 
     /**
      * @param batchSize  documents per record batch (Hugging Face uses 1000)
      * @param int64      write {@code list<int64>} instead of {@code list<int32>}
      * @param largeList  write {@code large_list} (64-bit offsets) instead of {@code list}
      * @param fileFormat write the IPC <em>file</em> format ({@code ARROW1} magic, footer) instead of the stream format
+     * @param metadata   extra Arrow schema metadata, e.g. {@link #TOKENIZER_HASH} (the {@code huggingface} key is ours)
      */
-    public record Options(int batchSize, boolean int64, boolean largeList, boolean fileFormat) {
+    public record Options(int batchSize, boolean int64, boolean largeList, boolean fileFormat, Map<String, String> metadata) {
         public static final Options DEFAULT = new Options(1000, false, false, false);
 
         public Options {
             if (batchSize <= 0) {
                 throw new IllegalArgumentException("batchSize must be positive: " + batchSize);
             }
+            metadata = Map.copyOf(metadata);
+            if (metadata.containsKey(HF_METADATA)) {
+                throw new IllegalArgumentException("schema metadata key '" + HF_METADATA + "' is written by the writer itself");
+            }
+        }
+
+        public Options(int batchSize, boolean int64, boolean largeList, boolean fileFormat) {
+            this(batchSize, int64, largeList, fileFormat, Map.of());
         }
 
         public Options withBatchSize(int n) {
-            return new Options(n, int64, largeList, fileFormat);
+            return new Options(n, int64, largeList, fileFormat, metadata);
         }
 
         public Options withInt64(boolean b) {
-            return new Options(batchSize, b, largeList, fileFormat);
+            return new Options(batchSize, b, largeList, fileFormat, metadata);
         }
 
         public Options withLargeList(boolean b) {
-            return new Options(batchSize, int64, b, fileFormat);
+            return new Options(batchSize, int64, b, fileFormat, metadata);
         }
 
         public Options withFileFormat(boolean b) {
-            return new Options(batchSize, int64, largeList, b);
+            return new Options(batchSize, int64, largeList, b, metadata);
+        }
+
+        /** These options with {@code key = value} added to the schema metadata. */
+        public Options withMetadata(String key, String value) {
+            var m = new java.util.HashMap<>(metadata);
+            m.put(key, value);
+            return new Options(batchSize, int64, largeList, fileFormat, m);
         }
     }
 
@@ -168,7 +190,9 @@ public final class TokenDatasetWriter implements AutoCloseable {
         String hf = "{\"info\": {\"features\": {\"" + COLUMN + "\": {\"feature\": {\"dtype\": \"" + dtype
                 + "\", \"_type\": \"Value\"}, " + (options.largeList() ? "\"_type\": \"LargeList\"" : "\"_type\": \"Sequence\"")
                 + "}}}}";
-        return new Schema(List.of(column), Map.of("huggingface", hf));
+        var metadata = new java.util.HashMap<>(options.metadata());
+        metadata.put(HF_METADATA, hf);
+        return new Schema(List.of(column), metadata);
     }
 
     /** Appends one document. */

@@ -42,6 +42,18 @@ public final class BpeTokenizer implements Tokenizer {
         ALWAYS
     }
 
+    /**
+     * One pre-tokenizer split (Hugging Face {@code Split} with a regex), applied to each piece of the previous one.
+     *
+     * @param keepGaps true: text between matches stays as pieces of its own (behavior Isolated); false: it is
+     *     dropped (behavior Removed with invert true, as GPT-4o's tokenizer.json writes its pattern)
+     */
+    public record SplitRule(String regex, boolean keepGaps) {
+        public SplitRule {
+            java.util.Objects.requireNonNull(regex, "regex");
+        }
+    }
+
     /** One merge rule: {@code left + right}, in rank order. */
     public record Merge(String left, String right) {}
 
@@ -61,8 +73,8 @@ public final class BpeTokenizer implements Tokenizer {
     private final boolean[] isAdded;
     private final boolean[] inModelVocab;
     private final byte[][] decodedBytes;
-    private final String splitRegex;
-    private final Pattern splitPattern;
+    private final List<SplitRule> splitRules;
+    private final Pattern[] splitPatterns;
     private final boolean addPrefixSpace;
     private final java.text.Normalizer.Form normalization;
     private final boolean ignoreMerges;
@@ -80,7 +92,7 @@ public final class BpeTokenizer implements Tokenizer {
 
     private BpeTokenizer(Builder b) {
         this.flavour = b.flavour;
-        this.splitRegex = b.splitRegex;
+        this.splitRules = List.copyOf(b.splitRules);
         this.addPrefixSpace = b.addPrefixSpace;
         this.normalization = b.normalization;
         this.ignoreMerges = b.ignoreMerges;
@@ -154,10 +166,10 @@ public final class BpeTokenizer implements Tokenizer {
         Integer u = unkToken == null ? null : tokenToId.get(unkToken);
         unkId = u == null ? -1 : u;
         if (flavour == Flavour.BYTE_LEVEL) {
-            if (splitRegex == null) throw new IllegalArgumentException("byte-level tokenizer needs a split regex");
-            splitPattern = PreTokenizerPatterns.compile(splitRegex);
+            if (splitRules.isEmpty()) throw new IllegalArgumentException("byte-level tokenizer needs a split regex");
+            splitPatterns = splitRules.stream().map(r -> PreTokenizerPatterns.compile(r.regex())).toArray(Pattern[]::new);
         } else {
-            splitPattern = null;
+            splitPatterns = null;
         }
 
         decodedBytes = new byte[max + 1][];
@@ -232,14 +244,7 @@ public final class BpeTokenizer implements Tokenizer {
         if (normalization != null) seg = java.text.Normalizer.normalize(seg, normalization);
         if (flavour == Flavour.BYTE_LEVEL) {
             if (addPrefixSpace && !seg.startsWith(" ")) seg = " " + seg;
-            Matcher m = splitPattern.matcher(seg);
-            int last = 0;
-            while (m.find()) {
-                if (m.start() > last) out.addAll(bpePiece(seg.substring(last, m.start())));
-                if (m.end() > m.start()) out.addAll(bpePiece(m.group()));
-                last = m.end();
-            }
-            if (last < seg.length()) out.addAll(bpePiece(seg.substring(last)));
+            split(seg, 0, out);
         } else {
             String s = seg.replace(' ', SPACE_MARK);
             boolean prepend = switch (prependScheme) {
@@ -261,6 +266,23 @@ public final class BpeTokenizer implements Tokenizer {
                 out.addAll(bpePiece(s));
             }
         }
+    }
+
+    /** Splits {@code s} by split rule {@code level} and each piece by the later rules, then BPE-encodes the pieces. */
+    private void split(String s, int level, IntList out) {
+        if (level == splitPatterns.length) {
+            out.addAll(bpePiece(s));
+            return;
+        }
+        boolean keepGaps = splitRules.get(level).keepGaps();
+        Matcher m = splitPatterns[level].matcher(s);
+        int last = 0;
+        while (m.find()) {
+            if (keepGaps && m.start() > last) split(s.substring(last, m.start()), level + 1, out);
+            if (m.end() > m.start()) split(m.group(), level + 1, out);
+            last = m.end();
+        }
+        if (keepGaps && last < s.length()) split(s.substring(last), level + 1, out);
     }
 
     private int[] bpePiece(String piece) {
@@ -426,6 +448,11 @@ public final class BpeTokenizer implements Tokenizer {
 
     // ------------------------------------------------------------------ decoding
 
+    /**
+     * Decodes as Hugging Face does. Byte-level: all bytes together, each ill-formed UTF-8 subpart one U+FFFD.
+     * SentencePiece (ByteFallback decoder): a run of {@code <0xNN>} tokens that is not well-formed UTF-8 as a
+     * whole becomes one U+FFFD per token; other tokens are text.
+     */
     @Override
     public String decode(int[] ids, boolean skipSpecialTokens) {
         int total = 0;
@@ -438,9 +465,43 @@ public final class BpeTokenizer implements Tokenizer {
             System.arraycopy(b, 0, buf, k, b.length);
             k += b.length;
         }
+        String text = flavour == Flavour.BYTE_LEVEL ? Utf8.decodeLossy(buf, 0, k) : decodeByteFallback(ids, skipSpecialTokens, buf, k);
         int from = 0;
-        while (from < stripLeading && from < k && buf[from] == ' ') from++;
-        return new String(buf, from, k - from, StandardCharsets.UTF_8);
+        while (from < stripLeading && from < text.length() && text.charAt(from) == ' ') from++;
+        return text.substring(from);
+    }
+
+    private String decodeByteFallback(int[] ids, boolean skipSpecialTokens, byte[] buf, int k) {
+        StringBuilder sb = new StringBuilder(k);
+        int pos = 0, runStart = -1, runTokens = 0;
+        for (int id : ids) {
+            if (skipSpecialTokens && special[id]) continue;
+            int n = decodedBytes[id].length;
+            if (isByteToken(id)) {
+                if (runStart < 0) runStart = pos;
+                runTokens++;
+            } else {
+                if (runStart >= 0) appendRun(sb, buf, runStart, pos - runStart, runTokens);
+                runStart = -1;
+                runTokens = 0;
+                sb.append(new String(buf, pos, n, StandardCharsets.UTF_8)); // a token's own text is well-formed
+            }
+            pos += n;
+        }
+        if (runStart >= 0) appendRun(sb, buf, runStart, pos - runStart, runTokens);
+        return sb.toString();
+    }
+
+    private static void appendRun(StringBuilder sb, byte[] buf, int from, int len, int tokens) {
+        if (Utf8.isValid(buf, from, len)) sb.append(new String(buf, from, len, StandardCharsets.UTF_8));
+        else sb.repeat('\uFFFD', tokens);
+    }
+
+    /** A SentencePiece {@code <0xNN>} byte-fallback token. */
+    private boolean isByteToken(int id) {
+        String t = idToToken[id];
+        return !isAdded[id] && t.length() == 6 && t.startsWith("<0x") && t.endsWith(">") && decodedBytes[id].length == 1
+                && !t.equals("<0x>");
     }
 
     @Override
@@ -528,9 +589,14 @@ public final class BpeTokenizer implements Tokenizer {
     }
 
 
-    /** The pre-tokenizer regex (byte-level flavour), else null. */
+    /** The (first) pre-tokenizer regex (byte-level flavour), else null. */
     public String splitRegex() {
-        return splitRegex;
+        return splitRules.isEmpty() ? null : splitRules.get(0).regex();
+    }
+
+    /** The pre-tokenizer splits in order (byte-level flavour), else empty. */
+    public List<SplitRule> splitRules() {
+        return splitRules;
     }
 
     public boolean addPrefixSpace() {
@@ -564,7 +630,7 @@ public final class BpeTokenizer implements Tokenizer {
         b.vocab = v;
         b.merges = merges;
         b.addedTokens = addedTokens;
-        b.splitRegex = splitRegex;
+        b.splitRules = splitRules;
         b.addPrefixSpace = addPrefixSpace;
         b.normalization = normalization;
         b.ignoreMerges = ignoreMerges;
@@ -607,7 +673,7 @@ public final class BpeTokenizer implements Tokenizer {
         private Map<String, Integer> vocab = Map.of();
         private List<Merge> merges = List.of();
         private List<AddedToken> addedTokens = List.of();
-        private String splitRegex;
+        private List<SplitRule> splitRules = List.of();
         private boolean addPrefixSpace;
         private java.text.Normalizer.Form normalization;
         private boolean ignoreMerges;
@@ -623,7 +689,7 @@ public final class BpeTokenizer implements Tokenizer {
         private Builder(Flavour flavour) {
             this.flavour = flavour;
             if (flavour == Flavour.BYTE_LEVEL) {
-                splitRegex = PreTokenizerPatterns.GPT2;
+                splitRules = List.of(new SplitRule(PreTokenizerPatterns.GPT2, true));
             } else {
                 byteFallback = true;
                 fuseUnk = true;
@@ -636,7 +702,9 @@ public final class BpeTokenizer implements Tokenizer {
         public Builder merges(List<Merge> merges) { this.merges = merges; return this; }
         public Builder addedTokens(List<AddedToken> addedTokens) { this.addedTokens = addedTokens; return this; }
         /** Byte-level: the pre-tokenizer regex in Hugging Face syntax. */
-        public Builder splitRegex(String regex) { this.splitRegex = regex; return this; }
+        public Builder splitRegex(String regex) { this.splitRules = List.of(new SplitRule(regex, true)); return this; }
+        /** Byte-level: pre-tokenizer splits applied one after the other (Hugging Face Sequence of Split). */
+        public Builder splitRules(List<SplitRule> rules) { this.splitRules = List.copyOf(rules); return this; }
         /** Byte-level: prepend a space to a segment that does not start with one. */
         public Builder addPrefixSpace(boolean v) { this.addPrefixSpace = v; return this; }
         /** Emit a piece that is itself in the vocabulary as one token without applying merges (Llama-3). */

@@ -29,15 +29,24 @@ import java.util.Map;
 public final class HfTokenizerJson {
     private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final String SPACE_MARK = String.valueOf(BpeTokenizer.SPACE_MARK);
+    /** The largest real tokenizer.json files (Gemma-3's) are about 33 MB. */
+    private static final long MAX_FILE_BYTES = 1L << 30;
+    /**
+     * Ids may leave holes (GPT-4o's added tokens skip 16 ids) but must stay near the number of entries:
+     * one stray id of 2^31-1 must not size every per-id array.
+     */
+    private static final int ID_SLACK = 1024;
 
     private HfTokenizerJson() {}
 
-    /** Loads a tokenizer.json file. */
+    /** Loads a tokenizer.json file; every problem with its content is a TokenizerFormatException naming the file. */
     public static BpeTokenizer load(Path path) throws IOException {
         if (!Files.isRegularFile(path)) throw new NoSuchFileException(path.toString(), null, "tokenizer file not found");
-        String json = Files.readString(path, StandardCharsets.UTF_8);
+        long size = Files.size(path);
+        if (size > MAX_FILE_BYTES)
+            throw new TokenizerFormatException(path + ": " + size + " bytes is larger than any tokenizer.json (limit " + MAX_FILE_BYTES + ")");
         try {
-            return parse(json);
+            return parse(Utf8.decodeStrict(Files.readAllBytes(path)));
         } catch (TokenizerFormatException e) {
             throw new TokenizerFormatException(path + ": " + e.getMessage(), e);
         }
@@ -79,7 +88,9 @@ public final class HfTokenizerJson {
         var it = vocabNode.fields();
         while (it.hasNext()) {
             var e = it.next();
-            if (!e.getValue().canConvertToInt()) throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] is not an integer id");
+            if (!e.getValue().isIntegralNumber() || !e.getValue().canConvertToInt() || e.getValue().intValue() < 0)
+                throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] = " + e.getValue() + " is not a non-negative integer id");
+            if (e.getKey().isEmpty()) throw new TokenizerFormatException("model.vocab has an empty token (id " + e.getValue() + ")");
             vocab.put(e.getKey(), e.getValue().intValue());
         }
 
@@ -108,25 +119,36 @@ public final class HfTokenizerJson {
         JsonNode addedNode = root.get("added_tokens");
         if (addedNode != null && !addedNode.isNull()) {
             if (!addedNode.isArray()) throw new TokenizerFormatException("added_tokens must be an array");
+            int i = 0;
             for (JsonNode a : addedNode) {
-                if (!a.has("id") || !a.has("content")) throw new TokenizerFormatException("added token without id/content: " + a);
-                added.add(new AddedToken(a.get("id").asInt(), a.get("content").asText(), a.path("special").asBoolean(false)));
+                JsonNode id = a.path("id"), content = a.path("content");
+                if (!id.isIntegralNumber() || !id.canConvertToInt() || id.intValue() < 0)
+                    throw new TokenizerFormatException("added_tokens[" + i + "] has no non-negative integer \"id\": " + a);
+                if (!content.isTextual() || content.asText().isEmpty())
+                    throw new TokenizerFormatException("added_tokens[" + i + "] has no non-empty \"content\" string: " + a);
+                added.add(new AddedToken(id.intValue(), content.asText(), a.path("special").asBoolean(false)));
+                i++;
             }
         }
+        checkIdBounds(vocab, added);
 
         // ---- pipeline: find out the flavour
         List<JsonNode> pre = flatten(root.get("pre_tokenizer"), "pretokenizers");
         List<JsonNode> norms = flatten(root.get("normalizer"), "normalizers");
         List<JsonNode> decs = flatten(root.get("decoder"), "decoders");
 
-        JsonNode byteLevelPre = null, splitPre = null, metaspacePre = null;
+        JsonNode byteLevelPre = null, metaspacePre = null;
+        List<JsonNode> splits = new ArrayList<>();
         for (JsonNode p : pre) {
             String t = text(p, "type");
             switch (t == null ? "" : t) {
-                case "ByteLevel" -> byteLevelPre = p;
+                case "ByteLevel" -> {
+                    if (byteLevelPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: more than one ByteLevel");
+                    byteLevelPre = p;
+                }
                 case "Split" -> {
-                    if (splitPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: more than one Split");
-                    splitPre = p;
+                    if (byteLevelPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer: Split after ByteLevel");
+                    splits.add(p);
                 }
                 case "Metaspace" -> metaspacePre = p;
                 default -> throw new TokenizerFormatException("unsupported pre_tokenizer type '" + t + "'");
@@ -163,15 +185,11 @@ public final class HfTokenizerJson {
                 throw new TokenizerFormatException("unsupported mix of ByteLevel and SentencePiece (▁) steps");
             b = BpeTokenizer.builder(BpeTokenizer.Flavour.BYTE_LEVEL);
             boolean useRegex = byteLevelPre.path("use_regex").asBoolean(true);
-            if (splitPre != null) {
+            if (!splits.isEmpty()) {
                 if (useRegex) throw new TokenizerFormatException("unsupported pre_tokenizer: Split followed by ByteLevel with use_regex true");
-                String regex = splitPre.path("pattern").path("Regex").asText(null);
-                if (regex == null) throw new TokenizerFormatException("unsupported Split pattern (only {\"Regex\": ...}): " + splitPre.path("pattern"));
-                String behavior = text(splitPre, "behavior");
-                if (behavior != null && !"Isolated".equals(behavior))
-                    throw new TokenizerFormatException("unsupported Split behavior '" + behavior + "' (only Isolated)");
-                if (splitPre.path("invert").asBoolean(false)) throw new TokenizerFormatException("unsupported Split with invert true");
-                b.splitRegex(regex);
+                List<BpeTokenizer.SplitRule> rules = new ArrayList<>();
+                for (JsonNode split : splits) rules.add(splitRule(split));
+                b.splitRules(rules);
             } else {
                 if (!useRegex) throw new TokenizerFormatException("unsupported ByteLevel pre_tokenizer with use_regex false and no Split");
                 b.splitRegex(PreTokenizerPatterns.GPT2);
@@ -186,7 +204,12 @@ public final class HfTokenizerJson {
                 if (!"ByteLevel".equals(t)) throw new TokenizerFormatException("unsupported decoder type '" + t + "' for a byte-level tokenizer");
             }
         } else if (metaspacePre != null || replaceSpaceNorm) {
-            if (splitPre != null) throw new TokenizerFormatException("unsupported pre_tokenizer Split in a SentencePiece tokenizer");
+            for (JsonNode split : splits) {
+                // Gemma: the normalizer has already turned every " " into "▁", so splitting on " " finds nothing
+                boolean noOp = replaceSpaceNorm && " ".equals(split.path("pattern").path("String").asText(null))
+                        && !split.path("invert").asBoolean(false);
+                if (!noOp) throw new TokenizerFormatException("unsupported pre_tokenizer Split in a SentencePiece tokenizer: " + split);
+            }
             b = BpeTokenizer.builder(BpeTokenizer.Flavour.SENTENCEPIECE);
             b.normalization(form);
             if (metaspacePre != null) {
@@ -260,6 +283,32 @@ public final class HfTokenizerJson {
         return b.build();
     }
 
+    /** An Isolated Split, or a Removed Split with invert true (the matches kept, the rest dropped: GPT-4o). */
+    private static BpeTokenizer.SplitRule splitRule(JsonNode split) throws TokenizerFormatException {
+        String regex = split.path("pattern").path("Regex").asText(null);
+        if (regex == null) throw new TokenizerFormatException("unsupported Split pattern (only {\"Regex\": ...}): " + split.path("pattern"));
+        String behavior = text(split, "behavior");
+        boolean invert = split.path("invert").asBoolean(false);
+        if ((behavior == null || "Isolated".equals(behavior)) && !invert) return new BpeTokenizer.SplitRule(regex, true);
+        if ("Removed".equals(behavior) && invert) return new BpeTokenizer.SplitRule(regex, false);
+        throw new TokenizerFormatException("unsupported Split behavior '" + behavior + "' with invert " + invert
+                + " (supported: Isolated, or Removed with invert true)");
+    }
+
+    private static void checkIdBounds(Map<String, Integer> vocab, List<AddedToken> added) throws TokenizerFormatException {
+        long limit = (long) vocab.size() + added.size() + ID_SLACK;
+        for (var e : vocab.entrySet()) {
+            if (e.getValue() >= limit)
+                throw new TokenizerFormatException("model.vocab['" + e.getKey() + "'] has id " + e.getValue() + ", far beyond the "
+                        + vocab.size() + " vocabulary entries and " + added.size() + " added tokens (ids must be < " + limit + ")");
+        }
+        for (AddedToken a : added) {
+            if (a.id() >= limit)
+                throw new TokenizerFormatException("added token '" + a.content() + "' has id " + a.id() + ", far beyond the "
+                        + vocab.size() + " vocabulary entries and " + added.size() + " added tokens (ids must be < " + limit + ")");
+        }
+    }
+
     private static String text(JsonNode n, String field) {
         JsonNode v = n == null ? null : n.get(field);
         return v == null || v.isNull() ? null : v.asText();
@@ -310,7 +359,7 @@ public final class HfTokenizerJson {
         if (t.flavour() == BpeTokenizer.Flavour.BYTE_LEVEL) {
             if (t.normalization() == null) root.putNull("normalizer");
             else root.putObject("normalizer").put("type", t.normalization().name());
-            boolean gpt2 = PreTokenizerPatterns.GPT2.equals(t.splitRegex());
+            boolean gpt2 = t.splitRules().equals(List.of(new BpeTokenizer.SplitRule(PreTokenizerPatterns.GPT2, true)));
             ObjectNode byteLevel = MAPPER.createObjectNode();
             byteLevel.put("type", "ByteLevel");
             byteLevel.put("add_prefix_space", t.addPrefixSpace());
@@ -322,11 +371,13 @@ public final class HfTokenizerJson {
                 ObjectNode seq = root.putObject("pre_tokenizer");
                 seq.put("type", "Sequence");
                 ArrayNode list = seq.putArray("pretokenizers");
-                ObjectNode split = list.addObject();
-                split.put("type", "Split");
-                split.putObject("pattern").put("Regex", t.splitRegex());
-                split.put("behavior", "Isolated");
-                split.put("invert", false);
+                for (BpeTokenizer.SplitRule r : t.splitRules()) {
+                    ObjectNode split = list.addObject();
+                    split.put("type", "Split");
+                    split.putObject("pattern").put("Regex", r.regex());
+                    split.put("behavior", r.keepGaps() ? "Isolated" : "Removed");
+                    split.put("invert", !r.keepGaps());
+                }
                 list.add(byteLevel);
             }
             ObjectNode post = root.putObject("post_processor");

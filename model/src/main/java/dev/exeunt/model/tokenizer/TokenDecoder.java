@@ -1,14 +1,15 @@
 package dev.exeunt.model.tokenizer;
 
 import java.io.ByteArrayOutputStream;
-import java.nio.charset.StandardCharsets;
 
 /**
  * Streaming decoder: feed ids one at a time, get back the text that is complete so far.
  *
  * <p>Bytes of a UTF-8 character split over several tokens are held back until the character is complete,
  * so concatenating every {@link #append} result and the final {@link #flush()} gives exactly
- * {@link Tokenizer#decode(int[], boolean)} of the same ids. Not thread-safe.
+ * {@link Tokenizer#decode(int[], boolean)} of the same ids (one exception: a SentencePiece run of byte-fallback
+ * tokens that is not valid UTF-8 as a whole decodes to one U+FFFD per token there, to U+FFFD per ill-formed
+ * part here). Not thread-safe.
  */
 public final class TokenDecoder {
     private final Tokenizer tokenizer;
@@ -51,7 +52,8 @@ public final class TokenDecoder {
 
     /** Returns any held-back bytes (an incomplete character becomes U+FFFD) and resets the decoder. */
     public String flush() {
-        String s = new String(pending.toByteArray(), StandardCharsets.UTF_8);
+        byte[] buf = pending.toByteArray();
+        String s = Utf8.decodeLossy(buf, 0, buf.length);
         pending.reset();
         toStrip = tokenizer.leadingSpacesToStrip();
         return s;
@@ -66,7 +68,7 @@ public final class TokenDecoder {
         byte[] buf = pending.toByteArray();
         int end = completePrefixLength(buf);
         if (end == 0) return "";
-        String s = new String(buf, 0, end, StandardCharsets.UTF_8);
+        String s = Utf8.decodeLossy(buf, 0, end);
         pending.reset();
         pending.write(buf, end, buf.length - end);
         return s;

@@ -259,7 +259,8 @@ public final class ExitTuner implements AutoCloseable {
         if (Files.exists(tok) && !tok.toAbsolutePath().equals(outDir.resolve(ModelCheckpoint.TOKENIZER).toAbsolutePath())) {
             Files.copy(tok, outDir.resolve(ModelCheckpoint.TOKENIZER), StandardCopyOption.REPLACE_EXISTING);
         }
-        ConfigJson.write(config, outDir.resolve(ModelCheckpoint.CONFIG));
+        // the command checked the source's tokenizer already (and may have been told --force)
+        ConfigJson.write(config, ModelCheckpoint.tokenizerHash(source, true), outDir.resolve(ModelCheckpoint.CONFIG));
     }
 
     @Override
