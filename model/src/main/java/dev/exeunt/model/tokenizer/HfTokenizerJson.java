@@ -126,6 +126,11 @@ public final class HfTokenizerJson {
                     throw new TokenizerFormatException("added_tokens[" + i + "] has no non-negative integer \"id\": " + a);
                 if (!content.isTextual() || content.asText().isEmpty())
                     throw new TokenizerFormatException("added_tokens[" + i + "] has no non-empty \"content\" string: " + a);
+                for (String flag : new String[] {"lstrip", "rstrip", "single_word"}) {
+                    if (a.path(flag).asBoolean(false))
+                        throw new TokenizerFormatException("unsupported added token option " + flag + " = true (added_tokens[" + i + "] '"
+                                + content.asText() + "')");
+                }
                 added.add(new AddedToken(id.intValue(), content.asText(), a.path("special").asBoolean(false)));
                 i++;
             }
