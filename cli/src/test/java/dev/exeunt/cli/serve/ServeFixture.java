@@ -29,7 +29,11 @@ final class ServeFixture {
     private ServeFixture() {}
 
     static Path writeModel(Path dir) throws IOException {
-        var cfg = ModelConfig.gpt2(TOK.vocabSize(), 32, 2, 2, 64, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0)));
+        return writeModel(dir, 1024);
+    }
+
+    static Path writeModel(Path dir, int context) throws IOException {
+        var cfg = ModelConfig.gpt2(TOK.vocabSize(), 32, 2, 2, context, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0)));
         try (var m = EarlyExitModel.create(cfg, Device.CPU, 1)) {
             ModelCheckpoint.save(m, TOK, dir);
         }
