@@ -91,11 +91,11 @@ class ServeApiTest {
     @Test
     void greedyIsRepeatableAndSeededSamplingToo() throws Exception {
         String greedy = "{\"prompts\": [\"the quick\", \"sun\"], \"tokens_to_generate\": 16, \"temperature\": 0}";
-        assertEquals(put(server, greedy).body(), put(server, greedy).body());
+        assertEquals(ServeFixture.withoutTimes(put(server, greedy).body()), ServeFixture.withoutTimes(put(server, greedy).body()));
         String sampled = "{\"prompts\": [\"the quick\"], \"tokens_to_generate\": 16, \"temperature\": 1.0, \"top_k\": 50, \"top_p\": 0.9, \"random_seed\": 1234}";
         var a = put(server, sampled);
         assertEquals(200, a.status(), a.raw().body());
-        assertEquals(a.body(), put(server, sampled).body());
+        assertEquals(ServeFixture.withoutTimes(a.body()), ServeFixture.withoutTimes(put(server, sampled).body()));
     }
 
     @Test

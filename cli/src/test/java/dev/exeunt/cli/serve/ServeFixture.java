@@ -55,6 +55,13 @@ final class ServeFixture {
         return send(s, "PUT", "/api", body);
     }
 
+    /** The answer without its timing fields (requst_time, request_time), which differ between identical requests. */
+    static JsonNode withoutTimes(JsonNode body) {
+        var copy = ((com.fasterxml.jackson.databind.node.ObjectNode) body).deepCopy();
+        copy.remove(List.of("requst_time", "request_time"));
+        return copy;
+    }
+
     static int[] ints(JsonNode array) {
         int[] out = new int[array.size()];
         for (int i = 0; i < out.length; i++) out[i] = array.get(i).intValue();

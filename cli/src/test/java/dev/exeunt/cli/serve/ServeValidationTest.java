@@ -67,7 +67,7 @@ class ServeValidationTest {
             {"{\"prompts\": [\"a\"], \"max_len\": 8}", "tokens_to_generate"},
             {"{\"prompts\": [\"a\"], \"temperature\": 1e-320}", "1.0E-6"},
             {"{\"prompts\": [\"a\"], \"temperature\": 1e-7}", "temperature"},
-            {"{\"prompts\": [\"" + "fox jumps ".repeat(300) + "\"], \"tokens_to_generate\": 500}", "context of 1024"},
+            {"{\"prompts\": [\"" + "fox jumps ".repeat(150) + "\"], \"tokens_to_generate\": 500}", "context of 1024"},
             {"{\"prompts\": [\"a\"], \"temperature\": -0.5}", "temperature"},
             {"{\"prompts\": [\"a\"], \"temperature\": 1000}", "temperature"},
             {"{\"prompts\": [\"a\"], \"top_k\": -1}", "top_k"},
