@@ -9,6 +9,8 @@ import java.io.OutputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
@@ -72,12 +74,16 @@ class ServeLifecycleTest {
             var baseline = put(server, "{\"prompts\": [\"the\"], \"tokens_to_generate\": 1, \"temperature\": 0}");
             double alone = (System.nanoTime() - t0) / 1e9;
             assertEquals(200, baseline.status());
-            // 5 clients open long requests (4 prompts x 4000 tokens each) and close their sockets without reading
-            for (int i = 0; i < 5; i++) {
-                Socket s = open(server, longRequest());
-                if (i == 0) awaitBusy(server);
-                s.close();
+            // 5 clients open long requests (4 prompts x 4000 tokens each): one runs, 4 wait; then all close their sockets unread
+            List<Socket> sockets = new ArrayList<>();
+            for (int i = 0; i < 5; i++) sockets.add(open(server, longRequest()));
+            awaitBusy(server);
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (health(server, "waiting") < 4) {
+                assertTrue(System.nanoTime() < until, "the 4 other requests never queued");
+                Thread.sleep(5);
             }
+            for (Socket s : sockets) s.close();
             long t1 = System.nanoTime();
             var quick = put(server, "{\"prompts\": [\"the\"], \"tokens_to_generate\": 1, \"temperature\": 0}");
             double seconds = (System.nanoTime() - t1) / 1e9;
