@@ -3,6 +3,7 @@ package dev.exeunt.cli;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
+import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.ModelLoader;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
@@ -34,17 +35,27 @@ final class GenerateCommand implements Main.Command {
         String prompt = a.get("prompt", null);
         int[] promptIds = a.getInts("prompt-ids", null);
         if ((prompt == null) == (promptIds == null)) throw new Args.UsageException("give exactly one of --prompt and --prompt-ids");
-        var cfg = new GenerationConfig(a.getInt("max-new-tokens", 64), a.getDouble("temperature", 0), a.getInt("top-k", 0),
-                a.getDouble("top-p", 1), a.getLong("seed", 0), a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
+        int maxNew = a.getInt("max-new-tokens", 64);
+        double temperature = a.getDouble("temperature", 0);
+        if (!(temperature == 0 || temperature >= GenerationConfig.MIN_TEMPERATURE) || !Double.isFinite(temperature)) {
+            throw new Args.UsageException("--temperature must be 0 (greedy) or >= " + GenerationConfig.MIN_TEMPERATURE + " (smaller ones overflow the softmax), got "
+                    + temperature);
+        }
+        if (maxNew < 0) throw new Args.UsageException("--max-new-tokens must be >= 0, got " + maxNew);
+        var cfg = new GenerationConfig(maxNew, temperature, a.getInt("top-k", 0), a.getDouble("top-p", 1), a.getLong("seed", 0),
+                a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
         try (var loaded = ModelLoader.load(dir, device, force)) {
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;
+            int context = loaded.model().config().maxSeqLen();
+            GenerationConfig.checkFits("--max-new-tokens", maxNew, ids.length, context);
             if (tok != null && tok.eosId().isPresent()) cfg = cfg.withEos(tok.eosId().getAsInt());
+            if (tok != null && tok.vocabSize() < loaded.model().config().vocabSize()) cfg = cfg.withVocabLimit(tok.vocabSize()); // padding rows
             var gen = new Generator(loaded.model());
-            TokenDecoder dec = tok == null ? null : new TokenDecoder(tok, true);
+            TokenDecoder dec = tok == null ? null : primed(tok, ids);
             if (!json && prompt != null) out.print(prompt);
             var result = gen.generate(List.of(ids), cfg, (s, t) -> {
                 if (!json) {
@@ -56,7 +67,11 @@ final class GenerateCommand implements Main.Command {
             }).get(0);
             var st = gen.lastStats();
             if (json) {
-                String text = tok == null ? "" : tok.decode(result.tokenIds(), true);
+                String text = "";
+                if (tok != null) {
+                    var whole = primed(tok, ids);
+                    text = whole.append(result.tokenIds()) + whole.flush();
+                }
                 out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s}%n",
                         Json.ints(result.tokenIds()), Json.ints(result.exitLayers()), Json.quote(text), st.decodeTokensPerSecond(),
                         st.promptTokensPerSecond(), Json.quote(result.finishReason()));
@@ -67,5 +82,16 @@ final class GenerateCommand implements Main.Command {
             }
         }
         return 0;
+    }
+
+    /**
+     * A decoder that has seen the prompt, so the generated text decodes as the continuation it is:
+     * SentencePiece strips the leading space only at the very start of a text, not of the first
+     * generated token ("France is" + " Paris", not "France isParis").
+     */
+    private static TokenDecoder primed(Tokenizer tok, int[] prompt) {
+        var dec = new TokenDecoder(tok, true);
+        dec.append(prompt); // its text is dropped; bytes of a character the prompt leaves unfinished stay pending
+        return dec;
     }
 }

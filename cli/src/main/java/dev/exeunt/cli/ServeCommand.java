@@ -21,7 +21,9 @@ final class ServeCommand implements Main.Command {
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
-                    -> {"text", "segments", "logprobs", "tokens", "exit_layers", "finish_reasons"} (one entry per prompt).
+                    -> {"text", "segments", "logprobs", "requst_time", "request_time", "tokens", "exit_layers", "finish_reasons"}
+                  Also EE-LLM's print_max_prob (-> "max_probs"), top_p_decay, top_p_bound, prevent_newline_after_colon,
+                  and beam_width / length_penalty / stop_token (beam search, one prompt, full model).
                   stop_sequences: a prompt stops at the first token after which its generated text contains one;
                     "text" is cut before it, the token lists keep every generated token, finish reason "stop".
                   use_early_exit must be a JSON boolean; false ignores early_exit_thres (threshold 1 = never exit).

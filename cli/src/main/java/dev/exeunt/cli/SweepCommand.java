@@ -1,6 +1,7 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Sweep;
 import dev.exeunt.model.io.TokenDatasetReader;
 import dev.exeunt.model.ModelLoader;
@@ -70,6 +71,8 @@ final class SweepCommand implements Main.Command {
             }
             var model = loaded.model();
             int eos = tok != null && tok.eosId().isPresent() ? tok.eosId().getAsInt() : -1;
+            int longest = prompts.stream().mapToInt(p -> p.length).max().orElse(0);
+            GenerationConfig.checkFits("--max-new-tokens", maxNew, longest, model.config().maxSeqLen());
             var points = Sweep.run(model, prompts, thresholds, maxNew, repeats, eos, batched);
             int[] layers = model.config().exits().stream().mapToInt(ExitConfig::layer).toArray();
             String table = Sweep.table(points, layers), js = Sweep.toJson(points, layers);

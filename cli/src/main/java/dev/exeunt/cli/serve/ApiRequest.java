@@ -1,6 +1,8 @@
 package dev.exeunt.cli.serve;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -14,33 +16,37 @@ import java.util.concurrent.ThreadLocalRandom;
  * already tokenized. Every problem is an {@link ApiException} (400) whose message names the field.
  *
  * @param topP        the filter as the engine takes it: 1 = disabled (the request's 0)
+ * @param topPDecay   top_p_decay (0 = off); topPBound: top_p_bound (0 = none)
  * @param seed        the sampling seed (random when the request gives none)
  * @param threshold   the early-exit threshold actually used: 1 (never exit) unless use_early_exit is true
  * @param exitLayers  1-based exit layers to use, or null for all
+ * @param beamWidth   0: sample; >= 1: beam search with that many beams (one prompt, full model)
+ * @param stopToken   the id that ends a beam (stop_token), or -1 for the tokenizer's EOS
  */
 public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokensToGenerate, boolean logprobs, double temperature,
-                         int topK, double topP, long seed, List<String> stopSequences, boolean addBos, boolean echoPrompts,
-                         boolean useEarlyExit, double threshold, int[] exitLayers) {
+                         int topK, double topP, double topPDecay, double topPBound, long seed, List<String> stopSequences, boolean addBos,
+                         boolean echoPrompts, boolean useEarlyExit, double threshold, int[] exitLayers, boolean printMaxProb,
+                         boolean preventNewlineAfterColon, int beamWidth, double lengthPenalty, int stopToken) {
 
     public static final int MAX_STOP_SEQUENCES = 16;
     public static final int MAX_STOP_LENGTH = 256;
     public static final double MAX_TEMPERATURE = 100.0;
+    /** Each beam holds a KV cache of the whole context for every layer (twice, to reorder). */
+    public static final int MAX_BEAM_WIDTH = 16;
 
-    static final Set<String> FIELDS = Set.of("prompts", "tokens_to_generate", "logprobs", "temperature", "top_k", "top_p",
-            "random_seed", "stop_sequences", "add_BOS", "echo_prompts", "use_early_exit", "early_exit_thres", "exit_layers", "no_log");
+    /** Every field of EE-LLM's server (megatron/early_exit_text_generation_server.py), plus Megatron's stop_token. */
+    static final Set<String> FIELDS = Set.of("prompts", "tokens_to_generate", "logprobs", "temperature", "top_k", "top_p", "top_p_decay",
+            "top_p_bound", "random_seed", "stop_sequences", "add_BOS", "echo_prompts", "use_early_exit", "early_exit_thres", "exit_layers",
+            "no_log", "print_max_prob", "prevent_newline_after_colon", "beam_width", "length_penalty", "stop_token");
 
-    /** Megatron options this engine does not implement: named in the error so a client knows why. */
+    /** Options this engine does not implement, or that Megatron retired: named in the error so a client knows why. */
     static final Map<String, String> UNSUPPORTED = Map.of(
-            "beam_width", "beam search is not supported",
-            "length_penalty", "beam search is not supported",
-            "top_p_decay", "top_p decay is not supported",
-            "top_p_bound", "top_p decay is not supported",
-            "prevent_newline_after_colon", "not supported",
-            "stop_token", "not supported; use stop_sequences (or the tokenizer's EOS, which always stops)",
+            "max_len", "max_len is no longer used; replace it with tokens_to_generate (as Megatron says)",
+            "sentences", "sentences is no longer used; replace it with prompts (as Megatron says)",
             "min_length", "not supported");
 
-    /** What parsing needs to know about the served model. */
-    public record Model(Tokenizer tokenizer, int nLayers, int[] exitLayers, int maxPromptTokens) {}
+    /** What parsing needs to know about the served model; context: the model's positions (prompt + generated). */
+    public record Model(Tokenizer tokenizer, int nLayers, int[] exitLayers, int maxPromptTokens, int context) {}
 
     public static ApiRequest parse(JsonNode root, Model model, ServeOptions limits) {
         if (root == null || root.isMissingNode()) throw ApiException.badRequest("the request body is empty; send a JSON object with \"prompts\"");
@@ -55,6 +61,7 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
 
         JsonNode p = field(root, "prompts");
         if (p == null) throw ApiException.badRequest("field \"prompts\" is required (a list of strings)");
+        if (p.isTextual()) p = JsonNodeFactory.instance.arrayNode().add(p); // EE-LLM takes one prompt as a plain string
         if (!p.isArray()) throw ApiException.badRequest("field \"prompts\" must be a list of strings, got " + kind(p));
         if (p.isEmpty()) throw ApiException.badRequest("field \"prompts\" is empty; give 1 to " + limits.maxPrompts() + " prompts");
         if (p.size() > limits.maxPrompts()) {
@@ -71,8 +78,20 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
         int tokens = intField(root, "tokens_to_generate", 64, 0, limits.maxTokens(), " (--max-tokens)");
         boolean logprobs = boolField(root, "logprobs", false);
         double temperature = doubleField(root, "temperature", 1.0, 0, MAX_TEMPERATURE);
+        if (temperature > 0 && temperature < GenerationConfig.MIN_TEMPERATURE) {
+            throw ApiException.badRequest("field \"temperature\" must be 0 (greedy) or >= " + GenerationConfig.MIN_TEMPERATURE + ", got " + temperature
+                    + " (smaller temperatures overflow the softmax)");
+        }
         int topK = intField(root, "top_k", 0, 0, Integer.MAX_VALUE, "");
         double topP = doubleField(root, "top_p", 0.0, 0, 1);
+        double topPDecay = doubleField(root, "top_p_decay", 0.0, 0, 1);
+        double topPBound = doubleField(root, "top_p_bound", 0.0, 0, 1);
+        if ((topPDecay > 0 || field(root, "top_p_bound") != null) && topP == 0) {
+            throw ApiException.badRequest("fields \"top_p_decay\" and \"top_p_bound\" need \"top_p\" > 0 (they shrink top_p per generated token)");
+        }
+        if (field(root, "top_p_bound") != null && !(topPBound > 0 && topPBound <= topP)) {
+            throw ApiException.badRequest("field \"top_p_bound\" must be in (0, top_p = " + topP + "], got " + topPBound);
+        }
         JsonNode seedNode = field(root, "random_seed");
         long seed;
         if (seedNode == null) {
@@ -110,6 +129,25 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
         boolean useEe = boolField(root, "use_early_exit", false);
         double thres = doubleField(root, "early_exit_thres", 1.0, 0, Double.MAX_VALUE);
         boolField(root, "no_log", false); // accepted for Megatron clients; prompts are never logged
+        boolean printMaxProb = boolField(root, "print_max_prob", false);
+        boolean noNewlineAfterColon = boolField(root, "prevent_newline_after_colon", false);
+        int beamWidth = intField(root, "beam_width", 0, 1, MAX_BEAM_WIDTH, " (each beam holds its own KV cache)");
+        double lengthPenalty = doubleField(root, "length_penalty", 1.0, -Double.MAX_VALUE, Double.MAX_VALUE);
+        int stopToken = intField(root, "stop_token", -1, 0, tok.vocabSize() - 1, " (the tokenizer's ids)");
+        if (beamWidth > 0) {
+            if (prompts.size() > 1) throw ApiException.badRequest("field \"beam_width\": beam search takes one prompt (batch size must be 1), got " + prompts.size());
+            if (useEe) {
+                throw ApiException.badRequest("field \"beam_width\": beam search runs the full model (beams compare whole-model log-probabilities), "
+                        + "so it cannot be combined with use_early_exit: true");
+            }
+            if (printMaxProb) throw ApiException.badRequest("field \"print_max_prob\" reports exit probabilities of early-exit generation, not of beam search");
+            if (!stops.isEmpty()) throw ApiException.badRequest("field \"stop_sequences\" is not applied to beam search; use stop_token");
+        } else {
+            if (field(root, "stop_token") != null) {
+                throw ApiException.badRequest("field \"stop_token\" applies to beam search (beam_width); sampling stops at the tokenizer's EOS or stop_sequences");
+            }
+            if (field(root, "length_penalty") != null) throw ApiException.badRequest("field \"length_penalty\" applies to beam search (beam_width)");
+        }
 
         int[] exits = null;
         JsonNode el = field(root, "exit_layers");
@@ -143,10 +181,16 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
                 throw ApiException.badRequest("field \"prompts\"[" + i + "] has " + t.length + " tokens; the limit is " + model.maxPromptTokens()
                         + " (--max-prompt-tokens / the model's context)");
             }
+            try {
+                GenerationConfig.checkFits("field \"tokens_to_generate\" =", tokens, t.length, model.context());
+            } catch (IllegalArgumentException e) {
+                throw ApiException.badRequest(e.getMessage() + " (prompt " + i + ")");
+            }
             ids.add(t);
         }
-        return new ApiRequest(List.copyOf(prompts), List.copyOf(ids), tokens, logprobs, temperature, topK, topP == 0 ? 1.0 : topP, seed,
-                List.copyOf(stops), addBos, echo, useEe, useEe ? thres : 1.0, exits);
+        return new ApiRequest(List.copyOf(prompts), List.copyOf(ids), tokens, logprobs, temperature, topK, topP == 0 ? 1.0 : topP, topPDecay,
+                topPBound, seed, List.copyOf(stops), addBos, echo, useEe, useEe ? thres : 1.0, exits, printMaxProb, noNewlineAfterColon, beamWidth,
+                lengthPenalty, stopToken);
     }
 
     /** The field's node, or null when absent or JSON null (null means "use the default", as Python clients send None). */

@@ -3,58 +3,89 @@ package dev.exeunt.cli.serve;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.exeunt.model.generate.BeamSearch;
 import dev.exeunt.model.generate.GeneratedToken;
 import dev.exeunt.model.generate.Generation;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
+import dev.exeunt.model.generate.NewlineBan;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.TokenDecoder;
 import dev.exeunt.model.tokenizer.Tokenizer;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
 
 /**
  * The one thread that generates. A {@link Generator} is not thread-safe and the CPU kernels already
  * use every core, so requests wait in a bounded queue and run one at a time (all prompts of one
  * request run as one batch, each exiting on its own). A full queue is a 503 for the caller.
+ *
+ * <p>A request whose client has gone (its {@code clientGone} probe says so) is skipped when it comes
+ * up, or stopped after its next token when it is running: nobody would read the result.
  */
 final class GenerationWorker implements AutoCloseable {
     private static final JsonNodeFactory JSON = JsonNodeFactory.instance;
     /** log of the smallest positive float: the floor of reported log-probabilities (JSON has no -Infinity). */
     private static final double MIN_LOGPROB = Math.log(Float.MIN_VALUE);
+    /** How long shutdown lets the request in flight run on before stopping it after its next token. */
+    static final long DRAIN_MILLIS = 30_000;
 
-    private record Job(ApiRequest request, CompletableFuture<ObjectNode> result) {}
+    private record Job(ApiRequest request, BooleanSupplier clientGone, CompletableFuture<ObjectNode> result) {}
+
+    /** A job stopped because its client disconnected or the server could not wait for it. */
+    private static final class Abandoned extends RuntimeException {
+        Abandoned(String why) {
+            super(why, null, false, false);
+        }
+    }
 
     private final EarlyExitModel model;
     private final Tokenizer tokenizer;
     private final Generator generator;
+    private final BeamSearch beamSearch;
+    private final int vocabLimit;
+    private final NewlineBan newlineBan;
+    private final PrintStream log;
     private final BlockingQueue<Job> queue;
     private final Thread thread;
-    private volatile boolean stopping;
+    private final AtomicLong cancelled = new AtomicLong();
+    /** No new work: set first on shutdown. */
+    private volatile boolean closing;
+    /** Stop the generation in flight after its next token: set when the drain time is over. */
+    private volatile boolean abort;
     private volatile boolean busy;
 
-    GenerationWorker(EarlyExitModel model, Tokenizer tokenizer, int queueCapacity) {
+    /** @param vocabLimit ids >= this are padding rows of the head, never generated (0: none) */
+    GenerationWorker(EarlyExitModel model, Tokenizer tokenizer, int vocabLimit, int queueCapacity, PrintStream log) {
         this.model = model;
         this.tokenizer = tokenizer;
         this.generator = new Generator(model);
+        this.beamSearch = new BeamSearch(model);
+        this.vocabLimit = vocabLimit;
+        this.newlineBan = NewlineBan.of(tokenizer);
+        this.log = log;
         this.queue = new ArrayBlockingQueue<>(queueCapacity);
         this.thread = Thread.ofPlatform().name("exeunt-generate").daemon(true).unstarted(this::loop);
         thread.start();
     }
 
     /** Queues a request; the future completes with the response object or an {@link ApiException}. */
-    CompletableFuture<ObjectNode> submit(ApiRequest request) {
-        if (stopping) throw new ApiException(503, "the server is shutting down");
-        var job = new Job(request, new CompletableFuture<>());
+    CompletableFuture<ObjectNode> submit(ApiRequest request, BooleanSupplier clientGone) {
+        if (closing) throw shuttingDown();
+        var job = new Job(request, clientGone, new CompletableFuture<>());
         if (!queue.offer(job)) {
             throw new ApiException(503, "the server is busy: " + queue.size() + " requests are already waiting (--queue); retry later");
         }
-        if (stopping && queue.remove(job)) throw new ApiException(503, "the server is shutting down");
+        if (closing && queue.remove(job)) throw shuttingDown();
         return job.result();
     }
 
@@ -66,8 +97,17 @@ final class GenerationWorker implements AutoCloseable {
         return busy;
     }
 
+    /** Requests dropped because their client disconnected (or shutdown could not wait for them). */
+    long cancelled() {
+        return cancelled.get();
+    }
+
+    private static ApiException shuttingDown() {
+        return new ApiException(503, "the server is shutting down");
+    }
+
     private void loop() {
-        while (!stopping) {
+        while (!closing) {
             Job job;
             try {
                 job = queue.poll(200, TimeUnit.MILLISECONDS);
@@ -77,18 +117,19 @@ final class GenerationWorker implements AutoCloseable {
             if (job == null) continue;
             busy = true;
             try {
-                ObjectNode out = run(job.request());
-                if (stopping) job.result().completeExceptionally(new ApiException(503, "the server is shutting down"));
-                else job.result().complete(out);
-            } catch (IllegalArgumentException e) {
-                job.result().completeExceptionally(ApiException.badRequest(e.getMessage()));
+                if (job.clientGone().getAsBoolean()) throw new Abandoned("the client disconnected before its request started");
+                job.result().complete(run(job.request(), job.clientGone()));
+            } catch (Abandoned e) {
+                cancelled.incrementAndGet();
+                job.result().completeExceptionally(abort ? shuttingDown() : new ApiException(499, e.getMessage()));
             } catch (Throwable e) {
-                job.result().completeExceptionally(new ApiException(500, "generation failed: " + e));
+                // the request was validated before it was queued: what fails now is the server's (or the model's) fault
+                job.result().completeExceptionally(new ApiException(500, "generation failed: " + e.getMessage()));
             } finally {
                 busy = false;
             }
         }
-        for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(new ApiException(503, "the server is shutting down"));
+        for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(shuttingDown());
     }
 
     /** Per prompt: the streaming decoder (primed with the prompt) and where a stop sequence was found. */
@@ -102,18 +143,37 @@ final class GenerationWorker implements AutoCloseable {
         }
     }
 
-    ObjectNode run(ApiRequest r) {
-        int eos = tokenizer.eosId().orElse(-1);
-        var cfg = new GenerationConfig(r.tokensToGenerate(), r.temperature(), r.topK(), r.topP(), r.seed(), r.threshold(), r.exitLayers(), eos);
+    private TokenDecoder primedDecoder(int[] prompt) {
+        var dec = new TokenDecoder(tokenizer, true);
+        dec.append(prompt); // the continuation decodes as it would after its prompt (a SentencePiece leading space survives)
+        return dec;
+    }
+
+    ObjectNode run(ApiRequest r, BooleanSupplier clientGone) {
+        long t0 = System.nanoTime();
+        ObjectNode out = r.beamWidth() > 0 ? beams(r) : sample(r, clientGone);
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        out.put("requst_time", seconds); // sic: the key EE-LLM's server answers with
+        out.put("request_time", seconds);
+        return out;
+    }
+
+    private GenerationConfig config(ApiRequest r) {
+        return new GenerationConfig(r.tokensToGenerate(), r.temperature(), r.topK(), r.topP(), r.seed(), r.threshold(), r.exitLayers(),
+                tokenizer.eosId().orElse(-1), r.topPDecay(), r.topPBound(), vocabLimit, r.preventNewlineAfterColon() ? newlineBan : null,
+                r.printMaxProb());
+    }
+
+    private ObjectNode sample(ApiRequest r, BooleanSupplier clientGone) {
         List<TextState> states = new ArrayList<>();
-        for (int[] ids : r.promptIds()) {
-            var dec = new TokenDecoder(tokenizer, true);
-            dec.append(ids); // primed with the prompt, so the continuation decodes as it would after it
-            states.add(new TextState(dec));
-        }
+        for (int[] ids : r.promptIds()) states.add(new TextState(primedDecoder(ids)));
         List<String> stops = r.stopSequences();
-        List<Generation> gens = generator.generate(r.promptIds(), cfg, (seq, t) -> {
-            if (stopping) return false;
+        boolean[] gone = {false};
+        List<Generation> gens = generator.generate(r.promptIds(), config(r), (seq, t) -> {
+            if (gone[0] || abort || clientGone.getAsBoolean()) {
+                gone[0] = true;
+                return false;
+            }
             TextState s = states.get(seq);
             int before = s.text.length();
             s.text.append(s.decoder.append(t.token()));
@@ -123,11 +183,20 @@ final class GenerationWorker implements AutoCloseable {
             }
             return s.stopAt < 0;
         });
+        if (gone[0]) throw new Abandoned(abort ? "the server is shutting down" : "the client disconnected during generation");
 
         ObjectNode out = JSON.objectNode();
         ArrayNode text = out.putArray("text"), segments = out.putArray("segments");
         ArrayNode logprobs = r.logprobs() ? out.putArray("logprobs") : null;
+        if (logprobs == null) out.putNull("logprobs"); // EE-LLM's key is always there
         ArrayNode tokens = out.putArray("tokens"), exits = out.putArray("exit_layers"), finish = out.putArray("finish_reasons");
+        ArrayNode maxProbs = null;
+        if (r.printMaxProb()) {
+            ArrayNode layers = out.putArray("max_prob_layers");
+            model.exits().forEach(e -> layers.add(e.config().layer()));
+            layers.add(model.config().nLayers());
+            maxProbs = out.putArray("max_probs");
+        }
         for (int i = 0; i < gens.size(); i++) {
             Generation g = gens.get(i);
             TextState s = states.get(i);
@@ -135,14 +204,23 @@ final class GenerationWorker implements AutoCloseable {
             if (s.stopAt >= 0) generated = generated.substring(0, s.stopAt);
             text.add(r.echoPrompts() ? r.prompts().get(i) + generated : generated);
             ArrayNode seg = segments.addArray(), lp = logprobs == null ? null : logprobs.addArray();
-            ArrayNode ids = tokens.addArray(), ex = exits.addArray();
+            ArrayNode ids = tokens.addArray(), ex = exits.addArray(), mp = maxProbs == null ? null : maxProbs.addArray();
             for (GeneratedToken t : g.tokens()) {
-                seg.add(new String(tokenizer.tokenBytes(t.token()), StandardCharsets.UTF_8));
+                String piece = new String(tokenizer.tokenBytes(t.token()), StandardCharsets.UTF_8);
+                seg.add(piece);
                 ids.add(t.token());
                 ex.add(t.exitLayer());
                 if (lp != null) {
                     double l = Math.log(t.probability());
                     lp.add(l >= MIN_LOGPROB ? l : MIN_LOGPROB);
+                }
+                if (mp != null) {
+                    ArrayNode row = mp.addArray();
+                    for (float p : t.exitMaxProbs()) {
+                        if (Float.isNaN(p)) row.addNull();
+                        else row.add(p);
+                    }
+                    logMaxProbs(i, ids.size() - 1, piece, t.exitMaxProbs());
                 }
             }
             finish.add(g.finishReason());
@@ -150,16 +228,57 @@ final class GenerationWorker implements AutoCloseable {
         return out;
     }
 
-    /** Stops taking work, ends the generation in flight after its next token, and fails what waits (503). */
+    /** print_max_prob: as EE-LLM, the top probability at each exit of each token goes to the server log. */
+    private void logMaxProbs(int prompt, int index, String piece, float[] probs) {
+        var sb = new StringBuilder(String.format(Locale.ROOT, "max_prob prompt %d token %d %s:", prompt, index, JSON.textNode(piece).toString()));
+        for (int e = 0; e < probs.length; e++) {
+            int layer = e < model.exits().size() ? model.exits().get(e).config().layer() : model.config().nLayers();
+            sb.append(String.format(Locale.ROOT, " layer %d %s", layer, Float.isNaN(probs[e]) ? "-" : String.format(Locale.ROOT, "%.4f", probs[e])));
+        }
+        log.println(sb);
+    }
+
+    private ObjectNode beams(ApiRequest r) {
+        int[] prompt = r.promptIds().get(0);
+        int stop = r.stopToken() >= 0 ? r.stopToken() : tokenizer.eosId().orElse(-1);
+        List<BeamSearch.Beam> found = beamSearch.search(prompt, r.beamWidth(), r.tokensToGenerate(), stop, r.lengthPenalty(), vocabLimit,
+                r.preventNewlineAfterColon() ? newlineBan : null);
+        ObjectNode out = JSON.objectNode();
+        ArrayNode text = out.putArray("text"), segments = out.putArray("segments"), scores = out.putArray("scores");
+        ArrayNode tokens = out.putArray("tokens"), finish = out.putArray("finish_reasons");
+        out.putNull("logprobs");
+        for (BeamSearch.Beam b : found) {
+            var dec = primedDecoder(prompt);
+            String generated = dec.append(b.tokens()) + dec.flush();
+            text.add(r.echoPrompts() ? r.prompts().get(0) + generated : generated);
+            ArrayNode seg = segments.addArray(), ids = tokens.addArray();
+            for (int t : b.tokens()) {
+                seg.add(new String(tokenizer.tokenBytes(t), StandardCharsets.UTF_8));
+                ids.add(t);
+            }
+            scores.add(b.score());
+            finish.add(b.stopped() ? (stop == tokenizer.eosId().orElse(-2) ? "eos" : "stop") : "length");
+        }
+        return out;
+    }
+
+    /**
+     * Stops taking work, lets the generation in flight finish (its client gets the result) for up to
+     * {@link #DRAIN_MILLIS}, then stops it after its next token; what waits gets 503.
+     */
     @Override
     public void close() {
-        stopping = true;
+        closing = true;
         try {
-            thread.join(TimeUnit.SECONDS.toMillis(30));
+            thread.join(DRAIN_MILLIS);
+            if (thread.isAlive()) {
+                abort = true;
+                thread.join(TimeUnit.SECONDS.toMillis(10));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(new ApiException(503, "the server is shutting down"));
+        for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(shuttingDown());
     }
 
     boolean stopped() {

@@ -44,6 +44,7 @@ public final class Server implements AutoCloseable {
     private final GenerationWorker worker;
     private final HttpServer http;
     private final ExecutorService executor;
+    private final int tokenizerVocab;
     private volatile boolean closed;
 
     private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port) throws IOException {
@@ -59,9 +60,17 @@ public final class Server implements AutoCloseable {
         }
         int maxPrompt = options.maxPromptTokens() == 0 ? context : options.maxPromptTokens();
         this.apiModel = new ApiRequest.Model(tok, c.nLayers(), c.exits().stream().mapToInt(ExitConfig::layer).distinct().sorted().toArray(),
-                maxPrompt);
+                maxPrompt, c.maxSeqLen());
+        // A head padded past the tokenizer (vocab_size rounded up for the kernels) has rows no text maps to:
+        // found here, at load, and masked in every generation, never a failed decode blamed on a request.
+        this.tokenizerVocab = tok.vocabSize();
+        int vocabLimit = tok.vocabSize() < c.vocabSize() ? tok.vocabSize() : 0;
+        if (vocabLimit > 0) {
+            System.err.println("exeunt serve: the model's vocab_size " + c.vocabSize() + " exceeds the tokenizer's " + tok.vocabSize()
+                    + " tokens; ids " + vocabLimit + ".." + (c.vocabSize() - 1) + " are padding and are never generated");
+        }
         this.http = HttpServer.create(new InetSocketAddress(host, port), 64);
-        this.worker = new GenerationWorker(loaded.model(), tok, options.queue());
+        this.worker = new GenerationWorker(loaded.model(), tok, vocabLimit, options.queue(), System.err);
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
         http.createContext("/", this::handle);
@@ -99,7 +108,11 @@ public final class Server implements AutoCloseable {
         return apiModel.maxPromptTokens();
     }
 
-    /** Stops accepting requests, lets the generation in flight end, answers what waits with 503, closes the model. */
+    /**
+     * Stops accepting requests (new ones get 503), lets the generation in flight finish and its client
+     * receive the result (up to 30 s, then it stops after its next token), answers what waits with 503,
+     * closes the port and the model.
+     */
     public synchronized void stop() {
         if (closed) return;
         closed = true;
@@ -159,7 +172,7 @@ public final class Server implements AutoCloseable {
             throw ApiException.badRequest("malformed JSON: " + msg + (at == null ? "" : " (at line " + at.getLineNr() + ", column " + at.getColumnNr() + ")"));
         }
         ApiRequest request = ApiRequest.parse(root, apiModel, options);
-        var future = worker.submit(request);
+        var future = worker.submit(request, new ClientProbe(ex.getLocalAddress(), ex.getRemoteAddress()));
         try {
             return future.get();
         } catch (InterruptedException e) {
@@ -170,6 +183,7 @@ public final class Server implements AutoCloseable {
             throw new ApiException(503, "the request was cancelled");
         } catch (ExecutionException e) {
             if (e.getCause() instanceof ApiException a) throw a;
+            // the worker turns every failure into an ApiException; anything else is a bug here
             throw new ApiException(500, "generation failed: " + e.getCause());
         }
     }
@@ -217,6 +231,7 @@ public final class Server implements AutoCloseable {
         for (int l : apiModel.exitLayers()) exits.add(l);
         o.put("final_layer", c.nLayers());
         o.put("vocab", c.vocabSize());
+        o.put("tokenizer_vocab", tokenizerVocab);
         o.put("context", c.maxSeqLen());
         var limits = o.putObject("limits");
         limits.put("max_prompts", options.maxPrompts());
@@ -226,6 +241,7 @@ public final class Server implements AutoCloseable {
         limits.put("max_body_bytes", options.maxBodyBytes());
         o.put("waiting", worker.waiting());
         o.put("busy", worker.busy());
+        o.put("cancelled", worker.cancelled());
         return o;
     }
 

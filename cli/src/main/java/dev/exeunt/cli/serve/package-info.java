@@ -5,25 +5,47 @@
  * <h2>Endpoints</h2>
  * <ul>
  *   <li>{@code PUT /api} (POST is accepted too): generate. Other methods: 405 with an {@code Allow} header.</li>
- *   <li>{@code GET /health} (and HEAD): {@code status, family, layers, exits, final_layer, vocab, context,
- *       limits {max_prompts, max_tokens, max_prompt_tokens, queue, max_body_bytes}, waiting, busy}.</li>
+ *   <li>{@code GET /health} (and HEAD): {@code status, family, layers, exits, final_layer, vocab, tokenizer_vocab,
+ *       context, limits {max_prompts, max_tokens, max_prompt_tokens, queue, max_body_bytes}, waiting, busy,
+ *       cancelled} (cancelled: requests dropped because their client disconnected).</li>
  *   <li>Any other path: 404.</li>
  * </ul>
- * Every error is JSON {@code {"error": "..."}}; a validation error names the field.
+ * Every error is JSON {@code {"error": "..."}}; a validation error (400) names the field. A failure that is
+ * not the request's (the model produced NaN, a bug) is a 500 naming the cause.
  *
  * <h2>Request fields ({@code PUT /api})</h2>
- * A JSON object; an unknown field is a 400 (Megatron options this engine lacks, such as
- * {@code beam_width}, get a 400 saying so). A field set to JSON {@code null} takes its default.
+ * A JSON object with every field EE-LLM's server (megatron/early_exit_text_generation_server.py) reads, so
+ * its {@code tools/request_client.py} works unchanged; an unknown field is a 400 ({@code max_len} and
+ * {@code sentences} get Megatron's "no longer used" message). A field set to JSON {@code null} takes its default.
  * <ul>
- *   <li>{@code prompts}: list of 1..{@code --max-prompts} (8) strings, required. A prompt may be "" only
+ *   <li>{@code prompts}: list of 1..{@code --max-prompts} (8) strings, required (a single string is taken as one
+ *       prompt, as EE-LLM does). A prompt may be "" only
  *       when add_BOS puts a BOS token in front; a prompt longer than {@code --max-prompt-tokens}
  *       (default: the model's context minus one) tokens is a 400.</li>
- *   <li>{@code tokens_to_generate}: integer 0..{@code --max-tokens} (512), default 64. Generation also ends at
- *       the tokenizer's EOS token and when the model's context is full.</li>
+ *   <li>{@code tokens_to_generate}: integer 0..{@code --max-tokens} (512), default 64; each prompt's tokens plus
+ *       tokens_to_generate must fit in the model's context (else 400 naming the limit). Generation also ends
+ *       at the tokenizer's EOS token.</li>
  *   <li>{@code logprobs}: boolean, default false.</li>
- *   <li>{@code temperature}: number in [0, 100], default 1.0 (Megatron's default: sampling); 0 = greedy.</li>
+ *   <li>{@code temperature}: 0 (greedy) or a number in [1e-6, 100], default 1.0 (Megatron's default: sampling);
+ *       smaller positive values would overflow the softmax and are a 400.</li>
  *   <li>{@code top_k}: integer >= 0, default 0 (off). {@code top_p}: number in [0, 1], default 0 (off, as in
  *       Megatron). Both may be given together (top-k first, then top-p).</li>
+ *   <li>{@code top_p_decay}: number in [0, 1], default 0 (off); {@code top_p_bound}: number in (0, top_p]. Both
+ *       need top_p: after each generated token a prompt's top_p becomes max(top_p * top_p_decay, top_p_bound).</li>
+ *   <li>{@code prevent_newline_after_colon}: boolean, default false: after a token ending with ':' no token
+ *       starting with a newline is generated (Megatron bans its single "\n" token).</li>
+ *   <li>{@code print_max_prob}: boolean, default false: every token's top probability at each exit it reached
+ *       and at the final head is logged to the server's stderr (as EE-LLM prints it) and returned as
+ *       {@code max_probs} (per prompt, per token, one entry per head in the order of {@code max_prob_layers}:
+ *       the exits' layers, then n_layers for the final head; null for a head the token did not reach because
+ *       it exited earlier). It costs one extra head evaluation per exit and token, so it runs only when asked.</li>
+ *   <li>{@code beam_width}: integer 1..16: beam search instead of sampling, for one prompt (more is a 400),
+ *       through the full model: beams compare whole-model log-probabilities, so use_early_exit: true with
+ *       beam_width is a 400 (EE-LLM's server parses beam_width but never runs beams; Megatron's runs them
+ *       without early exit). {@code length_penalty} (number, default 1): a finished beam scores
+ *       sum(log p) / length^length_penalty. {@code stop_token} (an id; default the tokenizer's EOS) ends a beam.
+ *       Both are a 400 without beam_width; so are stop_sequences and print_max_prob with it. The answer holds
+ *       every beam, best first: {@code text, segments, tokens, scores, finish_reasons}, logprobs null.</li>
  *   <li>{@code random_seed}: integer >= 0; default a random seed. Prompt i of a request samples with seed + i,
  *       so the same request with the same seed gives the same output.</li>
  *   <li>{@code stop_sequences}: up to 16 non-empty strings of at most 256 characters. See below.</li>
@@ -59,18 +81,29 @@
  *       sequence and with a byte-level BPE tokenizer it equals the tokenizer's decode of {@code tokens}.</li>
  *   <li>{@code segments}: the text of each generated token (its bytes as UTF-8; a token holding part of a
  *       character shows U+FFFD, as Megatron's per-token detokenize does).</li>
- *   <li>{@code logprobs} (only when requested): the natural log of the probability the producing head gave
+ *   <li>{@code logprobs} (null unless requested): the natural log of the probability the producing head gave
  *       each generated token (its softmax at temperature 1), floored at log(Float.MIN_VALUE).</li>
  *   <li>{@code tokens}: the generated token ids. {@code exit_layers}: the 1-based layer of the exit that
  *       produced each token (n_layers for the final head).</li>
- *   <li>{@code finish_reasons}: "length", "eos", "stop" (a stop sequence) or "context" (model context full).</li>
+ *   <li>{@code finish_reasons}: "length", "eos" or "stop" (a stop sequence).</li>
+ *   <li>{@code requst_time} (sic, EE-LLM's key) and {@code request_time}: seconds the generation took.</li>
+ *   <li>{@code max_probs}, {@code max_prob_layers}: only with print_max_prob (above).</li>
  * </ul>
+ * A model whose vocab_size exceeds its tokenizer's (padding rows) is found at start: ids past the tokenizer
+ * are masked out of every head (exit decisions and sampling see only real tokens) and never generated.
  *
  * <h2>Concurrency</h2>
  * One worker thread runs one request at a time (all prompts of a request run as one batch, each
  * exiting on its own); up to {@code --queue} (16) requests wait, more get 503 with {@code Retry-After}.
  * Requests are not merged across clients, so a request's output never depends on what else is running.
- * Bodies over {@code --max-body} (1 MiB) get 413. On shutdown the generation in flight ends after its
- * next token and every waiting request gets 503.
+ * Bodies over {@code --max-body} (1 MiB) get 413.
+ *
+ * <h2>Clients that leave, and shutdown</h2>
+ * The JDK's HTTP server has no disconnect callback, so between tokens (at most every 50 ms) the worker asks
+ * the kernel whether the request's TCP connection is still ESTABLISHED ({@code ClientProbe}, Linux
+ * /proc/net/tcp and tcp6; elsewhere no disconnect is seen). A request whose client left is skipped when it
+ * comes up, or stopped after its next token; /health counts it in {@code cancelled}. On shutdown new
+ * requests and those waiting get 503; the generation in flight runs to its end and its client gets the
+ * answer (after 30 s it is stopped after its next token and answered 503).
  */
 package dev.exeunt.cli.serve;

@@ -29,7 +29,11 @@ final class ServeFixture {
     private ServeFixture() {}
 
     static Path writeModel(Path dir) throws IOException {
-        var cfg = ModelConfig.gpt2(TOK.vocabSize(), 32, 2, 2, 64, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0)));
+        return writeModel(dir, 1024);
+    }
+
+    static Path writeModel(Path dir, int context) throws IOException {
+        var cfg = ModelConfig.gpt2(TOK.vocabSize(), 32, 2, 2, context, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0)));
         try (var m = EarlyExitModel.create(cfg, Device.CPU, 1)) {
             ModelCheckpoint.save(m, TOK, dir);
         }
@@ -49,6 +53,13 @@ final class ServeFixture {
 
     static Reply put(Server s, String body) throws IOException, InterruptedException {
         return send(s, "PUT", "/api", body);
+    }
+
+    /** The answer without its timing fields (requst_time, request_time), which differ between identical requests. */
+    static JsonNode withoutTimes(JsonNode body) {
+        var copy = ((com.fasterxml.jackson.databind.node.ObjectNode) body).deepCopy();
+        copy.remove(List.of("requst_time", "request_time"));
+        return copy;
     }
 
     static int[] ints(JsonNode array) {

@@ -6,38 +6,99 @@ package dev.exeunt.model.generate;
  * output is then the full model's, token for token). exitLayers lists the 1-based layers of the
  * exits to use (null: all exits). Generation of a sequence stops at eosId (when >= 0) or after
  * maxNewTokens.
+ *
+ * @param topPDecay  after each generated token top_p becomes max(top_p * decay, topPBound) (Megatron's
+ *                   top_p_decay); 0 = off. Applies only when top_p filters (topP < 1).
+ * @param topPBound  the floor of the decayed top_p; 0 = none
+ * @param vocabLimit ids >= this are never generated (a model vocabulary padded past its tokenizer's
+ *                   has rows no text maps to); 0 = every row of the head
+ * @param newlineBan bans newline tokens after a token ending with ':' (Megatron's
+ *                   prevent_newline_after_colon); null = off
+ * @param exitProbs  record, for each token, the top probability of every exit head it reached and of
+ *                   the final head ({@link GeneratedToken#exitMaxProbs}); costs an extra head per exit
  */
 public record GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold,
-                               int[] exitLayers, int eosId) {
+                               int[] exitLayers, int eosId, double topPDecay, double topPBound, int vocabLimit,
+                               NewlineBan newlineBan, boolean exitProbs) {
+    /**
+     * The smallest non-zero temperature: logits divided by less overflow to infinity, and the
+     * softmax becomes NaN (garbage tokens) instead of the greedy choice it tends to.
+     */
+    public static final double MIN_TEMPERATURE = 1e-6;
+
     public GenerationConfig {
         if (maxNewTokens < 0) throw new IllegalArgumentException("max new tokens must be >= 0, got " + maxNewTokens);
-        if (temperature < 0 || !Double.isFinite(temperature)) throw new IllegalArgumentException("temperature must be >= 0, got " + temperature);
+        if (!Double.isFinite(temperature) || !(temperature == 0 || temperature >= MIN_TEMPERATURE)) {
+            throw new IllegalArgumentException("temperature must be 0 (greedy) or >= " + MIN_TEMPERATURE + ", got " + temperature);
+        }
         if (topK < 0) throw new IllegalArgumentException("top_k must be >= 0, got " + topK);
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top_p must be in (0, 1], got " + topP);
         if (!(threshold >= 0)) throw new IllegalArgumentException("early-exit threshold must be >= 0, got " + threshold);
+        if (!(topPDecay >= 0 && topPDecay <= 1)) throw new IllegalArgumentException("top_p_decay must be in [0, 1], got " + topPDecay);
+        if (!(topPBound >= 0 && topPBound <= topP)) throw new IllegalArgumentException("top_p_bound must be in [0, top_p], got " + topPBound);
+        if (vocabLimit < 0) throw new IllegalArgumentException("vocab limit must be >= 0, got " + vocabLimit);
+    }
+
+    public GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold, int[] exitLayers,
+                            int eosId) {
+        this(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, 0, 0, 0, null, false);
     }
 
     public static GenerationConfig greedy(int maxNewTokens) {
         return new GenerationConfig(maxNewTokens, 0, 0, 1, 0, 1.0, null, -1);
     }
 
+    /**
+     * Checks that a prompt of {@code promptTokens} plus {@code maxNewTokens} fits in a context of
+     * {@code context} tokens; the message names {@code flag}, the option the user set.
+     */
+    public static void checkFits(String flag, long maxNewTokens, int promptTokens, int context) {
+        if (maxNewTokens < 0) throw new IllegalArgumentException(flag + " must be >= 0, got " + maxNewTokens);
+        if (promptTokens + maxNewTokens > context) {
+            throw new IllegalArgumentException(flag + " " + maxNewTokens + " with a prompt of " + promptTokens + " tokens exceeds the model's context of "
+                    + context + " tokens: at most " + Math.max(0, context - promptTokens));
+        }
+    }
+
     public GenerationConfig withThreshold(double t) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
     }
 
     public GenerationConfig withEos(int eos) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
     }
 
     public GenerationConfig withExitLayers(int[] layers) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
     }
 
     public GenerationConfig withSampling(double temp, int k, double p, long s) {
-        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId);
+        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
+    }
+
+    public GenerationConfig withTopPDecay(double decay, double bound) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, decay, bound, vocabLimit, newlineBan, exitProbs);
+    }
+
+    public GenerationConfig withVocabLimit(int limit) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, limit, newlineBan, exitProbs);
+    }
+
+    public GenerationConfig withNewlineBan(NewlineBan ban) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, ban, exitProbs);
+    }
+
+    public GenerationConfig withExitProbs(boolean record) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, record);
     }
 
     public boolean earlyExit() {
         return threshold < 1.0;
+    }
+
+    /** top_p for the next token after one with top_p {@code current}. */
+    double decayedTopP(double current) {
+        if (topPDecay == 0 || current >= 1) return current;
+        return Math.max(current * topPDecay, topPBound);
     }
 }

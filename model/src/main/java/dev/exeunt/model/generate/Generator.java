@@ -66,6 +66,8 @@ public final class Generator {
         int[] tokens;
         int length;
         String finish;
+        /** top_p for the next token (decays with Megatron's top_p_decay). */
+        double topP;
 
         Sequence(int index, int[] prompt, int capacity, long seed) {
             this.index = index;
@@ -83,6 +85,10 @@ public final class Generator {
             rng = new SplittableRandom(seed + index);
             tokens = Arrays.copyOf(prompt, prompt.length + 16);
             length = prompt.length;
+        }
+
+        int lastToken() {
+            return tokens[length - 1];
         }
 
         void append(int token) {
@@ -121,8 +127,10 @@ public final class Generator {
                 if (p.length >= c.maxSeqLen()) {
                     throw new IllegalArgumentException("prompt " + i + " has " + p.length + " tokens; the model's context is " + c.maxSeqLen());
                 }
-                int capacity = Math.min(c.maxSeqLen(), p.length + cfg.maxNewTokens() + 1);
-                seqs.add(new Sequence(i, p, capacity, cfg.seed()));
+                int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
+                Sequence s = new Sequence(i, p, capacity, cfg.seed());
+                s.topP = cfg.topP();
+                seqs.add(s);
             }
             long t0 = System.nanoTime();
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
@@ -180,14 +188,43 @@ public final class Generator {
                 row += s.prompt.length;
             }
             Tensor x = model.embedPacked(ids, pos);
+            Tensor[] split = {x};
+            float[][] probs = cfg.exitProbs() ? new float[seqs.size()][] : null;
+            if (probs != null) for (int i = 0; i < probs.length; i++) probs[i] = unreached();
             for (int d = 0; d <= nLayers; d++) {
-                fillExitLayerCaches(seqs, packs, x, d);
+                Tensor[] exitOut = fillExitLayerCaches(seqs, packs, x, d);
+                if (probs != null) recordPrefillExitProbs(packs, split, exitOut, d, probs, cfg);
                 if (d == nLayers) break;
-                x = model.layers().get(d).forwardPacked(x, withCaches(packs, seqs, d))[0];
+                split = model.layers().get(d).forwardPacked(x, withCaches(packs, seqs, d));
+                x = split[0];
             }
             for (int i = 0; i < seqs.size(); i++) {
                 Packed p = packs.get(i);
-                emit(seqs.get(i), finalLogits(x.narrow(0, p.row() + p.count() - 1, 1)), nLayers, cfg, listener);
+                emit(seqs.get(i), finalLogits(x.narrow(0, p.row() + p.count() - 1, 1), cfg), nLayers, probs == null ? null : probs[i], cfg, listener);
+            }
+        }
+    }
+
+    /** Exit probabilities of a token before any head has seen it: NaN = not reached. */
+    private float[] unreached() {
+        float[] p = new float[model.exits().size() + 1];
+        Arrays.fill(p, Float.NaN);
+        return p;
+    }
+
+    /** With exit probabilities asked for: every exit reading depth d, on the last prompt row of each sequence. */
+    private void recordPrefillExitProbs(List<Packed> packs, Tensor[] split, Tensor[] exitOut, int d, float[][] probs, GenerationConfig cfg) {
+        for (int e = 0; e < model.exits().size(); e++) {
+            Exit exit = model.exits().get(e);
+            if (exit.config().inputDepth() != d) continue;
+            for (int i = 0; i < packs.size(); i++) {
+                int last = packs.get(i).row() + packs.get(i).count() - 1;
+                Tensor h = switch (exit.config().kind()) {
+                    case LAYER -> exitOut[e].narrow(0, last, 1);
+                    case MLP -> exit.hidden(new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)}, 0, null);
+                    default -> split[0].narrow(0, last, 1);
+                };
+                probs[i][e] = NN.topProbability(usable(exit.logits(h), cfg))[0].item();
             }
         }
     }
@@ -231,11 +268,14 @@ public final class Generator {
         int start;
         Tensor[] mlpInput;
         Tensor[] exitLayerOut;
+        /** The top probability of each head this token reached, when asked for (else null). */
+        final float[] probs;
 
-        Group(Sequence seq, Tensor rows, int start) {
+        Group(Sequence seq, Tensor rows, int start, float[] probs) {
             this.seq = seq;
             this.rows = rows;
             this.start = start;
+            this.probs = probs;
         }
 
         Tensor last() {
@@ -257,15 +297,16 @@ public final class Generator {
             List<Group> alive = new ArrayList<>();
             List<Packed> packs = new ArrayList<>();
             for (int i = 0; i < n; i++) {
-                alive.add(new Group(running.get(i), emb.narrow(0, i, 1), pos[i]));
+                alive.add(new Group(running.get(i), emb.narrow(0, i, 1), pos[i], cfg.exitProbs() ? unreached() : null));
                 packs.add(new Packed(i, 1, pos[i], null));
             }
             attachExitLayerOutputs(alive, packs, fillExitLayerCaches(running, packs, emb, 0));
             for (int d = 0; d <= nLayers && !alive.isEmpty(); d++) {
                 // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
+                //    Inactive exits run only to record their probabilities, when asked for.
                 for (int e = 0; e < active.length && !alive.isEmpty(); e++) {
                     Exit exit = model.exits().get(e);
-                    if (!active[e] || exit.config().inputDepth() != d) continue;
+                    if (!(active[e] || cfg.exitProbs()) || exit.config().inputDepth() != d) continue;
                     // One batched head for every alive sequence's current token.
                     Tensor[] hidden = new Tensor[alive.size()];
                     for (int i = 0; i < hidden.length; i++) {
@@ -276,17 +317,18 @@ public final class Generator {
                             default -> g.last();
                         };
                     }
-                    Tensor logits = exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden));
+                    Tensor logits = usable(exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden)), cfg);
                     Tensor[] top = NN.topProbability(logits);
                     float[] maxProb = top[0].toFloatArray();
                     int[] argmax = top[1].toIntArray();
                     List<Group> still = new ArrayList<>();
                     for (int i = 0; i < alive.size(); i++) {
                         Group g = alive.get(i);
-                        if (Math.log(maxProb[i]) >= Math.log(cfg.threshold())) {
+                        if (g.probs != null) g.probs[e] = maxProb[i];
+                        if (active[e] && Math.log(maxProb[i]) >= Math.log(cfg.threshold())) {
                             Sequence s = g.seq;
                             s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
-                            emit(s, logits.narrow(0, i, 1), argmax[i], maxProb[i], exit.config().layer(), cfg, listener);
+                            emit(s, logits.narrow(0, i, 1), argmax[i], maxProb[i], exit.config().layer(), g.probs, cfg, listener);
                         } else {
                             still.add(g);
                         }
@@ -329,12 +371,13 @@ public final class Generator {
             // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
             if (!alive.isEmpty()) {
                 Tensor[] last = alive.stream().map(Group::last).toArray(Tensor[]::new);
-                Tensor logits = finalLogits(last.length == 1 ? last[0] : Ops.cat(0, last));
+                Tensor logits = finalLogits(last.length == 1 ? last[0] : Ops.cat(0, last), cfg);
                 Tensor[] top = NN.topProbability(logits);
                 float[] maxProb = top[0].toFloatArray();
                 int[] argmax = top[1].toIntArray();
                 for (int i = 0; i < alive.size(); i++) {
-                    emit(alive.get(i).seq, logits.narrow(0, i, 1), argmax[i], maxProb[i], nLayers, cfg, listener);
+                    Group g = alive.get(i);
+                    emit(g.seq, logits.narrow(0, i, 1), argmax[i], maxProb[i], nLayers, g.probs, cfg, listener);
                 }
             }
         }
@@ -351,35 +394,48 @@ public final class Generator {
         }
     }
 
-    private Tensor finalLogits(Tensor lastRow) {
-        return model.finalLogits(lastRow);
+    private Tensor finalLogits(Tensor lastRow, GenerationConfig cfg) {
+        return usable(model.finalLogits(lastRow), cfg);
     }
 
-    private void emit(Sequence s, Tensor logitsRow, int exitLayer, GenerationConfig cfg, TokenListener listener) {
+    /**
+     * The logits of ids the tokenizer can decode: a head padded past the tokenizer's vocabulary has
+     * rows no text maps to, so they are cut off before the exit decision and sampling see them.
+     */
+    private static Tensor usable(Tensor logits, GenerationConfig cfg) {
+        int limit = cfg.vocabLimit();
+        return limit > 0 && limit < logits.dim(1) ? logits.narrow(1, 0, limit).contiguous() : logits;
+    }
+
+    private void emit(Sequence s, Tensor logitsRow, int exitLayer, float[] probs, GenerationConfig cfg, TokenListener listener) {
         Tensor[] top = NN.topProbability(logitsRow);
-        emit(s, logitsRow, top[1].toIntArray()[0], top[0].item(), exitLayer, cfg, listener);
+        emit(s, logitsRow, top[1].toIntArray()[0], top[0].item(), exitLayer, probs, cfg, listener);
     }
 
     /**
      * Records the next token from one row of logits. Greedy decoding uses the row's top index and
      * probability (computed by the backend, batched); sampling copies the row to the host.
      */
-    private void emit(Sequence s, Tensor logitsRow, int greedyToken, float greedyProb, int exitLayer, GenerationConfig cfg,
+    private void emit(Sequence s, Tensor logitsRow, int greedyToken, float greedyProb, int exitLayer, float[] probs, GenerationConfig cfg,
                       TokenListener listener) {
         if (Float.isNaN(greedyProb)) {
             throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
         }
+        int[] banned = cfg.newlineBan() == null ? null : cfg.newlineBan().bannedAfter(s.lastToken());
         int token;
         float prob;
-        if (cfg.temperature() == 0) {
+        if (cfg.temperature() == 0 && banned == null) {
             token = greedyToken;
             prob = greedyProb;
         } else {
             float[] logits = logitsRow.toFloatArray();
-            token = Sampler.sample(logits, cfg, s.rng);
+            if (banned != null) Sampler.ban(logits, banned);
+            token = Sampler.sample(logits, cfg, s.topP, s.rng);
             prob = Sampler.probability(logits, token);
         }
-        var t = new GeneratedToken(token, exitLayer, prob);
+        s.topP = cfg.decayedTopP(s.topP);
+        if (probs != null) probs[probs.length - 1] = exitLayer == nLayers ? greedyProb : Float.NaN;
+        var t = new GeneratedToken(token, exitLayer, prob, probs);
         s.out.add(t);
         s.append(token);
         boolean go = listener.onToken(s.index, t);

@@ -31,7 +31,13 @@ final class Sampler {
         return (float) (Math.exp(logits[id] - max) / sum);
     }
 
-    static int sample(float[] logits, GenerationConfig cfg, SplittableRandom rng) {
+    /** Sets the banned ids' logits to -infinity, so neither argmax nor sampling can pick them. */
+    static void ban(float[] logits, int[] ids) {
+        for (int id : ids) if (id < logits.length) logits[id] = Float.NEGATIVE_INFINITY;
+    }
+
+    /** Samples at cfg's temperature and top-k with {@code topP} (the sequence's current, possibly decayed, top_p). */
+    static int sample(float[] logits, GenerationConfig cfg, double topP, SplittableRandom rng) {
         for (float v : logits) {
             if (Float.isNaN(v)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
         }
@@ -48,12 +54,12 @@ final class Sampler {
             p[i] = Math.exp(logits[order[i]] / cfg.temperature() - max);
             total += p[i];
         }
-        if (cfg.topP() < 1) {
+        if (topP < 1) {
             double acc = 0;
             int cut = keep;
             for (int i = 0; i < keep; i++) {
                 acc += p[i] / total;
-                if (acc >= cfg.topP()) {
+                if (acc >= topP) {
                     cut = i + 1;
                     break;
                 }

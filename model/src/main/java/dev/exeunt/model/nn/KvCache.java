@@ -46,6 +46,22 @@ public final class KvCache implements AutoCloseable {
         return new Tensor[] {keys.narrow(1, 0, length), values.narrow(1, 0, length)};
     }
 
+    /** Makes this cache hold what {@code src} holds (beam search: a beam continues another's prefix). */
+    public void copyFrom(KvCache src) {
+        if (src.capacity() != capacity() || src.keys.dim(0) != keys.dim(0)) {
+            throw new IllegalArgumentException("KV caches of different shapes: capacity " + src.capacity() + " into " + capacity());
+        }
+        int n = src.length;
+        if (n > 0) {
+            try (Tensor dk = keys.narrow(1, 0, n); Tensor sk = src.keys.narrow(1, 0, n); Tensor dv = values.narrow(1, 0, n);
+                 Tensor sv = src.values.narrow(1, 0, n)) {
+                dk.copyFrom(sk);
+                dv.copyFrom(sv);
+            }
+        }
+        length = n;
+    }
+
     /** Forgets positions from {@code newLength} on (e.g. to reuse the cache for a new prompt). */
     public void truncate(int newLength) {
         if (newLength < 0 || newLength > length) throw new IllegalArgumentException("cannot truncate " + length + " to " + newLength);
