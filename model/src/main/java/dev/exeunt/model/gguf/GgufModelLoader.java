@@ -26,6 +26,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Loads a Llama-family model and its tokenizer from a GGUF file (llama.cpp's layout and names).
@@ -127,6 +128,7 @@ public final class GgufModelLoader {
             throw new CheckpointFormatException(file, "mixture-of-experts Llama models (llama.expert_count "
                     + md.get("llama.expert_count").asLong() + ") are not supported");
         }
+        checkArchKeys(md, file, headDim);
         GgufValue scaling = md.get("llama.rope.scaling.type");
         if (scaling != null && scaling.type() == dev.exeunt.model.io.GgufType.STRING
                 && !scaling.asString().equals("none")) {
@@ -158,6 +160,50 @@ public final class GgufModelLoader {
         } catch (IllegalArgumentException e) {
             throw new CheckpointFormatException(file, e.getMessage(), e);
         }
+    }
+
+    /**
+     * {@code llama.*} keys llama.cpp defines that Exeunt reads, or accepts because they change nothing
+     * (sizes checked against the tensors, counts of unused experts, the scaling of a "none" RoPE).
+     */
+    private static final Set<String> LLAMA_KEYS = Set.of("llama.context_length", "llama.embedding_length", "llama.block_count",
+            "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
+            "llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base", "llama.rope.dimension_count",
+            "llama.attention.key_length", "llama.attention.value_length", "llama.expert_count", "llama.expert_used_count",
+            "llama.rope.scaling.type", "llama.rope.scaling.factor", "llama.rope.scaling.original_context_length",
+            "llama.rope.scaling.finetuned", "llama.vocab_size", "llama.tensor_data_layout", "llama.causal",
+            "llama.use_parallel_residual", "llama.attention.max_alibi_bias", "llama.rope.scale_linear");
+
+    /** Refuses the llama.* settings that would change the computation, and llama.* keys nobody knows. */
+    private static void checkArchKeys(Map<String, GgufValue> md, Path file, int headDim) throws CheckpointFormatException {
+        List<String> unknown = md.keySet().stream().filter(k -> k.startsWith("llama.") && !LLAMA_KEYS.contains(k)).sorted().toList();
+        if (!unknown.isEmpty()) {
+            throw new CheckpointFormatException(file, "unknown metadata key(s) " + String.join(", ", unknown) + ": Exeunt refuses "
+                    + "settings it does not understand rather than ignore them; understood: " + String.join(", ", LLAMA_KEYS.stream().sorted().toList()));
+        }
+        if (md.containsKey("llama.attention.value_length") && intKey(md, file, "llama.attention.value_length", null) != headDim) {
+            throw new CheckpointFormatException(file, "llama.attention.value_length " + md.get("llama.attention.value_length").asLong()
+                    + " differs from embedding_length / head_count = " + headDim + ": not supported");
+        }
+        if (!boolKey(md, file, "llama.causal", true)) {
+            throw new CheckpointFormatException(file, "llama.causal is false: non-causal attention is not supported");
+        }
+        if (boolKey(md, file, "llama.use_parallel_residual", false)) {
+            throw new CheckpointFormatException(file, "llama.use_parallel_residual is true: parallel residual blocks are not supported");
+        }
+        if (md.containsKey("llama.attention.max_alibi_bias") && floatKey(md, file, "llama.attention.max_alibi_bias", 0) != 0) {
+            throw new CheckpointFormatException(file, "llama.attention.max_alibi_bias is not 0: ALiBi attention is not supported");
+        }
+        if (md.containsKey("llama.rope.scale_linear") && floatKey(md, file, "llama.rope.scale_linear", 1) != 1) {
+            throw new CheckpointFormatException(file, "llama.rope.scale_linear is not 1: RoPE scaling is not supported");
+        }
+    }
+
+    private static boolean boolKey(Map<String, GgufValue> md, Path file, String key, boolean dflt) throws CheckpointFormatException {
+        GgufValue v = md.get(key);
+        if (v == null) return dflt;
+        if (v.isArray() || v.type() != dev.exeunt.model.io.GgufType.BOOL) throw new CheckpointFormatException(file, "'" + key + "' must be a bool, is " + v);
+        return v.asBoolean();
     }
 
     private static int intKey(Map<String, GgufValue> md, Path file, String key, Integer dflt) throws CheckpointFormatException {
@@ -247,6 +293,14 @@ public final class GgufModelLoader {
                 throw new CheckpointFormatException(file, "unsupported ggml type " + t.type() + " for tensor " + t.name()
                         + "; supported: F32, F16, BF16, Q8_0, Q4_0");
             }
+        }
+        Set<String> used = new java.util.HashSet<>();
+        for (Mapping m : names.values()) used.add(m.ggufName());
+        List<String> extra = gguf.tensors().stream().map(GgufTensorInfo::name).filter(n -> !used.contains(n)).toList();
+        if (!extra.isEmpty()) {
+            throw new CheckpointFormatException(file, "the file holds " + extra.size() + " tensor(s) the model would not use: "
+                    + String.join(", ", extra.subList(0, Math.min(10, extra.size()))) + (extra.size() > 10 ? ", ..." : "")
+                    + ". Exeunt refuses weights it would ignore (e.g. attention biases)");
         }
         for (var e : expectedShapes(c).entrySet()) checkShape(file, gguf.tensor(names.get(e.getKey()).ggufName()), e.getValue());
     }

@@ -174,6 +174,16 @@ class ConfigKeysTest {
     }
 
     @Test
+    void aConfigThatIsNotAnObjectIsRefused(@TempDir Path tmp) throws IOException {
+        Path dir = saved(tmp, LLAMA);
+        for (String text : List.of("", "[]", "null", "{\"model_type\": \"llama\", \"hidden_size\": 16")) {
+            Files.writeString(dir.resolve("config.json"), text);
+            String m = refusal(dir);
+            assertTrue(m.contains("must be a JSON object") || m.contains("malformed JSON"), text + ": " + m);
+        }
+    }
+
+    @Test
     void biasTensorsAreRefusedWhetherOrNotTheConfigAsksForThem(@TempDir Path tmp) throws IOException {
         Path dir = saved(tmp, LLAMA);
         addTensors(dir, Map.of("model.layers.0.self_attn.q_proj.bias", new long[] {16}, "model.layers.1.self_attn.q_proj.bias",

@@ -288,4 +288,31 @@ class GgufModelLoaderTest {
             assertTrue(m.contains("token_embd.weight"), m);
         }
     }
+
+    @Test
+    void settingsAndTensorsThatWouldBeIgnoredAreRefused() throws IOException {
+        try (EarlyExitModel model = EarlyExitModel.create(config(false), Device.CPU, 1)) {
+            String m = loadError(GgufTestFiles.writer(model, GgmlType.F32).putUint32("llama.attention.sliding_window", 4));
+            assertTrue(m.contains("unknown metadata key(s) llama.attention.sliding_window"), m);
+            m = loadError(GgufTestFiles.writer(model, GgmlType.F32).putBool("llama.use_parallel_residual", true));
+            assertTrue(m.contains("llama.use_parallel_residual is true"), m);
+            m = loadError(GgufTestFiles.writer(model, GgmlType.F32).putUint32("llama.attention.value_length", 8));
+            assertTrue(m.contains("llama.attention.value_length 8 differs"), m);
+            m = loadError(GgufTestFiles.writer(model, GgmlType.F32).putUint32("llama.causal", 1));
+            assertTrue(m.contains("'llama.causal' must be a bool"), m);
+            GgufWriter bias = GgufTestFiles.writer(model, GgmlType.F32);
+            bias.addTensor("blk.0.attn_q.bias", GgmlType.F32, new long[] {64}, MemorySegment.ofArray(new byte[256]));
+            m = loadError(bias);
+            assertTrue(m.contains("1 tensor(s) the model would not use: blk.0.attn_q.bias"), m);
+            // the neutral values load
+            GgufWriter neutral = GgufTestFiles.writer(model, GgmlType.F32).putBool("llama.causal", true)
+                    .putUint32("llama.attention.value_length", 16).putFloat32("llama.rope.scale_linear", 1f);
+            GgufTestFiles.putByteLevelTokenizer(neutral, tokenizer, "default");
+            Path p = dir.resolve("neutral.gguf");
+            neutral.write(p);
+            try (var loaded = GgufModelLoader.load(p, Device.CPU)) {
+                assertEquals(2, loaded.model().layers().size());
+            }
+        }
+    }
 }
