@@ -54,8 +54,9 @@ import java.util.Set;
  * other copy: they are incomplete or older, so the only complete copy is never deleted. With no complete
  * copy it discards {@code .saving} and {@code .old} (incomplete by definition) and leaves {@code <out>}
  * alone; a damaged {@code <out>} (a manifest that does not match its files) is then an error, never a
- * silent fresh start. Finally it truncates each log in {@code <out>} to the length its manifest
- * records: lines appended after the checkpoint belong to iterations the resumed run repeats.
+ * silent fresh start. Finally, at the start of a run (not when a save begins), it truncates each log in
+ * {@code <out>} to the length its manifest records: lines appended after the checkpoint belong to
+ * iterations the resumed run repeats.
  *
  * <p>Recovery refuses to move a target that holds files other than a checkpoint or the run's logs (a
  * directory someone chose by mistake), and to discard a {@code .saving}/{@code .old} with
@@ -125,11 +126,20 @@ public final class CheckpointStore {
     }
 
     /**
-     * Finishes or undoes whatever an interrupted save left (see the class comment) so that the target
-     * holds the newest complete checkpoint, if there is one, and neither {@code .saving} nor {@code .old}
-     * exists. Idempotent and cheap when there is nothing to do (it reads the manifest and file sizes).
+     * What a run calls on start: finishes or undoes whatever an interrupted save left (see the class
+     * comment) so that the target holds the newest complete checkpoint, if there is one, and neither
+     * {@code .saving} nor {@code .old} exists; then cuts the logs back to that checkpoint. Idempotent and
+     * cheap when there is nothing to do (it reads the manifest and file sizes). Not for the middle of a
+     * run: the lines logged since the last save would be cut.
      */
     public Recovery recover() throws IOException {
+        Recovery r = settle();
+        if (r.checkpoint().isPresent()) truncateLogs(r.checkpoint().get());
+        return r;
+    }
+
+    /** Recovery without touching the logs. */
+    private Recovery settle() throws IOException {
         List<String> actions = new ArrayList<>();
         Copy t = inspect(target), s = inspect(staging), o = inspect(previous);
         Copy best = null;
@@ -156,18 +166,16 @@ public final class CheckpointStore {
         }
         discard(staging, actions);
         discard(previous, actions);
-        CheckpointManifest m = best.manifest();
-        if (m != null) truncateLogs(m);
-        return new Recovery(Optional.ofNullable(m), actions);
+        return new Recovery(Optional.ofNullable(best.manifest()), actions);
     }
 
     /**
-     * Starts a save: recovers, checks that the target may be replaced, and returns a new empty staging
-     * directory for the caller to write the checkpoint's files into.
+     * Starts a save: recovers (leaving the logs alone), checks that the target may be replaced, and
+     * returns a new empty staging directory for the caller to write the checkpoint's files into.
      */
     public Path beginStaging() throws IOException {
         CrashPoints.reach(CrashPoints.SAVE_BEGIN);
-        recover();
+        settle();
         requireReplaceable();
         Files.createDirectories(staging);
         return staging;
