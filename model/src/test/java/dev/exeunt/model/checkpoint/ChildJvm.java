@@ -22,7 +22,6 @@ public final class ChildJvm {
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
             if (!a.startsWith("-agentlib:jdwp") && !a.startsWith("-javaagent")) cmd.add(a);
         }
-        cmd.add("-XX:TieredStopAtLevel=1"); // the child trains a few tiny steps: C2 compiles cost more than they save
         cmd.addAll(properties);
         cmd.add("-cp");
         cmd.add(System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")));

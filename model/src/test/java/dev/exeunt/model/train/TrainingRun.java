@@ -18,11 +18,11 @@ import java.util.List;
 /**
  * One tiny training run as {@code exeunt train} does it (recover the output directory, resume if it
  * holds a training checkpoint, train to the end), runnable in this JVM or as the main class of a child
- * JVM that a test kills mid-save. Six iterations, a checkpoint every two.
+ * JVM that a test kills mid-save. Three iterations, a checkpoint after each.
  */
 public final class TrainingRun {
-    public static final int ITERS = 6;
-    public static final int SAVE_EVERY = 2;
+    public static final int ITERS = 3;
+    public static final int SAVE_EVERY = 1;
 
     private TrainingRun() {}
 
