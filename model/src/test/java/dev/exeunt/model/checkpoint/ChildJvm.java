@@ -22,6 +22,9 @@ public final class ChildJvm {
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
             if (!a.startsWith("-agentlib:jdwp") && !a.startsWith("-javaagent")) cmd.add(a);
         }
+        // A child trains a step or two and dies: C2 compiles would cost more than they save. The kernels give the
+        // same bits in every JIT tier (CpuDeterminismTest), which the bit-for-bit comparisons rely on.
+        cmd.add("-XX:TieredStopAtLevel=1");
         cmd.addAll(properties);
         cmd.add("-cp");
         cmd.add(System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")));
