@@ -260,7 +260,7 @@ public final class ExitTuner implements AutoCloseable {
     /**
      * Publishes the early-exit checkpoint to {@code outDir}: every tensor of the source copied byte for
      * byte (same dtype), the exit tensors added, config.json with the exits, the source's tokenizer.json
-     * and the tuning log. {@code outDir} may be the source directory itself.
+     * and the tuning log.
      */
     public void save(Path outDir) throws IOException {
         CheckpointStore store = store(outDir);
