@@ -12,7 +12,6 @@ import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
-import dev.exeunt.model.train.TrainingState;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -86,7 +85,8 @@ final class TrainCommand implements Main.Command {
             throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
                     + tokenizer.vocabSize() + " tokens: the data was prepared with a different tokenizer");
         }
-        boolean resume = TrainingState.exists(outDir);
+        // Recovery first: an interrupted save may have left the newest checkpoint in <out>.saving or <out>.old.
+        boolean resume = Trainer.recoverOutput(outDir, console);
         if (resume) {
             var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
             if (TokenizerMismatchException.check("checkpoint in " + outDir + " was trained with tokenizer %s but the tokenizer given "

@@ -57,6 +57,8 @@ final class TuneCommand implements Main.Command {
             r.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
             tokens = r.readAllTokens(OptionalInt.empty());
         }
+        // Before reading anything: --out may be --model, and an interrupted save leaves it under <out>.saving or <out>.old.
+        ExitTuner.recoverOutput(outDir).actions().forEach(x -> System.err.println(outDir + ": " + x));
         try (var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc)) {
             int vocab = tuner.model().config().vocabSize();
             for (int t : tokens) {

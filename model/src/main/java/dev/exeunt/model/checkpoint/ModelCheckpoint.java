@@ -24,7 +24,9 @@ import java.util.stream.Stream;
 /**
  * A self-contained checkpoint directory in the Hugging Face layout: {@code config.json} (backbone keys
  * plus an {@code early_exit} section), {@code model.safetensors} with Hugging Face tensor names, and
- * {@code tokenizer.json}. Training state, when present, sits beside them ({@link TrainingState}).
+ * {@code tokenizer.json}. Training state, when present, sits beside them ({@link dev.exeunt.model.train.TrainingState}).
+ * {@link #save} writes into a directory as it is; {@code train} and {@code tune} write into a staging
+ * directory that {@link CheckpointStore} publishes crash-safely.
  */
 public final class ModelCheckpoint {
     public static final String CONFIG = "config.json";
@@ -49,7 +51,7 @@ public final class ModelCheckpoint {
         }
     }
 
-    /** Writes config, weights and tokenizer into {@code dir} (created if needed); each file is replaced atomically. */
+    /** Writes config, weights and tokenizer into {@code dir} (created if needed); each file is replaced atomically, the set is not. */
     public static void save(EarlyExitModel model, BpeTokenizer tokenizer, Path dir) throws IOException {
         Files.createDirectories(dir);
         TensorFiles.save(model.parameters().all(), dir.resolve(WEIGHTS), Map.of("format", "pt", "producer", "exeunt"));
@@ -131,15 +133,7 @@ public final class ModelCheckpoint {
         }
     }
 
-    /** Replaces {@code target} with the directory {@code staged} so that a crash leaves one complete copy. */
-    public static void publish(Path staged, Path target) throws IOException {
-        Path old = target.resolveSibling(target.getFileName() + ".old");
-        deleteRecursively(old);
-        if (Files.exists(target)) Files.move(target, old, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        Files.move(staged, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        deleteRecursively(old);
-    }
-
+    /** Deletes a file or a directory tree; nothing when {@code p} does not exist. */
     public static void deleteRecursively(Path p) throws IOException {
         if (!Files.exists(p)) return;
         try (Stream<Path> s = Files.walk(p)) {

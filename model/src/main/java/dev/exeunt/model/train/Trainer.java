@@ -1,5 +1,8 @@
 package dev.exeunt.model.train;
 
+import dev.exeunt.model.checkpoint.CheckpointManifest;
+import dev.exeunt.model.checkpoint.CheckpointStore;
+import dev.exeunt.model.checkpoint.CrashPoints;
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.io.SafetensorsCheckpoint;
@@ -21,23 +24,30 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
 
 /**
  * The training loop: gradient accumulation over micro-batches, global-norm clipping, AdamW with
  * warm-up and cosine decay, a log line per step (console and {@code train_log.jsonl}), periodic
  * validation and checkpoints. A NaN or infinite loss stops training before any update or save, so
  * the last checkpoint stays good. Checkpoints hold everything a resume needs to continue the same
- * loss curve bit for bit.
+ * loss curve bit for bit, and are published by {@link CheckpointStore}, so a crash at any point leaves
+ * the newest complete one to resume from; the log keeps exactly the lines up to it.
  */
 public final class Trainer implements AutoCloseable {
     /** What a run produced. */
     public record Result(int iterations, double lastLoss, EvalReport lastEval, double tokensPerSecond) {}
+
+    /** One JSON line per iteration (and per validation), in the output directory. */
+    public static final String LOG = "train_log.jsonl";
 
     private final EarlyExitModel model;
     private final BpeTokenizer tokenizer;
     private final TokenWindows windows;
     private final TrainConfig cfg;
     private final Path outDir;
+    private final CheckpointStore store;
     private final PrintStream console;
     private final AdamW optimizer;
     private final TokenWindows.Split split;
@@ -52,14 +62,36 @@ public final class Trainer implements AutoCloseable {
         this.windows = windows;
         this.cfg = cfg;
         this.outDir = outDir;
+        this.store = store(outDir);
         this.console = console;
         this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
         this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
     }
 
-    /** Continues from the checkpoint in {@code dir}: weights, optimiser moments, step counts and data cursor. */
+    private static CheckpointStore store(Path outDir) {
+        return new CheckpointStore(outDir, Set.of(LOG));
+    }
+
+    /**
+     * What a run does first, before deciding anything about {@code outDir}: finishes or undoes an
+     * interrupted save there ({@link CheckpointStore#recover()}), then says whether a training checkpoint
+     * is there to {@link #resumeFrom} (false for an empty directory or one holding only a log).
+     */
+    public static boolean recoverOutput(Path outDir, PrintStream console) throws IOException {
+        var recovery = store(outDir).recover();
+        if (console != null) recovery.actions().forEach(a -> console.println(outDir + ": " + a));
+        return TrainingState.exists(outDir);
+    }
+
+    /**
+     * Continues from the checkpoint in {@code dir} (recovered first, its checksums verified): weights,
+     * optimiser moments, step counts and data cursor.
+     */
     public void resumeFrom(Path dir) throws IOException {
+        store(dir).recover();
+        Optional<CheckpointManifest> manifest = CheckpointManifest.read(dir);
+        if (manifest.isPresent()) manifest.get().verify(dir);
         TrainingState state = TrainingState.read(dir);
         try (var ckpt = SafetensorsCheckpoint.open(dir.resolve(ModelCheckpoint.WEIGHTS))) {
             ModelCheckpoint.loadWeights(model, ckpt);
@@ -89,15 +121,11 @@ public final class Trainer implements AutoCloseable {
     }
 
     public Result train() throws IOException {
-        if (Files.isDirectory(outDir) && !Files.exists(outDir.resolve(ModelCheckpoint.CONFIG))) {
-            try (var entries = Files.list(outDir)) {
-                if (entries.findAny().isPresent()) {
-                    throw new IOException("output directory " + outDir + " is not empty and holds no Exeunt checkpoint; "
-                            + "choose a new directory (checkpoints replace the directory's contents)");
-                }
-            }
-        }
+        store.recover();
+        store.requireReplaceable();
         Files.createDirectories(outDir);
+        // A fresh start owns the log; lines of an earlier, unsaved or abandoned run would look like this one's.
+        if (startIter == 0) Files.deleteIfExists(outDir.resolve(LOG));
         Map<String, Tensor> trainable = model.parameters().trainable();
         long tokensPerIter = (long) cfg.batchSize() * cfg.gradAccum() * cfg.seqLen();
         long t0 = System.nanoTime();
@@ -164,22 +192,22 @@ public final class Trainer implements AutoCloseable {
         optimizer.close();
     }
 
-    /** One JSON line to {@code train_log.jsonl}; reopened per line because checkpoints swap the directory. */
+    /** One JSON line to {@link #LOG}; reopened per line because checkpoints swap the directory. */
     private void appendLog(String line) throws IOException {
-        Files.writeString(outDir.resolve("train_log.jsonl"), line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+        Files.writeString(outDir.resolve(LOG), line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
                 StandardOpenOption.APPEND);
     }
 
-    /** Writes the checkpoint and training state to a staging directory, then swaps it in. */
+    /** Writes the checkpoint, training state and log so far into a staging directory, then publishes it. */
     private void save(int nextIter, double loss) throws IOException {
-        Path staged = outDir.resolveSibling(outDir.getFileName() + ".saving");
-        ModelCheckpoint.deleteRecursively(staged);
+        Path staged = store.beginStaging();
         ModelCheckpoint.save(model, tokenizer, staged);
+        CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         TensorFiles.save(optimizer.state(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
         new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
-        Path log = outDir.resolve("train_log.jsonl");
-        if (Files.exists(log)) Files.copy(log, staged.resolve("train_log.jsonl"));
-        ModelCheckpoint.publish(staged, outDir);
+        Path log = outDir.resolve(LOG);
+        if (Files.exists(log)) Files.copy(log, staged.resolve(LOG));
+        store.publish(nextIter);
     }
 
     private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,

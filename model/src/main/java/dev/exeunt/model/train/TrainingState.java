@@ -2,10 +2,10 @@ package dev.exeunt.model.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.exeunt.model.io.CheckpointFormatException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * Where training stands, saved beside a checkpoint as {@code trainer_state.json} (the optimiser's
@@ -24,13 +24,18 @@ public record TrainingState(int nextIter, int epoch, int step, int optimizerStep
         o.put("step", step);
         o.put("optimizer_steps", optimizerSteps);
         o.put("last_loss", lastLoss);
-        Path tmp = dir.resolve(FILE + ".tmp");
-        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), o);
-        Files.move(tmp, dir.resolve(FILE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        // Written into a staging directory that CheckpointStore fsyncs and publishes as a whole.
+        JSON.writerWithDefaultPrettyPrinter().writeValue(dir.resolve(FILE).toFile(), o);
     }
 
     public static TrainingState read(Path dir) throws IOException {
-        var o = JSON.readTree(dir.resolve(FILE).toFile());
+        Path file = dir.resolve(FILE);
+        var o = JSON.readTree(file.toFile());
+        for (String key : new String[] {"next_iter", "epoch", "step", "optimizer_steps"}) {
+            if (o == null || !o.path(key).canConvertToInt()) {
+                throw new CheckpointFormatException(file, "lacks the integer \"" + key + "\"");
+            }
+        }
         return new TrainingState(o.path("next_iter").asInt(), o.path("epoch").asInt(), o.path("step").asInt(),
                 o.path("optimizer_steps").asInt(), o.path("last_loss").asDouble());
     }

@@ -1,6 +1,8 @@
 package dev.exeunt.model.tune;
 
 import dev.exeunt.model.checkpoint.CheckpointLayout;
+import dev.exeunt.model.checkpoint.CheckpointStore;
+import dev.exeunt.model.checkpoint.CrashPoints;
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.config.ConfigJson;
@@ -26,18 +28,20 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * EE-Tuning (EARLY-EXIT.md section 4): adds exits to a pretrained model and trains only them. The
  * backbone is loaded up to the deepest exit only, frozen, and run without a backward graph; each
  * exit's loss trains that exit alone. The result is the original checkpoint with the backbone tensors
- * copied byte for byte and the exits added, in the same Hugging Face layout.
+ * copied byte for byte and the exits added, in the same Hugging Face layout. The log and the
+ * checkpoint are written into a staging directory that {@link CheckpointStore} publishes, so a crash
+ * leaves either the previous contents of the output directory or the whole new checkpoint.
  */
 public final class ExitTuner implements AutoCloseable {
     /** How exits start: copies of the final norm/head (and the layer's MLP or the last layer), or random. */
@@ -45,11 +49,17 @@ public final class ExitTuner implements AutoCloseable {
 
     public record Result(int iterations, double[] exitLoss, EvalReport lastEval, double tokensPerSecond) {}
 
+    /** One JSON line per tuning iteration; it becomes part of the checkpoint when {@link #save} publishes it. */
+    public static final String LOG = "tune_log.jsonl";
+
     private final Path source;
     private final ModelConfig config;
     private final EarlyExitModel model;
     private final int depth;
     private final AdamW optimizer;
+    /** The staging directory {@link #tune} logged into, which {@link #save} completes; null before tuning. */
+    private Path staged;
+    private int tunedIterations;
 
     /**
      * Loads the backbone prefix of the checkpoint in {@code source} and attaches {@code exits}.
@@ -146,9 +156,21 @@ public final class ExitTuner implements AutoCloseable {
         return model.exitLoss(e, input, targets, null, training);
     }
 
-    /** Tunes for {@code tc.iters()} iterations; logs like training (console and train_log.jsonl in outDir). */
+    private static CheckpointStore store(Path outDir) {
+        return new CheckpointStore(outDir, Set.of(LOG));
+    }
+
+    /** Finishes or undoes an interrupted save in {@code outDir} (tuning never resumes: it restarts). */
+    public static CheckpointStore.Recovery recoverOutput(Path outDir) throws IOException {
+        return store(outDir).recover();
+    }
+
+    /**
+     * Tunes for {@code tc.iters()} iterations; logs like training (console, and {@value #LOG} in the
+     * staging directory of {@code outDir}, published with the checkpoint by {@link #save}).
+     */
     public Result tune(TokenWindows windows, TrainConfig tc, Path outDir, PrintStream console) throws IOException {
-        Files.createDirectories(outDir);
+        staged = store(outDir).beginStaging();
         var split = tc.valFraction() > 0 ? windows.split(tc.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         var batches = windows.batches(split.train(), tc.batchSize(), tc.seed(), true, true);
         Map<String, Tensor> trainable = model.parameters().trainable();
@@ -157,7 +179,7 @@ public final class ExitTuner implements AutoCloseable {
         long t0 = System.nanoTime();
         long tokensPerIter = (long) tc.batchSize() * tc.gradAccum() * tc.seqLen();
         EvalReport eval = null;
-        Path log = outDir.resolve("tune_log.jsonl");
+        Path log = staged.resolve(LOG);
         for (int it = 0; it < tc.iters(); it++) {
             model.parameters().zeroGrads();
             double[] losses = new double[n], weights = new double[n];
@@ -202,6 +224,7 @@ public final class ExitTuner implements AutoCloseable {
                 console.println(line);
             }
         }
+        tunedIterations = tc.iters();
         if (split.validation().length > 0) eval = evaluate(windows, split.validation(), tc.batchSize(), tc.evalBatches());
         double secs = (System.nanoTime() - t0) / 1e9;
         return new Result(tc.iters(), last, eval, tokensPerIter * tc.iters() / secs);
@@ -233,11 +256,14 @@ public final class ExitTuner implements AutoCloseable {
     }
 
     /**
-     * Writes the early-exit checkpoint: every tensor of the source copied byte for byte (same dtype),
-     * the exit tensors added, config.json with the exits, and the source's tokenizer.json.
+     * Publishes the early-exit checkpoint to {@code outDir}: every tensor of the source copied byte for
+     * byte (same dtype), the exit tensors added, config.json with the exits, the source's tokenizer.json
+     * and the tuning log.
      */
     public void save(Path outDir) throws IOException {
-        Files.createDirectories(outDir);
+        CheckpointStore store = store(outDir);
+        Path dir = staged != null && staged.equals(store.staging()) && Files.isDirectory(staged) ? staged : store.beginStaging();
+        staged = null;
         try (SafetensorsCheckpoint src = SafetensorsCheckpoint.open(source)) {
             var writer = new SafetensorsWriter();
             writer.metadata("format", "pt");
@@ -253,14 +279,14 @@ public final class ExitTuner implements AutoCloseable {
                 for (int i = 0; i < shape.length; i++) shape[i] = t.dim(i);
                 writer.add(e.getKey(), dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
             }
-            writer.write(outDir.resolve(ModelCheckpoint.WEIGHTS));
+            writer.write(dir.resolve(ModelCheckpoint.WEIGHTS));
         }
+        CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
-        if (Files.exists(tok) && !tok.toAbsolutePath().equals(outDir.resolve(ModelCheckpoint.TOKENIZER).toAbsolutePath())) {
-            Files.copy(tok, outDir.resolve(ModelCheckpoint.TOKENIZER), StandardCopyOption.REPLACE_EXISTING);
-        }
+        if (Files.exists(tok)) Files.copy(tok, dir.resolve(ModelCheckpoint.TOKENIZER));
         // the command checked the source's tokenizer already (and may have been told --force)
-        ConfigJson.write(config, ModelCheckpoint.tokenizerHash(source, true), outDir.resolve(ModelCheckpoint.CONFIG));
+        ConfigJson.write(config, ModelCheckpoint.tokenizerHash(source, true), dir.resolve(ModelCheckpoint.CONFIG));
+        store.publish(tunedIterations);
     }
 
     @Override
