@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.exeunt.model.io.CheckpointFormatException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -85,12 +86,12 @@ public final class ConfigJson {
         try {
             o = JSON.readTree(file.toFile());
         } catch (IOException e) {
-            throw new IOException("malformed JSON in " + file + ": " + e.getMessage(), e);
+            throw new CheckpointFormatException(file, "malformed JSON: " + e.getMessage(), e);
         }
         try {
             return fromJson(o);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) { // any failure on a hostile file is a format error naming it
+            throw new CheckpointFormatException(file, String.valueOf(e.getMessage()), e);
         }
     }
 

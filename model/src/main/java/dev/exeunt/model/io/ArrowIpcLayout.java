@@ -53,6 +53,7 @@ final class ArrowIpcLayout {
 
     private void checkStream(long from, long end) throws IOException {
         long pos = from;
+        boolean first = true;
         while (end - pos >= 4) {
             long start = pos;
             int len = readInt(pos);
@@ -63,7 +64,8 @@ final class ArrowIpcLayout {
                 pos += 4;
             }
             if (len == 0) return; // end-of-stream marker
-            pos = checkMessage(start, pos, len, end, -1);
+            pos = checkMessage(start, pos, len, end, -1, first ? MessageHeader.Schema : -1);
+            first = false;
         }
     }
 
@@ -117,15 +119,17 @@ final class ArrowIpcLayout {
             if (len <= 0 || len > off + meta - pos) {
                 throw fail(what + i + ": message length " + len + " does not fit in its " + meta + " metadata bytes");
             }
-            checkMessage(off, pos, len, end, body);
+            checkMessage(off, pos, len, end, body, dictionaries ? MessageHeader.DictionaryBatch : MessageHeader.RecordBatch);
         }
     }
 
     /**
      * Checks one message whose flatbuffer of {@code len} bytes starts at {@code pos}; returns the offset
-     * after its body. {@code blockBody} is the body length a file footer gives (-1 in a stream).
+     * after its body. {@code blockBody} is the body length a file footer gives (-1 in a stream);
+     * {@code expectedType} the message header type required there (-1: a record or dictionary batch).
      */
-    private long checkMessage(long start, long pos, int len, long end, long blockBody) throws IOException {
+    private long checkMessage(long start, long pos, int len, long end, long blockBody, int expectedType)
+            throws IOException {
         String where = "message at offset " + start;
         if (len < 0 || len > end - pos) {
             throw fail(where + ": metadata length " + Integer.toUnsignedString(len) + " goes beyond the end of the file ("
@@ -150,8 +154,17 @@ final class ArrowIpcLayout {
         if (blockBody >= 0 && body != blockBody) {
             throw fail(where + ": body length " + body + " differs from the footer's " + blockBody);
         }
+        // Arrow Java reads the body before it looks at the type, and leaks it when the type is wrong
+        byte type = m.headerType();
+        boolean typeOk = expectedType >= 0 ? type == expectedType
+                : type == MessageHeader.RecordBatch || type == MessageHeader.DictionaryBatch;
+        if (!typeOk) {
+            throw fail(where + ": message type " + MessageHeader.name(type < 0 || type >= MessageHeader.names.length ? 0 : type)
+                    + " (" + type + ") where " + (expectedType >= 0 ? MessageHeader.name(expectedType)
+                    : "a RecordBatch or DictionaryBatch") + " belongs");
+        }
         try {
-            switch (m.headerType()) {
+            switch (type) {
                 case MessageHeader.RecordBatch -> checkBatch(where, (RecordBatch) m.header(new RecordBatch()), body);
                 case MessageHeader.DictionaryBatch -> {
                     DictionaryBatch d = (DictionaryBatch) m.header(new DictionaryBatch());
@@ -175,6 +188,9 @@ final class ArrowIpcLayout {
             throw fail(where + ": row count " + rows + " is impossible for a record batch body of " + body
                     + " bytes (a list column needs at least 4 bytes per row)");
         }
+        if (b.compression() != null) {
+            throw fail(where + ": compressed record batches are not supported (write the file uncompressed)");
+        }
         for (int i = 0, n = b.buffersLength(); i < n; i++) {
             Buffer x = b.buffers(i);
             long off = x.offset();
@@ -187,9 +203,11 @@ final class ArrowIpcLayout {
         FieldNode node = new FieldNode();
         for (int i = 0, n = b.nodesLength(); i < n; i++) {
             b.nodes(node, i);
-            if (node.length() < 0 || node.nullCount() < 0 || node.nullCount() > node.length()) {
+            // Arrow Java refuses more than INT_MAX after it has read the body, and then leaks it: refuse first
+            if (node.length() < 0 || node.length() > Integer.MAX_VALUE || node.nullCount() < 0
+                    || node.nullCount() > node.length()) {
                 throw fail(where + ": field node " + i + " has length " + node.length() + " and null count "
-                        + node.nullCount());
+                        + node.nullCount() + " (length must be in [0, 2^31), null count in [0, length])");
             }
         }
     }

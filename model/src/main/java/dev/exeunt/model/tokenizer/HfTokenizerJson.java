@@ -35,11 +35,18 @@ public final class HfTokenizerJson {
     /** Loads a tokenizer.json file. */
     public static BpeTokenizer load(Path path) throws IOException {
         if (!Files.isRegularFile(path)) throw new NoSuchFileException(path.toString(), null, "tokenizer file not found");
-        String json = Files.readString(path, StandardCharsets.UTF_8);
+        String json;
+        try {
+            json = Files.readString(path, StandardCharsets.UTF_8);
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new TokenizerFormatException(path + ": not valid UTF-8", e);
+        }
         try {
             return parse(json);
         } catch (TokenizerFormatException e) {
             throw new TokenizerFormatException(path + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) { // any failure on a hostile file is a format error naming it
+            throw new TokenizerFormatException(path + ": " + e, e);
         }
     }
 
