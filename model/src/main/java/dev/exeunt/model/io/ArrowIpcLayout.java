@@ -168,8 +168,8 @@ final class ArrowIpcLayout {
                 case MessageHeader.RecordBatch -> checkBatch(where, (RecordBatch) m.header(new RecordBatch()), body);
                 case MessageHeader.DictionaryBatch -> {
                     DictionaryBatch d = (DictionaryBatch) m.header(new DictionaryBatch());
-                    RecordBatch data = d == null ? null : d.data();
-                    if (data != null) checkBatch(where + " (dictionary " + d.id() + ")", data, body);
+                    if (d == null) throw fail(where + ": dictionary batch message without a header");
+                    checkBatch(where + " (dictionary " + d.id() + ")", d.data(), body);
                 }
                 default -> { }
             }

@@ -81,7 +81,7 @@ public final class TokenDatasetReader implements AutoCloseable {
         List<String> names = new ArrayList<>();
         for (Field x : schema.getFields()) {
             names.add(x.getName() + ": " + describe(x));
-            if (f == null && x.getName().equals(column)) {
+            if (f == null && column.equals(x.getName())) {
                 f = x;
             }
         }
