@@ -102,7 +102,7 @@ class ModelCheckpointTest {
         var e = assertThrows(IOException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
         assertTrue(e.getMessage().contains("malformed JSON"), e.getMessage());
         Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"bert\"}");
-        var e2 = assertThrows(IllegalArgumentException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
+        var e2 = assertThrows(dev.exeunt.model.io.CheckpointFormatException.class, () -> ModelCheckpoint.load(dir, Device.CPU));
         assertTrue(e2.getMessage().contains("unsupported model_type 'bert'"), e2.getMessage());
     }
 }
