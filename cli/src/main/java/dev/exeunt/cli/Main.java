@@ -88,10 +88,14 @@ public final class Main {
         }
     }
 
-    /** The memory-limit error behind {@code e}, also when a worker thread's exception wraps it; else null. */
+    /**
+     * The memory-limit error behind {@code e}, also when a worker thread's exception wraps it, or Arrow's
+     * own (a dataset reader's or writer's vectors, allocated under the same limit); else null.
+     */
     static TensorAllocationException allocationFailure(Throwable e) {
         for (Throwable t = e; t != null; t = t.getCause()) {
             if (t instanceof TensorAllocationException a) return a;
+            if (t instanceof org.apache.arrow.memory.OutOfMemoryException a) return HostMemory.outOfMemory(a);
             if (t.getCause() == t) break;
         }
         return null;

@@ -44,6 +44,28 @@ class CliMemoryErrorsTest {
         assertTrue(err.contains("(-Dexeunt.memory.limit"), err);
     }
 
+    @Test
+    void arrowBuffersCountAgainstTheSameLimit(@TempDir Path tmp) throws Exception {
+        Path corpus = tmp.resolve("corpus");
+        Files.createDirectories(corpus);
+        StringBuilder text = new StringBuilder();
+        for (int i = 0; i < 2000; i++) text.append("the quick brown fox ").append(i).append(" jumps over the lazy dog\n");
+        Files.writeString(corpus.resolve("a.txt"), text);
+        long old = HostMemory.limit();
+        HostMemory.setLimit(HostMemory.allocator().getAllocatedMemory() + (4 << 10));
+        CliEndToEndTest.Run r;
+        try {
+            r = CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--train-tokenizer", "300",
+                    "--out", tmp.resolve("train.arrow").toString());
+        } finally {
+            HostMemory.setLimit(old);
+        }
+        assertEquals(1, r.code(), r.err());
+        String err = r.err().strip();
+        assertFalse(err.contains("\n"), "one line, no stack trace: " + err);
+        assertTrue(err.startsWith("exeunt prepare: out of host memory: allocating "), err);
+    }
+
     /** A fresh JVM, since the properties are read once per process. */
     private static String[] runWithProperty(String property) throws Exception {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");

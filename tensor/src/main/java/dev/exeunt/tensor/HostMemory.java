@@ -108,9 +108,30 @@ public final class HostMemory {
      */
     public static TensorAllocationException outOfMemory(long bytes) {
         configure();
+        return outOfMemory(bytes, ROOT.getAllocatedMemory());
+    }
+
+    private static TensorAllocationException outOfMemory(long bytes, long inUse) {
+        configure();
         return new TensorAllocationException(String.format(
                 "out of host memory: allocating %s with %s in use would exceed the limit of %s (%s)",
-                bytes < 0 ? "more" : human(bytes), human(ROOT.getAllocatedMemory()), human(ROOT.getLimit()), limitSource));
+                bytes < 0 ? "more" : human(bytes), human(inUse), human(ROOT.getLimit()), limitSource));
+    }
+
+    /**
+     * The one-line error for an Arrow allocation (a reader's or writer's vectors, from a child of
+     * {@link #allocator()}) that the host-memory limit refused.
+     */
+    public static TensorAllocationException outOfMemory(OutOfMemoryException e) {
+        // Arrow's message: "Unable to allocate buffer of size N due to memory limit. ..."
+        // (the in-use figure is Arrow's at the time: by now the failed reader may have freed its buffers)
+        String msg = String.valueOf(e.getMessage());
+        var size = java.util.regex.Pattern.compile("of size (\\d+)").matcher(msg);
+        var used = java.util.regex.Pattern.compile("Current allocation: (\\d+)").matcher(msg);
+        TensorAllocationException t = outOfMemory(size.find() ? Long.parseLong(size.group(1)) : -1,
+                used.find() ? Long.parseLong(used.group(1)) : ROOT.getAllocatedMemory());
+        t.initCause(e);
+        return t;
     }
 
     private static synchronized ArrowBuf takeCached(long bytes) {

@@ -179,13 +179,7 @@ public final class TokenDatasetReader implements AutoCloseable {
             return new CheckpointFormatException(path, "reading it needs more than " + allocator.getLimit()
                     + " bytes of memory, more than a valid file of its size can (a length or count field is corrupt)");
         }
-        throw HostMemory.outOfMemory(requestedSize(e));
-    }
-
-    /** The size Arrow asked for, from its message ("Unable to allocate buffer of size N ..."); -1 if absent. */
-    private static long requestedSize(OutOfMemoryException e) {
-        var m = java.util.regex.Pattern.compile("of size (\\d+)").matcher(String.valueOf(e.getMessage()));
-        return m.find() ? Long.parseLong(m.group(1)) : -1;
+        throw HostMemory.outOfMemory(e);
     }
 
     public Path path() {
