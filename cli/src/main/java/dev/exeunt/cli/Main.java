@@ -1,6 +1,8 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.train.TrainingDivergedException;
+import dev.exeunt.tensor.HostMemory;
+import dev.exeunt.tensor.TensorAllocationException;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.util.Arrays;
@@ -57,6 +59,7 @@ public final class Main {
             return 0;
         }
         try {
+            HostMemory.limit(); // a bad -Dexeunt.memory.limit or .cache fails here, before any work
             return cmd.run(rest, out);
         } catch (Args.UsageException e) {
             err.println("exeunt " + argv[0] + ": " + e.getMessage() + "\n\n" + cmd.usage());
@@ -69,10 +72,33 @@ public final class Main {
             if (System.getenv("EXEUNT_DEBUG") != null) e.printStackTrace(err);
             return 1;
         } catch (Exception e) {
+            TensorAllocationException oom = allocationFailure(e);
+            if (oom != null) {
+                err.println("exeunt " + argv[0] + ": " + oom.getMessage());
+                if (System.getenv("EXEUNT_DEBUG") != null) e.printStackTrace(err);
+                return 1;
+            }
             err.println("exeunt " + argv[0] + ": unexpected error: " + e);
             e.printStackTrace(err);
             return 1;
+        } catch (OutOfMemoryError e) {
+            err.println("exeunt " + argv[0] + ": out of Java heap memory (" + e.getMessage()
+                    + "); give the JVM more with -Xmx, or the input is larger than it should be");
+            return 1;
         }
+    }
+
+    /**
+     * The memory-limit error behind {@code e}, also when a worker thread's exception wraps it, or Arrow's
+     * own (a dataset reader's or writer's vectors, allocated under the same limit); else null.
+     */
+    static TensorAllocationException allocationFailure(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof TensorAllocationException a) return a;
+            if (t instanceof org.apache.arrow.memory.OutOfMemoryException a) return HostMemory.outOfMemory(a);
+            if (t.getCause() == t) break;
+        }
+        return null;
     }
 
     static String help() {

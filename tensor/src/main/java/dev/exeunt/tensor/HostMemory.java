@@ -11,20 +11,49 @@ import org.apache.arrow.memory.OutOfMemoryException;
 import org.apache.arrow.memory.RootAllocator;
 
 /**
- * Host (CPU) memory for tensors, from one Apache Arrow root allocator: accounting, a limit
- * ({@code -Dexeunt.memory.limit=8g}, default unlimited), and a leak report when buffers are still
- * open. Every buffer is 64-byte aligned and used as a {@link MemorySegment} with no copy.
+ * Host (CPU) memory for tensors and Arrow buffers, from one Apache Arrow root allocator: accounting, a
+ * limit, and a leak report when buffers are still open. Every buffer is 64-byte aligned and used as a
+ * {@link MemorySegment} with no copy.
+ *
+ * <p>The limit is {@code -Dexeunt.memory.limit} (e.g. {@code 8g}, {@code 8GiB}; see {@link MemorySize}),
+ * by default 90% of RAM or of the cgroup limit if smaller: a file whose sizes lie then fails with a
+ * one-line {@link TensorAllocationException} instead of being killed by the kernel. The properties are
+ * read on first use, so a bad value is an {@link IllegalArgumentException} naming it at every use,
+ * not an {@code ExceptionInInitializerError}.
  */
 public final class HostMemory {
     static final int ALIGNMENT = 64;
-    private static final RootAllocator ROOT = new RootAllocator(parseBytes(System.getProperty("exeunt.memory.limit", "")));
+    public static final String LIMIT_PROPERTY = "exeunt.memory.limit";
+    public static final String CACHE_PROPERTY = "exeunt.memory.cache";
+    /** Share of the machine's memory the default limit allows. */
+    static final double DEFAULT_SHARE = 0.9;
+
+    private static final RootAllocator ROOT = new RootAllocator(Long.MAX_VALUE);
+    private static volatile boolean configured;
+    /** Where the limit came from, for error messages: the property as given, or the default. */
+    private static String limitSource;
     private static final AtomicLong LIVE = new AtomicLong();
     private static final AtomicLong PEAK = new AtomicLong();
 
     private HostMemory() {}
 
+    /** The root allocator, with the limit applied; Arrow readers take child allocators of it. */
     public static BufferAllocator allocator() {
+        configure();
         return ROOT;
+    }
+
+    /** Reads the properties once; a bad value throws here on every call until it is fixed. */
+    private static void configure() {
+        if (configured) return;
+        synchronized (HostMemory.class) {
+            if (configured) return;
+            HostMemorySettings settings = HostMemorySettings.fromSystemProperties();
+            ROOT.setLimit(settings.limit());
+            cacheLimit = settings.cache();
+            limitSource = settings.source();
+            configured = true;
+        }
     }
 
     /**
@@ -33,11 +62,18 @@ public final class HostMemory {
      * costs more than many of the kernels. Bounded by {@code -Dexeunt.memory.cache} (default 256m).
      */
     private static final Map<Long, ArrayDeque<ArrowBuf>> CACHE = new HashMap<>();
-    private static final long CACHE_LIMIT = parseBytes(System.getProperty("exeunt.memory.cache", "256m"));
+    private static long cacheLimit;
     private static long cached;
 
-    /** Allocates an aligned, uninitialised host storage of {@code bytes} bytes. */
+    /**
+     * Allocates an aligned, uninitialised host storage of {@code bytes} bytes.
+     *
+     * @throws TensorAllocationException when the limit does not allow it (one line: size, use, limit, property)
+     */
     public static Storage allocate(long bytes) {
+        configure();
+        if (bytes < 0) throw new IllegalArgumentException("negative allocation size: " + bytes);
+        if (bytes > ROOT.getLimit() - ALIGNMENT) throw outOfMemory(bytes);
         ArrowBuf buf = takeCached(bytes);
         if (buf == null) buf = allocateFresh(bytes);
         long aligned = (buf.memoryAddress() + ALIGNMENT - 1) & -ALIGNMENT;
@@ -59,11 +95,43 @@ public final class HostMemory {
             try {
                 return ROOT.buffer(bytes + ALIGNMENT);
             } catch (OutOfMemoryException e) {
-                throw new TensorAllocationException(String.format(
-                        "cannot allocate %s of host memory: %s already in use, limit %s (set -Dexeunt.memory.limit)",
-                        human(bytes), human(LIVE.get()), human(ROOT.getLimit())), e);
+                throw outOfMemory(bytes);
             }
         }
+    }
+
+    /**
+     * The error for an allocation of {@code bytes} that the limit refuses, e.g. "out of host memory:
+     * allocating 12.0 GiB with 3.10 GiB in use would exceed the limit of 14.0 GiB (-Dexeunt.memory.limit;
+     * default 90% of RAM)". Arrow readers use it too when the shared limit stops them ({@code bytes < 0}:
+     * size unknown).
+     */
+    public static TensorAllocationException outOfMemory(long bytes) {
+        configure();
+        return outOfMemory(bytes, ROOT.getAllocatedMemory());
+    }
+
+    private static TensorAllocationException outOfMemory(long bytes, long inUse) {
+        configure();
+        return new TensorAllocationException(String.format(
+                "out of host memory: allocating %s with %s in use would exceed the limit of %s (%s)",
+                bytes < 0 ? "more" : human(bytes), human(inUse), human(ROOT.getLimit()), limitSource));
+    }
+
+    /**
+     * The one-line error for an Arrow allocation (a reader's or writer's vectors, from a child of
+     * {@link #allocator()}) that the host-memory limit refused.
+     */
+    public static TensorAllocationException outOfMemory(OutOfMemoryException e) {
+        // Arrow's message: "Unable to allocate buffer of size N due to memory limit. ..."
+        // (the in-use figure is Arrow's at the time: by now the failed reader may have freed its buffers)
+        String msg = String.valueOf(e.getMessage());
+        var size = java.util.regex.Pattern.compile("of size (\\d+)").matcher(msg);
+        var used = java.util.regex.Pattern.compile("Current allocation: (\\d+)").matcher(msg);
+        TensorAllocationException t = outOfMemory(size.find() ? Long.parseLong(size.group(1)) : -1,
+                used.find() ? Long.parseLong(used.group(1)) : ROOT.getAllocatedMemory());
+        t.initCause(e);
+        return t;
     }
 
     private static synchronized ArrowBuf takeCached(long bytes) {
@@ -75,7 +143,7 @@ public final class HostMemory {
 
     private static void giveBack(long bytes, ArrowBuf buf) {
         synchronized (HostMemory.class) {
-            if (cached + bytes <= CACHE_LIMIT) {
+            if (cached + bytes <= cacheLimit) {
                 CACHE.computeIfAbsent(bytes, k -> new ArrayDeque<>()).push(buf);
                 cached += bytes;
                 return;
@@ -107,11 +175,15 @@ public final class HostMemory {
         PEAK.set(LIVE.get());
     }
 
+    /** The limit in bytes (reads the properties first; throws on a bad value). */
     public static long limit() {
+        configure();
         return ROOT.getLimit();
     }
 
+    /** Overrides the limit for the rest of the run (tests). */
     public static void setLimit(long bytes) {
+        configure();
         ROOT.setLimit(bytes);
     }
 
@@ -122,18 +194,6 @@ public final class HostMemory {
             throw new IllegalStateException("host memory leaked: " + human(LIVE.get()) + " in tensors, "
                     + ROOT.getAllocatedMemory() + " bytes in Arrow buffers\n" + ROOT.toVerboseString());
         }
-    }
-
-    static long parseBytes(String s) {
-        if (s == null || s.isBlank()) return Long.MAX_VALUE;
-        String t = s.trim().toLowerCase(java.util.Locale.ROOT);
-        long mult = 1;
-        char last = t.charAt(t.length() - 1);
-        if (last == 'k' || last == 'm' || last == 'g' || last == 't') {
-            mult = switch (last) { case 'k' -> 1L << 10; case 'm' -> 1L << 20; case 'g' -> 1L << 30; default -> 1L << 40; };
-            t = t.substring(0, t.length() - 1);
-        }
-        return (long) (Double.parseDouble(t) * mult);
     }
 
     public static String human(long bytes) {

@@ -67,7 +67,9 @@ class TensorMemoryTest {
         HostMemory.setLimit(HostMemory.allocatedBytes() + (1 << 20));
         try {
             var e = assertThrows(TensorAllocationException.class, () -> Tensor.empty(DType.F32, 1 << 20));
-            assertTrue(e.getMessage().contains("cannot allocate 4.0 MiB"), e.getMessage());
+            assertTrue(e.getMessage().startsWith("out of host memory: allocating 4.0 MiB"), e.getMessage());
+            assertTrue(e.getMessage().contains("-Dexeunt.memory.limit"), e.getMessage());
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
             assertTrue(e.getMessage().contains("limit"), e.getMessage());
         } finally {
             HostMemory.setLimit(old);

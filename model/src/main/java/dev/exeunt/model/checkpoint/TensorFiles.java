@@ -60,7 +60,14 @@ public final class TensorFiles {
         SafetensorsTensorInfo info = ckpt.tensor(name);
         MemorySegment data = ckpt.data(name);
         int[] shape = new int[info.rank()];
-        for (int i = 0; i < shape.length; i++) shape[i] = Math.toIntExact(info.shape()[i]);
+        for (int i = 0; i < shape.length; i++) {
+            long d = info.shape()[i];
+            if (d > Integer.MAX_VALUE) {
+                throw new CheckpointFormatException(ckpt.location(), "tensor " + name + " dimension " + i + " = " + d
+                        + " exceeds the largest tensor dimension, " + Integer.MAX_VALUE);
+            }
+            shape[i] = (int) d;
+        }
         DType raw = switch (info.dtype()) {
             case F32 -> DType.F32;
             case F16 -> DType.F16;

@@ -41,6 +41,8 @@ public final class GgufFile implements AutoCloseable {
     public static final int DEFAULT_ALIGNMENT = 32;
     public static final String ALIGNMENT_KEY = "general.alignment";
     public static final int MAX_DIMS = 4;
+    /** Longest string a Java array holds; the format has no smaller limit. */
+    static final long MAX_STRING = Integer.MAX_VALUE - 8;
 
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -279,6 +281,10 @@ public final class GgufFile implements AutoCloseable {
         String string(String what) throws CheckpointFormatException {
             long len = u64("length of " + what);
             need(len, what);
+            if (len > MAX_STRING) {
+                throw new CheckpointFormatException(path, what + " claims a string of " + len + " bytes, more than the "
+                        + MAX_STRING + " a string can hold");
+            }
             byte[] b = seg.asSlice(pos, len).toArray(ValueLayout.JAVA_BYTE);
             pos += len;
             try {

@@ -8,7 +8,11 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -110,7 +114,14 @@ public final class SafetensorsFile implements AutoCloseable {
 
         JsonNode root;
         try {
-            root = JSON.readTree(header);
+            // decoded here, not by Jackson: it guesses UTF-16/32 from the first bytes, and the format says UTF-8
+            String text = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(header)).toString();
+            root = JSON.readTree(text);
+        } catch (CharacterCodingException e) {
+            throw new CheckpointFormatException(path, "header of " + n + " bytes is not valid UTF-8");
         } catch (JsonProcessingException e) {
             throw new CheckpointFormatException(path, "malformed JSON header: " + e.getOriginalMessage(), e);
         }

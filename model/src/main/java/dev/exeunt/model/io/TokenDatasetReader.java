@@ -2,8 +2,10 @@ package dev.exeunt.model.io;
 
 import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.HostMemory;
+import dev.exeunt.tensor.Tensor;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
@@ -19,7 +21,7 @@ import java.util.Objects;
 import java.util.OptionalInt;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.memory.OutOfMemoryException;
 import org.apache.arrow.vector.BaseIntVector;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.IntVector;
@@ -42,7 +44,13 @@ import org.apache.arrow.vector.types.pojo.Schema;
  *
  * <p>The reader holds no open file: each {@link #documents()} or {@code readAll...} call opens the
  * file and reads it one record batch at a time, so only one batch is in memory at once. All Arrow
- * memory comes from the given allocator and is freed when each pass ends.
+ * memory comes from a child of the given allocator (by default of {@link HostMemory#allocator()}, so
+ * it counts against the host-memory limit) and is freed when each pass ends.
+ *
+ * <p>A hostile file cannot make the reader allocate more than its size justifies: before Arrow sees
+ * the file, {@link ArrowIpcLayout} checks every length it states against the file's size; the child
+ * allocator is capped at {@link #memoryBound(long) a small multiple of the file size}; and each batch's
+ * offsets, validity and data buffers are checked against its row and value counts before use.
  */
 public final class TokenDatasetReader implements AutoCloseable {
     /** IPC container format of a file. */
@@ -53,21 +61,21 @@ public final class TokenDatasetReader implements AutoCloseable {
     private final Path path;
     private final String column;
     private final BufferAllocator allocator;
-    private final boolean ownsAllocator;
     private final Format format;
     private final Schema schema;
 
-    private TokenDatasetReader(Path path, String column, BufferAllocator allocator, boolean ownsAllocator)
+    private TokenDatasetReader(Path path, String column, BufferAllocator allocator, Format format)
             throws IOException {
         this.path = path;
         this.column = column;
         this.allocator = allocator;
-        this.ownsAllocator = ownsAllocator;
-        this.format = detectFormat(path);
+        this.format = format;
         try (ArrowReader r = openReader()) {
             this.schema = r.getVectorSchemaRoot().getSchema();
         } catch (CheckpointFormatException e) {
             throw e;
+        } catch (OutOfMemoryException e) {
+            throw outOfMemory(e);
         } catch (IOException | RuntimeException e) {
             throw new CheckpointFormatException(path, "cannot read Arrow IPC " + format.name().toLowerCase()
                     + " schema: " + e, e);
@@ -76,7 +84,7 @@ public final class TokenDatasetReader implements AutoCloseable {
         List<String> names = new ArrayList<>();
         for (Field x : schema.getFields()) {
             names.add(x.getName() + ": " + describe(x));
-            if (f == null && x.getName().equals(column)) {
+            if (f == null && column.equals(x.getName())) {
                 f = x;
             }
         }
@@ -105,50 +113,76 @@ public final class TokenDatasetReader implements AutoCloseable {
         return sb.toString();
     }
 
-    /** Opens {@code file}, reading column {@value TokenDatasetWriter#COLUMN}, with its own allocator. */
+    /** Opens {@code file}, reading column {@value TokenDatasetWriter#COLUMN}, with host memory. */
     public static TokenDatasetReader open(Path file) throws IOException {
         return open(file, TokenDatasetWriter.COLUMN, null);
     }
 
     /**
-     * Opens {@code file}, reading {@code column}. With a null allocator the reader makes its own
-     * {@link RootAllocator} and closes it in {@link #close()}.
+     * Opens {@code file}, reading {@code column}, with Arrow memory from a child of {@code allocator}
+     * ({@link HostMemory#allocator()} when null), closed by {@link #close()}.
      */
     public static TokenDatasetReader open(Path file, String column, BufferAllocator allocator) throws IOException {
         Objects.requireNonNull(column);
-        if (allocator == null) {
-            RootAllocator own = new RootAllocator();
-            try {
-                return new TokenDatasetReader(file, column, own, true);
-            } catch (IOException | RuntimeException e) {
-                own.close();
-                throw e;
-            }
+        long size;
+        Format format;
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            size = ch.size();
+            format = detectFormat(file, ch);
         }
-        return new TokenDatasetReader(file, column, allocator, false);
+        BufferAllocator parent = allocator != null ? allocator : HostMemory.allocator();
+        BufferAllocator own = parent.newChildAllocator("TokenDatasetReader " + file, 0, memoryBound(size));
+        try {
+            return new TokenDatasetReader(file, column, own, format);
+        } catch (IOException | RuntimeException e) {
+            own.close();
+            throw e;
+        }
     }
 
-    private static Format detectFormat(Path path) throws IOException {
-        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
-            ByteBuffer b = ByteBuffer.allocate(FILE_MAGIC.length);
-            while (b.hasRemaining() && ch.read(b) >= 0) {
-                // fill
-            }
-            if (ch.size() < 8) {
-                throw new CheckpointFormatException(path, "not an Arrow IPC file: only " + ch.size() + " bytes");
-            }
-            return Arrays.equals(b.array(), FILE_MAGIC) ? Format.FILE : Format.STREAM;
+    /**
+     * Most Arrow memory a pass over a file of {@code fileSize} bytes may take: one batch body (at most
+     * the file) plus the validity bitmaps Arrow makes for null-free vectors (an eighth of their data),
+     * with room for small files' fixed costs.
+     */
+    static long memoryBound(long fileSize) {
+        return 2 * fileSize + (1 << 20);
+    }
+
+    private static Format detectFormat(Path path, FileChannel ch) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(FILE_MAGIC.length);
+        while (b.hasRemaining() && ch.read(b) >= 0) {
+            // fill
         }
+        if (ch.size() < 8) {
+            throw new CheckpointFormatException(path, "not an Arrow IPC file: only " + ch.size() + " bytes");
+        }
+        return Arrays.equals(b.array(), FILE_MAGIC) ? Format.FILE : Format.STREAM;
     }
 
     private ArrowReader openReader() throws IOException {
         FileChannel ch = FileChannel.open(path, StandardOpenOption.READ);
         try {
+            ArrowIpcLayout.check(path, ch, format);
+            ch.position(0);
             return format == Format.FILE ? new ArrowFileReader(ch, allocator) : new ArrowStreamReader(ch, allocator);
-        } catch (RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             ch.close();
             throw e;
         }
+    }
+
+    /**
+     * An allocation Arrow could not make: past this reader's cap the file's sizes lie (a format error);
+     * past the shared host-memory limit the machine is short of memory (the one-line memory error).
+     */
+    private IOException outOfMemory(OutOfMemoryException e) throws CheckpointFormatException {
+        boolean ours = e.getOutcomeDetails().map(d -> d.getFailedAllocator() == allocator).orElse(true);
+        if (ours) {
+            return new CheckpointFormatException(path, "reading it needs more than " + allocator.getLimit()
+                    + " bytes of memory, more than a valid file of its size can (a length or count field is corrupt)");
+        }
+        throw HostMemory.outOfMemory(e);
     }
 
     public Path path() {
@@ -245,7 +279,7 @@ public final class TokenDatasetReader implements AutoCloseable {
                     long len = d.col.end(i) - s;
                     long need = n + len + (eos.isPresent() && !first ? 1 : 0);
                     if (need > Integer.MAX_VALUE - 16) {
-                        throw new CheckpointFormatException(path, "more than 2^31 tokens: use readAllTokens(Arena, eos)");
+                        throw new CheckpointFormatException(path, "more than 2^31 tokens: too many for one array");
                     }
                     if (need > out.length) {
                         out = Arrays.copyOf(out, (int) Math.min(Integer.MAX_VALUE - 16, Math.max(need, 2L * out.length)));
@@ -263,13 +297,27 @@ public final class TokenDatasetReader implements AutoCloseable {
     }
 
     /**
-     * All tokens as one flat stream of native-order int32 in an off-heap segment allocated from
-     * {@code arena} (two passes: count, then copy), separated by {@code eos} as in {@link #readAllTokens(OptionalInt)}.
+     * All tokens as one flat stream in an off-heap I32 tensor of shape {@code [n]} from host memory (two
+     * passes: count, then copy), separated by {@code eos} as in {@link #readAllTokens(OptionalInt)}. The
+     * caller closes it.
      */
-    public MemorySegment readAllTokens(Arena arena, OptionalInt eos) throws IOException {
+    public Tensor readAllTokensOffHeap(OptionalInt eos) throws IOException {
         TokenDatasetWriter.Stats st = stats();
         long total = st.tokens() + (eos.isPresent() ? Math.max(0, st.documents() - 1) : 0);
-        MemorySegment seg = arena.allocate(ValueLayout.JAVA_INT, Math.max(total, 0));
+        if (total > Integer.MAX_VALUE) {
+            throw new CheckpointFormatException(path, total + " tokens: more than a tensor of 2^31 - 1 elements holds");
+        }
+        Tensor out = Tensor.empty(DType.I32, (int) total);
+        try {
+            copyAllTokens(out.segment(), total, eos);
+            return out;
+        } catch (IOException | RuntimeException e) {
+            out.close();
+            throw e;
+        }
+    }
+
+    private void copyAllTokens(MemorySegment seg, long total, OptionalInt eos) throws IOException {
         long n = 0;
         boolean first = true;
         int[] buf = new int[8192];
@@ -298,7 +346,6 @@ public final class TokenDatasetReader implements AutoCloseable {
         if (n != total) {
             throw new CheckpointFormatException(path, "file changed while reading: " + n + " tokens, expected " + total);
         }
-        return seg;
     }
 
     private void checkRoom(long n, long len, long total) throws CheckpointFormatException {
@@ -307,12 +354,10 @@ public final class TokenDatasetReader implements AutoCloseable {
         }
     }
 
-    /** Closes the allocator if the reader created it (fails if Arrow memory is still held). */
+    /** Closes the reader's allocator (fails if Arrow memory is still held: a pass left open). */
     @Override
     public void close() {
-        if (ownsAllocator) {
-            allocator.close();
-        }
+        allocator.close();
     }
 
     /** Offsets view over a list or large_list column of the current batch. */
@@ -348,6 +393,8 @@ public final class TokenDatasetReader implements AutoCloseable {
             boolean loaded;
             try {
                 loaded = reader.loadNextBatch();
+            } catch (OutOfMemoryException e) {
+                throw outOfMemory(e);
             } catch (IOException | RuntimeException e) {
                 throw new CheckpointFormatException(path, "cannot read record batch: " + e, e);
             }
@@ -363,21 +410,28 @@ public final class TokenDatasetReader implements AutoCloseable {
                     public long start(int r) { return lv.isNull(r) ? 0 : lv.getElementStartIndex(r); }
                     public long end(int r) { return lv.isNull(r) ? 0 : lv.getElementEndIndex(r); }
                 };
-                values = (BaseIntVector) lv.getDataVector();
+                values = intValues(lv.getDataVector());
             } else if (v instanceof LargeListVector lv) {
                 col = new ListColumn() {
                     public boolean isNull(int r) { return lv.isNull(r); }
                     public long start(int r) { return lv.isNull(r) ? 0 : lv.getElementStartIndex(r); }
                     public long end(int r) { return lv.isNull(r) ? 0 : lv.getElementEndIndex(r); }
                 };
-                values = (BaseIntVector) lv.getDataVector();
+                values = intValues(lv.getDataVector());
             } else {
                 throw new CheckpointFormatException(path, "column '" + column + "' is " + v.getClass().getSimpleName());
             }
             batchStart += batchRows;
             batchRows = root.getRowCount();
             row = -1;
+            BatchCheck.check(path, column, batchStart, v, batchRows);
             return true;
+        }
+
+        private BaseIntVector intValues(FieldVector data) throws CheckpointFormatException {
+            if (data instanceof BaseIntVector ints) return ints;
+            throw new CheckpointFormatException(path, "column '" + column + "' holds " + data.getField().getType()
+                    + " values, expected integers");
         }
 
         /** Advances to the next document; false at the end of the file. */

@@ -1,5 +1,6 @@
 package dev.exeunt.model.io;
 
+import dev.exeunt.tensor.HostMemory;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
@@ -8,7 +9,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BaseIntVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.complex.LargeListVector;
@@ -153,9 +153,9 @@ public final class TokenDatasetWriter implements AutoCloseable {
         }
     }
 
-    /** A writer with its own allocator (closed by {@link #close()}). */
+    /** A writer with its own allocator, a child of host memory's (closed by {@link #close()}). */
     public static TokenDatasetWriter create(Path file, Options options) throws IOException {
-        RootAllocator alloc = new RootAllocator();
+        BufferAllocator alloc = HostMemory.allocator().newChildAllocator("TokenDatasetWriter " + file, 0, Long.MAX_VALUE);
         return new TokenDatasetWriter(file, options, alloc, true);
     }
 

@@ -19,7 +19,7 @@ import java.util.Objects;
  * {@code (epoch, step)}.
  *
  * <p>The token stream is a segment of native-order int32 (off-heap from
- * {@link TokenDatasetReader#readAllTokens(java.lang.foreign.Arena, java.util.OptionalInt)}, or a heap
+ * {@link TokenDatasetReader#readAllTokensOffHeap(java.util.OptionalInt)}, or a heap
  * array via {@link #of(int[], int)}); it must stay alive while windows are read.
  */
 public final class TokenWindows {

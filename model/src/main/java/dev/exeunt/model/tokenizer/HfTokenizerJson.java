@@ -49,6 +49,8 @@ public final class HfTokenizerJson {
             return parse(Utf8.decodeStrict(Files.readAllBytes(path)));
         } catch (TokenizerFormatException e) {
             throw new TokenizerFormatException(path + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) { // any failure on a hostile file is a format error naming it
+            throw new TokenizerFormatException(path + ": " + e, e);
         }
     }
 

@@ -7,8 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.exeunt.tensor.HostMemory;
+import dev.exeunt.tensor.Tensor;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.channels.FileChannel;
@@ -127,9 +128,10 @@ class TokenDatasetTest {
             assertEquals(new TokenDatasetWriter.Stats(103, tokens), r.stats());
             assertArrayEquals(flatten(docs, OptionalInt.empty()), r.readAllTokens(OptionalInt.empty()));
             assertArrayEquals(flatten(docs, OptionalInt.of(0)), r.readAllTokens(OptionalInt.of(0)));
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment seg = r.readAllTokens(arena, OptionalInt.of(7));
-                assertArrayEquals(flatten(docs, OptionalInt.of(7)), seg.toArray(ValueLayout.JAVA_INT));
+            long hostBefore = HostMemory.allocatedBytes();
+            try (Tensor t = r.readAllTokensOffHeap(OptionalInt.of(7))) {
+                assertArrayEquals(flatten(docs, OptionalInt.of(7)), t.segment().toArray(ValueLayout.JAVA_INT));
+                assertTrue(HostMemory.allocatedBytes() >= hostBefore + 4L * t.numel(), "counted as host memory");
             }
             assertEquals(0, allocator.getAllocatedMemory(), "nothing held between passes");
         }
@@ -284,10 +286,10 @@ class TokenDatasetTest {
         Path p = write("w.arrow", docs, TokenDatasetWriter.Options.DEFAULT);
         int[] flat;
         try (TokenDatasetReader r = TokenDatasetReader.open(p, "input_ids", allocator);
-             Arena arena = Arena.ofConfined()) {
+             Tensor offHeap = r.readAllTokensOffHeap(OptionalInt.of(0))) {
             flat = r.readAllTokens(OptionalInt.of(0));
             TokenWindows heap = TokenWindows.of(flat, 16);
-            TokenWindows off = TokenWindows.of(r.readAllTokens(arena, OptionalInt.of(0)), 16);
+            TokenWindows off = TokenWindows.of(offHeap.segment(), 16);
             assertEquals((flat.length - 1) / 16, heap.windowCount());
             assertEquals(heap.windowCount(), off.windowCount());
             int[] a = new int[16], b = new int[16], c = new int[16], d = new int[16];
