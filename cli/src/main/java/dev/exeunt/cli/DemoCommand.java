@@ -1,5 +1,6 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.model.checkpoint.CheckpointStore;
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.data.Prepare;
 import dev.exeunt.model.generate.GenerationConfig;
@@ -75,6 +76,10 @@ final class DemoCommand implements Main.Command {
             ta.get("json", null);
             ta.checkAllUsed();
             if (Files.exists(outDir.resolve(ModelCheckpoint.CONFIG))) ModelCheckpoint.deleteRecursively(outDir);
+            // the demo always trains afresh, so a copy left by an earlier demo that crashed mid-save goes too
+            var store = new CheckpointStore(outDir, Set.of());
+            ModelCheckpoint.deleteRecursively(store.staging());
+            ModelCheckpoint.deleteRecursively(store.previous());
             // 2. Training with exits.
             log.printf("2/4 training %d iterations of %d x %d tokens ...%n", tc.iters(), tc.batchSize(), tc.seqLen());
             var result = TrainCommand.train(mc, tc, tokenizer, work.resolve("data.arrow"), outDir, System.err);

@@ -17,7 +17,8 @@ final class ServeCommand implements Main.Command {
         return """
                 usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
                                     [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
-                                    [--queue N (16)] [--max-body BYTES (1048576)]
+                                    [--queue N (16)] [--max-body BYTES (1048576)] [--force]
+                  --force: serve with a tokenizer.json that is not the one the model was trained with.
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -32,7 +33,8 @@ final class ServeCommand implements Main.Command {
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of());
+        var a = new Args(argv, Set.of("force"));
+        boolean force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         int port = a.getInt("port", 5000);
         String host = a.get("host", "127.0.0.1");
@@ -40,7 +42,7 @@ final class ServeCommand implements Main.Command {
                 a.getInt("max-prompt-tokens", 0), a.getInt("queue", ServeOptions.DEFAULT_QUEUE), a.getInt("max-body", ServeOptions.DEFAULT_MAX_BODY));
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
-        Server server = Server.start(dir, host, port, opts);
+        Server server = Server.start(dir, host, port, opts, force);
         var done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
             server.stop();

@@ -78,7 +78,12 @@ public final class Server implements AutoCloseable {
 
     /** Loads the checkpoint in {@code modelDir} and starts serving on host:port (port 0: a free one). */
     public static Server start(Path modelDir, String host, int port, ServeOptions options) throws IOException {
-        var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU);
+        return start(modelDir, host, port, options, false);
+    }
+
+    /** As {@link #start(Path, String, int, ServeOptions)}; {@code force} accepts a tokenizer.json the model was not trained with. */
+    public static Server start(Path modelDir, String host, int port, ServeOptions options, boolean force) throws IOException {
+        var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU, force);
         try {
             var server = new Server(loaded, options, host, port);
             server.http.start();

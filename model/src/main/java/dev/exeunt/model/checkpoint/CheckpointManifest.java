@@ -26,11 +26,17 @@ import java.util.zip.CRC32C;
  * manifest is written only after all of them were fsynced, so a crash cannot leave it beside a short
  * file. Logs are listed apart with the length they had at the save; they keep growing in the published
  * directory and are not part of completeness (losing a log line must never cost a run).
+ * {@code config.json} and {@code tokenizer.json} are checked for presence only: people edit them by
+ * hand in Hugging Face directories, and their own readers validate them (the strict config reader, the
+ * tokenizer hash), so an edit is not damage.
  */
 public record CheckpointManifest(long generation, int iteration, Map<String, Entry> files, Map<String, Long> logs) {
     public static final String FILE = "checkpoint_manifest.json";
     static final String TEMP = FILE + ".tmp";
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** Files whose size and checksum may change after the save (hand edits); they must only be present. */
+    private static final Set<String> EDITABLE = Set.of(ModelCheckpoint.CONFIG, ModelCheckpoint.TOKENIZER);
 
     /** One file of the checkpoint. */
     public record Entry(long bytes, long crc32c) {}
@@ -120,6 +126,7 @@ public record CheckpointManifest(long generation, int iteration, Map<String, Ent
         for (var e : files.entrySet()) {
             Path p = dir.resolve(e.getKey());
             if (!Files.isRegularFile(p)) return "lacks " + e.getKey() + ", which its manifest lists";
+            if (EDITABLE.contains(e.getKey())) continue;
             long size = Files.size(p);
             if (size != e.getValue().bytes()) {
                 return e.getKey() + " is " + size + " bytes but its manifest says " + e.getValue().bytes();
@@ -133,6 +140,7 @@ public record CheckpointManifest(long generation, int iteration, Map<String, Ent
         String problem = missingOrShort(dir);
         if (problem != null) throw new CheckpointFormatException(dir, "damaged checkpoint: " + problem);
         for (var e : files.entrySet()) {
+            if (EDITABLE.contains(e.getKey())) continue;
             long crc = crc32c(dir.resolve(e.getKey()));
             if (crc != e.getValue().crc32c()) {
                 throw new CheckpointFormatException(dir.resolve(e.getKey()), String.format("damaged checkpoint: CRC32C is %08x "

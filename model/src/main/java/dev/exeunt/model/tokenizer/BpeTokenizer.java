@@ -165,6 +165,17 @@ public final class BpeTokenizer implements Tokenizer {
         }
         Integer u = unkToken == null ? null : tokenToId.get(unkToken);
         unkId = u == null ? -1 : u;
+        if (flavour == Flavour.BYTE_LEVEL && unkId < 0) {
+            // Without a token for every byte (and no unk to fall back on) some texts cannot be encoded at all:
+            // refuse the tokenizer now rather than fail on the first such text.
+            List<String> missing = new ArrayList<>();
+            for (int i = 0; i < 256; i++) if (byteIds[i] < 0) missing.add(String.format("0x%02x", i));
+            if (!missing.isEmpty()) {
+                throw new IllegalArgumentException("byte-level vocabulary has no token for " + missing.size() + " byte(s) ("
+                        + String.join(", ", missing.subList(0, Math.min(8, missing.size()))) + (missing.size() > 8 ? ", ..." : "")
+                        + ") and no unk token, so it cannot encode every text");
+            }
+        }
         if (flavour == Flavour.BYTE_LEVEL) {
             if (splitRules.isEmpty()) throw new IllegalArgumentException("byte-level tokenizer needs a split regex");
             splitPatterns = splitRules.stream().map(r -> PreTokenizerPatterns.compile(r.regex())).toArray(Pattern[]::new);

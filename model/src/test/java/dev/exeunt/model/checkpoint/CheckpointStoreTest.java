@@ -61,6 +61,18 @@ class CheckpointStoreTest {
     }
 
     @Test
+    void aHandEditedConfigIsNotDamageButADeletedOneIs(@TempDir Path tmp) throws IOException {
+        var store = new CheckpointStore(tmp.resolve("out"), Set.of(LOG));
+        var m = save(store, 1, "some weights");
+        Files.writeString(store.target().resolve(ModelCheckpoint.CONFIG), "{\"iteration\": 1, \"torch_dtype\": \"float32\"}");
+        assertEquals(1, store.recover().checkpoint().orElseThrow().iteration());
+        m.verify(store.target());
+        Files.delete(store.target().resolve(ModelCheckpoint.CONFIG));
+        var e = assertThrows(CheckpointFormatException.class, store::recover);
+        assertTrue(e.getMessage().contains("lacks config.json"), e.getMessage());
+    }
+
+    @Test
     void aChangedByteFailsTheChecksum(@TempDir Path tmp) throws IOException {
         var store = new CheckpointStore(tmp.resolve("out"), Set.of(LOG));
         var m = save(store, 1, "some weights");
