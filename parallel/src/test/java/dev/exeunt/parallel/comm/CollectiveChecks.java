@@ -279,11 +279,12 @@ public final class CollectiveChecks {
      * memory straight back): the data must still be right and no tensor memory may stay allocated.
      */
     public static void asyncWithTensorsClosedBeforeAwait(ProcessGroup pg) {
+        leavesNoTensorMemory(pg, "async forms", () -> asyncClosedBeforeAwait(pg));
+    }
+
+    private static void asyncClosedBeforeAwait(ProcessGroup pg) {
         int r = pg.rank(), s = pg.size();
         long n = (1L << 16) + 3;
-        pg.barrier();
-        long before = HostMemory.allocatedBytes();
-        pg.barrier();
 
         Tensor t = filled(DType.F32, n, i -> value(DType.F32, r, i));
         Work w = pg.allReduceAsync(t, ReduceOp.SUM);
@@ -355,13 +356,6 @@ public final class CollectiveChecks {
                 }
             }
         }
-
-        pg.barrier();
-        long after = HostMemory.allocatedBytes();
-        pg.barrier();
-        if (after != before) {
-            fail(pg, "async forms left " + (after - before) + " bytes of tensor memory allocated (" + before + " before, " + after + " after)");
-        }
     }
 
     public static void largeAllReduce(ProcessGroup pg) {
@@ -376,6 +370,11 @@ public final class CollectiveChecks {
 
     /** Arguments that cannot work are refused on the calling rank, before any communication, naming the problem. */
     public static void rejectsBadArguments(ProcessGroup pg) {
+        leavesNoTensorMemory(pg, "refused calls", () -> refuseBadArguments(pg));
+        barrierKeepsCollectivesInStep(pg);
+    }
+
+    private static void refuseBadArguments(ProcessGroup pg) {
         int s = pg.size();
         try (Tensor t = filled(DType.F32, 4, i -> i); Tensor small = filled(DType.F32, 3, i -> i)) {
             expectRefused(pg, "broadcast from root " + s, () -> pg.broadcast(t, s), "root", String.valueOf(s));
@@ -388,7 +387,23 @@ public final class CollectiveChecks {
         Tensor closed = filled(DType.F32, 4, i -> i);
         closed.close();
         expectRefused(pg, "allReduce of a closed tensor", () -> pg.allReduce(closed, ReduceOp.SUM), "closed");
-        barrierKeepsCollectivesInStep(pg);
+    }
+
+    /**
+     * Runs {@code body} on every rank between barriers and checks the process holds as much tensor memory
+     * afterwards as before (under the local engine all ranks share the count, hence the barriers).
+     */
+    private static void leavesNoTensorMemory(ProcessGroup pg, String what, Runnable body) {
+        pg.barrier();
+        long before = HostMemory.allocatedBytes();
+        pg.barrier();
+        body.run();
+        pg.barrier();
+        long after = HostMemory.allocatedBytes();
+        pg.barrier();
+        if (after != before) {
+            fail(pg, what + " left " + (after - before) + " bytes of tensor memory allocated (" + before + " before, " + after + " after)");
+        }
     }
 
     private static void expectRefused(ProcessGroup pg, String what, Runnable call, String... mustMention) {
