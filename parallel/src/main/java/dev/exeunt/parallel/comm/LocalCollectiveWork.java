@@ -1,5 +1,6 @@
 package dev.exeunt.parallel.comm;
 
+import java.util.Arrays;
 import java.util.function.Consumer;
 
 /**
@@ -76,6 +77,7 @@ final class LocalCollectiveWork implements Work, LocalWorld.Completable {
     private Object waitForResult() {
         LocalWorld w = group.world;
         int me = group.worldRanks[rank];
+        String waitingFor = op + " (call #" + round.call + " on the group of world ranks " + Arrays.toString(group.worldRanks) + ")";
         w.lock();
         try {
             while (true) {
@@ -89,7 +91,7 @@ final class LocalCollectiveWork implements Work, LocalWorld.Completable {
                                 + ") on this group");
                     }
                 }
-                w.awaitChange(op, me);
+                w.awaitChange(waitingFor, me);
             }
         } finally {
             w.unlock();

@@ -43,6 +43,7 @@ final class LocalP2pWork implements Work, LocalWorld.Completable {
             }
         }
         (isSend ? group.unmatchedSends.get(to) : group.postedRecvs.get(to)).add(this);
+        group.world.signalAll();
     }
 
     private static void transfer(LocalP2pWork send, LocalP2pWork recv) {

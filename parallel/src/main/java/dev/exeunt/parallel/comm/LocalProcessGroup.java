@@ -171,7 +171,7 @@ public final class LocalProcessGroup implements ProcessGroup {
             work = new LocalCollectiveWork(group, round, what, rank, finish, buffers);
             last = round.arrivals == size();
             if (last) group.rounds.remove(call);
-            if (round.error != null) w.signalAll();
+            w.signalAll();
         } finally {
             w.unlock();
         }

@@ -17,17 +17,29 @@ import java.util.function.Function;
  * operation is done, whether any rank has failed (then it throws a {@link CommException} naming that
  * rank and its message) and whether a rank it waits for has already returned from its body. A failure
  * or a finished rank signals the condition, so nothing waits forever and no timeout is involved.
+ *
+ * <p>Deadlock: every change of the shared state signals the condition and counts as a new version. A
+ * rank about to wait that finds every other unfinished rank waiting since the current version (each has
+ * seen the latest state and still cannot go on) knows nobody can ever signal again, and fails the job
+ * with what each rank waits for, instead of hanging.
  */
 public final class LocalWorld {
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
     private final boolean[] finished;
     private final Set<Completable> outstanding = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** The version each rank started waiting at, or -1 while it is not waiting in a call. */
+    private final long[] waitingSince;
+    private final String[] waitingFor;
+    private long version;
     private String failure;
     private Throwable failureCause;
 
     private LocalWorld(int size) {
         this.finished = new boolean[size];
+        this.waitingSince = new long[size];
+        this.waitingFor = new String[size];
+        Arrays.fill(waitingSince, -1);
     }
 
     /**
@@ -105,8 +117,9 @@ public final class LocalWorld {
         lock.unlock();
     }
 
-    /** Wakes every waiting rank to re-check its condition (call with the lock held). */
+    /** Records a change of the shared state and wakes every waiting rank to re-check (lock held). */
     void signalAll() {
+        version++;
         changed.signalAll();
     }
 
@@ -118,7 +131,7 @@ public final class LocalWorld {
                 failure = message;
                 failureCause = cause;
             }
-            changed.signalAll();
+            signalAll();
         } finally {
             lock.unlock();
         }
@@ -139,15 +152,39 @@ public final class LocalWorld {
         return finished[worldRank];
     }
 
-    /** Waits for the next change (lock held), then checks the job is still alive. */
+    /**
+     * Waits for the next change (lock held), then checks the job is still alive. {@code op} says what
+     * this rank waits for, for the deadlock report.
+     */
     void awaitChange(String op, int worldRank) {
+        waitingSince[worldRank] = version;
+        waitingFor[worldRank] = op;
         try {
+            String deadlock = deadlock();
+            if (deadlock != null) {
+                fail(deadlock, null);
+                checkAlive(op, worldRank);
+            }
             changed.await();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new CommException(op + " on rank " + worldRank + " was interrupted", e);
+        } finally {
+            waitingSince[worldRank] = -1;
         }
         checkAlive(op, worldRank);
+    }
+
+    /** A description of the deadlock when every unfinished rank waits since the current version, else null. */
+    private String deadlock() {
+        StringBuilder sb = new StringBuilder("deadlock: every rank still running waits for another:");
+        for (int r = 0; r < finished.length; r++) {
+            if (finished[r]) continue;
+            if (waitingSince[r] != version) return null;
+            sb.append(" rank ").append(r).append(" in ").append(waitingFor[r]).append(';');
+        }
+        sb.setLength(sb.length() - 1);
+        return sb.toString();
     }
 
     void track(Completable work) {
@@ -162,7 +199,7 @@ public final class LocalWorld {
         lock.lock();
         try {
             finished[rank] = true;
-            changed.signalAll();
+            signalAll();
         } finally {
             lock.unlock();
         }

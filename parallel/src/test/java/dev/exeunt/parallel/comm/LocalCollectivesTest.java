@@ -135,4 +135,30 @@ class LocalCollectivesTest {
         assertTrue(e.getMessage().contains("send to rank 1 (tag 4) on rank 0: rank 1 returned from its body without a matching receive"),
                 e.getMessage());
     }
+
+    @Test
+    void aDeadlockEndsTheJobSayingWhatEachRankWaitsFor() {
+        CommException e = assertThrows(CommException.class, () -> LocalWorld.runEach(2, pg -> {
+            if (pg.rank() == 0) {
+                pg.barrier();
+            } else {
+                try (Tensor t = Tensor.ofInts(new int[] {1})) {
+                    pg.recv(t, 0, 5);
+                }
+            }
+        }));
+        assertEquals("deadlock: every rank still running waits for another: rank 0 in barrier (call #0 on the group of world"
+                + " ranks [0, 1]); rank 1 in recv from rank 0 (tag 5)", e.getMessage());
+    }
+
+    @Test
+    void aCycleOfReceivesIsADeadlock() {
+        CommException e = assertThrows(CommException.class, () -> LocalWorld.runEach(3, pg -> {
+            try (Tensor t = Tensor.ofInts(new int[] {1})) {
+                pg.recv(t, (pg.rank() + 1) % 3, 0);
+            }
+        }));
+        assertTrue(e.getMessage().startsWith("deadlock: every rank still running waits for another: rank 0 in recv from rank 1"),
+                e.getMessage());
+    }
 }
