@@ -81,7 +81,7 @@ public final class ParallelState implements AutoCloseable {
                     ? "world size " + n + " is not divisible by tp " + tp
                     : "world size " + n + " is not divisible by tp " + tp + " x pp " + pp + " = " + (long) tp * pp);
         }
-        return create(world, tp, n / (tp * pp), pp);
+        return create(world, tp, (int) (n / ((long) tp * pp)), pp);
     }
 
     /** Refuses a layout whose product is not the world size, naming the numbers. */

@@ -225,6 +225,7 @@ public final class LocalProcessGroup implements ProcessGroup {
 
     private Work pointToPoint(String what, boolean isSend, Tensor t, int peer, int tag) {
         checkRank(what, isSend ? "destination" : "source", peer);
+        if (tag < 0) throw new CommException(what + " on rank " + worldRank() + ": tag must be >= 0 (as in MPI), got " + tag);
         if (peer == rank) {
             throw new CommException(what + " on rank " + worldRank() + ": a rank cannot " + what + " to itself on the local engine"
                     + " (it would wait for itself); copy the tensor instead");

@@ -381,6 +381,7 @@ public final class CollectiveChecks {
             expectRefused(pg, "broadcast from root -1", () -> pg.broadcast(t, -1), "root", "-1");
             expectRefused(pg, "send to rank " + s, () -> pg.send(t, s, 0), String.valueOf(s));
             expectRefused(pg, "recv from rank -1", () -> pg.recv(t, -1, 0), "-1");
+            if (s > 1) expectRefused(pg, "send with tag -1", () -> pg.send(t, (pg.rank() + 1) % s, -1), "tag", "-1");
             expectRefused(pg, "reduceScatter of " + 3 + " into 4 x " + s, () -> pg.reduceScatter(small, t, ReduceOp.SUM), "3");
             expectRefused(pg, "allGather of 4 into 3", () -> pg.allGather(t, small), "3");
         }
