@@ -46,6 +46,7 @@ public final class CollectiveChecks {
         barrierKeepsCollectivesInStep(pg);
         splitUnevenColors(pg);
         asyncWithTensorsClosedBeforeAwait(pg);
+        testIsFalseUntilEveryRankHasCalled(pg);
         largeAllReduce(pg);
     }
 
@@ -355,6 +356,29 @@ public final class CollectiveChecks {
                     pg.send(msg, 1, 12);
                 }
             }
+        }
+    }
+
+    /**
+     * Rank 0 starts an all-reduce and polls it with test(): false while rank 1 has provably not called
+     * it yet (rank 1 first waits for a message that rank 0 sends only after that test), then polled until
+     * true, which must complete it without await().
+     */
+    public static void testIsFalseUntilEveryRankHasCalled(ProcessGroup pg) {
+        int r = pg.rank(), s = pg.size();
+        if (s < 2) return;
+        try (Tensor t = filled(DType.I32, 5, i -> value(DType.I32, r, i)); Tensor token = filled(DType.I8, 1, i -> 1)) {
+            if (r == 0) {
+                Work w = pg.allReduceAsync(t, ReduceOp.MAX);
+                if (w.test()) fail(pg, "test() of an allReduce is true before rank 1 has called it");
+                pg.send(token, 1, 21);
+                while (!w.test()) Thread.onSpinWait();
+                w.await();
+            } else {
+                if (r == 1) pg.recv(token, 0, 21);
+                pg.allReduce(t, ReduceOp.MAX);
+            }
+            expect(pg, "allReduce MAX I32 completed by polling test()", t, i -> reduced(DType.I32, ReduceOp.MAX, s, i));
         }
     }
 
