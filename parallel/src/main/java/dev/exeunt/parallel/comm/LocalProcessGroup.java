@@ -61,42 +61,26 @@ public final class LocalProcessGroup implements ProcessGroup {
     public Work reduceScatterAsync(Tensor input, Tensor output, ReduceOp op) {
         String what = "reduceScatter";
         checkOp(what, op);
-        LocalBuffer in = buffer(what, input);
-        LocalBuffer out = null;
-        try {
-            out = buffer(what, output);
-            checkChunks(what, in, "input", out, "output");
-        } catch (RuntimeException e) {
-            closeAll(in, out);
-            throw e;
-        }
-        LocalBuffer result = out;
-        long chunkBytes = result.bytes.byteSize();
-        return collective(what, what + "(" + op + ", " + result.describe() + " per rank)", in,
+        LocalBuffer[] io = wholeAndChunk(what, input, "input", output, "output");
+        LocalBuffer in = io[0], out = io[1];
+        long chunkBytes = out.bytes.byteSize();
+        return collective(what, what + "(" + op + ", " + out.describe() + " per rank)", in,
                 round -> LocalReduce.reduce(segments(round), in.dtype, op, in.numel, round.arena),
-                r -> result.copyFrom((MemorySegment) r, rank * chunkBytes), in, result);
+                result -> out.copyFrom((MemorySegment) result, rank * chunkBytes), in, out);
     }
 
     @Override
     public Work allGatherAsync(Tensor input, Tensor output) {
         String what = "allGather";
-        LocalBuffer in = buffer(what, input);
-        LocalBuffer out = null;
-        try {
-            out = buffer(what, output);
-            checkChunks(what, out, "output", in, "input");
-        } catch (RuntimeException e) {
-            closeAll(in, out);
-            throw e;
-        }
-        LocalBuffer gathered = out;
+        LocalBuffer[] oi = wholeAndChunk(what, output, "output", input, "input");
+        LocalBuffer out = oi[0], in = oi[1];
         return collective(what, what + "(" + in.describe() + " per rank)", in, round -> {
             long chunk = in.bytes.byteSize();
             MemorySegment all = round.arena.allocate(Math.max(1, chunk * size()), 64);
             List<MemorySegment> parts = segments(round);
             for (int q = 0; q < parts.size(); q++) MemorySegment.copy(parts.get(q), 0, all, q * chunk, chunk);
             return all;
-        }, r -> gathered.copyFrom((MemorySegment) r, 0), in, gathered);
+        }, result -> out.copyFrom((MemorySegment) result, 0), in, out);
     }
 
     @Override
@@ -296,15 +280,27 @@ public final class LocalProcessGroup implements ProcessGroup {
         }
     }
 
-    /** {@code whole} must hold size() chunks of {@code chunk}'s length, in the same dtype. */
-    private void checkChunks(String what, LocalBuffer whole, String wholeName, LocalBuffer chunk, String chunkName) {
-        String where = what + " on rank " + worldRank() + ": ";
-        if (whole.dtype != chunk.dtype) {
-            throw new CommException(where + "the " + wholeName + " is " + whole.dtype + " but the " + chunkName + " is " + chunk.dtype);
-        }
-        if (whole.numel != chunk.numel * size()) {
-            throw new CommException(where + "the " + wholeName + " has " + whole.numel + " elements; with " + size() + " ranks and "
-                    + chunk.numel + " elements in the " + chunkName + " it needs " + chunk.numel * size());
+    /**
+     * The buffers of a reduce-scatter or an all-gather: {@code whole} must hold size() chunks of
+     * {@code chunk}'s length, in the same dtype; if not, neither is retained.
+     */
+    private LocalBuffer[] wholeAndChunk(String what, Tensor wholeTensor, String wholeName, Tensor chunkTensor, String chunkName) {
+        LocalBuffer whole = buffer(what, wholeTensor);
+        LocalBuffer chunk = null;
+        try {
+            chunk = buffer(what, chunkTensor);
+            String where = what + " on rank " + worldRank() + ": ";
+            if (whole.dtype != chunk.dtype) {
+                throw new CommException(where + "the " + wholeName + " is " + whole.dtype + " but the " + chunkName + " is " + chunk.dtype);
+            }
+            if (whole.numel != chunk.numel * size()) {
+                throw new CommException(where + "the " + wholeName + " has " + whole.numel + " elements; with " + size() + " ranks and "
+                        + chunk.numel + " elements in the " + chunkName + " it needs " + chunk.numel * size());
+            }
+            return new LocalBuffer[] {whole, chunk};
+        } catch (RuntimeException e) {
+            closeAll(whole, chunk);
+            throw e;
         }
     }
 }
