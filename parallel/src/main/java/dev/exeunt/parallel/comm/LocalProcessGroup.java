@@ -150,8 +150,8 @@ public final class LocalProcessGroup implements ProcessGroup {
                 throw e;
             }
             long call = calls++;
-            round = group.rounds.computeIfAbsent(call, c -> new LocalRound(c, size(), descriptor, rank));
-            round.arrive(rank, descriptor, contribution);
+            round = group.rounds.computeIfAbsent(call, c -> new LocalRound(c, size(), descriptor, worldRank()));
+            round.arrive(rank, worldRank(), descriptor, contribution);
             work = new LocalCollectiveWork(group, round, what, rank, finish, buffers);
             last = round.arrivals == size();
             if (last) group.rounds.remove(call);

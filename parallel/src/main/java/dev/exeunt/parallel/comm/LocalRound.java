@@ -11,7 +11,8 @@ final class LocalRound {
     final long call;
     /** The first arrival's description of the call (op, dtype, sizes); the others must match it. */
     final String descriptor;
-    final int firstRank;
+    /** World rank of the first arrival, for the mismatch message. */
+    final int firstWorldRank;
     final Object[] contributions;
     final boolean[] arrived;
     int arrivals;
@@ -21,22 +22,22 @@ final class LocalRound {
     Object result;
     Arena arena;
 
-    LocalRound(long call, int size, String descriptor, int firstRank) {
+    LocalRound(long call, int size, String descriptor, int firstWorldRank) {
         this.call = call;
         this.descriptor = descriptor;
-        this.firstRank = firstRank;
+        this.firstWorldRank = firstWorldRank;
         this.contributions = new Object[size];
         this.arrived = new boolean[size];
     }
 
-    /** Records rank {@code r}'s arrival; a call that does not match the first one fails the whole round. */
-    void arrive(int r, String what, Object contribution) {
+    /** Records the arrival of group rank {@code r} (world rank {@code worldRank}); a call that does not match the first one fails the whole round. */
+    void arrive(int r, int worldRank, String what, Object contribution) {
         arrived[r] = true;
         arrivals++;
         contributions[r] = contribution;
         if (!what.equals(descriptor) && error == null) {
-            error = "collective mismatch at call #" + call + " on this group: rank " + firstRank + " called "
-                    + descriptor + ", rank " + r + " called " + what;
+            error = "collective mismatch at call #" + call + " on this group: rank " + firstWorldRank + " called "
+                    + descriptor + ", rank " + worldRank + " called " + what;
         }
     }
 
