@@ -285,6 +285,14 @@ public final class TokenWindows {
 
         /** The window order of an epoch. */
         public int[] order(int e) {
+            return orderOf(e).clone();
+        }
+
+        /**
+         * The cached order of epoch {@code e} (not copied: a batch must not cost a copy of the whole epoch).
+         * Synchronized so that rank threads may call {@link #get(int, int, int, int)} on one instance.
+         */
+        private synchronized int[] orderOf(int e) {
             if (orderEpoch != e) {
                 int[] o = windows.clone();
                 if (shuffle) {
@@ -300,7 +308,7 @@ public final class TokenWindows {
                 order = o;
                 orderEpoch = e;
             }
-            return order.clone();
+            return order;
         }
 
         /** Batch {@code step} of epoch {@code e} (does not move the cursor). */
@@ -318,7 +326,7 @@ public final class TokenWindows {
             Objects.checkIndex(s, perEpoch);
             if (ranks <= 0) throw new IllegalArgumentException("ranks must be positive: " + ranks);
             Objects.checkIndex(rank, ranks);
-            order(e);
+            int[] order = orderOf(e);
             int start = s * batchSize;
             int global = Math.min(batchSize, windows.length - start);
             int from = start + (int) ((long) rank * global / ranks);
