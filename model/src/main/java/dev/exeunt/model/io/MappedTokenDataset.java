@@ -185,9 +185,6 @@ final class MappedTokenDataset implements TokenDataset {
                             + " values but the batch has " + rows + " rows");
                 }
                 long values = b.nodeLengths()[node + 1];
-                if (b.nodeNullCounts()[node + 1] != 0) {
-                    throw new CheckpointFormatException(file, where + b.nodeNullCounts()[node + 1] + " null token ids");
-                }
                 long idBytes = values * type.bytes();
                 if (bufferLength(b, buffer + 3) < idBytes) {
                     throw new CheckpointFormatException(file, where + "token id buffer of " + bufferLength(b, buffer + 3)
@@ -207,12 +204,9 @@ final class MappedTokenDataset implements TokenDataset {
                 throw new CheckpointFormatException(file, where + "offsets buffer of " + bufferLength(b, buffer + 1)
                         + " bytes is shorter than the " + needOffsets + " bytes " + rows + " rows need");
             }
-            boolean nulls = b.nodeNullCounts()[node] > 0;
+            // As Arrow Java does, the bitmap (when present) says which documents are null, whatever the null count
+            boolean nulls = hasBitmap(b, buffer, rows, b.nodeNullCounts()[node], where + "validity bitmap");
             long validity = b.bodyOffset() + b.bufferOffsets()[buffer];
-            if (nulls && bufferLength(b, buffer) < (rows + 7) / 8) {
-                throw new CheckpointFormatException(file, where + "validity bitmap of " + bufferLength(b, buffer)
-                        + " bytes is shorter than the " + (rows + 7) / 8 + " bytes " + rows + " values need");
-            }
             long offsets = b.bodyOffset() + b.bufferOffsets()[buffer + 1];
             long ids = b.bodyOffset() + b.bufferOffsets()[buffer + 3];
             long prev = offset(map, offsets, 0);
@@ -228,7 +222,7 @@ final class MappedTokenDataset implements TokenDataset {
                 boolean isNull = nulls && (map.get(ValueLayout.JAVA_BYTE, validity + (r >>> 3)) & (1 << (r & 7))) == 0;
                 if (!isNull && o > prev) { // a null list reads as an empty document
                     if (runTo != prev) {
-                        closeRun(f, ids, runFrom, runTo, runs);
+                        closeRun(f, ids, runFrom, runTo, runs, map, b, values, where);
                         runFrom = prev;
                     }
                     runTo = o;
@@ -239,11 +233,45 @@ final class MappedTokenDataset implements TokenDataset {
                 throw new CheckpointFormatException(file, where + "last offset " + prev + " goes beyond the " + values
                         + " token ids of the batch");
             }
-            closeRun(f, ids, runFrom, runTo, runs);
+            closeRun(f, ids, runFrom, runTo, runs, map, b, values, where);
         }
 
-        private void closeRun(int f, long ids, long from, long to, List<Run> runs) {
-            if (from >= 0 && to > from) runs.add(new Run(f, ids + from * type.bytes(), to - from, type));
+        /**
+         * Whether buffer {@code i} is a validity bitmap to consult: absent (length 0) only with no nulls;
+         * otherwise it must cover {@code count} values.
+         */
+        private boolean hasBitmap(ArrowIpcLayout.RecordBatchBody b, int i, long count, long nullCount, String what)
+                throws CheckpointFormatException {
+            long have = bufferLength(b, i);
+            if (have == 0 && nullCount == 0) return false;
+            long need = (count + 7) / 8;
+            if (have < need) {
+                throw new CheckpointFormatException(file, what + " of " + have + " bytes is shorter than the " + need
+                        + " bytes " + count + " values need");
+            }
+            return true;
+        }
+
+        private void closeRun(int f, long ids, long from, long to, List<Run> runs, MemorySegment map,
+                              ArrowIpcLayout.RecordBatchBody b, long values, String where) throws CheckpointFormatException {
+            if (from < 0 || to <= from) return;
+            // a null id inside a document is an error, as the reader makes it; the bitmap is 1/32 of the ids
+            if (hasBitmap(b, buffer + 2, values, 0, where + "token id validity bitmap")) {
+                long bits = b.bodyOffset() + b.bufferOffsets()[buffer + 2];
+                for (long k = from; k < to; ) {
+                    if ((k & 7) == 0 && to - k >= 8) {
+                        if (map.get(ValueLayout.JAVA_BYTE, bits + (k >>> 3)) == (byte) 0xFF) {
+                            k += 8;
+                            continue;
+                        }
+                    }
+                    if ((map.get(ValueLayout.JAVA_BYTE, bits + (k >>> 3)) & (1 << (k & 7))) == 0) {
+                        throw new CheckpointFormatException(file, where + "null token id at value " + k);
+                    }
+                    k++;
+                }
+            }
+            runs.add(new Run(f, ids + from * type.bytes(), to - from, type));
         }
 
         private long offset(MemorySegment map, long at, long index) {
