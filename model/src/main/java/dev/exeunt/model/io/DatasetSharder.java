@@ -51,9 +51,9 @@ public final class DatasetSharder {
         return bytes;
     }
 
-    /** Shards needed so that none exceeds {@code maxShardSize} bytes: {@code ceil(dataBytes / maxShardSize)}, at least 1. */
+    /** Shards for {@code max_shard_size} as {@code save_to_disk} counts them: {@code int(nbytes / max_shard_size) + 1}. */
     public static int shardsFor(long dataBytes, long maxShardSize) {
-        return (int) Math.max(1, Math.min(99_999, (dataBytes + maxShardSize - 1) / maxShardSize));
+        return (int) Math.min(99_999, dataBytes / maxShardSize + 1);
     }
 
     /**

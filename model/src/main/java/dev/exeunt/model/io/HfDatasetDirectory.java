@@ -84,6 +84,12 @@ public final class HfDatasetDirectory {
         if (files == null || !files.isArray() || files.isEmpty()) {
             throw new CheckpointFormatException(state, "'_data_files' must be a non-empty array of {\"filename\": ...}");
         }
+        JsonNode indices = root.get("_indices_data_files");
+        if (indices != null && !indices.isNull()) {
+            // an indices mapping (old save_to_disk after shuffle/select) reorders the rows: reading the data raw would be wrong
+            throw new CheckpointFormatException(state, "lists '_indices_data_files': the rows are reordered by an indices"
+                    + " mapping, which is not supported; save it again with datasets >= 2.0 (flatten_indices)");
+        }
         List<Path> out = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             JsonNode f = files.get(i).get("filename");

@@ -257,6 +257,10 @@ class MappedTokenDatasetTest {
         try (TokenDataset d = TokenDataset.open(ds)) {
             assertSameTokens(expected, d);
         }
+        byte[] shard1 = Files.readAllBytes(ds.resolve("data-00001-of-00002.arrow"));
+        Files.write(ds.resolve("data-00001-of-00002.arrow"), java.util.Arrays.copyOf(shard1, shard1.length / 2));
+        var corrupt = assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(ds));
+        assertTrue(corrupt.getMessage().contains("data-00001-of-00002.arrow"), "names the shard: " + corrupt.getMessage());
         Files.delete(ds.resolve("data-00001-of-00002.arrow"));
         var missing = assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(ds));
         assertTrue(missing.getMessage().contains("data-00001-of-00002.arrow is missing"), missing.getMessage());
@@ -270,6 +274,11 @@ class MappedTokenDatasetTest {
         Files.writeString(ds.resolve("state.json"), "{\"_data_files\": [{\"filename\": \"../outside.arrow\"}]}");
         var e = assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(ds));
         assertTrue(e.getMessage().contains("not a file name inside the directory"), e.getMessage());
+        Files.writeString(ds.resolve("state.json"), "{\"_data_files\": [{\"filename\": \"x.arrow\"}], \"_indices_data_files\": "
+                + "[{\"filename\": \"indices.arrow\"}]}");
+        Files.writeString(ds.resolve("x.arrow"), "not read");
+        var idx = assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(ds));
+        assertTrue(idx.getMessage().contains("_indices_data_files"), idx.getMessage());
         Files.writeString(ds.resolve("state.json"), "{\"_data_files\": 3}");
         assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(ds));
         Files.writeString(ds.resolve("state.json"), "{\"_data_files\": [");
@@ -307,6 +316,7 @@ class MappedTokenDatasetTest {
         assertThrows(IllegalArgumentException.class, () -> DatasetSharder.parseSize("lots"));
         assertEquals(3, DatasetSharder.shardsFor(1_000_000_001L, 500_000_000L));
         assertEquals(1, DatasetSharder.shardsFor(10, 500_000_000L));
+        assertEquals(3, DatasetSharder.shardsFor(1_000_000_000L, 500_000_000L)); // int(2.0) + 1, as datasets counts
     }
 
     @Test
