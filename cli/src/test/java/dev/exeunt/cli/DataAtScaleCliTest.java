@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.exeunt.model.io.HfDatasetDirectory;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenDatasetWriter;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.BpeTrainer;
@@ -119,6 +120,20 @@ class DataAtScaleCliTest {
                 "--batches", "2", "--json").out();
         assertTrue(evalSingle.contains("{"), evalSingle);
         assertEquals(evalSingle, evalDir);
+        // --max-shard-size: int(bytes / size) + 1 shards, as save_to_disk counts them, holding the same tokens
+        Path bySize = tmp.resolve("data/by_size");
+        assertEquals(0, CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--tokenizer", tokenizer.toString(),
+                "--out", bySize.toString(), "--max-shard-size", "20KB", "--threads", "1").code());
+        int expectedShards = (int) (Files.size(single) / 20_000 + 1);
+        assertTrue(expectedShards >= 2, "the corpus spans several 20 KB shards");
+        assertEquals(expectedShards, HfDatasetDirectory.shards(bySize).size());
+        try (var x = TokenDataset.open(single); var y = TokenDataset.open(bySize)) {
+            int[] a1 = new int[Math.toIntExact(x.tokenCount())];
+            int[] b1 = new int[Math.toIntExact(y.tokenCount())];
+            x.read(0, a1, 0, a1.length);
+            y.read(0, b1, 0, b1.length);
+            org.junit.jupiter.api.Assertions.assertArrayEquals(a1, b1);
+        }
         var bad = CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--tokenizer", tokenizer.toString(), "--out",
                 tmp.resolve("x").toString(), "--max-shard-size", "lots");
         assertEquals(2, bad.code(), bad.err());

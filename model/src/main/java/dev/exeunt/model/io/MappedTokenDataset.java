@@ -219,6 +219,10 @@ final class MappedTokenDataset implements TokenDataset {
                     throw new CheckpointFormatException(file, where + "offset " + (r + 1) + " = " + o
                             + " is less than offset " + r + " = " + prev);
                 }
+                if (o > values) { // before any run reaches past the ids (and their bitmap)
+                    throw new CheckpointFormatException(file, where + "offset " + (r + 1) + " = " + o + " goes beyond the "
+                            + values + " token ids of the batch");
+                }
                 boolean isNull = nulls && (map.get(ValueLayout.JAVA_BYTE, validity + (r >>> 3)) & (1 << (r & 7))) == 0;
                 if (!isNull && o > prev) { // a null list reads as an empty document
                     if (runTo != prev) {
@@ -228,10 +232,6 @@ final class MappedTokenDataset implements TokenDataset {
                     runTo = o;
                 }
                 prev = o;
-            }
-            if (prev > values) {
-                throw new CheckpointFormatException(file, where + "last offset " + prev + " goes beyond the " + values
-                        + " token ids of the batch");
             }
             closeRun(f, ids, runFrom, runTo, runs, map, b, values, where);
         }

@@ -308,6 +308,23 @@ class MappedTokenDatasetTest {
         assertTrue(e.getMessage().contains(p.toString()), e.getMessage());
     }
 
+    /** An offset past the batch's ids (inside the file, so only the offset check can catch it). */
+    @Test
+    void offsetBeyondTheIdsIsRefused() throws IOException {
+        Path p = write("o.arrow", List.of(new int[] {1, 2, 3}, new int[] {4, 5}), TokenDatasetWriter.Options.DEFAULT);
+        ArrowIpcLayout.RecordBatchBody b;
+        try (var ch = java.nio.channels.FileChannel.open(p)) {
+            b = ArrowIpcLayout.recordBatches(p, ch, TokenDatasetReader.Format.STREAM).get(0);
+        }
+        byte[] bytes = Files.readAllBytes(p);
+        int lastOffset = (int) (b.bodyOffset() + b.bufferOffsets()[1] + 2 * 4); // offsets [0, 3, 5]: the 5
+        java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(lastOffset, 1 << 20);
+        Files.write(p, bytes);
+        var e = assertThrows(CheckpointFormatException.class, () -> TokenDataset.open(p));
+        assertTrue(e.getMessage().contains("offset 2 = 1048576 goes beyond the 5 token ids"), e.getMessage());
+        assertThrows(CheckpointFormatException.class, () -> readAll(p)); // the reader refuses it too
+    }
+
     @Test
     void sizesAsDatasetsWritesThem() {
         assertEquals(500_000_000L, DatasetSharder.parseSize("500MB"));
