@@ -23,7 +23,9 @@ import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.FieldType;
 import org.apache.arrow.vector.types.pojo.Schema;
+import dev.exeunt.tensor.testing.LeakCheck;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -31,6 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * for training: same tokens, same windows, same batches, for every layout the reader accepts, and
  * Hugging Face dataset directories of shards read as the one file they were split from.
  */
+@ExtendWith(LeakCheck.class)
 class MappedTokenDatasetTest {
     @TempDir
     Path dir;
