@@ -140,17 +140,18 @@ final class DemoCommand implements Main.Command {
 
     /** Prompts from the end of the dataset (the validation split the trainer held out). */
     private static List<int[]> heldOutPrompts(Path data, int count, int length) throws IOException {
-        int[] tokens;
-        try (var r = dev.exeunt.model.io.TokenDatasetReader.open(data)) {
-            tokens = r.readAllTokens(java.util.OptionalInt.empty());
+        try (var tokens = dev.exeunt.model.io.TokenDataset.open(data)) {
+            long total = tokens.tokenCount();
+            long span = Math.max(length, total / 40);
+            List<int[]> prompts = new java.util.ArrayList<>();
+            for (int i = 0; i < count; i++) {
+                long at = total - span + (span - length) * i / count;
+                int[] p = new int[length];
+                tokens.read(at, p, 0, length);
+                prompts.add(p);
+            }
+            return prompts;
         }
-        int span = Math.max(length, tokens.length / 40);
-        List<int[]> prompts = new java.util.ArrayList<>();
-        for (int i = 0; i < count; i++) {
-            int at = tokens.length - span + (int) ((long) (span - length) * i / count);
-            prompts.add(Arrays.copyOfRange(tokens, at, at + length));
-        }
-        return prompts;
     }
 
     private static PrintStream nullStream() {

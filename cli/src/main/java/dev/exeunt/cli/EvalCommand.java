@@ -1,6 +1,6 @@
 package dev.exeunt.cli;
 
-import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.train.Evaluator;
 import dev.exeunt.model.ModelLoader;
@@ -8,7 +8,6 @@ import dev.exeunt.tensor.Device;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.util.OptionalInt;
 import java.util.Set;
 
 final class EvalCommand implements Main.Command {
@@ -37,20 +36,18 @@ final class EvalCommand implements Main.Command {
             var model = loaded.model();
             int t = seqLen != null ? seqLen : Math.min(256, model.config().maxSeqLen());
             if (t > model.config().maxSeqLen()) throw new IllegalArgumentException("--seq-len " + t + " exceeds the model context " + model.config().maxSeqLen());
-            int[] tokens;
-            try (var r = TokenDatasetReader.open(data)) {
-                r.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
-                tokens = r.readAllTokens(OptionalInt.empty());
-            }
-            for (int id : tokens) {
-                if (id >= model.config().vocabSize()) {
-                    throw new IOException("dataset " + data + " holds token id " + id + " but the model's vocabulary has "
+            // memory-mapped, not loaded: the same windows as the whole array gave, read as evaluated
+            try (var tokens = TokenDataset.open(data)) {
+                tokens.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
+                int maxId = tokens.maxTokenId();
+                if (maxId >= model.config().vocabSize()) {
+                    throw new IOException("dataset " + data + " holds token id " + maxId + " but the model's vocabulary has "
                             + model.config().vocabSize() + " tokens: it was prepared with another tokenizer");
                 }
+                var windows = TokenWindows.of(tokens, t);
+                var report = Evaluator.evaluate(model, windows, windows.all(), batch, batches);
+                out.print(json ? report.toJson() + "\n" : report.toTable());
             }
-            var windows = TokenWindows.of(tokens, t);
-            var report = Evaluator.evaluate(model, windows, windows.all(), batch, batches);
-            out.print(json ? report.toJson() + "\n" : report.toTable());
         }
         return 0;
     }

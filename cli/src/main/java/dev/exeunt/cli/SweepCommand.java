@@ -3,7 +3,7 @@ package dev.exeunt.cli;
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Sweep;
-import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.ModelLoader;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
@@ -12,7 +12,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.OptionalInt;
 import java.util.Set;
 
 final class SweepCommand implements Main.Command {
@@ -52,15 +51,16 @@ final class SweepCommand implements Main.Command {
             var tok = loaded.tokenizer();
             List<int[]> prompts = new ArrayList<>();
             if (data != null) {
-                int[] tokens;
-                try (var r = TokenDatasetReader.open(Path.of(data))) {
-                    r.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
-                    tokens = r.readAllTokens(OptionalInt.empty());
-                }
-                if (tokens.length < promptTokens * n) throw new IllegalArgumentException("dataset too small for " + n + " prompts");
-                for (int i = 0; i < n; i++) {
-                    int at = (int) ((long) (tokens.length - promptTokens) * i / n);
-                    prompts.add(Arrays.copyOfRange(tokens, at, at + promptTokens));
+                try (var tokens = TokenDataset.open(Path.of(data))) {
+                    tokens.checkTokenizer(loaded.tokenizerHash(), "the model " + dir + " uses", force);
+                    long total = tokens.tokenCount();
+                    if (total < (long) promptTokens * n) throw new IllegalArgumentException("dataset too small for " + n + " prompts");
+                    for (int i = 0; i < n; i++) {
+                        long at = (total - promptTokens) * i / n;
+                        int[] p = new int[promptTokens];
+                        tokens.read(at, p, 0, promptTokens);
+                        prompts.add(p);
+                    }
                 }
             } else {
                 List<String> texts = promptsFile != null ? Files.readAllLines(Path.of(promptsFile)).stream().filter(s -> !s.isBlank()).toList()

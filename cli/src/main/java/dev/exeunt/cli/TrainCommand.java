@@ -2,7 +2,7 @@ package dev.exeunt.cli;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ConfigJson;
-import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
@@ -18,7 +18,6 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.OptionalInt;
 import java.util.Set;
 
 final class TrainCommand implements Main.Command {
@@ -74,13 +73,17 @@ final class TrainCommand implements Main.Command {
     static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
                                 Path outDir, PrintStream console, Device device, boolean force) throws IOException {
         String tokenizerHash = TokenizerHash.of(tokenizer);
-        int[] tokens;
-        try (var reader = TokenDatasetReader.open(data)) {
-            reader.checkTokenizer(tokenizerHash, "the tokenizer given to train uses", force);
-            tokens = reader.readAllTokens(OptionalInt.empty());
+        // memory-mapped, not loaded: the data may be larger than the heap; each step reads its windows
+        try (var tokens = TokenDataset.open(data)) {
+            tokens.checkTokenizer(tokenizerHash, "the tokenizer given to train uses", force);
+            return train(mc, tc, tokenizer, tokenizerHash, data, tokens, outDir, console, device, force);
         }
-        int maxId = 0;
-        for (int t : tokens) maxId = Math.max(maxId, t);
+    }
+
+    private static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, String tokenizerHash,
+                                        Path data, TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean force)
+            throws IOException {
+        int maxId = tokens.maxTokenId();
         if (maxId >= tokenizer.vocabSize()) {
             throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
                     + tokenizer.vocabSize() + " tokens: the data was prepared with a different tokenizer");
@@ -105,7 +108,7 @@ final class TrainCommand implements Main.Command {
         try (var model = EarlyExitModel.create(config, device, tc.seed());
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console)) {
             if (console != null) {
-                console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.length,
+                console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),
                         trainer.split().train().length, tc.seqLen(), trainer.split().validation().length);
             }
             if (resume) {

@@ -4,7 +4,7 @@ import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.config.WeightSchedule;
-import dev.exeunt.model.io.TokenDatasetReader;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.tune.ExitTuner;
 import java.io.IOException;
@@ -13,7 +13,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.OptionalInt;
 import java.util.Set;
 
 final class TuneCommand implements Main.Command {
@@ -52,19 +51,23 @@ final class TuneCommand implements Main.Command {
         List<ExitConfig> exits = new ArrayList<>();
         for (int l : layers) exits.add(new ExitConfig(l, placement, kind, false, WeightSchedule.constant(w), temp));
         String modelTokenizer = ModelCheckpoint.tokenizerHash(model, force);
-        int[] tokens;
-        try (var r = TokenDatasetReader.open(data)) {
-            r.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
-            tokens = r.readAllTokens(OptionalInt.empty());
+        // memory-mapped, not loaded: only the windows tuning reads are touched
+        try (var tokens = TokenDataset.open(data)) {
+            tokens.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
+            tune(model, exits, init, dynamic, tc, tokens, outDir, layers, json, out);
         }
+        return 0;
+    }
+
+    private static void tune(Path model, List<ExitConfig> exits, ExitTuner.Init init, boolean dynamic, dev.exeunt.model.train.TrainConfig tc,
+                             TokenDataset tokens, Path outDir, int[] layers, boolean json, PrintStream out) throws IOException {
         // Before reading anything: --out may be --model, and an interrupted save leaves it under <out>.saving or <out>.old.
         ExitTuner.recoverOutput(outDir).actions().forEach(x -> System.err.println(outDir + ": " + x));
         try (var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc)) {
             int vocab = tuner.model().config().vocabSize();
-            for (int t : tokens) {
-                if (t >= vocab) throw new IOException("dataset holds token id " + t + " but the model's vocabulary has " + vocab
-                        + " tokens: prepare the data with the model's tokenizer.json");
-            }
+            int maxId = tokens.maxTokenId();
+            if (maxId >= vocab) throw new IOException("dataset holds token id " + maxId + " but the model's vocabulary has " + vocab
+                    + " tokens: prepare the data with the model's tokenizer.json");
             PrintStream console = System.err; // progress on stderr; stdout stays clean for --json
             if (console != null) {
                 console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%n",
@@ -88,6 +91,5 @@ final class TuneCommand implements Main.Command {
                         result.tokensPerSecond(), outDir);
             }
         }
-        return 0;
     }
 }

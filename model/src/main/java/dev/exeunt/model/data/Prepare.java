@@ -1,5 +1,6 @@
 package dev.exeunt.model.data;
 
+import dev.exeunt.model.io.DatasetSharder;
 import dev.exeunt.model.io.TokenDatasetWriter;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.BpeTrainer;
@@ -74,6 +75,10 @@ public final class Prepare {
      * @param batchSize          documents per Arrow record batch
      * @param limitBytes         stop after this many input bytes; {@code <= 0}: no limit
      * @param threads            tokenizer threads ({@code 1}: all on the calling thread)
+     * @param numShards          write {@code output} as a Hugging Face dataset directory of this many shards
+     *                           ({@code save_to_disk}'s {@code num_shards}); 0: as one file, unless {@code maxShardSize}
+     * @param maxShardSize       write a dataset directory with shards of at most about this many bytes
+     *                           ({@code save_to_disk}'s {@code max_shard_size}); 0: no limit
      * @param progress           where to draw progress bars, or null for none
      */
     public record Options(
@@ -91,6 +96,8 @@ public final class Prepare {
             int batchSize,
             long limitBytes,
             int threads,
+            int numShards,
+            long maxShardSize,
             PrintStream progress) {
 
         public Options {
@@ -119,6 +126,18 @@ public final class Prepare {
             if (threads <= 0) {
                 throw new IllegalArgumentException("threads must be positive: " + threads);
             }
+            if (numShards < 0 || numShards > 99_999 || maxShardSize < 0) {
+                throw new IllegalArgumentException("number of shards must be in [0, 99999] and the shard size >= 0: "
+                        + numShards + ", " + maxShardSize);
+            }
+            if (numShards > 0 && maxShardSize > 0) {
+                throw new IllegalArgumentException("give either a number of shards or a maximum shard size, not both");
+            }
+        }
+
+        /** Whether {@link #output()} is a Hugging Face dataset directory of shards rather than one file. */
+        public boolean sharded() {
+            return numShards > 0 || maxShardSize > 0;
         }
 
         public static Builder builder() {
@@ -175,6 +194,8 @@ public final class Prepare {
         private int batchSize = TokenDatasetWriter.Options.DEFAULT.batchSize();
         private long limitBytes;
         private int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
+        private int numShards;
+        private long maxShardSize;
         private PrintStream progress;
 
         private Builder() {}
@@ -258,6 +279,18 @@ public final class Prepare {
             return this;
         }
 
+        /** Write a dataset directory of {@code n} shards (the CLI's {@code --num-shards}). */
+        public Builder numShards(int n) {
+            numShards = n;
+            return this;
+        }
+
+        /** Write a dataset directory of shards of at most {@code bytes} each (the CLI's {@code --max-shard-size}). */
+        public Builder maxShardSize(long bytes) {
+            maxShardSize = bytes;
+            return this;
+        }
+
         /** Draw progress bars on this stream (e.g. {@code System.err}); null (default): silent. */
         public Builder progress(PrintStream out) {
             progress = out;
@@ -266,7 +299,8 @@ public final class Prepare {
 
         public Options build() {
             return new Options(inputs, extensions, allFiles, tokenizer, trainVocabSize, sampleBytes, output,
-                    tokenizerOutput, appendEos, addBos, parseSpecialTokens, batchSize, limitBytes, threads, progress);
+                    tokenizerOutput, appendEos, addBos, parseSpecialTokens, batchSize, limitBytes, threads, numShards,
+                    maxShardSize, progress);
         }
     }
 
@@ -335,17 +369,27 @@ public final class Prepare {
             eos = resolveEos(tok, o);
             long t0 = System.nanoTime();
             Counts counts = new Counts();
-            TokenDatasetWriter.Stats ws = TokenDatasetWriter.write(o.output(),
-                    TokenDatasetWriter.Options.DEFAULT.withBatchSize(o.batchSize())
-                            .withMetadata(TokenDatasetWriter.TOKENIZER_HASH, TokenizerHash.of(tok))
-                            .withMetadata(TokenDatasetWriter.TOKENIZER_PATH, tokenizerPath.toString()), null,
-                    w -> tokenize(source, tok, eos, o, w, counts));
+            var writeOptions = TokenDatasetWriter.Options.DEFAULT.withBatchSize(o.batchSize())
+                    .withMetadata(TokenDatasetWriter.TOKENIZER_HASH, TokenizerHash.of(tok))
+                    .withMetadata(TokenDatasetWriter.TOKENIZER_PATH, tokenizerPath.toString());
+            // shards split one finished file, so each gets whole documents in order (as datasets' shard())
+            Path single = o.sharded() ? singleFileFor(o.output()) : o.output();
+            TokenDatasetWriter.Stats ws;
+            try {
+                ws = TokenDatasetWriter.write(single, writeOptions, null, w -> tokenize(source, tok, eos, o, w, counts));
+                if (o.sharded()) {
+                    int n = o.numShards() > 0 ? o.numShards() : DatasetSharder.shardsFor(Files.size(single), o.maxShardSize());
+                    DatasetSharder.split(single, o.output(), n, writeOptions);
+                }
+            } finally {
+                if (o.sharded()) Files.deleteIfExists(single);
+            }
             double secs = (System.nanoTime() - t0) / 1e9;
             if (trainedTemp != null) {
                 try {
                     move(trainedTemp, tokenizerPath);
                 } catch (IOException | RuntimeException e) {
-                    Files.deleteIfExists(o.output());
+                    if (!o.sharded()) Files.deleteIfExists(o.output());
                     throw e;
                 }
                 trainedTemp = null;
@@ -357,6 +401,13 @@ public final class Prepare {
                 Files.deleteIfExists(trainedTemp);
             }
         }
+    }
+
+    /** The one file a sharded dataset is first written to: hidden, beside the directory. */
+    private static Path singleFileFor(Path dir) throws IOException {
+        Path parent = dir.toAbsolutePath().getParent();
+        Files.createDirectories(parent);
+        return parent.resolve("." + dir.getFileName() + ".unsharded.arrow");
     }
 
     private static int resolveEos(Tokenizer tok, Options o) {

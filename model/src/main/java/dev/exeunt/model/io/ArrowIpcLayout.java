@@ -5,6 +5,8 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import org.apache.arrow.flatbuf.Block;
 import org.apache.arrow.flatbuf.Buffer;
 import org.apache.arrow.flatbuf.DictionaryBatch;
@@ -34,6 +36,15 @@ final class ArrowIpcLayout {
     private final Path path;
     private final FileChannel ch;
     private final long size;
+    private final List<RecordBatchBody> batches = new ArrayList<>();
+
+    /**
+     * Where one checked record batch lies: its body's file offset and length, its row count, and the
+     * field nodes and buffers (offsets relative to the body) in the schema's depth-first field order.
+     * Every buffer here lies inside the body and the body inside the file.
+     */
+    record RecordBatchBody(long bodyOffset, long bodyLength, long rows, long[] nodeLengths, long[] nodeNullCounts,
+                           long[] bufferOffsets, long[] bufferLengths) {}
 
     private ArrowIpcLayout(Path path, FileChannel ch) throws IOException {
         this.path = path;
@@ -43,12 +54,18 @@ final class ArrowIpcLayout {
 
     /** Checks a stream-format file (messages from offset 0) or a file-format one (footer and its blocks). */
     static void check(Path path, FileChannel ch, TokenDatasetReader.Format format) throws IOException {
+        recordBatches(path, ch, format);
+    }
+
+    /** Checks the file as {@link #check} does and returns its record batches in file order. */
+    static List<RecordBatchBody> recordBatches(Path path, FileChannel ch, TokenDatasetReader.Format format) throws IOException {
         ArrowIpcLayout l = new ArrowIpcLayout(path, ch);
         if (format == TokenDatasetReader.Format.STREAM) {
             l.checkStream(0, l.size);
         } else {
             l.checkFile();
         }
+        return List.copyOf(l.batches);
     }
 
     private void checkStream(long from, long end) throws IOException {
@@ -64,7 +81,7 @@ final class ArrowIpcLayout {
                 pos += 4;
             }
             if (len == 0) return; // end-of-stream marker
-            pos = checkMessage(start, pos, len, end, -1, first ? MessageHeader.Schema : -1);
+            pos = checkMessage(start, pos, len, end, -1, -1, first ? MessageHeader.Schema : -1);
             first = false;
         }
     }
@@ -119,16 +136,17 @@ final class ArrowIpcLayout {
             if (len <= 0 || len > off + meta - pos) {
                 throw fail(what + i + ": message length " + len + " does not fit in its " + meta + " metadata bytes");
             }
-            checkMessage(off, pos, len, end, body, dictionaries ? MessageHeader.DictionaryBatch : MessageHeader.RecordBatch);
+            checkMessage(off, pos, len, end, body, off + meta, dictionaries ? MessageHeader.DictionaryBatch : MessageHeader.RecordBatch);
         }
     }
 
     /**
      * Checks one message whose flatbuffer of {@code len} bytes starts at {@code pos}; returns the offset
      * after its body. {@code blockBody} is the body length a file footer gives (-1 in a stream);
+     * {@code blockBodyStart} where the footer puts the body (-1 in a stream: right after the metadata);
      * {@code expectedType} the message header type required there (-1: a record or dictionary batch).
      */
-    private long checkMessage(long start, long pos, int len, long end, long blockBody, int expectedType)
+    private long checkMessage(long start, long pos, int len, long end, long blockBody, long blockBodyStart, int expectedType)
             throws IOException {
         String where = "message at offset " + start;
         if (len < 0 || len > end - pos) {
@@ -165,7 +183,11 @@ final class ArrowIpcLayout {
         }
         try {
             switch (type) {
-                case MessageHeader.RecordBatch -> checkBatch(where, (RecordBatch) m.header(new RecordBatch()), body);
+                case MessageHeader.RecordBatch -> {
+                    RecordBatch b = (RecordBatch) m.header(new RecordBatch());
+                    checkBatch(where, b, body);
+                    batches.add(describe(b, blockBodyStart >= 0 ? blockBodyStart : pos, body));
+                }
                 case MessageHeader.DictionaryBatch -> {
                     DictionaryBatch d = (DictionaryBatch) m.header(new DictionaryBatch());
                     if (d == null) throw fail(where + ": dictionary batch message without a header");
@@ -210,6 +232,28 @@ final class ArrowIpcLayout {
                         + node.nullCount() + " (length must be in [0, 2^31), null count in [0, length])");
             }
         }
+    }
+
+    private static RecordBatchBody describe(RecordBatch b, long bodyOffset, long body) {
+        int nn = b.nodesLength();
+        long[] nodeLen = new long[nn];
+        long[] nodeNulls = new long[nn];
+        FieldNode node = new FieldNode();
+        for (int i = 0; i < nn; i++) {
+            b.nodes(node, i);
+            nodeLen[i] = node.length();
+            nodeNulls[i] = node.nullCount();
+        }
+        int nb = b.buffersLength();
+        long[] bufOff = new long[nb];
+        long[] bufLen = new long[nb];
+        Buffer x = new Buffer();
+        for (int i = 0; i < nb; i++) {
+            b.buffers(x, i);
+            bufOff[i] = x.offset();
+            bufLen[i] = x.length();
+        }
+        return new RecordBatchBody(bodyOffset, body, b.length(), nodeLen, nodeNulls, bufOff, bufLen);
     }
 
     private int readInt(long pos) throws IOException {

@@ -1,7 +1,6 @@
 package dev.exeunt.model.io;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -18,29 +17,27 @@ import java.util.Objects;
  * {@code (seed, epoch)}, so a run is reproducible across JVMs and can be resumed at any
  * {@code (epoch, step)}.
  *
- * <p>The token stream is a segment of native-order int32 (off-heap from
- * {@link TokenDatasetReader#readAllTokensOffHeap(java.util.OptionalInt)}, or a heap
- * array via {@link #of(int[], int)}); it must stay alive while windows are read.
+ * <p>The token stream is a {@link TokenDataset}: memory-mapped Arrow files ({@link TokenDataset#open}),
+ * a heap array ({@link #of(int[], int)}) or a segment of native-order int32; it must stay open while
+ * windows are read. Windows, splits and batch order depend only on the token count, so every backing
+ * gives the same batches.
  */
 public final class TokenWindows {
-    private final MemorySegment tokens;
+    private final TokenDataset tokens;
     private final long tokenCount;
     private final int seqLen;
     private final long stride;
     private final int windowCount;
 
-    private TokenWindows(MemorySegment tokens, int seqLen, long stride) {
+    private TokenWindows(TokenDataset tokens, int seqLen, long stride) {
         if (seqLen <= 0) {
             throw new IllegalArgumentException("sequence length must be positive: " + seqLen);
         }
         if (stride <= 0) {
             throw new IllegalArgumentException("stride must be positive: " + stride);
         }
-        if (tokens.byteSize() % Integer.BYTES != 0) {
-            throw new IllegalArgumentException("token segment size " + tokens.byteSize() + " is not a multiple of 4");
-        }
         this.tokens = tokens;
-        this.tokenCount = tokens.byteSize() / Integer.BYTES;
+        this.tokenCount = tokens.tokenCount();
         this.seqLen = seqLen;
         this.stride = stride;
         if (tokenCount < seqLen + 1L) {
@@ -56,17 +53,32 @@ public final class TokenWindows {
 
     /** Non-overlapping windows ({@code stride = seqLen}) over a heap array (not copied). */
     public static TokenWindows of(int[] tokens, int seqLen) {
-        return new TokenWindows(MemorySegment.ofArray(tokens), seqLen, seqLen);
+        return of(TokenDataset.of(tokens), seqLen);
     }
 
     /** Non-overlapping windows over a segment of native-order int32 tokens. */
     public static TokenWindows of(MemorySegment tokens, int seqLen) {
-        return new TokenWindows(tokens, seqLen, seqLen);
+        return of(TokenDataset.of(tokens), seqLen);
     }
 
     /** Windows starting every {@code stride} tokens. */
     public static TokenWindows of(MemorySegment tokens, int seqLen, long stride) {
+        return of(TokenDataset.of(tokens), seqLen, stride);
+    }
+
+    /** Non-overlapping windows over a dataset (which the caller closes after the last read). */
+    public static TokenWindows of(TokenDataset tokens, int seqLen) {
+        return new TokenWindows(tokens, seqLen, seqLen);
+    }
+
+    /** Windows starting every {@code stride} tokens of a dataset. */
+    public static TokenWindows of(TokenDataset tokens, int seqLen, long stride) {
         return new TokenWindows(tokens, seqLen, stride);
+    }
+
+    /** The token stream the windows read. */
+    public TokenDataset dataset() {
+        return tokens;
     }
 
     public int seqLen() {
@@ -94,8 +106,12 @@ public final class TokenWindows {
     /** Copies window {@code w}: {@code seqLen} inputs into {@code input[inOff..]}, targets into {@code target[tgtOff..]}. */
     public void window(int w, int[] input, int inOff, int[] target, int tgtOff) {
         long s = windowStart(w);
-        MemorySegment.copy(tokens, ValueLayout.JAVA_INT, s * Integer.BYTES, input, inOff, seqLen);
-        MemorySegment.copy(tokens, ValueLayout.JAVA_INT, (s + 1) * Integer.BYTES, target, tgtOff, seqLen);
+        Objects.checkFromIndexSize(inOff, seqLen, input.length);
+        Objects.checkFromIndexSize(tgtOff, seqLen, target.length);
+        tokens.read(s, input, inOff, seqLen);
+        // the target is the input shifted by one: copy the overlap, read only the last token
+        System.arraycopy(input, inOff + 1, target, tgtOff, seqLen - 1);
+        tokens.read(s + seqLen, target, tgtOff + seqLen - 1, 1);
     }
 
     /** Window indices of a train/validation split (each ascending). */
@@ -269,6 +285,14 @@ public final class TokenWindows {
 
         /** The window order of an epoch. */
         public int[] order(int e) {
+            return orderOf(e).clone();
+        }
+
+        /**
+         * The cached order of epoch {@code e} (not copied: a batch must not cost a copy of the whole epoch).
+         * Synchronized so that rank threads may call {@link #get(int, int, int, int)} on one instance.
+         */
+        private synchronized int[] orderOf(int e) {
             if (orderEpoch != e) {
                 int[] o = windows.clone();
                 if (shuffle) {
@@ -284,15 +308,29 @@ public final class TokenWindows {
                 order = o;
                 orderEpoch = e;
             }
-            return order.clone();
+            return order;
         }
 
         /** Batch {@code step} of epoch {@code e} (does not move the cursor). */
         public Batch get(int e, int s) {
+            return get(e, s, 0, 1);
+        }
+
+        /**
+         * Data-parallel rank {@code rank}'s part of batch {@code s} of epoch {@code e}: rows
+         * {@code [rank*b/ranks, (rank+1)*b/ranks)} of the global batch of {@code b} windows, so that the
+         * ranks together see exactly the one-rank batch, in its order, whatever {@code ranks} is. Only
+         * that part's windows are read.
+         */
+        public Batch get(int e, int s, int rank, int ranks) {
             Objects.checkIndex(s, perEpoch);
-            order(e);
-            int from = s * batchSize;
-            int b = Math.min(batchSize, windows.length - from);
+            if (ranks <= 0) throw new IllegalArgumentException("ranks must be positive: " + ranks);
+            Objects.checkIndex(rank, ranks);
+            int[] order = orderOf(e);
+            int start = s * batchSize;
+            int global = Math.min(batchSize, windows.length - start);
+            int from = start + (int) ((long) rank * global / ranks);
+            int b = start + (int) ((long) (rank + 1) * global / ranks) - from;
             int[] ws = Arrays.copyOfRange(order, from, from + b);
             int[] in = new int[b * seqLen];
             int[] tg = new int[b * seqLen];
@@ -304,7 +342,12 @@ public final class TokenWindows {
 
         /** The next batch; rolls over into the next epoch after the last batch of one. */
         public Batch next() {
-            Batch b = get(epoch, step);
+            return next(0, 1);
+        }
+
+        /** Rank {@code rank} of {@code ranks}' part of the next batch (see {@link #get(int, int, int, int)}). */
+        public Batch next(int rank, int ranks) {
+            Batch b = get(epoch, step, rank, ranks);
             if (++step == perEpoch) {
                 step = 0;
                 epoch++;

@@ -15,6 +15,7 @@ import dev.exeunt.model.io.SafetensorsCheckpoint;
 import dev.exeunt.model.io.SafetensorsDtype;
 import dev.exeunt.model.io.SafetensorsTensorInfo;
 import dev.exeunt.model.io.SafetensorsWriter;
+import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenDatasetReader;
 import dev.exeunt.model.io.TokenDatasetWriter;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
@@ -154,6 +155,25 @@ class ReaderFuzzTest {
     }
 
     static void useArrow(Path file) throws IOException {
+        // the memory-mapped path first: it must refuse as cleanly, and where both read, agree with the reader
+        int[] mapped = null;
+        CheckpointFormatException mappedError = null;
+        try (TokenDataset ds = TokenDataset.open(file)) {
+            mapped = new int[Math.toIntExact(ds.tokenCount())];
+            ds.read(0, mapped, 0, mapped.length);
+        } catch (CheckpointFormatException e) {
+            mappedError = e;
+        } catch (java.io.UncheckedIOException e) {
+            if (!(e.getCause() instanceof CheckpointFormatException c)) throw e;
+            mappedError = c;
+        }
+        try (TokenDatasetReader r = TokenDatasetReader.open(file)) {
+            int[] plain = r.readAllTokens(OptionalInt.empty());
+            if (mapped != null && !java.util.Arrays.equals(mapped, plain)) {
+                throw new AssertionError("memory-mapped tokens differ from the reader's: " + java.util.Arrays.toString(mapped) + " vs " + java.util.Arrays.toString(plain));
+            }
+        }
+        if (mappedError != null) throw mappedError; // the reader read it, but the mapped path refused it
         try (TokenDatasetReader r = TokenDatasetReader.open(file)) {
             TokenDatasetWriter.Stats st = r.stats();
             int[] flat = r.readAllTokens(OptionalInt.of(0));
