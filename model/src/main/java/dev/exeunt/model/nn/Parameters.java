@@ -88,6 +88,10 @@ public class Parameters implements AutoCloseable {
         int[] shape = fullShape.clone();
         if (shape.length > 0) {
             if (dim < 0 || dim >= shape.length) throw new IllegalArgumentException("dim " + dim + " is out of range for " + name + " " + Shape.str(fullShape));
+            if (start < 0 || length < 0 || (long) start + length > fullShape[dim]) {
+                throw new IllegalArgumentException("shard [" + start + ", " + ((long) start + length) + ") along dim " + dim
+                        + " is outside " + name + " " + Shape.str(fullShape));
+            }
             shape[dim] = length;
         }
         if (source != null) return supplied(name, shape);

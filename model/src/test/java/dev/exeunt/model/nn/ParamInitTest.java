@@ -192,6 +192,10 @@ class ParamInitTest {
             float[] f = values(w);
             assertArrayEquals(bits(Arrays.copyOfRange(f, 20 * 24, 40 * 24)), bits(values(shard)));
         }
+        try (var zeroed = new Parameters(Device.CPU, SEED, false)) { // a model about to be loaded checks its shards too
+            var e = assertThrows(IllegalArgumentException.class, () -> zeroed.normalShard("w", 0.02f, new int[] {4, 6}, 1, 4, 3));
+            assertTrue(e.getMessage().contains("[4, 7) along dim 1") && e.getMessage().contains("w [4, 6]"), e.getMessage());
+        }
     }
 
     /** The whole model: parameters are those ParamInit gives their names, and EE-Tuning's exits match a fresh model's. */
