@@ -7,16 +7,20 @@ import dev.exeunt.tensor.ops.Ops;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.SplittableRandom;
 
 /**
  * A model's named parameters, in creation order, named as in Hugging Face checkpoints. Parameters
  * live outside every scope until {@link #close()}; each can be frozen (no gradient).
+ *
+ * <p>Random initial values come from {@link ParamInit}: a parameter's values depend only on the seed,
+ * its name and its full shape, not on which other parameters exist or the order they are created in,
+ * so a pipeline stage building only its layers, or a tensor-parallel shard ({@link #normalShard}),
+ * starts from exactly the weights a single rank would have.
  */
 public class Parameters implements AutoCloseable {
     private final Map<String, Tensor> byName = new LinkedHashMap<>();
     private final Device device;
-    private final SplittableRandom rng;
+    private final long seed;
     private final boolean initialise;
     private final Source source;
 
@@ -38,7 +42,7 @@ public class Parameters implements AutoCloseable {
     /** With {@code initialise} false every parameter starts at zero, for models about to be loaded from disk. */
     public Parameters(Device device, long seed, boolean initialise) {
         this.device = device;
-        this.rng = new SplittableRandom(seed);
+        this.seed = seed;
         this.initialise = initialise;
         this.source = null;
     }
@@ -49,7 +53,7 @@ public class Parameters implements AutoCloseable {
      */
     public Parameters(Device device, Source source) {
         this.device = device;
-        this.rng = new SplittableRandom(0);
+        this.seed = 0;
         this.initialise = false;
         this.source = java.util.Objects.requireNonNull(source);
     }
@@ -72,14 +76,32 @@ public class Parameters implements AutoCloseable {
 
     /** N(0, std) initialised parameter. */
     public Tensor normal(String name, float std, int... shape) {
-        if (source != null) return supplied(name, shape);
-        if (!initialise) return add(name, Ops.unowned(() -> Tensor.zeros(shape)));
-        return add(name, Ops.unowned(() -> Tensor.randn(rng.split(), std, shape)));
+        return normalShard(name, std, shape, 0, 0, shape.length == 0 ? 1 : shape[0]);
     }
 
-    /** A fresh N(0, std) tensor from this store's generator, not registered (for another store to own). */
-    Tensor detachNormal(float std, int... shape) {
-        return Ops.unowned(() -> Tensor.randn(rng.split(), std, shape));
+    /**
+     * A tensor-parallel shard of an N(0, std) parameter whose unsharded shape is {@code fullShape}: its
+     * elements {@code [start, start + length)} along {@code dim}, registered under {@code name} with
+     * the shard's shape; the values are those of the same slice of the full parameter.
+     */
+    public Tensor normalShard(String name, float std, int[] fullShape, int dim, int start, int length) {
+        int[] shape = fullShape.clone();
+        if (shape.length > 0) {
+            if (dim < 0 || dim >= shape.length) throw new IllegalArgumentException("dim " + dim + " is out of range for " + name + " " + Shape.str(fullShape));
+            if (start < 0 || length < 0 || (long) start + length > fullShape[dim]) {
+                throw new IllegalArgumentException("shard [" + start + ", " + ((long) start + length) + ") along dim " + dim
+                        + " is outside " + name + " " + Shape.str(fullShape));
+            }
+            shape[dim] = length;
+        }
+        if (source != null) return supplied(name, shape);
+        if (!initialises(name)) return add(name, Ops.unowned(() -> Tensor.zeros(shape)));
+        return add(name, Ops.unowned(() -> ParamInit.normal(seed, name, fullShape, std).slice(dim, start, length)));
+    }
+
+    /** Whether parameter {@code name} gets random values (otherwise zeros, to be loaded). */
+    protected boolean initialises(String name) {
+        return initialise;
     }
 
     public Tensor constant(String name, float value, int... shape) {

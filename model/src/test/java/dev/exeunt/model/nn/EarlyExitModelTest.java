@@ -95,7 +95,11 @@ class EarlyExitModelTest {
             Tensor mask = Tensor.of(new float[] {1, 1, 0, 1, 1, 1, 1, 1, 1, 0}, B, T);
             model.parameters().zeroGrads();
             model.forwardBackward(b[0], b[1], mask, 0, 1f);
-            double eps = 1e-2;
+            // Central differences err by about eps^2 / 6 times the third derivative: at 1e-2 that reached 10% on
+            // c_proj.bias (followed by a d=8 LayerNorm) for most seeds once the initial values changed (analytic
+            // values confirmed by eps -> 0); 1e-3 passes seeds 5..10, and the float objective's rounding
+            // (~1e-6 relative) stays far under the tolerance.
+            double eps = 1e-3;
             for (Map.Entry<String, Tensor> e : model.parameters().all().entrySet()) {
                 Tensor p = e.getValue();
                 if (p.grad() == null) fail("no gradient for " + e.getKey());
