@@ -7,7 +7,6 @@ import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
-import dev.exeunt.tensor.cpu.CpuHalf;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -431,11 +430,7 @@ public final class MpiProcessGroup implements ProcessGroup {
         long n = t.numel();
         boolean bf16 = t.dtype() == DType.BF16;
         if (fill) {
-            if (bf16) {
-                CpuHalf.bf16ToF32(target.segment(), target.offset(), staging.segment(), 0, n);
-            } else {
-                CpuHalf.f16ToF32(target.segment(), target.offset(), staging.segment(), 0, n);
-            }
+            HalfStaging.widen(target.segment(), target.offset(), staging.segment(), n, bf16);
         }
         if (writeBack) {
             work.onSuccess(() -> writeBack(staging, target, bf16));
@@ -444,12 +439,7 @@ public final class MpiProcessGroup implements ProcessGroup {
     }
 
     private static void writeBack(Tensor staging, Tensor target, boolean bf16) {
-        long n = target.numel();
-        if (bf16) {
-            CpuHalf.f32ToBf16(staging.segment(), 0, target.segment(), target.offset(), n);
-        } else {
-            CpuHalf.f32ToF16(staging.segment(), 0, target.segment(), target.offset(), n);
-        }
+        HalfStaging.narrow(staging.segment(), target.segment(), target.offset(), target.numel(), bf16);
     }
 
     private static MemorySegment reductionType(DType dtype) {

@@ -24,9 +24,14 @@ import java.util.concurrent.locks.LockSupport;
  * those calls, so an operation advances while some thread tests or awaits any operation of the process.
  */
 final class MpiWork implements Work {
-    /** Busy polls before {@link #await()} starts sleeping between polls (oversubscribed ranks need the cores). */
+    /**
+     * Busy polls before {@link #await()} starts sleeping between polls, the first sleep, and the longest: a rank
+     * waiting for a slower one backs off exponentially so that, when ranks share cores (mpirun --oversubscribe, or
+     * other work on the machine), the waiting ones do not take the CPU from the ranks the operation waits for.
+     */
     private static final int SPINS = 200;
-    private static final long PARK_NANOS = 20_000;
+    private static final long FIRST_PARK_NANOS = 5_000;
+    private static final long MAX_PARK_NANOS = 1_000_000;
 
     private record Request(MemorySegment slot, MemorySegment status, int expectedCount, MemorySegment datatype) {
     }
@@ -141,11 +146,13 @@ final class MpiWork implements Work {
 
     @Override
     public void await() {
+        long park = FIRST_PARK_NANOS;
         for (int polls = 0; !test(); polls++) {
             if (polls < SPINS) {
                 Thread.onSpinWait();
             } else {
-                LockSupport.parkNanos(PARK_NANOS);
+                LockSupport.parkNanos(park);
+                park = Math.min(MAX_PARK_NANOS, park * 2);
             }
         }
         CommException f;

@@ -48,6 +48,15 @@ class MpiCollectivesTest {
     }
 
     @Test
+    void abortOnTheLastRankEndsTheWholeJobWithItsReason() throws Exception {
+        MpiJob.Result job = MpiJob.run(3, LIMIT, "abort");
+        System.out.println("abort on rank 2: " + job);
+        assertFalse(job.timedOut(), job::toString);
+        assertNotEquals(0, job.exitCode(), job::toString);
+        assertTrue(job.output().contains("mpi rank 2 of 3 aborts the job: abort check from rank 2"), job::toString);
+    }
+
+    @Test
     void aKilledRankEndsTheWholeJob() throws Exception {
         MpiJob.Result job = MpiJob.run(3, LIMIT, "halt", "2");
         System.out.println("rank 2 halted: " + job);

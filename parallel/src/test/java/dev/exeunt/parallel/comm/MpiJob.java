@@ -50,10 +50,11 @@ final class MpiJob {
         cmd.addAll(List.of("--mca", "btl", "self,vader"));
         cmd.addAll(List.of("-np", Integer.toString(ranks)));
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        // The flags the build gives every JVM (exeunt.jvm.flags in the parent pom), plus a small heap: N JVMs share CI's memory.
+        // The flags the build gives every JVM (exeunt.jvm.flags in the parent pom); a small heap and one compute
+        // thread per rank, since N JVMs share CI's memory and 2 cores (more threads only fight over them).
         cmd.addAll(List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "--add-opens=java.base/java.nio=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-Xmx512m",
-                "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"));
+                "-XX:+UseSerialGC", "-Dexeunt.threads=1"));
         cmd.addAll(List.of("-cp", classpath(), MpiRankMain.class.getName()));
         cmd.addAll(List.of(mainArgs));
 

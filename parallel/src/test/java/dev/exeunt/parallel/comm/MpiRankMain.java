@@ -5,7 +5,10 @@ import dev.exeunt.tensor.HostMemory;
 /**
  * One rank of an mpirun job started by {@link MpiCollectivesTest}. {@code args[0]} is the scenario:
  * <ul>
- *   <li>{@code collectives}: the checks, then a leak check; prints {@code rank R of N: all checks passed};
+ *   <li>{@code collectives}: the shared contract ({@link CollectiveChecks}), the mpi engine's own checks
+ *       ({@link MpiEngineChecks}), then a leak check; prints {@code rank R of N: all checks passed};
+ *   <li>{@code abort}: {@link CollectiveChecks#abortFromLastRank}: the last rank aborts, which under mpirun ends
+ *       the job (the others are ended by mpirun rather than seeing a CommException);
  *   <li>{@code throw R}: rank R throws (the others wait in a barrier that can never complete);
  *   <li>{@code halt R}: rank R ends itself with Runtime.halt, as a killed process would (the others wait likewise).
  * </ul>
@@ -21,6 +24,7 @@ public final class MpiRankMain {
         int rank = world.rank();
         switch (args[0]) {
             case "collectives" -> {
+                CollectiveChecks.runAll(world);
                 MpiEngineChecks.runAll(world);
                 world.barrier();
                 long live = HostMemory.allocatedBytes();
@@ -29,6 +33,7 @@ public final class MpiRankMain {
                 }
                 System.out.println("rank " + rank + " of " + world.size() + ": all checks passed");
             }
+            case "abort" -> CollectiveChecks.abortFromLastRank(world);
             case "throw" -> {
                 if (rank == Integer.parseInt(args[1])) {
                     throw new IllegalStateException("rank " + rank + " fails on purpose (exception test)");
