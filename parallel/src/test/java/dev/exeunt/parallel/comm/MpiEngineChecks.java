@@ -36,6 +36,7 @@ final class MpiEngineChecks {
         }
         asyncOutlivesCallersTensor(world);
         manyInFlight(world);
+        twoThreadsOnTwoCommunicators(world);
         badArguments(world);
         receiveSizeMismatch(world);
         world.barrier();
@@ -166,6 +167,55 @@ final class MpiEngineChecks {
             }
         } finally {
             tensors.forEach(Tensor::close);
+        }
+    }
+
+    /**
+     * Two threads of each rank run collectives at the same time, each on its own communicator (two splits with the
+     * same members: on one communicator the order of two threads' collectives would be undefined). Exercises the
+     * engine's locking: every MPI call of the process goes through one lock, and awaiting never holds it.
+     */
+    private static void twoThreadsOnTwoCommunicators(ProcessGroup world) {
+        int r = world.rank();
+        try (ProcessGroup a = world.split(0, r); ProcessGroup b = world.split(0, r)) {
+            Throwable[] failure = new Throwable[2];
+            Thread[] threads = new Thread[2];
+            ProcessGroup[] groups = {a, b};
+            for (int k = 0; k < 2; k++) {
+                int kk = k;
+                threads[k] = new Thread(() -> {
+                    try {
+                        for (int it = 0; it < 40; it++) {
+                            int step = it;
+                            try (Tensor t = filled(DType.F32, 257 + kk * 100, i -> (r + 1) * (kk + 1) + step % 3)) {
+                                groups[kk].allReduce(t, ReduceOp.SUM);
+                                int size = groups[kk].size();
+                                expect("thread " + kk + " allReduce #" + step, t,
+                                        i -> (kk + 1) * rankWeights(size) + size * (step % 3));
+                            }
+                        }
+                    } catch (Throwable e) {
+                        failure[kk] = e;
+                    }
+                }, "collectives-" + k);
+                threads[k].start();
+            }
+            for (Thread t : threads) {
+                try {
+                    t.join(60_000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("interrupted", e);
+                }
+                if (t.isAlive()) {
+                    throw new IllegalStateException(t.getName() + " did not finish 40 allReduces in 60 s");
+                }
+            }
+            for (Throwable f : failure) {
+                if (f != null) {
+                    throw new IllegalStateException("a concurrent thread failed: " + f, f);
+                }
+            }
         }
     }
 
