@@ -8,6 +8,7 @@ import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
+import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -74,7 +75,9 @@ public final class MpiProcessGroup implements ProcessGroup {
 
     /**
      * The group of all processes of the job (MPI_COMM_WORLD), initialising MPI on first call. Outside mpirun it
-     * is a group of one (MPI's singleton mode). MPI is finalised when the JVM exits normally.
+     * is a group of one (MPI's singleton mode). End a successful run with {@link #finish()}; an exit without it
+     * finalises MPI when every rank exits within 15 s of each other, and otherwise ends the job with a message
+     * (a rank leaving early must not leave the others blocked in a collective).
      *
      * @throws CommException when Open MPI is missing or does not initialise
      */
@@ -107,6 +110,36 @@ public final class MpiProcessGroup implements ProcessGroup {
         return world;
     }
 
+    /**
+     * Ends MPI for this process after every rank has called it: a barrier, then MPI_Finalize. Call it at the end
+     * of a successful run (before System.exit). Without it the exit hook tries to finish for the program, see
+     * {@link #world()}.
+     */
+    public static void finish() {
+        MpiProcessGroup w;
+        synchronized (MpiProcessGroup.class) {
+            w = world;
+        }
+        if (w == null || finished) {
+            return;
+        }
+        w.barrier();
+        MPI_LOCK.lock();
+        try {
+            Mpi.finalizeMpi();
+            finished = true;
+        } catch (RuntimeException e) {
+            throw new CommException("MPI_Finalize on " + w.describe() + " failed: " + e.getMessage(), e);
+        } finally {
+            MPI_LOCK.unlock();
+        }
+    }
+
+    /** How long the exit hook waits for the other ranks to exit too before it ends the job instead. */
+    private static final long EXIT_GRACE_NANOS = 15_000_000_000L;
+
+    private static volatile boolean finished;
+
     private static void installFailureHandling(MpiProcessGroup world) {
         Thread.UncaughtExceptionHandler previous = Thread.getDefaultUncaughtExceptionHandler();
         Thread.setDefaultUncaughtExceptionHandler((thread, e) -> {
@@ -117,19 +150,49 @@ public final class MpiProcessGroup implements ProcessGroup {
             }
             world.abort(e.toString());
         });
-        // MPI_Finalize at a normal exit: without it mpirun reports the process as failed. On an abnormal end
-        // (abort, a kill from mpirun) the process is gone before this could matter: MPI_Abort and SIGKILL do
-        // not run hooks, and mpirun follows its SIGTERM with SIGKILL.
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        // Its own communicator, so that the exit hook's barrier can never match a barrier the program still runs.
+        MemorySegment exitComm;
+        MPI_LOCK.lock();
+        try {
+            exitComm = Mpi.split(Mpi.COMM_WORLD(), 0, world.rank());
+        } finally {
+            MPI_LOCK.unlock();
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> exitHook(world, exitComm), "mpi-exit"));
+    }
+
+    /**
+     * The JVM exits without {@link #finish()} (the end of main, or System.exit on any path). MPI_Finalize would
+     * wait for every rank, so if this rank exits while the others still compute (an error path that calls
+     * System.exit), finalising here would hang the job forever. So: a barrier on a communicator of its own with a
+     * time limit; when every rank arrives (they all exit) MPI is finalised, else the job is ended with a message.
+     * (MPI_Abort and Runtime.halt run no hooks; mpirun's SIGTERM to survivors is followed by SIGKILL.)
+     */
+    private static void exitHook(MpiProcessGroup world, MemorySegment exitComm) {
+        if (finished) {
+            return;
+        }
+        MpiProcessGroup exitGroup = new MpiProcessGroup(exitComm, false, MAX_COUNT);
+        MpiWork arrived = new MpiWork("exit barrier on " + world.describe());
+        long deadline = System.nanoTime() + EXIT_GRACE_NANOS;
+        try {
+            post(arrived, () -> Mpi.ibarrier(exitGroup.comm, arrived.newRequest()));
+            while (!arrived.test()) {
+                if (System.nanoTime() > deadline) {
+                    world.abort("exiting (System.exit or the end of main, without MpiProcessGroup.finish()) while"
+                            + " other ranks still run; ending the job so that they do not wait for this rank forever");
+                }
+                LockSupport.parkNanos(1_000_000);
+            }
             MPI_LOCK.lock();
             try {
                 Mpi.finalizeMpi();
-            } catch (RuntimeException e) {
-                System.err.println(world.describe() + ": MPI_Finalize failed: " + e.getMessage());
             } finally {
                 MPI_LOCK.unlock();
             }
-        }, "mpi-finalize"));
+        } catch (RuntimeException e) {
+            world.abort("could not finish MPI at exit: " + e);
+        }
     }
 
     /** This group on the same communicator with a smaller per-call element limit (tests of the chunking). */
@@ -371,6 +434,9 @@ public final class MpiProcessGroup implements ProcessGroup {
     private void checkOpen(MpiWork work) {
         if (closed) {
             throw new CommException(work.what() + ": the group is closed");
+        }
+        if (finished) {
+            throw new CommException(work.what() + ": MPI was finished (MpiProcessGroup.finish()) in this process");
         }
     }
 

@@ -56,6 +56,27 @@ class MpiCollectivesTest {
         assertTrue(job.output().contains("mpi rank 2 of 3 aborts the job: abort check from rank 2"), job::toString);
     }
 
+    /** An error path that calls System.exit while the other ranks wait in a collective: the job ends, it does not hang. */
+    @Test
+    void systemExitOnOneRankEndsTheWholeJob() throws Exception {
+        MpiJob.Result job = MpiJob.run(3, LIMIT, "exit", "1");
+        System.out.println("System.exit on rank 1: " + job);
+        assertFalse(job.timedOut(), job::toString);
+        assertNotEquals(0, job.exitCode(), job::toString);
+        assertTrue(job.output().contains("rank 1 calls System.exit(3) on purpose"), job::toString);
+        assertTrue(job.output().contains("mpi rank 1 of 3 aborts the job: exiting"), job::toString);
+    }
+
+    /** Every rank ending main without MpiProcessGroup.finish(): the exit hook finalises MPI and the job succeeds. */
+    @Test
+    void ranksThatAllExitWithoutFinishEndCleanly() throws Exception {
+        MpiJob.Result job = MpiJob.run(2, LIMIT, "noFinish");
+        System.out.println("no finish(): " + job);
+        assertFalse(job.timedOut(), job::toString);
+        assertEquals(0, job.exitCode(), job::toString);
+        assertTrue(job.output().contains("rank 0 returns from main without finish()"), job::toString);
+    }
+
     @Test
     void aKilledRankEndsTheWholeJob() throws Exception {
         MpiJob.Result job = MpiJob.run(3, LIMIT, "halt", "2");

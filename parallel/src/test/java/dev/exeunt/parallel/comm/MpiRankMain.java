@@ -10,6 +10,8 @@ import dev.exeunt.tensor.HostMemory;
  *   <li>{@code abort}: {@link CollectiveChecks#abortFromLastRank}: the last rank aborts, which under mpirun ends
  *       the job (the others are ended by mpirun rather than seeing a CommException);
  *   <li>{@code throw R}: rank R throws (the others wait in a barrier that can never complete);
+ *   <li>{@code noFinish}: every rank returns from main without {@link MpiProcessGroup#finish()};
+ *   <li>{@code exit R}: rank R calls System.exit(3), as a command-line error path would (the others wait likewise);
  *   <li>{@code halt R}: rank R ends itself with Runtime.halt, as a killed process would (the others wait likewise).
  * </ul>
  * A failure on any rank reaches the uncaught-exception handler {@link MpiProcessGroup#world()} installed,
@@ -32,11 +34,23 @@ public final class MpiRankMain {
                     throw new IllegalStateException("rank " + rank + " leaked " + live + " bytes of tensor memory");
                 }
                 System.out.println("rank " + rank + " of " + world.size() + ": all checks passed");
+                MpiProcessGroup.finish();
             }
             case "abort" -> CollectiveChecks.abortFromLastRank(world);
             case "throw" -> {
                 if (rank == Integer.parseInt(args[1])) {
                     throw new IllegalStateException("rank " + rank + " fails on purpose (exception test)");
+                }
+                world.barrier();
+            }
+            case "noFinish" -> {
+                world.barrier();
+                System.out.println("rank " + rank + " returns from main without finish()");
+            }
+            case "exit" -> {
+                if (rank == Integer.parseInt(args[1])) {
+                    System.err.println("rank " + rank + " calls System.exit(3) on purpose (exit test)");
+                    System.exit(3);
                 }
                 world.barrier();
             }
