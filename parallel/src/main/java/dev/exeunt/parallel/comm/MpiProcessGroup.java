@@ -47,6 +47,10 @@ public final class MpiProcessGroup implements ProcessGroup {
     private final boolean ownsComm;
     private final int rank;
     private final int size;
+    /** This process in MPI_COMM_WORLD, for messages: a split group's own rank alone is ambiguous. */
+    private final String worldPlace;
+    /** Host and process id, for the abort message: on several machines it says where to look. */
+    private final String where;
     private final long maxCount;
     private volatile boolean closed;
 
@@ -62,6 +66,9 @@ public final class MpiProcessGroup implements ProcessGroup {
         try {
             this.rank = Mpi.rank(comm);
             this.size = Mpi.size(comm);
+            this.worldPlace = comm.address() == Mpi.COMM_WORLD().address() ? ""
+                    : " (world rank " + Mpi.rank(Mpi.COMM_WORLD()) + " of " + Mpi.size(Mpi.COMM_WORLD()) + ")";
+            this.where = "host " + Mpi.processorName() + ", pid " + ProcessHandle.current().pid();
         } finally {
             MPI_LOCK.unlock();
         }
@@ -363,7 +370,7 @@ public final class MpiProcessGroup implements ProcessGroup {
     @Override
     public RuntimeException abort(String reason) {
         System.out.flush();
-        System.err.println("exeunt: " + describe() + " aborts the job: " + reason);
+        System.err.println("exeunt: " + describe() + " aborts the job: " + reason + " (" + where + ")");
         System.err.flush();
         try {
             Mpi.abort(Mpi.COMM_WORLD(), 1); // not under MPI_LOCK: another thread may hold it while this one must end the job
@@ -400,7 +407,7 @@ public final class MpiProcessGroup implements ProcessGroup {
     // ------------------------------------------------------------------------------------------- helpers
 
     String describe() {
-        return "mpi rank " + rank + " of " + size;
+        return "mpi rank " + rank + " of " + size + worldPlace;
     }
 
     /** Validates the tensors (open, on the CPU, contiguous, a supported dtype) and names the operation. */
