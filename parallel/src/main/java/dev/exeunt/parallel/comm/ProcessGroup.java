@@ -6,7 +6,9 @@ import dev.exeunt.tensor.Tensor;
  * A group of ranks that communicate, in the terms of torch.distributed and Megatron: every rank of
  * the group calls the same collectives in the same order. Buffers are contiguous host tensors
  * (device tensors for an engine on a GPU) of F32, BF16, F16, I32 or I8; sizes are in elements and any
- * size works (no multiple of the group size is needed except where stated).
+ * size works (no multiple of the group size is needed except where stated). Every rank ends a
+ * reduction with the same bits. Integer sums wrap in two's complement (I32 modulo 2^32, I8 modulo
+ * 2^8), as MPI's and NCCL's do. Tags are >= 0, as in MPI.
  *
  * <p>Engines: {@code local} (one thread per rank in one JVM), {@code mpi} (one process per rank under
  * mpirun), {@code nccl} (GPU). Each blocking call has an asynchronous form returning a {@link Work};

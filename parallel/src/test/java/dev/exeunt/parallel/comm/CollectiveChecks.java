@@ -46,6 +46,7 @@ public final class CollectiveChecks {
         barrierKeepsCollectivesInStep(pg);
         splitUnevenColors(pg);
         asyncWithTensorsClosedBeforeAwait(pg);
+        testIsFalseUntilEveryRankHasCalled(pg);
         largeAllReduce(pg);
     }
 
@@ -279,11 +280,12 @@ public final class CollectiveChecks {
      * memory straight back): the data must still be right and no tensor memory may stay allocated.
      */
     public static void asyncWithTensorsClosedBeforeAwait(ProcessGroup pg) {
+        leavesNoTensorMemory(pg, "async forms", () -> asyncClosedBeforeAwait(pg));
+    }
+
+    private static void asyncClosedBeforeAwait(ProcessGroup pg) {
         int r = pg.rank(), s = pg.size();
         long n = (1L << 16) + 3;
-        pg.barrier();
-        long before = HostMemory.allocatedBytes();
-        pg.barrier();
 
         Tensor t = filled(DType.F32, n, i -> value(DType.F32, r, i));
         Work w = pg.allReduceAsync(t, ReduceOp.SUM);
@@ -355,12 +357,28 @@ public final class CollectiveChecks {
                 }
             }
         }
+    }
 
-        pg.barrier();
-        long after = HostMemory.allocatedBytes();
-        pg.barrier();
-        if (after != before) {
-            fail(pg, "async forms left " + (after - before) + " bytes of tensor memory allocated (" + before + " before, " + after + " after)");
+    /**
+     * Rank 0 starts an all-reduce and polls it with test(): false while rank 1 has provably not called
+     * it yet (rank 1 first waits for a message that rank 0 sends only after that test), then polled until
+     * true, which must complete it without await().
+     */
+    public static void testIsFalseUntilEveryRankHasCalled(ProcessGroup pg) {
+        int r = pg.rank(), s = pg.size();
+        if (s < 2) return;
+        try (Tensor t = filled(DType.I32, 5, i -> value(DType.I32, r, i)); Tensor token = filled(DType.I8, 1, i -> 1)) {
+            if (r == 0) {
+                Work w = pg.allReduceAsync(t, ReduceOp.MAX);
+                if (w.test()) fail(pg, "test() of an allReduce is true before rank 1 has called it");
+                pg.send(token, 1, 21);
+                while (!w.test()) Thread.onSpinWait();
+                w.await();
+            } else {
+                if (r == 1) pg.recv(token, 0, 21);
+                pg.allReduce(t, ReduceOp.MAX);
+            }
+            expect(pg, "allReduce MAX I32 completed by polling test()", t, i -> reduced(DType.I32, ReduceOp.MAX, s, i));
         }
     }
 
@@ -376,19 +394,41 @@ public final class CollectiveChecks {
 
     /** Arguments that cannot work are refused on the calling rank, before any communication, naming the problem. */
     public static void rejectsBadArguments(ProcessGroup pg) {
+        leavesNoTensorMemory(pg, "refused calls", () -> refuseBadArguments(pg));
+        barrierKeepsCollectivesInStep(pg);
+    }
+
+    private static void refuseBadArguments(ProcessGroup pg) {
         int s = pg.size();
         try (Tensor t = filled(DType.F32, 4, i -> i); Tensor small = filled(DType.F32, 3, i -> i)) {
             expectRefused(pg, "broadcast from root " + s, () -> pg.broadcast(t, s), "root", String.valueOf(s));
             expectRefused(pg, "broadcast from root -1", () -> pg.broadcast(t, -1), "root", "-1");
             expectRefused(pg, "send to rank " + s, () -> pg.send(t, s, 0), String.valueOf(s));
             expectRefused(pg, "recv from rank -1", () -> pg.recv(t, -1, 0), "-1");
+            if (s > 1) expectRefused(pg, "send with tag -1", () -> pg.send(t, (pg.rank() + 1) % s, -1), "tag", "-1");
             expectRefused(pg, "reduceScatter of " + 3 + " into 4 x " + s, () -> pg.reduceScatter(small, t, ReduceOp.SUM), "3");
             expectRefused(pg, "allGather of 4 into 3", () -> pg.allGather(t, small), "3");
         }
         Tensor closed = filled(DType.F32, 4, i -> i);
         closed.close();
         expectRefused(pg, "allReduce of a closed tensor", () -> pg.allReduce(closed, ReduceOp.SUM), "closed");
-        barrierKeepsCollectivesInStep(pg);
+    }
+
+    /**
+     * Runs {@code body} on every rank between barriers and checks the process holds as much tensor memory
+     * afterwards as before (under the local engine all ranks share the count, hence the barriers).
+     */
+    private static void leavesNoTensorMemory(ProcessGroup pg, String what, Runnable body) {
+        pg.barrier();
+        long before = HostMemory.allocatedBytes();
+        pg.barrier();
+        body.run();
+        pg.barrier();
+        long after = HostMemory.allocatedBytes();
+        pg.barrier();
+        if (after != before) {
+            fail(pg, what + " left " + (after - before) + " bytes of tensor memory allocated (" + before + " before, " + after + " after)");
+        }
     }
 
     private static void expectRefused(ProcessGroup pg, String what, Runnable call, String... mustMention) {
