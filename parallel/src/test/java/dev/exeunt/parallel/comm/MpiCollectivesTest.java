@@ -37,6 +37,16 @@ class MpiCollectivesTest {
         }
     }
 
+    /** A plain JVM, no mpirun: world() is MPI's singleton, a group of one, and the same checks pass. */
+    @Test
+    void withoutMpirunTheWorldIsAGroupOfOne() throws Exception {
+        MpiJob.Result job = MpiJob.run(0, LIMIT, "collectives");
+        System.out.println("singleton: " + job);
+        assertFalse(job.timedOut(), job::toString);
+        assertEquals(0, job.exitCode(), job::toString);
+        assertTrue(job.output().contains("rank 0 of 1: all checks passed"), job::toString);
+    }
+
     @Test
     void anExceptionOnOneRankEndsTheWholeJobWithItsMessage() throws Exception {
         MpiJob.Result job = MpiJob.run(3, LIMIT, "throw", "1");

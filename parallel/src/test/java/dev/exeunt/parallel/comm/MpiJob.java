@@ -38,7 +38,17 @@ final class MpiJob {
         return Optional.empty();
     }
 
+    /** {@code ranks} 0: one plain JVM without mpirun (MPI's singleton mode). */
     static Result run(int ranks, Duration limit, String... mainArgs) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>();
+        if (ranks > 0) {
+            cmd.addAll(mpirunPrefix(ranks));
+        }
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        return start(javaCommand(cmd, mainArgs), limit);
+    }
+
+    private static List<String> mpirunPrefix(int ranks) {
         List<String> cmd = new ArrayList<>();
         cmd.add(mpirun().orElseThrow(() -> new IllegalStateException("mpirun is not on the PATH")).toString());
         cmd.add("--oversubscribe"); // more ranks than the CI machine's 2 cores
@@ -49,7 +59,10 @@ final class MpiJob {
         // from probing network interfaces a container may lack. A real multi-machine run uses mpirun's defaults.
         cmd.addAll(List.of("--mca", "btl", "self,vader"));
         cmd.addAll(List.of("-np", Integer.toString(ranks)));
-        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        return cmd;
+    }
+
+    private static List<String> javaCommand(List<String> cmd, String... mainArgs) {
         // The flags the build gives every JVM (exeunt.jvm.flags in the parent pom); a small heap and one compute
         // thread per rank, since N JVMs share CI's memory and 2 cores (more threads only fight over them).
         cmd.addAll(List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
@@ -57,7 +70,10 @@ final class MpiJob {
                 "-XX:+UseSerialGC", "-Dexeunt.threads=1"));
         cmd.addAll(List.of("-cp", classpath(), MpiRankMain.class.getName()));
         cmd.addAll(List.of(mainArgs));
+        return cmd;
+    }
 
+    private static Result start(List<String> cmd, Duration limit) throws IOException, InterruptedException {
         Path log = Files.createTempFile("mpi-job-", ".log");
         try {
             ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
