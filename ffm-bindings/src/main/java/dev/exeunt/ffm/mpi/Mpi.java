@@ -159,6 +159,14 @@ public final class Mpi {
         return MpiHandles.MPI_LONG_LONG();
     }
 
+    public static MemorySegment INT8() {
+        return MpiHandles.MPI_INT8_T();
+    }
+
+    public static MemorySegment UINT16() {
+        return MpiHandles.MPI_UINT16_T();
+    }
+
     public static MemorySegment BYTE() {
         return MpiHandles.MPI_BYTE();
     }
@@ -282,6 +290,53 @@ public final class Mpi {
     /** MPI_Wait on a request slot from {@link #isend}/{@link #irecv} (MPI sets it to MPI_REQUEST_NULL). */
     public static void await(MemorySegment requestSlot, MemorySegment status) {
         check(mpi_h.MPI_Wait(requestSlot, status), "MPI_Wait");
+    }
+
+    // ------------------------------------------------------------------------------------------- nonblocking collectives
+
+    /*
+     * Each returns nothing and writes its MPI_Request into {@code requestSlot} (an ADDRESS-sized segment that must
+     * outlive the request); complete it with {@link #test} or {@link #await}. Buffers must stay valid until then.
+     */
+
+    /** MPI_Iallreduce; {@link MpiHandles#MPI_IN_PLACE()} as {@code send} reduces {@code recv} in place. */
+    public static void iallreduce(MemorySegment send, MemorySegment recv, int count, MemorySegment datatype, MemorySegment op,
+                                  MemorySegment comm, MemorySegment requestSlot) {
+        check(mpi_h.MPI_Iallreduce(send, recv, count, datatype, op, comm, requestSlot), "MPI_Iallreduce");
+    }
+
+    /** MPI_Ireduce to {@code root}; {@code recv} is only written (and may be NULL) elsewhere than on the root. */
+    public static void ireduce(MemorySegment send, MemorySegment recv, int count, MemorySegment datatype, MemorySegment op, int root,
+                               MemorySegment comm, MemorySegment requestSlot) {
+        check(mpi_h.MPI_Ireduce(send, recv, count, datatype, op, root, comm, requestSlot), "MPI_Ireduce");
+    }
+
+    public static void ireduceScatterBlock(MemorySegment send, MemorySegment recv, int recvCount, MemorySegment datatype,
+                                           MemorySegment op, MemorySegment comm, MemorySegment requestSlot) {
+        check(mpi_h.MPI_Ireduce_scatter_block(send, recv, recvCount, datatype, op, comm, requestSlot), "MPI_Ireduce_scatter_block");
+    }
+
+    public static void iallgather(MemorySegment send, int sendCount, MemorySegment sendType, MemorySegment recv, int recvCount,
+                                  MemorySegment recvType, MemorySegment comm, MemorySegment requestSlot) {
+        check(mpi_h.MPI_Iallgather(send, sendCount, sendType, recv, recvCount, recvType, comm, requestSlot), "MPI_Iallgather");
+    }
+
+    public static void ibcast(MemorySegment buffer, int count, MemorySegment datatype, int root, MemorySegment comm,
+                              MemorySegment requestSlot) {
+        check(mpi_h.MPI_Ibcast(buffer, count, datatype, root, comm, requestSlot), "MPI_Ibcast");
+    }
+
+    public static void ibarrier(MemorySegment comm, MemorySegment requestSlot) {
+        check(mpi_h.MPI_Ibarrier(comm, requestSlot), "MPI_Ibarrier");
+    }
+
+    /**
+     * MPI_Test on a request slot; {@code flag} is a JAVA_INT scratch segment. Returns whether the request completed
+     * (MPI then sets the slot to MPI_REQUEST_NULL, and testing it again returns true).
+     */
+    public static boolean test(MemorySegment requestSlot, MemorySegment flag, MemorySegment status) {
+        check(mpi_h.MPI_Test(requestSlot, flag, status), "MPI_Test");
+        return flag.get(ValueLayout.JAVA_INT, 0) != 0;
     }
 
     // ------------------------------------------------------------------------------------------- helpers

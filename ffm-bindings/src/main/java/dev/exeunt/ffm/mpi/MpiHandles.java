@@ -103,6 +103,15 @@ public final class MpiHandles {
         return ompi_mpi_int64_t$constants.SEGMENT;
     }
 
+    private static final class ompi_mpi_int8_t$constants {
+        static final MemorySegment SEGMENT = mpi_h.findOrThrow("ompi_mpi_int8_t");
+    }
+
+    /** {@code &ompi_mpi_int8_t} (struct ompi_predefined_datatype_t). */
+    public static MemorySegment ompi_mpi_int8_t() {
+        return ompi_mpi_int8_t$constants.SEGMENT;
+    }
+
     private static final class ompi_mpi_uint16_t$constants {
         static final MemorySegment SEGMENT = mpi_h.findOrThrow("ompi_mpi_uint16_t");
     }
@@ -223,6 +232,11 @@ public final class MpiHandles {
     /** {@code MPI_INT64_T}, i.e. {@code &ompi_mpi_int64_t}. */
     public static MemorySegment MPI_INT64_T() {
         return ompi_mpi_int64_t();
+    }
+
+    /** {@code MPI_INT8_T}, i.e. {@code &ompi_mpi_int8_t}. */
+    public static MemorySegment MPI_INT8_T() {
+        return ompi_mpi_int8_t();
     }
 
     /** {@code MPI_UINT16_T}, i.e. {@code &ompi_mpi_uint16_t}. */

@@ -2029,4 +2029,458 @@ public class mpi_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class MPI_Iallreduce {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Iallreduce");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Iallreduce$descriptor() {
+        return MPI_Iallreduce.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Iallreduce$handle() {
+        return MPI_Iallreduce.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Iallreduce$address() {
+        return MPI_Iallreduce.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Iallreduce(MemorySegment sendbuf, MemorySegment recvbuf, int count, MemorySegment datatype, MemorySegment op, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Iallreduce.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Iallreduce", sendbuf, recvbuf, count, datatype, op, comm, request);
+            }
+            return (int)mh$.invokeExact(sendbuf, recvbuf, count, datatype, op, comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Ireduce {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Ireduce");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Ireduce$descriptor() {
+        return MPI_Ireduce.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Ireduce$handle() {
+        return MPI_Ireduce.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Ireduce$address() {
+        return MPI_Ireduce.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Ireduce(MemorySegment sendbuf, MemorySegment recvbuf, int count, MemorySegment datatype, MemorySegment op, int root, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Ireduce.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Ireduce", sendbuf, recvbuf, count, datatype, op, root, comm, request);
+            }
+            return (int)mh$.invokeExact(sendbuf, recvbuf, count, datatype, op, root, comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Ireduce_scatter_block {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Ireduce_scatter_block");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Ireduce_scatter_block$descriptor() {
+        return MPI_Ireduce_scatter_block.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Ireduce_scatter_block$handle() {
+        return MPI_Ireduce_scatter_block.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Ireduce_scatter_block$address() {
+        return MPI_Ireduce_scatter_block.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Ireduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Ireduce_scatter_block(MemorySegment sendbuf, MemorySegment recvbuf, int recvcount, MemorySegment datatype, MemorySegment op, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Ireduce_scatter_block.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Ireduce_scatter_block", sendbuf, recvbuf, recvcount, datatype, op, comm, request);
+            }
+            return (int)mh$.invokeExact(sendbuf, recvbuf, recvcount, datatype, op, comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Iallgather {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Iallgather");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Iallgather$descriptor() {
+        return MPI_Iallgather.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Iallgather$handle() {
+        return MPI_Iallgather.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Iallgather$address() {
+        return MPI_Iallgather.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Iallgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Iallgather(MemorySegment sendbuf, int sendcount, MemorySegment sendtype, MemorySegment recvbuf, int recvcount, MemorySegment recvtype, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Iallgather.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Iallgather", sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
+            }
+            return (int)mh$.invokeExact(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Ibcast {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Ibcast");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Ibcast$descriptor() {
+        return MPI_Ibcast.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Ibcast$handle() {
+        return MPI_Ibcast.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Ibcast$address() {
+        return MPI_Ibcast.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Ibcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Ibcast(MemorySegment buffer, int count, MemorySegment datatype, int root, MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Ibcast.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Ibcast", buffer, count, datatype, root, comm, request);
+            }
+            return (int)mh$.invokeExact(buffer, count, datatype, root, comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Ibarrier {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Ibarrier");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibarrier(MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static FunctionDescriptor MPI_Ibarrier$descriptor() {
+        return MPI_Ibarrier.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibarrier(MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MethodHandle MPI_Ibarrier$handle() {
+        return MPI_Ibarrier.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Ibarrier(MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static MemorySegment MPI_Ibarrier$address() {
+        return MPI_Ibarrier.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Ibarrier(MPI_Comm comm, MPI_Request *request)
+     * }
+     */
+    public static int MPI_Ibarrier(MemorySegment comm, MemorySegment request) {
+        var mh$ = MPI_Ibarrier.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Ibarrier", comm, request);
+            }
+            return (int)mh$.invokeExact(comm, request);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class MPI_Test {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            mpi_h.C_INT,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER,
+            mpi_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = mpi_h.findOrThrow("MPI_Test");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)
+     * }
+     */
+    public static FunctionDescriptor MPI_Test$descriptor() {
+        return MPI_Test.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)
+     * }
+     */
+    public static MethodHandle MPI_Test$handle() {
+        return MPI_Test.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)
+     * }
+     */
+    public static MemorySegment MPI_Test$address() {
+        return MPI_Test.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)
+     * }
+     */
+    public static int MPI_Test(MemorySegment request, MemorySegment flag, MemorySegment status) {
+        var mh$ = MPI_Test.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("MPI_Test", request, flag, status);
+            }
+            return (int)mh$.invokeExact(request, flag, status);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

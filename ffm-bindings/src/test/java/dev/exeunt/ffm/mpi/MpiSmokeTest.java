@@ -113,6 +113,29 @@ class MpiSmokeTest {
     }
 
     @Test
+    void nonblockingCollectivesCompleteThroughTest() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment sum = arena.allocateFrom(ValueLayout.JAVA_FLOAT, 1.5f, -2f);
+            MemorySegment bytes = arena.allocateFrom(ValueLayout.JAVA_BYTE, (byte) -3, (byte) rank);
+            MemorySegment flag = arena.allocate(ValueLayout.JAVA_INT);
+            MemorySegment r1 = arena.allocate(ValueLayout.ADDRESS);
+            MemorySegment r2 = arena.allocate(ValueLayout.ADDRESS);
+            MemorySegment r3 = arena.allocate(ValueLayout.ADDRESS);
+            Mpi.iallreduce(MpiHandles.MPI_IN_PLACE(), sum, 2, Mpi.FLOAT(), Mpi.SUM(), Mpi.COMM_WORLD(), r1);
+            Mpi.iallreduce(MpiHandles.MPI_IN_PLACE(), bytes, 2, Mpi.INT8(), Mpi.MAX(), Mpi.COMM_WORLD(), r2);
+            Mpi.ibarrier(Mpi.COMM_WORLD(), r3);
+            for (MemorySegment r : new MemorySegment[] {r1, r2, r3}) {
+                while (!Mpi.test(r, flag, MpiHandles.MPI_STATUS_IGNORE())) {
+                    Thread.onSpinWait();
+                }
+                assertEquals(MpiHandles.MPI_REQUEST_NULL().address(), r.get(ValueLayout.ADDRESS, 0).address());
+            }
+            assertArrayEquals(new float[] {1.5f * size, -2f * size}, sum.toArray(ValueLayout.JAVA_FLOAT));
+            assertArrayEquals(new byte[] {-3, (byte) (size - 1)}, bytes.toArray(ValueLayout.JAVA_BYTE));
+        }
+    }
+
+    @Test
     void pointToPointWithSelfAndStatus() {
         MemorySegment self = Mpi.COMM_SELF();
         try (Arena arena = Arena.ofConfined()) {
