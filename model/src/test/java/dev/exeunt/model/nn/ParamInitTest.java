@@ -78,6 +78,37 @@ class ParamInitTest {
         }
     }
 
+    /**
+     * GPT-2's fused c_attn [d, 3d] sharded the way tensor parallelism regroups it (each rank owns its
+     * heads of q, k and v): three column slices filled into narrowed views of one shard tensor.
+     */
+    @Test
+    void aRegroupedFusedQkvShardIsFilledThroughViewsOfItsThreeParts() {
+        int d = 12, tp = 2, w = d / tp;
+        var init = ParamInit.normal(SEED, "h.0.attn.c_attn.weight", new int[] {d, 3 * d}, 0.02f);
+        try (Tensor full = init.full()) {
+            float[] f = values(full);
+            for (int rank = 0; rank < tp; rank++) {
+                try (Tensor shard = Tensor.zeros(d, 3 * w)) {
+                    for (int part = 0; part < 3; part++) { // q, k, v
+                        try (Tensor view = shard.narrow(1, part * w, w)) {
+                            init.fill(view, 1, part * d + rank * w);
+                        }
+                    }
+                    float[] v = values(shard);
+                    for (int r = 0; r < d; r++) {
+                        for (int part = 0; part < 3; part++) {
+                            for (int c = 0; c < w; c++) {
+                                assertEquals(Float.floatToRawIntBits(f[r * 3 * d + part * d + rank * w + c]),
+                                        Float.floatToRawIntBits(v[r * 3 * w + part * w + c]), "rank " + rank + " row " + r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void middleDimensionSlicesOfARank3TensorAndNonContiguousDestinationsMatchToo() {
         var init = ParamInit.normal(SEED, "x", new int[] {4, 6, 5}, 1f);
