@@ -49,17 +49,7 @@ public interface TokenDataset extends AutoCloseable {
      * @return true when they differ but {@code force} lets them through
      */
     default boolean checkTokenizer(String hash, String whose, boolean force) throws IOException {
-        String mine = tokenizerHash();
-        String from = tokenizerPath();
-        boolean forced = dev.exeunt.model.tokenizer.TokenizerMismatchException.check("dataset " + describe()
-                + " was tokenized with tokenizer %s" + (from == null ? "" : " (" + from + ")") + " but " + whose + " %s",
-                mine, hash, force);
-        if (forced) {
-            System.err.println("warning: --force: dataset " + describe() + " was tokenized with "
-                    + dev.exeunt.model.tokenizer.TokenizerHash.shortForm(mine) + ", not "
-                    + dev.exeunt.model.tokenizer.TokenizerHash.shortForm(hash));
-        }
-        return forced;
+        return DatasetTokenizerCheck.check(describe(), tokenizerHash(), tokenizerPath(), hash, whose, force);
     }
 
     /** The largest token id (-1 when empty): one sequential pass, a bounded buffer at a time. */

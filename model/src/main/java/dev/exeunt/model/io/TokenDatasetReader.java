@@ -1,7 +1,5 @@
 package dev.exeunt.model.io;
 
-import dev.exeunt.model.tokenizer.TokenizerHash;
-import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.Tensor;
@@ -228,15 +226,7 @@ public final class TokenDatasetReader implements AutoCloseable {
      * @return true when they differ but {@code force} lets them through
      */
     public boolean checkTokenizer(String hash, String whose, boolean force) throws IOException {
-        String mine = tokenizerHash();
-        String from = metadata(TokenDatasetWriter.TOKENIZER_PATH);
-        boolean forced = TokenizerMismatchException.check("dataset " + path + " was tokenized with tokenizer %s"
-                + (from == null ? "" : " (" + from + ")") + " but " + whose + " %s", mine, hash, force);
-        if (forced) {
-            System.err.println("warning: --force: dataset " + path + " was tokenized with " + TokenizerHash.shortForm(mine)
-                    + ", not " + TokenizerHash.shortForm(hash));
-        }
-        return forced;
+        return DatasetTokenizerCheck.check(path.toString(), tokenizerHash(), metadata(TokenDatasetWriter.TOKENIZER_PATH), hash, whose, force);
     }
 
     /** Names of all columns of the file. */
