@@ -118,9 +118,17 @@ class DataParallelTrainingTest {
     record RankResult(List<double[]> steps, Map<String, float[]> weights) {}
 
     static RankResult trainRank(ModelConfig mc, TokenWindows windows, GradientSync sync, Path out) {
+        return trainRank(mc, windows, sync, out, config(), Integer.MAX_VALUE, false);
+    }
+
+    /** {@code stopAfter} iterations of {@code cfg} (then a checkpoint), continuing the checkpoint in {@code out} when {@code resume}. */
+    static RankResult trainRank(ModelConfig mc, TokenWindows windows, GradientSync sync, Path out, TrainConfig cfg, int stopAfter,
+                                boolean resume) {
         var rec = new Recording(sync);
-        try (var model = EarlyExitModel.create(mc, Device.CPU, 3);
-             var trainer = new Trainer(model, tokenizer, windows, config(), out, null, rec)) {
+        try (var model = EarlyExitModel.create(mc, Device.CPU, resume ? 99 : 3);
+             var trainer = new Trainer(model, tokenizer, windows, cfg, out, null, rec)) {
+            if (resume) trainer.resumeFrom(out);
+            trainer.stopAfter(stopAfter);
             trainer.train();
             Map<String, float[]> w = new LinkedHashMap<>();
             model.parameters().all().forEach((k, v) -> w.put(k, v.toFloatArray()));
@@ -219,6 +227,41 @@ class DataParallelTrainingTest {
     @Test
     void llamaWithMlpAndNormExitsAndTokenWeightsMatchesOneRank(@TempDir Path dir) throws IOException {
         assertSameAsOneRank(llama(), dir);
+    }
+
+    @Test
+    void aRunSavedAtDp2ResumesAtDp4AsOneRankWouldContinue(@TempDir Path dir) {
+        var windows = TokenWindows.of(tokens, SEQ);
+        TrainConfig cfg = config().withIters(4);
+        ModelConfig mc = gpt2();
+        RankResult one = trainRank(mc, windows, GradientSync.SINGLE, dir.resolve("one"), cfg, Integer.MAX_VALUE, false);
+        Path out = dir.resolve("dp");
+        List<RankResult> first = LocalWorld.run(2, pg -> {
+            try (var sync = new DataParallelGradientSync(pg)) {
+                return trainRank(mc, windows, sync, out, cfg, 2, false);
+            }
+        });
+        // The resumed ranks start from other random weights (seed 99): everything must come from the checkpoint.
+        List<RankResult> rest = LocalWorld.run(4, pg -> {
+            try (var sync = new DataParallelGradientSync(pg, 4096)) {
+                return trainRank(mc, windows, sync, out, cfg, Integer.MAX_VALUE, true);
+            }
+        });
+        List<double[]> steps = new ArrayList<>(first.get(0).steps());
+        steps.addAll(rest.get(0).steps());
+        assertEquals(4, steps.size());
+        for (int s = 0; s < 4; s++) {
+            for (int i = 0; i < steps.get(s).length; i++) {
+                double a = one.steps().get(s)[i], b = steps.get(s)[i];
+                assertTrue(Math.abs(a - b) <= LOSS_REL * Math.abs(a), "step " + s + " loss[" + i + "] " + b + " vs one rank " + a);
+            }
+        }
+        for (RankResult r : rest) {
+            for (var e : one.weights().entrySet()) {
+                float[] a = e.getValue(), b = r.weights().get(e.getKey());
+                for (int i = 0; i < a.length; i++) assertEquals(a[i], b[i], WEIGHT_ABS, e.getKey() + "[" + i + "]");
+            }
+        }
     }
 
     @Test
