@@ -10,10 +10,14 @@ import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
+import dev.exeunt.model.train.GradientSync;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
+import dev.exeunt.parallel.DataParallelGradientSync;
+import dev.exeunt.parallel.comm.LocalWorld;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,9 +31,11 @@ final class TrainCommand implements Main.Command {
 
     public String usage() {
         return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml]\n"
-                + "                   [--device cpu|cuda[:N]] [--force] [--json]\n"
+                + "                   [--device cpu|cuda[:N]] [--dp D] [--force] [--json]\n"
                 + "  The tokenizer defaults to tokenizer.json beside the data file. --force: train on data (or resume\n"
-                + "  a checkpoint) made with another tokenizer than --tokenizer.\n" + ModelOptions.HELP;
+                + "  a checkpoint) made with another tokenizer than --tokenizer. --dp D: D data-parallel ranks as\n"
+                + "  threads of this process, each reading --batch/D rows of every batch (same results as --dp 1).\n"
+                + ModelOptions.HELP;
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
@@ -40,11 +46,17 @@ final class TrainCommand implements Main.Command {
         Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
         TrainConfig tc = ModelOptions.train(a);
         Device device = Device.parse(a.get("device", "cpu"));
+        int dp = a.getInt("dp", 1);
+        if (dp < 1) throw new IllegalArgumentException("--dp must be >= 1, got " + dp);
+        if (tc.batchSize() % dp != 0) {
+            throw new IllegalArgumentException("--batch " + tc.batchSize() + " is not divisible by --dp " + dp
+                    + ": every data-parallel rank reads batch/dp rows of each batch");
+        }
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var result = train(mc, tc, tokenizer, data, outDir, System.err, device, force);
+        var result = train(mc, tc, tokenizer, data, outDir, System.err, device, force, dp);
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),
@@ -72,17 +84,23 @@ final class TrainCommand implements Main.Command {
     /** {@code force}: accept data, or a checkpoint to resume, made with another tokenizer than {@code tokenizer}. */
     static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
                                 Path outDir, PrintStream console, Device device, boolean force) throws IOException {
+        return train(mc, tc, tokenizer, data, outDir, console, device, force, 1);
+    }
+
+    /** {@code dp}: data-parallel ranks, run as threads of this JVM over the local engine. */
+    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
+                                Path outDir, PrintStream console, Device device, boolean force, int dp) throws IOException {
         String tokenizerHash = TokenizerHash.of(tokenizer);
         // memory-mapped, not loaded: the data may be larger than the heap; each step reads its windows
         try (var tokens = TokenDataset.open(data)) {
             tokens.checkTokenizer(tokenizerHash, "the tokenizer given to train uses", force);
-            return train(mc, tc, tokenizer, tokenizerHash, data, tokens, outDir, console, device, force);
+            return train(mc, tc, tokenizer, tokenizerHash, data, tokens, outDir, console, device, force, dp);
         }
     }
 
     private static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, String tokenizerHash,
-                                        Path data, TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean force)
-            throws IOException {
+                                        Path data, TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean force,
+                                        int dp) throws IOException {
         int maxId = tokens.maxTokenId();
         if (maxId >= tokenizer.vocabSize()) {
             throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
@@ -105,8 +123,24 @@ final class TrainCommand implements Main.Command {
         var windows = TokenWindows.of(tokens, tc.seqLen());
         var eos = tokenizer.eosId();
         var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), eos.orElse(-1));
+        if (dp == 1) return trainRank(config, tc, tokenizer, windows, tokens, outDir, console, device, resume, GradientSync.SINGLE);
+        // Every rank builds its own replica (initialisation depends only on the seed, so all start equal);
+        // rank 0's result is the run's. A failure on any rank ends all of them with its message.
+        return LocalWorld.run(dp, pg -> {
+            try (var sync = new DataParallelGradientSync(pg)) {
+                return trainRank(config, tc, tokenizer, windows, tokens, outDir, console, device, resume, sync);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }).get(0);
+    }
+
+    private static Trainer.Result trainRank(dev.exeunt.model.config.ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer,
+                                            TokenWindows windows, TokenDataset tokens, Path outDir, PrintStream console,
+                                            Device device, boolean resume, GradientSync sync) throws IOException {
+        if (!sync.logs()) console = null;
         try (var model = EarlyExitModel.create(config, device, tc.seed());
-             var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console)) {
+             var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync)) {
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),
                         trainer.split().train().length, tc.seqLen(), trainer.split().validation().length);

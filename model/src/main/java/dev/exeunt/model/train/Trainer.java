@@ -34,6 +34,10 @@ import java.util.Set;
  * the last checkpoint stays good. Checkpoints hold everything a resume needs to continue the same
  * loss curve bit for bit, and are published by {@link CheckpointStore}, so a crash at any point leaves
  * the newest complete one to resume from; the log keeps exactly the lines up to it.
+ *
+ * <p>Under data parallelism (a {@link GradientSync} over several ranks, one Trainer per rank, each with
+ * its own replica of the model) each rank reads only its rows of every global batch, gradients and the
+ * logged losses are averaged over the ranks, and only rank 0 prints, writes the log and saves.
  */
 public final class Trainer implements AutoCloseable {
     /** What a run produced. */
@@ -52,18 +56,34 @@ public final class Trainer implements AutoCloseable {
     private final AdamW optimizer;
     private final TokenWindows.Split split;
     private final TokenWindows.Batches batches;
+    private final GradientSync sync;
     private int startIter;
     private int stopAfter = Integer.MAX_VALUE;
 
     public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
                    PrintStream console) {
+        this(model, tokenizer, windows, cfg, outDir, console, GradientSync.SINGLE);
+    }
+
+    /**
+     * One data-parallel rank's trainer: {@code cfg.batchSize()} is the global micro-batch, split evenly
+     * over {@code sync.ranks()}; {@code console} and {@code outDir} are used by rank 0 only.
+     */
+    public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
+                   PrintStream console, GradientSync sync) {
+        if (cfg.batchSize() % sync.ranks() != 0) {
+            throw new IllegalArgumentException("batch size " + cfg.batchSize() + " is not divisible by the " + sync.ranks()
+                    + " data-parallel ranks; every rank needs the same number of rows for the averaged gradient to equal "
+                    + "the one-rank gradient");
+        }
+        this.sync = sync;
         this.model = model;
         this.tokenizer = tokenizer;
         this.windows = windows;
         this.cfg = cfg;
         this.outDir = outDir;
         this.store = store(outDir);
-        this.console = console;
+        this.console = sync.logs() ? console : null;
         this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
         this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
@@ -89,7 +109,8 @@ public final class Trainer implements AutoCloseable {
      * optimiser moments, step counts and data cursor.
      */
     public void resumeFrom(Path dir) throws IOException {
-        store(dir).recover();
+        // Other ranks only read: the caller recovers the directory (recoverOutput) before any rank starts.
+        if (sync.logs()) store(dir).recover();
         Optional<CheckpointManifest> manifest = CheckpointManifest.read(dir);
         if (manifest.isPresent()) manifest.get().verify(dir);
         TrainingState state = TrainingState.read(dir);
@@ -121,11 +142,13 @@ public final class Trainer implements AutoCloseable {
     }
 
     public Result train() throws IOException {
-        store.recover();
-        store.requireReplaceable();
-        Files.createDirectories(outDir);
-        // A fresh start owns the log; lines of an earlier, unsaved or abandoned run would look like this one's.
-        if (startIter == 0) Files.deleteIfExists(outDir.resolve(LOG));
+        if (sync.logs()) {
+            store.recover();
+            store.requireReplaceable();
+            Files.createDirectories(outDir);
+            // A fresh start owns the log; lines of an earlier, unsaved or abandoned run would look like this one's.
+            if (startIter == 0) Files.deleteIfExists(outDir.resolve(LOG));
+        }
         Map<String, Tensor> trainable = model.parameters().trainable();
         long tokensPerIter = (long) cfg.batchSize() * cfg.gradAccum() * cfg.seqLen();
         long t0 = System.nanoTime();
@@ -139,7 +162,7 @@ public final class Trainer implements AutoCloseable {
                 double total = 0, fin = 0;
                 double[] exitLoss = new double[model.exits().size()], exitW = new double[model.exits().size()];
                 for (int micro = 0; micro < cfg.gradAccum(); micro++) {
-                    TokenWindows.Batch b = batches.next();
+                    TokenWindows.Batch b = batches.next(sync.rank(), sync.ranks());
                     try (var s = Scope.open()) {
                         Tensor ids = Tensor.ofInts(b.inputs(), b.size(), cfg.seqLen());
                         Tensor tgt = Tensor.ofInts(b.targets(), b.size(), cfg.seqLen());
@@ -152,12 +175,22 @@ public final class Trainer implements AutoCloseable {
                         }
                     }
                 }
+                // Averaged before the finiteness check, so a NaN on any rank stops every rank at the same iteration.
+                double[] logged = new double[2 + exitLoss.length];
+                logged[0] = total;
+                logged[1] = fin;
+                System.arraycopy(exitLoss, 0, logged, 2, exitLoss.length);
+                sync.averageScalars(logged);
+                total = logged[0];
+                fin = logged[1];
+                System.arraycopy(logged, 2, exitLoss, 0, exitLoss.length);
                 if (!Double.isFinite(total)) {
                     throw new TrainingDivergedException(String.format(Locale.ROOT,
                             "loss became %s at iteration %d (final head %s); stopped before updating or saving, so the "
                                     + "last checkpoint in %s is intact. Try a lower learning rate or stronger clipping.",
                             total, it, fin, outDir));
                 }
+                sync.reduceGradients(trainable);
                 double norm = AdamW.clipGradNorm(trainable, cfg.gradClip());
                 double lr = cfg.lrAt(it);
                 optimizer.step(trainable, (float) lr);
@@ -168,17 +201,17 @@ public final class Trainer implements AutoCloseable {
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
                         (System.nanoTime() - ts) / 1e6);
-                appendLog(line);
+                if (sync.logs()) appendLog(line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;
                 if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
                     lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
-                    appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
+                    if (sync.logs()) appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
-                if ((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) save(it + 1, total);
+                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && sync.logs()) save(it + 1, total);
                 if (done == stopAfter) break;
             }
         }

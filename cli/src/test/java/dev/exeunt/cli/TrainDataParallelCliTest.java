@@ -1,0 +1,62 @@
+package dev.exeunt.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code train --dp 2} (two local ranks in this JVM) writes the same train_log losses, exit losses and
+ * gradient norms as {@code --dp 1}: relative 1e-5 (float sums in another order, measured ~1e-7; see
+ * DataParallelTrainingTest) plus the log's 6-decimal rounding. A batch the ranks cannot split is refused.
+ */
+class TrainDataParallelCliTest {
+    static final Pattern NUMBER = Pattern.compile("-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?");
+
+    @Test
+    void dp2WritesTheSameLossesAsOneRank(@TempDir Path tmp) throws Exception {
+        Path corpus = tmp.resolve("corpus");
+        Files.createDirectories(corpus);
+        try (Stream<Path> files = Files.walk(Path.of("src/main/java"))) {
+            for (Path p : files.filter(f -> f.toString().endsWith(".java")).limit(12).toList()) {
+                Files.copy(p, corpus.resolve(p.getFileName().toString() + ".txt"));
+            }
+        }
+        String data = tmp.resolve("data/train.arrow").toString();
+        CliEndToEndTest.json(CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--train-tokenizer", "300", "--out", data,
+                "--json"));
+        List<String> one = train(data, tmp.resolve("dp1"), "1"), two = train(data, tmp.resolve("dp2"), "2");
+        assertEquals(3, one.size());
+        assertEquals(one.size(), two.size());
+        for (int s = 0; s < one.size(); s++) {
+            double[] a = logged(one.get(s)), b = logged(two.get(s));
+            assertEquals(4, a.length, one.get(s)); // loss, final loss, one exit loss, grad norm
+            for (int i = 0; i < a.length; i++) assertEquals(a[i], b[i], 1e-5 * Math.abs(a[i]) + 1e-6, "line " + s + ": " + two.get(s));
+        }
+        assertTrue(Files.exists(tmp.resolve("dp2/model.safetensors")));
+
+        var bad = CliEndToEndTest.exeunt("train", "--data", data, "--out", tmp.resolve("bad").toString(), "--batch", "4", "--dp", "3");
+        assertTrue(bad.code() != 0);
+        assertTrue(bad.err().contains("--batch 4 is not divisible by --dp 3"), bad.err());
+    }
+
+    static List<String> train(String data, Path out, String dp) throws Exception {
+        var r = CliEndToEndTest.json(CliEndToEndTest.exeunt("train", "--data", data, "--out", out.toString(), "--layers", "2",
+                "--d-model", "32", "--heads", "2", "--seq-len", "16", "--batch", "4", "--grad-accum", "2", "--iters", "3",
+                "--exits", "1", "--exit-kind", "mlp", "--exit-weight", "0.5", "--eval-every", "0", "--dp", dp, "--json"));
+        assertEquals(3, r.get("iterations").asInt());
+        return Files.readAllLines(out.resolve("train_log.jsonl")).stream().filter(l -> l.contains("\"loss\"")).toList();
+    }
+
+    static double[] logged(String line) {
+        String losses = line.substring(line.indexOf("\"loss\""), line.indexOf(",\"exit_weights\""));
+        String norm = line.substring(line.indexOf("\"grad_norm\""), line.indexOf(",\"tokens_per_s\""));
+        return NUMBER.matcher(losses + " " + norm).results().mapToDouble(m -> Double.parseDouble(m.group())).toArray();
+    }
+}
