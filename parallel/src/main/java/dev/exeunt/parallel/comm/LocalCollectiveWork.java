@@ -50,22 +50,7 @@ final class LocalCollectiveWork implements Work, LocalWorld.Completable {
 
     @Override
     public boolean test() {
-        if (done) return true;
-        LocalWorld w = group.world;
-        boolean ready;
-        w.lock();
-        try {
-            ready = round.complete || round.error != null || w.hasFailed();
-        } finally {
-            w.unlock();
-        }
-        if (ready) {
-            try {
-                await();
-            } catch (CommException e) {
-                // recorded; the next await() rethrows it
-            }
-        }
+        if (!done) group.world.finishIfReady(this, () -> round.complete || round.error != null);
         return done;
     }
 

@@ -100,22 +100,7 @@ final class LocalP2pWork implements Work, LocalWorld.Completable {
 
     @Override
     public boolean test() {
-        if (done) return true;
-        LocalWorld w = group.world;
-        boolean ready;
-        w.lock();
-        try {
-            ready = matched || w.hasFailed();
-        } finally {
-            w.unlock();
-        }
-        if (ready) {
-            try {
-                await();
-            } catch (CommException e) {
-                // recorded; the next await() rethrows it
-            }
-        }
+        if (!done) group.world.finishIfReady(this, () -> matched);
         return done;
     }
 

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import java.util.function.Function;
 
@@ -107,6 +108,27 @@ public final class LocalWorld {
     /** Work in flight, released at the end of {@link #run} if its rank never awaited it. */
     interface Completable {
         void release();
+    }
+
+    /**
+     * {@link Work#test()} for local work: when {@code ready} (read under the lock) holds or the job failed,
+     * finishes the work by {@code await()}; a failure is kept there for the caller's next await().
+     */
+    void finishIfReady(Work work, BooleanSupplier ready) {
+        boolean r;
+        lock();
+        try {
+            r = ready.getAsBoolean() || hasFailed();
+        } finally {
+            unlock();
+        }
+        if (r) {
+            try {
+                work.await();
+            } catch (CommException e) {
+                // recorded; the next await() rethrows it
+            }
+        }
     }
 
     void lock() {
