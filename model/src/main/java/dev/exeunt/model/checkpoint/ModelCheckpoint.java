@@ -5,12 +5,14 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.io.CheckpointFormatException;
 import dev.exeunt.model.io.SafetensorsCheckpoint;
 import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -51,10 +53,19 @@ public final class ModelCheckpoint {
         }
     }
 
-    /** Writes config, weights and tokenizer into {@code dir} (created if needed); each file is replaced atomically, the set is not. */
+    /**
+     * Writes config, weights and tokenizer into {@code dir} (created if needed); each file is replaced
+     * atomically, the set is not. A tensor-parallel model is saved whole, as one rank would save it: every
+     * rank of its group calls this and rank 0 writes ({@link TensorFiles#save(Map, java.util.function.Function,
+     * dev.exeunt.model.nn.TensorParallel, Path, Map)}).
+     */
     public static void save(EarlyExitModel model, BpeTokenizer tokenizer, Path dir) throws IOException {
-        Files.createDirectories(dir);
-        TensorFiles.save(model.parameters().all(), dir.resolve(WEIGHTS), Map.of("format", "pt", "producer", "exeunt"));
+        var params = model.parameters();
+        boolean writes = model.tensorParallel().rank() == 0;
+        if (writes) Files.createDirectories(dir);
+        TensorFiles.save(params.all(), params::shard, model.tensorParallel(), writes ? dir.resolve(WEIGHTS) : null,
+                Map.of("format", "pt", "producer", "exeunt"));
+        if (!writes) return;
         if (tokenizer != null) HfTokenizerJson.save(tokenizer, dir.resolve(TOKENIZER));
         ConfigJson.write(model.config(), tokenizer == null ? null : TokenizerHash.of(tokenizer), dir.resolve(CONFIG));
     }
@@ -123,13 +134,30 @@ public final class ModelCheckpoint {
      * and tensors the model would not use (except known buffers) at once, before copying anything.
      */
     public static void loadWeights(EarlyExitModel model, SafetensorsCheckpoint ckpt) throws IOException {
+        var params = model.parameters();
         Map<String, long[]> shapes = new LinkedHashMap<>();
-        for (var e : model.parameters().all().entrySet()) shapes.put(e.getKey(), Arrays.stream(e.getValue().shape()).asLongStream().toArray());
+        for (String name : params.all().keySet()) shapes.put(name, Arrays.stream(params.shard(name).fullShape()).asLongStream().toArray());
         CheckpointLayout.matches(shapes, ckpt);
         for (String name : shapes.keySet()) {
             try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
-                model.parameters().load(name, t);
+                loadShard(params, name, t);
             }
+        }
+    }
+
+    /**
+     * Copies this rank's part of the full tensor {@code full} into parameter {@code name}: the whole of it,
+     * or its slice when the parameter is a tensor-parallel shard, so a checkpoint of any layout loads
+     * into any other (it is always stored whole).
+     */
+    public static void loadShard(dev.exeunt.model.nn.Parameters params, String name, Tensor full) {
+        Shard shard = params.shard(name);
+        if (!shard.isSplit()) {
+            params.load(name, full);
+            return;
+        }
+        try (var s = Scope.open()) {
+            params.load(name, shard.sliceOf(full));
         }
     }
 

@@ -9,23 +9,45 @@ import dev.exeunt.tensor.ops.Ops;
 /**
  * Causal self-attention. GPT-2 projects q, k and v with one fused input-major matrix (c_attn) and
  * reads the three as strided views; Llama has separate q/k/v projections, grouped KV heads and RoPE.
+ *
+ * <p>Under tensor parallelism ({@link Heads}) each rank holds n_heads / tp query heads: the q/k/v
+ * projections are column-parallel (c_attn regrouped so a rank's columns are whole q, k and v heads),
+ * the output projection row-parallel. KV heads are split when tp divides them; when tp is a multiple
+ * of n_kv_heads, k and v are replicated (their gradients summed over ranks) and each rank reads the one
+ * kv head its query heads share.
  */
-public record Attention(ModelConfig config, Linear qkv, Linear q, Linear k, Linear v, Linear out) {
+public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, Linear k, Linear v, Linear out) {
+
+    /**
+     * The heads one rank computes: {@code q} query heads, {@code kv} kv heads starting at kv head
+     * {@code kvStart} of what the k/v projections produce (0 unless they are replicated).
+     */
+    public record Heads(int q, int kv, int kvStart, boolean kvReplicated, TensorParallel tp) {
+        static Heads of(ModelConfig c, TensorParallel tp) {
+            int h = c.nHeads(), hkv = c.nKvHeads(), n = tp.size();
+            if (h % n != 0 || (hkv % n != 0 && n % hkv != 0)) {
+                throw new IllegalArgumentException("tensor parallel size " + n + " cannot split " + h + " heads and " + hkv + " kv heads");
+            }
+            if (hkv % n == 0) return new Heads(h / n, hkv / n, 0, false, tp);
+            return new Heads(h / n, 1, tp.rank() * (h / n) / (h / hkv), true, tp);
+        }
+    }
 
     /** x [B, T, D] at positions [startPos, startPos+T); with a cache, attends over all cached positions too. */
     public Tensor forward(Tensor x, int startPos, KvCache cache) {
-        int b = x.dim(0), t = x.dim(1), d = config.dModel(), h = config.nHeads(), hkv = config.nKvHeads(), hd = config.headDim();
+        int b = x.dim(0), t = x.dim(1), h = heads.q(), hkv = heads.kv(), hd = config.headDim(), dl = h * hd;
+        Tensor in = TensorParallelRegions.copyToRegion(x, heads.tp());
         Tensor qh, kh, vh;
         if (config.family() == Family.GPT2) {
-            Tensor fused = qkv.forward(x);
-            qh = Ops.splitDim(fused.narrow(2, 0, d), 2, h, hd);
-            kh = Ops.splitDim(fused.narrow(2, d, d), 2, h, hd);
-            vh = Ops.splitDim(fused.narrow(2, 2 * d, d), 2, h, hd);
+            Tensor fused = qkv.forward(in);
+            qh = Ops.splitDim(fused.narrow(2, 0, dl), 2, h, hd);
+            kh = Ops.splitDim(fused.narrow(2, dl, dl), 2, h, hd);
+            vh = Ops.splitDim(fused.narrow(2, 2 * dl, dl), 2, h, hd);
         } else {
             float theta = (float) config.ropeTheta();
-            qh = NN.rope(Ops.splitDim(q.forward(x), 2, h, hd), startPos, theta);
-            kh = NN.rope(Ops.splitDim(k.forward(x), 2, hkv, hd), startPos, theta);
-            vh = Ops.splitDim(v.forward(x), 2, hkv, hd);
+            qh = NN.rope(Ops.splitDim(q.forward(in), 2, h, hd), startPos, theta);
+            kh = NN.rope(Ops.splitDim(kvHeads(k.forward(in)), 2, hkv, hd), startPos, theta);
+            vh = Ops.splitDim(kvHeads(v.forward(in)), 2, hkv, hd);
         }
         float scale = (float) (1.0 / Math.sqrt(hd));
         Tensor o;
@@ -35,7 +57,14 @@ public record Attention(ModelConfig config, Linear qkv, Linear q, Linear k, Line
             Tensor[] kv = cache.append(kh, vh, startPos);
             o = NN.attention(qh, kv[0], kv[1], startPos, scale);
         }
-        return out.forward(o.reshape(b, t, d));
+        return out.forward(o.reshape(b, t, dl));
+    }
+
+    /** The kv heads this rank reads of a k or v projection [.., kvFeatures] (all of them unless replicated). */
+    private Tensor kvHeads(Tensor projected) {
+        if (!heads.kvReplicated()) return projected;
+        int hd = config.headDim();
+        return projected.narrow(projected.rank() - 1, heads.kvStart() * hd, heads.kv() * hd);
     }
 
     /**
@@ -43,13 +72,14 @@ public record Attention(ModelConfig config, Linear qkv, Linear q, Linear k, Line
      * cache. The projections run once over all rows.
      */
     public Tensor forwardPacked(Tensor x, java.util.List<Packed> seqs) {
-        int d = config.dModel(), h = config.nHeads(), hkv = config.nKvHeads(), hd = config.headDim();
+        int h = heads.q(), hkv = heads.kv(), hd = config.headDim(), d = h * hd;
         float scale = (float) (1.0 / Math.sqrt(hd));
         boolean gpt2 = config.family() == Family.GPT2;
-        Tensor fused = gpt2 ? qkv.forward(x) : null;
-        Tensor qAll = gpt2 ? fused.narrow(1, 0, d) : q.forward(x);
-        Tensor kAll = gpt2 ? fused.narrow(1, d, d) : k.forward(x);
-        Tensor vAll = gpt2 ? fused.narrow(1, 2 * d, d) : v.forward(x);
+        Tensor in = TensorParallelRegions.copyToRegion(x, heads.tp());
+        Tensor fused = gpt2 ? qkv.forward(in) : null;
+        Tensor qAll = gpt2 ? fused.narrow(1, 0, d) : q.forward(in);
+        Tensor kAll = gpt2 ? fused.narrow(1, d, d) : kvHeads(k.forward(in));
+        Tensor vAll = gpt2 ? fused.narrow(1, 2 * d, d) : kvHeads(v.forward(in));
         Tensor[] outs = new Tensor[seqs.size()];
         for (int i = 0; i < outs.length; i++) {
             Packed p = seqs.get(i);
@@ -73,13 +103,20 @@ public record Attention(ModelConfig config, Linear qkv, Linear q, Linear k, Line
 
     public static Attention create(Parameters p, String prefix, ModelConfig c, float outStd) {
         int d = c.dModel(), kvDim = c.nKvHeads() * c.headDim();
+        Heads heads = Heads.of(c, p.tensorParallel());
         if (c.family() == Family.GPT2) {
-            return new Attention(c, Linear.create(p, prefix + ".c_attn", d, 3 * d, true, true, 0.02f), null, null, null,
-                    Linear.create(p, prefix + ".c_proj", d, d, true, true, outStd));
+            return new Attention(c, heads, Linear.column(p, prefix + ".c_attn", d, 3 * d, 3, true, true, 0.02f), null, null, null,
+                    Linear.row(p, prefix + ".c_proj", d, d, true, true, outStd));
         }
-        return new Attention(c, null, Linear.create(p, prefix + ".q_proj", d, d, false, false, 0.02f),
-                Linear.create(p, prefix + ".k_proj", d, kvDim, false, false, 0.02f),
-                Linear.create(p, prefix + ".v_proj", d, kvDim, false, false, 0.02f),
-                Linear.create(p, prefix + ".o_proj", d, d, false, false, outStd));
+        return new Attention(c, heads, null, Linear.column(p, prefix + ".q_proj", d, d, 1, false, false, 0.02f),
+                kvProjection(p, prefix + ".k_proj", d, kvDim, heads), kvProjection(p, prefix + ".v_proj", d, kvDim, heads),
+                Linear.row(p, prefix + ".o_proj", d, d, false, false, outStd));
+    }
+
+    /** k_proj or v_proj: column-parallel when tp divides the kv heads, else whole on every rank with a partial gradient. */
+    private static Linear kvProjection(Parameters p, String name, int d, int kvDim, Heads heads) {
+        if (!heads.kvReplicated()) return Linear.column(p, name, d, kvDim, 1, false, false, 0.02f);
+        Tensor w = p.normal(name + ".weight", 0.02f, Shard.whole(new int[] {kvDim, d}).withPartialGrad());
+        return new Linear(w, null, false);
     }
 }

@@ -30,6 +30,7 @@ public final class EarlyExitModel implements AutoCloseable {
     private final Norm finalNorm;
     private final Tensor lmHead;
     private final List<Exit> exits;
+    private final TensorParallel tp;
 
     private EarlyExitModel(ModelConfig config, Parameters params) {
         this(config, params, config.nLayers());
@@ -42,9 +43,11 @@ public final class EarlyExitModel implements AutoCloseable {
     private EarlyExitModel(ModelConfig config, Parameters params, int builtLayers) {
         this.config = config;
         this.params = params;
+        this.tp = params.tensorParallel();
         int d = config.dModel(), v = config.vocabSize();
         boolean gpt2 = config.family() == Family.GPT2;
-        tokenEmbedding = params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, v, d);
+        Shard vocabRows = Shard.split(new int[] {v, d}, 0, 1, tp);
+        tokenEmbedding = params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, vocabRows);
         positionEmbedding = gpt2 ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
         layers = new ArrayList<>();
         for (int i = 0; i < builtLayers; i++) {
@@ -52,7 +55,7 @@ public final class EarlyExitModel implements AutoCloseable {
         }
         boolean complete = builtLayers == config.nLayers();
         finalNorm = complete ? Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps()) : null;
-        lmHead = !complete ? null : config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, v, d);
+        lmHead = !complete ? null : config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, vocabRows);
         for (ExitConfig e : config.exits()) {
             if (e.inputDepth() > builtLayers || (e.kind() == ExitKind.MLP && e.layer() > builtLayers)) {
                 throw new IllegalArgumentException("exit at layer " + e.layer() + " needs more than the " + builtLayers + " layers built");
@@ -68,6 +71,20 @@ public final class EarlyExitModel implements AutoCloseable {
     /** A randomly initialised model (seeded). */
     public static EarlyExitModel create(ModelConfig config, Device device, long seed) {
         return new EarlyExitModel(config, new Parameters(device, seed));
+    }
+
+    /**
+     * One tensor-parallel rank's shard of the model {@link #create(ModelConfig, Device, long)} builds: the
+     * same layers cut by {@code tp} (attention heads, ffn width and vocabulary split over its ranks), with
+     * exactly the values of the corresponding slices of the one-rank model.
+     */
+    public static EarlyExitModel create(ModelConfig config, Device device, long seed, TensorParallel tp) {
+        return new EarlyExitModel(config, new Parameters(device, seed, true, tp));
+    }
+
+    /** One tensor-parallel rank's zeroed shard, to be filled from a checkpoint of any layout. */
+    public static EarlyExitModel allocate(ModelConfig config, Device device, TensorParallel tp) {
+        return new EarlyExitModel(config, new Parameters(device, 0, false, tp));
     }
 
     /**
@@ -117,6 +134,11 @@ public final class EarlyExitModel implements AutoCloseable {
         return params.device();
     }
 
+    /** The tensor-parallel group this model is a shard for ({@link TensorParallel#NONE} when whole). */
+    public TensorParallel tensorParallel() {
+        return tp;
+    }
+
     // ---------------------------------------------------------------- pieces
 
     /** Token (and learned position) embeddings of ids [B, T] at positions [startPos, startPos+T). */
@@ -126,7 +148,7 @@ public final class EarlyExitModel implements AutoCloseable {
             throw new IllegalArgumentException("sequence of " + (startPos + t) + " tokens exceeds the model's context of "
                     + config.maxSeqLen());
         }
-        Tensor x = NN.embedding(tokenEmbedding, ids);
+        Tensor x = VocabParallelEmbedding.lookup(tokenEmbedding, ids, tp);
         if (positionEmbedding != null) x = Ops.add(x, positionEmbedding.narrow(0, startPos, t));
         return x;
     }
@@ -141,15 +163,18 @@ public final class EarlyExitModel implements AutoCloseable {
                 throw new IllegalArgumentException("position " + positions[i] + " exceeds the model's context of " + config.maxSeqLen());
             }
         }
-        Tensor x = NN.embedding(tokenEmbedding, Tensor.ofInts(ids, ids.length));
+        Tensor x = VocabParallelEmbedding.lookup(tokenEmbedding, Tensor.ofInts(ids, ids.length), tp);
         if (positionEmbedding != null) x = Ops.add(x, NN.embedding(positionEmbedding, Tensor.ofInts(positions, positions.length)));
         return x;
     }
 
-    /** Final norm and head: logits [.., V] (a quantized head goes through {@link Linear}'s quantized path). */
+    /**
+     * Final norm and head: logits [.., V] (a quantized head goes through {@link Linear}'s quantized path);
+     * under tensor parallelism this rank's [.., V/tp] slice of them.
+     */
     public Tensor finalLogits(Tensor hidden) {
         if (finalNorm == null) throw new IllegalStateException("this model was loaded without its final layers (tuning prefix)");
-        return new Linear(lmHead, null, false).forward(finalNorm.forward(hidden));
+        return VocabParallelHead.logits(finalNorm.forward(hidden), lmHead, tp);
     }
 
     // ---------------------------------------------------------------- training
@@ -173,7 +198,7 @@ public final class EarlyExitModel implements AutoCloseable {
         Tensor[][] exitInputs = new Tensor[nExits][];
         Tensor x = backbone(ids, exitInputs, weights);
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
-        Tensor finalLoss = NN.crossEntropy(finalLogits(x), targets, opts);
+        Tensor finalLoss = VocabParallelCrossEntropy.loss(finalLogits(x), targets, opts, tp);
         double[] exitLosses = new double[nExits];
         Tensor aux = Ops.scale(finalLoss, lossScale);
         List<Tensor> grads = new ArrayList<>();
@@ -245,11 +270,11 @@ public final class EarlyExitModel implements AutoCloseable {
             opts = opts.withTemperature((float) exit.config().temperature());
             if (config.dynamicTokenWeights()) {
                 try (var g = GradMode.noGrad()) {
-                    opts = opts.withWeight(NN.topProbability(logits.detach())[0]);
+                    opts = opts.withWeight(VocabParallelCrossEntropy.topProbability(logits.detach(), tp)[0]);
                 }
             }
         }
-        return NN.crossEntropy(logits, targets, opts);
+        return VocabParallelCrossEntropy.loss(logits, targets, opts, tp);
     }
 
     /** The objective L = L_final + sum_i w_i L_i without gradients (what {@link #forwardBackward} differentiates). */
@@ -259,7 +284,7 @@ public final class EarlyExitModel implements AutoCloseable {
             double[] weights = new double[exits.size()];
             for (int i = 0; i < weights.length; i++) weights[i] = exits.get(i).config().weight().at(iteration);
             Tensor x = backbone(ids, exitInputs, weights);
-            double total = NN.crossEntropy(finalLogits(x), targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask)).item();
+            double total = VocabParallelCrossEntropy.loss(finalLogits(x), targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask), tp).item();
             for (int i = 0; i < exits.size(); i++) {
                 if (exitInputs[i] != null) total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();
             }
@@ -283,12 +308,13 @@ public final class EarlyExitModel implements AutoCloseable {
             Tensor flat = Ops.reshape(targets, new int[] {-1});
             Tensor finalLogits = finalLogits(x);
             long n = targets.numel();
-            double finalLoss = NN.crossEntropy(finalLogits, flat).item() * n;
-            int[] finalTop = NN.topProbability(finalLogits.reshape(-1, config.vocabSize()))[1].toIntArray();
+            var opts = NN.CrossEntropyOptions.DEFAULT;
+            double finalLoss = VocabParallelCrossEntropy.loss(finalLogits, flat, opts, tp).item() * n;
+            int[] finalTop = VocabParallelCrossEntropy.topProbability(finalLogits.reshape(-1, finalLogits.dim(-1)), tp)[1].toIntArray();
             for (int i = 0; i < nExits; i++) {
                 Tensor logits = exits.get(i).logits(exits.get(i).hidden(exitInputs[i], 0, null));
-                lossSum[i] = NN.crossEntropy(logits, flat).item() * n;
-                int[] top = NN.topProbability(logits.reshape(-1, config.vocabSize()))[1].toIntArray();
+                lossSum[i] = VocabParallelCrossEntropy.loss(logits, flat, opts, tp).item() * n;
+                int[] top = VocabParallelCrossEntropy.topProbability(logits.reshape(-1, logits.dim(-1)), tp)[1].toIntArray();
                 for (int k = 0; k < top.length; k++) if (top[k] == finalTop[k]) agree[i]++;
             }
             return new EvalSums(lossSum, agree, finalLoss, n);

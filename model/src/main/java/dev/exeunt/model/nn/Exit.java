@@ -12,7 +12,7 @@ import dev.exeunt.tensor.ops.Ops;
  * output head [V, D], its own or the input embedding (shared). Parameters are named
  * {@code exits.<i>.norm.*}, {@code exits.<i>.mlp.*}, {@code exits.<i>.layer.*}, {@code exits.<i>.head.weight}.
  */
-public record Exit(int index, ExitConfig config, Norm norm, Mlp branch, TransformerLayer layer, Tensor head) {
+public record Exit(int index, ExitConfig config, Norm norm, Mlp branch, TransformerLayer layer, Tensor head, TensorParallel tp) {
 
     public static String prefix(int index) {
         return "exits." + index;
@@ -31,10 +31,9 @@ public record Exit(int index, ExitConfig config, Norm norm, Mlp branch, Transfor
         };
     }
 
-    /** Logits [.., V] from the exit's hidden state. */
+    /** Logits [.., V] from the exit's hidden state (this rank's [.., V/tp] under tensor parallelism). */
     public Tensor logits(Tensor hidden) {
-        Tensor h = norm == null ? hidden : norm.forward(hidden);
-        return Ops.matmul(h, head.transpose(0, 1));
+        return VocabParallelHead.logits(norm == null ? hidden : norm.forward(hidden), head, tp);
     }
 
     /** Random initialisation (EARLY-EXIT.md section 4): N(0, 0.02), output projections scaled, norms 1, biases 0. */
@@ -46,7 +45,8 @@ public record Exit(int index, ExitConfig config, Norm norm, Mlp branch, Transfor
         Mlp branch = e.kind() == ExitKind.MLP ? Mlp.create(p, pre + ".mlp", c, outStd) : null;
         TransformerLayer layer = e.kind() == ExitKind.LAYER ? TransformerLayer.create(p, pre + ".layer", c) : null;
         Norm norm = e.kind() == ExitKind.EMBEDDING ? null : Norm.create(p, pre + ".norm", c.dModel(), rms, eps);
-        Tensor head = e.sharedHead() ? sharedEmbedding : p.normal(pre + ".head.weight", 0.02f, c.vocabSize(), c.dModel());
-        return new Exit(index, e, norm, branch, layer, head);
+        Tensor head = e.sharedHead() ? sharedEmbedding
+                : p.normal(pre + ".head.weight", 0.02f, Shard.split(new int[] {c.vocabSize(), c.dModel()}, 0, 1, p.tensorParallel()));
+        return new Exit(index, e, norm, branch, layer, head, p.tensorParallel());
     }
 }

@@ -15,10 +15,26 @@ import dev.exeunt.tensor.ops.Ops;
  * quantized: the product goes through {@code Backend.linearQuantized}. Such weights are frozen and
  * the quantized path has no backward, so it refuses inputs that require a gradient.
  */
-public record Linear(Tensor weight, Tensor bias, boolean inputMajor) {
+public record Linear(Tensor weight, Tensor bias, boolean inputMajor, Split split, TensorParallel tp) {
+    /**
+     * How the weight is cut over tensor-parallel ranks (Megatron's ColumnParallelLinear and
+     * RowParallelLinear). COLUMN: each rank holds a slice of the output features (and of the bias) and
+     * reads the whole input, which its caller passes through {@link TensorParallelRegions#copyToRegion}
+     * once for all the projections sharing it (q, k, v; gate, up), as Megatron's fused QKV does. ROW:
+     * each rank holds a slice of the input features, reads the matching slice of the input, and the
+     * partial products are summed over ranks before the (whole, replicated) bias is added once.
+     */
+    public enum Split { NONE, COLUMN, ROW }
+
+    /** A dense linear on one rank. */
+    public Linear(Tensor weight, Tensor bias, boolean inputMajor) {
+        this(weight, bias, inputMajor, Split.NONE, TensorParallel.NONE);
+    }
+
     public Tensor forward(Tensor x) {
         if (weight.dtype().isQuantized()) return forwardQuantized(x);
         Tensor y = inputMajor ? Ops.matmul(x, weight) : Ops.matmul(x, weight.transpose(0, 1));
+        if (split == Split.ROW) y = TensorParallelRegions.reduceFromRegion(y, tp);
         return bias == null ? y : Ops.add(y, bias);
     }
 
@@ -61,10 +77,31 @@ public record Linear(Tensor weight, Tensor bias, boolean inputMajor) {
         return inputMajor ? weight.dim(1) : weight.dim(0);
     }
 
-    /** Creates a linear in {@code p} named {@code prefix.weight} / {@code prefix.bias}. */
+    /** Creates a dense linear in {@code p} named {@code prefix.weight} / {@code prefix.bias}, whole on every rank. */
     public static Linear create(Parameters p, String prefix, int in, int out, boolean bias, boolean inputMajor, float std) {
         Tensor w = inputMajor ? p.normal(prefix + ".weight", std, in, out) : p.normal(prefix + ".weight", std, out, in);
         Tensor b = bias ? p.constant(prefix + ".bias", 0f, out) : null;
         return new Linear(w, b, inputMajor);
+    }
+
+    /**
+     * A column-parallel linear: this rank's slice of each of {@code groups} equal blocks of the {@code out}
+     * features (GPT-2's c_attn is 3 blocks, q k v, so each rank owns whole heads of each).
+     */
+    public static Linear column(Parameters p, String prefix, int in, int out, int groups, boolean bias, boolean inputMajor, float std) {
+        TensorParallel tp = p.tensorParallel();
+        int[] full = inputMajor ? new int[] {in, out} : new int[] {out, in};
+        Tensor w = p.normal(prefix + ".weight", std, Shard.split(full, inputMajor ? 1 : 0, groups, tp));
+        Tensor b = bias ? p.constant(prefix + ".bias", 0f, Shard.split(new int[] {out}, 0, groups, tp)) : null;
+        return new Linear(w, b, inputMajor, Split.COLUMN, tp);
+    }
+
+    /** A row-parallel linear: this rank's slice of the {@code in} features; the bias is whole. */
+    public static Linear row(Parameters p, String prefix, int in, int out, boolean bias, boolean inputMajor, float std) {
+        TensorParallel tp = p.tensorParallel();
+        int[] full = inputMajor ? new int[] {in, out} : new int[] {out, in};
+        Tensor w = p.normal(prefix + ".weight", std, Shard.split(full, inputMajor ? 0 : 1, 1, tp));
+        Tensor b = bias ? p.constant(prefix + ".bias", 0f, out) : null;
+        return new Linear(w, b, inputMajor, Split.ROW, tp);
     }
 }

@@ -19,7 +19,9 @@ import java.util.Map;
  */
 public class Parameters implements AutoCloseable {
     private final Map<String, Tensor> byName = new LinkedHashMap<>();
+    private final Map<String, Shard> shards = new LinkedHashMap<>();
     private final Device device;
+    private final TensorParallel tp;
     private final long seed;
     private final boolean initialise;
     private final Source source;
@@ -41,10 +43,19 @@ public class Parameters implements AutoCloseable {
 
     /** With {@code initialise} false every parameter starts at zero, for models about to be loaded from disk. */
     public Parameters(Device device, long seed, boolean initialise) {
+        this(device, seed, initialise, TensorParallel.NONE);
+    }
+
+    /**
+     * The parameters of one tensor-parallel rank ({@code tp}): the sharded layers register only their
+     * shards ({@link #normal(String, float, Shard)}), each with its {@link Shard}.
+     */
+    public Parameters(Device device, long seed, boolean initialise, TensorParallel tp) {
         this.device = device;
         this.seed = seed;
         this.initialise = initialise;
         this.source = null;
+        this.tp = java.util.Objects.requireNonNull(tp);
     }
 
     /**
@@ -56,6 +67,7 @@ public class Parameters implements AutoCloseable {
         this.seed = 0;
         this.initialise = false;
         this.source = java.util.Objects.requireNonNull(source);
+        this.tp = TensorParallel.NONE;
     }
 
     private Tensor supplied(String name, int[] shape) {
@@ -72,6 +84,43 @@ public class Parameters implements AutoCloseable {
 
     public Device device() {
         return device;
+    }
+
+    /** The tensor-parallel group this rank's parameters are shards for ({@link TensorParallel#NONE} for a whole model). */
+    public TensorParallel tensorParallel() {
+        return tp;
+    }
+
+    /** Where parameter {@code name} sits in the full model (whole unless a sharded layer registered a shard). */
+    public Shard shard(String name) {
+        Shard s = shards.get(name);
+        return s != null ? s : Shard.whole(get(name).shape());
+    }
+
+    /** An N(0, std) parameter of which this rank holds {@code shard}: the same values as that part of the full one. */
+    public Tensor normal(String name, float std, Shard shard) {
+        int[] full = shard.fullShape();
+        if (!shard.isSplit()) return register(name, shard, normal(name, std, full));
+        if (source != null) throw new IllegalStateException("sharded parameters cannot come from a " + source.getClass().getSimpleName());
+        int len = shard.pieceLength();
+        Tensor t = Ops.unowned(() -> Tensor.zeros(shard.localShape()));
+        if (initialises(name)) {
+            ParamInit init = ParamInit.normal(seed, name, full, std);
+            try (var s = dev.exeunt.tensor.Scope.open()) {
+                for (int g = 0; g < shard.groups(); g++) init.fill(t.narrow(shard.dim(), g * len, len), shard.dim(), shard.start(g, shard.index()));
+            }
+        }
+        return register(name, shard, add(name, t));
+    }
+
+    /** A constant parameter of which this rank holds {@code shard}. */
+    public Tensor constant(String name, float value, Shard shard) {
+        return register(name, shard, constant(name, value, shard.localShape()));
+    }
+
+    private Tensor register(String name, Shard shard, Tensor t) {
+        if (shard.isSplit() || shard.partialGrad()) shards.put(name, shard);
+        return t;
     }
 
     /** N(0, std) initialised parameter. */
@@ -173,5 +222,6 @@ public class Parameters implements AutoCloseable {
     public void close() {
         for (Tensor t : byName.values()) t.close();
         byName.clear();
+        shards.clear();
     }
 }

@@ -8,10 +8,12 @@ import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.io.SafetensorsCheckpoint;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.ops.Ops;
 import dev.exeunt.tensor.optim.AdamW;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -57,6 +59,8 @@ public final class Trainer implements AutoCloseable {
     private final TokenWindows.Split split;
     private final TokenWindows.Batches batches;
     private final GradientSync sync;
+    /** Whether this rank prints and writes: data-parallel rank 0 and tensor-parallel rank 0. */
+    private final boolean logs;
     private int startIter;
     private int stopAfter = Integer.MAX_VALUE;
 
@@ -77,13 +81,14 @@ public final class Trainer implements AutoCloseable {
                     + "the one-rank gradient");
         }
         this.sync = sync;
+        this.logs = sync.logs() && model.tensorParallel().rank() == 0;
         this.model = model;
         this.tokenizer = tokenizer;
         this.windows = windows;
         this.cfg = cfg;
         this.outDir = outDir;
         this.store = store(outDir);
-        this.console = sync.logs() ? console : null;
+        this.console = logs ? console : null;
         this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
         this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
@@ -110,16 +115,27 @@ public final class Trainer implements AutoCloseable {
      */
     public void resumeFrom(Path dir) throws IOException {
         // Other ranks only read: the caller recovers the directory (recoverOutput) before any rank starts.
-        if (sync.logs()) store(dir).recover();
+        if (logs) store(dir).recover();
         Optional<CheckpointManifest> manifest = CheckpointManifest.read(dir);
         if (manifest.isPresent()) manifest.get().verify(dir);
         TrainingState state = TrainingState.read(dir);
         try (var ckpt = SafetensorsCheckpoint.open(dir.resolve(ModelCheckpoint.WEIGHTS))) {
             ModelCheckpoint.loadWeights(model, ckpt);
         }
+        // Moments are stored whole, like the weights; a tensor-parallel rank keeps its slice of each.
         Map<String, Tensor> saved = new LinkedHashMap<>();
         try (var opt = SafetensorsCheckpoint.open(dir.resolve(TrainingState.OPTIMIZER))) {
-            for (String name : opt.names()) saved.put(name, TensorFiles.load(opt, name, Device.CPU));
+            for (String name : opt.names()) {
+                Tensor full = TensorFiles.load(opt, name, Device.CPU);
+                Shard shard = momentShard(name);
+                if (shard == null || !shard.isSplit()) {
+                    saved.put(name, full);
+                    continue;
+                }
+                try (full) {
+                    saved.put(name, Ops.unowned(() -> shard.sliceOf(full)));
+                }
+            }
             optimizer.load(saved, state.optimizerSteps(), model.parameters().trainable());
         } finally {
             saved.values().forEach(Tensor::close);
@@ -142,7 +158,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     public Result train() throws IOException {
-        if (sync.logs()) {
+        if (logs) {
             store.recover();
             store.requireReplaceable();
             Files.createDirectories(outDir);
@@ -190,8 +206,9 @@ public final class Trainer implements AutoCloseable {
                                     + "last checkpoint in %s is intact. Try a lower learning rate or stronger clipping.",
                             total, it, fin, outDir));
                 }
+                TensorParallelGradients.reducePartial(model.parameters(), trainable);
                 sync.reduceGradients(trainable);
-                double norm = AdamW.clipGradNorm(trainable, cfg.gradClip());
+                double norm = TensorParallelGradients.clip(model.parameters(), trainable, cfg.gradClip());
                 double lr = cfg.lrAt(it);
                 optimizer.step(trainable, (float) lr);
                 lastLoss = total;
@@ -201,17 +218,18 @@ public final class Trainer implements AutoCloseable {
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
                         (System.nanoTime() - ts) / 1e6);
-                if (sync.logs()) appendLog(line);
+                if (logs) appendLog(line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;
                 if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
                     lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
-                    if (sync.logs()) appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
+                    if (logs) appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
-                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && sync.logs()) save(it + 1, total);
+                // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered).
+                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && sync.rank() == 0) save(it + 1, total);
                 if (done == stopAfter) break;
             }
         }
@@ -233,14 +251,30 @@ public final class Trainer implements AutoCloseable {
 
     /** Writes the checkpoint, training state and log so far into a staging directory, then publishes it. */
     private void save(int nextIter, double loss) throws IOException {
+        var params = model.parameters();
+        if (!logs) { // another tensor-parallel rank: contribute the shards, rank 0 writes
+            ModelCheckpoint.save(model, tokenizer, null);
+            TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), null, Map.of());
+            return;
+        }
         Path staged = store.beginStaging();
         ModelCheckpoint.save(model, tokenizer, staged);
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
-        TensorFiles.save(optimizer.state(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
+        TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
         new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
         Path log = outDir.resolve(LOG);
         if (Files.exists(log)) Files.copy(log, staged.resolve(LOG));
         store.publish(nextIter);
+    }
+
+    /**
+     * The shard of an optimiser moment ({@code <param>.exp_avg}, {@code <param>.exp_avg_sq}): its
+     * parameter's; null (whole) for a name that belongs to no parameter (the optimiser ignores it).
+     */
+    private Shard momentShard(String momentName) {
+        int dot = momentName.lastIndexOf('.');
+        String param = dot < 0 ? momentName : momentName.substring(0, dot);
+        return model.parameters().has(param) ? model.parameters().shard(param) : null;
     }
 
     private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,

@@ -23,8 +23,11 @@ public final class Ops {
 
     // ---------------------------------------------------------------- autograd plumbing
 
-    /** Attaches the backward to {@code out} when grad mode is on and an input needs gradients. */
-    static Tensor record(Tensor out, String op, Tensor[] inputs, Node.Backward backward) {
+    /**
+     * Attaches the backward to {@code out} when grad mode is on and an input needs gradients. Public so
+     * that layers outside this package (e.g. tensor-parallel communication) can define their own ops.
+     */
+    public static Tensor record(Tensor out, String op, Tensor[] inputs, Node.Backward backward) {
         if (!GradMode.isEnabled()) return out;
         for (Tensor in : inputs) {
             if (in != null && in.requiresGrad()) return out.recordedBy(new Node(op, inputs, backward));

@@ -1,0 +1,41 @@
+package dev.exeunt.model.nn;
+
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.ops.NN;
+import dev.exeunt.tensor.ops.Ops;
+
+/**
+ * Megatron's VocabParallelEmbedding: rank r holds rows [r*V/tp, (r+1)*V/tp) of the token embedding; it
+ * looks up the ids it owns, contributes zeros for the others, and the sum over ranks is the full
+ * lookup. The backward touches only the owned rows (the zeroed positions carry no gradient).
+ */
+public final class VocabParallelEmbedding {
+    private VocabParallelEmbedding() {}
+
+    /** Rows of the sharded table [V/tp, D] for I32 ids of any shape: [ids..., D], replicated on every rank. */
+    public static Tensor lookup(Tensor table, Tensor ids, TensorParallel tp) {
+        if (tp.size() == 1) return NN.embedding(table, ids);
+        requireI32(ids);
+        int rows = table.dim(0), start = tp.rank() * rows;
+        int[] global = ids.toIntArray();
+        int[] local = new int[global.length];
+        float[] owned = new float[global.length];
+        for (int i = 0; i < global.length; i++) {
+            boolean mine = global[i] >= start && global[i] < start + rows;
+            local[i] = mine ? global[i] - start : 0;
+            owned[i] = mine ? 1f : 0f;
+        }
+        int[] maskShape = java.util.Arrays.copyOf(ids.shape(), ids.rank() + 1);
+        maskShape[ids.rank()] = 1;
+        Tensor localIds = Tensor.ofInts(local, ids.shape());
+        Tensor mask = Tensor.of(owned, maskShape);
+        if (!mask.device().equals(table.device())) mask = mask.to(table.device());
+        Tensor partial = Ops.mul(NN.embedding(table, localIds), mask);
+        return TensorParallelRegions.reduceFromRegion(partial, tp);
+    }
+
+    private static void requireI32(Tensor ids) {
+        if (ids.dtype() != DType.I32) throw new IllegalArgumentException("embedding ids must be I32, got " + ids.dtype());
+    }
+}

@@ -1,0 +1,63 @@
+package dev.exeunt.model.train;
+
+import dev.exeunt.model.nn.Parameters;
+import dev.exeunt.model.nn.Shard;
+import dev.exeunt.model.nn.TensorParallel;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.optim.AdamW;
+import dev.exeunt.tensor.ops.Ops;
+import java.util.Map;
+
+/**
+ * What the gradients of a tensor-parallel rank need before the update: replicated parameters that each
+ * rank only partly differentiates (shared kv heads) get the sum over ranks, and clipping uses the norm
+ * of the whole model's gradient, counting each split parameter's shards once each and each replicated
+ * parameter once (every rank holds the same copy). With one rank it is {@link AdamW#clipGradNorm}.
+ */
+final class TensorParallelGradients {
+    private TensorParallelGradients() {}
+
+    /** Sums the gradients of replicated parameters marked {@link Shard#partialGrad()} over the group. */
+    static void reducePartial(Parameters params, Map<String, Tensor> trainable) {
+        TensorParallel tp = params.tensorParallel();
+        if (tp.size() == 1) return;
+        for (var e : trainable.entrySet()) {
+            Tensor g = e.getValue().grad();
+            if (g != null && params.shard(e.getKey()).partialGrad()) tp.allReduceSum(g);
+        }
+    }
+
+    /** Scales every gradient so the global L2 norm is at most {@code maxNorm}; returns the norm before clipping. */
+    static double clip(Parameters params, Map<String, Tensor> trainable, double maxNorm) {
+        TensorParallel tp = params.tensorParallel();
+        if (tp.size() == 1) return AdamW.clipGradNorm(trainable, maxNorm);
+        double split = 0, replicated = 0;
+        for (var e : trainable.entrySet()) {
+            Tensor g = e.getValue().grad();
+            if (g == null) continue;
+            double sq = g.backend().sumOfSquares(g);
+            if (params.shard(e.getKey()).isSplit()) split += sq;
+            else replicated += sq;
+        }
+        // The shards' squares summed over ranks, as two floats (high and low part) to keep double precision.
+        float hi = (float) split, lo = (float) (split - hi);
+        double total;
+        try (Tensor t = Tensor.of(new float[] {hi, lo}, 2)) {
+            tp.allReduceSum(t);
+            float[] s = t.toFloatArray();
+            total = (double) s[0] + s[1] + replicated;
+        }
+        double norm = Math.sqrt(total);
+        if (maxNorm > 0 && norm > maxNorm) {
+            float s = (float) (maxNorm / (norm + 1e-6));
+            try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
+                for (Tensor p : trainable.values()) if (p.grad() != null) p.grad().copyFrom(Ops.scale(p.grad(), s));
+            }
+        }
+        return norm;
+    }
+}

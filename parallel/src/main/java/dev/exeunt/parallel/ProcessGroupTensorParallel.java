@@ -1,0 +1,50 @@
+package dev.exeunt.parallel;
+
+import dev.exeunt.model.nn.TensorParallel;
+import dev.exeunt.parallel.comm.ProcessGroup;
+import dev.exeunt.parallel.comm.ReduceOp;
+import dev.exeunt.tensor.Tensor;
+
+/** The model's {@link TensorParallel} seam over a tensor-parallel {@link ProcessGroup} (e.g. {@link ParallelState#tpGroup()}). */
+public final class ProcessGroupTensorParallel implements TensorParallel {
+    private final ProcessGroup group;
+
+    public ProcessGroupTensorParallel(ProcessGroup tpGroup) {
+        this.group = tpGroup;
+    }
+
+    /** The seam for {@code state}'s tensor-parallel group; {@link TensorParallel#NONE} when tp is 1. */
+    public static TensorParallel of(ParallelState state) {
+        return state.tpSize() == 1 ? TensorParallel.NONE : new ProcessGroupTensorParallel(state.tpGroup());
+    }
+
+    @Override
+    public int rank() {
+        return group.rank();
+    }
+
+    @Override
+    public int size() {
+        return group.size();
+    }
+
+    @Override
+    public void allReduceSum(Tensor t) {
+        group.allReduce(t, ReduceOp.SUM);
+    }
+
+    @Override
+    public void allReduceMax(Tensor t) {
+        group.allReduce(t, ReduceOp.MAX);
+    }
+
+    @Override
+    public void allGather(Tensor input, Tensor output) {
+        group.allGather(input, output);
+    }
+
+    @Override
+    public String toString() {
+        return "tensor parallel rank " + rank() + " of " + size() + " (" + group.engine() + ")";
+    }
+}
