@@ -20,7 +20,9 @@ import dev.exeunt.model.train.Trainer;
 import dev.exeunt.model.train.TrainingState;
 import dev.exeunt.parallel.comm.LocalWorld;
 import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.testing.LeakCheck;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -40,7 +42,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Tensor parallelism (with data parallelism) over the local engine gives the one-rank run: layouts
  * tp in {1, 2, 4} x dp in {1, 2} train GPT-2 (tied head, exits of every kind, shared and own heads) and
  * Llama (untied, grouped kv heads that tp 4 must replicate, dynamic token weights) for 3 AdamW steps
- * with clipping, and give the same per-step total, final and exit losses, the same weights on every
+ * with clipping (tp 2 and tp 4 x dp 2 also with sequence parallelism), and give the same per-step total, final and exit losses, the same weights on every
  * rank (each rank's shard equal to its slice of the one-rank weights) and the same consolidated
  * checkpoint (weights and optimizer moments) as one rank.
  *
@@ -99,6 +101,11 @@ class TensorParallelTrainingTest {
         var rec = new DataParallelTrainingTest.Recording(sync);
         try (var model = EarlyExitModel.create(mc, Device.CPU, 3, tp);
              var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), config(), out, null, rec)) {
+            try (var s = Scope.open(); var g = GradMode.noGrad()) {
+                // Under sequence parallelism the activations between regions hold this rank's positions only.
+                int positions = model.embed(Tensor.ofInts(new int[2 * SEQ], 2, SEQ), 0).dim(1);
+                assertEquals(tp.sequenceParallel() ? SEQ / tp.size() : SEQ, positions);
+            }
             trainer.train();
             Map<String, float[]> w = new LinkedHashMap<>();
             Map<String, Shard> shards = new LinkedHashMap<>();
@@ -112,11 +119,11 @@ class TensorParallelTrainingTest {
         }
     }
 
-    static List<RankResult> train(ModelConfig mc, int tp, int dp, Path out) {
+    static List<RankResult> train(ModelConfig mc, int tp, int dp, boolean sequenceParallel, Path out) {
         return LocalWorld.run(tp * dp, pg -> {
             try (var state = ParallelState.create(pg, tp, dp, 1).validate(mc);
                  var sync = new DataParallelGradientSync(state.dpGroup())) {
-                return trainRank(mc, ProcessGroupTensorParallel.of(state), sync, out);
+                return trainRank(mc, ProcessGroupTensorParallel.of(state, sequenceParallel), sync, out);
             }
         });
     }
@@ -125,11 +132,13 @@ class TensorParallelTrainingTest {
         RankResult one = trainRank(mc, TensorParallel.NONE, GradientSync.SINGLE, dir.resolve("one"));
         assertTrue(DataParallelTrainingTest.changedBy(mc, new DataParallelTrainingTest.RankResult(one.steps(), one.weights()))
                 > 100 * WEIGHT_ABS, "training moved the weights by more than the tolerance, so the comparison can fail");
-        for (int[] layout : new int[][] {{2, 1}, {4, 1}, {1, 2}, {2, 2}, {4, 2}}) {
+        // {tp, dp, sequence parallel}
+        for (int[] layout : new int[][] {{2, 1, 0}, {4, 1, 0}, {1, 2, 0}, {2, 2, 0}, {4, 2, 0}, {2, 1, 1}, {4, 2, 1}}) {
             int tp = layout[0], dp = layout[1];
-            String name = mc.family() + " tp=" + tp + " dp=" + dp;
-            Path out = dir.resolve("tp" + tp + "dp" + dp);
-            List<RankResult> ranks = train(mc, tp, dp, out);
+            boolean sp = layout[2] == 1;
+            String name = mc.family() + " tp=" + tp + " dp=" + dp + (sp ? " sequence-parallel" : "");
+            Path out = dir.resolve("tp" + tp + "dp" + dp + (sp ? "sp" : ""));
+            List<RankResult> ranks = train(mc, tp, dp, sp, out);
             double maxLossRel = 0, maxWeightAbs = 0;
             for (int r = 0; r < ranks.size(); r++) {
                 RankResult rank = ranks.get(r);

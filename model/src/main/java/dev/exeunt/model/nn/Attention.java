@@ -35,8 +35,8 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
 
     /** x [B, T, D] at positions [startPos, startPos+T); with a cache, attends over all cached positions too. */
     public Tensor forward(Tensor x, int startPos, KvCache cache) {
-        int b = x.dim(0), t = x.dim(1), h = heads.q(), hkv = heads.kv(), hd = config.headDim(), dl = h * hd;
-        Tensor in = TensorParallelRegions.copyToRegion(x, heads.tp());
+        Tensor in = TensorParallelRegions.enter(x, heads.tp());
+        int b = in.dim(0), t = in.dim(1), h = heads.q(), hkv = heads.kv(), hd = config.headDim(), dl = h * hd;
         Tensor qh, kh, vh;
         if (config.family() == Family.GPT2) {
             Tensor fused = qkv.forward(in);

@@ -148,8 +148,16 @@ public final class EarlyExitModel implements AutoCloseable {
             throw new IllegalArgumentException("sequence of " + (startPos + t) + " tokens exceeds the model's context of "
                     + config.maxSeqLen());
         }
+        if (tp.sequenceParallel() && t % tp.size() != 0) {
+            throw new IllegalArgumentException("sequence parallelism needs the sequence length (" + t + ") to be divisible by the "
+                    + tp.size() + " tensor-parallel ranks");
+        }
         Tensor x = VocabParallelEmbedding.lookup(tokenEmbedding, ids, tp);
-        if (positionEmbedding != null) x = Ops.add(x, positionEmbedding.narrow(0, startPos, t));
+        if (positionEmbedding != null) {
+            // Under sequence parallelism this rank holds positions [r*T/tp, (r+1)*T/tp) of the window.
+            int local = x.dim(1), first = startPos + (tp.sequenceParallel() ? tp.rank() * local : 0);
+            x = Ops.add(x, positionEmbedding.narrow(0, first, local));
+        }
         return x;
     }
 

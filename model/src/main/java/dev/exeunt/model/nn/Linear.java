@@ -19,10 +19,11 @@ public record Linear(Tensor weight, Tensor bias, boolean inputMajor, Split split
     /**
      * How the weight is cut over tensor-parallel ranks (Megatron's ColumnParallelLinear and
      * RowParallelLinear). COLUMN: each rank holds a slice of the output features (and of the bias) and
-     * reads the whole input, which its caller passes through {@link TensorParallelRegions#copyToRegion}
+     * reads the whole input, which its caller passes through {@link TensorParallelRegions#enter}
      * once for all the projections sharing it (q, k, v; gate, up), as Megatron's fused QKV does. ROW:
      * each rank holds a slice of the input features, reads the matching slice of the input, and the
-     * partial products are summed over ranks before the (whole, replicated) bias is added once.
+     * partial products are summed over ranks ({@link TensorParallelRegions#leave}) before the (whole,
+     * replicated) bias is added once.
      */
     public enum Split { NONE, COLUMN, ROW }
 
@@ -34,7 +35,7 @@ public record Linear(Tensor weight, Tensor bias, boolean inputMajor, Split split
     public Tensor forward(Tensor x) {
         if (weight.dtype().isQuantized()) return forwardQuantized(x);
         Tensor y = inputMajor ? Ops.matmul(x, weight) : Ops.matmul(x, weight.transpose(0, 1));
-        if (split == Split.ROW) y = TensorParallelRegions.reduceFromRegion(y, tp);
+        if (split == Split.ROW) y = TensorParallelRegions.leave(y, tp);
         return bias == null ? y : Ops.add(y, bias);
     }
 

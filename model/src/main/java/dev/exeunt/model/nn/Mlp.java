@@ -12,7 +12,7 @@ import dev.exeunt.tensor.ops.Ops;
  */
 public record Mlp(Family family, Linear fc, Linear gate, Linear up, Linear proj, TensorParallel tp) {
     public Tensor forward(Tensor x) {
-        Tensor in = TensorParallelRegions.copyToRegion(x, tp);
+        Tensor in = TensorParallelRegions.enter(x, tp);
         if (family == Family.GPT2) return proj.forward(Ops.geluTanh(fc.forward(in)));
         return proj.forward(Ops.mul(Ops.silu(gate.forward(in)), up.forward(in)));
     }

@@ -27,6 +27,20 @@ public interface TensorParallel {
     /** {@code output} (size() * n elements, contiguous) becomes every rank's {@code input} (n elements) in rank order. */
     void allGather(Tensor input, Tensor output);
 
+    /** {@code output} (n elements) becomes the sum over ranks of elements [rank*n, (rank+1)*n) of {@code input}. */
+    void reduceScatter(Tensor input, Tensor output);
+
+    /**
+     * Megatron's sequence parallelism: outside the tensor-parallel regions (norms, residuals, the
+     * embedding's output) each rank holds only its T / size() positions of every sequence, and the
+     * regions are entered by an all-gather and left by a reduce-scatter along the sequence instead of
+     * the identity and all-reduce. It saves activation memory, not bytes: an all-reduce is a
+     * reduce-scatter plus an all-gather.
+     */
+    default boolean sequenceParallel() {
+        return false;
+    }
+
     /** One rank, nothing to exchange. */
     TensorParallel NONE = new TensorParallel() {
         @Override
@@ -47,6 +61,11 @@ public interface TensorParallel {
 
         @Override
         public void allGather(Tensor input, Tensor output) {
+            output.copyFrom(input.reshape(output.shape()));
+        }
+
+        @Override
+        public void reduceScatter(Tensor input, Tensor output) {
             output.copyFrom(input.reshape(output.shape()));
         }
 

@@ -8,12 +8,16 @@ import dev.exeunt.tensor.ops.Ops;
 /**
  * Megatron's VocabParallelEmbedding: rank r holds rows [r*V/tp, (r+1)*V/tp) of the token embedding; it
  * looks up the ids it owns, contributes zeros for the others, and the sum over ranks is the full
- * lookup. The backward touches only the owned rows (the zeroed positions carry no gradient).
+ * lookup (under sequence parallelism, reduce-scattered: each rank keeps its positions). The backward
+ * touches only the owned rows (the zeroed positions carry no gradient).
  */
 public final class VocabParallelEmbedding {
     private VocabParallelEmbedding() {}
 
-    /** Rows of the sharded table [V/tp, D] for I32 ids of any shape: [ids..., D], replicated on every rank. */
+    /**
+     * Rows of the sharded table [V/tp, D] for I32 ids of any shape: [ids..., D], replicated on every rank
+     * (ids [B, T] give this rank's [B, T/tp, D] under sequence parallelism).
+     */
     public static Tensor lookup(Tensor table, Tensor ids, TensorParallel tp) {
         if (tp.size() == 1) return NN.embedding(table, ids);
         requireI32(ids);
@@ -32,7 +36,7 @@ public final class VocabParallelEmbedding {
         Tensor mask = Tensor.of(owned, maskShape);
         if (!mask.device().equals(table.device())) mask = mask.to(table.device());
         Tensor partial = Ops.mul(NN.embedding(table, localIds), mask);
-        return TensorParallelRegions.reduceFromRegion(partial, tp);
+        return TensorParallelRegions.leave(partial, tp);
     }
 
     private static void requireI32(Tensor ids) {

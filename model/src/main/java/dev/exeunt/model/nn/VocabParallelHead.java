@@ -13,6 +13,6 @@ public final class VocabParallelHead {
     /** Logits [.., V/tp] of this rank's vocabulary slice (all V with one rank; a quantized head stays quantized). */
     public static Tensor logits(Tensor hidden, Tensor head, TensorParallel tp) {
         Linear.Split split = tp.size() == 1 ? Linear.Split.NONE : Linear.Split.COLUMN;
-        return new Linear(head, null, false, split, tp).forward(TensorParallelRegions.copyToRegion(hidden, tp));
+        return new Linear(head, null, false, split, tp).forward(TensorParallelRegions.enter(hidden, tp));
     }
 }
