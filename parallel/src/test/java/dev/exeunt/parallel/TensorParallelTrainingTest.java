@@ -98,9 +98,18 @@ class TensorParallelTrainingTest {
     record RankResult(List<double[]> steps, Map<String, float[]> weights, Map<String, Shard> shards) {}
 
     static RankResult trainRank(ModelConfig mc, TensorParallel tp, GradientSync sync, Path out) {
+        return trainRank(mc, tp, sync, out, config(), Integer.MAX_VALUE, false);
+    }
+
+    /** {@code stopAfter} iterations of {@code cfg}, continuing the checkpoint in {@code out} when {@code resume}. */
+    static RankResult trainRank(ModelConfig mc, TensorParallel tp, GradientSync sync, Path out, TrainConfig cfg, int stopAfter,
+                                boolean resume) {
         var rec = new DataParallelTrainingTest.Recording(sync);
-        try (var model = EarlyExitModel.create(mc, Device.CPU, 3, tp);
-             var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), config(), out, null, rec)) {
+        // A resumed rank starts from other random weights (seed 99): everything must come from the checkpoint.
+        try (var model = EarlyExitModel.create(mc, Device.CPU, resume ? 99 : 3, tp);
+             var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), cfg, out, null, rec)) {
+            if (resume) trainer.resumeFrom(out);
+            trainer.stopAfter(stopAfter);
             try (var s = Scope.open(); var g = GradMode.noGrad()) {
                 // Under sequence parallelism the activations between regions hold this rank's positions only.
                 int positions = model.embed(Tensor.ofInts(new int[2 * SEQ], 2, SEQ), 0).dim(1);
@@ -120,10 +129,15 @@ class TensorParallelTrainingTest {
     }
 
     static List<RankResult> train(ModelConfig mc, int tp, int dp, boolean sequenceParallel, Path out) {
+        return train(mc, tp, dp, sequenceParallel, out, config(), Integer.MAX_VALUE, false);
+    }
+
+    static List<RankResult> train(ModelConfig mc, int tp, int dp, boolean sequenceParallel, Path out, TrainConfig cfg, int stopAfter,
+                                  boolean resume) {
         return LocalWorld.run(tp * dp, pg -> {
             try (var state = ParallelState.create(pg, tp, dp, 1).validate(mc);
                  var sync = new DataParallelGradientSync(state.dpGroup())) {
-                return trainRank(mc, ProcessGroupTensorParallel.of(state, sequenceParallel), sync, out);
+                return trainRank(mc, ProcessGroupTensorParallel.of(state, sequenceParallel), sync, out, cfg, stopAfter, resume);
             }
         });
     }
@@ -197,6 +211,34 @@ class TensorParallelTrainingTest {
         try (Tensor t = Tensor.of(full, shard.fullShape()); Tensor s = shard.sliceOf(t)) {
             return s.toFloatArray();
         }
+    }
+
+    /**
+     * 2 steps at tp 2 (sequence parallel), saved; 2 more resumed at tp 4 x dp 2; then 1 more resumed at
+     * one rank: the same 5 steps as one rank alone, and the same weights.
+     */
+    @Test
+    void aRunResumedInOtherLayoutsContinuesAsOneRankWould(@TempDir Path dir) throws IOException {
+        ModelConfig mc = llama();
+        TrainConfig cfg = config().withIters(5);
+        RankResult one = trainRank(mc, TensorParallel.NONE, GradientSync.SINGLE, dir.resolve("one"), cfg, Integer.MAX_VALUE, false);
+        Path out = dir.resolve("resharded");
+        List<double[]> steps = new ArrayList<>(train(mc, 2, 1, true, out, cfg, 2, false).get(0).steps());
+        steps.addAll(train(mc, 4, 2, false, out, cfg, 2, true).get(0).steps());
+        RankResult last = trainRank(mc, TensorParallel.NONE, GradientSync.SINGLE, out, cfg, Integer.MAX_VALUE, true);
+        steps.addAll(last.steps());
+        assertEquals(5, steps.size());
+        for (int s = 0; s < 5; s++) {
+            for (int i = 0; i < steps.get(s).length; i++) {
+                double a = one.steps().get(s)[i], b = steps.get(s)[i];
+                assertTrue(Math.abs(a - b) <= LOSS_REL * Math.abs(a), "step " + s + " loss[" + i + "] " + b + " vs one rank " + a);
+            }
+        }
+        for (var e : one.weights().entrySet()) {
+            float[] a = e.getValue(), b = last.weights().get(e.getKey());
+            for (int i = 0; i < a.length; i++) assertEquals(a[i], b[i], WEIGHT_ABS, e.getKey() + "[" + i + "]");
+        }
+        assertSameCheckpoint(dir.resolve("one"), out, "resharded");
     }
 
     @Test
