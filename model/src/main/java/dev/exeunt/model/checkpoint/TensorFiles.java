@@ -45,14 +45,7 @@ public final class TensorFiles {
         // The writer emits tensors in name order; the other ranks join the same gathers in the same order.
         Map<String, Tensor> sorted = new TreeMap<>(tensors);
         if (tp.rank() != 0) {
-            for (var e : sorted.entrySet()) {
-                Shard shard = shardOf.apply(e.getKey());
-                if (shard != null && shard.isSplit()) {
-                    try (var sc = Scope.open(); var g = GradMode.noGrad()) {
-                        gather(e.getValue(), shard, tp);
-                    }
-                }
-            }
+            joinGathers(sorted, shardOf, tp);
             return;
         }
         List<Tensor> temps = new ArrayList<>();
@@ -63,13 +56,7 @@ public final class TensorFiles {
                 Tensor t = e.getValue();
                 Shard shard = shardOf.apply(e.getKey());
                 if (shard != null && shard.isSplit()) {
-                    long[] shape = Arrays.stream(shard.fullShape()).asLongStream().toArray();
-                    writer.add(e.getKey(), safetensorsDtype(e.getKey(), t), shape, out -> {
-                        try (var sc = Scope.open(); var ng = GradMode.noGrad()) {
-                            Tensor full = gather(t, shard, tp);
-                            TensorDataSource.of(full.segment().asSlice(0, full.dtype().byteSize(full.numel()))).writeTo(out);
-                        }
-                    });
+                    addGathered(writer, e.getKey(), t, shard, tp);
                     continue;
                 }
                 Tensor host = t;
@@ -86,6 +73,32 @@ public final class TensorFiles {
             writer.write(file);
         } finally {
             temps.forEach(Tensor::close);
+        }
+    }
+
+    /**
+     * Adds to {@code writer} (on tensor-parallel rank 0) the full tensor of which {@code local} is this
+     * rank's {@code shard}, all-gathered when the writer reaches it; the other ranks call
+     * {@link #joinGathers} with the same split tensors. The writer emits tensors in name order.
+     */
+    public static void addGathered(SafetensorsWriter writer, String name, Tensor local, Shard shard, TensorParallel tp) {
+        long[] shape = Arrays.stream(shard.fullShape()).asLongStream().toArray();
+        writer.add(name, safetensorsDtype(name, local), shape, out -> {
+            try (var sc = Scope.open(); var ng = GradMode.noGrad()) {
+                Tensor full = gather(local, shard, tp);
+                TensorDataSource.of(full.segment().asSlice(0, full.dtype().byteSize(full.numel()))).writeTo(out);
+            }
+        });
+    }
+
+    /** A rank other than 0's part of a save: the gathers of the split tensors, in name order, as the writer makes them. */
+    public static void joinGathers(Map<String, Tensor> tensors, Function<String, Shard> shardOf, TensorParallel tp) {
+        for (var e : new TreeMap<>(tensors).entrySet()) {
+            Shard shard = shardOf.apply(e.getKey());
+            if (shard == null || !shard.isSplit()) continue;
+            try (var sc = Scope.open(); var g = GradMode.noGrad()) {
+                gather(e.getValue(), shard, tp);
+            }
         }
     }
 

@@ -105,13 +105,24 @@ public final class EarlyExitModel implements AutoCloseable {
      * norm or head unless every layer is built): what EE-Tuning loads.
      */
     public static EarlyExitModel allocatePrefix(ModelConfig config, Device device, int layers) {
+        return allocatePrefix(config, device, layers, TensorParallel.NONE);
+    }
+
+    /** {@link #allocatePrefix(ModelConfig, Device, int)} as one tensor-parallel rank's shard. */
+    public static EarlyExitModel allocatePrefix(ModelConfig config, Device device, int layers, TensorParallel tp) {
         if (layers < 0 || layers > config.nLayers()) throw new IllegalArgumentException("layers must be in 0.." + config.nLayers());
-        return new EarlyExitModel(config, new Parameters(device, 0, false), layers);
+        return new EarlyExitModel(config, new Parameters(device, 0, false, tp), layers);
     }
 
     /** Random initialisation of the exits of a model whose backbone is about to be loaded (EE-Tuning). */
     public static EarlyExitModel allocatePrefixWithRandomExits(ModelConfig config, Device device, int layers, long seed) {
-        return new EarlyExitModel(config, new ExitInitParameters(device, seed), layers);
+        return allocatePrefixWithRandomExits(config, device, layers, seed, TensorParallel.NONE);
+    }
+
+    /** {@link #allocatePrefixWithRandomExits(ModelConfig, Device, int, long)} as one tensor-parallel rank's shard. */
+    public static EarlyExitModel allocatePrefixWithRandomExits(ModelConfig config, Device device, int layers, long seed, TensorParallel tp) {
+        if (layers < 0 || layers > config.nLayers()) throw new IllegalArgumentException("layers must be in 0.." + config.nLayers());
+        return new EarlyExitModel(config, new ExitInitParameters(device, seed, tp), layers);
     }
 
     public ModelConfig config() {

@@ -8,8 +8,8 @@ import dev.exeunt.tensor.Device;
  * model with this seed gives them (initial values depend only on seed, name and shape).
  */
 final class ExitInitParameters extends Parameters {
-    ExitInitParameters(Device device, long seed) {
-        super(device, seed, false);
+    ExitInitParameters(Device device, long seed, TensorParallel tp) {
+        super(device, seed, false, tp);
     }
 
     @Override

@@ -18,7 +18,7 @@ import java.util.Map;
  * of the whole model's gradient, counting each split parameter's shards once each and each replicated
  * parameter once (every rank holds the same copy). With one rank it is {@link AdamW#clipGradNorm}.
  */
-final class TensorParallelGradients {
+public final class TensorParallelGradients {
     private TensorParallelGradients() {}
 
     /**
@@ -27,7 +27,7 @@ final class TensorParallelGradients {
      * replicated one (norms, row-parallel biases and position embeddings each see only this rank's
      * positions).
      */
-    static void reducePartial(Parameters params, Map<String, Tensor> trainable) {
+    public static void reducePartial(Parameters params, Map<String, Tensor> trainable) {
         TensorParallel tp = params.tensorParallel();
         if (tp.size() == 1) return;
         for (var e : trainable.entrySet()) {
@@ -38,7 +38,7 @@ final class TensorParallelGradients {
     }
 
     /** Scales every gradient so the global L2 norm is at most {@code maxNorm}; returns the norm before clipping. */
-    static double clip(Parameters params, Map<String, Tensor> trainable, double maxNorm) {
+    public static double clip(Parameters params, Map<String, Tensor> trainable, double maxNorm) {
         TensorParallel tp = params.tensorParallel();
         if (tp.size() == 1) return AdamW.clipGradNorm(trainable, maxNorm);
         double split = 0, replicated = 0;

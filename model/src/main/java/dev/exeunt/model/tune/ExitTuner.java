@@ -16,7 +16,10 @@ import dev.exeunt.model.io.SafetensorsWriter;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.model.train.EvalReport;
+import dev.exeunt.model.train.GradientSync;
+import dev.exeunt.model.train.TensorParallelGradients;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
@@ -57,6 +60,9 @@ public final class ExitTuner implements AutoCloseable {
     private final EarlyExitModel model;
     private final int depth;
     private final AdamW optimizer;
+    private final GradientSync sync;
+    /** Whether this rank logs and writes (data- and tensor-parallel rank 0). */
+    private final boolean writes;
     /** The staging directory {@link #tune} logged into, which {@link #save} completes; null before tuning. */
     private Path staged;
     private int tunedIterations;
@@ -67,7 +73,20 @@ public final class ExitTuner implements AutoCloseable {
      */
     public ExitTuner(Path source, List<ExitConfig> exits, Init init, boolean dynamicTokenWeights, long seed, TrainConfig tc)
             throws IOException {
+        this(source, exits, init, dynamicTokenWeights, seed, tc, TensorParallel.NONE, GradientSync.SINGLE);
+    }
+
+    /**
+     * One rank of tuning under a parallel layout: the backbone prefix and the exits sharded by {@code tp}
+     * (loaded from the whole checkpoint by slicing), each data-parallel rank of {@code sync} reading its
+     * rows of every batch; the exits' gradients are averaged over dp before the update. Every rank
+     * calls {@link #tune} and {@link #save}; rank 0 logs and writes.
+     */
+    public ExitTuner(Path source, List<ExitConfig> exits, Init init, boolean dynamicTokenWeights, long seed, TrainConfig tc,
+                     TensorParallel tp, GradientSync sync) throws IOException {
         this.source = source;
+        this.sync = sync;
+        this.writes = sync.logs() && tp.rank() == 0;
         ModelConfig base = ConfigJson.read(source.resolve(ModelCheckpoint.CONFIG));
         if (!base.exits().isEmpty()) {
             throw new IllegalArgumentException(source + " already has exits at layers "
@@ -80,8 +99,8 @@ public final class ExitTuner implements AutoCloseable {
         this.depth = d;
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(source)) {
             CheckpointLayout.check(base, ckpt); // the whole backbone agrees with config.json before anything is allocated
-            this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed)
-                    : EarlyExitModel.allocatePrefix(config, Device.CPU, depth);
+            this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed, tp)
+                    : EarlyExitModel.allocatePrefix(config, Device.CPU, depth, tp);
             try {
                 loadBackbone(ckpt);
                 if (init == Init.COPY) copyInit(ckpt);
@@ -114,7 +133,7 @@ public final class ExitTuner implements AutoCloseable {
         for (String name : model.parameters().all().keySet()) {
             if (name.startsWith("exits.")) continue;
             try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
-                model.parameters().load(name, t);
+                ModelCheckpoint.loadShard(model.parameters(), name, t);
             }
         }
     }
@@ -139,7 +158,7 @@ public final class ExitTuner implements AutoCloseable {
                 String src = CheckpointLayout.resolve(ckpt, from);
                 if (src == null) throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "lacks " + from + " to initialise " + name);
                 try (Tensor t = TensorFiles.load(ckpt, src, Device.CPU)) {
-                    model.parameters().load(name, t);
+                    ModelCheckpoint.loadShard(model.parameters(), name, t); // sharded like its source
                 }
             }
         }
@@ -170,7 +189,10 @@ public final class ExitTuner implements AutoCloseable {
      * staging directory of {@code outDir}, published with the checkpoint by {@link #save}).
      */
     public Result tune(TokenWindows windows, TrainConfig tc, Path outDir, PrintStream console) throws IOException {
-        staged = store(outDir).beginStaging();
+        if (tc.batchSize() % sync.ranks() != 0) {
+            throw new IllegalArgumentException("batch size " + tc.batchSize() + " is not divisible by the " + sync.ranks() + " data-parallel ranks");
+        }
+        staged = writes ? store(outDir).beginStaging() : null;
         var split = tc.valFraction() > 0 ? windows.split(tc.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         var batches = windows.batches(split.train(), tc.batchSize(), tc.seed(), true, true);
         Map<String, Tensor> trainable = model.parameters().trainable();
@@ -179,12 +201,13 @@ public final class ExitTuner implements AutoCloseable {
         long t0 = System.nanoTime();
         long tokensPerIter = (long) tc.batchSize() * tc.gradAccum() * tc.seqLen();
         EvalReport eval = null;
-        Path log = staged.resolve(LOG);
+        Path log = writes ? staged.resolve(LOG) : null;
+        if (!writes) console = null;
         for (int it = 0; it < tc.iters(); it++) {
             model.parameters().zeroGrads();
             double[] losses = new double[n], weights = new double[n];
             for (int micro = 0; micro < tc.gradAccum(); micro++) {
-                var b = batches.next();
+                var b = batches.next(sync.rank(), sync.ranks());
                 try (var s = Scope.open()) {
                     Tensor ids = Tensor.ofInts(b.inputs(), b.size(), tc.seqLen());
                     Tensor tgt = Tensor.ofInts(b.targets(), b.size(), tc.seqLen());
@@ -199,13 +222,16 @@ public final class ExitTuner implements AutoCloseable {
                     }
                 }
             }
+            sync.averageScalars(losses); // before the check, so every rank stops at the same iteration
             for (double l : losses) {
                 if (!Double.isFinite(l)) {
                     throw new dev.exeunt.model.train.TrainingDivergedException("exit loss became " + l + " at iteration " + it
                             + "; nothing was saved. Try a lower learning rate.");
                 }
             }
-            AdamW.clipGradNorm(trainable, tc.gradClip());
+            TensorParallelGradients.reducePartial(model.parameters(), trainable);
+            sync.reduceGradients(trainable);
+            TensorParallelGradients.clip(model.parameters(), trainable, tc.gradClip());
             double lr = tc.lrAt(it);
             optimizer.step(trainable, (float) lr);
             last = losses;
@@ -216,7 +242,7 @@ public final class ExitTuner implements AutoCloseable {
             sb.append("],\"exit_weights\":[");
             for (int i = 0; i < n; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.4f", weights[i]));
             sb.append(String.format(Locale.ROOT, "],\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.2f}%n", lr, tps, elapsed));
-            Files.writeString(log, sb, StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+            if (writes) Files.writeString(log, sb, StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
             if (console != null && (it % Math.max(1, tc.logEvery()) == 0 || it == tc.iters() - 1)) {
                 var line = new StringBuilder(String.format(Locale.ROOT, "tune %d/%d", it + 1, tc.iters()));
                 for (int i = 0; i < n; i++) line.append(String.format(Locale.ROOT, " exit@%d %.4f", config.exits().get(i).layer(), losses[i]));
@@ -261,6 +287,15 @@ public final class ExitTuner implements AutoCloseable {
      * and the tuning log.
      */
     public void save(Path outDir) throws IOException {
+        var params = model.parameters();
+        Map<String, Tensor> exitTensors = new java.util.TreeMap<>();
+        params.all().forEach((name, t) -> {
+            if (name.startsWith("exits.")) exitTensors.put(name, t);
+        });
+        if (!writes) { // another tensor-parallel rank (or a dp replica, which has nothing to add)
+            if (sync.rank() == 0) TensorFiles.joinGathers(exitTensors, params::shard, params.tensorParallel());
+            return;
+        }
         CheckpointStore store = store(outDir);
         Path dir = staged != null && staged.equals(store.staging()) && Files.isDirectory(staged) ? staged : store.beginStaging();
         staged = null;
@@ -272,12 +307,16 @@ public final class ExitTuner implements AutoCloseable {
                 SafetensorsTensorInfo info = e.getValue();
                 writer.add(e.getKey(), info.dtype(), info.shape(), src.data(e.getKey()));
             }
-            for (var e : model.parameters().all().entrySet()) {
-                if (!e.getKey().startsWith("exits.")) continue;
+            for (var e : exitTensors.entrySet()) {
+                String name = e.getKey();
                 Tensor t = e.getValue();
+                if (params.shard(name).isSplit()) {
+                    TensorFiles.addGathered(writer, name, t, params.shard(name), params.tensorParallel());
+                    continue;
+                }
                 long[] shape = new long[t.rank()];
                 for (int i = 0; i < shape.length; i++) shape[i] = t.dim(i);
-                writer.add(e.getKey(), dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
+                writer.add(name, dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
             }
             writer.write(dir.resolve(ModelCheckpoint.WEIGHTS));
         }
