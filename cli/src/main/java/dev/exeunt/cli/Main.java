@@ -1,6 +1,7 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.train.TrainingDivergedException;
+import dev.exeunt.parallel.comm.CommException;
 import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.TensorAllocationException;
 import java.io.IOException;
@@ -36,6 +37,7 @@ public final class Main {
     }
 
     public static void main(String[] argv) {
+        RankThreads.configure(); // before any tensor work sizes the CPU pool
         System.exit(run(argv, System.out, System.err));
     }
 
@@ -64,28 +66,34 @@ public final class Main {
         } catch (Args.UsageException e) {
             err.println("exeunt " + argv[0] + ": " + e.getMessage() + "\n\n" + cmd.usage());
             return 2;
-        } catch (TrainingDivergedException e) {
-            err.println("exeunt " + argv[0] + ": training stopped: " + e.getMessage());
-            return 3;
-        } catch (IOException | IllegalArgumentException | IllegalStateException e) {
-            err.println("exeunt " + argv[0] + ": " + e.getMessage());
-            if (System.getenv("EXEUNT_DEBUG") != null) e.printStackTrace(err);
-            return 1;
-        } catch (Exception e) {
-            TensorAllocationException oom = allocationFailure(e);
-            if (oom != null) {
-                err.println("exeunt " + argv[0] + ": " + oom.getMessage());
-                if (System.getenv("EXEUNT_DEBUG") != null) e.printStackTrace(err);
-                return 1;
-            }
-            err.println("exeunt " + argv[0] + ": unexpected error: " + e);
-            e.printStackTrace(err);
-            return 1;
-        } catch (OutOfMemoryError e) {
-            err.println("exeunt " + argv[0] + ": out of Java heap memory (" + e.getMessage()
-                    + "); give the JVM more with -Xmx, or the input is larger than it should be");
-            return 1;
+        } catch (Exception | OutOfMemoryError e) {
+            err.println("exeunt " + argv[0] + ": " + describe(e));
+            if (System.getenv("EXEUNT_DEBUG") != null || isUnexpected(e)) e.printStackTrace(err);
+            return e instanceof TrainingDivergedException ? 3 : 1;
         }
+    }
+
+    /**
+     * What a failed command prints after its name: the message of an expected failure (bad input, a
+     * diverged run, a memory limit, a failed rank of the local engine), else "unexpected error: " and the
+     * exception. Also how a failing rank of an mpi job describes its failure before it ends the job.
+     */
+    static String describe(Throwable e) {
+        if (e instanceof TrainingDivergedException) return "training stopped: " + e.getMessage();
+        if (e instanceof OutOfMemoryError) {
+            return "out of Java heap memory (" + e.getMessage() + "); give the JVM more with -Xmx, or the input is larger than it should be";
+        }
+        TensorAllocationException oom = allocationFailure(e);
+        if (oom != null) return oom.getMessage();
+        if (!isUnexpected(e)) return e.getMessage();
+        return "unexpected error: " + e;
+    }
+
+    /** A failure no clear message was written for: printed with its stack trace. */
+    static boolean isUnexpected(Throwable e) {
+        return !(e instanceof IOException || e instanceof IllegalArgumentException || e instanceof IllegalStateException
+                || e instanceof Args.UsageException || e instanceof CommException || e instanceof TrainingDivergedException
+                || e instanceof OutOfMemoryError || allocationFailure(e) != null);
     }
 
     /**

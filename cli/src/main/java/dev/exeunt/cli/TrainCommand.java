@@ -2,6 +2,7 @@ package dev.exeunt.cli;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ConfigJson;
+import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
@@ -10,18 +11,18 @@ import dev.exeunt.model.tokenizer.HfTokenizerJson;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
-import dev.exeunt.model.train.GradientSync;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
+import dev.exeunt.model.train.TrainingState;
 import dev.exeunt.parallel.DataParallelGradientSync;
-import dev.exeunt.parallel.comm.LocalWorld;
+import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.Set;
 
 final class TrainCommand implements Main.Command {
@@ -31,10 +32,11 @@ final class TrainCommand implements Main.Command {
 
     public String usage() {
         return "usage: exeunt train --data FILE.arrow --out DIR [--tokenizer tokenizer.json] [--config FILE.json|yaml]\n"
-                + "                   [--device cpu|cuda[:N]] [--dp D] [--force] [--json]\n"
+                + "                   [--device cpu|cuda[:N]] [--tp T] [--dp D] [--engine local|mpi] [--force] [--json]\n"
                 + "  The tokenizer defaults to tokenizer.json beside the data file. --force: train on data (or resume\n"
-                + "  a checkpoint) made with another tokenizer than --tokenizer. --dp D: D data-parallel ranks as\n"
-                + "  threads of this process, each reading --batch/D rows of every batch (same results as --dp 1).\n"
+                + "  a checkpoint) made with another tokenizer than --tokenizer. Every data-parallel rank reads --batch/D\n"
+                + "  rows of every batch (same results as one rank); world rank 0 prints, logs and saves.\n"
+                + RankLayout.HELP
                 + ModelOptions.HELP;
     }
 
@@ -46,17 +48,14 @@ final class TrainCommand implements Main.Command {
         Path tokPath = Path.of(a.get("tokenizer", data.toAbsolutePath().getParent().resolve("tokenizer.json").toString()));
         TrainConfig tc = ModelOptions.train(a);
         Device device = Device.parse(a.get("device", "cpu"));
-        int dp = a.getInt("dp", 1);
-        if (dp < 1) throw new IllegalArgumentException("--dp must be >= 1, got " + dp);
-        if (tc.batchSize() % dp != 0) {
-            throw new IllegalArgumentException("--batch " + tc.batchSize() + " is not divisible by --dp " + dp
-                    + ": every data-parallel rank reads batch/dp rows of each batch");
-        }
+        RankLayout layout = RankLayout.parse(a);
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var result = train(mc, tc, tokenizer, data, outDir, System.err, device, force, dp);
+        var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout);
+        if (ran.isEmpty()) return 0; // another process of the mpi job holds world rank 0, which reports
+        var result = ran.get();
         if (json) {
             out.printf(Locale.ROOT, "{\"iterations\":%d,\"loss\":%.6f,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n",
                     result.iterations(), result.lastLoss(), result.tokensPerSecond(),
@@ -68,6 +67,13 @@ final class TrainCommand implements Main.Command {
         return 0;
     }
 
+    private static void checkBatch(TrainConfig tc, int dp) {
+        if (tc.batchSize() % dp != 0) {
+            throw new IllegalArgumentException("--batch " + tc.batchSize() + " is not divisible by --dp " + dp
+                    + ": every data-parallel rank reads batch/dp rows of each batch");
+        }
+    }
+
     static BpeTokenizer loadTokenizer(Path p) throws IOException {
         if (!Files.exists(p)) throw new IOException("tokenizer " + p + " not found (give --tokenizer)");
         Tokenizer t = HfTokenizerJson.load(p);
@@ -75,71 +81,79 @@ final class TrainCommand implements Main.Command {
         return b;
     }
 
-    /** Trains (or resumes, when outDir holds a training checkpoint) and returns the result. */
-    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
-                                Path outDir, PrintStream console) throws IOException {
-        return train(mc, tc, tokenizer, data, outDir, console, Device.CPU, false);
+    /** Trains (or resumes, when outDir holds a training checkpoint) on one rank and returns the result. */
+    static Trainer.Result train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir, PrintStream console)
+            throws Exception {
+        return train(mc, tc, tokenizer, data, outDir, console, Device.CPU, false, new RankLayout(RankLayout.Engine.LOCAL, 1, 1))
+                .orElseThrow();
     }
 
-    /** {@code force}: accept data, or a checkpoint to resume, made with another tokenizer than {@code tokenizer}. */
-    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
-                                Path outDir, PrintStream console, Device device, boolean force) throws IOException {
-        return train(mc, tc, tokenizer, data, outDir, console, device, force, 1);
-    }
-
-    /** {@code dp}: data-parallel ranks, run as threads of this JVM over the local engine. */
-    static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data,
-                                Path outDir, PrintStream console, Device device, boolean force, int dp) throws IOException {
+    /**
+     * Trains on every rank of {@code layout}; world rank 0's result, empty in the other processes of an mpi job.
+     * {@code force}: accept data, or a checkpoint to resume, made with another tokenizer than {@code tokenizer}.
+     */
+    static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
+                                          PrintStream console, Device device, boolean force, RankLayout layout) throws Exception {
         String tokenizerHash = TokenizerHash.of(tokenizer);
         // memory-mapped, not loaded: the data may be larger than the heap; each step reads its windows
         try (var tokens = TokenDataset.open(data)) {
             tokens.checkTokenizer(tokenizerHash, "the tokenizer given to train uses", force);
-            return train(mc, tc, tokenizer, tokenizerHash, data, tokens, outDir, console, device, force, dp);
+            int maxId = tokens.maxTokenId();
+            if (maxId >= tokenizer.vocabSize()) {
+                throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
+                        + tokenizer.vocabSize() + " tokens: the data was prepared with a different tokenizer");
+            }
+            var windows = TokenWindows.of(tokens, tc.seqLen());
+            var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), tokenizer.eosId().orElse(-1));
+            return RankLauncher.run(layout, config, dp -> checkBatch(tc, dp), console, state -> {
+                boolean resume = prepareOutput(state, outDir, console);
+                ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
+                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state);
+            });
         }
     }
 
-    private static Trainer.Result train(dev.exeunt.model.config.ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, String tokenizerHash,
-                                        Path data, TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean force,
-                                        int dp) throws IOException {
-        int maxId = tokens.maxTokenId();
-        if (maxId >= tokenizer.vocabSize()) {
-            throw new IOException("dataset " + data + " holds token id " + maxId + " but the tokenizer has only "
-                    + tokenizer.vocabSize() + " tokens: the data was prepared with a different tokenizer");
-        }
-        // Recovery first: an interrupted save may have left the newest checkpoint in <out>.saving or <out>.old.
-        boolean resume = Trainer.recoverOutput(outDir, console);
-        if (resume) {
-            var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
-            if (TokenizerMismatchException.check("checkpoint in " + outDir + " was trained with tokenizer %s but the tokenizer given "
-                    + "to train now is %s", ConfigJson.readTokenizerHash(outDir.resolve(ModelCheckpoint.CONFIG)), tokenizerHash, force)) {
-                System.err.println("warning: --force: resuming " + outDir + " with another tokenizer than it was trained with");
-            }
-            if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()).withCarriedKeys(saved.carriedKeys()))) {
-                throw new IOException("checkpoint in " + outDir + " was trained with a different model config; "
-                        + "use a new --out or the same options");
-            }
-            mc = mc.withCarriedKeys(saved.carriedKeys()); // the saved config.json's harmless keys survive the resume
-        }
-        var windows = TokenWindows.of(tokens, tc.seqLen());
-        var eos = tokenizer.eosId();
-        var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), eos.orElse(-1));
-        if (dp == 1) return trainRank(config, tc, tokenizer, windows, tokens, outDir, console, device, resume, GradientSync.SINGLE);
-        // Every rank builds its own replica (initialisation depends only on the seed, so all start equal);
-        // rank 0's result is the run's. A failure on any rank ends all of them with its message.
-        return LocalWorld.run(dp, pg -> {
-            try (var sync = new DataParallelGradientSync(pg)) {
-                return trainRank(config, tc, tokenizer, windows, tokens, outDir, console, device, resume, sync);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-        }).get(0);
+    /**
+     * World rank 0 finishes or undoes an interrupted save in {@code outDir} while the others wait (they only
+     * read it, later); then every rank says whether a training checkpoint is there to resume.
+     */
+    private static boolean prepareOutput(ParallelState state, Path outDir, PrintStream console) throws IOException {
+        if (state.worldRank() == 0) Trainer.recoverOutput(outDir, console);
+        state.world().barrier();
+        return TrainingState.exists(outDir);
     }
 
-    private static Trainer.Result trainRank(dev.exeunt.model.config.ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer,
-                                            TokenWindows windows, TokenDataset tokens, Path outDir, PrintStream console,
-                                            Device device, boolean resume, GradientSync sync) throws IOException {
-        if (!sync.logs()) console = null;
-        try (var model = EarlyExitModel.create(config, device, tc.seed());
+    /** The config to resume with, after refusing a checkpoint of another model or (without --force) tokenizer. */
+    private static ModelConfig checkResumable(ModelConfig mc, Path outDir, String tokenizerHash, boolean force) throws IOException {
+        var saved = ConfigJson.read(outDir.resolve(ModelCheckpoint.CONFIG));
+        if (TokenizerMismatchException.check("checkpoint in " + outDir + " was trained with tokenizer %s but the tokenizer given "
+                + "to train now is %s", ConfigJson.readTokenizerHash(outDir.resolve(ModelCheckpoint.CONFIG)), tokenizerHash, force)) {
+            System.err.println("warning: --force: resuming " + outDir + " with another tokenizer than it was trained with");
+        }
+        if (!saved.equals(mc.withSpecialTokens(saved.bosId(), saved.eosId()).withCarriedKeys(saved.carriedKeys()))) {
+            throw new IOException("checkpoint in " + outDir + " was trained with a different model config; "
+                    + "use a new --out or the same options");
+        }
+        return mc.withCarriedKeys(saved.carriedKeys()); // the saved config.json's harmless keys survive the resume
+    }
+
+    /**
+     * The one place a rank's model is built. Every rank builds its own replica from the seed (initialisation
+     * depends only on it), so all data-parallel replicas start equal.
+     */
+    static EarlyExitModel buildModel(ModelConfig c, Device d, long seed, ParallelState s) {
+        if (s.tpSize() > 1) throw new IllegalArgumentException("--tp > 1: tensor parallelism is not available in this build yet");
+        return EarlyExitModel.create(c, d, seed);
+    }
+
+    /** One rank's training: its replica, a gradient sync over its dp group; world rank 0 prints, logs and saves. */
+    private static Trainer.Result trainRank(ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer, TokenWindows windows,
+                                            TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean resume,
+                                            ParallelState state) throws IOException {
+        boolean reports = state.worldRank() == 0;
+        if (!reports) console = null;
+        try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
+             var model = buildModel(config, device, tc.seed(), state);
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync)) {
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),

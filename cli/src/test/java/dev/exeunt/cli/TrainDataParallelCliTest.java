@@ -21,6 +21,18 @@ class TrainDataParallelCliTest {
 
     @Test
     void dp2WritesTheSameLossesAsOneRank(@TempDir Path tmp) throws Exception {
+        String data = prepare(tmp);
+        List<String> one = train(data, tmp.resolve("dp1"), "1"), two = train(data, tmp.resolve("dp2"), "2");
+        assertSameLosses(one, two);
+        assertTrue(Files.exists(tmp.resolve("dp2/model.safetensors")));
+
+        var bad = CliEndToEndTest.exeunt("train", "--data", data, "--out", tmp.resolve("bad").toString(), "--batch", "4", "--dp", "3");
+        assertTrue(bad.code() != 0);
+        assertTrue(bad.err().contains("--batch 4 is not divisible by --dp 3"), bad.err());
+    }
+
+    /** A dataset of this module's sources (12 files, a 300-token tokenizer) under {@code tmp}; returns its path. */
+    static String prepare(Path tmp) throws Exception {
         Path corpus = tmp.resolve("corpus");
         Files.createDirectories(corpus);
         try (Stream<Path> files = Files.walk(Path.of("src/main/java"))) {
@@ -31,27 +43,37 @@ class TrainDataParallelCliTest {
         String data = tmp.resolve("data/train.arrow").toString();
         CliEndToEndTest.json(CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--train-tokenizer", "300", "--out", data,
                 "--json"));
-        List<String> one = train(data, tmp.resolve("dp1"), "1"), two = train(data, tmp.resolve("dp2"), "2");
-        assertEquals(3, one.size());
-        assertEquals(one.size(), two.size());
-        for (int s = 0; s < one.size(); s++) {
-            double[] a = logged(one.get(s)), b = logged(two.get(s));
-            assertEquals(4, a.length, one.get(s)); // loss, final loss, one exit loss, grad norm
-            for (int i = 0; i < a.length; i++) assertEquals(a[i], b[i], 1e-5 * Math.abs(a[i]) + 1e-6, "line " + s + ": " + two.get(s));
-        }
-        assertTrue(Files.exists(tmp.resolve("dp2/model.safetensors")));
-
-        var bad = CliEndToEndTest.exeunt("train", "--data", data, "--out", tmp.resolve("bad").toString(), "--batch", "4", "--dp", "3");
-        assertTrue(bad.code() != 0);
-        assertTrue(bad.err().contains("--batch 4 is not divisible by --dp 3"), bad.err());
+        return data;
     }
 
     static List<String> train(String data, Path out, String dp) throws Exception {
-        var r = CliEndToEndTest.json(CliEndToEndTest.exeunt("train", "--data", data, "--out", out.toString(), "--layers", "2",
-                "--d-model", "32", "--heads", "2", "--seq-len", "16", "--batch", "4", "--grad-accum", "2", "--iters", "3",
-                "--exits", "1", "--exit-kind", "mlp", "--exit-weight", "0.5", "--eval-every", "0", "--dp", dp, "--json"));
+        var r = CliEndToEndTest.json(CliEndToEndTest.exeunt(args(data, out, "--dp", dp)));
         assertEquals(3, r.get("iterations").asInt());
+        return lossLines(out);
+    }
+
+    /** The train command line of these tests (a tiny model, 3 iterations), then {@code more}. */
+    static String[] args(String data, Path out, String... more) {
+        List<String> a = new java.util.ArrayList<>(List.of("train", "--data", data, "--out", out.toString(), "--layers", "2",
+                "--d-model", "32", "--heads", "2", "--seq-len", "16", "--batch", "4", "--grad-accum", "2", "--iters", "3",
+                "--exits", "1", "--exit-kind", "mlp", "--exit-weight", "0.5", "--eval-every", "0", "--json"));
+        a.addAll(List.of(more));
+        return a.toArray(String[]::new);
+    }
+
+    static List<String> lossLines(Path out) throws java.io.IOException {
         return Files.readAllLines(out.resolve("train_log.jsonl")).stream().filter(l -> l.contains("\"loss\"")).toList();
+    }
+
+    /** Asserts two runs' log lines carry the same losses and gradient norms, within the tolerance above. */
+    static void assertSameLosses(List<String> one, List<String> other) {
+        assertEquals(3, one.size());
+        assertEquals(one.size(), other.size());
+        for (int s = 0; s < one.size(); s++) {
+            double[] a = logged(one.get(s)), b = logged(other.get(s));
+            assertEquals(4, a.length, one.get(s)); // loss, final loss, one exit loss, grad norm
+            for (int i = 0; i < a.length; i++) assertEquals(a[i], b[i], 1e-5 * Math.abs(a[i]) + 1e-6, "line " + s + ": " + other.get(s));
+        }
     }
 
     static double[] logged(String line) {

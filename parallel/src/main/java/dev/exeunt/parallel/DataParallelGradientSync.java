@@ -32,6 +32,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
 
     private final ProcessGroup group;
     private final int bucketElements;
+    private final boolean logs;
     private final List<Tensor> buckets = new ArrayList<>();
 
     public DataParallelGradientSync(ProcessGroup dpGroup) {
@@ -39,11 +40,20 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     }
 
     public DataParallelGradientSync(ProcessGroup dpGroup, long bucketBytes) {
+        this(dpGroup, bucketBytes, dpGroup.rank() == 0);
+    }
+
+    /**
+     * {@code logs}: whether this rank prints, writes the log and saves (world rank 0 when the dp group is one
+     * of several, as under tensor parallelism, where every tp rank is rank 0 of its own dp group).
+     */
+    public DataParallelGradientSync(ProcessGroup dpGroup, long bucketBytes, boolean logs) {
         if (bucketBytes < 4 || bucketBytes / 4 > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("bucket size must be 4 bytes to 8 GiB, got " + bucketBytes);
         }
         this.group = dpGroup;
         this.bucketElements = (int) (bucketBytes / 4);
+        this.logs = logs;
     }
 
     @Override
@@ -54,6 +64,11 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     @Override
     public int ranks() {
         return group.size();
+    }
+
+    @Override
+    public boolean logs() {
+        return logs;
     }
 
     /** Where elements [from, from+length) of one gradient go: bucket {@code bucket} at {@code at}. */

@@ -1,0 +1,116 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.parallel.ParallelState;
+import dev.exeunt.parallel.comm.CommException;
+import dev.exeunt.parallel.comm.LocalWorld;
+import dev.exeunt.parallel.comm.MpiProcessGroup;
+import dev.exeunt.tensor.cpu.CpuThreads;
+import java.io.PrintStream;
+import java.util.Optional;
+import java.util.function.IntConsumer;
+
+/**
+ * Runs a command's per-rank body on every rank of a {@link RankLayout}, each with its {@link ParallelState}
+ * (tp x dp x 1; pipeline stages come later):
+ * <ul>
+ *   <li>local: tp x dp ranks as threads of this JVM over the local engine, sharing its CPU pool. A failure
+ *       on any rank ends the others' communication; the first failing rank's own exception is rethrown,
+ *       so the command reports it as it would for one rank.</li>
+ *   <li>mpi: this process is one rank of the mpirun job ({@code MPI_COMM_WORLD}), dp = processes / tp. A
+ *       bad layout is refused on every process alike, before any rank starts, and every process exits
+ *       with the message. After that, a rank that fails prints {@code rank R: <message>} and ends the whole
+ *       job (MPI_Abort), so no other rank waits for it forever; a successful run ends with
+ *       {@link MpiProcessGroup#finish()}.</li>
+ * </ul>
+ */
+final class RankLauncher {
+    private RankLauncher() {}
+
+    /** What one rank runs. */
+    @FunctionalInterface
+    interface RankBody<T> {
+        T run(ParallelState state) throws Exception;
+    }
+
+    /**
+     * Runs {@code body} on every rank of {@code layout} after checking that the layout can shard {@code model}
+     * and that {@code checkDp} accepts its data-parallel size (it throws to refuse, e.g. a batch dp cannot split);
+     * world rank 0 prints the layout to {@code console} (when not null and there is more than one rank).
+     * Returns world rank 0's result in the process that holds world rank 0, empty in every other process.
+     */
+    static <T> Optional<T> run(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console, RankBody<T> body)
+            throws Exception {
+        return layout.engine() == RankLayout.Engine.MPI ? runMpi(layout, model, checkDp, console, body)
+                : runLocal(layout, model, checkDp, console, body);
+    }
+
+    private static <T> Optional<T> runLocal(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console,
+                                            RankBody<T> body) throws Exception {
+        String mpiSize = System.getenv("OMPI_COMM_WORLD_SIZE");
+        if (mpiSize != null && !mpiSize.trim().equals("1")) {
+            throw new IllegalArgumentException("--engine local under mpirun with " + mpiSize.trim() + " processes: each would run the "
+                    + "whole job; drop --engine local (each process is then one rank) or run without mpirun");
+        }
+        int tp = layout.tp(), dp = layout.localDp();
+        ParallelState.checkLayout(tp * dp, tp, dp, 1);
+        ParallelState.checkModel(model, tp, 1);
+        checkDp.accept(dp);
+        if (console != null && tp * dp > 1) {
+            console.printf("layout: tp %d x dp %d = %d ranks as threads of this process (local engine), sharing %d CPU threads%n",
+                    tp, dp, tp * dp, CpuThreads.threads());
+        }
+        try {
+            return Optional.ofNullable(LocalWorld.run(tp * dp, pg -> {
+                try (var state = ParallelState.create(pg, tp, dp, 1)) {
+                    return body.run(state);
+                } catch (Exception e) {
+                    throw new BodyFailure(e);
+                }
+            }).get(0));
+        } catch (CommException e) {
+            // The first failing rank's exception is the job's failure; the others' are consequences of it.
+            Throwable first = e.getCause() instanceof BodyFailure f ? f.getCause() : e.getCause();
+            if (first instanceof Exception x && !(first instanceof CommException)) throw x;
+            if (first instanceof Error x) throw x;
+            throw e;
+        }
+    }
+
+    /** Carries a body's checked exception through LocalWorld's Function. */
+    private static final class BodyFailure extends RuntimeException {
+        BodyFailure(Exception cause) {
+            super(cause);
+        }
+    }
+
+    private static <T> Optional<T> runMpi(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console,
+                                          RankBody<T> body) {
+        MpiProcessGroup world = MpiProcessGroup.world();
+        // The same numbers on every process, so each refuses the layout alike and exits: no rank is left waiting.
+        int dp = layout.dpIn(world.size());
+        ParallelState.checkModel(model, layout.tp(), 1);
+        checkDp.accept(dp);
+        T result;
+        try (var state = ParallelState.create(world, layout.tp(), dp, 1)) {
+            if (console != null && state.worldRank() == 0) {
+                console.printf("layout: tp %d x dp %d = %d mpi processes, %d CPU threads per process%n", state.tpSize(),
+                        state.dpSize(), state.worldSize(), CpuThreads.threads());
+            }
+            result = body.run(state);
+        } catch (Throwable t) {
+            throw failRank(world, t);
+        }
+        MpiProcessGroup.finish();
+        return world.rank() == 0 ? Optional.ofNullable(result) : Optional.empty();
+    }
+
+    /** Prints the rank's failure and ends the whole job; does not return. */
+    private static RuntimeException failRank(MpiProcessGroup world, Throwable t) {
+        System.out.flush();
+        System.err.println("exeunt: rank " + world.rank() + ": " + Main.describe(t));
+        if (System.getenv("EXEUNT_DEBUG") != null || Main.isUnexpected(t)) t.printStackTrace();
+        System.err.flush();
+        return world.abort("rank " + world.rank() + " failed (see its message above)");
+    }
+}

@@ -1,0 +1,71 @@
+package dev.exeunt.cli;
+
+import dev.exeunt.parallel.comm.MpiProcessGroup;
+
+/**
+ * The parallel layout a command was asked for: {@code --tp T} (Megatron's
+ * {@code --tensor-model-parallel-size}), {@code --dp D} ({@code --data-parallel-size}) and {@code --engine
+ * local|mpi}. {@code dp} is 0 when not given: under mpi it is then what the world leaves, N / T.
+ */
+record RankLayout(Engine engine, int tp, int dp) {
+    enum Engine { LOCAL, MPI }
+
+    static final String[] KEYS = {"tp", "tensor-model-parallel-size", "dp", "data-parallel-size", "engine"};
+
+    static final String HELP = """
+              --tp T (--tensor-model-parallel-size)  tensor-parallel ranks (default 1)
+              --dp D (--data-parallel-size)  data-parallel ranks; under mpirun it defaults to processes / T
+              --engine local|mpi  local: T x D ranks as threads of this process; mpi: one process per rank
+                                  (the default under mpirun: mpirun -np N ./exeunt train ... --tp T)
+            """;
+
+    RankLayout {
+        if (tp < 1) throw new IllegalArgumentException("--tp must be >= 1, got " + tp);
+        if (dp < 0) throw new IllegalArgumentException("--dp must be >= 1, got " + dp);
+    }
+
+    /** Reads the layout options; the engine defaults to mpi under mpirun (seen in the environment), else local. */
+    static RankLayout parse(Args a) {
+        int tp = aliased(a, "tp", "tensor-model-parallel-size", 1);
+        int dp = aliased(a, "dp", "data-parallel-size", 0);
+        if (dp == 0 && (a.has("dp") || a.has("data-parallel-size"))) {
+            throw new IllegalArgumentException("--dp must be >= 1, got 0");
+        }
+        String e = a.get("engine", MpiProcessGroup.isUnderMpirun() ? "mpi" : "local");
+        Engine engine = switch (e) {
+            case "local" -> Engine.LOCAL;
+            case "mpi" -> Engine.MPI;
+            default -> throw new Args.UsageException("--engine must be local or mpi, got '" + e + "'");
+        };
+        return new RankLayout(engine, tp, dp);
+    }
+
+    /** {@code key} or its Megatron spelling {@code alias}; both given with different values is an error. */
+    private static int aliased(Args a, String key, String alias, int def) {
+        boolean hasKey = a.has(key), hasAlias = a.has(alias);
+        int v = a.getInt(key, def), w = a.getInt(alias, def);
+        if (hasKey && hasAlias && v != w) {
+            throw new Args.UsageException("--" + key + " " + v + " and --" + alias + " " + w + " disagree (they are the same option)");
+        }
+        return hasAlias ? w : v;
+    }
+
+    /** The data-parallel size in a world of {@code worldSize} ranks, refusing a given --dp that disagrees. */
+    int dpIn(int worldSize) {
+        if (worldSize % tp != 0) {
+            throw new IllegalArgumentException("world size " + worldSize + " is not divisible by --tp " + tp
+                    + ": every tensor-parallel group needs " + tp + " ranks");
+        }
+        int derived = worldSize / tp;
+        if (dp != 0 && dp != derived) {
+            throw new IllegalArgumentException("--dp " + dp + " does not match the world: " + worldSize + " processes / --tp " + tp
+                    + " = " + derived + " data-parallel ranks (drop --dp or start " + (long) tp * dp + " processes)");
+        }
+        return derived;
+    }
+
+    /** The data-parallel size of a local (threads) run: --dp, default 1. */
+    int localDp() {
+        return dp == 0 ? 1 : dp;
+    }
+}
