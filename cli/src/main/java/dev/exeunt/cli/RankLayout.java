@@ -1,23 +1,41 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.parallel.comm.MpiProcessGroup;
+import java.util.HashSet;
+import java.util.Set;
 
 /**
  * The parallel layout a command was asked for: {@code --tp T} (Megatron's
  * {@code --tensor-model-parallel-size}), {@code --dp D} ({@code --data-parallel-size}) and {@code --engine
- * local|mpi}. {@code dp} is 0 when not given: under mpi it is then what the world leaves, N / T.
+ * local|mpi}, and {@code --sequence-parallel}. {@code dp} is 0 when not given: under mpi it is then
+ * what the world leaves, N / T.
  */
-record RankLayout(Engine engine, int tp, int dp) {
+record RankLayout(Engine engine, int tp, int dp, boolean sequenceParallel) {
     enum Engine { LOCAL, MPI }
 
     static final String[] KEYS = {"tp", "tensor-model-parallel-size", "dp", "data-parallel-size", "engine"};
+    /** The layout's flags (options without a value). */
+    static final Set<String> FLAGS = Set.of("sequence-parallel");
 
     static final String HELP = """
               --tp T (--tensor-model-parallel-size)  tensor-parallel ranks (default 1)
               --dp D (--data-parallel-size)  data-parallel ranks; under mpirun it defaults to processes / T
               --engine local|mpi  local: T x D ranks as threads of this process; mpi: one process per rank
                                   (the default under mpirun: mpirun -np N ./exeunt train ... --tp T)
+              --sequence-parallel  Megatron's sequence parallelism: norms and residuals hold T/tp positions
+                                  per rank (all-gather / reduce-scatter in place of the all-reduces)
             """;
+
+    RankLayout(Engine engine, int tp, int dp) {
+        this(engine, tp, dp, false);
+    }
+
+    /** {@code flags} and the layout's {@link #FLAGS}, for a command's {@link Args}. */
+    static Set<String> withFlags(Set<String> flags) {
+        Set<String> all = new HashSet<>(flags);
+        all.addAll(FLAGS);
+        return all;
+    }
 
     RankLayout {
         if (tp < 1) throw new IllegalArgumentException("--tp must be >= 1, got " + tp);
@@ -37,7 +55,9 @@ record RankLayout(Engine engine, int tp, int dp) {
             case "mpi" -> Engine.MPI;
             default -> throw new Args.UsageException("--engine must be local or mpi, got '" + e + "'");
         };
-        return new RankLayout(engine, tp, dp);
+        boolean sp = a.getBool("sequence-parallel", false);
+        if (sp && tp == 1) throw new Args.UsageException("--sequence-parallel needs --tp > 1 (it splits the sequence over the tensor-parallel ranks)");
+        return new RankLayout(engine, tp, dp, sp);
     }
 
     /** {@code key} or its Megatron spelling {@code alias}; both given with different values is an error. */

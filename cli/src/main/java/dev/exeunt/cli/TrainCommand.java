@@ -15,6 +15,7 @@ import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
 import dev.exeunt.model.train.TrainingState;
 import dev.exeunt.parallel.DataParallelGradientSync;
+import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
@@ -41,7 +42,7 @@ final class TrainCommand implements Main.Command {
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force"));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force")));
         boolean json = a.getBool("json", false), force = a.getBool("force", false);
         Path data = Path.of(a.require("data", "an .arrow file made by 'exeunt prepare'"));
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
@@ -67,7 +68,7 @@ final class TrainCommand implements Main.Command {
         return 0;
     }
 
-    private static void checkBatch(TrainConfig tc, int dp) {
+    static void checkBatch(TrainConfig tc, int dp) {
         if (tc.batchSize() % dp != 0) {
             throw new IllegalArgumentException("--batch " + tc.batchSize() + " is not divisible by --dp " + dp
                     + ": every data-parallel rank reads batch/dp rows of each batch");
@@ -108,7 +109,7 @@ final class TrainCommand implements Main.Command {
             return RankLauncher.run(layout, config, dp -> checkBatch(tc, dp), console, state -> {
                 boolean resume = prepareOutput(state, outDir, console);
                 ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
-                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state);
+                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state, layout.sequenceParallel());
             });
         }
     }
@@ -141,19 +142,21 @@ final class TrainCommand implements Main.Command {
      * The one place a rank's model is built. Every rank builds its own replica from the seed (initialisation
      * depends only on it), so all data-parallel replicas start equal.
      */
-    static EarlyExitModel buildModel(ModelConfig c, Device d, long seed, ParallelState s) {
-        if (s.tpSize() > 1) throw new IllegalArgumentException("--tp > 1: tensor parallelism is not available in this build yet");
-        return EarlyExitModel.create(c, d, seed);
+    static EarlyExitModel buildModel(ModelConfig c, Device d, long seed, ParallelState s, boolean sequenceParallel) {
+        if (sequenceParallel && c.maxSeqLen() % s.tpSize() != 0) {
+            throw new IllegalArgumentException("--sequence-parallel: --seq-len " + c.maxSeqLen() + " is not divisible by --tp " + s.tpSize());
+        }
+        return EarlyExitModel.create(c, d, seed, ProcessGroupTensorParallel.of(s, sequenceParallel));
     }
 
     /** One rank's training: its replica, a gradient sync over its dp group; world rank 0 prints, logs and saves. */
     private static Trainer.Result trainRank(ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer, TokenWindows windows,
                                             TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean resume,
-                                            ParallelState state) throws IOException {
+                                            ParallelState state, boolean sequenceParallel) throws IOException {
         boolean reports = state.worldRank() == 0;
         if (!reports) console = null;
         try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
-             var model = buildModel(config, device, tc.seed(), state);
+             var model = buildModel(config, device, tc.seed(), state, sequenceParallel);
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync)) {
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),

@@ -1,12 +1,18 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ConfigJson;
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
 import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.tune.ExitTuner;
+import dev.exeunt.parallel.DataParallelGradientSync;
+import dev.exeunt.parallel.ParallelState;
+import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -25,16 +31,19 @@ final class TuneCommand implements Main.Command {
                 usage: exeunt tune --model DIR --data FILE.arrow --exits 8,16 --out DIR [--exit-kind embedding|norm|mlp|layer (norm)]
                                    [--init copy|random (copy)] [--exit-placement pre|post] [--exit-weight W] [--exit-temperature T]
                                    [--dynamic-token-weights] [--seq-len N] [--batch N] [--grad-accum N] [--iters N] [--lr X]
-                                   [--min-lr X] [--warmup N] [--seed N] [--force] [--json]
+                                   [--min-lr X] [--warmup N] [--seed N] [--tp T] [--dp D] [--engine local|mpi]
+                                   [--sequence-parallel] [--force] [--json]
                   DIR is a Hugging Face layout model (config.json, *.safetensors, tokenizer.json) without exits;
                   the data must be prepared with that model's tokenizer. Only the layers up to the deepest exit
                   are loaded. The output is the same checkpoint with the exits added (backbone tensors copied
                   byte for byte), ready for generate, sweep, serve and eval. --force: tune on data (or with a tokenizer.json)
-                  made with another tokenizer than the model's.""";
+                  made with another tokenizer than the model's. Layouts as for train (each data-parallel rank reads
+                  --batch/D rows of every batch; world rank 0 logs and writes):
+                """ + RankLayout.HELP;
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "dynamic-token-weights", "force"));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "dynamic-token-weights", "force")));
         boolean json = a.getBool("json", false);
         Path model = Path.of(a.require("model", "the pretrained model directory"));
         Path data = Path.of(a.require("data", "an .arrow dataset made with the model's tokenizer"));
@@ -47,6 +56,7 @@ final class TuneCommand implements Main.Command {
         double w = a.getDouble("exit-weight", 1.0), temp = a.getDouble("exit-temperature", 1.0);
         boolean dynamic = a.getBool("dynamic-token-weights", false), force = a.getBool("force", false);
         var tc = ModelOptions.train(a);
+        RankLayout layout = RankLayout.parse(a);
         a.checkAllUsed();
         List<ExitConfig> exits = new ArrayList<>();
         for (int l : layers) exits.add(new ExitConfig(l, placement, kind, false, WeightSchedule.constant(w), temp));
@@ -54,42 +64,56 @@ final class TuneCommand implements Main.Command {
         // memory-mapped, not loaded: only the windows tuning reads are touched
         try (var tokens = TokenDataset.open(data)) {
             tokens.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
-            tune(model, exits, init, dynamic, tc, tokens, outDir, layers, json, out);
+            ModelConfig base = ConfigJson.read(model.resolve(ModelCheckpoint.CONFIG));
+            var ran = RankLauncher.run(layout, base, dp -> TrainCommand.checkBatch(tc, dp), System.err,
+                    state -> tuneRank(model, exits, init, dynamic, tc, tokens, outDir, state, layout.sequenceParallel()));
+            if (ran.isPresent()) report(ran.get(), outDir, layers, json, out);
         }
         return 0;
     }
 
-    private static void tune(Path model, List<ExitConfig> exits, ExitTuner.Init init, boolean dynamic, dev.exeunt.model.train.TrainConfig tc,
-                             TokenDataset tokens, Path outDir, int[] layers, boolean json, PrintStream out) throws IOException {
+    /** One rank's tuning; world rank 0 recovers --out first, prints progress and writes the checkpoint. */
+    private static ExitTuner.Result tuneRank(Path model, List<ExitConfig> exits, ExitTuner.Init init, boolean dynamic, TrainConfig tc,
+                                             TokenDataset tokens, Path outDir, ParallelState state, boolean sequenceParallel)
+            throws IOException {
+        boolean reports = state.worldRank() == 0;
         // Before reading anything: --out may be --model, and an interrupted save leaves it under <out>.saving or <out>.old.
-        ExitTuner.recoverOutput(outDir).actions().forEach(x -> System.err.println(outDir + ": " + x));
-        try (var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc)) {
+        if (reports) ExitTuner.recoverOutput(outDir).actions().forEach(x -> System.err.println(outDir + ": " + x));
+        state.world().barrier();
+        var tp = ProcessGroupTensorParallel.of(state, sequenceParallel);
+        try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
+             var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc, tp, sync)) {
             int vocab = tuner.model().config().vocabSize();
             int maxId = tokens.maxTokenId();
             if (maxId >= vocab) throw new IOException("dataset holds token id " + maxId + " but the model's vocabulary has " + vocab
                     + " tokens: prepare the data with the model's tokenizer.json");
-            PrintStream console = System.err; // progress on stderr; stdout stays clean for --json
+            PrintStream console = reports ? System.err : null; // progress on stderr; stdout stays clean for --json
             if (console != null) {
-                console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%n",
+                console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%s%n",
                         exits.size(), model, tuner.loadedLayers(), tuner.model().config().nLayers(),
-                        tuner.model().parameters().trainable().values().stream().mapToLong(t -> t.numel()).sum());
+                        tuner.model().parameters().trainable().values().stream().mapToLong(t -> t.numel()).sum(),
+                        tp.size() > 1 ? " on this rank" : "");
             }
             var result = tuner.tune(TokenWindows.of(tokens, tc.seqLen()), tc, outDir, console);
             tuner.save(outDir);
-            if (json) {
-                out.printf(Locale.ROOT, "{\"iterations\":%d,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n", result.iterations(),
-                        result.tokensPerSecond(), result.lastEval() == null ? "null" : result.lastEval().toJson(),
-                        Json.quote(outDir.toString()));
-            } else {
-                if (result.lastEval() != null) {
-                    for (int i = 0; i < layers.length; i++) {
-                        out.printf(Locale.ROOT, "exit@%d validation loss %.4f (perplexity %.2f)%n", result.lastEval().exitLayers()[i],
-                                result.lastEval().exitLoss()[i], result.lastEval().exitPerplexity(i));
-                    }
-                }
-                out.printf(Locale.ROOT, "tuned %d iterations at %.0f tokens/s; early-exit checkpoint in %s%n", result.iterations(),
-                        result.tokensPerSecond(), outDir);
+            return result;
+        }
+    }
+
+    private static void report(ExitTuner.Result result, Path outDir, int[] layers, boolean json, PrintStream out) {
+        if (json) {
+            out.printf(Locale.ROOT, "{\"iterations\":%d,\"tokens_per_s\":%.1f,\"eval\":%s,\"checkpoint\":%s}%n", result.iterations(),
+                    result.tokensPerSecond(), result.lastEval() == null ? "null" : result.lastEval().toJson(),
+                    Json.quote(outDir.toString()));
+            return;
+        }
+        if (result.lastEval() != null) {
+            for (int i = 0; i < layers.length; i++) {
+                out.printf(Locale.ROOT, "exit@%d validation loss %.4f (perplexity %.2f)%n", result.lastEval().exitLayers()[i],
+                        result.lastEval().exitLoss()[i], result.lastEval().exitPerplexity(i));
             }
         }
+        out.printf(Locale.ROOT, "tuned %d iterations at %.0f tokens/s; early-exit checkpoint in %s%n", result.iterations(),
+                result.tokensPerSecond(), outDir);
     }
 }
