@@ -45,8 +45,10 @@ public final class Trainer implements AutoCloseable {
     /** What a run produced. */
     public record Result(int iterations, double lastLoss, EvalReport lastEval, double tokensPerSecond) {}
 
-    /** One JSON line per iteration (and per validation), in the output directory. */
+    /** One JSON line per iteration, in the output directory. */
     public static final String LOG = "train_log.jsonl";
+    /** One JSON line per validation ({@code {"iter":N,"eval":{...}}}), beside {@link #LOG}. */
+    public static final String EVAL_LOG = "eval_log.jsonl";
 
     private final EarlyExitModel model;
     private final BpeTokenizer tokenizer;
@@ -95,7 +97,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     private static CheckpointStore store(Path outDir) {
-        return new CheckpointStore(outDir, Set.of(LOG));
+        return new CheckpointStore(outDir, Set.of(LOG, EVAL_LOG));
     }
 
     /**
@@ -163,7 +165,10 @@ public final class Trainer implements AutoCloseable {
             store.requireReplaceable();
             Files.createDirectories(outDir);
             // A fresh start owns the log; lines of an earlier, unsaved or abandoned run would look like this one's.
-            if (startIter == 0) Files.deleteIfExists(outDir.resolve(LOG));
+            if (startIter == 0) {
+                Files.deleteIfExists(outDir.resolve(LOG));
+                Files.deleteIfExists(outDir.resolve(EVAL_LOG));
+            }
         }
         Map<String, Tensor> trainable = model.parameters().trainable();
         long tokensPerIter = (long) cfg.batchSize() * cfg.gradAccum() * cfg.seqLen();
@@ -218,14 +223,14 @@ public final class Trainer implements AutoCloseable {
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
                         (System.nanoTime() - ts) / 1e6);
-                if (logs) appendLog(line);
+                if (logs) appendLog(LOG, line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;
                 if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
                     lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
-                    if (logs) appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
+                    if (logs) appendLog(EVAL_LOG, "{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
                 // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered).
@@ -243,9 +248,9 @@ public final class Trainer implements AutoCloseable {
         optimizer.close();
     }
 
-    /** One JSON line to {@link #LOG}; reopened per line because checkpoints swap the directory. */
-    private void appendLog(String line) throws IOException {
-        Files.writeString(outDir.resolve(LOG), line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+    /** One JSON line to a log; reopened per line because checkpoints swap the directory. */
+    private void appendLog(String file, String line) throws IOException {
+        Files.writeString(outDir.resolve(file), line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
                 StandardOpenOption.APPEND);
     }
 
@@ -262,8 +267,10 @@ public final class Trainer implements AutoCloseable {
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
         new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
-        Path log = outDir.resolve(LOG);
-        if (Files.exists(log)) Files.copy(log, staged.resolve(LOG));
+        for (String name : new String[] {LOG, EVAL_LOG}) {
+            Path log = outDir.resolve(name);
+            if (Files.exists(log)) Files.copy(log, staged.resolve(name));
+        }
         store.publish(nextIter);
     }
 
