@@ -10,12 +10,12 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 
-/** Runs {@link MpiRankMain} as a real mpirun job of N JVMs, with a time limit, and collects its output. */
-final class MpiJob {
+/** Runs {@link MpiRankMain} (or another main class) as a real mpirun job of N JVMs, with a time limit, and collects its output. */
+public final class MpiJob {
     private MpiJob() {
     }
 
-    record Result(int exitCode, boolean timedOut, double seconds, String output) {
+    public record Result(int exitCode, boolean timedOut, double seconds, String output) {
         @Override
         public String toString() {
             return "exit " + exitCode + (timedOut ? " (timed out)" : "") + " after " + String.format("%.1f", seconds)
@@ -24,7 +24,7 @@ final class MpiJob {
     }
 
     /** mpirun on the PATH, if any. */
-    static Optional<Path> mpirun() {
+    public static Optional<Path> mpirun() {
         String path = System.getenv("PATH");
         if (path == null) {
             return Optional.empty();
@@ -40,12 +40,17 @@ final class MpiJob {
 
     /** {@code ranks} 0: one plain JVM without mpirun (MPI's singleton mode). */
     static Result run(int ranks, Duration limit, String... mainArgs) throws IOException, InterruptedException {
+        return run(MpiRankMain.class, ranks, limit, mainArgs);
+    }
+
+    /** {@code main}'s main method on every rank, with the test classpath. */
+    public static Result run(Class<?> main, int ranks, Duration limit, String... mainArgs) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>();
         if (ranks > 0) {
             cmd.addAll(mpirunPrefix(ranks));
         }
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        return start(javaCommand(cmd, mainArgs), limit);
+        return start(javaCommand(cmd, main, mainArgs), limit);
     }
 
     private static List<String> mpirunPrefix(int ranks) {
@@ -62,13 +67,13 @@ final class MpiJob {
         return cmd;
     }
 
-    private static List<String> javaCommand(List<String> cmd, String... mainArgs) {
+    private static List<String> javaCommand(List<String> cmd, Class<?> main, String... mainArgs) {
         // The flags the build gives every JVM (exeunt.jvm.flags in the parent pom); a small heap and one compute
         // thread per rank, since N JVMs share CI's memory and 2 cores (more threads only fight over them).
         cmd.addAll(List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "--add-opens=java.base/java.nio=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-Xmx512m",
                 "-XX:+UseSerialGC", "-Dexeunt.threads=1"));
-        cmd.addAll(List.of("-cp", classpath(), MpiRankMain.class.getName()));
+        cmd.addAll(List.of("-cp", classpath(), main.getName()));
         cmd.addAll(List.of(mainArgs));
         return cmd;
     }
