@@ -37,6 +37,9 @@ import java.util.Set;
  * loss curve bit for bit, and are published by {@link CheckpointStore}, so a crash at any point leaves
  * the newest complete one to resume from; the log keeps exactly the lines up to it.
  *
+ * <p>Each log line's {@code sync_ms} is the time this rank spent exchanging losses and gradients after
+ * the backward (the data-parallel all-reduces, including waiting for slower ranks).
+ *
  * <p>Under data parallelism (a {@link GradientSync} over several ranks, one Trainer per rank, each with
  * its own replica of the model) each rank reads only its rows of every global batch, gradients and the
  * logged losses are averaged over the ranks, and only rank 0 prints, writes the log and saves.
@@ -201,7 +204,9 @@ public final class Trainer implements AutoCloseable {
                 logged[0] = total;
                 logged[1] = fin;
                 System.arraycopy(exitLoss, 0, logged, 2, exitLoss.length);
+                long syncStart = System.nanoTime();
                 sync.averageScalars(logged);
+                long syncNanos = System.nanoTime() - syncStart;
                 total = logged[0];
                 fin = logged[1];
                 System.arraycopy(logged, 2, exitLoss, 0, exitLoss.length);
@@ -211,8 +216,10 @@ public final class Trainer implements AutoCloseable {
                                     + "last checkpoint in %s is intact. Try a lower learning rate or stronger clipping.",
                             total, it, fin, outDir));
                 }
+                syncStart = System.nanoTime();
                 TensorParallelGradients.reducePartial(model.parameters(), trainable);
                 sync.reduceGradients(trainable);
+                syncNanos += System.nanoTime() - syncStart;
                 double norm = TensorParallelGradients.clip(model.parameters(), trainable, cfg.gradClip());
                 double lr = cfg.lrAt(it);
                 optimizer.step(trainable, (float) lr);
@@ -222,7 +229,7 @@ public final class Trainer implements AutoCloseable {
                 double tps = tokensPerIter * done / elapsed;
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
-                        (System.nanoTime() - ts) / 1e6);
+                        (System.nanoTime() - ts) / 1e6, syncNanos / 1e6);
                 if (logs) appendLog(LOG, line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
@@ -285,15 +292,15 @@ public final class Trainer implements AutoCloseable {
     }
 
     private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,
-                                  double tps, double elapsed, double eta, double stepMs) {
+                                  double tps, double elapsed, double eta, double stepMs, double syncMs) {
         var sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "{\"iter\":%d,\"loss\":%.6f,\"final_loss\":%.6f,\"exit_losses\":[", it, total, fin));
         for (int i = 0; i < exitLoss.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitLoss[i]));
         sb.append("],\"exit_weights\":[");
         for (int i = 0; i < exitW.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitW[i]));
         sb.append(String.format(Locale.ROOT,
-                "],\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"step_ms\":%.1f,\"elapsed_s\":%.2f,\"eta_s\":%.1f}",
-                lr, norm, tps, stepMs, elapsed, eta));
+                "],\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"step_ms\":%.1f,\"sync_ms\":%.1f,\"elapsed_s\":%.2f,"
+                        + "\"eta_s\":%.1f}", lr, norm, tps, stepMs, syncMs, elapsed, eta));
         return sb.toString();
     }
 

@@ -119,9 +119,11 @@ class CrashSafeTrainingTest {
     private static List<String> log(Path dir) throws IOException {
         List<String> out = new ArrayList<>();
         List<Integer> iters = new ArrayList<>();
-        for (String line : Files.readAllLines(dir.resolve(Trainer.LOG))) {
+        List<String> lines = new ArrayList<>(Files.readAllLines(dir.resolve(Trainer.LOG)));
+        if (Files.exists(dir.resolve(Trainer.EVAL_LOG))) lines.addAll(Files.readAllLines(dir.resolve(Trainer.EVAL_LOG)));
+        for (String line : lines) {
             ObjectNode o = (ObjectNode) JSON.readTree(line);
-            o.remove(List.of("tokens_per_s", "step_ms", "elapsed_s", "eta_s"));
+            o.remove(List.of("tokens_per_s", "step_ms", "sync_ms", "elapsed_s", "eta_s"));
             if (o.has("loss")) iters.add(o.get("iter").asInt());
             out.add(o.toString());
         }
