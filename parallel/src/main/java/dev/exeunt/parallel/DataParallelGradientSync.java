@@ -6,11 +6,13 @@ import dev.exeunt.parallel.comm.ReduceOp;
 import dev.exeunt.parallel.comm.Work;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.autograd.Backprop;
 import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.ops.Ops;
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -21,8 +23,9 @@ import java.util.Map;
  * bucket is scaled by 1/D and copied back as soon as its own all-reduce completes. Every rank thus ends
  * with the same bits, so clipping and the optimiser step stay in lockstep without further exchange.
  *
- * <p>This step reduces after the whole backward pass; overlapping the bucket all-reduces with the
- * backward (launching a bucket when its last gradient is final) is the next step.
+ * <p>The all-reduces overlap the backward of each step's last micro-batch ({@link #finalGradients}):
+ * gradients are bucketed in reverse parameter order, the order the backward finishes them in, and a
+ * bucket is sent as soon as its last gradient is final. Bucket by bucket, the sums are the same either way.
  *
  * <p>The buckets are allocated on first use and reused every step; {@link #close()} frees them.
  */
@@ -74,6 +77,81 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     /** Where elements [from, from+length) of one gradient go: bucket {@code bucket} at {@code at}. */
     private record Piece(Tensor grad, int from, int length, int bucket, int at) {}
 
+    /** The bucket layout of the last step: which gradients, in which order, cut where. */
+    private List<Tensor> layoutGrads = List.of();
+    private List<Piece> pieces = List.of();
+    /** The overlapped step in flight: each trainable parameter's index in the layout, buckets still waiting, started all-reduces. */
+    private Map<Tensor, Integer> paramIndex;
+    private int[][] bucketsOfParam;
+    private int[] waiting;
+    private Work[] started;
+    private boolean[] ready;
+    private boolean overlapBroken;
+    private long startedDuringBackward;
+
+    /**
+     * Overlap with the backward of the step's last micro-batch: the listener hears of each parameter whose
+     * gradient is final, and a bucket's all-reduce starts as soon as all its gradients are, while the
+     * backward goes on with earlier layers. It needs the layout, so the first step (and any step whose set
+     * of gradients differs from the previous one's) reduces after the backward instead.
+     */
+    @Override
+    public Backprop.LeafListener finalGradients(Map<String, Tensor> trainable) {
+        abandonOverlap();
+        if (group.size() == 1 || pieces.isEmpty()) return null;
+        paramIndex = new IdentityHashMap<>();
+        for (Tensor p : trainable.values()) {
+            int i = p.grad() == null ? -1 : indexOf(layoutGrads, p.grad());
+            if (i >= 0) paramIndex.put(p, i);
+        }
+        int nBuckets = buckets.size();
+        bucketsOfParam = new int[layoutGrads.size()][];
+        waiting = new int[nBuckets];
+        for (int i = 0; i < layoutGrads.size(); i++) {
+            Tensor g = layoutGrads.get(i);
+            bucketsOfParam[i] = pieces.stream().filter(q -> q.grad() == g).mapToInt(Piece::bucket).distinct().toArray();
+            for (int b : bucketsOfParam[i]) waiting[b]++;
+        }
+        started = new Work[nBuckets];
+        ready = new boolean[layoutGrads.size()];
+        overlapBroken = false;
+        return leaf -> {
+            Integer i = paramIndex.get(leaf);
+            if (i == null) return;
+            if (ready[i]) { // a second contribution after its bucket may have left: reduce this step after the backward
+                overlapBroken = true;
+                return;
+            }
+            ready[i] = true;
+            for (int b : bucketsOfParam[i]) {
+                if (--waiting[b] == 0 && !overlapBroken) {
+                    start(b);
+                    startedDuringBackward++;
+                }
+            }
+            for (Work w : started) if (w != null) w.test(); // drives the engine's progress (MPI progresses inside its calls)
+        };
+    }
+
+    /** How many bucket all-reduces so far started while the backward was still running. */
+    public long bucketsStartedDuringBackward() {
+        return startedDuringBackward;
+    }
+
+    /** Copies bucket b's gradients into it and starts its all-reduce. */
+    private void start(int b) {
+        try (var scope = Scope.open(); var noGrad = GradMode.noGrad()) {
+            for (Piece p : pieces) if (p.bucket() == b) slot(p).copyFrom(part(p));
+        }
+        started[b] = group.allReduceAsync(buckets.get(b), ReduceOp.SUM);
+    }
+
+    /** Waits out (and discards) the all-reduces an overlapped step started, so none is left in flight. */
+    private void abandonOverlap() {
+        if (started != null) for (Work w : started) if (w != null) w.await();
+        started = null;
+    }
+
     @Override
     public void reduceGradients(Map<String, Tensor> trainable) {
         List<String> names = new ArrayList<>();
@@ -92,23 +170,41 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
         }
         checkSameGradients(names, total);
         if (group.size() == 1 || total == 0) return;
-        List<Piece> pieces = layout(grads);
-        int nBuckets = (int) ((total + bucketElements - 1) / bucketElements);
-        ensureBuckets(nBuckets, total, grads.get(0).device());
+        // Reverse order: the backward makes the last layers' gradients final first, so buckets fill in turn.
+        java.util.Collections.reverse(grads);
+        boolean overlapped = started != null && !overlapBroken && sameTensors(grads, layoutGrads);
+        if (!overlapped) {
+            abandonOverlap();
+            layoutGrads = grads;
+            pieces = layout(grads);
+            ensureBuckets((int) ((total + bucketElements - 1) / bucketElements), total, grads.get(0).device());
+            started = new Work[buckets.size()];
+        }
+        // The buckets the backward did not start (all of them without overlap), in bucket order on every rank.
+        for (int b = 0; b < buckets.size(); b++) if (started[b] == null) start(b);
         float inv = 1f / group.size();
         try (var scope = Scope.open(); var noGrad = GradMode.noGrad()) {
-            for (Piece p : pieces) slot(p).copyFrom(part(p));
-            Work[] works = new Work[nBuckets];
-            for (int b = 0; b < nBuckets; b++) works[b] = group.allReduceAsync(buckets.get(b), ReduceOp.SUM);
             int next = 0;
-            for (int b = 0; b < nBuckets; b++) {
-                works[b].await();
+            for (int b = 0; b < buckets.size(); b++) {
+                started[b].await();
                 for (; next < pieces.size() && pieces.get(next).bucket() == b; next++) {
                     Piece p = pieces.get(next);
                     part(p).copyFrom(Ops.scale(slot(p), inv));
                 }
             }
         }
+        started = null;
+    }
+
+    private static int indexOf(List<Tensor> list, Tensor t) {
+        for (int i = 0; i < list.size(); i++) if (list.get(i) == t) return i;
+        return -1;
+    }
+
+    private static boolean sameTensors(List<Tensor> a, List<Tensor> b) {
+        if (a.size() != b.size()) return false;
+        for (int i = 0; i < a.size(); i++) if (a.get(i) != b.get(i)) return false;
+        return true;
     }
 
     /** Cuts the concatenation of all gradients into bucket-sized runs, in order. */
@@ -144,7 +240,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
         long have = 0;
         for (Tensor b : buckets) have += b.numel();
         if (buckets.size() == n && have == total && buckets.get(0).device().equals(device)) return;
-        close();
+        freeBuckets();
         for (int b = 0; b < n; b++) {
             int size = (int) Math.min(bucketElements, total - (long) b * bucketElements);
             buckets.add(Scope.outside(() -> Tensor.empty(DType.F32, device, size)));
@@ -211,6 +307,13 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     /** Frees the buckets (the group belongs to the caller). */
     @Override
     public void close() {
+        abandonOverlap();
+        freeBuckets();
+        layoutGrads = List.of();
+        pieces = List.of();
+    }
+
+    private void freeBuckets() {
         buckets.forEach(Tensor::close);
         buckets.clear();
     }

@@ -108,6 +108,16 @@ class DataParallelTrainingTest {
         }
 
         @Override
+        public dev.exeunt.tensor.autograd.Backprop.LeafListener finalGradients(Map<String, Tensor> trainable) {
+            var listener = inner.finalGradients(trainable);
+            if (listener != null) overlappedSteps++;
+            return listener;
+        }
+
+        /** Steps whose all-reduces started during the backward. */
+        int overlappedSteps;
+
+        @Override
         public void averageScalars(double[] values) {
             inner.averageScalars(values);
             steps.add(values.clone());
@@ -142,7 +152,10 @@ class DataParallelTrainingTest {
         var windows = TokenWindows.of(tokens, SEQ);
         return LocalWorld.run(dp, pg -> {
             try (var sync = new DataParallelGradientSync(pg, bucketBytes)) {
-                return trainRank(mc, windows, sync, out);
+                RankResult r = trainRank(mc, windows, sync, out);
+                // Steps 2 and 3 overlap their all-reduces with the backward (step 1 learns the bucket layout).
+                if (bucketBytes < 1 << 16) assertTrue(sync.bucketsStartedDuringBackward() > 0, "no bucket left during the backward");
+                return r;
             }
         });
     }

@@ -407,8 +407,22 @@ public final class Tensor implements AutoCloseable {
 
     /** Backpropagates with the gradient {@code seed} of some outer loss with respect to this tensor. */
     public void backward(Tensor seed) {
+        backward(seed, null);
+    }
+
+    /**
+     * {@link #backward()} telling {@code listener} about each leaf right after this backward has added its
+     * gradient (once per leaf: every contribution is summed before the leaf's turn), e.g. to start a
+     * data-parallel all-reduce of the gradients that are final while the rest of the backward runs.
+     */
+    public void backward(Backprop.LeafListener listener) {
+        if (numel() != 1) throw new IllegalStateException("backward() without a seed needs a scalar; shape is " + Shape.str(shape));
+        backward(Tensor.full(1f, device(), shape), listener);
+    }
+
+    private void backward(Tensor seed, Backprop.LeafListener listener) {
         if (!requiresGrad) throw new IllegalStateException("backward() on a tensor that does not require grad");
-        Backprop.run(this, seed);
+        Backprop.run(this, seed, listener);
     }
 
     /** A tensor sharing this one's data with no autograd history. */

@@ -9,6 +9,7 @@ import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.Backprop;
 import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.ops.NN;
 import dev.exeunt.tensor.ops.Ops;
@@ -211,6 +212,17 @@ public final class EarlyExitModel implements AutoCloseable {
      * backward then runs once on L_final + sum_i sum(input_i * grad_i), which yields exactly dL/dtheta.
      */
     public StepLosses forwardBackward(Tensor ids, Tensor targets, Tensor mask, long iteration, float lossScale) {
+        return forwardBackward(ids, targets, mask, iteration, lossScale, null);
+    }
+
+    /**
+     * {@link #forwardBackward(Tensor, Tensor, Tensor, long, float)} telling {@code finalGradients} (when not
+     * null) about each parameter once its gradient from this call is complete: an exit's own parameters
+     * ({@code exits.*}) after that exit's backward, every other parameter (a shared or tied head included,
+     * which the exits also feed) during the backbone's backward, in the order it reaches them.
+     */
+    public StepLosses forwardBackward(Tensor ids, Tensor targets, Tensor mask, long iteration, float lossScale,
+                                      Backprop.LeafListener finalGradients) {
         int nExits = exits.size();
         double[] weights = new double[nExits];
         for (int i = 0; i < nExits; i++) weights[i] = exits.get(i).config().weight().at(iteration);
@@ -228,7 +240,7 @@ public final class EarlyExitModel implements AutoCloseable {
                 for (int k = 0; k < detached.length; k++) detached[k] = exitInputs[i][k].detach().requiresGrad(true);
                 Tensor li = exitLoss(exits.get(i), detached, targets, mask, true);
                 exitLosses[i] = li.item();
-                Ops.scale(li, (float) (weights[i] * lossScale)).backward();
+                Ops.scale(li, (float) (weights[i] * lossScale)).backward(finalOnly(finalGradients, true));
             }
             for (int k = 0; k < detached.length; k++) {
                 Tensor g = detached[k].grad();
@@ -236,12 +248,28 @@ public final class EarlyExitModel implements AutoCloseable {
                 aux = Ops.add(aux, Ops.sumAll(Ops.mul(exitInputs[i][k], g)));
             }
         }
-        aux.backward();
+        aux.backward(finalOnly(finalGradients, false));
         for (Tensor g : grads) g.close();
         double fl = finalLoss.item();
         double total = fl;
         for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
         return new StepLosses(total, fl, exitLosses, weights, targets.numel());
+    }
+
+    /**
+     * {@code listener} restricted to this model's exit parameters ({@code exits}) or to the others, and to
+     * gradients that are whole on this rank (not those still to be summed over tensor-parallel ranks);
+     * null stays null.
+     */
+    private Backprop.LeafListener finalOnly(Backprop.LeafListener listener, boolean exits) {
+        if (listener == null) return null;
+        return leaf -> {
+            String name = leaf.name();
+            if (name != null && params.has(name) && params.get(name) == leaf && name.startsWith("exits.") == exits
+                    && !params.needsTensorParallelSum(name)) {
+                listener.gradientAccumulated(leaf);
+            }
+        };
     }
 
     /**

@@ -97,6 +97,18 @@ public class Parameters implements AutoCloseable {
         return s != null ? s : Shard.whole(get(name).shape());
     }
 
+    /**
+     * Whether parameter {@code name}'s gradient on this rank is only part of it, to be summed over the
+     * tensor-parallel ranks before the update: replicated parameters marked {@link Shard#partialGrad()}
+     * (shared kv heads), and under sequence parallelism every replicated one (norms, row-parallel biases
+     * and position embeddings each see only this rank's positions).
+     */
+    public boolean needsTensorParallelSum(String name) {
+        if (tp.size() == 1) return false;
+        Shard shard = shard(name);
+        return shard.partialGrad() || (tp.sequenceParallel() && !shard.isSplit());
+    }
+
     /** An N(0, std) parameter of which this rank holds {@code shard}: the same values as that part of the full one. */
     public Tensor normal(String name, float std, Shard shard) {
         int[] full = shard.fullShape();

@@ -1,6 +1,7 @@
 package dev.exeunt.model.train;
 
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.autograd.Backprop;
 import java.util.Map;
 
 /**
@@ -25,6 +26,15 @@ public interface GradientSync {
      * after the micro-batch loop and before clipping, so clipping sees the same gradient on every rank.
      */
     void reduceGradients(Map<String, Tensor> trainable);
+
+    /**
+     * Called before the backward of a step's last micro-batch: a listener to hear of each trainable
+     * parameter as soon as its gradient for the step is final (so its all-reduce can start while the
+     * backward goes on), or null when this sync does not overlap. {@link #reduceGradients} still follows.
+     */
+    default Backprop.LeafListener finalGradients(Map<String, Tensor> trainable) {
+        return null;
+    }
 
     /** Replaces each value in place by its mean over ranks (for the logged losses); every rank gets the same doubles. */
     void averageScalars(double[] values);

@@ -1,7 +1,6 @@
 package dev.exeunt.model.train;
 
 import dev.exeunt.model.nn.Parameters;
-import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
@@ -14,26 +13,20 @@ import java.util.Map;
 
 /**
  * What the gradients of a tensor-parallel rank need before the update: replicated parameters that each
- * rank only partly differentiates (shared kv heads; under sequence parallelism all of them) get the sum over ranks, and clipping uses the norm
+ * rank only partly differentiates ({@link Parameters#needsTensorParallelSum}) get the sum over ranks, and clipping uses the norm
  * of the whole model's gradient, counting each split parameter's shards once each and each replicated
  * parameter once (every rank holds the same copy). With one rank it is {@link AdamW#clipGradNorm}.
  */
 public final class TensorParallelGradients {
     private TensorParallelGradients() {}
 
-    /**
-     * Sums over the group the gradients of replicated parameters that each rank only partly
-     * differentiates: those marked {@link Shard#partialGrad()}, and under sequence parallelism every
-     * replicated one (norms, row-parallel biases and position embeddings each see only this rank's
-     * positions).
-     */
+    /** Sums over the group the gradients {@link Parameters#needsTensorParallelSum} names. */
     public static void reducePartial(Parameters params, Map<String, Tensor> trainable) {
         TensorParallel tp = params.tensorParallel();
         if (tp.size() == 1) return;
         for (var e : trainable.entrySet()) {
             Tensor g = e.getValue().grad();
-            Shard shard = params.shard(e.getKey());
-            if (g != null && (shard.partialGrad() || (tp.sequenceParallel() && !shard.isSplit()))) tp.allReduceSum(g);
+            if (g != null && params.needsTensorParallelSum(e.getKey())) tp.allReduceSum(g);
         }
     }
 

@@ -190,7 +190,8 @@ public final class Trainer implements AutoCloseable {
                     try (var s = Scope.open()) {
                         Tensor ids = Tensor.ofInts(b.inputs(), b.size(), cfg.seqLen());
                         Tensor tgt = Tensor.ofInts(b.targets(), b.size(), cfg.seqLen());
-                        var l = model.forwardBackward(ids, tgt, null, it, 1f / cfg.gradAccum());
+                        var finals = micro == cfg.gradAccum() - 1 ? sync.finalGradients(trainable) : null;
+                        var l = model.forwardBackward(ids, tgt, null, it, 1f / cfg.gradAccum(), finals);
                         total += l.total() / cfg.gradAccum();
                         fin += l.finalLoss() / cfg.gradAccum();
                         for (int i = 0; i < exitLoss.length; i++) {

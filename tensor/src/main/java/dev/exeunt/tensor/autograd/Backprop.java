@@ -11,7 +11,18 @@ import java.util.Map;
 public final class Backprop {
     private Backprop() {}
 
+    /** Told about each leaf once this backward has accumulated its gradient. */
+    @FunctionalInterface
+    public interface LeafListener {
+        void gradientAccumulated(Tensor leaf);
+    }
+
     public static void run(Tensor root, Tensor seed) {
+        run(root, seed, null);
+    }
+
+    /** The sweep; {@code listener} (or null) hears of each leaf right after its gradient was accumulated. */
+    public static void run(Tensor root, Tensor seed, LeafListener listener) {
         List<Tensor> order = topologicalOrder(root);
         Map<Tensor, Tensor> grads = new IdentityHashMap<>();
         grads.put(root, seed);
@@ -21,7 +32,10 @@ public final class Backprop {
             if (g == null) continue;
             Node node = t.gradNode();
             if (node == null) {
-                if (t.requiresGrad()) t.accumulateGrad(g);
+                if (t.requiresGrad()) {
+                    t.accumulateGrad(g);
+                    if (listener != null) listener.gradientAccumulated(t);
+                }
                 continue;
             }
             Tensor[] inGrads = node.backward().apply(g);
