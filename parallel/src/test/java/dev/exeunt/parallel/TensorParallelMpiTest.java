@@ -3,7 +3,6 @@ package dev.exeunt.parallel;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.model.train.GradientSync;
@@ -29,10 +28,7 @@ class TensorParallelMpiTest {
 
     @BeforeAll
     static void needsMpirun() {
-        if ("true".equals(System.getenv("CI"))) {
-            assertTrue(MpiJob.mpirun().isPresent(), "CI=true but mpirun is not on the PATH: .ci/run installs openmpi-bin");
-        }
-        assumeTrue(MpiJob.mpirun().isPresent(), "mpirun is not on the PATH: skipping the multi-process tensor-parallel tests");
+        MpiJob.requireMpirun();
         TensorParallelTrainingTest.data();
     }
 

@@ -107,13 +107,8 @@ public final class VocabParallelCrossEntropy {
     /** z[r, target_r - start] for the rows whose target this rank owns, 0 elsewhere: [n, 1]. */
     private static Tensor targetLogits(Tensor z, int[] tgt, int start, int vl) {
         int n = tgt.length;
-        int[] flat = new int[n];
         float[] owned = new float[n];
-        for (int r = 0; r < n; r++) {
-            boolean mine = tgt[r] >= start && tgt[r] < start + vl;
-            flat[r] = r * vl + (mine ? tgt[r] - start : 0);
-            owned[r] = mine ? 1f : 0f;
-        }
+        int[] flat = ownedPositions(tgt, start, vl, owned);
         Tensor picked = NN.embedding(z.reshape(n * vl, 1), Tensor.ofInts(flat, n));
         return Ops.contiguous(Ops.mul(picked, onDevice(Tensor.of(owned, n, 1), z)));
     }
@@ -121,15 +116,25 @@ public final class VocabParallelCrossEntropy {
     /** d[r, target_r - start] -= rowScale[r] for the rows whose target this rank owns. */
     private static void subtractAtTargets(Tensor d, int[] tgt, int start, int vl, float[] rowScale) {
         int n = tgt.length;
-        int[] flat = new int[n];
         float[] minus = new float[n];
-        for (int r = 0; r < n; r++) {
-            boolean mine = tgt[r] >= start && tgt[r] < start + vl;
-            flat[r] = r * vl + (mine ? tgt[r] - start : 0);
-            minus[r] = mine ? -rowScale[r] : 0f;
-        }
+        int[] flat = ownedPositions(tgt, start, vl, minus);
+        for (int r = 0; r < n; r++) minus[r] *= -rowScale[r];
         Tensor ids = onDevice(Tensor.ofInts(flat, n), d);
         d.backend().embeddingBackward(ids, onDevice(Tensor.of(minus, n, 1), d), d.reshape(n * vl, 1));
+    }
+
+    /**
+     * Each row's target position in the flattened [n, vl] shard (position 0 of its row when another rank
+     * owns the target); {@code owned[r]} becomes 1 where this rank owns it, else 0.
+     */
+    private static int[] ownedPositions(int[] tgt, int start, int vl, float[] owned) {
+        int[] flat = new int[tgt.length];
+        for (int r = 0; r < tgt.length; r++) {
+            boolean mine = tgt[r] >= start && tgt[r] < start + vl;
+            flat[r] = r * vl + (mine ? tgt[r] - start : 0);
+            owned[r] = mine ? 1f : 0f;
+        }
+        return flat;
     }
 
     private static Tensor onDevice(Tensor t, Tensor like) {
