@@ -4,6 +4,7 @@ import dev.exeunt.ffm.cuda.CudaRuntime;
 import dev.exeunt.ffm.cuda.cuda_runtime_api_h;
 import dev.exeunt.ffm.nccl.Nccl;
 import dev.exeunt.ffm.nccl.nccl_h;
+import dev.exeunt.ffm.nvrtc.Nvrtc;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
@@ -66,12 +67,16 @@ public final class NcclProcessGroup implements ProcessGroup {
     }
 
     /**
-     * Why the nccl engine cannot run here (no CUDA runtime or device, no libnccl), or null. Never throws.
+     * Why the nccl engine cannot run here (no CUDA runtime or device, no NVRTC for the CUDA backend, no libnccl), or
+     * null. Never throws.
      */
     public static String unavailableReason() {
         String cuda = CudaRuntime.noDeviceReason();
         if (cuda != null) {
             return "no usable CUDA device (" + cuda + ")";
+        }
+        if (!Nvrtc.isAvailable()) {
+            return "the CUDA backend needs NVRTC (" + Nvrtc.unavailableReason() + ")";
         }
         String nccl = Nccl.unavailableReason();
         return nccl == null ? null : "libnccl cannot be loaded (" + nccl + ")";
