@@ -385,7 +385,8 @@ public final class NcclProcessGroup implements ProcessGroup {
     }
 
     /**
-     * Waits for this rank's queued work, then ncclCommDestroy; a group made by {@link #split} also closes its own
+     * Waits for this rank's queued work, then ncclCommDestroy (ncclCommAbort instead when another rank of a local job
+     * has failed, since the queued work may wait for it forever); a group made by {@link #split} also closes its own
      * bootstrap group.
      */
     @Override
@@ -395,7 +396,10 @@ public final class NcclProcessGroup implements ProcessGroup {
         }
         closed = true;
         try {
-            if (ownsComm && broken == null) {
+            String peer = peerFailure();
+            if (ownsComm && broken == null && peer != null) {
+                breakDown(peer); // queued work may wait for the failed rank forever: cancel it rather than wait
+            } else if (ownsComm && broken == null) {
                 CudaRuntime.streamSynchronize(bindDevice());
                 Nccl.commDestroy(comm);
             }
