@@ -224,6 +224,21 @@ public final class CudaRuntime {
         return MemorySegment.ofAddress(pointerOut(p -> cuda_runtime_api_h.cudaEventCreate(p), "cudaEventCreate"));
     }
 
+    /** {@code cudaEventCreateWithFlags}, e.g. {@code cudaEventDisableTiming()} for an event only waited on. */
+    public static MemorySegment eventCreate(int flags) {
+        return MemorySegment.ofAddress(pointerOut(p -> cuda_runtime_api_h.cudaEventCreateWithFlags(p, flags), "cudaEventCreateWithFlags"));
+    }
+
+    /** {@code cudaEventQuery}: whether the work before the event's last record has completed; never blocks. */
+    public static boolean eventQuery(MemorySegment event) {
+        int status = cuda_runtime_api_h.cudaEventQuery(event);
+        if (status == cuda_runtime_api_h.cudaErrorNotReady()) {
+            return false;
+        }
+        check(status, "cudaEventQuery");
+        return true;
+    }
+
     public static void eventRecord(MemorySegment event, MemorySegment stream) {
         check(cuda_runtime_api_h.cudaEventRecord(event, stream), "cudaEventRecord");
     }

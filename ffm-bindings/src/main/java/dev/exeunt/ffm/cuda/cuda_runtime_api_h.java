@@ -2541,4 +2541,64 @@ public class cuda_runtime_api_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class cudaEventQuery {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            cuda_runtime_api_h.C_INT,
+            cuda_runtime_api_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = cuda_runtime_api_h.findOrThrow("cudaEventQuery");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern cudaError_t cudaEventQuery(cudaEvent_t event)
+     * }
+     */
+    public static FunctionDescriptor cudaEventQuery$descriptor() {
+        return cudaEventQuery.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern cudaError_t cudaEventQuery(cudaEvent_t event)
+     * }
+     */
+    public static MethodHandle cudaEventQuery$handle() {
+        return cudaEventQuery.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern cudaError_t cudaEventQuery(cudaEvent_t event)
+     * }
+     */
+    public static MemorySegment cudaEventQuery$address() {
+        return cudaEventQuery.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern cudaError_t cudaEventQuery(cudaEvent_t event)
+     * }
+     */
+    public static int cudaEventQuery(MemorySegment event) {
+        var mh$ = cudaEventQuery.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("cudaEventQuery", event);
+            }
+            return (int)mh$.invokeExact(event);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

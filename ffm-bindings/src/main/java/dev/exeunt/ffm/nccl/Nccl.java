@@ -92,6 +92,45 @@ public final class Nccl {
         check(nccl_h.ncclCommDestroy(comm), "ncclCommDestroy");
     }
 
+    /** ncclCommAbort: frees the communicator without waiting for its pending operations (which are cancelled). */
+    public static void commAbort(MemorySegment comm) {
+        check(nccl_h.ncclCommAbort(comm), "ncclCommAbort");
+    }
+
+    /**
+     * ncclCommGetAsyncError: ncclSuccess, ncclInProgress, or the error an operation of {@code comm} met after its
+     * launch returned (a peer that vanished, a network failure): such an error is reported only here.
+     */
+    public static int commGetAsyncError(MemorySegment comm) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.JAVA_INT);
+            check(nccl_h.ncclCommGetAsyncError(comm, out), "ncclCommGetAsyncError");
+            return out.get(ValueLayout.JAVA_INT, 0);
+        }
+    }
+
+    /** Whether the loaded libnccl has ncclCommSplit (NCCL 2.18 and later). Never throws. */
+    public static boolean hasCommSplit() {
+        try {
+            return nccl_h.SYMBOL_LOOKUP.find("ncclCommSplit").isPresent();
+        } catch (RuntimeException | LinkageError e) {
+            return false;
+        }
+    }
+
+    /**
+     * ncclCommSplit with the parent's configuration (config NULL): collective over {@code comm}; ranks with the same
+     * {@code color} (>= 0) form a new communicator ordered by {@code key}, then by rank in {@code comm}.
+     */
+    public static MemorySegment commSplit(MemorySegment comm, int color, int key) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            check(nccl_h.ncclCommSplit(comm, color, key, out, MemorySegment.NULL),
+                    "ncclCommSplit(color " + color + ", key " + key + ")");
+            return out.get(ValueLayout.ADDRESS, 0);
+        }
+    }
+
     public static int commCount(MemorySegment comm) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.JAVA_INT);

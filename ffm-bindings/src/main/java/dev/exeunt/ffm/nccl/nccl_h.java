@@ -1606,4 +1606,129 @@ public class nccl_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class ncclCommGetAsyncError {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            nccl_h.C_INT,
+            nccl_h.C_POINTER,
+            nccl_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = nccl_h.findOrThrow("ncclCommGetAsyncError");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
+     * }
+     */
+    public static FunctionDescriptor ncclCommGetAsyncError$descriptor() {
+        return ncclCommGetAsyncError.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
+     * }
+     */
+    public static MethodHandle ncclCommGetAsyncError$handle() {
+        return ncclCommGetAsyncError.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
+     * }
+     */
+    public static MemorySegment ncclCommGetAsyncError$address() {
+        return ncclCommGetAsyncError.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
+     * }
+     */
+    public static int ncclCommGetAsyncError(MemorySegment comm, MemorySegment asyncError) {
+        var mh$ = ncclCommGetAsyncError.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("ncclCommGetAsyncError", comm, asyncError);
+            }
+            return (int)mh$.invokeExact(comm, asyncError);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class ncclCommSplit {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            nccl_h.C_INT,
+            nccl_h.C_POINTER,
+            nccl_h.C_INT,
+            nccl_h.C_INT,
+            nccl_h.C_POINTER,
+            nccl_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = nccl_h.findOrThrow("ncclCommSplit");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
+     * }
+     */
+    public static FunctionDescriptor ncclCommSplit$descriptor() {
+        return ncclCommSplit.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
+     * }
+     */
+    public static MethodHandle ncclCommSplit$handle() {
+        return ncclCommSplit.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
+     * }
+     */
+    public static MemorySegment ncclCommSplit$address() {
+        return ncclCommSplit.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
+     * }
+     */
+    public static int ncclCommSplit(MemorySegment comm, int color, int key, MemorySegment newcomm, MemorySegment config) {
+        var mh$ = ncclCommSplit.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("ncclCommSplit", comm, color, key, newcomm, config);
+            }
+            return (int)mh$.invokeExact(comm, color, key, newcomm, config);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

@@ -85,6 +85,28 @@ class CudaRuntimeSmokeTest {
         }
     }
 
+    /** cudaEventQuery: true once the work before the record has run; an untimed event from cudaEventCreateWithFlags. */
+    @Test
+    void eventQueryFollowsTheStream() {
+        long bytes = 64L << 20;
+        long a = CudaRuntime.malloc(bytes);
+        MemorySegment stream = CudaRuntime.streamCreate(cuda_runtime_api_h.cudaStreamNonBlocking());
+        MemorySegment done = CudaRuntime.eventCreate(cuda_runtime_api_h.cudaEventDisableTiming());
+        try {
+            assertTrue(CudaRuntime.eventQuery(done), "a never-recorded event counts as completed");
+            for (int i = 0; i < 20; i++) {
+                CudaRuntime.memsetAsync(a, i, bytes, stream);
+            }
+            CudaRuntime.eventRecord(done, stream);
+            CudaRuntime.streamSynchronize(stream);
+            assertTrue(CudaRuntime.eventQuery(done), "the event's work has run after the stream synchronised");
+        } finally {
+            CudaRuntime.eventDestroy(done);
+            CudaRuntime.streamDestroy(stream);
+            CudaRuntime.free(a);
+        }
+    }
+
     @Test
     void failuresCarryTheRuntimesErrorString() {
         CudaException e = assertThrows(CudaException.class, () -> CudaRuntime.setDevice(9999));

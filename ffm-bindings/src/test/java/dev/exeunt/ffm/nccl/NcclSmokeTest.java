@@ -76,4 +76,35 @@ class NcclSmokeTest {
         assumeTrue(Nccl.isAvailable(), Nccl::unavailableReason);
         assertTrue(Nccl.errorString(nccl_h.ncclInvalidArgument()).toLowerCase().contains("invalid"));
     }
+
+    /** ncclCommGetAsyncError on a healthy communicator, ncclCommSplit (where the library has it), ncclCommAbort. */
+    @Test
+    void asyncErrorSplitAndAbort() {
+        assumeTrue(Nccl.isAvailable(), Nccl::unavailableReason);
+        assumeTrue(CudaRuntime.hasDevice(), CudaRuntime::noDeviceReason);
+        CudaRuntime.setDevice(0);
+        MemorySegment comm = Nccl.commInitRank(1, Nccl.uniqueId(), 0);
+        try {
+            assertEquals(nccl_h.ncclSuccess(), Nccl.commGetAsyncError(comm));
+            if (Nccl.hasCommSplit()) {
+                MemorySegment child = Nccl.commSplit(comm, 3, 0);
+                assertEquals(1, Nccl.commCount(child));
+                assertEquals(0, Nccl.commUserRank(child));
+                Nccl.commDestroy(child);
+            } else {
+                System.out.println("NCCL " + Nccl.version() + " has no ncclCommSplit (added in 2.18)");
+            }
+        } finally {
+            Nccl.commAbort(comm);
+        }
+    }
+
+    /** Without libnccl the probe answers false instead of throwing (the engine then shares new unique ids). */
+    @Test
+    void commSplitProbeNeverThrows() {
+        boolean has = Nccl.hasCommSplit();
+        if (!Nccl.isAvailable()) {
+            assertTrue(!has, "hasCommSplit() is true although libnccl is missing");
+        }
+    }
 }

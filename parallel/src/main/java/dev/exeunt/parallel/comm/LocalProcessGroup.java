@@ -234,6 +234,11 @@ public final class LocalProcessGroup implements ProcessGroup {
 
     // ---------------------------------------------------------------- lifetime and failure
 
+    /** The job's first failure (another rank's exception or abort), or null: lets a GPU engine stop waiting. */
+    String jobFailure() {
+        return group.world.failureOrNull();
+    }
+
     @Override
     public RuntimeException abort(String reason) {
         String message = "rank " + worldRank() + " aborted: " + reason;

@@ -164,6 +164,16 @@ public final class LocalWorld {
         if (failure != null) throw new CommException(op + " on rank " + worldRank + " ended: " + failure, failureCause);
     }
 
+    /** The job's first failure, or null; takes the lock (for engines that wait outside it, e.g. nccl). */
+    String failureOrNull() {
+        lock.lock();
+        try {
+            return failure;
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Whether some rank has failed (lock held). */
     boolean hasFailed() {
         return failure != null;

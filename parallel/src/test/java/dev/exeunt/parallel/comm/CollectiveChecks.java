@@ -1,11 +1,9 @@
 package dev.exeunt.parallel.comm;
 
-import static dev.exeunt.parallel.comm.TypedValues.filled;
 import static dev.exeunt.parallel.comm.TypedValues.get;
 import static dev.exeunt.parallel.comm.TypedValues.rounded;
 
 import dev.exeunt.tensor.DType;
-import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
@@ -74,7 +72,7 @@ public final class CollectiveChecks {
         for (DType d : DTYPES) {
             for (long n : SIZES) {
                 for (ReduceOp op : ReduceOp.values()) {
-                    try (Tensor t = filled(d, n, i -> value(d, r, i))) {
+                    try (Tensor t = EngineTensors.filled(pg, d, n, i -> value(d, r, i))) {
                         pg.allReduce(t, op);
                         expect(pg, "allReduce " + op + " " + d + " n=" + n, t, i -> reduced(d, op, s, i));
                     }
@@ -87,21 +85,24 @@ public final class CollectiveChecks {
     public static void allReduceBitIdenticalOnEveryRank(ProcessGroup pg) {
         int r = pg.rank();
         for (DType d : new DType[] {DType.F32, DType.BF16, DType.F16}) {
-            try (Tensor t = filled(d, 4099, i -> Math.sin(r * 1.7 + i * 0.31) * 100)) {
+            try (Tensor t = EngineTensors.filled(pg, d, 4099, i -> Math.sin(r * 1.7 + i * 0.31) * 100)) {
                 pg.allReduce(t, ReduceOp.SUM);
-                for (long i = 0; i < t.numel(); i++) {
-                    double want = 0;
-                    for (int q = 0; q < pg.size(); q++) want += rounded(d, Math.sin(q * 1.7 + i * 0.31) * 100);
-                    double tol = (d == DType.F32 ? 1e-4 : 0.05) * pg.size() * Math.max(1, Math.abs(want));
-                    if (Math.abs(get(t, i) - want) > tol) {
-                        fail(pg, "allReduce SUM " + d + " of fractions: element " + i + " is " + get(t, i) + ", expected about " + want);
+                long h;
+                try (Tensor host = EngineTensors.onHost(t)) {
+                    for (long i = 0; i < host.numel(); i++) {
+                        double want = 0;
+                        for (int q = 0; q < pg.size(); q++) want += rounded(d, Math.sin(q * 1.7 + i * 0.31) * 100);
+                        double tol = (d == DType.F32 ? 1e-4 : 0.05) * pg.size() * Math.max(1, Math.abs(want));
+                        if (Math.abs(get(host, i) - want) > tol) {
+                            fail(pg, "allReduce SUM " + d + " of fractions: element " + i + " is " + get(host, i) + ", expected about " + want);
+                        }
                     }
+                    h = TypedValues.bitsHash(host);
                 }
-                long h = TypedValues.bitsHash(t);
-                try (Tensor mine = Tensor.ofInts(new int[] {(int) h, (int) (h >>> 32)});
-                     Tensor all = Tensor.empty(DType.I32, 2 * pg.size())) {
+                try (Tensor mine = EngineTensors.ints(pg, (int) h, (int) (h >>> 32));
+                     Tensor all = EngineTensors.filled(pg, DType.I32, 2 * pg.size(), i -> 0)) {
                     pg.allGather(mine, all);
-                    int[] hs = all.toIntArray();
+                    int[] hs = EngineTensors.toInts(all);
                     for (int q = 0; q < pg.size(); q++) {
                         if (hs[2 * q] != hs[0] || hs[2 * q + 1] != hs[1]) {
                             fail(pg, "allReduce SUM " + d + " of fractions: rank " + q + "'s result differs in its bits from rank 0's");
@@ -117,8 +118,8 @@ public final class CollectiveChecks {
         for (DType d : DTYPES) {
             for (long n : CHUNKS) {
                 for (ReduceOp op : ReduceOp.values()) {
-                    try (Tensor in = filled(d, s * n, j -> value(d, r, j));
-                         Tensor out = filled(d, n, i -> 99)) {
+                    try (Tensor in = EngineTensors.filled(pg, d, s * n, j -> value(d, r, j));
+                         Tensor out = EngineTensors.filled(pg, d, n, i -> 99)) {
                         pg.reduceScatter(in, out, op);
                         expect(pg, "reduceScatter " + op + " " + d + " n=" + n, out, i -> reduced(d, op, s, r * n + i));
                     }
@@ -131,8 +132,8 @@ public final class CollectiveChecks {
         int r = pg.rank(), s = pg.size();
         for (DType d : DTYPES) {
             for (long n : CHUNKS) {
-                try (Tensor in = filled(d, n, i -> value(d, r, i));
-                     Tensor out = filled(d, s * n, i -> 99)) {
+                try (Tensor in = EngineTensors.filled(pg, d, n, i -> value(d, r, i));
+                     Tensor out = EngineTensors.filled(pg, d, s * n, i -> 99)) {
                     pg.allGather(in, out);
                     expect(pg, "allGather " + d + " n=" + n, out, j -> value(d, (int) (j / n), j % n));
                 }
@@ -154,7 +155,7 @@ public final class CollectiveChecks {
     }
 
     private static void broadcastOnce(ProcessGroup pg, DType d, long n, int root, int r) {
-        try (Tensor t = filled(d, n, i -> value(d, r, i))) {
+        try (Tensor t = EngineTensors.filled(pg, d, n, i -> value(d, r, i))) {
             pg.broadcast(t, root);
             expect(pg, "broadcast from root " + root + " " + d + " n=" + n, t, i -> value(d, root, i));
         }
@@ -174,11 +175,11 @@ public final class CollectiveChecks {
                 if (a == 0 && b == s - 1) n = (1L << 20) + 7;
                 int src = a;
                 if (r == a) {
-                    try (Tensor t = filled(d, n, i -> value(d, src, i))) {
+                    try (Tensor t = EngineTensors.filled(pg, d, n, i -> value(d, src, i))) {
                         pg.send(t, b, pair);
                     }
                 } else {
-                    try (Tensor t = filled(d, n, i -> 99)) {
+                    try (Tensor t = EngineTensors.filled(pg, d, n, i -> 99)) {
                         pg.recv(t, a, pair);
                         expect(pg, "recv from " + a + " tag " + pair + " " + d + " n=" + n, t, i -> value(d, src, i));
                     }
@@ -197,7 +198,7 @@ public final class CollectiveChecks {
             List<Tensor> bufs = new ArrayList<>();
             List<Work> works = new ArrayList<>();
             for (int[] m : messages) {
-                Tensor t = filled(DType.I32, n, i -> m[1] * 100_000 + i);
+                Tensor t = EngineTensors.filled(pg, DType.I32, n, i -> m[1] * 100_000 + i);
                 bufs.add(t);
                 works.add(pg.sendAsync(t, 1, m[0]));
             }
@@ -212,7 +213,7 @@ public final class CollectiveChecks {
     }
 
     private static void recvExpect(ProcessGroup pg, int src, int tag, int n, int message) {
-        try (Tensor t = filled(DType.I32, n, i -> -1)) {
+        try (Tensor t = EngineTensors.filled(pg, DType.I32, n, i -> -1)) {
             pg.recv(t, src, tag);
             expect(pg, "recv(src " + src + ", tag " + tag + ") should get message " + message, t, i -> message * 100_000 + i);
         }
@@ -224,7 +225,7 @@ public final class CollectiveChecks {
         for (int k = 0; k < 3; k++) {
             pg.barrier();
             int step = k;
-            try (Tensor t = Tensor.ofInts(new int[] {k * (pg.rank() + 1)})) {
+            try (Tensor t = EngineTensors.ints(pg, k * (pg.rank() + 1))) {
                 pg.allReduce(t, ReduceOp.SUM);
                 expect(pg, "allReduce after barrier " + k, t, i -> step * pg.size() * (pg.size() + 1) / 2);
             }
@@ -262,11 +263,11 @@ public final class CollectiveChecks {
             fail(pg, what + ": got rank " + g.rank() + " of " + g.size() + ", expected rank " + members.indexOf(r)
                     + " of " + members.size() + " (members " + members + ")");
         }
-        try (Tensor mine = Tensor.ofInts(new int[] {r}); Tensor ranks = Tensor.empty(DType.I32, g.size())) {
+        try (Tensor mine = EngineTensors.ints(pg, r); Tensor ranks = EngineTensors.filled(pg, DType.I32, g.size(), i -> 0)) {
             g.allGather(mine, ranks);
             expect(pg, what + ": members in group order", ranks, k -> members.get((int) k));
         }
-        try (Tensor t = Tensor.ofInts(new int[] {r})) {
+        try (Tensor t = EngineTensors.ints(pg, r)) {
             g.allReduce(t, ReduceOp.SUM);
             expect(pg, what + ": sum of member ranks", t, k -> members.stream().mapToInt(Integer::intValue).sum());
         }
@@ -287,12 +288,12 @@ public final class CollectiveChecks {
         int r = pg.rank(), s = pg.size();
         long n = (1L << 16) + 3;
 
-        Tensor t = filled(DType.F32, n, i -> value(DType.F32, r, i));
+        Tensor t = EngineTensors.filled(pg, DType.F32, n, i -> value(DType.F32, r, i));
         Work w = pg.allReduceAsync(t, ReduceOp.SUM);
         Tensor garbage = null;
         if (r == 0) {
             t.close();
-            garbage = filled(DType.F32, n, i -> -7);
+            garbage = EngineTensors.filled(pg, DType.F32, n, i -> -7);
         }
         w.await();
         if (!w.test()) fail(pg, "allReduceAsync: test() is false after await()");
@@ -301,33 +302,33 @@ public final class CollectiveChecks {
         if (garbage != null) garbage.close();
 
         int root = s - 1;
-        t = filled(DType.BF16, n, i -> value(DType.BF16, r, i));
+        t = EngineTensors.filled(pg, DType.BF16, n, i -> value(DType.BF16, r, i));
         w = pg.broadcastAsync(t, root);
         garbage = null;
         if (r == root) {
             t.close();
-            garbage = filled(DType.BF16, n, i -> -7);
+            garbage = EngineTensors.filled(pg, DType.BF16, n, i -> -7);
         }
         w.await();
         if (r != root) expect(pg, "broadcastAsync with the root's tensor closed before await", t, i -> value(DType.BF16, root, i));
         t.close();
         if (garbage != null) garbage.close();
 
-        try (Tensor out = filled(DType.I32, s * n, i -> 99)) {
-            Tensor in = filled(DType.I32, n, i -> value(DType.I32, r, i));
+        try (Tensor out = EngineTensors.filled(pg, DType.I32, s * n, i -> 99)) {
+            Tensor in = EngineTensors.filled(pg, DType.I32, n, i -> value(DType.I32, r, i));
             w = pg.allGatherAsync(in, out);
             in.close();
-            try (Tensor g = filled(DType.I32, n, i -> -7)) {
+            try (Tensor g = EngineTensors.filled(pg, DType.I32, n, i -> -7)) {
                 w.await();
             }
             expect(pg, "allGatherAsync with every input closed before await", out, j -> value(DType.I32, (int) (j / n), j % n));
         }
 
-        try (Tensor out = filled(DType.F16, n, i -> 99)) {
-            Tensor in = filled(DType.F16, s * n, j -> value(DType.F16, r, j));
+        try (Tensor out = EngineTensors.filled(pg, DType.F16, n, i -> 99)) {
+            Tensor in = EngineTensors.filled(pg, DType.F16, s * n, j -> value(DType.F16, r, j));
             w = pg.reduceScatterAsync(in, out, ReduceOp.MAX);
             in.close();
-            try (Tensor g = filled(DType.F16, s * n, i -> -7)) {
+            try (Tensor g = EngineTensors.filled(pg, DType.F16, s * n, i -> -7)) {
                 w.await();
             }
             expect(pg, "reduceScatterAsync with every input closed before await", out, i -> reduced(DType.F16, ReduceOp.MAX, s, r * n + i));
@@ -335,24 +336,24 @@ public final class CollectiveChecks {
 
         if (s >= 2 && (r == 0 || r == 1)) {
             if (r == 0) {
-                Tensor msg = filled(DType.I8, n, i -> value(DType.I8, 0, i));
+                Tensor msg = EngineTensors.filled(pg, DType.I8, n, i -> value(DType.I8, 0, i));
                 w = pg.sendAsync(msg, 1, 11);
                 msg.close();
-                try (Tensor g = filled(DType.I8, n, i -> -7)) {
+                try (Tensor g = EngineTensors.filled(pg, DType.I8, n, i -> -7)) {
                     w.await();
                 }
             } else {
-                try (Tensor got = filled(DType.I8, n, i -> 99)) {
+                try (Tensor got = EngineTensors.filled(pg, DType.I8, n, i -> 99)) {
                     pg.recv(got, 0, 11);
                     expect(pg, "recv of a sendAsync whose tensor was closed before await", got, i -> value(DType.I8, 0, i));
                 }
-                Tensor dropped = filled(DType.I8, n, i -> 99);
+                Tensor dropped = EngineTensors.filled(pg, DType.I8, n, i -> 99);
                 w = pg.recvAsync(dropped, 0, 12);
                 dropped.close();
                 w.await();
             }
             if (r == 0) {
-                try (Tensor msg = filled(DType.I8, n, i -> 1)) {
+                try (Tensor msg = EngineTensors.filled(pg, DType.I8, n, i -> 1)) {
                     pg.send(msg, 1, 12);
                 }
             }
@@ -367,7 +368,7 @@ public final class CollectiveChecks {
     public static void testIsFalseUntilEveryRankHasCalled(ProcessGroup pg) {
         int r = pg.rank(), s = pg.size();
         if (s < 2) return;
-        try (Tensor t = filled(DType.I32, 5, i -> value(DType.I32, r, i)); Tensor token = filled(DType.I8, 1, i -> 1)) {
+        try (Tensor t = EngineTensors.filled(pg, DType.I32, 5, i -> value(DType.I32, r, i)); Tensor token = EngineTensors.filled(pg, DType.I8, 1, i -> 1)) {
             if (r == 0) {
                 Work w = pg.allReduceAsync(t, ReduceOp.MAX);
                 if (w.test()) fail(pg, "test() of an allReduce is true before rank 1 has called it");
@@ -384,7 +385,7 @@ public final class CollectiveChecks {
 
     public static void largeAllReduce(ProcessGroup pg) {
         int r = pg.rank(), s = pg.size();
-        try (Tensor t = filled(DType.F32, LARGE, i -> value(DType.F32, r, i))) {
+        try (Tensor t = EngineTensors.filled(pg, DType.F32, LARGE, i -> value(DType.F32, r, i))) {
             pg.allReduce(t, ReduceOp.SUM);
             expect(pg, "allReduce SUM F32 n=" + LARGE + " (32 MiB)", t, i -> reduced(DType.F32, ReduceOp.SUM, s, i));
         }
@@ -400,7 +401,7 @@ public final class CollectiveChecks {
 
     private static void refuseBadArguments(ProcessGroup pg) {
         int s = pg.size();
-        try (Tensor t = filled(DType.F32, 4, i -> i); Tensor small = filled(DType.F32, 3, i -> i)) {
+        try (Tensor t = EngineTensors.filled(pg, DType.F32, 4, i -> i); Tensor small = EngineTensors.filled(pg, DType.F32, 3, i -> i)) {
             expectRefused(pg, "broadcast from root " + s, () -> pg.broadcast(t, s), "root", String.valueOf(s));
             expectRefused(pg, "broadcast from root -1", () -> pg.broadcast(t, -1), "root", "-1");
             expectRefused(pg, "send to rank " + s, () -> pg.send(t, s, 0), String.valueOf(s));
@@ -409,7 +410,7 @@ public final class CollectiveChecks {
             expectRefused(pg, "reduceScatter of " + 3 + " into 4 x " + s, () -> pg.reduceScatter(small, t, ReduceOp.SUM), "3");
             expectRefused(pg, "allGather of 4 into 3", () -> pg.allGather(t, small), "3");
         }
-        Tensor closed = filled(DType.F32, 4, i -> i);
+        Tensor closed = EngineTensors.filled(pg, DType.F32, 4, i -> i);
         closed.close();
         expectRefused(pg, "allReduce of a closed tensor", () -> pg.allReduce(closed, ReduceOp.SUM), "closed");
     }
@@ -420,11 +421,11 @@ public final class CollectiveChecks {
      */
     private static void leavesNoTensorMemory(ProcessGroup pg, String what, Runnable body) {
         pg.barrier();
-        long before = HostMemory.allocatedBytes();
+        long before = EngineTensors.allocatedBytes(pg);
         pg.barrier();
         body.run();
         pg.barrier();
-        long after = HostMemory.allocatedBytes();
+        long after = EngineTensors.allocatedBytes(pg);
         pg.barrier();
         if (after != before) {
             fail(pg, what + " left " + (after - before) + " bytes of tensor memory allocated (" + before + " before, " + after + " after)");
@@ -467,9 +468,11 @@ public final class CollectiveChecks {
     // ---------------------------------------------------------------- helpers
 
     private static void expect(ProcessGroup pg, String what, Tensor t, LongToDoubleFunction want) {
-        for (long i = 0; i < t.numel(); i++) {
-            double got = get(t, i), w = rounded(t.dtype(), want.applyAsDouble(i));
-            if (Double.compare(got, w) != 0) fail(pg, what + ": element " + i + " is " + got + ", expected " + w);
+        try (Tensor host = EngineTensors.onHost(t)) {
+            for (long i = 0; i < host.numel(); i++) {
+                double got = get(host, i), w = rounded(host.dtype(), want.applyAsDouble(i));
+                if (Double.compare(got, w) != 0) fail(pg, what + ": element " + i + " is " + got + ", expected " + w);
+            }
         }
     }
 

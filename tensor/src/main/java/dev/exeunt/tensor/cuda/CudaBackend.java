@@ -134,6 +134,15 @@ public final class CudaBackend implements Backend, AutoCloseable {
         CudaRuntime.streamSynchronize(stream);
     }
 
+    /**
+     * The stream all of this device's work is queued on, with the device and its context made current on the
+     * calling thread: work queued there by other libraries (NCCL collectives) runs in order with this backend's.
+     */
+    public MemorySegment stream() {
+        bind();
+        return stream;
+    }
+
     /** The NVRTC target, e.g. {@code sm_90}. */
     public String architecture() {
         return kernels.arch();
