@@ -55,7 +55,7 @@ public final class Trainer implements AutoCloseable {
     private final Path outDir;
     private final CheckpointStore store;
     private final PrintStream console;
-    private final AdamW optimizer;
+    private final TrainingOptimizer optimizer;
     private final TokenWindows.Split split;
     private final TokenWindows.Batches batches;
     private final GradientSync sync;
@@ -75,6 +75,15 @@ public final class Trainer implements AutoCloseable {
      */
     public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
                    PrintStream console, GradientSync sync) {
+        this(model, tokenizer, windows, cfg, outDir, console, sync, TrainingOptimizer.REPLICATED);
+    }
+
+    /**
+     * As above, with the optimiser {@code optimizer} makes: {@link TrainingOptimizer#REPLICATED} (plain AdamW)
+     * or one that shards its state over the data-parallel ranks (ZeRO-1).
+     */
+    public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
+                   PrintStream console, GradientSync sync, TrainingOptimizer.Factory optimizer) {
         if (cfg.batchSize() % sync.ranks() != 0) {
             throw new IllegalArgumentException("batch size " + cfg.batchSize() + " is not divisible by the " + sync.ranks()
                     + " data-parallel ranks; every rank needs the same number of rows for the averaged gradient to equal "
@@ -89,7 +98,8 @@ public final class Trainer implements AutoCloseable {
         this.outDir = outDir;
         this.store = store(outDir);
         this.console = logs ? console : null;
-        this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
+        this.optimizer = optimizer.create(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()),
+                model.parameters(), sync);
         this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
     }
@@ -142,6 +152,11 @@ public final class Trainer implements AutoCloseable {
         }
         batches.seek(state.epoch(), state.step());
         startIter = state.nextIter();
+    }
+
+    /** The optimiser state this rank holds, against plain AdamW's (for the console at start). */
+    public TrainingOptimizer.Memory optimizerMemory() {
+        return optimizer.memory(model.parameters().trainable());
     }
 
     /** Ends this run (with a checkpoint) after {@code n} iterations, as an interrupted job would; the schedule is unchanged. */
@@ -207,10 +222,8 @@ public final class Trainer implements AutoCloseable {
                             total, it, fin, outDir));
                 }
                 TensorParallelGradients.reducePartial(model.parameters(), trainable);
-                sync.reduceGradients(trainable);
-                double norm = TensorParallelGradients.clip(model.parameters(), trainable, cfg.gradClip());
                 double lr = cfg.lrAt(it);
-                optimizer.step(trainable, (float) lr);
+                double norm = optimizer.step(trainable, cfg.gradClip(), (float) lr);
                 lastLoss = total;
                 done++;
                 double elapsed = (System.nanoTime() - t0) / 1e9;
@@ -228,8 +241,10 @@ public final class Trainer implements AutoCloseable {
                     if (logs) appendLog("{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
-                // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered).
-                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && sync.rank() == 0) save(it + 1, total);
+                // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered),
+                // and every data-parallel rank when each holds part of the moments.
+                boolean saves = sync.rank() == 0 || optimizer.shardedOverDataParallel();
+                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && saves) save(it + 1, total);
                 if (done == stopAfter) break;
             }
         }
@@ -252,15 +267,19 @@ public final class Trainer implements AutoCloseable {
     /** Writes the checkpoint, training state and log so far into a staging directory, then publishes it. */
     private void save(int nextIter, double loss) throws IOException {
         var params = model.parameters();
+        if (sync.rank() != 0) { // a data-parallel rank holding part of the moments: it joins their gathers
+            optimizer.saveMoments(this::momentShard, params.tensorParallel(), null);
+            return;
+        }
         if (!logs) { // another tensor-parallel rank: contribute the shards, rank 0 writes
             ModelCheckpoint.save(model, tokenizer, null);
-            TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), null, Map.of());
+            optimizer.saveMoments(this::momentShard, params.tensorParallel(), null);
             return;
         }
         Path staged = store.beginStaging();
         ModelCheckpoint.save(model, tokenizer, staged);
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
-        TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
+        optimizer.saveMoments(this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER));
         new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
         Path log = outDir.resolve(LOG);
         if (Files.exists(log)) Files.copy(log, staged.resolve(LOG));
