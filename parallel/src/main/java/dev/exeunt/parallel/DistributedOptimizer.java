@@ -314,6 +314,13 @@ public final class DistributedOptimizer implements TrainingOptimizer {
                 "distributed optimizer: sharded over " + dp.size() + " data-parallel ranks");
     }
 
+    /** Bytes of the moments this rank holds now. */
+    long heldBytes() {
+        long n = 0;
+        for (Moments mv : moments.values()) n += mv.m().numel() + mv.v().numel();
+        return 4 * n;
+    }
+
     private void closeMoments() {
         for (Moments mv : moments.values()) {
             mv.m().close();
