@@ -25,6 +25,7 @@ import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.testing.LeakCheck;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -176,6 +177,7 @@ class DistributedOptimizerTrainingTest {
                     + "at this layout); %s%n", name, maxLossRel, maxWeightAbs, maxPlainAbs, ranks.get(0).memory());
             assertTrue(maxWeightAbs <= ONE_RANK_WEIGHT_ABS, name + ": weights differ from one rank by " + maxWeightAbs);
             assertTrue(maxPlainAbs <= WEIGHT_ABS, name + ": weights differ from plain AdamW at this layout by " + maxPlainAbs);
+            assertSameLoggedLossesAndNorms(dir.resolve("one"), out, name);
             // The same whole checkpoint as plain AdamW at this layout and, within the one-rank tolerance, as one rank.
             TensorParallelTrainingTest.assertSameCheckpoint(dir.resolve("plain-tp" + tp + "dp" + dp), out, name);
             assertCheckpointsMatch(dir.resolve("one"), out, ONE_RANK_WEIGHT_ABS, name);
@@ -206,6 +208,21 @@ class DistributedOptimizerTrainingTest {
             for (int i = 0; i < want.length; i++) max = Math.max(max, Math.abs(want[i] - got[i]));
         }
         return max;
+    }
+
+    /**
+     * Rank 0's log has one rank's losses and gradient norms (the norm catches a sum over ranks instead of the
+     * mean, which clipping and Adam's normalisation would otherwise hide).
+     */
+    static void assertSameLoggedLossesAndNorms(Path one, Path layout, String name) throws IOException {
+        List<String> a = Files.readAllLines(one.resolve(Trainer.LOG)), b = Files.readAllLines(layout.resolve(Trainer.LOG));
+        assertEquals(a.size(), b.size(), name);
+        for (int s = 0; s < a.size(); s++) {
+            double[] x = DataParallelTrainingTest.logged(a.get(s)), y = DataParallelTrainingTest.logged(b.get(s));
+            assertEquals(x.length, y.length, name);
+            // The log prints 6 decimals, so allow its rounding (5e-7) on top of the tolerance.
+            for (int i = 0; i < x.length; i++) assertEquals(x[i], y[i], LOSS_REL * Math.abs(x[i]) + 1e-6, name + " log line " + s + ": " + b.get(s));
+        }
     }
 
     /** Two checkpoints hold the same tensors, whole, under the same names: weights within {@code weightAbs}, moments relative to their scale. */
