@@ -127,10 +127,11 @@ public final class DistributedOptimizer implements TrainingOptimizer {
         try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
             if (maxNorm > 0 && norm > maxNorm) gradPart.copyFrom(Ops.scale(gradPart, (float) (maxNorm / (norm + 1e-6))));
             for (Slot s : slots) {
-                int len = owned(s.numel(), s.chunk(), me);
-                if (len == 0) continue;
+                // Every rank holds moments for every parameter, even one it owns nothing of: saving gathers them all.
                 Moments mv = moments.computeIfAbsent(s.name(), k -> Scope.outside(() -> new Moments(s.param(),
                         Tensor.zeros(s.param().device(), s.chunk()), Tensor.zeros(s.param().device(), s.chunk()))));
+                int len = owned(s.numel(), s.chunk(), me);
+                if (len == 0) continue;
                 Tensor p = paramPart.narrow(0, s.at(), len);
                 p.copyFrom(s.param().reshape(-1).narrow(0, me * s.chunk(), len));
                 float wd = s.param().rank() >= 2 ? settings.weightDecay() : 0f;
