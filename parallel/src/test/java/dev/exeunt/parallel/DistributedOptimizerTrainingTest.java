@@ -306,6 +306,26 @@ class DistributedOptimizerTrainingTest {
     }
 
     @Test
+    void aRankWithBadDataEndsTheRunOnEveryRankWithItsMessage(@TempDir Path dir) {
+        int[] bad = TensorParallelTrainingTest.tokens.clone();
+        java.util.Arrays.fill(bad, TensorParallelTrainingTest.VOCAB + 5);
+        int[] good = TensorParallelTrainingTest.tokens;
+        var e = assertThrows(CommException.class, () -> LocalWorld.run(2, pg -> {
+            try (var sync = new DataParallelGradientSync(pg);
+                 var model = EarlyExitModel.create(TensorParallelTrainingTest.gpt2(), Device.CPU, 3);
+                 var trainer = new Trainer(model, null, TokenWindows.of(pg.rank() == 1 ? bad : good, TensorParallelTrainingTest.SEQ),
+                         config(), dir.resolve("out"), null, sync, DistributedOptimizer.over(pg))) {
+                return trainer.train();
+            } catch (IOException x) {
+                throw new UncheckedIOException(x);
+            }
+        }));
+        assertTrue(e.getMessage().contains("rank 1 failed"), e.getMessage());
+        assertTrue(e.getMessage().contains("out of range"), e.getMessage());
+        assertTrue(!Files.exists(dir.resolve("out/model.safetensors")), "no checkpoint");
+    }
+
+    @Test
     void aGroupOtherThanTheTrainersDataParallelGroupIsRefusedNamingBoth(@TempDir Path dir) {
         var e = assertThrows(CommException.class, () -> LocalWorld.run(2, pg -> trainRank(TensorParallelTrainingTest.gpt2(),
                 TensorParallel.NONE, GradientSync.SINGLE, pg, dir.resolve("out"), config(), 1, false)));
