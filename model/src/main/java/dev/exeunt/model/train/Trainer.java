@@ -40,6 +40,8 @@ import java.util.Set;
  * <p>Under data parallelism (a {@link GradientSync} over several ranks, one Trainer per rank, each with
  * its own replica of the model) each rank reads only its rows of every global batch, gradients and the
  * logged losses are averaged over the ranks, and only rank 0 prints, writes the log and saves.
+ * Reducing, clipping and the update go through a {@link TrainingOptimizer}: plain AdamW by default, or
+ * one whose state is sharded over the data-parallel ranks (then every rank joins the save of the moments).
  */
 public final class Trainer implements AutoCloseable {
     /** What a run produced. */
