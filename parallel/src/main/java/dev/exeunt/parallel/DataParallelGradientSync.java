@@ -88,6 +88,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     private boolean[] ready;
     private boolean overlapBroken;
     private long startedDuringBackward;
+    private long lastReduceNanos;
 
     /**
      * Overlap with the backward of the step's last micro-batch: the listener hears of each parameter whose
@@ -153,7 +154,21 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     }
 
     @Override
+    public long lastReduceNanos() {
+        return lastReduceNanos;
+    }
+
+    @Override
     public void reduceGradients(Map<String, Tensor> trainable) {
+        long t0 = System.nanoTime();
+        try {
+            reduce(trainable);
+        } finally {
+            lastReduceNanos = System.nanoTime() - t0;
+        }
+    }
+
+    private void reduce(Map<String, Tensor> trainable) {
         List<String> names = new ArrayList<>();
         List<Tensor> grads = new ArrayList<>();
         long total = 0;

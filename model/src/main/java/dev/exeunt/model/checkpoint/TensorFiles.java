@@ -113,7 +113,7 @@ public final class TensorFiles {
     }
 
     /** The full tensor of which every rank of {@code tp} holds its {@code shard}: a contiguous CPU tensor in the current scope. */
-    static Tensor gather(Tensor local, Shard shard, TensorParallel tp) {
+    public static Tensor gather(Tensor local, Shard shard, TensorParallel tp) {
         Tensor mine = local.to(Device.CPU).contiguous();
         long n = mine.numel();
         Tensor all = Tensor.empty(mine.dtype(), Device.CPU, Math.toIntExact(n * tp.size()));

@@ -36,6 +36,11 @@ public interface GradientSync {
         return null;
     }
 
+    /** How long the last {@link #reduceGradients} took, in nanoseconds (0 when nothing was exchanged). */
+    default long lastReduceNanos() {
+        return 0;
+    }
+
     /** Replaces each value in place by its mean over ranks (for the logged losses); every rank gets the same doubles. */
     void averageScalars(double[] values);
 

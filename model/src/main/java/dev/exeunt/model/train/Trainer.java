@@ -38,11 +38,14 @@ import java.util.Set;
  * the newest complete one to resume from; the log keeps exactly the lines up to it.
  *
  * <p>Each log line's {@code sync_ms} is the time this rank spent exchanging losses and gradients after
- * the backward (the data-parallel all-reduces, including waiting for slower ranks).
+ * the backward (the data-parallel all-reduces, including waiting for slower ranks; not the distributed
+ * optimizer's reduce-scatter and all-gather, which run inside its step).
  *
  * <p>Under data parallelism (a {@link GradientSync} over several ranks, one Trainer per rank, each with
  * its own replica of the model) each rank reads only its rows of every global batch, gradients and the
  * logged losses are averaged over the ranks, and only rank 0 prints, writes the log and saves.
+ * Reducing, clipping and the update go through a {@link TrainingOptimizer}: plain AdamW by default, or
+ * one whose state is sharded over the data-parallel ranks (then every rank joins the save of the moments).
  */
 public final class Trainer implements AutoCloseable {
     /** What a run produced. */
@@ -60,7 +63,7 @@ public final class Trainer implements AutoCloseable {
     private final Path outDir;
     private final CheckpointStore store;
     private final PrintStream console;
-    private final AdamW optimizer;
+    private final TrainingOptimizer optimizer;
     private final TokenWindows.Split split;
     private final TokenWindows.Batches batches;
     private final GradientSync sync;
@@ -80,6 +83,15 @@ public final class Trainer implements AutoCloseable {
      */
     public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
                    PrintStream console, GradientSync sync) {
+        this(model, tokenizer, windows, cfg, outDir, console, sync, TrainingOptimizer.REPLICATED);
+    }
+
+    /**
+     * As above, with the optimiser {@code optimizer} makes: {@link TrainingOptimizer#REPLICATED} (plain AdamW)
+     * or one that shards its state over the data-parallel ranks (ZeRO-1).
+     */
+    public Trainer(EarlyExitModel model, BpeTokenizer tokenizer, TokenWindows windows, TrainConfig cfg, Path outDir,
+                   PrintStream console, GradientSync sync, TrainingOptimizer.Factory optimizer) {
         if (cfg.batchSize() % sync.ranks() != 0) {
             throw new IllegalArgumentException("batch size " + cfg.batchSize() + " is not divisible by the " + sync.ranks()
                     + " data-parallel ranks; every rank needs the same number of rows for the averaged gradient to equal "
@@ -94,7 +106,8 @@ public final class Trainer implements AutoCloseable {
         this.outDir = outDir;
         this.store = store(outDir);
         this.console = logs ? console : null;
-        this.optimizer = new AdamW(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()));
+        this.optimizer = optimizer.create(new AdamW.Settings((float) cfg.beta1(), (float) cfg.beta2(), 1e-8f, (float) cfg.weightDecay()),
+                model.parameters(), sync);
         this.split = cfg.valFraction() > 0 ? windows.split(cfg.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         this.batches = windows.batches(split.train(), cfg.batchSize(), cfg.seed(), true, true);
     }
@@ -149,6 +162,11 @@ public final class Trainer implements AutoCloseable {
         startIter = state.nextIter();
     }
 
+    /** The optimiser state this rank holds, against plain AdamW's (for the console at start). */
+    public TrainingOptimizer.Memory optimizerMemory() {
+        return optimizer.memory(model.parameters().trainable());
+    }
+
     /** Ends this run (with a checkpoint) after {@code n} iterations, as an interrupted job would; the schedule is unchanged. */
     public void stopAfter(int n) {
         this.stopAfter = n;
@@ -190,7 +208,9 @@ public final class Trainer implements AutoCloseable {
                     try (var s = Scope.open()) {
                         Tensor ids = Tensor.ofInts(b.inputs(), b.size(), cfg.seqLen());
                         Tensor tgt = Tensor.ofInts(b.targets(), b.size(), cfg.seqLen());
-                        var finals = micro == cfg.gradAccum() - 1 ? sync.finalGradients(trainable) : null;
+                        // The last micro-batch's backward may start the gradient all-reduce (not under ZeRO, which reduce-scatters after it).
+                        boolean last = micro == cfg.gradAccum() - 1 && !optimizer.shardedOverDataParallel();
+                        var finals = last ? sync.finalGradients(trainable) : null;
                         var l = model.forwardBackward(ids, tgt, null, it, 1f / cfg.gradAccum(), finals);
                         total += l.total() / cfg.gradAccum();
                         fin += l.finalLoss() / cfg.gradAccum();
@@ -219,11 +239,10 @@ public final class Trainer implements AutoCloseable {
                 }
                 syncStart = System.nanoTime();
                 TensorParallelGradients.reducePartial(model.parameters(), trainable);
-                sync.reduceGradients(trainable);
                 syncNanos += System.nanoTime() - syncStart;
-                double norm = TensorParallelGradients.clip(model.parameters(), trainable, cfg.gradClip());
                 double lr = cfg.lrAt(it);
-                optimizer.step(trainable, (float) lr);
+                double norm = optimizer.step(trainable, cfg.gradClip(), (float) lr);
+                syncNanos += sync.lastReduceNanos();
                 lastLoss = total;
                 done++;
                 double elapsed = (System.nanoTime() - t0) / 1e9;
@@ -241,8 +260,10 @@ public final class Trainer implements AutoCloseable {
                     if (logs) appendLog(EVAL_LOG, "{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
-                // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered).
-                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && sync.rank() == 0) save(it + 1, total);
+                // Every tensor-parallel rank of data-parallel rank 0 takes part in the save (the shards are gathered),
+                // and every data-parallel rank when each holds part of the moments.
+                boolean saves = sync.rank() == 0 || optimizer.shardedOverDataParallel();
+                if (((cfg.saveEvery() > 0 && (it + 1) % cfg.saveEvery() == 0) || last) && saves) save(it + 1, total);
                 if (done == stopAfter) break;
             }
         }
@@ -265,15 +286,19 @@ public final class Trainer implements AutoCloseable {
     /** Writes the checkpoint, training state and log so far into a staging directory, then publishes it. */
     private void save(int nextIter, double loss) throws IOException {
         var params = model.parameters();
+        if (sync.rank() != 0) { // a data-parallel rank holding part of the moments: it joins their gathers
+            optimizer.saveMoments(this::momentShard, params.tensorParallel(), null);
+            return;
+        }
         if (!logs) { // another tensor-parallel rank: contribute the shards, rank 0 writes
             ModelCheckpoint.save(model, tokenizer, null);
-            TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), null, Map.of());
+            optimizer.saveMoments(this::momentShard, params.tensorParallel(), null);
             return;
         }
         Path staged = store.beginStaging();
         ModelCheckpoint.save(model, tokenizer, staged);
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
-        TensorFiles.save(optimizer.state(), this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER), Map.of());
+        optimizer.saveMoments(this::momentShard, params.tensorParallel(), staged.resolve(TrainingState.OPTIMIZER));
         new TrainingState(nextIter, batches.epoch(), batches.step(), optimizer.stepCount(), loss).write(staged);
         for (String name : new String[] {LOG, EVAL_LOG}) {
             Path log = outDir.resolve(name);
