@@ -7,15 +7,16 @@ import java.util.Set;
 /**
  * The parallel layout a command was asked for: {@code --tp T} (Megatron's
  * {@code --tensor-model-parallel-size}), {@code --dp D} ({@code --data-parallel-size}) and {@code --engine
- * local|mpi}, and {@code --sequence-parallel}. {@code dp} is 0 when not given: under mpi it is then
+ * local|mpi}, {@code --sequence-parallel} and {@code --distributed-optimizer} (Megatron's
+ * {@code --use-distributed-optimizer}). {@code dp} is 0 when not given: under mpi it is then
  * what the world leaves, N / T.
  */
-record RankLayout(Engine engine, int tp, int dp, boolean sequenceParallel) {
+record RankLayout(Engine engine, int tp, int dp, boolean sequenceParallel, boolean distributedOptimizer) {
     enum Engine { LOCAL, MPI }
 
     static final String[] KEYS = {"tp", "tensor-model-parallel-size", "dp", "data-parallel-size", "engine"};
     /** The layout's flags (options without a value). */
-    static final Set<String> FLAGS = Set.of("sequence-parallel");
+    static final Set<String> FLAGS = Set.of("sequence-parallel", "distributed-optimizer", "use-distributed-optimizer");
 
     static final String HELP = """
               --tp T (--tensor-model-parallel-size)  tensor-parallel ranks (default 1)
@@ -24,10 +25,12 @@ record RankLayout(Engine engine, int tp, int dp, boolean sequenceParallel) {
                                   (the default under mpirun: mpirun -np N ./exeunt train ... --tp T)
               --sequence-parallel  Megatron's sequence parallelism: norms and residuals hold T/tp positions
                                   per rank (all-gather / reduce-scatter in place of the all-reduces)
+              --distributed-optimizer (--use-distributed-optimizer)  ZeRO-1: AdamW moments sharded over the
+                                  data-parallel ranks (gradients reduce-scattered, weights all-gathered)
             """;
 
     RankLayout(Engine engine, int tp, int dp) {
-        this(engine, tp, dp, false);
+        this(engine, tp, dp, false, false);
     }
 
     /** {@code flags} and the layout's {@link #FLAGS}, for a command's {@link Args}. */
@@ -57,7 +60,8 @@ record RankLayout(Engine engine, int tp, int dp, boolean sequenceParallel) {
         };
         boolean sp = a.getBool("sequence-parallel", false);
         if (sp && tp == 1) throw new Args.UsageException("--sequence-parallel needs --tp > 1 (it splits the sequence over the tensor-parallel ranks)");
-        return new RankLayout(engine, tp, dp, sp);
+        boolean zero = a.getBool("distributed-optimizer", false) || a.getBool("use-distributed-optimizer", false);
+        return new RankLayout(engine, tp, dp, sp, zero);
     }
 
     /** {@code key} or its Megatron spelling {@code alias}; both given with different values is an error. */

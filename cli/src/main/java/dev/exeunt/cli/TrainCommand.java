@@ -13,10 +13,12 @@ import dev.exeunt.model.tokenizer.TokenizerHash;
 import dev.exeunt.model.tokenizer.TokenizerMismatchException;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
+import dev.exeunt.model.train.TrainingOptimizer;
 import dev.exeunt.model.train.TrainingState;
 import dev.exeunt.parallel.DataParallelGradientSync;
-import dev.exeunt.parallel.ProcessGroupTensorParallel;
+import dev.exeunt.parallel.DistributedOptimizer;
 import dev.exeunt.parallel.ParallelState;
+import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -109,7 +111,8 @@ final class TrainCommand implements Main.Command {
             return RankLauncher.run(layout, config, dp -> checkBatch(tc, dp), console, state -> {
                 boolean resume = prepareOutput(state, outDir, console);
                 ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
-                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state, layout.sequenceParallel());
+                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state,
+                        layout.sequenceParallel(), layout.distributedOptimizer());
             });
         }
     }
@@ -152,12 +155,15 @@ final class TrainCommand implements Main.Command {
     /** One rank's training: its replica, a gradient sync over its dp group; world rank 0 prints, logs and saves. */
     private static Trainer.Result trainRank(ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer, TokenWindows windows,
                                             TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean resume,
-                                            ParallelState state, boolean sequenceParallel) throws IOException {
+                                            ParallelState state, boolean sequenceParallel, boolean distributedOptimizer)
+            throws IOException {
         boolean reports = state.worldRank() == 0;
         if (!reports) console = null;
         try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
              var model = buildModel(config, device, tc.seed(), state, sequenceParallel);
-             var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync)) {
+             var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync,
+                     distributedOptimizer ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
+            if (console != null && state.dpSize() > 1) console.println(trainer.optimizerMemory());
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),
                         trainer.split().train().length, tc.seqLen(), trainer.split().validation().length);

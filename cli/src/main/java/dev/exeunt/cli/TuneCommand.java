@@ -57,6 +57,9 @@ final class TuneCommand implements Main.Command {
         boolean dynamic = a.getBool("dynamic-token-weights", false), force = a.getBool("force", false);
         var tc = ModelOptions.train(a);
         RankLayout layout = RankLayout.parse(a);
+        if (layout.distributedOptimizer()) {
+            throw new Args.UsageException("--distributed-optimizer is for train: tune's optimizer state is its exits' alone, kept on every rank");
+        }
         a.checkAllUsed();
         List<ExitConfig> exits = new ArrayList<>();
         for (int l : layers) exits.add(new ExitConfig(l, placement, kind, false, WeightSchedule.constant(w), temp));

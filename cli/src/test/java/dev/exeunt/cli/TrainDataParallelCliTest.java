@@ -31,6 +31,25 @@ class TrainDataParallelCliTest {
         assertTrue(bad.err().contains("--batch 4 is not divisible by --dp 3"), bad.err());
     }
 
+    /**
+     * The other layouts the command offers, as local threads: tp 2 x dp 2 with sequence parallelism and the
+     * distributed optimizer writes one rank's losses too; then a resume of that run at one rank continues it.
+     */
+    @Test
+    void tensorParallelSequenceParallelAndDistributedOptimizerWriteTheSameLossesAsOneRank(@TempDir Path tmp) throws Exception {
+        String data = prepare(tmp);
+        List<String> one = train(data, tmp.resolve("one"), "1");
+        Path out = tmp.resolve("tp2dp2");
+        var r = CliEndToEndTest.exeunt(args(data, out, "--tensor-model-parallel-size", "2", "--dp", "2", "--sequence-parallel",
+                "--distributed-optimizer"));
+        assertEquals(0, r.code(), r.err());
+        assertSameLosses(one, lossLines(out));
+
+        var sp = CliEndToEndTest.exeunt(args(data, tmp.resolve("sp1"), "--sequence-parallel"));
+        assertTrue(sp.code() != 0);
+        assertTrue(sp.err().contains("--sequence-parallel needs --tp > 1"), sp.err());
+    }
+
     /** A dataset of this module's sources (12 files, a 300-token tokenizer) under {@code tmp}; returns its path. */
     static String prepare(Path tmp) throws Exception {
         Path corpus = tmp.resolve("corpus");
