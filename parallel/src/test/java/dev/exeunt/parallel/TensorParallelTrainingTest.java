@@ -143,11 +143,15 @@ class TensorParallelTrainingTest {
     }
 
     void assertLayoutsMatchOneRank(ModelConfig mc, Path dir) throws IOException {
+        // {tp, dp, sequence parallel}
+        assertLayoutsMatchOneRank(mc, dir, new int[][] {{2, 1, 0}, {4, 1, 0}, {1, 2, 0}, {2, 2, 0}, {4, 2, 0}, {2, 1, 1}, {4, 2, 1}});
+    }
+
+    void assertLayoutsMatchOneRank(ModelConfig mc, Path dir, int[][] layouts) throws IOException {
         RankResult one = trainRank(mc, TensorParallel.NONE, GradientSync.SINGLE, dir.resolve("one"));
         assertTrue(DataParallelTrainingTest.changedBy(mc, new DataParallelTrainingTest.RankResult(one.steps(), one.weights()))
                 > 100 * WEIGHT_ABS, "training moved the weights by more than the tolerance, so the comparison can fail");
-        // {tp, dp, sequence parallel}
-        for (int[] layout : new int[][] {{2, 1, 0}, {4, 1, 0}, {1, 2, 0}, {2, 2, 0}, {4, 2, 0}, {2, 1, 1}, {4, 2, 1}}) {
+        for (int[] layout : layouts) {
             int tp = layout[0], dp = layout[1];
             boolean sp = layout[2] == 1;
             String name = mc.family() + " tp=" + tp + " dp=" + dp + (sp ? " sequence-parallel" : "");
@@ -244,6 +248,13 @@ class TensorParallelTrainingTest {
     @Test
     void gpt2LayoutsMatchOneRank(@TempDir Path dir) throws IOException {
         assertLayoutsMatchOneRank(gpt2(), dir);
+    }
+
+    @Test
+    void withoutExitsLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
+        int[][] layouts = {{2, 2, 0}, {4, 1, 1}};
+        assertLayoutsMatchOneRank(gpt2().withExits(List.of()), dir.resolve("gpt2"), layouts);
+        assertLayoutsMatchOneRank(llama().withExits(List.of()), dir.resolve("llama"), layouts);
     }
 
     @Test
