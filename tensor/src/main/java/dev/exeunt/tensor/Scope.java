@@ -21,10 +21,45 @@ public final class Scope implements AutoCloseable {
 
     private final List<Tensor> owned = new ArrayList<>();
     private final Scope parent;
+    private final boolean standalone;
     private boolean closed;
 
     private Scope(Scope parent) {
+        this(parent, false);
+    }
+
+    private Scope(Scope parent, boolean standalone) {
         this.parent = parent;
+        this.standalone = standalone;
+    }
+
+    /**
+     * A scope on no thread's stack: it owns what is created while it is {@link #enter entered}, any number
+     * of times, and frees it all when closed. For lifetimes that interleave instead of nesting, such as a
+     * pipeline's microbatches, whose tensors live from their forward to their backward and are freed
+     * first in, first out. Tensors escaping it become unowned.
+     */
+    public static Scope standalone() {
+        return new Scope(null, true);
+    }
+
+    /** Makes this standalone scope the innermost one on this thread until the returned handle is closed. */
+    public Entered enter() {
+        if (!standalone) throw new IllegalStateException("only a standalone scope can be entered");
+        if (closed) throw new IllegalStateException("this scope is closed");
+        STACK.get().push(this);
+        return () -> {
+            var stack = STACK.get();
+            if (stack.peek() != this) throw new IllegalStateException("scopes must be left innermost first");
+            stack.pop();
+        };
+    }
+
+    /** The handle of an {@link #enter}: closing it leaves the scope (and frees nothing). */
+    @FunctionalInterface
+    public interface Entered extends AutoCloseable {
+        @Override
+        void close();
     }
 
     public static Scope open() {
@@ -79,10 +114,14 @@ public final class Scope implements AutoCloseable {
     @Override
     public void close() {
         if (closed) return;
-        closed = true;
         var stack = STACK.get();
-        if (stack.peek() != this) throw new IllegalStateException("scopes must be closed innermost first");
-        stack.pop();
+        if (standalone) {
+            if (stack.contains(this)) throw new IllegalStateException("a standalone scope must be left before it is closed");
+        } else {
+            if (stack.peek() != this) throw new IllegalStateException("scopes must be closed innermost first");
+            stack.pop();
+        }
+        closed = true;
         for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).closeStorage();
         owned.clear();
     }
