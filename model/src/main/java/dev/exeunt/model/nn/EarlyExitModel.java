@@ -33,8 +33,10 @@ public final class EarlyExitModel implements AutoCloseable {
     private final List<Exit> exits;
     private final TensorParallel tp;
 
+    private final PipelineStage stage;
+
     private EarlyExitModel(ModelConfig config, Parameters params) {
-        this(config, params, config.nLayers());
+        this(config, params, PipelineStage.whole(config.nLayers()), true);
     }
 
     /**
@@ -42,22 +44,38 @@ public final class EarlyExitModel implements AutoCloseable {
      * only when every layer is built (EE-Tuning never needs the layers past its last exit).
      */
     private EarlyExitModel(ModelConfig config, Parameters params, int builtLayers) {
+        this(config, params, new PipelineStage(0, 1, 0, Math.max(builtLayers, 1)), builtLayers == config.nLayers(), builtLayers, true);
+    }
+
+    private EarlyExitModel(ModelConfig config, Parameters params, PipelineStage stage, boolean head) {
+        this(config, params, stage, head, stage.endLayer(), false);
+    }
+
+    /**
+     * Builds one part of the model: the embedding when {@code stage} is first, layers [first, built), the
+     * final norm and head when {@code head}, and the exits the stage owns (every exit for a tuning
+     * prefix, {@code allExits}). A stage other than the first that needs the token embedding as a tied
+     * final head or shared exit head holds its own copy, with the same name and initial values.
+     */
+    private EarlyExitModel(ModelConfig config, Parameters params, PipelineStage stage, boolean head, int builtLayers, boolean allExits) {
         this.config = config;
         this.params = params;
+        this.stage = stage;
         this.tp = params.tensorParallel();
         int d = config.dModel(), v = config.vocabSize();
         boolean gpt2 = config.family() == Family.GPT2;
         Shard vocabRows = Shard.split(new int[] {v, d}, 0, 1, tp);
-        tokenEmbedding = params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, vocabRows);
-        positionEmbedding = gpt2 ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
+        List<ExitConfig> owned = config.exits().stream().filter(e -> allExits || stage.owns(e)).toList();
+        boolean needsEmbedding = stage.isFirst() || (head && config.tiedEmbeddings()) || owned.stream().anyMatch(ExitConfig::sharedHead);
+        tokenEmbedding = needsEmbedding ? params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, vocabRows) : null;
+        positionEmbedding = gpt2 && stage.isFirst() ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
         layers = new ArrayList<>();
-        for (int i = 0; i < builtLayers; i++) {
+        for (int i = stage.firstLayer(); i < builtLayers; i++) {
             layers.add(TransformerLayer.create(params, (gpt2 ? "h." : "model.layers.") + i, config));
         }
-        boolean complete = builtLayers == config.nLayers();
-        finalNorm = complete ? Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps()) : null;
-        lmHead = !complete ? null : config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, vocabRows);
-        for (ExitConfig e : config.exits()) {
+        finalNorm = head ? Norm.create(params, gpt2 ? "ln_f" : "model.norm", d, !gpt2, (float) config.normEps()) : null;
+        lmHead = !head ? null : config.tiedEmbeddings() ? tokenEmbedding : params.normal("lm_head.weight", 0.02f, vocabRows);
+        for (ExitConfig e : owned) {
             if (e.inputDepth() > builtLayers || (e.kind() == ExitKind.MLP && e.layer() > builtLayers)) {
                 throw new IllegalArgumentException("exit at layer " + e.layer() + " needs more than the " + builtLayers + " layers built");
             }
@@ -65,8 +83,17 @@ public final class EarlyExitModel implements AutoCloseable {
         // Exits last, so the backbone's initial values do not depend on which exits exist.
         exits = new ArrayList<>();
         for (int i = 0; i < config.exits().size(); i++) {
-            exits.add(Exit.create(params, config, i, config.exits().get(i), tokenEmbedding));
+            if (allExits || stage.owns(config.exits().get(i))) exits.add(Exit.create(params, config, i, config.exits().get(i), tokenEmbedding));
         }
+    }
+
+    /**
+     * One pipeline stage of the model, sharded by {@code tp}: the same parameters (names and initial
+     * values) as the corresponding part of the one-rank model.
+     */
+    public static EarlyExitModel createStage(ModelConfig config, Device device, long seed, TensorParallel tp, PipelineStage stage) {
+        if (stage.endLayer() > config.nLayers()) throw new IllegalArgumentException(stage + " exceeds the model's " + config.nLayers() + " layers");
+        return new EarlyExitModel(config, new Parameters(device, seed, true, tp), stage, stage.isLast());
     }
 
     /** A randomly initialised model (seeded). */
@@ -128,6 +155,11 @@ public final class EarlyExitModel implements AutoCloseable {
 
     public ModelConfig config() {
         return config;
+    }
+
+    /** The pipeline stage this model is (the whole model for one stage, or a tuning prefix's layers). */
+    public PipelineStage stage() {
+        return stage;
     }
 
     public Parameters parameters() {
@@ -223,15 +255,50 @@ public final class EarlyExitModel implements AutoCloseable {
      */
     public StepLosses forwardBackward(Tensor ids, Tensor targets, Tensor mask, long iteration, float lossScale,
                                       Backprop.LeafListener finalGradients) {
+        return backwardStage(forwardStage(ids, iteration), null, targets, mask, lossScale, finalGradients);
+    }
+
+    /**
+     * What a stage's forward of one microbatch keeps for its backward: its input (token ids on the first
+     * stage; otherwise the activation received, a leaf whose gradient the backward fills), its output, what
+     * each of its exits reads, and the exits' loss weights at this iteration.
+     */
+    public record StageForward(Tensor input, Tensor output, Tensor[][] exitInputs, double[] exitWeights) {}
+
+    /**
+     * A pipeline stage's forward (the whole model's backbone for one stage): the embedding on the first
+     * stage, then this stage's layers over {@code input} (token ids [B, T] on the first stage, else the
+     * previous stage's output [B, T, D], which is made a gradient-requiring leaf). The exits' heads do not
+     * run yet (deferred to {@link #backwardStage}).
+     */
+    public StageForward forwardStage(Tensor input, long iteration) {
         int nExits = exits.size();
         double[] weights = new double[nExits];
         for (int i = 0; i < nExits; i++) weights[i] = exits.get(i).config().weight().at(iteration);
+        if (!stage.isFirst() && !input.requiresGrad()) input.requiresGrad(true);
         Tensor[][] exitInputs = new Tensor[nExits][];
-        Tensor x = backbone(ids, exitInputs, weights);
+        Tensor x = backbone(input, exitInputs, weights);
+        return new StageForward(input, x, exitInputs, weights);
+    }
+
+    /**
+     * A pipeline stage's backward with EE-LLM's auxiliary loss: the last stage ({@code outputGrad} null)
+     * backpropagates L_final + the weighted losses of its exits; any other stage backpropagates
+     * {@code sum(output * outputGrad) + its exits' weighted losses}, which gives exactly dL/dtheta for its
+     * parameters and dL/dinput (left in {@code f.input().grad()}) to send upstream, with no extra message.
+     * Exits run deferred: each one's head and loss run here, right before the backward, and backpropagate
+     * into its parameters and a gradient of its input, its logits freed before the next exit's. Returns
+     * this stage's losses (finalLoss 0 except on the last stage).
+     */
+    public StepLosses backwardStage(StageForward f, Tensor outputGrad, Tensor targets, Tensor mask, float lossScale,
+                                    Backprop.LeafListener finalGradients) {
+        int nExits = exits.size();
+        double[] weights = f.exitWeights();
+        Tensor[][] exitInputs = f.exitInputs();
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
-        Tensor finalLoss = VocabParallelCrossEntropy.loss(finalLogits(x), targets, opts, tp);
+        Tensor finalLoss = outputGrad == null ? VocabParallelCrossEntropy.loss(finalLogits(f.output()), targets, opts, tp) : null;
         double[] exitLosses = new double[nExits];
-        Tensor aux = Ops.scale(finalLoss, lossScale);
+        Tensor aux = finalLoss != null ? Ops.scale(finalLoss, lossScale) : Ops.sumAll(Ops.mul(f.output(), outputGrad));
         List<Tensor> grads = new ArrayList<>();
         for (int i = 0; i < nExits; i++) {
             if (exitInputs[i] == null) continue;
@@ -248,9 +315,9 @@ public final class EarlyExitModel implements AutoCloseable {
                 aux = Ops.add(aux, Ops.sumAll(Ops.mul(exitInputs[i][k], g)));
             }
         }
-        aux.backward(finalOnly(finalGradients, false));
+        if (aux.requiresGrad()) aux.backward(finalOnly(finalGradients, false));
         for (Tensor g : grads) g.close();
-        double fl = finalLoss.item();
+        double fl = finalLoss == null ? 0 : finalLoss.item();
         double total = fl;
         for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
         return new StepLosses(total, fl, exitLosses, weights, targets.numel());
@@ -276,13 +343,14 @@ public final class EarlyExitModel implements AutoCloseable {
      * Embedding and every layer over ids [B, T]; fills exitInputs[i] with what exit i reads (skipping
      * exits whose weight is 0 when weights are given). Returns the last layer's output.
      */
-    private Tensor backbone(Tensor ids, Tensor[][] exitInputs, double[] weights) {
-        Tensor x = embed(ids, 0);
-        collectExitInputs(0, x, null, exitInputs, weights);
-        for (int l = 0; l < layers.size(); l++) {
-            Tensor[] split = layers.get(l).forwardSplit(x, 0, null);
+    private Tensor backbone(Tensor input, Tensor[][] exitInputs, double[] weights) {
+        Tensor x = stage.isFirst() ? embed(input, 0) : input;
+        int depth = stage.firstLayer();
+        collectExitInputs(depth, x, null, exitInputs, weights);
+        for (TransformerLayer layer : layers) {
+            Tensor[] split = layer.forwardSplit(x, 0, null);
             x = split[0];
-            collectExitInputs(l + 1, x, split, exitInputs, weights);
+            collectExitInputs(++depth, x, split, exitInputs, weights);
         }
         return x;
     }
