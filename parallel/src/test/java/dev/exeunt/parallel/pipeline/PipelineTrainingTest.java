@@ -44,12 +44,12 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @ExtendWith(LeakCheck.class)
 class PipelineTrainingTest {
-    static final int SEQ = 8, VOCAB = 96;
+    public static final int SEQ = 8, VOCAB = 96;
     static final double LOSS_REL = 1e-5, WEIGHT_ABS = 5e-5;
-    static int[] tokens;
+    public static int[] tokens;
 
     @BeforeAll
-    static void data() {
+    public static void data() {
         Random rnd = new Random(13);
         tokens = new int[2000];
         for (int i = 0; i < tokens.length; i++) tokens[i] = rnd.nextInt(VOCAB);
@@ -59,20 +59,20 @@ class PipelineTrainingTest {
         return new ExitConfig(layer, at, kind, shared, WeightSchedule.constant(w), 1.0);
     }
 
-    static ModelConfig gpt2() {
+    public static ModelConfig gpt2() {
         return ModelConfig.gpt2(VOCAB, 32, 4, 4, SEQ, List.of(exit(1, ExitConfig.Placement.PRE, ExitKind.EMBEDDING, true, 0.2),
                 exit(2, ExitConfig.Placement.POST, ExitKind.MLP, false, 0.4), exit(3, ExitConfig.Placement.POST, ExitKind.NORM, true, 0.3),
                 exit(4, ExitConfig.Placement.PRE, ExitKind.LAYER, false, 0.5)));
     }
 
-    static ModelConfig llama() {
+    public static ModelConfig llama() {
         return ModelConfig.llama(VOCAB, 32, 4, 4, 2, 48, SEQ, List.of(exit(1, ExitConfig.Placement.POST, ExitKind.NORM, false, 0.5),
                 exit(2, ExitConfig.Placement.POST, ExitKind.LAYER, false, 0.3), exit(4, ExitConfig.Placement.POST, ExitKind.MLP, false, 0.4)))
                 .withDynamicTokenWeights(true);
     }
 
     /** Micro-batch 4 rows, 4 microbatches per step (the pipeline's), 3 steps, clipping active. */
-    static TrainConfig config() {
+    public static TrainConfig config() {
         return new TrainConfig(SEQ, 4, 4, 3, 1e-2, 1e-3, 1, 0.01, 0.9, 0.95, 0.5, 7, 0, 1, 0, 1, 0.0);
     }
 
