@@ -20,7 +20,7 @@ final class ModelOptions {
                       --exit-placement pre|post (post)  --exit-weight W (1.0)  --exit-weight-init W (= weight)
                       --exit-weight-warmup N (0)  --exit-weight-shape linear|cosine  --exit-temperature T (1)
                       --shared-exit-heads (tie exit heads to the embedding)  --dynamic-token-weights
-              train:  --seq-len N (128)  --batch N (8)  --grad-accum N (1)  --iters N (200)  --lr X (3e-3)  --min-lr X
+              train:  --seq-len N (128)  --batch N (8; alias --global-batch-size)  --micro-batch-size N  --grad-accum N (1)  --iters N (200)  --lr X (3e-3)  --min-lr X
                       --warmup N (20)  --weight-decay X (0.1)  --clip X (1.0)  --seed N  --eval-every N  --eval-batches N
                       --save-every N  --log-every N  --val-fraction X (0.05)""";
 
@@ -48,11 +48,33 @@ final class ModelOptions {
                 tied, exits, a.getBool("dynamic-token-weights", false), -1, -1);
     }
 
+    /**
+     * Megatron's batch options: with {@code --micro-batch-size M}, {@code --batch} (alias
+     * {@code --global-batch-size}) is the whole step's batch G, and each of the {@code dp} data-parallel
+     * ranks runs G / (M dp) micro-batches of M windows: the trainer's micro-batch is then M dp windows,
+     * accumulated G / (M dp) times, so any dp (and one rank) trains on the same windows per step.
+     */
+    static TrainConfig withMicroBatches(TrainConfig tc, int micro, int dp) {
+        if (micro == 0) return tc;
+        if (micro < 0) throw new Args.UsageException("--micro-batch-size must be >= 1, got " + micro);
+        if (tc.gradAccum() != 1) throw new Args.UsageException("give --grad-accum or --micro-batch-size, not both");
+        long perMicro = (long) micro * dp;
+        if (tc.batchSize() % perMicro != 0) {
+            throw new IllegalArgumentException("--batch " + tc.batchSize() + " is not divisible by --micro-batch-size " + micro + " x "
+                    + dp + " data-parallel ranks");
+        }
+        return tc.withBatches((int) perMicro, (int) (tc.batchSize() / perMicro));
+    }
+
     static TrainConfig train(Args a) {
         var def = TrainConfig.defaults();
         int iters = a.getInt("iters", def.iters());
         double lr = a.getDouble("lr", def.lr());
-        return new TrainConfig(a.getInt("seq-len", def.seqLen()), a.getInt("batch", def.batchSize()), a.getInt("grad-accum", 1),
+        int batch = a.getInt("batch", def.batchSize()), global = a.getInt("global-batch-size", batch);
+        if (a.has("batch") && a.has("global-batch-size") && batch != global) {
+            throw new Args.UsageException("--batch " + batch + " and --global-batch-size " + global + " disagree (with --micro-batch-size they are the same option)");
+        }
+        return new TrainConfig(a.getInt("seq-len", def.seqLen()), global, a.getInt("grad-accum", 1),
                 iters, lr, a.getDouble("min-lr", lr / 10), a.getInt("warmup", Math.min(def.warmupIters(), iters / 10)),
                 a.getDouble("weight-decay", def.weightDecay()), 0.9, 0.95, a.getDouble("clip", 1.0), a.getLong("seed", def.seed()),
                 a.getInt("eval-every", Math.max(1, iters / 4)), a.getInt("eval-batches", 8), a.getInt("save-every", Math.max(1, iters / 4)),

@@ -52,11 +52,12 @@ final class TrainCommand implements Main.Command {
         TrainConfig tc = ModelOptions.train(a);
         Device device = Device.parse(a.get("device", "cpu"));
         RankLayout layout = RankLayout.parse(a);
+        int micro = a.getInt("micro-batch-size", 0);
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout);
+        var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout, micro);
         if (ran.isEmpty()) return 0; // another process of the mpi job holds world rank 0, which reports
         var result = ran.get();
         if (json) {
@@ -97,6 +98,12 @@ final class TrainCommand implements Main.Command {
      */
     static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
                                           PrintStream console, Device device, boolean force, RankLayout layout) throws Exception {
+        return train(mc, tc, tokenizer, data, outDir, console, device, force, layout, 0);
+    }
+
+    /** {@code micro}: Megatron's {@code --micro-batch-size} (0: --batch is the micro-batch), see {@link ModelOptions#withMicroBatches}. */
+    static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
+                                          PrintStream console, Device device, boolean force, RankLayout layout, int micro) throws Exception {
         String tokenizerHash = TokenizerHash.of(tokenizer);
         // memory-mapped, not loaded: the data may be larger than the heap; each step reads its windows
         try (var tokens = TokenDataset.open(data)) {
@@ -108,10 +115,11 @@ final class TrainCommand implements Main.Command {
             }
             var windows = TokenWindows.of(tokens, tc.seqLen());
             var config = mc.withSpecialTokens(tokenizer.bosId().orElse(-1), tokenizer.eosId().orElse(-1));
-            return RankLauncher.run(layout, config, dp -> checkBatch(tc, dp), console, state -> {
+            return RankLauncher.run(layout, config, dp -> checkBatch(ModelOptions.withMicroBatches(tc, micro, dp), dp), console, state -> {
+                TrainConfig rankTc = ModelOptions.withMicroBatches(tc, micro, state.dpSize());
                 boolean resume = prepareOutput(state, outDir, console);
                 ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
-                return trainRank(resumed, tc, tokenizer, windows, tokens, outDir, console, device, resume, state,
+                return trainRank(resumed, rankTc, tokenizer, windows, tokens, outDir, console, device, resume, state,
                         layout.sequenceParallel(), layout.distributedOptimizer());
             });
         }

@@ -50,6 +50,39 @@ class TrainDataParallelCliTest {
         assertTrue(sp.err().contains("--sequence-parallel needs --tp > 1"), sp.err());
     }
 
+    /**
+     * Megatron's batch options: {@code --global-batch-size 8 --micro-batch-size 2} is 4 accumulated
+     * micro-batches of 2 on one rank and 2 of 2 per rank at dp 2: both train on the windows of
+     * {@code --batch 2 --grad-accum 4}, and log its losses.
+     */
+    @Test
+    void microBatchSizeSplitsTheGlobalBatchForAnyDp(@TempDir Path tmp) throws Exception {
+        String data = prepare(tmp);
+        List<String> accumulated = run(data, tmp.resolve("accum"), "--batch", "2", "--grad-accum", "4");
+        assertSameLosses(accumulated, run(data, tmp.resolve("micro"), "--global-batch-size", "8", "--micro-batch-size", "2"));
+        assertSameLosses(accumulated, run(data, tmp.resolve("micro-dp2"), "--batch", "8", "--micro-batch-size", "2", "--dp", "2"));
+        var bad = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("bad"), "--batch", "8", "--micro-batch-size", "3"));
+        assertTrue(bad.code() != 0);
+        assertTrue(bad.err().contains("--batch 8 is not divisible by --micro-batch-size 3 x 1 data-parallel ranks"), bad.err());
+        var both = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("both"), "--batch", "8", "--micro-batch-size", "2", "--grad-accum", "2"));
+        assertTrue(both.err().contains("give --grad-accum or --micro-batch-size, not both"), both.err());
+    }
+
+    private static List<String> run(String data, Path out, String... batchArgs) throws Exception {
+        var r = CliEndToEndTest.exeunt(withBase(data, out, batchArgs));
+        assertEquals(0, r.code(), r.err());
+        return lossLines(out);
+    }
+
+    /** The tiny model of {@link #args} with other batch options. */
+    private static String[] withBase(String data, Path out, String... batchArgs) {
+        List<String> a = new java.util.ArrayList<>(List.of("train", "--data", data, "--out", out.toString(), "--layers", "2",
+                "--d-model", "32", "--heads", "2", "--seq-len", "16", "--iters", "3", "--exits", "1", "--exit-kind", "mlp",
+                "--exit-weight", "0.5", "--eval-every", "0", "--json"));
+        a.addAll(List.of(batchArgs));
+        return a.toArray(String[]::new);
+    }
+
     /** A dataset of this module's sources (12 files, a 300-token tokenizer) under {@code tmp}; returns its path. */
     static String prepare(Path tmp) throws Exception {
         Path corpus = tmp.resolve("corpus");

@@ -28,6 +28,12 @@ public record TrainConfig(int seqLen, int batchSize, int gradAccum, int iters, d
         return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * p));
     }
 
+    /** The same settings with {@code batchSize} windows per micro-batch and {@code gradAccum} micro-batches per step. */
+    public TrainConfig withBatches(int batchSize, int gradAccum) {
+        return new TrainConfig(seqLen, batchSize, gradAccum, iters, lr, minLr, warmupIters, weightDecay, beta1, beta2, gradClip,
+                seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
+    }
+
     public TrainConfig withIters(int n) {
         return new TrainConfig(seqLen, batchSize, gradAccum, n, lr, minLr, warmupIters, weightDecay, beta1, beta2, gradClip,
                 seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
