@@ -111,6 +111,46 @@ class PipelineStageTest {
         }
     }
 
+    /**
+     * The deferred exit forward (each exit's head and loss run after the backbone, backpropagated on their
+     * own, joined through sum(input * grad)) gives the gradients of the plain objective
+     * L_final + sum_i w_i L_i differentiated in one backward with the exits computed inline.
+     */
+    @Test
+    void deferredExitsGiveTheUndeferredGradients() {
+        for (ModelConfig mc : List.of(gpt2(), llama())) {
+            Random r = new Random(9);
+            int[] ids = new int[B * T], tgt = new int[B * T];
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = r.nextInt(V);
+                tgt[i] = r.nextInt(V);
+            }
+            try (var model = EarlyExitModel.create(mc, Device.CPU, 5); var s = Scope.open()) {
+                Tensor in = Tensor.ofInts(ids, B, T), targets = Tensor.ofInts(tgt, B, T);
+                model.forwardBackward(in, targets, null, 0, 1f);
+                Map<String, float[]> deferred = new LinkedHashMap<>();
+                model.parameters().all().forEach((k, v) -> deferred.put(k, v.grad().toFloatArray()));
+                model.parameters().zeroGrads();
+                // Undeferred: one graph, one backward.
+                var f = model.forwardStage(in, 0);
+                Tensor loss = VocabParallelCrossEntropy.loss(model.finalLogits(f.output()), targets,
+                        dev.exeunt.tensor.ops.NN.CrossEntropyOptions.DEFAULT, TensorParallel.NONE);
+                for (int i = 0; i < model.exits().size(); i++) {
+                    Tensor li = model.exitLoss(model.exits().get(i), f.exitInputs()[i], targets, null, true);
+                    loss = dev.exeunt.tensor.ops.Ops.add(loss, dev.exeunt.tensor.ops.Ops.scale(li, (float) f.exitWeights()[i]));
+                }
+                loss.backward();
+                for (var e : deferred.entrySet()) {
+                    float[] g = model.parameters().get(e.getKey()).grad().toFloatArray();
+                    for (int i = 0; i < g.length; i++) {
+                        assertEquals(g[i], e.getValue()[i], 1e-6 + 1e-4 * Math.abs(g[i]), mc.family() + " " + e.getKey() + "[" + i + "]");
+                    }
+                }
+                model.parameters().all().values().forEach(Tensor::clearGrad);
+            }
+        }
+    }
+
     @Test
     void exitsLiveOnTheStageThatOwnsTheirLayerAndTiedHeadsAreCopied() {
         ModelConfig mc = gpt2();
