@@ -84,6 +84,9 @@ public final class DistributedOptimizer implements TrainingOptimizer {
      */
     public static TrainingOptimizer.Factory over(ProcessGroup dpGroup) {
         return (settings, params, sync) -> {
+            if (params.pipeline().stages() > 1) {
+                throw new IllegalArgumentException("the distributed optimizer does not run under pipeline parallelism yet; drop --distributed-optimizer");
+            }
             if (sync.ranks() != dpGroup.size() || sync.rank() != dpGroup.rank()) {
                 throw new IllegalArgumentException("the distributed optimizer's group is rank " + dpGroup.rank() + " of " + dpGroup.size()
                         + " but the trainer's data-parallel sync is rank " + sync.rank() + " of " + sync.ranks()

@@ -53,7 +53,7 @@ import org.junit.jupiter.api.io.TempDir;
  * partial kv gradient not summed) changes the losses after the first step by far more.
  */
 @ExtendWith(LeakCheck.class)
-class TensorParallelTrainingTest {
+public class TensorParallelTrainingTest {
     static final int SEQ = 8;
     static final double LOSS_REL = 1e-5, WEIGHT_ABS = 5e-5;
     static int[] tokens;
@@ -186,7 +186,7 @@ class TensorParallelTrainingTest {
     }
 
     /** The layout's checkpoint holds the one-rank tensors, whole, under the same names. */
-    static void assertSameCheckpoint(Path one, Path layout, String name) throws IOException {
+    public static void assertSameCheckpoint(Path one, Path layout, String name) throws IOException {
         for (String file : new String[] {"model.safetensors", TrainingState.OPTIMIZER}) {
             try (var a = SafetensorsCheckpoint.open(one.resolve(file)); var b = SafetensorsCheckpoint.open(layout.resolve(file))) {
                 assertEquals(a.names(), b.names(), name + " " + file);

@@ -160,6 +160,11 @@ public final class CheckpointLayout {
      * expected or a known buffer; lists all that fail at once.
      */
     static void matches(Map<String, long[]> expected, SafetensorsCheckpoint ckpt) throws CheckpointFormatException {
+        matches(expected, ckpt, false);
+    }
+
+    /** {@code partOfModel}: the expected tensors are one pipeline stage's, so the checkpoint's others are not extra. */
+    static void matches(Map<String, long[]> expected, SafetensorsCheckpoint ckpt, boolean partOfModel) throws CheckpointFormatException {
         List<String> missing = new ArrayList<>(), wrong = new ArrayList<>();
         Set<String> used = new HashSet<>();
         for (var e : expected.entrySet()) {
@@ -181,6 +186,7 @@ public final class CheckpointLayout {
         if (!wrong.isEmpty()) {
             throw new CheckpointFormatException(ckpt.location(), wrong.size() + " tensor(s) disagree with config.json: " + list(wrong));
         }
+        if (partOfModel) return;
         List<String> extra = new ArrayList<>();
         for (String n : ckpt.names()) {
             if (!used.contains(n) && !BUFFER.matcher(n).matches()) extra.add(n);

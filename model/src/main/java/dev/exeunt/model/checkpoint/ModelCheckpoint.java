@@ -61,9 +61,15 @@ public final class ModelCheckpoint {
      */
     public static void save(EarlyExitModel model, BpeTokenizer tokenizer, Path dir) throws IOException {
         var params = model.parameters();
-        boolean writes = model.tensorParallel().rank() == 0;
+        var pp = params.pipeline();
+        boolean writes = model.tensorParallel().rank() == 0 && pp.stage() == 0;
         if (writes) Files.createDirectories(dir);
-        TensorFiles.save(params.all(), params::shard, model.tensorParallel(), writes ? dir.resolve(WEIGHTS) : null,
+        // Pipeline stages each contribute the tensors they own; a tied head's copy on a later stage is stage 0's embedding.
+        Map<String, Tensor> owned = new LinkedHashMap<>();
+        params.all().forEach((name, t) -> {
+            if (!params.isStageCopy(name)) owned.put(name, t);
+        });
+        TensorFiles.save(owned, params::shard, model.tensorParallel(), pp, writes ? dir.resolve(WEIGHTS) : null,
                 Map.of("format", "pt", "producer", "exeunt"));
         if (!writes) return;
         if (tokenizer != null) HfTokenizerJson.save(tokenizer, dir.resolve(TOKENIZER));
@@ -137,7 +143,8 @@ public final class ModelCheckpoint {
         var params = model.parameters();
         Map<String, long[]> shapes = new LinkedHashMap<>();
         for (String name : params.all().keySet()) shapes.put(name, Arrays.stream(params.shard(name).fullShape()).asLongStream().toArray());
-        CheckpointLayout.matches(shapes, ckpt);
+        // A pipeline stage reads its own tensors of the whole checkpoint; the other stages' are theirs.
+        CheckpointLayout.matches(shapes, ckpt, params.pipeline().stages() > 1);
         for (String name : shapes.keySet()) {
             try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
                 loadShard(params, name, t);

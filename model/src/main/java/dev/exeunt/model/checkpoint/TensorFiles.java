@@ -6,6 +6,7 @@ import dev.exeunt.model.io.SafetensorsDtype;
 import dev.exeunt.model.io.SafetensorsTensorInfo;
 import dev.exeunt.model.io.SafetensorsWriter;
 import dev.exeunt.model.io.TensorDataSource;
+import dev.exeunt.model.nn.PipelineParallel;
 import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.tensor.DType;
@@ -19,6 +20,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -53,27 +55,30 @@ public final class TensorFiles {
             var writer = new SafetensorsWriter();
             if (metadata != null) writer.metadata(metadata);
             for (var e : sorted.entrySet()) {
-                Tensor t = e.getValue();
-                Shard shard = shardOf.apply(e.getKey());
-                if (shard != null && shard.isSplit()) {
-                    addGathered(writer, e.getKey(), t, shard, tp);
-                    continue;
-                }
-                Tensor host = t;
-                if (!t.device().equals(Device.CPU) || !t.isContiguous()) {
-                    host = Ops.unowned(() -> t.to(Device.CPU).contiguous());
-                    temps.add(host);
-                }
-                long[] shape = new long[host.rank()];
-                for (int i = 0; i < shape.length; i++) shape[i] = host.dim(i);
-                long bytes = host.dtype().byteSize(host.numel());
-                MemorySegment data = host.segment().asSlice(host.dtype().byteSize(host.offset()), bytes);
-                writer.add(e.getKey(), safetensorsDtype(e.getKey(), host), shape, data);
+                addLocal(writer, e.getKey(), e.getValue(), shardOf.apply(e.getKey()), tp, temps);
             }
             writer.write(file);
         } finally {
             temps.forEach(Tensor::close);
         }
+    }
+
+    /** Adds a tensor this rank holds: gathered when split over tp, else its own bytes (host copies kept in {@code temps}). */
+    private static void addLocal(SafetensorsWriter writer, String name, Tensor t, Shard shard, TensorParallel tp, List<Tensor> temps) {
+        if (shard != null && shard.isSplit()) {
+            addGathered(writer, name, t, shard, tp);
+            return;
+        }
+        Tensor host = t;
+        if (!t.device().equals(Device.CPU) || !t.isContiguous()) {
+            host = Ops.unowned(() -> t.to(Device.CPU).contiguous());
+            temps.add(host);
+        }
+        long[] shape = new long[host.rank()];
+        for (int i = 0; i < shape.length; i++) shape[i] = host.dim(i);
+        long bytes = host.dtype().byteSize(host.numel());
+        MemorySegment data = host.segment().asSlice(host.dtype().byteSize(host.offset()), bytes);
+        writer.add(name, safetensorsDtype(name, host), shape, data);
     }
 
     /**
@@ -100,6 +105,116 @@ public final class TensorFiles {
                 gather(e.getValue(), shard, tp);
             }
         }
+    }
+
+    /**
+     * {@link #save(Map, Function, TensorParallel, Path, Map)} over pipeline stages: each stage calls it with
+     * the tensors it owns (not its copies of stage 0's), and stage 0's tensor-parallel rank 0 writes one
+     * file holding every stage's tensors whole. Each other stage first sends the names and full shapes of
+     * its tensors, then streams them in name order, tensor by tensor (each gathered over its tensor-parallel
+     * ranks when its turn comes), which is the order the writer asks for them in; no rank holds more than
+     * one full tensor beyond its own.
+     */
+    public static void save(Map<String, Tensor> tensors, Function<String, Shard> shardOf, TensorParallel tp, PipelineParallel pp,
+                            Path file, Map<String, String> metadata) throws IOException {
+        if (pp.stages() == 1) {
+            save(tensors, shardOf, tp, file, metadata);
+            return;
+        }
+        Map<String, Tensor> sorted = new TreeMap<>(tensors);
+        if (pp.stage() != 0) {
+            if (tp.rank() == 0) sendManifest(sorted, shardOf, pp);
+            for (var e : sorted.entrySet()) {
+                Shard shard = shardOf.apply(e.getKey());
+                boolean split = shard != null && shard.isSplit();
+                if (!split && tp.rank() != 0) continue;
+                try (var sc = Scope.open(); var g = GradMode.noGrad()) {
+                    Tensor full = split ? gather(e.getValue(), shard, tp) : e.getValue().to(Device.CPU).contiguous();
+                    if (tp.rank() == 0) pp.send(full.dtype() == DType.F32 ? full : full.to(DType.F32), 0);
+                }
+            }
+            return;
+        }
+        if (tp.rank() != 0) {
+            joinGathers(sorted, shardOf, tp);
+            return;
+        }
+        Map<String, Tensor> own = new TreeMap<>(sorted);
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        Map<String, Integer> owner = new LinkedHashMap<>();
+        for (int st = 1; st < pp.stages(); st++) {
+            for (var e : receiveManifest(pp, st).entrySet()) {
+                if (own.containsKey(e.getKey()) || owner.containsKey(e.getKey())) {
+                    throw new IllegalStateException("tensor " + e.getKey() + " is saved by two pipeline stages");
+                }
+                shapes.put(e.getKey(), e.getValue());
+                owner.put(e.getKey(), st);
+            }
+        }
+        // The writer takes every tensor in name order; a remote one is received when the writer reaches it.
+        Map<String, Tensor> all = new TreeMap<>(own);
+        for (String name : owner.keySet()) all.put(name, null);
+        List<Tensor> temps = new ArrayList<>();
+        try (var g = GradMode.noGrad()) {
+            var writer = new SafetensorsWriter();
+            if (metadata != null) writer.metadata(metadata);
+            for (var e : all.entrySet()) {
+                String name = e.getKey();
+                if (e.getValue() != null) {
+                    addLocal(writer, name, e.getValue(), shardOf.apply(name), tp, temps);
+                    continue;
+                }
+                long[] shape = shapes.get(name);
+                int from = owner.get(name);
+                writer.add(name, SafetensorsDtype.F32, shape, out -> {
+                    try (var sc = Scope.open()) {
+                        Tensor buf = Tensor.empty(DType.F32, Device.CPU, Arrays.stream(shape).mapToInt(Math::toIntExact).toArray());
+                        pp.recv(buf, from);
+                        TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
+                    }
+                });
+            }
+            writer.write(file);
+        } finally {
+            temps.forEach(Tensor::close);
+        }
+    }
+
+    /** Names and full shapes of a stage's tensors, as ints (one per UTF-16 unit), length first. */
+    private static void sendManifest(Map<String, Tensor> sorted, Function<String, Shard> shardOf, PipelineParallel pp) {
+        StringBuilder sb = new StringBuilder();
+        for (var e : sorted.entrySet()) {
+            Shard shard = shardOf.apply(e.getKey());
+            int[] shape = shard != null ? shard.fullShape() : e.getValue().shape();
+            sb.append(e.getKey()).append('\t');
+            for (int i = 0; i < shape.length; i++) sb.append(i > 0 ? "," : "").append(shape[i]);
+            sb.append('\n');
+        }
+        int[] chars = sb.chars().toArray();
+        try (var sc = Scope.open()) {
+            pp.send(Tensor.ofInts(new int[] {chars.length}, 1), 0);
+            if (chars.length > 0) pp.send(Tensor.ofInts(chars, chars.length), 0);
+        }
+    }
+
+    private static Map<String, long[]> receiveManifest(PipelineParallel pp, int from) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        try (var sc = Scope.open()) {
+            Tensor n = Tensor.empty(DType.I32, Device.CPU, 1);
+            pp.recv(n, from);
+            int len = n.toIntArray()[0];
+            if (len == 0) return out;
+            Tensor chars = Tensor.empty(DType.I32, Device.CPU, len);
+            pp.recv(chars, from);
+            String text = new String(chars.toIntArray(), 0, len);
+            for (String line : text.split("\n")) {
+                int tab = line.indexOf('\t');
+                String dims = line.substring(tab + 1);
+                long[] shape = dims.isEmpty() ? new long[0] : Arrays.stream(dims.split(",")).mapToLong(Long::parseLong).toArray();
+                out.put(line.substring(0, tab), shape);
+            }
+        }
+        return out;
     }
 
     private static SafetensorsDtype safetensorsDtype(String name, Tensor t) {

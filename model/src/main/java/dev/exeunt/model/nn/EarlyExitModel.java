@@ -68,6 +68,7 @@ public final class EarlyExitModel implements AutoCloseable {
         List<ExitConfig> owned = config.exits().stream().filter(e -> allExits || stage.owns(e)).toList();
         boolean needsEmbedding = stage.isFirst() || (head && config.tiedEmbeddings()) || owned.stream().anyMatch(ExitConfig::sharedHead);
         tokenEmbedding = needsEmbedding ? params.normal(gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0.02f, vocabRows) : null;
+        if (tokenEmbedding != null && !stage.isFirst()) params.markStageCopy(tokenEmbedding.name());
         positionEmbedding = gpt2 && stage.isFirst() ? params.normal("wpe.weight", 0.01f, config.maxSeqLen(), d) : null;
         layers = new ArrayList<>();
         for (int i = stage.firstLayer(); i < builtLayers; i++) {
@@ -92,8 +93,17 @@ public final class EarlyExitModel implements AutoCloseable {
      * values) as the corresponding part of the one-rank model.
      */
     public static EarlyExitModel createStage(ModelConfig config, Device device, long seed, TensorParallel tp, PipelineStage stage) {
+        return createStage(config, device, seed, tp, PipelineParallel.NONE, stage);
+    }
+
+    /** {@link #createStage(ModelConfig, Device, long, TensorParallel, PipelineStage)} knowing its pipeline group {@code pp}. */
+    public static EarlyExitModel createStage(ModelConfig config, Device device, long seed, TensorParallel tp, PipelineParallel pp,
+                                             PipelineStage stage) {
         if (stage.endLayer() > config.nLayers()) throw new IllegalArgumentException(stage + " exceeds the model's " + config.nLayers() + " layers");
-        return new EarlyExitModel(config, new Parameters(device, seed, true, tp), stage, stage.isLast());
+        if (pp.stages() > 1 && (pp.stage() != stage.index() || pp.stages() != stage.count())) {
+            throw new IllegalArgumentException(stage + " built on pipeline rank " + pp.stage() + " of " + pp.stages());
+        }
+        return new EarlyExitModel(config, new Parameters(device, seed, true, tp, pp), stage, stage.isLast());
     }
 
     /** A randomly initialised model (seeded). */

@@ -22,6 +22,8 @@ public class Parameters implements AutoCloseable {
     private final Map<String, Shard> shards = new LinkedHashMap<>();
     private final Device device;
     private final TensorParallel tp;
+    private final PipelineParallel pp;
+    private final java.util.Set<String> stageCopies = new java.util.HashSet<>();
     private final long seed;
     private final boolean initialise;
     private final Source source;
@@ -51,11 +53,17 @@ public class Parameters implements AutoCloseable {
      * shards ({@link #normal(String, float, Shard)}), each with its {@link Shard}.
      */
     public Parameters(Device device, long seed, boolean initialise, TensorParallel tp) {
+        this(device, seed, initialise, tp, PipelineParallel.NONE);
+    }
+
+    /** The parameters of one tensor-parallel rank of one pipeline stage ({@code pp}). */
+    public Parameters(Device device, long seed, boolean initialise, TensorParallel tp, PipelineParallel pp) {
         this.device = device;
         this.seed = seed;
         this.initialise = initialise;
         this.source = null;
         this.tp = java.util.Objects.requireNonNull(tp);
+        this.pp = java.util.Objects.requireNonNull(pp);
     }
 
     /**
@@ -68,6 +76,7 @@ public class Parameters implements AutoCloseable {
         this.initialise = false;
         this.source = java.util.Objects.requireNonNull(source);
         this.tp = TensorParallel.NONE;
+        this.pp = PipelineParallel.NONE;
     }
 
     private Tensor supplied(String name, int[] shape) {
@@ -89,6 +98,26 @@ public class Parameters implements AutoCloseable {
     /** The tensor-parallel group this rank's parameters are shards for ({@link TensorParallel#NONE} for a whole model). */
     public TensorParallel tensorParallel() {
         return tp;
+    }
+
+    /** The pipeline stages this rank's stage belongs to ({@link PipelineParallel#NONE} for one stage). */
+    public PipelineParallel pipeline() {
+        return pp;
+    }
+
+    /**
+     * Marks {@code name} as this stage's copy of a parameter stage 0 also holds (a tied head's embedding):
+     * its gradient is summed over the stages holding it, it counts once in the gradient norm, and only
+     * stage 0's copy is saved.
+     */
+    public void markStageCopy(String name) {
+        get(name);
+        stageCopies.add(name);
+    }
+
+    /** Whether {@code name} is a copy of a parameter stage 0 holds ({@link #markStageCopy}). */
+    public boolean isStageCopy(String name) {
+        return stageCopies.contains(name);
     }
 
     /** Where parameter {@code name} sits in the full model (whole unless a sharded layer registered a shard). */
@@ -235,5 +264,6 @@ public class Parameters implements AutoCloseable {
         for (Tensor t : byName.values()) t.close();
         byName.clear();
         shards.clear();
+        stageCopies.clear();
     }
 }

@@ -46,7 +46,13 @@ final class ReplicatedAdamW implements TrainingOptimizer {
 
     @Override
     public void saveMoments(Function<String, Shard> shardOf, TensorParallel tp, Path file) throws IOException {
-        TensorFiles.save(adamw.state(), shardOf, tp, file, Map.of());
+        // A pipeline stage saves the moments of the parameters it owns (a tied head's copy is stage 0's).
+        Map<String, Tensor> owned = new java.util.LinkedHashMap<>();
+        adamw.state().forEach((name, t) -> {
+            String param = name.substring(0, name.lastIndexOf('.'));
+            if (!params.isStageCopy(param)) owned.put(name, t);
+        });
+        TensorFiles.save(owned, shardOf, tp, params.pipeline(), file, Map.of());
     }
 
     @Override

@@ -13,7 +13,8 @@ import java.util.Map;
  * What the gradients of a tensor-parallel rank need before the update: replicated parameters that each
  * rank only partly differentiates ({@link Parameters#needsTensorParallelSum}) get the sum over ranks, and clipping uses the norm
  * of the whole model's gradient, counting each split parameter's shards once each and each replicated
- * parameter once (every rank holds the same copy). With one rank it is {@link AdamW#clipGradNorm}.
+ * parameter once (every rank holds the same copy), summed over pipeline stages (a tied head's copy
+ * on a later stage counted once). With one rank it is {@link AdamW#clipGradNorm}.
  */
 public final class TensorParallelGradients {
     private TensorParallelGradients() {}
@@ -30,8 +31,11 @@ public final class TensorParallelGradients {
 
     /** Scales every gradient so the global L2 norm is at most {@code maxNorm}; returns the norm before clipping. */
     public static double clip(Parameters params, Map<String, Tensor> trainable, double maxNorm) {
-        if (params.tensorParallel().size() == 1) return AdamW.clipGradNorm(trainable, maxNorm);
-        double norm = Math.sqrt(squaredNorm(params, trainable, name -> true));
+        if (params.tensorParallel().size() == 1 && params.pipeline().stages() == 1) return AdamW.clipGradNorm(trainable, maxNorm);
+        // Every stage's share, a tied copy counted only on stage 0, summed over the pipeline.
+        double[] sq = {squaredNorm(params, trainable, name -> !params.isStageCopy(name))};
+        params.pipeline().sumOverStages(sq);
+        double norm = Math.sqrt(sq[0]);
         scaleTo(trainable, norm, maxNorm);
         return norm;
     }

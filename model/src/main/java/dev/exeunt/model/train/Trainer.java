@@ -67,7 +67,8 @@ public final class Trainer implements AutoCloseable {
     private final TokenWindows.Split split;
     private final TokenWindows.Batches batches;
     private final GradientSync sync;
-    /** Whether this rank prints and writes: data-parallel rank 0 and tensor-parallel rank 0. */
+    private MicroBatchRunner runner = MicroBatchRunner.SEQUENTIAL;
+    /** Whether this rank prints and writes: data-parallel, tensor-parallel rank 0 of pipeline stage 0. */
     private final boolean logs;
     private int startIter;
     private int stopAfter = Integer.MAX_VALUE;
@@ -98,7 +99,7 @@ public final class Trainer implements AutoCloseable {
                     + "the one-rank gradient");
         }
         this.sync = sync;
-        this.logs = sync.logs() && model.tensorParallel().rank() == 0;
+        this.logs = sync.logs() && model.tensorParallel().rank() == 0 && model.parameters().pipeline().stage() == 0;
         this.model = model;
         this.tokenizer = tokenizer;
         this.windows = windows;
@@ -144,6 +145,8 @@ public final class Trainer implements AutoCloseable {
         Map<String, Tensor> saved = new LinkedHashMap<>();
         try (var opt = SafetensorsCheckpoint.open(dir.resolve(TrainingState.OPTIMIZER))) {
             for (String name : opt.names()) {
+                int dot = name.lastIndexOf('.');
+                if (dot > 0 && !model.parameters().has(name.substring(0, dot))) continue; // another pipeline stage's
                 Tensor full = TensorFiles.load(opt, name, Device.CPU);
                 Shard shard = momentShard(name);
                 if (shard == null || !shard.isSplit()) {
@@ -165,6 +168,15 @@ public final class Trainer implements AutoCloseable {
     /** The optimiser state this rank holds, against plain AdamW's (for the console at start). */
     public TrainingOptimizer.Memory optimizerMemory() {
         return optimizer.memory(model.parameters().trainable());
+    }
+
+    /**
+     * Runs each step's micro-batches with {@code runner} instead of one after another (a pipeline stage's
+     * trainer runs them through the 1F1B schedule); returns this trainer.
+     */
+    public Trainer runMicroBatchesWith(MicroBatchRunner runner) {
+        this.runner = java.util.Objects.requireNonNull(runner);
+        return this;
     }
 
     /** Ends this run (with a checkpoint) after {@code n} iterations, as an interrupted job would; the schedule is unchanged. */
@@ -201,25 +213,17 @@ public final class Trainer implements AutoCloseable {
             for (int it = startIter; it < cfg.iters(); it++) {
                 long ts = System.nanoTime();
                 model.parameters().zeroGrads();
-                double total = 0, fin = 0;
-                double[] exitLoss = new double[model.exits().size()], exitW = new double[model.exits().size()];
-                for (int micro = 0; micro < cfg.gradAccum(); micro++) {
-                    TokenWindows.Batch b = batches.next(sync.rank(), sync.ranks());
-                    try (var s = Scope.open()) {
-                        Tensor ids = Tensor.ofInts(b.inputs(), b.size(), cfg.seqLen());
-                        Tensor tgt = Tensor.ofInts(b.targets(), b.size(), cfg.seqLen());
-                        // The last micro-batch's backward may start the gradient all-reduce (not under ZeRO, which reduce-scatters after it).
-                        boolean last = micro == cfg.gradAccum() - 1 && !optimizer.shardedOverDataParallel();
-                        var finals = last ? sync.finalGradients(trainable) : null;
-                        var l = model.forwardBackward(ids, tgt, null, it, 1f / cfg.gradAccum(), finals);
-                        total += l.total() / cfg.gradAccum();
-                        fin += l.finalLoss() / cfg.gradAccum();
-                        for (int i = 0; i < exitLoss.length; i++) {
-                            exitLoss[i] += l.exitLosses()[i] / cfg.gradAccum();
-                            exitW[i] = l.exitWeights()[i];
-                        }
-                    }
-                }
+                int nExits = model.config().exits().size();
+                double[] exitW = new double[nExits];
+                for (int i = 0; i < nExits; i++) exitW[i] = model.config().exits().get(i).weight().at(it);
+                List<TokenWindows.Batch> micro = new ArrayList<>();
+                for (int m = 0; m < cfg.gradAccum(); m++) micro.add(batches.next(sync.rank(), sync.ranks()));
+                // The last micro-batch's backward may start the gradient all-reduce (not under ZeRO, which reduce-scatters after it).
+                var finals = optimizer.shardedOverDataParallel() ? null : sync.finalGradients(trainable);
+                double[] sums = runner.run(model, micro, cfg.seqLen(), it, finals);
+                double total = sums[0], fin = sums[1];
+                double[] exitLoss = new double[nExits];
+                System.arraycopy(sums, 2, exitLoss, 0, nExits);
                 // Averaged before the finiteness check, so a NaN on any rank stops every rank at the same iteration.
                 double[] logged = new double[2 + exitLoss.length];
                 logged[0] = total;
@@ -255,7 +259,9 @@ public final class Trainer implements AutoCloseable {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;
-                if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
+                // Validation runs the whole model on one rank; pipeline stages do not evaluate (yet).
+                boolean evaluates = model.parameters().pipeline().stages() == 1;
+                if (evaluates && cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
                     lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
                     if (logs) appendLog(EVAL_LOG, "{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());

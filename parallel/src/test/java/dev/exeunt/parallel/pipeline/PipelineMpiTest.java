@@ -14,8 +14,9 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The pipeline as real mpirun processes (one JVM per rank): 4 stages, and tp 2 x pp 2, give one rank's
- * per-step losses (every rank reports them), and no step leaves tensors behind. Skipped without mpirun,
+ * The pipeline as real mpirun processes (one JVM per rank): 4 stages, and tp 2 x pp 2, trained 1 step,
+ * saved, resumed for 2 more, give one rank's per-step losses (every rank reports them) and its
+ * checkpoint, and no step leaves tensors behind. Skipped without mpirun,
  * except in CI.
  */
 class PipelineMpiTest {
@@ -32,7 +33,8 @@ class PipelineMpiTest {
     void pipelineProcessesTrainAsOneRank(String family, int tp, int pp, @TempDir Path dir) throws Exception {
         var mc = family.equals("gpt2") ? PipelineTrainingTest.gpt2() : PipelineTrainingTest.llama();
         var one = PipelineTrainingTest.oneRank(mc, dir.resolve("one"));
-        MpiJob.Result job = MpiJob.run(PipelineMpiRank.class, 4, LIMIT, family, Integer.toString(tp), Integer.toString(pp));
+        Path out = dir.resolve("mpi");
+        MpiJob.Result job = MpiJob.run(PipelineMpiRank.class, 4, LIMIT, family, Integer.toString(tp), Integer.toString(pp), out.toString());
         System.out.println(family + " tp " + tp + " pp " + pp + " over mpi: " + job);
         assertFalse(job.timedOut(), job::toString);
         assertEquals(0, job.exitCode(), job::toString);
@@ -50,5 +52,7 @@ class PipelineMpiTest {
                 }
             }
         }
+        // Saved after step 1, resumed by every stage, saved again after step 3: the one-rank checkpoint.
+        dev.exeunt.parallel.TensorParallelTrainingTest.assertSameCheckpoint(dir.resolve("one"), out, family + " mpi pipeline");
     }
 }

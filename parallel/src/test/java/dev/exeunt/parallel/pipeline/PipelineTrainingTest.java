@@ -98,39 +98,64 @@ class PipelineTrainingTest {
         }
     }
 
-    static List<Run> pipeline(ModelConfig mc, int tp, int dp, int pp) {
+    /** The real sync of one rank, remembering the losses it averaged (one row per step). */
+    static final class Recording implements GradientSync {
+        final GradientSync inner;
+        final List<double[]> steps = new ArrayList<>();
+
+        Recording(GradientSync inner) {
+            this.inner = inner;
+        }
+
+        public int rank() { return inner.rank(); }
+        public int ranks() { return inner.ranks(); }
+        public boolean logs() { return inner.logs(); }
+        public void reduceGradients(Map<String, Tensor> trainable) { inner.reduceGradients(trainable); }
+        public void averageScalars(double[] values) {
+            inner.averageScalars(values);
+            steps.add(values.clone());
+        }
+    }
+
+    /** One stage of a layout through the ordinary trainer with the 1F1B runner; the checkpoint goes to {@code out}. */
+    static Run stage(ModelConfig mc, ParallelState state, Path out) {
+        var pipeline = new ProcessGroupPipelineParallel(state.ppGroup());
+        try (var dpSync = new DataParallelGradientSync(state.dpGroup());
+             var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state), pipeline,
+                     PipelineStage.balanced(mc.nLayers(), state.ppSize(), state.ppRank()));
+             var runner = new OneFOneBRunner(model, pipeline)) {
+            var sync = new Recording(dpSync);
+            try (var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), config(), out, null, sync)) {
+                trainer.runMicroBatchesWith(runner).train();
+            }
+            List<double[]> steps = sync.steps;
+            Map<String, float[]> w = new LinkedHashMap<>();
+            Map<String, Shard> shards = new LinkedHashMap<>();
+            model.parameters().all().forEach((k, v) -> {
+                w.put(k, v.toFloatArray());
+                shards.put(k, model.parameters().shard(k));
+            });
+            return new Run(steps, w, shards);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    static List<Run> pipeline(ModelConfig mc, int tp, int dp, int pp, Path out) {
         return LocalWorld.run(tp * dp * pp, pg -> {
-            try (var state = ParallelState.create(pg, tp, dp, pp).validate(mc);
-                 var sync = new DataParallelGradientSync(state.dpGroup());
-                 var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state),
-                         PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()));
-                 var trainer = new PipelineTrainer(model, state, sync, TokenWindows.of(tokens, SEQ), config())) {
-                List<double[]> steps = new ArrayList<>();
-                for (int it = 0; it < config().iters(); it++) {
-                    var l = trainer.step(it);
-                    double[] row = new double[2 + l.exitLosses().length];
-                    row[0] = l.total();
-                    row[1] = l.finalLoss();
-                    System.arraycopy(l.exitLosses(), 0, row, 2, l.exitLosses().length);
-                    steps.add(row);
-                }
-                Map<String, float[]> w = new LinkedHashMap<>();
-                Map<String, Shard> shards = new LinkedHashMap<>();
-                model.parameters().all().forEach((k, v) -> {
-                    w.put(k, v.toFloatArray());
-                    shards.put(k, model.parameters().shard(k));
-                });
-                return new Run(steps, w, shards);
+            try (var state = ParallelState.create(pg, tp, dp, pp).validate(mc)) {
+                return stage(mc, state, out);
             }
         });
     }
 
-    void assertLayoutsMatchOneRank(ModelConfig mc, Path dir) {
+    void assertLayoutsMatchOneRank(ModelConfig mc, Path dir) throws IOException {
         Run one = oneRank(mc, dir.resolve("one"));
         for (int[] layout : new int[][] {{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}, {2, 2, 2}}) {
             int tp = layout[0], dp = layout[1], pp = layout[2];
             String name = mc.family() + " tp=" + tp + " dp=" + dp + " pp=" + pp;
-            List<Run> ranks = pipeline(mc, tp, dp, pp);
+            Path out = dir.resolve("tp" + tp + "dp" + dp + "pp" + pp);
+            List<Run> ranks = pipeline(mc, tp, dp, pp, out);
             double maxLoss = 0, maxWeight = 0;
             Map<String, Integer> holders = new LinkedHashMap<>();
             for (Run r : ranks) {
@@ -156,16 +181,18 @@ class PipelineTrainingTest {
             assertEquals(one.weights().keySet(), holders.keySet(), name + ": every parameter lives on some stage");
             System.out.printf("%s: max relative loss difference %.3g, max absolute weight difference %.3g%n", name, maxLoss, maxWeight);
             assertTrue(maxWeight <= WEIGHT_ABS, name + ": weights differ from one rank by " + maxWeight);
+            // Stage 0 wrote the one-rank checkpoint: every stage's tensors, each tied head once, and the moments.
+            dev.exeunt.parallel.TensorParallelTrainingTest.assertSameCheckpoint(dir.resolve("one"), out, name);
         }
     }
 
     @Test
-    void gpt2PipelineLayoutsMatchOneRank(@TempDir Path dir) {
+    void gpt2PipelineLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
         assertLayoutsMatchOneRank(gpt2(), dir);
     }
 
     @Test
-    void llamaPipelineLayoutsMatchOneRank(@TempDir Path dir) {
+    void llamaPipelineLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
         assertLayoutsMatchOneRank(llama(), dir);
     }
 

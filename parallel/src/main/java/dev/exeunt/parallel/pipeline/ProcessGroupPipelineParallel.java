@@ -1,0 +1,68 @@
+package dev.exeunt.parallel.pipeline;
+
+import dev.exeunt.model.nn.PipelineParallel;
+import dev.exeunt.parallel.ParallelState;
+import dev.exeunt.parallel.comm.ProcessGroup;
+import dev.exeunt.parallel.comm.ReduceOp;
+import dev.exeunt.tensor.Tensor;
+
+/** The model's {@link PipelineParallel} seam over a pipeline {@link ProcessGroup} ({@link ParallelState#ppGroup()}). */
+public final class ProcessGroupPipelineParallel implements PipelineParallel {
+    /** The tag of checkpoint streams, apart from the schedule's activation and gradient tags. */
+    private static final int TAG = 1 << 30;
+    private final ProcessGroup group;
+
+    public ProcessGroupPipelineParallel(ProcessGroup ppGroup) {
+        this.group = ppGroup;
+    }
+
+    /** The seam for {@code state}'s pipeline group; {@link PipelineParallel#NONE} when pp is 1. */
+    public static PipelineParallel of(ParallelState state) {
+        return state.ppSize() == 1 ? PipelineParallel.NONE : new ProcessGroupPipelineParallel(state.ppGroup());
+    }
+
+    public ProcessGroup group() {
+        return group;
+    }
+
+    @Override
+    public int stage() {
+        return group.rank();
+    }
+
+    @Override
+    public int stages() {
+        return group.size();
+    }
+
+    /** Each value as two floats (high and low part) summed over the stages, so the sum keeps double precision. */
+    @Override
+    public void sumOverStages(double[] values) {
+        if (values.length == 0 || group.size() == 1) return;
+        float[] parts = new float[2 * values.length];
+        for (int i = 0; i < values.length; i++) {
+            parts[2 * i] = (float) values[i];
+            parts[2 * i + 1] = (float) (values[i] - parts[2 * i]);
+        }
+        try (Tensor t = Tensor.of(parts, parts.length)) {
+            group.allReduce(t, ReduceOp.SUM);
+            float[] s = t.toFloatArray();
+            for (int i = 0; i < values.length; i++) values[i] = (double) s[2 * i] + s[2 * i + 1];
+        }
+    }
+
+    @Override
+    public void send(Tensor t, int to) {
+        group.send(t, to, TAG);
+    }
+
+    @Override
+    public void recv(Tensor t, int from) {
+        group.recv(t, from, TAG);
+    }
+
+    @Override
+    public String toString() {
+        return "pipeline stage " + stage() + " of " + stages() + " (" + group.engine() + ")";
+    }
+}
