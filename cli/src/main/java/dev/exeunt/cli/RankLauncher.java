@@ -52,17 +52,18 @@ final class RankLauncher {
             throw new IllegalArgumentException("--engine local under mpirun with " + mpiSize.trim() + " processes: each would run the "
                     + "whole job; drop --engine local (each process is then one rank) or run without mpirun");
         }
-        int tp = layout.tp(), dp = layout.localDp();
-        ParallelState.checkLayout(tp * dp, tp, dp, 1);
-        ParallelState.checkModel(model, tp, 1);
+        int tp = layout.tp(), dp = layout.localDp(), pp = layout.pp();
+        ParallelState.checkLayout(tp * dp * pp, tp, dp, pp);
+        ParallelState.checkModel(model, tp, pp);
+        layout.pipelineStage(model.nLayers(), 0); // checks --pipeline-layers
         checkDp.accept(dp);
-        if (console != null && tp * dp > 1) {
-            console.printf("layout: tp %d x dp %d = %d ranks as threads of this process (local engine), sharing %d CPU threads%n",
-                    tp, dp, tp * dp, CpuThreads.threads());
+        if (console != null && tp * dp * pp > 1) {
+            console.printf("layout: tp %d x dp %d%s = %d ranks as threads of this process (local engine), sharing %d CPU threads%n",
+                    tp, dp, pp > 1 ? " x pp " + pp : "", tp * dp * pp, CpuThreads.threads());
         }
         try {
-            return Optional.ofNullable(LocalWorld.run(tp * dp, pg -> {
-                try (var state = ParallelState.create(pg, tp, dp, 1)) {
+            return Optional.ofNullable(LocalWorld.run(tp * dp * pp, pg -> {
+                try (var state = ParallelState.create(pg, tp, dp, pp)) {
                     return body.run(state);
                 } catch (Exception e) {
                     throw new BodyFailure(e);
@@ -89,10 +90,11 @@ final class RankLauncher {
         MpiProcessGroup world = MpiProcessGroup.world();
         // The same numbers on every process, so each refuses the layout alike and exits: no rank is left waiting.
         int dp = layout.dpIn(world.size());
-        ParallelState.checkModel(model, layout.tp(), 1);
+        ParallelState.checkModel(model, layout.tp(), layout.pp());
+        layout.pipelineStage(model.nLayers(), 0);
         checkDp.accept(dp);
         T result;
-        try (var state = ParallelState.create(world, layout.tp(), dp, 1)) {
+        try (var state = ParallelState.create(world, layout.tp(), dp, layout.pp())) {
             if (console != null && state.worldRank() == 0) {
                 console.printf("layout: tp %d x dp %d = %d mpi processes, %d CPU threads per process%n", state.tpSize(),
                         state.dpSize(), state.worldSize(), CpuThreads.threads());

@@ -19,6 +19,8 @@ import dev.exeunt.parallel.DataParallelGradientSync;
 import dev.exeunt.parallel.DistributedOptimizer;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.ProcessGroupTensorParallel;
+import dev.exeunt.parallel.pipeline.OneFOneBRunner;
+import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -119,8 +121,7 @@ final class TrainCommand implements Main.Command {
                 TrainConfig rankTc = ModelOptions.withMicroBatches(tc, micro, state.dpSize());
                 boolean resume = prepareOutput(state, outDir, console);
                 ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
-                return trainRank(resumed, rankTc, tokenizer, windows, tokens, outDir, console, device, resume, state,
-                        layout.sequenceParallel(), layout.distributedOptimizer());
+                return trainRank(resumed, rankTc, tokenizer, windows, tokens, outDir, console, device, resume, state, layout);
             });
         }
     }
@@ -153,24 +154,33 @@ final class TrainCommand implements Main.Command {
      * The one place a rank's model is built. Every rank builds its own replica from the seed (initialisation
      * depends only on it), so all data-parallel replicas start equal.
      */
-    static EarlyExitModel buildModel(ModelConfig c, Device d, long seed, ParallelState s, boolean sequenceParallel) {
-        if (sequenceParallel && c.maxSeqLen() % s.tpSize() != 0) {
+    static EarlyExitModel buildModel(ModelConfig c, Device d, long seed, ParallelState s, RankLayout layout) {
+        if (layout.sequenceParallel() && c.maxSeqLen() % s.tpSize() != 0) {
             throw new IllegalArgumentException("--sequence-parallel: --seq-len " + c.maxSeqLen() + " is not divisible by --tp " + s.tpSize());
         }
-        return EarlyExitModel.create(c, d, seed, ProcessGroupTensorParallel.of(s, sequenceParallel));
+        var tp = ProcessGroupTensorParallel.of(s, layout.sequenceParallel());
+        if (s.ppSize() == 1) return EarlyExitModel.create(c, d, seed, tp);
+        return EarlyExitModel.createStage(c, d, seed, tp, ProcessGroupPipelineParallel.of(s), layout.pipelineStage(c.nLayers(), s.ppRank()));
     }
 
     /** One rank's training: its replica, a gradient sync over its dp group; world rank 0 prints, logs and saves. */
     private static Trainer.Result trainRank(ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer, TokenWindows windows,
                                             TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean resume,
-                                            ParallelState state, boolean sequenceParallel, boolean distributedOptimizer)
-            throws IOException {
+                                            ParallelState state, RankLayout layout) throws IOException {
         boolean reports = state.worldRank() == 0;
         if (!reports) console = null;
         try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
-             var model = buildModel(config, device, tc.seed(), state, sequenceParallel);
+             var model = buildModel(config, device, tc.seed(), state, layout);
+             var pipeline = state.ppSize() > 1 ? new OneFOneBRunner(model, (ProcessGroupPipelineParallel) model.parameters().pipeline()) : null;
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync,
-                     distributedOptimizer ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
+                     layout.distributedOptimizer() ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
+            if (pipeline != null) {
+                trainer.runMicroBatchesWith(pipeline);
+                if (console != null) {
+                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step; validation is not run under pipeline parallelism%n",
+                            state.ppSize(), tc.gradAccum());
+                }
+            }
             if (console != null && state.dpSize() > 1) console.println(trainer.optimizerMemory());
             if (console != null) {
                 console.printf(Locale.ROOT, "%s%ndata: %,d tokens, %d training windows of %d, %d validation%n", model, tokens.tokenCount(),

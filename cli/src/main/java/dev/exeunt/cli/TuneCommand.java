@@ -57,6 +57,7 @@ final class TuneCommand implements Main.Command {
         boolean dynamic = a.getBool("dynamic-token-weights", false), force = a.getBool("force", false);
         var tc = ModelOptions.train(a);
         RankLayout layout = RankLayout.parse(a);
+        if (layout.pp() > 1) throw new Args.UsageException("tune does not run under pipeline parallelism yet: drop --pp (tp and dp work)");
         if (layout.distributedOptimizer()) {
             throw new Args.UsageException("--distributed-optimizer is for train: tune's optimizer state is its exits' alone, kept on every rank");
         }

@@ -68,6 +68,22 @@ class TrainDataParallelCliTest {
         assertTrue(both.err().contains("give --grad-accum or --micro-batch-size, not both"), both.err());
     }
 
+    /**
+     * {@code --pp 2} (two pipeline stages as local threads, 1F1B over the micro-batches) writes one rank's
+     * losses and a checkpoint one rank resumes; a --pipeline-layers split that does not fit is refused.
+     */
+    @Test
+    void pipelineStagesWriteTheSameLossesAsOneRank(@TempDir Path tmp) throws Exception {
+        String data = prepare(tmp);
+        List<String> one = run(data, tmp.resolve("one"), "--batch", "8", "--micro-batch-size", "2");
+        assertSameLosses(one, run(data, tmp.resolve("pp2"), "--batch", "8", "--micro-batch-size", "2", "--pp", "2"));
+        assertSameLosses(one, run(data, tmp.resolve("pp2dp2"), "--batch", "8", "--micro-batch-size", "2",
+                "--pipeline-model-parallel-size", "2", "--dp", "2", "--pipeline-layers", "1,1"));
+        var bad = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("bad"), "--pp", "2", "--pipeline-layers", "2,1"));
+        assertTrue(bad.code() != 0);
+        assertTrue(bad.err().contains("--pipeline-layers [2, 1] adds up to 3 layers but the model has 2"), bad.err());
+    }
+
     private static List<String> run(String data, Path out, String... batchArgs) throws Exception {
         var r = CliEndToEndTest.exeunt(withBase(data, out, batchArgs));
         assertEquals(0, r.code(), r.err());
