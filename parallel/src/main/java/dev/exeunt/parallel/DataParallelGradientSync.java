@@ -81,7 +81,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     private List<Tensor> layoutGrads = List.of();
     private List<Piece> pieces = List.of();
     /** The overlapped step in flight: each trainable parameter's index in the layout, buckets still waiting, started all-reduces. */
-    private Map<Tensor, Integer> paramIndex;
+    private Map<Tensor, Integer> paramIndex, gradIndex;
     private int[][] bucketsOfParam;
     private int[] waiting;
     private Work[] started;
@@ -102,17 +102,12 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
         if (group.size() == 1 || pieces.isEmpty()) return null;
         paramIndex = new IdentityHashMap<>();
         for (Tensor p : trainable.values()) {
-            int i = p.grad() == null ? -1 : indexOf(layoutGrads, p.grad());
-            if (i >= 0) paramIndex.put(p, i);
+            Integer i = p.grad() == null ? null : gradIndex.get(p.grad());
+            if (i != null) paramIndex.put(p, i);
         }
         int nBuckets = buckets.size();
-        bucketsOfParam = new int[layoutGrads.size()][];
         waiting = new int[nBuckets];
-        for (int i = 0; i < layoutGrads.size(); i++) {
-            Tensor g = layoutGrads.get(i);
-            bucketsOfParam[i] = pieces.stream().filter(q -> q.grad() == g).mapToInt(Piece::bucket).distinct().toArray();
-            for (int b : bucketsOfParam[i]) waiting[b]++;
-        }
+        for (int[] bs : bucketsOfParam) for (int b : bs) waiting[b]++;
         started = new Work[nBuckets];
         ready = new boolean[layoutGrads.size()];
         overlapBroken = false;
@@ -192,6 +187,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
             abandonOverlap();
             layoutGrads = grads;
             pieces = layout(grads);
+            indexLayout();
             ensureBuckets((int) ((total + bucketElements - 1) / bucketElements), total, grads.get(0).device());
             started = new Work[buckets.size()];
         }
@@ -211,9 +207,15 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
         started = null;
     }
 
-    private static int indexOf(List<Tensor> list, Tensor t) {
-        for (int i = 0; i < list.size(); i++) if (list.get(i) == t) return i;
-        return -1;
+    /** Each gradient's index in the layout and the buckets it spans, computed once per layout. */
+    private void indexLayout() {
+        gradIndex = new IdentityHashMap<>();
+        bucketsOfParam = new int[layoutGrads.size()][];
+        for (int i = 0; i < layoutGrads.size(); i++) {
+            Tensor g = layoutGrads.get(i);
+            gradIndex.put(g, i);
+            bucketsOfParam[i] = pieces.stream().filter(q -> q.grad() == g).mapToInt(Piece::bucket).distinct().toArray();
+        }
     }
 
     private static boolean sameTensors(List<Tensor> a, List<Tensor> b) {
@@ -286,24 +288,12 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
      * The mean over ranks in double precision: each rank's doubles travel bit for bit (as I32 pairs through
      * an all-gather) and every rank sums them in rank order, so all ranks get the same result.
      */
+    /** The mean over ranks in double precision, the same bits on every rank ({@link ExactSums}). */
     @Override
     public void averageScalars(double[] values) {
         if (values.length == 0) return;
-        int[] mine = new int[2 * values.length];
-        for (int i = 0; i < values.length; i++) {
-            long bits = Double.doubleToRawLongBits(values[i]);
-            mine[2 * i] = (int) bits;
-            mine[2 * i + 1] = (int) (bits >>> 32);
-        }
-        int[] all = allGather(mine);
-        for (int i = 0; i < values.length; i++) {
-            double sum = 0;
-            for (int r = 0; r < group.size(); r++) {
-                int o = r * mine.length + 2 * i;
-                sum += Double.longBitsToDouble(pack(all[o], all[o + 1]));
-            }
-            values[i] = sum / group.size();
-        }
+        double[] sums = ExactSums.overRanks(values, group.size(), group::allGather);
+        for (int i = 0; i < values.length; i++) values[i] = sums[i] / group.size();
     }
 
     private static long pack(int lo, int hi) {
@@ -311,12 +301,7 @@ public final class DataParallelGradientSync implements GradientSync, AutoCloseab
     }
 
     private int[] allGather(int[] mine) {
-        try (var scope = Scope.open()) {
-            Tensor in = Tensor.ofInts(mine, mine.length);
-            Tensor out = Tensor.empty(DType.I32, Device.CPU, mine.length * group.size());
-            group.allGather(in, out);
-            return out.toIntArray();
-        }
+        return ExactSums.allGatherInts(mine, group.size(), group::allGather);
     }
 
     /** Frees the buckets (the group belongs to the caller). */

@@ -11,11 +11,11 @@ import java.util.function.BiConsumer;
  * travel bit for bit (as I32 pairs through an all-gather) and every rank adds them in rank order. Used
  * for norms that must agree across ranks and keep double precision.
  */
-final class ExactSums {
+public final class ExactSums {
     private ExactSums() {}
 
     /** The element-wise sum over ranks of {@code values}; {@code allGather} is the group's (input, output) all-gather. */
-    static double[] overRanks(double[] values, int ranks, BiConsumer<Tensor, Tensor> allGather) {
+    public static double[] overRanks(double[] values, int ranks, BiConsumer<Tensor, Tensor> allGather) {
         int[] mine = new int[2 * values.length];
         for (int i = 0; i < values.length; i++) {
             long bits = Double.doubleToRawLongBits(values[i]);
@@ -34,7 +34,7 @@ final class ExactSums {
     }
 
     /** Every rank's {@code mine}, concatenated in rank order. */
-    static int[] allGatherInts(int[] mine, int ranks, BiConsumer<Tensor, Tensor> allGather) {
+    public static int[] allGatherInts(int[] mine, int ranks, BiConsumer<Tensor, Tensor> allGather) {
         try (var scope = Scope.open()) {
             Tensor in = Tensor.ofInts(mine, mine.length);
             Tensor out = Tensor.empty(DType.I32, Device.CPU, mine.length * ranks);

@@ -83,47 +83,6 @@ class DataParallelTrainingTest {
         return new TrainConfig(SEQ, 8, 2, 3, 1e-2, 1e-3, 1, 0.01, 0.9, 0.95, 0.5, 7, 0, 1, 0, 1, 0.0);
     }
 
-    /** The real sync of one rank, remembering what it averaged (the logged losses of each step). */
-    static final class Recording implements GradientSync {
-        final GradientSync inner;
-        final List<double[]> steps = new ArrayList<>();
-
-        Recording(GradientSync inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public int rank() {
-            return inner.rank();
-        }
-
-        @Override
-        public int ranks() {
-            return inner.ranks();
-        }
-
-        @Override
-        public void reduceGradients(Map<String, Tensor> trainable) {
-            inner.reduceGradients(trainable);
-        }
-
-        @Override
-        public dev.exeunt.tensor.autograd.Backprop.LeafListener finalGradients(Map<String, Tensor> trainable) {
-            var listener = inner.finalGradients(trainable);
-            if (listener != null) overlappedSteps++;
-            return listener;
-        }
-
-        /** Steps whose all-reduces started during the backward. */
-        int overlappedSteps;
-
-        @Override
-        public void averageScalars(double[] values) {
-            inner.averageScalars(values);
-            steps.add(values.clone());
-        }
-    }
-
     /** What one rank ended with: its averaged losses per step [total, final, exits...] and its weights. */
     record RankResult(List<double[]> steps, Map<String, float[]> weights) {}
 
@@ -134,7 +93,7 @@ class DataParallelTrainingTest {
     /** {@code stopAfter} iterations of {@code cfg} (then a checkpoint), continuing the checkpoint in {@code out} when {@code resume}. */
     static RankResult trainRank(ModelConfig mc, TokenWindows windows, GradientSync sync, Path out, TrainConfig cfg, int stopAfter,
                                 boolean resume) {
-        var rec = new Recording(sync);
+        var rec = new RecordingSync(sync);
         try (var model = EarlyExitModel.create(mc, Device.CPU, resume ? 99 : 3);
              var trainer = new Trainer(model, tokenizer, windows, cfg, out, null, rec)) {
             if (resume) trainer.resumeFrom(out);

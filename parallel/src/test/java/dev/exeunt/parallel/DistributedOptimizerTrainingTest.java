@@ -70,39 +70,6 @@ class DistributedOptimizerTrainingTest {
         return new TrainConfig(TensorParallelTrainingTest.SEQ, 12, 2, 3, 1e-2, 1e-3, 1, 0.01, 0.9, 0.95, 0.5, 7, 0, 1, 0, 1, 0.0);
     }
 
-    /** The real sync of one rank, remembering the averaged losses and counting gradient all-reduces. */
-    static final class Recording implements GradientSync {
-        final GradientSync inner;
-        final List<double[]> steps = new ArrayList<>();
-        int gradientReductions;
-
-        Recording(GradientSync inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public int rank() {
-            return inner.rank();
-        }
-
-        @Override
-        public int ranks() {
-            return inner.ranks();
-        }
-
-        @Override
-        public void reduceGradients(Map<String, Tensor> trainable) {
-            gradientReductions++;
-            inner.reduceGradients(trainable);
-        }
-
-        @Override
-        public void averageScalars(double[] values) {
-            inner.averageScalars(values);
-            steps.add(values.clone());
-        }
-    }
-
     /** What one rank ended with, and what its optimizer held. */
     record RankResult(List<double[]> steps, Map<String, float[]> weights, Map<String, Shard> shards, int gradientReductions,
                       TrainingOptimizer.Memory memory, long heldBytes) {}
@@ -113,7 +80,7 @@ class DistributedOptimizerTrainingTest {
      */
     static RankResult trainRank(ModelConfig mc, TensorParallel tp, GradientSync sync, ProcessGroup zeroGroup, Path out,
                                 TrainConfig cfg, int stopAfter, boolean resume) {
-        var rec = new Recording(sync);
+        var rec = new RecordingSync(sync);
         TrainingOptimizer[] made = new TrainingOptimizer[1];
         TrainingOptimizer.Factory base = zeroGroup == null ? TrainingOptimizer.REPLICATED : DistributedOptimizer.over(zeroGroup);
         TrainingOptimizer.Factory factory = (s, p, sy) -> made[0] = base.create(s, p, sy);

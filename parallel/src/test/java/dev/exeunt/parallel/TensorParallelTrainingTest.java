@@ -104,7 +104,7 @@ public class TensorParallelTrainingTest {
     /** {@code stopAfter} iterations of {@code cfg}, continuing the checkpoint in {@code out} when {@code resume}. */
     static RankResult trainRank(ModelConfig mc, TensorParallel tp, GradientSync sync, Path out, TrainConfig cfg, int stopAfter,
                                 boolean resume) {
-        var rec = new DataParallelTrainingTest.Recording(sync);
+        var rec = new RecordingSync(sync);
         // A resumed rank starts from other random weights (seed 99): everything must come from the checkpoint.
         try (var model = EarlyExitModel.create(mc, Device.CPU, resume ? 99 : 3, tp);
              var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), cfg, out, null, rec)) {

@@ -1,9 +1,9 @@
 package dev.exeunt.parallel.pipeline;
 
 import dev.exeunt.model.nn.PipelineParallel;
+import dev.exeunt.parallel.ExactSums;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.comm.ProcessGroup;
-import dev.exeunt.parallel.comm.ReduceOp;
 import dev.exeunt.tensor.Tensor;
 
 /** The model's {@link PipelineParallel} seam over a pipeline {@link ProcessGroup} ({@link ParallelState#ppGroup()}). */
@@ -35,20 +35,12 @@ public final class ProcessGroupPipelineParallel implements PipelineParallel {
         return group.size();
     }
 
-    /** Each value as two floats (high and low part) summed over the stages, so the sum keeps double precision. */
+    /** Exact double sums in stage order, the same bits on every stage ({@link ExactSums}). */
     @Override
     public void sumOverStages(double[] values) {
         if (values.length == 0 || group.size() == 1) return;
-        float[] parts = new float[2 * values.length];
-        for (int i = 0; i < values.length; i++) {
-            parts[2 * i] = (float) values[i];
-            parts[2 * i + 1] = (float) (values[i] - parts[2 * i]);
-        }
-        try (Tensor t = Tensor.of(parts, parts.length)) {
-            group.allReduce(t, ReduceOp.SUM);
-            float[] s = t.toFloatArray();
-            for (int i = 0; i < values.length; i++) values[i] = (double) s[2 * i] + s[2 * i + 1];
-        }
+        double[] sums = ExactSums.overRanks(values, group.size(), group::allGather);
+        System.arraycopy(sums, 0, values, 0, values.length);
     }
 
     @Override

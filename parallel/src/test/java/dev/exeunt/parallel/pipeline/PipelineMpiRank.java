@@ -41,7 +41,7 @@ public final class PipelineMpiRank {
                     PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()));
                  var runner = new OneFOneBRunner(model, pipeline)) {
                 long afterFirst, afterAll;
-                var sync = new PipelineTrainingTest.Recording(dpSync);
+                var sync = new dev.exeunt.parallel.RecordingSync(dpSync);
                 try (var trainer = new Trainer(model, null, windows, PipelineTrainingTest.config(), out, null, sync)) {
                     trainer.runMicroBatchesWith(runner).stopAfter(1);
                     trainer.train();

@@ -98,25 +98,6 @@ class PipelineTrainingTest {
         }
     }
 
-    /** The real sync of one rank, remembering the losses it averaged (one row per step). */
-    static final class Recording implements GradientSync {
-        final GradientSync inner;
-        final List<double[]> steps = new ArrayList<>();
-
-        Recording(GradientSync inner) {
-            this.inner = inner;
-        }
-
-        public int rank() { return inner.rank(); }
-        public int ranks() { return inner.ranks(); }
-        public boolean logs() { return inner.logs(); }
-        public void reduceGradients(Map<String, Tensor> trainable) { inner.reduceGradients(trainable); }
-        public void averageScalars(double[] values) {
-            inner.averageScalars(values);
-            steps.add(values.clone());
-        }
-    }
-
     /** One stage of a layout through the ordinary trainer with the 1F1B runner; the checkpoint goes to {@code out}. */
     static Run stage(ModelConfig mc, ParallelState state, Path out) {
         var pipeline = new ProcessGroupPipelineParallel(state.ppGroup());
@@ -124,7 +105,7 @@ class PipelineTrainingTest {
              var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state), pipeline,
                      PipelineStage.balanced(mc.nLayers(), state.ppSize(), state.ppRank()));
              var runner = new OneFOneBRunner(model, pipeline)) {
-            var sync = new Recording(dpSync);
+            var sync = new dev.exeunt.parallel.RecordingSync(dpSync);
             try (var trainer = new Trainer(model, null, TokenWindows.of(tokens, SEQ), config(), out, null, sync)) {
                 trainer.runMicroBatchesWith(runner).train();
             }
