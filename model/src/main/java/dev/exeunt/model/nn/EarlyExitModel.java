@@ -241,8 +241,8 @@ public final class EarlyExitModel implements AutoCloseable {
 
     // ---------------------------------------------------------------- training
 
-    /** Losses of one micro-batch: the final loss, each exit's loss and weight, and the weighted total. */
-    public record StepLosses(double total, double finalLoss, double[] exitLosses, double[] exitWeights, long tokens) {}
+    /** Losses of one micro-batch: the final loss, each exit's loss and weight, the weighted total, and the time its exits took (head, loss and their backward). */
+    public record StepLosses(double total, double finalLoss, double[] exitLosses, double[] exitWeights, long tokens, long exitNanos) {}
 
     /**
      * Forward and backward of L = L_final + sum_i w_i L_i for ids/targets [B, T] (I32; mask [B, T] F32
@@ -302,14 +302,29 @@ public final class EarlyExitModel implements AutoCloseable {
      */
     public StepLosses backwardStage(StageForward f, Tensor outputGrad, Tensor targets, Tensor mask, float lossScale,
                                     Backprop.LeafListener finalGradients) {
+        return backward(f, outputGrad, outputGrad == null, targets, mask, lossScale, finalGradients);
+    }
+
+    /**
+     * {@link #backwardStage} without the final head: backpropagates {@code sum(output * outputGrad)} (when
+     * {@code outputGrad} is not null) plus the weighted losses of this stage's exits. What a pipeline-bubble
+     * fill runs, which trains the exits and the stages before them only.
+     */
+    public StepLosses backwardExits(StageForward f, Tensor outputGrad, Tensor targets, float lossScale) {
+        return backward(f, outputGrad, false, targets, null, lossScale, null);
+    }
+
+    private StepLosses backward(StageForward f, Tensor outputGrad, boolean finalHead, Tensor targets, Tensor mask, float lossScale,
+                                Backprop.LeafListener finalGradients) {
         int nExits = exits.size();
         double[] weights = f.exitWeights();
         Tensor[][] exitInputs = f.exitInputs();
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
-        Tensor finalLoss = outputGrad == null ? VocabParallelCrossEntropy.loss(finalLogits(f.output()), targets, opts, tp) : null;
+        Tensor finalLoss = finalHead ? VocabParallelCrossEntropy.loss(finalLogits(f.output()), targets, opts, tp) : null;
         double[] exitLosses = new double[nExits];
-        Tensor aux = finalLoss != null ? Ops.scale(finalLoss, lossScale) : Ops.sumAll(Ops.mul(f.output(), outputGrad));
+        Tensor aux = finalLoss != null ? Ops.scale(finalLoss, lossScale) : outputGrad != null ? Ops.sumAll(Ops.mul(f.output(), outputGrad)) : null;
         List<Tensor> grads = new ArrayList<>();
+        long exitStart = System.nanoTime();
         for (int i = 0; i < nExits; i++) {
             if (exitInputs[i] == null) continue;
             Tensor[] detached = new Tensor[exitInputs[i].length];
@@ -322,15 +337,17 @@ public final class EarlyExitModel implements AutoCloseable {
             for (int k = 0; k < detached.length; k++) {
                 Tensor g = detached[k].grad();
                 grads.add(g);
-                aux = Ops.add(aux, Ops.sumAll(Ops.mul(exitInputs[i][k], g)));
+                Tensor term = Ops.sumAll(Ops.mul(exitInputs[i][k], g));
+                aux = aux == null ? term : Ops.add(aux, term);
             }
         }
-        if (aux.requiresGrad()) aux.backward(finalOnly(finalGradients, false));
+        long exitNanos = System.nanoTime() - exitStart;
+        if (aux != null && aux.requiresGrad()) aux.backward(finalOnly(finalGradients, false));
         for (Tensor g : grads) g.close();
         double fl = finalLoss == null ? 0 : finalLoss.item();
         double total = fl;
         for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
-        return new StepLosses(total, fl, exitLosses, weights, targets.numel());
+        return new StepLosses(total, fl, exitLosses, weights, targets.numel(), exitNanos);
     }
 
     /**

@@ -15,15 +15,33 @@ import java.util.List;
  */
 public interface MicroBatchRunner {
     /**
-     * Runs {@code micro} (this data-parallel rank's rows of each micro-batch, [rows, seqLen] windows) at
-     * iteration {@code it}. Returns the means over the micro-batches of {total, final loss, each exit's
-     * loss by its index in the config}, the same on every pipeline stage. {@code lastFinals} (or null)
-     * hears of each gradient made final by the last micro-batch's backward.
+     * What a step's micro-batches gave, the same on every pipeline stage: the means over the micro-batches
+     * of {total, final loss, each exit's loss by its index in the config}, and the bubble fills' (null when
+     * none ran).
      */
-    double[] run(EarlyExitModel model, List<TokenWindows.Batch> micro, int seqLen, int it, Backprop.LeafListener lastFinals);
+    record Losses(double[] means, FillLosses fill) {}
+
+    /**
+     * The pipeline-bubble fills of a step (extra micro-batches that train exits only): how many ran, and
+     * each exit's mean loss over the fills that trained it, by its index in the config (NaN for none).
+     */
+    record FillLosses(int microBatches, double[] exitLosses) {}
+
+    /** How many extra micro-batches (bubble fills) each step draws from the data stream after its global batch. */
+    default int fillMicroBatches() {
+        return 0;
+    }
+
+    /**
+     * Runs {@code micro} (this data-parallel rank's rows of each micro-batch, [rows, seqLen] windows) and
+     * the {@link #fillMicroBatches()} extra ones {@code fill} at iteration {@code it}. {@code lastFinals}
+     * (or null) hears of each gradient made final by the last micro-batch's backward.
+     */
+    Losses run(EarlyExitModel model, List<TokenWindows.Batch> micro, List<TokenWindows.Batch> fill, int seqLen, int it,
+               Backprop.LeafListener lastFinals);
 
     /** One model holding every layer: the micro-batches in turn. */
-    MicroBatchRunner SEQUENTIAL = (model, micro, seqLen, it, lastFinals) -> {
+    MicroBatchRunner SEQUENTIAL = (model, micro, fill, seqLen, it, lastFinals) -> {
         int m = micro.size();
         double[] sums = new double[2 + model.config().exits().size()];
         for (int i = 0; i < m; i++) {
@@ -35,7 +53,7 @@ public interface MicroBatchRunner {
                 add(sums, model.exits(), l, m);
             }
         }
-        return sums;
+        return new Losses(sums, null);
     };
 
     /** Adds one micro-batch's losses, divided by {@code m}, to {@code sums} ({total, final, exits by index}). */

@@ -218,22 +218,20 @@ public final class Trainer implements AutoCloseable {
                 for (int i = 0; i < nExits; i++) exitW[i] = model.config().exits().get(i).weight().at(it);
                 List<TokenWindows.Batch> micro = new ArrayList<>();
                 for (int m = 0; m < cfg.gradAccum(); m++) micro.add(batches.next(sync.rank(), sync.ranks()));
+                List<TokenWindows.Batch> fill = new ArrayList<>(); // bubble fills: the samples after the global batch
+                for (int m = 0; m < runner.fillMicroBatches(); m++) fill.add(batches.next(sync.rank(), sync.ranks()));
                 // The last micro-batch's backward may start the gradient all-reduce (not under ZeRO, which reduce-scatters after it).
                 var finals = optimizer.shardedOverDataParallel() ? null : sync.finalGradients(trainable);
-                double[] sums = runner.run(model, micro, cfg.seqLen(), it, finals);
-                double total = sums[0], fin = sums[1];
-                double[] exitLoss = new double[nExits];
-                System.arraycopy(sums, 2, exitLoss, 0, nExits);
-                // Averaged before the finiteness check, so a NaN on any rank stops every rank at the same iteration.
-                double[] logged = new double[2 + exitLoss.length];
-                logged[0] = total;
-                logged[1] = fin;
-                System.arraycopy(exitLoss, 0, logged, 2, exitLoss.length);
+                var losses = runner.run(model, micro, fill, cfg.seqLen(), it, finals);
+                // Averaged over data-parallel ranks before the finiteness check, so a NaN on any rank stops every rank at the same iteration.
+                double[] logged = losses.means().clone();
                 long syncStart = System.nanoTime();
                 sync.averageScalars(logged);
+                double[] fillLosses = losses.fill() == null ? null : losses.fill().exitLosses().clone();
+                if (fillLosses != null) sync.averageScalars(fillLosses);
                 long syncNanos = System.nanoTime() - syncStart;
-                total = logged[0];
-                fin = logged[1];
+                double total = logged[0], fin = logged[1];
+                double[] exitLoss = new double[nExits];
                 System.arraycopy(logged, 2, exitLoss, 0, exitLoss.length);
                 if (!Double.isFinite(total)) {
                     throw new TrainingDivergedException(String.format(Locale.ROOT,
@@ -253,7 +251,7 @@ public final class Trainer implements AutoCloseable {
                 double tps = tokensPerIter * done / elapsed;
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
-                        (System.nanoTime() - ts) / 1e6, syncNanos / 1e6);
+                        (System.nanoTime() - ts) / 1e6, syncNanos / 1e6, losses.fill() == null ? 0 : losses.fill().microBatches(), fillLosses);
                 if (logs) appendLog(LOG, line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
@@ -323,15 +321,28 @@ public final class Trainer implements AutoCloseable {
         return model.parameters().has(param) ? model.parameters().shard(param) : null;
     }
 
+    /**
+     * One JSON log line; with bubble filling, {@code fill_micro_batches} (extra micro-batches, not counted in
+     * {@code tokens_per_s}) and {@code fill_exit_losses} (each exit's mean loss over the fills that trained
+     * it, null for none).
+     */
     private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,
-                                  double tps, double elapsed, double eta, double stepMs, double syncMs) {
+                                  double tps, double elapsed, double eta, double stepMs, double syncMs, int fills, double[] fillLosses) {
         var sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "{\"iter\":%d,\"loss\":%.6f,\"final_loss\":%.6f,\"exit_losses\":[", it, total, fin));
         for (int i = 0; i < exitLoss.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitLoss[i]));
         sb.append("],\"exit_weights\":[");
         for (int i = 0; i < exitW.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitW[i]));
+        sb.append(']');
+        if (fillLosses != null) {
+            sb.append(",\"fill_micro_batches\":").append(fills).append(",\"fill_exit_losses\":[");
+            for (int i = 0; i < fillLosses.length; i++) {
+                sb.append(i > 0 ? "," : "").append(Double.isFinite(fillLosses[i]) ? String.format(Locale.ROOT, "%.6f", fillLosses[i]) : "null");
+            }
+            sb.append(']');
+        }
         sb.append(String.format(Locale.ROOT,
-                "],\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"step_ms\":%.1f,\"sync_ms\":%.1f,\"elapsed_s\":%.2f,"
+                ",\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"step_ms\":%.1f,\"sync_ms\":%.1f,\"elapsed_s\":%.2f,"
                         + "\"eta_s\":%.1f}", lr, norm, tps, stepMs, syncMs, elapsed, eta));
         return sb.toString();
     }

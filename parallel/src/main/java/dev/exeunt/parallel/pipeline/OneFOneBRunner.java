@@ -13,7 +13,11 @@ import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.Backprop;
 import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.ops.Ops;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 
@@ -41,6 +45,10 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     private final ProcessGroup embeddingCopies;
     private final String embeddingName;
     private final int stage, count;
+    private List<BubbleFill.Route> warmupFills = List.of(), cooldownFills = List.of();
+    private int traceIteration = -1;
+    private Path traceFile;
+    private List<List<ScheduleTrace.Event>> lastTrace;
 
     /** Collective over the pipeline group (it finds the stages that hold the token embedding). */
     public OneFOneBRunner(EarlyExitModel model, ProcessGroupPipelineParallel pipeline) {
@@ -62,60 +70,165 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         }
     }
 
+    /**
+     * Fills pipeline bubbles with extra micro-batches ({@link BubbleFill}) from now on; {@code fill.count()}
+     * 0 turns it off. Returns this runner.
+     */
+    public OneFOneBRunner fillBubbles(BubbleFill fill, EarlyExitModel model) {
+        boolean[] holds = stagesHoldingExits(model);
+        this.warmupFills = fill.warmup(holds);
+        this.cooldownFills = fill.cooldown(holds);
+        return this;
+    }
+
+    /** Records iteration {@code iteration}'s timeline and writes it to {@code file} as Chrome trace JSON ({@link ScheduleTrace}). */
+    public OneFOneBRunner traceIteration(int iteration, Path file) {
+        this.traceIteration = iteration;
+        this.traceFile = file;
+        return this;
+    }
+
+    /** The last traced step's events on every stage (on stage 0 after the traced step; null before or elsewhere). */
+    public List<List<ScheduleTrace.Event>> lastTrace() {
+        return lastTrace;
+    }
+
+    @Override
+    public int fillMicroBatches() {
+        return warmupFills.size() + cooldownFills.size();
+    }
+
+    /** Which stages hold an exit (a collective over the stages; every stage gets the same answer). */
+    private boolean[] stagesHoldingExits(EarlyExitModel model) {
+        double[] holds = new double[count];
+        holds[stage] = model.exits().isEmpty() ? 0 : 1;
+        stages.sumOverStages(holds);
+        boolean[] out = new boolean[count];
+        for (int s = 0; s < count; s++) out[s] = holds[s] > 0;
+        return out;
+    }
+
     /** A message in flight and what to free once it (and its microbatch) is done. */
     private record Pending(List<Work> works, Runnable release) {}
 
     @Override
-    public double[] run(EarlyExitModel model, List<TokenWindows.Batch> micro, int seqLen, int it, Backprop.LeafListener lastFinals) {
+    public Losses run(EarlyExitModel model, List<TokenWindows.Batch> micro, List<TokenWindows.Batch> fill, int seqLen, int it,
+                      Backprop.LeafListener lastFinals) {
         int m = micro.size();
+        if (fill.size() != fillMicroBatches()) throw new IllegalArgumentException(fillMicroBatches() + " bubble fills expected, got " + fill.size());
+        List<TokenWindows.Batch> all = new ArrayList<>(micro);
+        all.addAll(fill);
+        List<BubbleFill.Route> routes = new ArrayList<>(Collections.nCopies(m, BubbleFill.Route.whole(count)));
+        routes.addAll(warmupFills);
+        routes.addAll(cooldownFills);
+        int total = all.size(), nExits = model.config().exits().size();
         int rows = micro.get(0).size();
-        Scope[] owners = new Scope[m];
-        EarlyExitModel.StageForward[] forwards = new EarlyExitModel.StageForward[m];
-        Work[] activationSends = new Work[m];
+        Scope[] owners = new Scope[total];
+        EarlyExitModel.StageForward[] forwards = new EarlyExitModel.StageForward[total];
+        Work[] activationSends = new Work[total];
         List<Pending> pending = new ArrayList<>();
-        double[] sums = new double[2 + model.config().exits().size()]; // this stage's share
+        double[] sums = new double[2 + nExits]; // this stage's share
+        double[] fillSums = new double[2 * nExits]; // each exit's fill loss sum, then how many fills trained it
+        if (it == traceIteration) pp.barrier();
+        ScheduleTrace trace = it == traceIteration ? new ScheduleTrace() : null;
         try {
-            for (OneFOneB.Action a : OneFOneB.schedule(stage, count, m)) {
+            for (OneFOneB.Action a : OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills)) {
                 int i = a.micro();
+                BubbleFill.Route route = routes.get(i);
+                boolean isFill = i >= m;
                 if (a.forward()) {
                     owners[i] = Scope.standalone();
                     try (var in = owners[i].enter()) {
-                        Tensor input = stage == 0 ? Tensor.ofInts(micro.get(i).inputs(), rows, seqLen)
+                        long t0 = System.nanoTime();
+                        Tensor input = stage == 0 ? Tensor.ofInts(all.get(i).inputs(), rows, seqLen)
                                 : receive(model, activationShape(model, rows, seqLen), stage - 1, 2 * i);
-                        forwards[i] = model.forwardStage(input, it);
-                        if (stage < count - 1) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
+                        if (trace != null && stage > 0) trace.add(ScheduleTrace.Kind.RECV, i, t0);
+                        long t1 = System.nanoTime();
+                        // A fill that will not come back here needs no graph.
+                        try (var g = route.backwards(stage) ? null : GradMode.noGrad()) {
+                            forwards[i] = model.forwardStage(input, it);
+                        }
+                        if (stage < route.lastStage()) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
+                        if (trace != null) trace.add(isFill ? ScheduleTrace.Kind.FILL_FORWARD : ScheduleTrace.Kind.FORWARD, i, t1);
                     }
+                    if (!route.backwards(stage)) finish(i, forwards, owners, activationSends, null, pending);
                 } else {
                     Work gradSend = null;
                     try (var in = owners[i].enter()) {
-                        Tensor grad = stage == count - 1 ? null : receive(model, activationShape(model, rows, seqLen), stage + 1, 2 * i + 1);
-                        Tensor targets = Tensor.ofInts(micro.get(i).targets(), rows, seqLen);
-                        var l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, null);
-                        MicroBatchRunner.add(sums, model.exits(), l, m);
-                        if (stage > 0) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);
+                        long t0 = System.nanoTime();
+                        Tensor grad = stage == route.lastStage() ? null : receive(model, activationShape(model, rows, seqLen), stage + 1, 2 * i + 1);
+                        if (trace != null && grad != null) trace.add(ScheduleTrace.Kind.RECV, i, t0);
+                        long t1 = System.nanoTime();
+                        Tensor targets = Tensor.ofInts(all.get(i).targets(), rows, seqLen);
+                        EarlyExitModel.StepLosses l;
+                        if (isFill) {
+                            l = model.backwardExits(forwards[i], grad, targets, 1f / m);
+                            for (int k = 0; k < model.exits().size(); k++) {
+                                if (forwards[i].exitInputs()[k] == null) continue;
+                                fillSums[model.exits().get(k).index()] += l.exitLosses()[k];
+                                fillSums[nExits + model.exits().get(k).index()] += 1;
+                            }
+                        } else {
+                            l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, null);
+                            MicroBatchRunner.add(sums, model.exits(), l, m);
+                        }
+                        if (stage > route.firstBackward()) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);
+                        if (trace != null) {
+                            trace.add(isFill ? ScheduleTrace.Kind.FILL_BACKWARD : ScheduleTrace.Kind.BACKWARD, i, t1);
+                            if (l.exitNanos() > 0) trace.add(isFill ? ScheduleTrace.Kind.FILL_EXIT : ScheduleTrace.Kind.EXIT, i, t1, t1 + l.exitNanos());
+                        }
                     }
-                    List<Work> works = new ArrayList<>();
-                    if (activationSends[i] != null) works.add(activationSends[i]);
-                    if (gradSend != null) works.add(gradSend);
-                    Tensor input = forwards[i].input();
-                    Scope owner = owners[i];
-                    pending.add(new Pending(works, () -> {
-                        if (input.requiresGrad()) input.clearGrad();
-                        owner.close();
-                    }));
-                    forwards[i] = null;
-                    owners[i] = null;
+                    finish(i, forwards, owners, activationSends, gradSend, pending);
                 }
                 releaseFinished(pending, false);
             }
+            long t0 = System.nanoTime();
+            releaseFinished(pending, true);
+            if (trace != null) trace.add(ScheduleTrace.Kind.SEND_WAIT, -1, t0);
         } finally {
             releaseFinished(pending, true);
             for (Scope s : owners) if (s != null) s.close();
         }
         Map<String, Tensor> trainable = model.parameters().trainable();
         if (embeddingCopies != null && trainable.containsKey(embeddingName)) embeddingCopies.allReduce(trainable.get(embeddingName).grad(), ReduceOp.SUM);
-        stages.sumOverStages(sums);
-        return sums;
+        double[] both = new double[sums.length + fillSums.length];
+        System.arraycopy(sums, 0, both, 0, sums.length);
+        System.arraycopy(fillSums, 0, both, sums.length, fillSums.length);
+        stages.sumOverStages(both);
+        System.arraycopy(both, 0, sums, 0, sums.length);
+        if (trace != null) writeTrace(trace);
+        if (fill.isEmpty()) return new Losses(sums, null);
+        double[] fillMeans = new double[nExits];
+        for (int e = 0; e < nExits; e++) {
+            double n = both[sums.length + nExits + e];
+            fillMeans[e] = n > 0 ? both[sums.length + e] / n : Double.NaN;
+        }
+        return new Losses(sums, new FillLosses(fill.size(), fillMeans));
+    }
+
+    /** Hands micro-batch {@code i}'s tensors to be freed once its messages are done. */
+    private static void finish(int i, EarlyExitModel.StageForward[] forwards, Scope[] owners, Work[] activationSends, Work gradSend,
+                               List<Pending> pending) {
+        List<Work> works = new ArrayList<>();
+        if (activationSends[i] != null) works.add(activationSends[i]);
+        if (gradSend != null) works.add(gradSend);
+        Tensor input = forwards[i].input();
+        Scope owner = owners[i];
+        pending.add(new Pending(works, () -> {
+            if (input.requiresGrad()) input.clearGrad();
+            owner.close();
+        }));
+        forwards[i] = null;
+        owners[i] = null;
+        activationSends[i] = null;
+    }
+
+    private void writeTrace(ScheduleTrace trace) {
+        try {
+            lastTrace = ScheduleTrace.write(pp, trace, traceFile);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the schedule trace " + traceFile, e);
+        }
     }
 
     private static int[] activationShape(EarlyExitModel model, int rows, int seqLen) {
