@@ -31,7 +31,7 @@ public final class Args {
                 int eq = key.indexOf('=');
                 if (eq >= 0) {
                     values.put(norm(key.substring(0, eq)), key.substring(eq + 1));
-                } else if (booleanFlags.contains(norm(key)) && (i + 1 >= argv.length || !isBool(argv[i + 1]))) {
+                } else if (booleanFlags.contains(norm(key)) && (i + 1 >= argv.length || !isBool(argv[i + 1]) && !isCount(argv[i + 1]))) {
                     values.put(norm(key), "true");
                 } else {
                     if (i + 1 >= argv.length) throw new UsageException("option --" + key + " needs a value");
@@ -50,6 +50,11 @@ public final class Args {
 
     private static boolean isBool(String s) {
         return s.equals("true") || s.equals("false");
+    }
+
+    /** A flag that may stand alone may also take a count ({@code --fill-bubbles} or {@code --fill-bubbles 3}). */
+    private static boolean isCount(String s) {
+        return s.matches("\\d{1,9}");
     }
 
     private static String norm(String key) {

@@ -42,11 +42,12 @@ final class TrainCommand implements Main.Command {
                 + "  a checkpoint) made with another tokenizer than --tokenizer. Every data-parallel rank reads --batch/D\n"
                 + "  rows of every batch (same results as one rank); world rank 0 prints, logs and saves.\n"
                 + RankLayout.HELP
+                + PipelineSchedule.HELP
                 + ModelOptions.HELP;
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force")));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force", "fill-bubbles")));
         boolean json = a.getBool("json", false), force = a.getBool("force", false);
         Path data = Path.of(a.require("data", "an .arrow file made by 'exeunt prepare'"));
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
@@ -55,11 +56,12 @@ final class TrainCommand implements Main.Command {
         Device device = Device.parse(a.get("device", "cpu"));
         RankLayout layout = RankLayout.parse(a);
         int micro = a.getInt("micro-batch-size", 0);
+        PipelineSchedule schedule = PipelineSchedule.parse(a, layout.pp());
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
-        var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout, micro);
+        var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout, micro, schedule);
         if (ran.isEmpty()) return 0; // another process of the mpi job holds world rank 0, which reports
         var result = ran.get();
         if (json) {
@@ -100,12 +102,13 @@ final class TrainCommand implements Main.Command {
      */
     static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
                                           PrintStream console, Device device, boolean force, RankLayout layout) throws Exception {
-        return train(mc, tc, tokenizer, data, outDir, console, device, force, layout, 0);
+        return train(mc, tc, tokenizer, data, outDir, console, device, force, layout, 0, new PipelineSchedule(null, null, null));
     }
 
     /** {@code micro}: Megatron's {@code --micro-batch-size} (0: --batch is the micro-batch), see {@link ModelOptions#withMicroBatches}. */
     static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
-                                          PrintStream console, Device device, boolean force, RankLayout layout, int micro) throws Exception {
+                                          PrintStream console, Device device, boolean force, RankLayout layout, int micro,
+                                          PipelineSchedule schedule) throws Exception {
         String tokenizerHash = TokenizerHash.of(tokenizer);
         // memory-mapped, not loaded: the data may be larger than the heap; each step reads its windows
         try (var tokens = TokenDataset.open(data)) {
@@ -121,7 +124,7 @@ final class TrainCommand implements Main.Command {
                 TrainConfig rankTc = ModelOptions.withMicroBatches(tc, micro, state.dpSize());
                 boolean resume = prepareOutput(state, outDir, console);
                 ModelConfig resumed = resume ? checkResumable(config, outDir, tokenizerHash, force) : config;
-                return trainRank(resumed, rankTc, tokenizer, windows, tokens, outDir, console, device, resume, state, layout);
+                return trainRank(resumed, rankTc, tokenizer, windows, tokens, outDir, console, device, resume, state, layout, schedule);
             });
         }
     }
@@ -166,7 +169,7 @@ final class TrainCommand implements Main.Command {
     /** One rank's training: its replica, a gradient sync over its dp group; world rank 0 prints, logs and saves. */
     private static Trainer.Result trainRank(ModelConfig config, TrainConfig tc, BpeTokenizer tokenizer, TokenWindows windows,
                                             TokenDataset tokens, Path outDir, PrintStream console, Device device, boolean resume,
-                                            ParallelState state, RankLayout layout) throws IOException {
+                                            ParallelState state, RankLayout layout, PipelineSchedule schedule) throws IOException {
         boolean reports = state.worldRank() == 0;
         if (!reports) console = null;
         try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
@@ -175,10 +178,11 @@ final class TrainCommand implements Main.Command {
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync,
                      layout.distributedOptimizer() ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
             if (pipeline != null) {
+                schedule.apply(pipeline, model, tc.iters() - 1);
                 trainer.runMicroBatchesWith(pipeline);
                 if (console != null) {
-                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step; validation is not run under pipeline parallelism%n",
-                            state.ppSize(), tc.gradAccum());
+                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step%s; validation is not run under pipeline parallelism%n",
+                            state.ppSize(), tc.gradAccum(), schedule.describe(pipeline));
                 }
             }
             if (console != null && state.dpSize() > 1) console.println(trainer.optimizerMemory());

@@ -46,6 +46,11 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     private final String embeddingName;
     private final int stage, count;
     private List<BubbleFill.Route> warmupFills = List.of(), cooldownFills = List.of();
+    private BubbleFill bubbleFill;
+    private boolean[] holdsExit;
+    /** While the backward:forward ratio is to be measured: the fill count asked for (-1: default); else -2. */
+    private int measureCount = -2;
+    private long forwardNanos, backwardNanos;
     private int traceIteration = -1;
     private Path traceFile;
     private List<List<ScheduleTrace.Event>> lastTrace;
@@ -75,10 +80,27 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
      * 0 turns it off. Returns this runner.
      */
     public OneFOneBRunner fillBubbles(BubbleFill fill, EarlyExitModel model) {
-        boolean[] holds = stagesHoldingExits(model);
-        this.warmupFills = fill.warmup(holds);
-        this.cooldownFills = fill.cooldown(holds);
+        this.holdsExit = stagesHoldingExits(model);
+        this.warmupFills = fill.warmup(holdsExit);
+        this.cooldownFills = fill.cooldown(holdsExit);
+        this.bubbleFill = fill;
         return this;
+    }
+
+    /**
+     * Fills pipeline bubbles from the second step on, with the backward:forward time ratio measured over
+     * every stage in the first (a collective then); {@code count} fills per phase, or -1 for the default
+     * {@link BubbleFill#defaultCount} of the measured ratio. Returns this runner.
+     */
+    public OneFOneBRunner fillBubblesMeasured(int count, EarlyExitModel model) {
+        this.holdsExit = stagesHoldingExits(model);
+        this.measureCount = count;
+        return this;
+    }
+
+    /** The fills in use (null before a measured ratio is known, or without filling). */
+    public BubbleFill bubbleFill() {
+        return bubbleFill;
     }
 
     /** Records iteration {@code iteration}'s timeline and writes it to {@code file} as Chrome trace JSON ({@link ScheduleTrace}). */
@@ -149,6 +171,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
                             forwards[i] = model.forwardStage(input, it);
                         }
                         if (stage < route.lastStage()) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
+                        if (!isFill) forwardNanos += System.nanoTime() - t1;
                         if (trace != null) trace.add(isFill ? ScheduleTrace.Kind.FILL_FORWARD : ScheduleTrace.Kind.FORWARD, i, t1);
                     }
                     if (!route.backwards(stage)) finish(i, forwards, owners, activationSends, null, pending);
@@ -173,6 +196,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
                             MicroBatchRunner.add(sums, model.exits(), l, m);
                         }
                         if (stage > route.firstBackward()) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);
+                        if (!isFill) backwardNanos += System.nanoTime() - t1;
                         if (trace != null) {
                             trace.add(isFill ? ScheduleTrace.Kind.FILL_BACKWARD : ScheduleTrace.Kind.BACKWARD, i, t1);
                             if (l.exitNanos() > 0) trace.add(isFill ? ScheduleTrace.Kind.FILL_EXIT : ScheduleTrace.Kind.EXIT, i, t1, t1 + l.exitNanos());
@@ -191,11 +215,21 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         }
         Map<String, Tensor> trainable = model.parameters().trainable();
         if (embeddingCopies != null && trainable.containsKey(embeddingName)) embeddingCopies.allReduce(trainable.get(embeddingName).grad(), ReduceOp.SUM);
-        double[] both = new double[sums.length + fillSums.length];
+        // One exchange for the losses, the fills' losses and the compute times (for a measured ratio).
+        double[] both = new double[sums.length + fillSums.length + 2];
         System.arraycopy(sums, 0, both, 0, sums.length);
         System.arraycopy(fillSums, 0, both, sums.length, fillSums.length);
+        both[both.length - 2] = forwardNanos;
+        both[both.length - 1] = backwardNanos;
         stages.sumOverStages(both);
         System.arraycopy(both, 0, sums, 0, sums.length);
+        if (measureCount > -2 && both[both.length - 2] > 0) {
+            double r = Math.max(0.1, both[both.length - 1] / both[both.length - 2]);
+            bubbleFill = new BubbleFill(measureCount >= 0 ? measureCount : BubbleFill.defaultCount(count, r), r);
+            warmupFills = bubbleFill.warmup(holdsExit);
+            cooldownFills = bubbleFill.cooldown(holdsExit);
+            measureCount = -2;
+        }
         if (trace != null) writeTrace(trace);
         if (fill.isEmpty()) return new Losses(sums, null);
         double[] fillMeans = new double[nExits];
