@@ -308,10 +308,11 @@ public final class EarlyExitModel implements AutoCloseable {
     /**
      * {@link #backwardStage} without the final head: backpropagates {@code sum(output * outputGrad)} (when
      * {@code outputGrad} is not null) plus the weighted losses of this stage's exits. What a pipeline-bubble
-     * fill runs, which trains the exits and the stages before them only.
+     * fill runs, which trains the exits and the stages before them only. {@code finalGradients} as in
+     * {@link #forwardBackward(Tensor, Tensor, Tensor, long, float, Backprop.LeafListener)}.
      */
-    public StepLosses backwardExits(StageForward f, Tensor outputGrad, Tensor targets, float lossScale) {
-        return backward(f, outputGrad, false, targets, null, lossScale, null);
+    public StepLosses backwardExits(StageForward f, Tensor outputGrad, Tensor targets, float lossScale, Backprop.LeafListener finalGradients) {
+        return backward(f, outputGrad, false, targets, null, lossScale, finalGradients);
     }
 
     private StepLosses backward(StageForward f, Tensor outputGrad, boolean finalHead, Tensor targets, Tensor mask, float lossScale,

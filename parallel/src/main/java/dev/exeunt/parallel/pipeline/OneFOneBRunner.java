@@ -153,8 +153,16 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         double[] fillSums = new double[2 * nExits]; // each exit's fill loss sum, then how many fills trained it
         if (it == traceIteration) pp.barrier();
         ScheduleTrace trace = it == traceIteration ? new ScheduleTrace() : null;
+        List<OneFOneB.Action> schedule = OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills);
+        OneFOneB.Action lastBackward = null;
+        for (OneFOneB.Action a : schedule) if (!a.forward()) lastBackward = a;
+        // The stage's last backward may start the data-parallel all-reduce; not of the embedding when its
+        // copies on other stages are still to be summed in (after the schedule).
+        Backprop.LeafListener finals = lastFinals == null || embeddingCopies == null ? lastFinals : leaf -> {
+            if (!embeddingName.equals(leaf.name())) lastFinals.gradientAccumulated(leaf);
+        };
         try {
-            for (OneFOneB.Action a : OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills)) {
+            for (OneFOneB.Action a : schedule) {
                 int i = a.micro();
                 BubbleFill.Route route = routes.get(i);
                 boolean isFill = i >= m;
@@ -185,14 +193,14 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
                         Tensor targets = Tensor.ofInts(all.get(i).targets(), rows, seqLen);
                         EarlyExitModel.StepLosses l;
                         if (isFill) {
-                            l = model.backwardExits(forwards[i], grad, targets, 1f / m);
+                            l = model.backwardExits(forwards[i], grad, targets, 1f / m, a.equals(lastBackward) ? finals : null);
                             for (int k = 0; k < model.exits().size(); k++) {
                                 if (forwards[i].exitInputs()[k] == null) continue;
                                 fillSums[model.exits().get(k).index()] += l.exitLosses()[k];
                                 fillSums[nExits + model.exits().get(k).index()] += 1;
                             }
                         } else {
-                            l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, null);
+                            l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, a.equals(lastBackward) ? finals : null);
                             MicroBatchRunner.add(sums, model.exits(), l, m);
                         }
                         if (stage > route.firstBackward()) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);

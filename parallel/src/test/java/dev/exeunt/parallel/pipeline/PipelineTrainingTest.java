@@ -76,7 +76,7 @@ class PipelineTrainingTest {
         return new TrainConfig(SEQ, 4, 4, 3, 1e-2, 1e-3, 1, 0.01, 0.9, 0.95, 0.5, 7, 0, 1, 0, 1, 0.0);
     }
 
-    record Run(List<double[]> steps, Map<String, float[]> weights, Map<String, Shard> shards) {}
+    record Run(List<double[]> steps, Map<String, float[]> weights, Map<String, Shard> shards, long bucketsOverlapped) {}
 
     /** One rank through the ordinary trainer: its logged [total, final, exits...] per step and weights. */
     static Run oneRank(ModelConfig mc, Path out) {
@@ -92,7 +92,7 @@ class PipelineTrainingTest {
             trainer.train();
             Map<String, float[]> w = new LinkedHashMap<>();
             model.parameters().all().forEach((k, v) -> w.put(k, v.toFloatArray()));
-            return new Run(steps, w, Map.of());
+            return new Run(steps, w, Map.of(), 0);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -101,7 +101,7 @@ class PipelineTrainingTest {
     /** One stage of a layout through the ordinary trainer with the 1F1B runner; the checkpoint goes to {@code out}. */
     static Run stage(ModelConfig mc, ParallelState state, Path out) {
         var pipeline = new ProcessGroupPipelineParallel(state.ppGroup());
-        try (var dpSync = new DataParallelGradientSync(state.dpGroup());
+        try (var dpSync = new DataParallelGradientSync(state.dpGroup(), 16 << 10); // small buckets: several per stage, so some overlap
              var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state), pipeline,
                      PipelineStage.balanced(mc.nLayers(), state.ppSize(), state.ppRank()));
              var runner = new OneFOneBRunner(model, pipeline)) {
@@ -116,7 +116,7 @@ class PipelineTrainingTest {
                 w.put(k, v.toFloatArray());
                 shards.put(k, model.parameters().shard(k));
             });
-            return new Run(steps, w, shards);
+            return new Run(steps, w, shards, dpSync.bucketsStartedDuringBackward());
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -160,6 +160,8 @@ class PipelineTrainingTest {
                 }
             }
             assertEquals(one.weights().keySet(), holders.keySet(), name + ": every parameter lives on some stage");
+            // The data-parallel all-reduce overlaps each stage's last backward (from the second step, which knows the buckets).
+            if (dp > 1) assertTrue(ranks.stream().mapToLong(Run::bucketsOverlapped).sum() > 0, name + ": no bucket overlapped the backward");
             System.out.printf("%s: max relative loss difference %.3g, max absolute weight difference %.3g%n", name, maxLoss, maxWeight);
             assertTrue(maxWeight <= WEIGHT_ABS, name + ": weights differ from one rank by " + maxWeight);
             // Stage 0 wrote the one-rank checkpoint: every stage's tensors, each tied head once, and the moments.
