@@ -5,7 +5,9 @@
 # as 4 mpirun processes (one thread each) or, with ENGINE=local, 4 thread ranks of one process.
 # Global batch 16, micro-batch 2: m = 8 micro-batches per step. Step times are medians of the iterations
 # after the first two (JIT warm-up). One more run per configuration writes --trace-schedule, from which each
-# stage's bubble (1 - busy / step span) is measured, against 1F1B's analytical (P-1)/(m+P-1).
+# stage's bubble (1 - busy / step span) is measured, against 1F1B's analytical (P-1)/(m+P-1). Peak host
+# memory per stage (stage_peak_mb; per process, so meaningful with ENGINE=mpi) with deferred exits (the
+# default) and with --defer-exits false (exit logits alive from forward to backward).
 # usage: scripts/bench-pipeline.sh [ROUNDS]   (run from the repository root, nothing else running)
 set -euo pipefail
 R=${1:-3}
@@ -37,6 +39,7 @@ for i in $(seq "$R"); do
   run exits $EXITS;             echo "exits $(step "$W/exits")" >>"$W/results"
   run fill $EXITS --fill-bubbles; echo "fill $(step "$W/fill")" >>"$W/results"
 done
+run inline $EXITS --defer-exits false
 run noexit --trace-schedule "$W/noexit.json"
 run exits $EXITS --trace-schedule "$W/exits.json"
 run fill $EXITS --fill-bubbles --trace-schedule "$W/fill.json"
@@ -51,6 +54,11 @@ med = {k: statistics.median(v) for k, v in runs.items()}
 for k in ["noexit", "exits", "fill"]:
     print(f"{k:7s} step {med[k]:8.1f} ms  vs no exits {med[k] / med['noexit']:5.3f}x  (runs: {', '.join(f'{x:.0f}' for x in runs[k])})")
 P, m = 4, 8
+def peaks(name):
+    rows = [json.loads(l) for l in open(f"{w}/{name}/train_log.jsonl") if '"loss"' in l][2:]
+    return [statistics.median(r["stage_peak_mb"][s] for r in rows) for s in range(P)]
+for k in ["noexit", "exits", "inline"]:
+    print(f"peak MB per stage, {k:7s}: " + " ".join(f"{x:7.1f}" for x in peaks(k)) + ("  (exits deferred)" if k == "exits" else "  (exits in the forward)" if k == "inline" else ""))
 print(f"analytical 1F1B bubble (P-1)/(m+P-1) = {(P - 1) / (m + P - 1):.3f}")
 busy_kinds = {"forward", "backward", "fill forward", "fill backward"}
 for k in ["noexit", "exits", "fill"]:

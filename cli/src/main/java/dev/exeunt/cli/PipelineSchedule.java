@@ -9,10 +9,14 @@ import java.nio.file.Path;
  * {@code train}'s pipeline schedule options: EE-LLM's bubble filling ({@code --fill-bubbles [N]}, with
  * {@code --backward-forward-ratio R|measured}) and {@code --trace-schedule FILE} (a Chrome trace of the last
  * step). {@code fillCount} is null without filling and -1 for the default count; {@code ratio} null means
- * measured in the first step.
+ * measured in the first step. {@code --defer-exits false} runs the exits in the forward (to measure what
+ * deferral saves: the log's {@code stage_peak_mb}).
  */
-record PipelineSchedule(Integer fillCount, Double ratio, Path trace) {
-    static final String[] KEYS = {"fill-bubbles", "backward-forward-ratio", "trace-schedule"};
+record PipelineSchedule(Integer fillCount, Double ratio, Path trace, boolean deferExits) {
+    static final String[] KEYS = {"fill-bubbles", "backward-forward-ratio", "trace-schedule", "defer-exits"};
+
+    /** No filling, no trace, deferred exits. */
+    static final PipelineSchedule DEFAULT = new PipelineSchedule(null, BubbleFill.DEFAULT_RATIO, null, true);
 
     static final String HELP = """
               --fill-bubbles [N]  with --pp: N extra micro-batches per phase (default int((P-1) r / (1 + r)))
@@ -21,6 +25,8 @@ record PipelineSchedule(Integer fillCount, Double ratio, Path trace) {
                                   in warm-up, at most one forward each in cool-down with >= 2P micro-batches
               --backward-forward-ratio R|measured  r for the fill counts (default 2; measured: timed in step 1)
               --trace-schedule FILE  with --pp: the last step's timeline per stage as Chrome trace JSON
+              --defer-exits false  with --pp: run exit heads in the forward, not right before the backward
+                                  (their logits then live longer; compare the log's stage_peak_mb)
             """;
 
     static PipelineSchedule parse(Args a, int pp) {
@@ -45,7 +51,9 @@ record PipelineSchedule(Integer fillCount, Double ratio, Path trace) {
         }
         if (pp < 2 && count != null) throw new Args.UsageException("--fill-bubbles fills pipeline bubbles: it needs --pp 2 or more");
         if (pp < 2 && trace != null) throw new Args.UsageException("--trace-schedule traces the pipeline schedule: it needs --pp 2 or more");
-        return new PipelineSchedule(count, r, trace == null ? null : Path.of(trace));
+        boolean defer = a.getBool("defer-exits", true);
+        if (pp < 2 && !defer) throw new Args.UsageException("--defer-exits false is a pipeline schedule option: it needs --pp 2 or more");
+        return new PipelineSchedule(count, r, trace == null ? null : Path.of(trace), defer);
     }
 
     /** Sets the runner up for a run whose last iteration is {@code lastIteration}. */
@@ -59,6 +67,7 @@ record PipelineSchedule(Integer fillCount, Double ratio, Path trace) {
             runner.fillBubbles(new BubbleFill(n, ratio), model);
         }
         if (trace != null) runner.traceIteration(lastIteration, trace);
+        runner.deferExits(deferExits);
     }
 
     /** What the console says about the fills. */

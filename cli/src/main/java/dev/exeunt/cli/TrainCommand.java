@@ -47,7 +47,7 @@ final class TrainCommand implements Main.Command {
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force", "fill-bubbles")));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "untied", "shared-exit-heads", "dynamic-token-weights", "force", "fill-bubbles", "defer-exits")));
         boolean json = a.getBool("json", false), force = a.getBool("force", false);
         Path data = Path.of(a.require("data", "an .arrow file made by 'exeunt prepare'"));
         Path outDir = Path.of(a.require("out", "the checkpoint directory"));
@@ -102,7 +102,7 @@ final class TrainCommand implements Main.Command {
      */
     static Optional<Trainer.Result> train(ModelConfig mc, TrainConfig tc, BpeTokenizer tokenizer, Path data, Path outDir,
                                           PrintStream console, Device device, boolean force, RankLayout layout) throws Exception {
-        return train(mc, tc, tokenizer, data, outDir, console, device, force, layout, 0, new PipelineSchedule(null, null, null));
+        return train(mc, tc, tokenizer, data, outDir, console, device, force, layout, 0, PipelineSchedule.DEFAULT);
     }
 
     /** {@code micro}: Megatron's {@code --micro-batch-size} (0: --batch is the micro-batch), see {@link ModelOptions#withMicroBatches}. */

@@ -271,9 +271,14 @@ public final class EarlyExitModel implements AutoCloseable {
     /**
      * What a stage's forward of one microbatch keeps for its backward: its input (token ids on the first
      * stage; otherwise the activation received, a leaf whose gradient the backward fills), its output, what
-     * each of its exits reads, and the exits' loss weights at this iteration.
+     * each of its exits reads, the exits' loss weights at this iteration, and (only when the exits ran
+     * undeferred, {@link #forwardStageUndeferred}) their losses with their graphs.
      */
-    public record StageForward(Tensor input, Tensor output, Tensor[][] exitInputs, double[] exitWeights) {}
+    public record StageForward(Tensor input, Tensor output, Tensor[][] exitInputs, double[] exitWeights, Tensor[] exitLosses) {
+        public StageForward(Tensor input, Tensor output, Tensor[][] exitInputs, double[] exitWeights) {
+            this(input, output, exitInputs, exitWeights, null);
+        }
+    }
 
     /**
      * A pipeline stage's forward (the whole model's backbone for one stage): the embedding on the first
@@ -289,6 +294,19 @@ public final class EarlyExitModel implements AutoCloseable {
         Tensor[][] exitInputs = new Tensor[nExits][];
         Tensor x = backbone(input, exitInputs, weights);
         return new StageForward(input, x, exitInputs, weights);
+    }
+
+    /**
+     * {@link #forwardStage} with the exits' heads and losses run right away, their logits kept alive until
+     * the backward (what deferral avoids; kept to measure what it saves). Same gradients.
+     */
+    public StageForward forwardStageUndeferred(Tensor input, Tensor targets, long iteration) {
+        StageForward f = forwardStage(input, iteration);
+        Tensor[] losses = new Tensor[exits.size()];
+        for (int i = 0; i < losses.length; i++) {
+            if (f.exitInputs()[i] != null) losses[i] = exitLoss(exits.get(i), f.exitInputs()[i], targets, null, true);
+        }
+        return new StageForward(f.input(), f.output(), f.exitInputs(), f.exitWeights(), losses);
     }
 
     /**
@@ -328,6 +346,12 @@ public final class EarlyExitModel implements AutoCloseable {
         long exitStart = System.nanoTime();
         for (int i = 0; i < nExits; i++) {
             if (exitInputs[i] == null) continue;
+            if (f.exitLosses() != null) { // undeferred: the exit's graph joins the one backward below
+                exitLosses[i] = f.exitLosses()[i].item();
+                Tensor term = Ops.scale(f.exitLosses()[i], (float) (weights[i] * lossScale));
+                aux = aux == null ? term : Ops.add(aux, term);
+                continue;
+            }
             Tensor[] detached = new Tensor[exitInputs[i].length];
             try (var s = Scope.open()) {
                 for (int k = 0; k < detached.length; k++) detached[k] = exitInputs[i][k].detach().requiresGrad(true);
@@ -343,7 +367,7 @@ public final class EarlyExitModel implements AutoCloseable {
             }
         }
         long exitNanos = System.nanoTime() - exitStart;
-        if (aux != null && aux.requiresGrad()) aux.backward(finalOnly(finalGradients, false));
+        if (aux != null && aux.requiresGrad()) aux.backward(finalOnly(finalGradients, f.exitLosses() != null ? null : false));
         for (Tensor g : grads) g.close();
         double fl = finalLoss == null ? 0 : finalLoss.item();
         double total = fl;
@@ -352,15 +376,15 @@ public final class EarlyExitModel implements AutoCloseable {
     }
 
     /**
-     * {@code listener} restricted to this model's exit parameters ({@code exits}) or to the others, and to
+     * {@code listener} restricted to this model's exit parameters ({@code exits}) or to the others (null: either), and to
      * gradients that are whole on this rank (not those still to be summed over tensor-parallel ranks);
      * null stays null.
      */
-    private Backprop.LeafListener finalOnly(Backprop.LeafListener listener, boolean exits) {
+    private Backprop.LeafListener finalOnly(Backprop.LeafListener listener, Boolean exits) {
         if (listener == null) return null;
         return leaf -> {
             String name = leaf.name();
-            if (name != null && params.has(name) && params.get(name) == leaf && name.startsWith("exits.") == exits
+            if (name != null && params.has(name) && params.get(name) == leaf && (exits == null || name.startsWith("exits.") == exits)
                     && !params.needsTensorParallelSum(name)) {
                 listener.gradientAccumulated(leaf);
             }

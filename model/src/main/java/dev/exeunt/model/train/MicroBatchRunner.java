@@ -16,10 +16,10 @@ import java.util.List;
 public interface MicroBatchRunner {
     /**
      * What a step's micro-batches gave, the same on every pipeline stage: the means over the micro-batches
-     * of {total, final loss, each exit's loss by its index in the config}, and the bubble fills' (null when
-     * none ran).
+     * of {total, final loss, each exit's loss by its index in the config}, the bubble fills' (null when
+     * none ran), and each pipeline stage's peak host memory in the step (its process's; null on one stage).
      */
-    record Losses(double[] means, FillLosses fill) {}
+    record Losses(double[] means, FillLosses fill, long[] stagePeakBytes) {}
 
     /**
      * The pipeline-bubble fills of a step (extra micro-batches that train exits only): how many ran, and
@@ -53,7 +53,7 @@ public interface MicroBatchRunner {
                 add(sums, model.exits(), l, m);
             }
         }
-        return new Losses(sums, null);
+        return new Losses(sums, null, null);
     };
 
     /** Adds one micro-batch's losses, divided by {@code m}, to {@code sums} ({total, final, exits by index}). */

@@ -251,7 +251,8 @@ public final class Trainer implements AutoCloseable {
                 double tps = tokensPerIter * done / elapsed;
                 double eta = (cfg.iters() - it - 1) * elapsed / done;
                 String line = logLine(it, total, fin, exitLoss, exitW, lr, norm, tps, elapsed, eta,
-                        (System.nanoTime() - ts) / 1e6, syncNanos / 1e6, losses.fill() == null ? 0 : losses.fill().microBatches(), fillLosses);
+                        (System.nanoTime() - ts) / 1e6, syncNanos / 1e6, losses.fill() == null ? 0 : losses.fill().microBatches(), fillLosses,
+                        losses.stagePeakBytes());
                 if (logs) appendLog(LOG, line);
                 if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
@@ -324,10 +325,12 @@ public final class Trainer implements AutoCloseable {
     /**
      * One JSON log line; with bubble filling, {@code fill_micro_batches} (extra micro-batches, not counted in
      * {@code tokens_per_s}) and {@code fill_exit_losses} (each exit's mean loss over the fills that trained
-     * it, null for none).
+     * it, null for none); under pipeline parallelism {@code stage_peak_mb}, each stage's peak host memory in
+     * the step (its process's: under the local engine every stage shares one process, and one number).
      */
     private static String logLine(int it, double total, double fin, double[] exitLoss, double[] exitW, double lr, double norm,
-                                  double tps, double elapsed, double eta, double stepMs, double syncMs, int fills, double[] fillLosses) {
+                                  double tps, double elapsed, double eta, double stepMs, double syncMs, int fills, double[] fillLosses,
+                                  long[] stagePeaks) {
         var sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "{\"iter\":%d,\"loss\":%.6f,\"final_loss\":%.6f,\"exit_losses\":[", it, total, fin));
         for (int i = 0; i < exitLoss.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", exitLoss[i]));
@@ -339,6 +342,11 @@ public final class Trainer implements AutoCloseable {
             for (int i = 0; i < fillLosses.length; i++) {
                 sb.append(i > 0 ? "," : "").append(Double.isFinite(fillLosses[i]) ? String.format(Locale.ROOT, "%.6f", fillLosses[i]) : "null");
             }
+            sb.append(']');
+        }
+        if (stagePeaks != null) {
+            sb.append(",\"stage_peak_mb\":[");
+            for (int i = 0; i < stagePeaks.length; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.1f", stagePeaks[i] / 1048576.0));
             sb.append(']');
         }
         sb.append(String.format(Locale.ROOT,

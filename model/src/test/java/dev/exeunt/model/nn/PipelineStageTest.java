@@ -146,6 +146,16 @@ class PipelineStageTest {
                         assertEquals(g[i], e.getValue()[i], 1e-6 + 1e-4 * Math.abs(g[i]), mc.family() + " " + e.getKey() + "[" + i + "]");
                     }
                 }
+                // The stage API's undeferred mode (exits run in the forward) gives the same gradients again.
+                model.parameters().zeroGrads();
+                var undeferred = model.forwardStageUndeferred(in, targets, 0);
+                model.backwardStage(undeferred, null, targets, null, 1f, null);
+                for (var e : deferred.entrySet()) {
+                    float[] g = model.parameters().get(e.getKey()).grad().toFloatArray();
+                    for (int i = 0; i < g.length; i++) {
+                        assertEquals(e.getValue()[i], g[i], 1e-6 + 1e-4 * Math.abs(g[i]), mc.family() + " undeferred " + e.getKey() + "[" + i + "]");
+                    }
+                }
                 model.parameters().all().values().forEach(Tensor::clearGrad);
             }
         }

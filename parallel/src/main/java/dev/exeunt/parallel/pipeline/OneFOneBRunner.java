@@ -8,6 +8,7 @@ import dev.exeunt.parallel.comm.ProcessGroup;
 import dev.exeunt.parallel.comm.ReduceOp;
 import dev.exeunt.parallel.comm.Work;
 import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.Backprop;
@@ -51,6 +52,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     /** While the backward:forward ratio is to be measured: the fill count asked for (-1: default); else -2. */
     private int measureCount = -2;
     private long forwardNanos, backwardNanos;
+    private boolean deferExits = true;
     private int traceIteration = -1;
     private Path traceFile;
     private List<List<ScheduleTrace.Event>> lastTrace;
@@ -103,6 +105,15 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         return bubbleFill;
     }
 
+    /**
+     * Whether exits run deferred (their heads and losses right before the micro-batch's backward, the
+     * default) or in the forward, their logits alive until the backward (to measure what deferral saves).
+     */
+    public OneFOneBRunner deferExits(boolean defer) {
+        this.deferExits = defer;
+        return this;
+    }
+
     /** Records iteration {@code iteration}'s timeline and writes it to {@code file} as Chrome trace JSON ({@link ScheduleTrace}). */
     public OneFOneBRunner traceIteration(int iteration, Path file) {
         this.traceIteration = iteration;
@@ -152,6 +163,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         double[] sums = new double[2 + nExits]; // this stage's share
         double[] fillSums = new double[2 * nExits]; // each exit's fill loss sum, then how many fills trained it
         if (it == traceIteration) pp.barrier();
+        HostMemory.resetPeak();
         ScheduleTrace trace = it == traceIteration ? new ScheduleTrace() : null;
         List<OneFOneB.Action> schedule = OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills);
         OneFOneB.Action lastBackward = null;
@@ -176,7 +188,8 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
                         long t1 = System.nanoTime();
                         // A fill that will not come back here needs no graph.
                         try (var g = route.backwards(stage) ? null : GradMode.noGrad()) {
-                            forwards[i] = model.forwardStage(input, it);
+                            forwards[i] = deferExits || !route.backwards(stage) ? model.forwardStage(input, it)
+                                    : model.forwardStageUndeferred(input, Tensor.ofInts(all.get(i).targets(), rows, seqLen), it);
                         }
                         if (stage < route.lastStage()) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
                         if (!isFill) forwardNanos += System.nanoTime() - t1;
@@ -224,12 +237,16 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         Map<String, Tensor> trainable = model.parameters().trainable();
         if (embeddingCopies != null && trainable.containsKey(embeddingName)) embeddingCopies.allReduce(trainable.get(embeddingName).grad(), ReduceOp.SUM);
         // One exchange for the losses, the fills' losses and the compute times (for a measured ratio).
-        double[] both = new double[sums.length + fillSums.length + 2];
+        double[] both = new double[sums.length + fillSums.length + count + 2];
         System.arraycopy(sums, 0, both, 0, sums.length);
         System.arraycopy(fillSums, 0, both, sums.length, fillSums.length);
+        int peaks = sums.length + fillSums.length;
+        both[peaks + stage] = HostMemory.peakBytes();
         both[both.length - 2] = forwardNanos;
         both[both.length - 1] = backwardNanos;
         stages.sumOverStages(both);
+        long[] stagePeaks = new long[count];
+        for (int s = 0; s < count; s++) stagePeaks[s] = (long) both[peaks + s];
         System.arraycopy(both, 0, sums, 0, sums.length);
         if (measureCount > -2 && both[both.length - 2] > 0) {
             double r = Math.max(0.1, both[both.length - 1] / both[both.length - 2]);
@@ -239,13 +256,13 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
             measureCount = -2;
         }
         if (trace != null) writeTrace(trace);
-        if (fill.isEmpty()) return new Losses(sums, null);
+        if (fill.isEmpty()) return new Losses(sums, null, stagePeaks);
         double[] fillMeans = new double[nExits];
         for (int e = 0; e < nExits; e++) {
             double n = both[sums.length + nExits + e];
             fillMeans[e] = n > 0 ? both[sums.length + e] / n : Double.NaN;
         }
-        return new Losses(sums, new FillLosses(fill.size(), fillMeans));
+        return new Losses(sums, new FillLosses(fill.size(), fillMeans), stagePeaks);
     }
 
     /** Hands micro-batch {@code i}'s tensors to be freed once its messages are done. */

@@ -63,11 +63,15 @@ class PipelineBubbleFillTest {
     }
 
     static List<StageResult> pipeline(ModelConfig mc, int fills, List<TokenWindows.Batch> data) {
+        return pipeline(mc, fills, data, true);
+    }
+
+    static List<StageResult> pipeline(ModelConfig mc, int fills, List<TokenWindows.Batch> data, boolean defer) {
         return LocalWorld.run(P, pg -> {
             try (var state = ParallelState.create(pg, 1, 1, P).validate(mc)) {
                 var pipeline = new ProcessGroupPipelineParallel(state.ppGroup());
                 try (var model = EarlyExitModel.createStage(mc, Device.CPU, 3, TensorParallel.NONE, pipeline, stageOf(mc, state.ppRank()));
-                     var runner = new OneFOneBRunner(model, pipeline).fillBubbles(new BubbleFill(fills, 2.0), model)) {
+                     var runner = new OneFOneBRunner(model, pipeline).fillBubbles(new BubbleFill(fills, 2.0), model).deferExits(defer)) {
                     model.parameters().zeroGrads();
                     var losses = runner.run(model, data.subList(0, MICRO), data.subList(MICRO, MICRO + runner.fillMicroBatches()), SEQ, 0, null);
                     Map<String, float[]> grads = new LinkedHashMap<>();
@@ -183,6 +187,21 @@ class PipelineBubbleFillTest {
         }
         assertTrue(fillsChangedSomething, "the fills changed no gradient");
         System.out.printf("bubble fill routes %s: max relative gradient difference from the reference %.3g%n", routes, worst);
+    }
+
+    @Test
+    void exitsRunInTheForwardGiveTheDeferredGradientsWithFillsToo() {
+        var mc = ModelConfig.gpt2(VOCAB, 32, 8, 4, SEQ, List.of(exit(1, ExitKind.MLP, 0.5), exit(7, ExitKind.NORM, 0.7)));
+        List<TokenWindows.Batch> data = batches(MICRO + 4);
+        List<StageResult> deferred = pipeline(mc, 2, data, true), inline = pipeline(mc, 2, data, false);
+        for (int s = 0; s < P; s++) {
+            assertEquals(deferred.get(s).losses().stagePeakBytes().length, P);
+            for (var e : deferred.get(s).grads().entrySet()) {
+                float[] want = e.getValue(), got = inline.get(s).grads().get(e.getKey());
+                double tol = 2e-5 * Math.max(1e-3, maxAbs(want));
+                for (int i = 0; i < want.length; i++) assertEquals(want[i], got[i], tol, "stage " + s + " " + e.getKey() + "[" + i + "]");
+            }
+        }
     }
 
     @Test
