@@ -59,6 +59,7 @@ final class TrainCommand implements Main.Command {
         PipelineSchedule schedule = PipelineSchedule.parse(a, layout.pp());
         a.allow(ModelOptions.MODEL_KEYS);
         a.checkAllUsed();
+        if (!a.positional().isEmpty()) throw new Args.UsageException("train takes no argument '" + a.positional().get(0) + "' (options start with --)");
         BpeTokenizer tokenizer = loadTokenizer(tokPath);
         var mc = ModelOptions.model(a, tokenizer.vocabSize(), tc.seqLen());
         var ran = train(mc, tc, tokenizer, data, outDir, System.err, device, force, layout, micro, schedule);

@@ -84,6 +84,30 @@ class TrainDataParallelCliTest {
         assertTrue(bad.err().contains("--pipeline-layers [2, 1] adds up to 3 layers but the model has 2"), bad.err());
     }
 
+    /**
+     * {@code --fill-bubbles} at pp 4 (exits on stages 0 and 2): the first step's losses are one rank's (fills
+     * change the weights only from its update on), each line logs the fills, and misuse is refused.
+     */
+    @Test
+    void bubbleFillsAreLoggedAndMisuseIsRefused(@TempDir Path tmp) throws Exception {
+        String data = prepare(tmp);
+        String[] model = {"--layers", "4", "--exits", "1,3", "--batch", "8", "--micro-batch-size", "1"};
+        List<String> one = run(data, tmp.resolve("one"), model);
+        List<String> fill = run(data, tmp.resolve("fill"), concat(model, "--pp", "4", "--fill-bubbles"));
+        double[] a = logged(one.get(0)), b = logged(fill.get(0));
+        for (int i = 0; i < a.length - 1; i++) assertEquals(a[i], b[i], 1e-5 * Math.abs(a[i]), fill.get(0)); // not the norm: fills add gradient
+        for (String line : fill) assertTrue(line.contains("\"fill_micro_batches\":3,\"fill_exit_losses\":["), line);
+        for (String[] bad : new String[][] {{"--fill-bubbles"}, {"--pp", "2", "--fill-bubbles", "x"}, {"--pp", "2", "--backward-forward-ratio", "2"},
+                {"--pp", "2", "--fill-bubbles", "--backward-forward-ratio", "-1"}, {"--trace-schedule", "t.json"}}) {
+            var r = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("bad"), concat(model, bad)));
+            assertTrue(r.code() != 0 && r.err().contains("--"), String.join(" ", bad) + ": " + r.err());
+        }
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
+    }
+
     private static List<String> run(String data, Path out, String... batchArgs) throws Exception {
         var r = CliEndToEndTest.exeunt(withBase(data, out, batchArgs));
         assertEquals(0, r.code(), r.err());

@@ -55,6 +55,24 @@ class TrainMpiCliTest {
         assertTrue(Files.exists(out.resolve("model.safetensors")));
     }
 
+    /** Two pipeline stages as two processes: one rank's losses, and the schedule trace gathers both stages' timelines. */
+    @Test
+    void pipelineStagesAsProcessesWriteTheSameLossesAsOneRankAndTraceTheSchedule() throws Exception {
+        var one = TrainDataParallelCliTest.train(data, tmp.resolve("one-pp"), "1");
+        Path out = tmp.resolve("mpi-pp2"), trace = tmp.resolve("pp2-trace.json");
+        var job = train(2, TrainDataParallelCliTest.args(data, out, "--pp", "2", "--trace-schedule", trace.toString()));
+        System.out.println("mpirun -np 2 train --pp 2: " + job);
+        assertFalse(job.timedOut(), job::toString);
+        assertEquals(0, job.exitCode(), job::toString);
+        TrainDataParallelCliTest.assertSameLosses(one, TrainDataParallelCliTest.lossLines(out));
+        var events = new com.fasterxml.jackson.databind.ObjectMapper().readTree(trace.toFile()).get("traceEvents");
+        java.util.Set<String> seen = new java.util.TreeSet<>();
+        events.forEach(e -> seen.add(e.get("tid").asInt() + " " + e.path("cat").asText()));
+        for (String want : List.of("0 forward", "0 backward", "1 forward", "1 backward", "1 recv", "0 exit")) {
+            assertTrue(seen.contains(want), "trace lacks " + want + ": " + seen);
+        }
+    }
+
     @Test
     void aWorldTheTensorParallelSizeDoesNotDivideIsRefusedByEveryProcess() throws Exception {
         var job = train(3, TrainDataParallelCliTest.args(data, tmp.resolve("w3"), "--tp", "2"));
