@@ -8,13 +8,8 @@
 set -euo pipefail
 R=${1:-3}
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
-./exeunt version >/dev/null # build the jar once, not in several processes at once
-if [ ! -f "$W/data.arrow" ]; then
-  mkdir -p "$W/src"; jh=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-  [ -f "$jh/lib/src.zip" ] || jh=/usr/lib/jvm/temurin-25-jdk-amd64
-  (cd "$W/src" && unzip -q -o "$jh/lib/src.zip" 'java.base/java/util/*.java')
-  ./exeunt prepare --input "$W/src" --train-tokenizer 2048 --out "$W/data.arrow" >/dev/null 2>&1
-fi
+. scripts/bench-data.sh
+bench_data "$W"
 MODEL="--data $W/data.arrow --family gpt2 --layers 4 --d-model 256 --heads 8 --seq-len 128 --batch 8 --iters 8 --warmup 1 --eval-every 0 --save-every 1000 --exits 2 --exit-kind norm"
 MPI="mpirun --oversubscribe --bind-to core --mca btl self,vader -np 2"
 [ "$(id -u)" = 0 ] && MPI="mpirun --allow-run-as-root --oversubscribe --bind-to core --mca btl self,vader -np 2"

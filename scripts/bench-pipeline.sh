@@ -13,11 +13,8 @@ set -euo pipefail
 R=${1:-3}
 ENGINE=${ENGINE:-mpi}
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
-./exeunt version >/dev/null # build the jar once, not in several processes at once
-mkdir -p "$W/src"; jh=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-[ -f "$jh/lib/src.zip" ] || jh=/usr/lib/jvm/temurin-25-jdk-amd64
-(cd "$W/src" && unzip -q -o "$jh/lib/src.zip" 'java.base/java/util/*.java')
-./exeunt prepare --input "$W/src" --train-tokenizer 2048 --out "$W/data.arrow" >/dev/null 2>&1
+. scripts/bench-data.sh
+bench_data "$W"
 MODEL="--data $W/data.arrow --family gpt2 --layers 8 --d-model 128 --heads 4 --seq-len 64 --batch 16 --micro-batch-size 2 --iters 7 --warmup 1 --eval-every 0 --save-every 1000 --pp 4"
 EXITS="--exits 2,4 --exit-kind norm"
 if [ "$ENGINE" = mpi ]; then
