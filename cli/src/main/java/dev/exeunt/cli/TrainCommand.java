@@ -20,6 +20,7 @@ import dev.exeunt.parallel.DistributedOptimizer;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import dev.exeunt.parallel.pipeline.OneFOneBRunner;
+import dev.exeunt.parallel.pipeline.PipelineEvaluator;
 import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
@@ -175,10 +176,10 @@ final class TrainCommand implements Main.Command {
              var trainer = new Trainer(model, tokenizer, windows, tc, outDir, console, sync,
                      layout.distributedOptimizer() ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
             if (pipeline != null) {
-                trainer.runMicroBatchesWith(pipeline);
+                var stages = (ProcessGroupPipelineParallel) model.parameters().pipeline();
+                trainer.runMicroBatchesWith(pipeline).validateWith(new PipelineEvaluator(stages));
                 if (console != null) {
-                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step; validation is not run under pipeline parallelism%n",
-                            state.ppSize(), tc.gradAccum());
+                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step%n", state.ppSize(), tc.gradAccum());
                 }
             }
             if (console != null && state.dpSize() > 1) console.println(trainer.optimizerMemory());
