@@ -203,7 +203,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     public Result train() throws IOException {
-        if (evaluator == BatchEvaluator.WHOLE_MODEL && model.parameters().pipeline().stages() > 1 && cfg.evalEvery() > 0
+        if (evaluator == BatchEvaluator.WHOLE_MODEL && model.stage().count() > 1 && cfg.evalEvery() > 0
                 && split.validation().length > 0) { // fails now, not at the first validation
             throw new IllegalStateException("validation of a pipeline stage needs the stages' evaluator (validateWith)");
         }
