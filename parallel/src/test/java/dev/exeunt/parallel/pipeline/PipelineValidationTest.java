@@ -29,6 +29,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -57,6 +58,10 @@ class PipelineValidationTest {
         return TokenWindows.of(PipelineTrainingTest.tokens, PipelineTrainingTest.SEQ);
     }
 
+    static TokenWindows windows(int[] tokens) {
+        return TokenWindows.of(tokens, PipelineTrainingTest.SEQ);
+    }
+
     static EvalReport oneRank(ModelConfig mc, Path out) throws IOException {
         try (var model = EarlyExitModel.create(mc, Device.CPU, 3); var trainer = new Trainer(model, null, windows(), config(), out, null)) {
             return trainer.train().lastEval();
@@ -65,6 +70,10 @@ class PipelineValidationTest {
 
     /** Each rank's last report, every stage training through 1F1B and validating with the stages. */
     static List<EvalReport> pipeline(ModelConfig mc, int tp, int dp, int pp, Path out) {
+        return pipeline(mc, tp, dp, pp, out, PipelineTrainingTest.tokens);
+    }
+
+    static List<EvalReport> pipeline(ModelConfig mc, int tp, int dp, int pp, Path out, int[] tokens) {
         return LocalWorld.run(tp * dp * pp, pg -> {
             try (var state = ParallelState.create(pg, tp, dp, pp).validate(mc);
                  var sync = new DataParallelGradientSync(state.dpGroup())) {
@@ -72,7 +81,7 @@ class PipelineValidationTest {
                 try (var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state), pipeline,
                         PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()));
                      var runner = new OneFOneBRunner(model, pipeline);
-                     var trainer = new Trainer(model, null, windows(), config(), out, null, sync)) {
+                     var trainer = new Trainer(model, null, windows(tokens), config(), out, null, sync)) {
                     return trainer.runMicroBatchesWith(runner).validateWith(new PipelineEvaluator(pipeline)).train().lastEval();
                 }
             } catch (IOException e) {
@@ -138,6 +147,25 @@ class PipelineValidationTest {
     @Test
     void llamaValidationUnderPipelineMatchesOneRank(@TempDir Path dir) throws IOException {
         assertValidationMatchesOneRank(PipelineTrainingTest.llama(), dir);
+    }
+
+    /**
+     * A token id out of the vocabulary in the validation windows only (training never reads it): stage 0
+     * refuses it at the embedding and the stage waiting for its activation fails too, naming it, instead
+     * of hanging.
+     */
+    @Test
+    @Timeout(120)
+    void aBadTokenInTheValidationDataFailsEveryStageNamingIt(@TempDir Path dir) throws IOException {
+        int[] tokens = PipelineTrainingTest.tokens.clone();
+        int windows = windows(tokens).windowCount(), firstValidation = windows(tokens).split(config().valFraction()).validation()[0];
+        assertTrue(firstValidation > windows / 2);
+        tokens[tokens.length * (firstValidation + 2) / windows] = PipelineTrainingTest.VOCAB + 5; // inside the first validation batch
+        var e = assertThrows(RuntimeException.class, () -> pipeline(PipelineTrainingTest.gpt2(), 1, 1, 2, dir, tokens));
+        assertTrue(e.getMessage().contains("token id " + (PipelineTrainingTest.VOCAB + 5)) && e.getMessage().contains("out of range"),
+                e.toString());
+        assertEquals(1, Files.readAllLines(dir.resolve(Trainer.LOG)).size(), "the first step trained; its validation failed");
+        System.out.println("bad validation token under pp 2: " + e);
     }
 
     /** A stage validated as if it were the whole model is refused before the first step, naming the fix. */
