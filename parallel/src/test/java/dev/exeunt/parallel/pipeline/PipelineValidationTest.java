@@ -34,8 +34,8 @@ import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Validation under pipeline parallelism gives the one-rank validation: pp 2 and 4, tp 2 x pp 2 and
- * dp 2 x pp 2 of {@link PipelineTrainingTest}'s GPT-2 (exits on every stage, a tied head on the last)
+ * Validation under pipeline parallelism gives the one-rank validation: pp 2 and 4, tp 2 x pp 2 (with
+ * and without sequence parallelism) and dp 2 x pp 2 of {@link PipelineTrainingTest}'s GPT-2 (exits on every stage, a tied head on the last)
  * and Llama, validated after each of 3 steps. Every rank's report and the logging rank's
  * {@code eval_log.jsonl} equal the one-rank run's (1e-5 relative: the weights differ by float rounding).
  */
@@ -70,15 +70,20 @@ class PipelineValidationTest {
 
     /** Each rank's last report, every stage training through 1F1B and validating with the stages. */
     static List<EvalReport> pipeline(ModelConfig mc, int tp, int dp, int pp, Path out) {
-        return pipeline(mc, tp, dp, pp, out, PipelineTrainingTest.tokens);
+        return pipeline(mc, tp, dp, pp, false, out, PipelineTrainingTest.tokens);
     }
 
     static List<EvalReport> pipeline(ModelConfig mc, int tp, int dp, int pp, Path out, int[] tokens) {
+        return pipeline(mc, tp, dp, pp, false, out, tokens);
+    }
+
+    /** {@code sp}: Megatron's sequence parallelism over the tp ranks (the stages' activations are split along the sequence). */
+    static List<EvalReport> pipeline(ModelConfig mc, int tp, int dp, int pp, boolean sp, Path out, int[] tokens) {
         return LocalWorld.run(tp * dp * pp, pg -> {
             try (var state = ParallelState.create(pg, tp, dp, pp).validate(mc);
                  var sync = new DataParallelGradientSync(state.dpGroup())) {
                 var pipeline = new ProcessGroupPipelineParallel(state.ppGroup());
-                try (var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state), pipeline,
+                try (var model = EarlyExitModel.createStage(mc, Device.CPU, 3, ProcessGroupTensorParallel.of(state, sp), pipeline,
                         PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()));
                      var runner = new OneFOneBRunner(model, pipeline);
                      var trainer = new Trainer(model, null, windows(tokens), config(), out, null, sync)) {
@@ -128,11 +133,13 @@ class PipelineValidationTest {
         EvalReport one = oneRank(mc, dir.resolve("one"));
         assertTrue(one.tokens() > 0 && one.exitLoss().length == mc.exits().size());
         System.out.println(mc.family() + " one rank: " + one.toJson());
-        for (int[] layout : new int[][] {{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}}) {
+        // {tp, dp, pp, sequence parallel}
+        for (int[] layout : new int[][] {{1, 1, 2, 0}, {1, 1, 4, 0}, {2, 1, 2, 0}, {1, 2, 2, 0}, {2, 1, 2, 1}}) {
             int tp = layout[0], dp = layout[1], pp = layout[2];
-            String name = mc.family() + " tp=" + tp + " dp=" + dp + " pp=" + pp;
-            Path out = dir.resolve("tp" + tp + "dp" + dp + "pp" + pp);
-            List<EvalReport> ranks = pipeline(mc, tp, dp, pp, out);
+            boolean sp = layout[3] == 1;
+            String name = mc.family() + " tp=" + tp + (sp ? " sp" : "") + " dp=" + dp + " pp=" + pp;
+            Path out = dir.resolve("tp" + tp + (sp ? "sp" : "") + "dp" + dp + "pp" + pp);
+            List<EvalReport> ranks = pipeline(mc, tp, dp, pp, sp, out, PipelineTrainingTest.tokens);
             for (int r = 0; r < ranks.size(); r++) assertSameReport(one, ranks.get(r), name + " rank " + r);
             assertSameEvalLog(dir.resolve("one"), out, name);
             System.out.printf("%s: validation as one rank: final loss %.6f vs %.6f%n", name, ranks.get(0).finalLoss(), one.finalLoss());
