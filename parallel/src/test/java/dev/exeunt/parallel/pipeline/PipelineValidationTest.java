@@ -35,8 +35,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Validation under pipeline parallelism gives the one-rank validation: pp 2 and 4, tp 2 x pp 2 (with
- * and without sequence parallelism) and dp 2 x pp 2 of {@link PipelineTrainingTest}'s GPT-2 (exits on every stage, a tied head on the last)
- * and Llama, validated after each of 3 steps. Every rank's report and the logging rank's
+ * and without sequence parallelism) and dp 2 x pp 2 of {@link PipelineTrainingTest}'s GPT-2 (exits on
+ * every stage, a tied head on the last) and Llama, validated after each of 3 steps. Every rank's report and the logging rank's
  * {@code eval_log.jsonl} equal the one-rank run's (1e-5 relative: the weights differ by float rounding).
  */
 @ExtendWith(LeakCheck.class)
@@ -116,17 +116,20 @@ class PipelineValidationTest {
         List<String> want = Files.readAllLines(one.resolve(Trainer.EVAL_LOG)), got = Files.readAllLines(layout.resolve(Trainer.EVAL_LOG));
         assertEquals(config().iters(), want.size(), "one validation per step");
         assertEquals(want.size(), got.size(), name + ": eval_log.jsonl lines (only the logging rank writes)");
-        for (int l = 0; l < want.size(); l++) {
-            assertEquals(NUMBER.matcher(want.get(l)).replaceAll("#"), NUMBER.matcher(got.get(l)).replaceAll("#"), name + " line " + l);
-            Matcher a = NUMBER.matcher(want.get(l)), b = NUMBER.matcher(got.get(l));
-            int numbers = 0;
-            while (a.find()) {
-                assertTrue(b.find());
-                assertFalse(a.group().equals("null") || b.group().equals("null"), name + " line " + l + ": " + got.get(l));
-                assertClose(Double.parseDouble(a.group()), Double.parseDouble(b.group()), 1e-6, name + " line " + l + " number " + numbers++);
-            }
-            assertTrue(numbers > 10, want.get(l));
+        for (int l = 0; l < want.size(); l++) assertSameJson(want.get(l), got.get(l), name + " line " + l);
+    }
+
+    /** Two JSON lines of the same shape whose numbers agree (1e-5 relative plus the 6-decimal printing); no null (NaN). */
+    static void assertSameJson(String want, String got, String name) {
+        assertEquals(NUMBER.matcher(want).replaceAll("#"), NUMBER.matcher(got).replaceAll("#"), name);
+        Matcher a = NUMBER.matcher(want), b = NUMBER.matcher(got);
+        int numbers = 0;
+        while (a.find()) {
+            assertTrue(b.find());
+            assertFalse(a.group().equals("null") || b.group().equals("null"), name + ": " + got);
+            assertClose(Double.parseDouble(a.group()), Double.parseDouble(b.group()), 1e-6, name + " number " + numbers++);
         }
+        assertTrue(numbers > 10, want);
     }
 
     void assertValidationMatchesOneRank(ModelConfig mc, Path dir) throws IOException {
