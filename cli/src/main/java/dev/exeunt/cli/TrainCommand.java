@@ -20,6 +20,7 @@ import dev.exeunt.parallel.DistributedOptimizer;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import dev.exeunt.parallel.pipeline.OneFOneBRunner;
+import dev.exeunt.parallel.pipeline.PipelineEvaluator;
 import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import dev.exeunt.tensor.Device;
 import java.io.IOException;
@@ -180,10 +181,11 @@ final class TrainCommand implements Main.Command {
                      layout.distributedOptimizer() ? DistributedOptimizer.over(state.dpGroup()) : TrainingOptimizer.REPLICATED)) {
             if (pipeline != null) {
                 schedule.apply(pipeline, model, tc.iters() - 1);
-                trainer.runMicroBatchesWith(pipeline);
+                var stages = (ProcessGroupPipelineParallel) model.parameters().pipeline();
+                trainer.runMicroBatchesWith(pipeline).validateWith(new PipelineEvaluator(stages));
                 if (console != null) {
-                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step%s; validation is not run under pipeline parallelism%n",
-                            state.ppSize(), tc.gradAccum(), schedule.describe(pipeline));
+                    console.printf("pipeline: %d stages, 1F1B over %d micro-batches per step%s%n", state.ppSize(), tc.gradAccum(),
+                            schedule.describe(pipeline));
                 }
             }
             if (console != null && state.dpSize() > 1) console.println(trainer.optimizerMemory());

@@ -461,31 +461,83 @@ public final class EarlyExitModel implements AutoCloseable {
 
     // ---------------------------------------------------------------- evaluation
 
-    /** Per-head sums over one batch: cross-entropy, counted tokens, and top-1 agreement with the final head. */
+    /**
+     * Per-head sums over one batch: cross-entropy summed over tokens, counted tokens, and how many tokens'
+     * top-1 equals the final head's; the exits' by their index in the config.
+     */
     public record EvalSums(double[] exitLossSum, long[] exitAgree, double finalLossSum, long tokens) {}
 
-    /** No-grad forward of every exit and the final head on ids/targets [B, T]. */
+    /** No-grad forward of every exit and the final head on ids/targets [B, T] (a model holding every layer). */
     public EvalSums evaluate(Tensor ids, Tensor targets) {
-        int nExits = exits.size();
-        double[] lossSum = new double[nExits];
-        long[] agree = new long[nExits];
-        try (var g = GradMode.noGrad(); var s = Scope.open()) {
-            Tensor[][] exitInputs = new Tensor[nExits][];
-            Tensor x = backbone(ids, exitInputs, null);
-            Tensor flat = Ops.reshape(targets, new int[] {-1});
-            Tensor finalLogits = finalLogits(x);
-            long n = targets.numel();
-            var opts = NN.CrossEntropyOptions.DEFAULT;
-            double finalLoss = VocabParallelCrossEntropy.loss(finalLogits, flat, opts, tp).item() * n;
-            int[] finalTop = VocabParallelCrossEntropy.topProbability(finalLogits.reshape(-1, finalLogits.dim(-1)), tp)[1].toIntArray();
-            for (int i = 0; i < nExits; i++) {
-                Tensor logits = exits.get(i).logits(exits.get(i).hidden(exitInputs[i], 0, null));
-                lossSum[i] = VocabParallelCrossEntropy.loss(logits, flat, opts, tp).item() * n;
-                int[] top = VocabParallelCrossEntropy.topProbability(logits.reshape(-1, logits.dim(-1)), tp)[1].toIntArray();
-                for (int k = 0; k < top.length; k++) if (top[k] == finalTop[k]) agree[i]++;
-            }
-            return new EvalSums(lossSum, agree, finalLoss, n);
+        if (stage.count() > 1) {
+            throw new IllegalStateException(stage + " cannot evaluate the whole model alone: the stages evaluate together "
+                    + "(evaluateStage on each, evaluateFinal on the last)");
         }
+        try (var s = Scope.open()) {
+            StageEval e = evaluateStage(ids, targets);
+            FinalEval f = evaluateFinal(e.output(), targets);
+            return new EvalSums(e.exitLossSum(), agreement(e.exitTop(), f.top()), f.lossSum(), targets.numel());
+        }
+    }
+
+    /**
+     * What one stage's evaluation of a batch gives: its output (the next stage's input, or the final head's
+     * on the last stage), and for each exit it holds, by its index in the config, its cross-entropy summed
+     * over the batch's tokens and its top-1 token at each of them (0 and null for the other stages' exits).
+     */
+    public record StageEval(Tensor output, double[] exitLossSum, int[][] exitTop) {}
+
+    /**
+     * A stage's no-grad evaluation pass: the embedding on the first stage, then its layers over {@code
+     * input} (token ids [B, T] on the first stage, else the previous stage's output), and the loss and top-1
+     * tokens of each exit it holds against {@code targets} [B, T]. Each exit's logits are freed before the
+     * next exit runs; the output and the layers' activations belong to the caller's scope.
+     */
+    public StageEval evaluateStage(Tensor input, Tensor targets) {
+        int nAll = config.exits().size();
+        double[] lossSum = new double[nAll];
+        int[][] top = new int[nAll][];
+        try (var g = GradMode.noGrad()) {
+            Tensor[][] exitInputs = new Tensor[exits.size()][];
+            Tensor x = backbone(input, exitInputs, null);
+            Tensor flat = Ops.reshape(targets, new int[] {-1});
+            long n = targets.numel();
+            for (int i = 0; i < exits.size(); i++) {
+                Exit exit = exits.get(i);
+                try (var s = Scope.open()) {
+                    Tensor logits = exit.logits(exit.hidden(exitInputs[i], 0, null));
+                    lossSum[exit.index()] = VocabParallelCrossEntropy.loss(logits, flat, NN.CrossEntropyOptions.DEFAULT, tp).item() * n;
+                    top[exit.index()] = VocabParallelCrossEntropy.topProbability(logits.reshape(-1, logits.dim(-1)), tp)[1].toIntArray();
+                }
+            }
+            return new StageEval(x, lossSum, top);
+        }
+    }
+
+    /** The final head's evaluation of a batch: its cross-entropy summed over the tokens, and its top-1 token at each. */
+    public record FinalEval(double lossSum, int[] top) {}
+
+    /** No-grad final norm and head over the last layer's output {@code hidden} against {@code targets} [B, T] (the last stage). */
+    public FinalEval evaluateFinal(Tensor hidden, Tensor targets) {
+        try (var g = GradMode.noGrad(); var s = Scope.open()) {
+            Tensor logits = finalLogits(hidden);
+            double lossSum = VocabParallelCrossEntropy.loss(logits, Ops.reshape(targets, new int[] {-1}), NN.CrossEntropyOptions.DEFAULT, tp)
+                    .item() * targets.numel();
+            return new FinalEval(lossSum, VocabParallelCrossEntropy.topProbability(logits.reshape(-1, logits.dim(-1)), tp)[1].toIntArray());
+        }
+    }
+
+    /** For each exit (null {@code exitTop} entries count 0), how many of its top-1 tokens equal the final head's. */
+    public static long[] agreement(int[][] exitTop, int[] finalTop) {
+        long[] agree = new long[exitTop.length];
+        for (int i = 0; i < exitTop.length; i++) {
+            if (exitTop[i] == null) continue;
+            if (exitTop[i].length != finalTop.length) {
+                throw new IllegalArgumentException("exit " + i + " has " + exitTop[i].length + " top tokens, the final head " + finalTop.length);
+            }
+            for (int k = 0; k < finalTop.length; k++) if (exitTop[i][k] == finalTop[k]) agree[i]++;
+        }
+        return agree;
     }
 
     /** Checks a token id tensor against the vocabulary before it reaches a kernel. */

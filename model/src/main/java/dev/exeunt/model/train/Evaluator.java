@@ -12,7 +12,16 @@ public final class Evaluator {
 
     public static EvalReport evaluate(EarlyExitModel model, TokenWindows windows, int[] windowIndices, int batchSize,
                                       int maxBatches) {
-        int n = model.exits().size();
+        return evaluate(model, windows, windowIndices, batchSize, maxBatches, BatchEvaluator.WHOLE_MODEL);
+    }
+
+    /**
+     * As above, each batch through {@code evaluator} (a pipeline stage's evaluates with the other stages and
+     * every stage returns the whole model's report). Every data-parallel replica evaluates every batch.
+     */
+    public static EvalReport evaluate(EarlyExitModel model, TokenWindows windows, int[] windowIndices, int batchSize,
+                                      int maxBatches, BatchEvaluator evaluator) {
+        int n = model.config().exits().size();
         double[] lossSum = new double[n];
         long[] agree = new long[n];
         double finalSum = 0;
@@ -23,7 +32,7 @@ public final class Evaluator {
             TokenWindows.Batch batch = batches.next();
             try (var s = Scope.open()) {
                 int rows = batch.size(), t = windows.seqLen();
-                var sums = model.evaluate(Tensor.ofInts(batch.inputs(), rows, t), Tensor.ofInts(batch.targets(), rows, t));
+                var sums = evaluator.evaluate(model, Tensor.ofInts(batch.inputs(), rows, t), Tensor.ofInts(batch.targets(), rows, t));
                 for (int i = 0; i < n; i++) {
                     lossSum[i] += sums.exitLossSum()[i];
                     agree[i] += sums.exitAgree()[i];

@@ -68,6 +68,7 @@ public final class Trainer implements AutoCloseable {
     private final TokenWindows.Batches batches;
     private final GradientSync sync;
     private MicroBatchRunner runner = MicroBatchRunner.SEQUENTIAL;
+    private BatchEvaluator evaluator = BatchEvaluator.WHOLE_MODEL;
     /** Whether this rank prints and writes: data-parallel, tensor-parallel rank 0 of pipeline stage 0. */
     private final boolean logs;
     private int startIter;
@@ -179,6 +180,15 @@ public final class Trainer implements AutoCloseable {
         return this;
     }
 
+    /**
+     * Evaluates each validation batch with {@code evaluator} instead of on this rank's model alone (a
+     * pipeline stage's trainer evaluates with the other stages); returns this trainer.
+     */
+    public Trainer validateWith(BatchEvaluator evaluator) {
+        this.evaluator = java.util.Objects.requireNonNull(evaluator);
+        return this;
+    }
+
     /** Ends this run (with a checkpoint) after {@code n} iterations, as an interrupted job would; the schedule is unchanged. */
     public void stopAfter(int n) {
         this.stopAfter = n;
@@ -193,6 +203,10 @@ public final class Trainer implements AutoCloseable {
     }
 
     public Result train() throws IOException {
+        if (evaluator == BatchEvaluator.WHOLE_MODEL && model.stage().count() > 1 && cfg.evalEvery() > 0
+                && split.validation().length > 0) { // fails now, not at the first validation
+            throw new IllegalStateException("validation of a pipeline stage needs the stages' evaluator (validateWith)");
+        }
         if (logs) {
             store.recover();
             store.requireReplaceable();
@@ -258,10 +272,8 @@ public final class Trainer implements AutoCloseable {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;
-                // Validation runs the whole model on one rank; pipeline stages do not evaluate (yet).
-                boolean evaluates = model.parameters().pipeline().stages() == 1;
-                if (evaluates && cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
-                    lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches());
+                if (cfg.evalEvery() > 0 && split.validation().length > 0 && ((it + 1) % cfg.evalEvery() == 0 || last)) {
+                    lastEval = Evaluator.evaluate(model, windows, split.validation(), cfg.batchSize(), cfg.evalBatches(), evaluator);
                     if (logs) appendLog(EVAL_LOG, "{\"iter\":" + it + ",\"eval\":" + lastEval.toJson() + "}");
                     if (console != null) console.printf(Locale.ROOT, "validation after %d iterations:%n%s", it + 1, lastEval.toTable());
                 }
