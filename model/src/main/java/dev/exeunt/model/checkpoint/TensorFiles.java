@@ -180,8 +180,11 @@ public final class TensorFiles {
         }
     }
 
-    /** Names and full shapes of a stage's tensors, as ints (one per UTF-16 unit), length first. */
-    private static void sendManifest(Map<String, Tensor> sorted, Function<String, Shard> shardOf, PipelineParallel pp) {
+    /**
+     * Sends stage 0 the names and full shapes of a stage's tensors ({@code sorted}, in name order), as ints
+     * (one per UTF-16 unit), length first: what a stage streaming its tensors to stage 0 sends before them.
+     */
+    public static void sendManifest(Map<String, Tensor> sorted, Function<String, Shard> shardOf, PipelineParallel pp) {
         StringBuilder sb = new StringBuilder();
         for (var e : sorted.entrySet()) {
             Shard shard = shardOf.apply(e.getKey());
@@ -197,7 +200,8 @@ public final class TensorFiles {
         }
     }
 
-    private static Map<String, long[]> receiveManifest(PipelineParallel pp, int from) {
+    /** The names and full shapes stage {@code from} sent with {@link #sendManifest}, in its order. */
+    public static Map<String, long[]> receiveManifest(PipelineParallel pp, int from) {
         Map<String, long[]> out = new LinkedHashMap<>();
         try (var sc = Scope.open()) {
             Tensor n = Tensor.empty(DType.I32, Device.CPU, 1);
