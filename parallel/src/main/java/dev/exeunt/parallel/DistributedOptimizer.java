@@ -277,15 +277,7 @@ public final class DistributedOptimizer implements TrainingOptimizer {
             String name = e.getKey();
             Moment local = e.getValue();
             if (local == null) {
-                long[] dims = remoteShape.get(name);
-                int from = owner.get(name);
-                writer.add(name, SafetensorsDtype.F32, dims, out -> {
-                    try (var scope = Scope.open()) {
-                        Tensor buf = Tensor.empty(DType.F32, Device.CPU, java.util.Arrays.stream(dims).mapToInt(Math::toIntExact).toArray());
-                        pp.recv(buf, from);
-                        TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
-                    }
-                });
+                TensorFiles.addReceived(writer, name, remoteShape.get(name), pp, owner.get(name));
                 continue;
             }
             Shard shard = shardOf.apply(name);

@@ -164,20 +164,26 @@ public final class TensorFiles {
                     addLocal(writer, name, e.getValue(), shardOf.apply(name), tp, temps);
                     continue;
                 }
-                long[] shape = shapes.get(name);
-                int from = owner.get(name);
-                writer.add(name, SafetensorsDtype.F32, shape, out -> {
-                    try (var sc = Scope.open()) {
-                        Tensor buf = Tensor.empty(DType.F32, Device.CPU, Arrays.stream(shape).mapToInt(Math::toIntExact).toArray());
-                        pp.recv(buf, from);
-                        TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
-                    }
-                });
+                addReceived(writer, name, shapes.get(name), pp, owner.get(name));
             }
             writer.write(file);
         } finally {
             temps.forEach(Tensor::close);
         }
+    }
+
+    /**
+     * Adds to {@code writer} the F32 tensor {@code name} of {@code shape} that pipeline stage {@code from}
+     * streams (whole, in name order after its manifest): it is received when the writer reaches it.
+     */
+    public static void addReceived(SafetensorsWriter writer, String name, long[] shape, PipelineParallel pp, int from) {
+        writer.add(name, SafetensorsDtype.F32, shape, out -> {
+            try (var sc = Scope.open()) {
+                Tensor buf = Tensor.empty(DType.F32, Device.CPU, Arrays.stream(shape).mapToInt(Math::toIntExact).toArray());
+                pp.recv(buf, from);
+                TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
+            }
+        });
     }
 
     /**
