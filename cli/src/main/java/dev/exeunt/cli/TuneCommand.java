@@ -106,7 +106,7 @@ final class TuneCommand implements Main.Command {
                 console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%s%n",
                         exits.size(), model, tuner.loadedLayers(), tuner.model().config().nLayers(),
                         tuner.model().parameters().trainable().values().stream().mapToLong(t -> t.numel()).sum(),
-                        tp.size() > 1 ? " on this rank" : "");
+                        tp.size() > 1 || state.ppSize() > 1 ? " on this rank" : "");
             }
             var result = tuner.tune(TokenWindows.of(tokens, tc.seqLen()), tc, outDir, console);
             tuner.save(outDir);
