@@ -12,7 +12,6 @@ import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.train.GradientSync;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.train.Trainer;
-import dev.exeunt.model.train.TrainingOptimizer;
 import dev.exeunt.parallel.comm.LocalWorld;
 import dev.exeunt.parallel.pipeline.OneFOneBRunner;
 import dev.exeunt.parallel.pipeline.PipelineTrainingTest;

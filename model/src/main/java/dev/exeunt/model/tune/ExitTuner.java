@@ -7,11 +7,8 @@ import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.config.ConfigJson;
 import dev.exeunt.model.config.ExitConfig;
-import dev.exeunt.model.config.Family;
 import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.io.SafetensorsCheckpoint;
-import dev.exeunt.model.io.SafetensorsTensorInfo;
-import dev.exeunt.model.io.SafetensorsWriter;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
@@ -119,7 +116,7 @@ public final class ExitTuner implements AutoCloseable {
             this.model = EarlyExitModel.allocateTuningStage(config, Device.CPU, depth, tp, pp, stage, init == Init.RANDOM ? seed : null);
             try {
                 loadBackbone(ckpt);
-                if (init == Init.COPY) copyInit(ckpt);
+                if (init == Init.COPY) ExitCopyInit.apply(model, ckpt);
             } catch (IOException | RuntimeException e) {
                 model.close();
                 throw e;
@@ -175,32 +172,6 @@ public final class ExitTuner implements AutoCloseable {
             if (name.startsWith("exits.")) continue;
             try (Tensor t = TensorFiles.load(ckpt, CheckpointLayout.resolve(ckpt, name), Device.CPU)) {
                 ModelCheckpoint.loadShard(model.parameters(), name, t);
-            }
-        }
-    }
-
-    /** Copy initialisation: norm from the final norm, head from the final head (or tied embedding), mlp from its layer, layer from the last layer. */
-    private void copyInit(SafetensorsCheckpoint ckpt) throws IOException {
-        boolean gpt2 = config.family() == Family.GPT2;
-        String finalNorm = gpt2 ? "ln_f" : "model.norm";
-        String head = config.tiedEmbeddings() ? (gpt2 ? "wte.weight" : "model.embed_tokens.weight") : "lm_head.weight";
-        String layerPrefix = gpt2 ? "h." : "model.layers.";
-        for (Exit exit : model.exits()) {
-            String p = Exit.prefix(exit.index()) + ".";
-            for (String name : model.parameters().all().keySet()) {
-                if (!name.startsWith(p)) continue;
-                String rest = name.substring(p.length());
-                String from;
-                if (rest.startsWith("norm.")) from = finalNorm + rest.substring("norm".length());
-                else if (rest.equals("head.weight")) from = head;
-                else if (rest.startsWith("mlp.")) from = layerPrefix + (exit.config().layer() - 1) + "." + rest;
-                else if (rest.startsWith("layer.")) from = layerPrefix + (config.nLayers() - 1) + rest.substring("layer".length());
-                else throw new IllegalStateException("no copy source for " + name);
-                String src = CheckpointLayout.resolve(ckpt, from);
-                if (src == null) throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "lacks " + from + " to initialise " + name);
-                try (Tensor t = TensorFiles.load(ckpt, src, Device.CPU)) {
-                    ModelCheckpoint.loadShard(model.parameters(), name, t); // sharded like its source
-                }
             }
         }
     }
@@ -313,52 +284,19 @@ public final class ExitTuner implements AutoCloseable {
 
     /**
      * Publishes the early-exit checkpoint to {@code outDir}: every tensor of the source copied byte for
-     * byte (same dtype), the exit tensors added, config.json with the exits, the source's tokenizer.json
-     * and the tuning log.
+     * byte (same dtype), the exit tensors added ({@link TunedWeights}), config.json with the exits, the
+     * source's tokenizer.json and the tuning log. Every rank calls it.
      */
     public void save(Path outDir) throws IOException {
-        var params = model.parameters();
-        Map<String, Tensor> exitTensors = new java.util.TreeMap<>();
-        params.all().forEach((name, t) -> {
-            if (name.startsWith("exits.")) exitTensors.put(name, t);
-        });
-        PipelineParallel pp = params.pipeline();
         if (sync.rank() != 0) return; // a data-parallel replica has nothing to add
-        if (pp.stage() != 0) { // a later stage streams its exits to stage 0, which writes them in name order
-            TensorFiles.save(exitTensors, params::shard, params.tensorParallel(), pp, null, Map.of());
-            return;
-        }
-        if (!writes) { // another tensor-parallel rank: its shards join the gathers
-            TensorFiles.joinGathers(exitTensors, params::shard, params.tensorParallel());
+        if (!writes) { // another tensor-parallel rank or pipeline stage: contributes its exits
+            TunedWeights.save(model.parameters(), source, null);
             return;
         }
         CheckpointStore store = store(outDir);
         Path dir = staged != null && staged.equals(store.staging()) && Files.isDirectory(staged) ? staged : store.beginStaging();
         staged = null;
-        try (SafetensorsCheckpoint src = SafetensorsCheckpoint.open(source)) {
-            var writer = new SafetensorsWriter();
-            writer.metadata("format", "pt");
-            writer.metadata("producer", "exeunt tune");
-            for (var e : src.tensors().entrySet()) {
-                SafetensorsTensorInfo info = e.getValue();
-                writer.add(e.getKey(), info.dtype(), info.shape(), src.data(e.getKey()));
-            }
-            for (var e : exitTensors.entrySet()) {
-                String name = e.getKey();
-                Tensor t = e.getValue();
-                if (params.shard(name).isSplit()) {
-                    TensorFiles.addGathered(writer, name, t, params.shard(name), params.tensorParallel());
-                    continue;
-                }
-                long[] shape = new long[t.rank()];
-                for (int i = 0; i < shape.length; i++) shape[i] = t.dim(i);
-                writer.add(name, dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
-            }
-            for (int st = 1; st < pp.stages(); st++) {
-                for (var e : TensorFiles.receiveManifest(pp, st).entrySet()) TensorFiles.addReceived(writer, e.getKey(), e.getValue(), pp, st);
-            }
-            writer.write(dir.resolve(ModelCheckpoint.WEIGHTS));
-        }
+        TunedWeights.save(model.parameters(), source, dir.resolve(ModelCheckpoint.WEIGHTS));
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
         if (Files.exists(tok)) Files.copy(tok, dir.resolve(ModelCheckpoint.TOKENIZER));
