@@ -44,7 +44,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * EE-Tuning under pipeline parallelism (local engine) gives the one-rank tune: the same per-step exit
  * losses in tune_log.jsonl and the same checkpoint (backbone copied byte for byte, every exit tensor
- * within float rounding), copy- and randomly initialised, at pp 2 and pp 4, tp 2 x pp 2 and dp 2 x pp 4,
+ * within float rounding), copy- and randomly initialised, at pp 2 and pp 4, tp 2 x pp 2 (also with sequence
+ * parallelism: the activations between stages hold T/tp positions), tp 2 x pp 3 and dp 2 x pp 4,
  * for Llama and GPT-2 (tied head: the exits' heads are copied from the embedding on stages that do not
  * hold it). Cases: exits on every stage (at pp 4 the last stage holds only a pre-exit reading its input,
  * so it builds no layer), middle stages without an exit (they forward activations only and have no
@@ -106,13 +107,13 @@ class TunePipelineTest {
      * last exit are not started. Returns what each rank built, in world-rank order.
      */
     static List<Built> pipeline(Path pretrained, Path out, List<ExitConfig> exits, ExitTuner.Init init, int tp, int dp,
-                                int[] layersPerStage) {
+                                int[] layersPerStage, boolean sequenceParallel) {
         List<PipelineStage> stages = new ArrayList<>();
         for (int s = 0; s < layersPerStage.length; s++) stages.add(PipelineStage.of(layersPerStage, s));
         int running = TuningStages.running(exits, stages);
         return LocalWorld.run(tp * dp * running, pg -> {
             try (var state = ParallelState.create(pg, tp, dp, running); var sync = new DataParallelGradientSync(state.dpGroup());
-                 var tuner = new ExitTuner(pretrained, exits, init, true, 5, config(), ProcessGroupTensorParallel.of(state),
+                 var tuner = new ExitTuner(pretrained, exits, init, true, 5, config(), ProcessGroupTensorParallel.of(state, sequenceParallel),
                          ProcessGroupPipelineParallel.of(state), stages.get(state.ppRank()), sync)) {
                 tuner.tune(TokenWindows.of(tokens, SEQ), config(), out, null);
                 tuner.save(out);
@@ -133,10 +134,11 @@ class TunePipelineTest {
             oneRank(pretrained, one, exits, init);
             for (int[] layout : layouts) {
                 int tp = layout[0], dp = layout[1], pp = layout[2];
+                boolean sp = layout.length > 3 && layout[3] == 1;
                 int[] split = layersPerStage != null && layersPerStage.length == pp ? layersPerStage : balanced(mc.nLayers(), pp);
-                String name = mc.family() + " " + init + " tp=" + tp + " dp=" + dp + " pp=" + pp + " layers " + java.util.Arrays.toString(split);
-                Path out = dir.resolve(mc.family() + "-" + init + "-tp" + tp + "dp" + dp + "pp" + pp);
-                built = pipeline(pretrained, out, exits, init, tp, dp, split);
+                String name = mc.family() + " " + init + " tp=" + tp + (sp ? " (sequence parallel)" : "") + " dp=" + dp + " pp=" + pp + " layers " + java.util.Arrays.toString(split);
+                Path out = dir.resolve(mc.family() + "-" + init + "-tp" + tp + (sp ? "sp" : "") + "dp" + dp + "pp" + pp);
+                built = pipeline(pretrained, out, exits, init, tp, dp, split, sp);
                 assertSameLog(one, out, name);
                 double diff = assertSameWeights(one, out, name);
                 System.out.printf("%s: max exit weight difference from one rank %.3g%n", name, diff);
@@ -197,7 +199,7 @@ class TunePipelineTest {
         List<ExitConfig> exits = List.of(exit(1, ExitConfig.Placement.PRE, ExitKind.EMBEDDING, 0.5, 1),
                 exit(2, ExitConfig.Placement.POST, ExitKind.MLP, 1, 1), exit(3, ExitConfig.Placement.POST, ExitKind.NORM, 1, 1.5),
                 exit(4, ExitConfig.Placement.PRE, ExitKind.LAYER, 1, 1));
-        List<Built> built = assertLayoutsMatchOneRank(dir, llama(), exits, new int[][] {{1, 1, 2}, {2, 1, 2}, {1, 1, 4}}, null);
+        List<Built> built = assertLayoutsMatchOneRank(dir, llama(), exits, new int[][] {{1, 1, 2}, {2, 1, 2}, {2, 1, 2, 1}, {1, 1, 4}}, null);
         assertEquals(List.of(new Built(0, 1, 1), new Built(1, 1, 1), new Built(2, 1, 1), new Built(3, 0, 1)), built);
     }
 
