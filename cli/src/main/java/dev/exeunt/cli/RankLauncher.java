@@ -5,6 +5,7 @@ import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.comm.CommException;
 import dev.exeunt.parallel.comm.LocalWorld;
 import dev.exeunt.parallel.comm.MpiProcessGroup;
+import dev.exeunt.parallel.comm.ProcessGroup;
 import dev.exeunt.tensor.cpu.CpuThreads;
 import java.io.PrintStream;
 import java.util.Optional;
@@ -12,7 +13,7 @@ import java.util.function.IntConsumer;
 
 /**
  * Runs a command's per-rank body on every rank of a {@link RankLayout}, each with its {@link ParallelState}
- * (tp x dp x 1; pipeline stages come later):
+ * (tp x dp x pp):
  * <ul>
  *   <li>local: tp x dp ranks as threads of this JVM over the local engine, sharing its CPU pool. A failure
  *       on any rank ends the others' communication; the first failing rank's own exception is rethrown,
@@ -41,25 +42,43 @@ final class RankLauncher {
      */
     static <T> Optional<T> run(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console, RankBody<T> body)
             throws Exception {
-        return layout.engine() == RankLayout.Engine.MPI ? runMpi(layout, model, checkDp, console, body)
-                : runLocal(layout, model, checkDp, console, body);
+        return run(layout, layout.pp(), model, checkDp, console, body);
     }
 
-    private static <T> Optional<T> runLocal(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console,
+    /**
+     * {@link #run(RankLayout, ModelConfig, IntConsumer, PrintStream, RankBody)} on the first {@code runningStages}
+     * of the layout's pipeline stages only (EE-Tuning does not start the stages past its last exit): each
+     * rank's {@link ParallelState} has that many stages. Local: only their ranks are started. Under mpirun
+     * the job still has every stage's processes (the layout is checked against them); those of the later
+     * stages print that they have nothing to do and wait in {@link MpiProcessGroup#finish()} for the others.
+     */
+    static <T> Optional<T> run(RankLayout layout, int runningStages, ModelConfig model, IntConsumer checkDp, PrintStream console,
+                               RankBody<T> body) throws Exception {
+        if (runningStages < 1 || runningStages > layout.pp()) {
+            throw new IllegalArgumentException("running stages " + runningStages + " outside 1.." + layout.pp());
+        }
+        return layout.engine() == RankLayout.Engine.MPI ? runMpi(layout, runningStages, model, checkDp, console, body)
+                : runLocal(layout, runningStages, model, checkDp, console, body);
+    }
+
+    private static <T> Optional<T> runLocal(RankLayout layout, int running, ModelConfig model, IntConsumer checkDp, PrintStream console,
                                             RankBody<T> body) throws Exception {
         String mpiSize = System.getenv("OMPI_COMM_WORLD_SIZE");
         if (mpiSize != null && !mpiSize.trim().equals("1")) {
             throw new IllegalArgumentException("--engine local under mpirun with " + mpiSize.trim() + " processes: each would run the "
                     + "whole job; drop --engine local (each process is then one rank) or run without mpirun");
         }
-        int tp = layout.tp(), dp = layout.localDp(), pp = layout.pp();
+        int tp = layout.tp(), dp = layout.localDp(), pp = running;
         ParallelState.checkLayout(tp * dp * pp, tp, dp, pp);
-        ParallelState.checkModel(model, tp, pp);
+        ParallelState.checkModel(model, tp, layout.pp());
         layout.pipelineStage(model.nLayers(), 0); // checks --pipeline-layers
         checkDp.accept(dp);
         if (console != null && tp * dp * pp > 1) {
             console.printf("layout: tp %d x dp %d%s = %d ranks as threads of this process (local engine), sharing %d CPU threads%n",
                     tp, dp, pp > 1 ? " x pp " + pp : "", tp * dp * pp, CpuThreads.threads());
+        }
+        if (console != null && running < layout.pp()) {
+            console.printf("pipeline: stages %d..%d of %d hold no exit and are not started%n", running, layout.pp() - 1, layout.pp());
         }
         try {
             return Optional.ofNullable(LocalWorld.run(tp * dp * pp, pg -> {
@@ -85,7 +104,7 @@ final class RankLauncher {
         }
     }
 
-    private static <T> Optional<T> runMpi(RankLayout layout, ModelConfig model, IntConsumer checkDp, PrintStream console,
+    private static <T> Optional<T> runMpi(RankLayout layout, int running, ModelConfig model, IntConsumer checkDp, PrintStream console,
                                           RankBody<T> body) {
         MpiProcessGroup world = MpiProcessGroup.world();
         // The same numbers on every process, so each refuses the layout alike and exits: no rank is left waiting.
@@ -94,14 +113,35 @@ final class RankLauncher {
         layout.pipelineStage(model.nLayers(), 0);
         checkDp.accept(dp);
         T result;
-        try (var state = ParallelState.create(world, layout.tp(), dp, layout.pp())) {
+        // Pipeline stage is the slowest index, so the running stages are the first world ranks.
+        int runningRanks = layout.tp() * dp * running;
+        ProcessGroup ranks;
+        try {
+            ranks = running == layout.pp() ? world : world.split(world.rank() < runningRanks ? 0 : 1, world.rank());
+        } catch (Throwable t) {
+            throw failRank(world, t);
+        }
+        if (world.rank() >= runningRanks) {
+            System.err.printf("exeunt: rank %d: pipeline stage %d of %d holds no exit and has nothing to do; waiting for the others%n",
+                    world.rank(), world.rank() / (layout.tp() * dp), layout.pp());
+            ranks.close();
+            MpiProcessGroup.finish();
+            return Optional.empty();
+        }
+        try (var state = ParallelState.create(ranks, layout.tp(), dp, running)) {
             if (console != null && state.worldRank() == 0) {
-                console.printf("layout: tp %d x dp %d = %d mpi processes, %d CPU threads per process%n", state.tpSize(),
-                        state.dpSize(), state.worldSize(), CpuThreads.threads());
+                console.printf("layout: tp %d x dp %d%s = %d mpi processes, %d CPU threads per process%n", state.tpSize(),
+                        state.dpSize(), running > 1 ? " x pp " + running : "", state.worldSize(), CpuThreads.threads());
+            }
+            if (console != null && state.worldRank() == 0 && running < layout.pp()) {
+                console.printf("pipeline: stages %d..%d of %d hold no exit; their %d processes wait for the others%n", running,
+                        layout.pp() - 1, layout.pp(), world.size() - runningRanks);
             }
             result = body.run(state);
         } catch (Throwable t) {
             throw failRank(world, t);
+        } finally {
+            if (ranks != world) ranks.close();
         }
         MpiProcessGroup.finish();
         return world.rank() == 0 ? Optional.ofNullable(result) : Optional.empty();

@@ -8,11 +8,14 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
 import dev.exeunt.model.io.TokenDataset;
 import dev.exeunt.model.io.TokenWindows;
+import dev.exeunt.model.nn.PipelineStage;
 import dev.exeunt.model.train.TrainConfig;
 import dev.exeunt.model.tune.ExitTuner;
+import dev.exeunt.model.tune.TuningStages;
 import dev.exeunt.parallel.DataParallelGradientSync;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.ProcessGroupTensorParallel;
+import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -31,14 +34,17 @@ final class TuneCommand implements Main.Command {
                 usage: exeunt tune --model DIR --data FILE.arrow --exits 8,16 --out DIR [--exit-kind embedding|norm|mlp|layer (norm)]
                                    [--init copy|random (copy)] [--exit-placement pre|post] [--exit-weight W] [--exit-temperature T]
                                    [--dynamic-token-weights] [--seq-len N] [--batch N] [--grad-accum N] [--iters N] [--lr X]
-                                   [--min-lr X] [--warmup N] [--seed N] [--tp T] [--dp D] [--engine local|mpi]
+                                   [--min-lr X] [--warmup N] [--seed N] [--tp T] [--dp D] [--pp P] [--pipeline-layers L,L,..]
+                                   [--engine local|mpi]
                                    [--sequence-parallel] [--force] [--json]
                   DIR is a Hugging Face layout model (config.json, *.safetensors, tokenizer.json) without exits;
                   the data must be prepared with that model's tokenizer. Only the layers up to the deepest exit
                   are loaded. The output is the same checkpoint with the exits added (backbone tensors copied
                   byte for byte), ready for generate, sweep, serve and eval. --force: tune on data (or with a tokenizer.json)
                   made with another tokenizer than the model's. Layouts as for train (each data-parallel rank reads
-                  --batch/D rows of every batch; world rank 0 logs and writes):
+                  --batch/D rows of every batch; world rank 0 logs and writes). Under --pp the frozen activations
+                  flow down the stages and each stage trains its own exits; the stages past the one holding the
+                  last exit are not started (under mpirun their processes say so and wait for the others):
                 """ + RankLayout.HELP;
     }
 
@@ -57,7 +63,6 @@ final class TuneCommand implements Main.Command {
         boolean dynamic = a.getBool("dynamic-token-weights", false), force = a.getBool("force", false);
         var tc = ModelOptions.train(a);
         RankLayout layout = RankLayout.parse(a);
-        if (layout.pp() > 1) throw new Args.UsageException("tune does not run under pipeline parallelism yet: drop --pp (tp and dp work)");
         if (layout.distributedOptimizer()) {
             throw new Args.UsageException("--distributed-optimizer is for train: tune's optimizer state is its exits' alone, kept on every rank");
         }
@@ -69,8 +74,12 @@ final class TuneCommand implements Main.Command {
         try (var tokens = TokenDataset.open(data)) {
             tokens.checkTokenizer(modelTokenizer, "the model " + model + " uses", force);
             ModelConfig base = ConfigJson.read(model.resolve(ModelCheckpoint.CONFIG));
-            var ran = RankLauncher.run(layout, base, dp -> TrainCommand.checkBatch(tc, dp), System.err,
-                    state -> tuneRank(model, exits, init, dynamic, tc, tokens, outDir, state, layout.sequenceParallel()));
+            base.withExits(exits); // refuses an exit past the model's layers before any rank starts
+            List<PipelineStage> stages = new ArrayList<>();
+            for (int s = 0; s < layout.pp(); s++) stages.add(layout.pipelineStage(base.nLayers(), s));
+            int running = TuningStages.running(exits, stages); // the stages past the last exit are not started
+            var ran = RankLauncher.run(layout, running, base, dp -> TrainCommand.checkBatch(tc, dp), System.err,
+                    state -> tuneRank(model, exits, init, dynamic, tc, tokens, outDir, state, layout));
             if (ran.isPresent()) report(ran.get(), outDir, layers, json, out);
         }
         return 0;
@@ -78,15 +87,16 @@ final class TuneCommand implements Main.Command {
 
     /** One rank's tuning; world rank 0 recovers --out first, prints progress and writes the checkpoint. */
     private static ExitTuner.Result tuneRank(Path model, List<ExitConfig> exits, ExitTuner.Init init, boolean dynamic, TrainConfig tc,
-                                             TokenDataset tokens, Path outDir, ParallelState state, boolean sequenceParallel)
+                                             TokenDataset tokens, Path outDir, ParallelState state, RankLayout layout)
             throws IOException {
         boolean reports = state.worldRank() == 0;
         // Before reading anything: --out may be --model, and an interrupted save leaves it under <out>.saving or <out>.old.
         if (reports) ExitTuner.recoverOutput(outDir).actions().forEach(x -> System.err.println(outDir + ": " + x));
         state.world().barrier();
-        var tp = ProcessGroupTensorParallel.of(state, sequenceParallel);
+        var tp = ProcessGroupTensorParallel.of(state, layout.sequenceParallel());
+        var stage = layout.pipelineStage(ConfigJson.read(model.resolve(ModelCheckpoint.CONFIG)).nLayers(), state.ppRank());
         try (var sync = new DataParallelGradientSync(state.dpGroup(), DataParallelGradientSync.DEFAULT_BUCKET_BYTES, reports);
-             var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc, tp, sync)) {
+             var tuner = new ExitTuner(model, exits, init, dynamic, tc.seed(), tc, tp, ProcessGroupPipelineParallel.of(state), stage, sync)) {
             int vocab = tuner.model().config().vocabSize();
             int maxId = tokens.maxTokenId();
             if (maxId >= vocab) throw new IOException("dataset holds token id " + maxId + " but the model's vocabulary has " + vocab
@@ -96,7 +106,7 @@ final class TuneCommand implements Main.Command {
                 console.printf(Locale.ROOT, "tuning %d exit(s) on %s: loaded %d of %d layers, %,d trainable parameters%s%n",
                         exits.size(), model, tuner.loadedLayers(), tuner.model().config().nLayers(),
                         tuner.model().parameters().trainable().values().stream().mapToLong(t -> t.numel()).sum(),
-                        tp.size() > 1 ? " on this rank" : "");
+                        tp.size() > 1 || state.ppSize() > 1 ? " on this rank" : "");
             }
             var result = tuner.tune(TokenWindows.of(tokens, tc.seqLen()), tc, outDir, console);
             tuner.save(outDir);

@@ -79,6 +79,8 @@ class TrainDataParallelCliTest {
         assertSameLosses(one, run(data, tmp.resolve("pp2"), "--batch", "8", "--micro-batch-size", "2", "--pp", "2"));
         assertSameLosses(one, run(data, tmp.resolve("pp2dp2"), "--batch", "8", "--micro-batch-size", "2",
                 "--pipeline-model-parallel-size", "2", "--dp", "2", "--pipeline-layers", "1,1"));
+        assertSameLosses(one, run(data, tmp.resolve("pp2dp2zero"), "--batch", "8", "--micro-batch-size", "2", "--pp", "2", "--dp", "2",
+                "--distributed-optimizer"));
         var bad = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("bad"), "--pp", "2", "--pipeline-layers", "2,1"));
         assertTrue(bad.code() != 0);
         assertTrue(bad.err().contains("--pipeline-layers [2, 1] adds up to 3 layers but the model has 2"), bad.err());

@@ -5,6 +5,7 @@ import dev.exeunt.model.io.SafetensorsDtype;
 import dev.exeunt.model.io.SafetensorsWriter;
 import dev.exeunt.model.io.TensorDataSource;
 import dev.exeunt.model.nn.Parameters;
+import dev.exeunt.model.nn.PipelineParallel;
 import dev.exeunt.model.nn.Shard;
 import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.model.train.GradientSync;
@@ -46,11 +47,14 @@ import java.util.function.Function;
  *
  * <p>Clipping uses the global norm from the parts: each rank's sums of squares (tensor-parallel split and
  * replicated parameters apart) are summed over dp exactly (doubles, in rank order), and the split part
- * again over tp, as {@code TensorParallelGradients} does without ZeRO. Weight decay is decided by the
+ * again over tp, as {@code TensorParallelGradients} does without ZeRO, then over the pipeline stages (each
+ * stage's optimizer shards that stage's parameters over its own dp group; a tied head's copy on a later
+ * stage is left out, stage 0 counts it). Weight decay is decided by the
  * original parameter's rank (>= 2), not by the flat part's.
  *
  * <p>Checkpoints stay whole: {@link #saveMoments} all-gathers each moment over dp (one tensor at a time),
- * then over tp as plain AdamW's save does; {@link #load} takes this rank's range of each whole moment.
+ * then over tp as plain AdamW's save does; under pipeline parallelism a later stage streams its whole moments
+ * to stage 0 in name order, as {@code TensorFiles} streams the weights, and stage 0 writes one file; {@link #load} takes this rank's range of each whole moment.
  * The flat buffer is allocated on first use and reused; it is limited to 2^31 elements (bucketing it,
  * and overlapping the reduce-scatter with the backward pass, is the next step).
  */
@@ -84,9 +88,6 @@ public final class DistributedOptimizer implements TrainingOptimizer {
      */
     public static TrainingOptimizer.Factory over(ProcessGroup dpGroup) {
         return (settings, params, sync) -> {
-            if (params.pipeline().stages() > 1) {
-                throw new IllegalArgumentException("the distributed optimizer does not run under pipeline parallelism yet; drop --distributed-optimizer");
-            }
             if (sync.ranks() != dpGroup.size() || sync.rank() != dpGroup.rank()) {
                 throw new IllegalArgumentException("the distributed optimizer's group is rank " + dpGroup.rank() + " of " + dpGroup.size()
                         + " but the trainer's data-parallel sync is rank " + sync.rank() + " of " + sync.ranks()
@@ -112,7 +113,7 @@ public final class DistributedOptimizer implements TrainingOptimizer {
         int segment = slots.isEmpty() ? 0 : slots.getLast().at() + slots.getLast().chunk();
         checkSameGradients(slots, segment);
         step++;
-        if (slots.isEmpty()) return 0;
+        if (slots.isEmpty()) return params.pipeline().stages() == 1 ? 0 : globalNorm(slots, dp.rank()); // the norm is collective over stages
         int ranks = dp.size(), me = dp.rank();
         ensureBuffers(segment, slots.getFirst().param().device());
         try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
@@ -182,7 +183,7 @@ public final class DistributedOptimizer implements TrainingOptimizer {
         try (var scope = Scope.open()) {
             for (Slot s : slots) {
                 int len = owned(s.numel(), s.chunk(), me);
-                if (len == 0) continue;
+                if (len == 0 || params.isStageCopy(s.name())) continue; // stage 0's copy counts it
                 double sq = gradPart.backend().sumOfSquares(gradPart.narrow(0, s.at(), len));
                 if (params.shard(s.name()).isSplit()) split += sq;
                 else replicated += sq;
@@ -191,7 +192,9 @@ public final class DistributedOptimizer implements TrainingOptimizer {
         double[] sums = ExactSums.overRanks(new double[] {split, replicated}, dp.size(), dp::allGather);
         TensorParallel tp = params.tensorParallel();
         double splitTotal = tp.size() == 1 ? sums[0] : ExactSums.overRanks(new double[] {sums[0]}, tp.size(), tp::allGather)[0];
-        return Math.sqrt(splitTotal + sums[1]);
+        double[] stage = {splitTotal + sums[1]};
+        params.pipeline().sumOverStages(stage); // every stage's share (a tied head's copy was left out above)
+        return Math.sqrt(stage[0]);
     }
 
     private void ensureBuffers(int segment, Device device) {
@@ -235,46 +238,97 @@ public final class DistributedOptimizer implements TrainingOptimizer {
 
     @Override
     public void saveMoments(Function<String, Shard> shardOf, TensorParallel tp, Path file) throws IOException {
-        // Every rank walks the same names in the same (name) order, the writer's order.
-        Map<String, Moments> byMoment = new TreeMap<>();
-        Map<String, Tensor> tensorOf = new TreeMap<>();
+        // Every rank walks the same names in the same (name) order, the writer's order. A pipeline stage
+        // saves the moments of the parameters it owns (a tied head's copy is stage 0's), as the weights are saved.
+        Map<String, Moment> owned = new TreeMap<>();
         moments.forEach((name, mv) -> {
-            byMoment.put(name + ".exp_avg", mv);
-            tensorOf.put(name + ".exp_avg", mv.m());
-            byMoment.put(name + ".exp_avg_sq", mv);
-            tensorOf.put(name + ".exp_avg_sq", mv.v());
+            if (params.isStageCopy(name)) return;
+            owned.put(name + ".exp_avg", new Moment(mv.param(), mv.m()));
+            owned.put(name + ".exp_avg_sq", new Moment(mv.param(), mv.v()));
         });
+        PipelineParallel pp = params.pipeline();
+        if (pp.stage() != 0) {
+            streamToFirstStage(owned, shardOf, tp, pp);
+            return;
+        }
         if (file == null) {
-            for (var e : byMoment.entrySet()) {
-                Shard shard = shardOf.apply(e.getKey());
-                boolean split = shard != null && shard.isSplit();
-                // A replicated moment is written from tensor-parallel rank 0's data-parallel group alone.
-                if (!split && tp.rank() != 0) continue;
-                try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
-                    Tensor local = gatherOverDp(e.getValue().param(), tensorOf.get(e.getKey()));
-                    if (split && dp.rank() == 0) TensorFiles.gather(local, shard, tp);
+            for (var e : owned.entrySet()) {
+                try (var scope = Scope.open()) {
+                    whole(e.getValue(), shardOf.apply(e.getKey()), tp);
                 }
             }
             return;
         }
+        // Later stages' moments are received when the writer reaches their names (TensorFiles.save's protocol).
+        Map<String, long[]> remoteShape = new TreeMap<>();
+        Map<String, Integer> owner = new TreeMap<>();
+        for (int st = 1; st < pp.stages(); st++) {
+            for (var e : TensorFiles.receiveManifest(pp, st).entrySet()) {
+                if (owned.containsKey(e.getKey()) || owner.put(e.getKey(), st) != null) {
+                    throw new IllegalStateException("moment " + e.getKey() + " is saved by two pipeline stages");
+                }
+                remoteShape.put(e.getKey(), e.getValue());
+            }
+        }
+        Map<String, Moment> all = new TreeMap<>(owned);
+        for (String name : owner.keySet()) all.put(name, null);
         var writer = new SafetensorsWriter();
-        for (var e : byMoment.entrySet()) {
-            Shard shard = shardOf.apply(e.getKey());
-            boolean split = shard != null && shard.isSplit();
-            Tensor param = e.getValue().param(), part = tensorOf.get(e.getKey());
-            int[] shape = split ? shard.fullShape() : param.shape();
-            long[] dims = new long[shape.length];
-            for (int i = 0; i < shape.length; i++) dims[i] = shape[i];
-            writer.add(e.getKey(), SafetensorsDtype.F32, dims, out -> {
+        for (var e : all.entrySet()) {
+            String name = e.getKey();
+            Moment local = e.getValue();
+            if (local == null) {
+                TensorFiles.addReceived(writer, name, remoteShape.get(name), pp, owner.get(name));
+                continue;
+            }
+            Shard shard = shardOf.apply(name);
+            int[] shape = shard != null && shard.isSplit() ? shard.fullShape() : local.param().shape();
+            writer.add(name, SafetensorsDtype.F32, java.util.Arrays.stream(shape).asLongStream().toArray(), out -> {
                 try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
-                    Tensor local = gatherOverDp(param, part);
-                    Tensor whole = split ? TensorFiles.gather(local, shard, tp) : local.to(Device.CPU).contiguous();
+                    Tensor whole = whole(local, shard, tp);
                     long bytes = whole.dtype().byteSize(whole.numel());
                     TensorDataSource.of(whole.segment().asSlice(whole.dtype().byteSize(whole.offset()), bytes)).writeTo(out);
                 }
             });
         }
         writer.write(file);
+    }
+
+    /** One moment: the parameter it belongs to and this rank's part of it. */
+    private record Moment(Tensor param, Tensor part) {}
+
+    /**
+     * A later pipeline stage's save: the manifest, then each whole moment in name order sent to stage 0 by
+     * this stage's data- and tensor-parallel rank 0 (every rank of the stage joins the gathers).
+     */
+    private void streamToFirstStage(Map<String, Moment> owned, Function<String, Shard> shardOf, TensorParallel tp, PipelineParallel pp) {
+        boolean sends = dp.rank() == 0 && tp.rank() == 0;
+        if (sends) {
+            Map<String, Tensor> params = new TreeMap<>();
+            owned.forEach((name, mv) -> params.put(name, mv.param()));
+            TensorFiles.sendManifest(params, shardOf, pp);
+        }
+        for (var e : owned.entrySet()) {
+            try (var scope = Scope.open(); var ng = GradMode.noGrad()) {
+                Tensor whole = whole(e.getValue(), shardOf.apply(e.getKey()), tp);
+                if (sends) pp.send(whole, 0);
+            }
+        }
+    }
+
+    /**
+     * The whole moment (in the current scope): gathered over dp, then over tp when the parameter is split.
+     * Collective: a replicated moment is gathered by tensor-parallel rank 0's data-parallel group alone, a
+     * split one over tp by data-parallel rank 0's tensor-parallel group; only data- and tensor-parallel
+     * rank 0's result is the whole moment (null on a rank that joins no gather).
+     */
+    private Tensor whole(Moment m, Shard shard, TensorParallel tp) {
+        boolean split = shard != null && shard.isSplit();
+        if (!split && tp.rank() != 0) return null;
+        try (var ng = GradMode.noGrad()) {
+            Tensor local = gatherOverDp(m.param(), m.part());
+            if (!split) return local.to(Device.CPU).contiguous();
+            return dp.rank() == 0 ? TensorFiles.gather(local, shard, tp) : local;
+        }
     }
 
     /** This tensor-parallel rank's whole moment of {@code param}, gathered from every data-parallel rank's part (in the current scope). */

@@ -164,15 +164,7 @@ public final class TensorFiles {
                     addLocal(writer, name, e.getValue(), shardOf.apply(name), tp, temps);
                     continue;
                 }
-                long[] shape = shapes.get(name);
-                int from = owner.get(name);
-                writer.add(name, SafetensorsDtype.F32, shape, out -> {
-                    try (var sc = Scope.open()) {
-                        Tensor buf = Tensor.empty(DType.F32, Device.CPU, Arrays.stream(shape).mapToInt(Math::toIntExact).toArray());
-                        pp.recv(buf, from);
-                        TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
-                    }
-                });
+                addReceived(writer, name, shapes.get(name), pp, owner.get(name));
             }
             writer.write(file);
         } finally {
@@ -180,8 +172,25 @@ public final class TensorFiles {
         }
     }
 
-    /** Names and full shapes of a stage's tensors, as ints (one per UTF-16 unit), length first. */
-    private static void sendManifest(Map<String, Tensor> sorted, Function<String, Shard> shardOf, PipelineParallel pp) {
+    /**
+     * Adds to {@code writer} the F32 tensor {@code name} of {@code shape} that pipeline stage {@code from}
+     * streams (whole, in name order after its manifest): it is received when the writer reaches it.
+     */
+    public static void addReceived(SafetensorsWriter writer, String name, long[] shape, PipelineParallel pp, int from) {
+        writer.add(name, SafetensorsDtype.F32, shape, out -> {
+            try (var sc = Scope.open()) {
+                Tensor buf = Tensor.empty(DType.F32, Device.CPU, Arrays.stream(shape).mapToInt(Math::toIntExact).toArray());
+                pp.recv(buf, from);
+                TensorDataSource.of(buf.segment().asSlice(0, 4L * buf.numel())).writeTo(out);
+            }
+        });
+    }
+
+    /**
+     * Sends stage 0 the names and full shapes of a stage's tensors ({@code sorted}, in name order), as ints
+     * (one per UTF-16 unit), length first: what a stage streaming its tensors to stage 0 sends before them.
+     */
+    public static void sendManifest(Map<String, Tensor> sorted, Function<String, Shard> shardOf, PipelineParallel pp) {
         StringBuilder sb = new StringBuilder();
         for (var e : sorted.entrySet()) {
             Shard shard = shardOf.apply(e.getKey());
@@ -197,7 +206,8 @@ public final class TensorFiles {
         }
     }
 
-    private static Map<String, long[]> receiveManifest(PipelineParallel pp, int from) {
+    /** The names and full shapes stage {@code from} sent with {@link #sendManifest}, in its order. */
+    public static Map<String, long[]> receiveManifest(PipelineParallel pp, int from) {
         Map<String, long[]> out = new LinkedHashMap<>();
         try (var sc = Scope.open()) {
             Tensor n = Tensor.empty(DType.I32, Device.CPU, 1);

@@ -163,6 +163,20 @@ public final class EarlyExitModel implements AutoCloseable {
         return new EarlyExitModel(config, new ExitInitParameters(device, seed, tp), layers);
     }
 
+    /**
+     * One pipeline stage of an EE-Tuning prefix, zeroed (to be loaded): the embedding when {@code stage} is
+     * first, its layers up to layer {@code depth} (the deepest exit's input; the layers past it are never
+     * built), the exits it owns, no final head. With {@code randomExitsSeed} non-null, the exits get the
+     * random values a fresh model with that seed gives them.
+     */
+    public static EarlyExitModel allocateTuningStage(ModelConfig config, Device device, int depth, TensorParallel tp, PipelineParallel pp,
+                                                     PipelineStage stage, Long randomExitsSeed) {
+        if (stage.endLayer() > config.nLayers()) throw new IllegalArgumentException(stage + " exceeds the model's " + config.nLayers() + " layers");
+        if (depth < stage.firstLayer()) throw new IllegalArgumentException(stage + " lies past the deepest exit's input, layer " + depth);
+        Parameters params = randomExitsSeed == null ? new Parameters(device, 0, false, tp, pp) : new ExitInitParameters(device, randomExitsSeed, tp, pp);
+        return new EarlyExitModel(config, params, stage, false, Math.min(stage.endLayer(), depth), false);
+    }
+
     public ModelConfig config() {
         return config;
     }
@@ -415,6 +429,15 @@ public final class EarlyExitModel implements AutoCloseable {
         Tensor[][] inputs = new Tensor[exits.size()][];
         backbone(ids, inputs, null);
         return inputs;
+    }
+
+    /**
+     * {@link #exitInputs(Tensor)} on a pipeline stage: from its input (ids on the first stage, the previous
+     * stage's output on the others) fills {@code inputs[i]} with what {@code exits().get(i)} reads and returns
+     * the stage's output, which the next stage reads. Run it under no-grad for a frozen backbone.
+     */
+    public Tensor exitInputs(Tensor input, Tensor[][] inputs) {
+        return backbone(input, inputs, null);
     }
 
     private void collectExitInputs(int depth, Tensor x, Tensor[] split, Tensor[][] inputs, double[] weights) {

@@ -9,7 +9,11 @@ import dev.exeunt.tensor.Device;
  */
 final class ExitInitParameters extends Parameters {
     ExitInitParameters(Device device, long seed, TensorParallel tp) {
-        super(device, seed, false, tp);
+        this(device, seed, tp, PipelineParallel.NONE);
+    }
+
+    ExitInitParameters(Device device, long seed, TensorParallel tp, PipelineParallel pp) {
+        super(device, seed, false, tp, pp);
     }
 
     @Override

@@ -7,15 +7,13 @@ import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.checkpoint.TensorFiles;
 import dev.exeunt.model.config.ConfigJson;
 import dev.exeunt.model.config.ExitConfig;
-import dev.exeunt.model.config.ExitKind;
-import dev.exeunt.model.config.Family;
 import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.io.SafetensorsCheckpoint;
-import dev.exeunt.model.io.SafetensorsTensorInfo;
-import dev.exeunt.model.io.SafetensorsWriter;
 import dev.exeunt.model.io.TokenWindows;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.PipelineParallel;
+import dev.exeunt.model.nn.PipelineStage;
 import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.model.train.EvalReport;
 import dev.exeunt.model.train.GradientSync;
@@ -34,7 +32,6 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 
@@ -45,6 +42,10 @@ import java.util.Set;
  * copied byte for byte and the exits added, in the same Hugging Face layout. The log and the
  * checkpoint are written into a staging directory that {@link CheckpointStore} publishes, so a crash
  * leaves either the previous contents of the output directory or the whole new checkpoint.
+ *
+ * <p>Under pipeline parallelism each stage holds its layers up to the deepest exit and the exits it owns;
+ * the frozen forward flows down the stages ({@link FrozenBackbone}) and nothing flows back, so each
+ * stage trains its exits on its own, the losses and the clipping norm summed over the stages.
  */
 public final class ExitTuner implements AutoCloseable {
     /** How exits start: copies of the final norm/head (and the layer's MLP or the last layer), or random. */
@@ -59,9 +60,11 @@ public final class ExitTuner implements AutoCloseable {
     private final ModelConfig config;
     private final EarlyExitModel model;
     private final int depth;
+    private final FrozenBackbone backbone;
+    /** Null on a stage that holds no exit. */
     private final AdamW optimizer;
     private final GradientSync sync;
-    /** Whether this rank logs and writes (data- and tensor-parallel rank 0). */
+    /** Whether this rank logs and writes (data- and tensor-parallel rank 0 of pipeline stage 0). */
     private final boolean writes;
     /** The staging directory {@link #tune} logged into, which {@link #save} completes; null before tuning. */
     private Path staged;
@@ -84,40 +87,75 @@ public final class ExitTuner implements AutoCloseable {
      */
     public ExitTuner(Path source, List<ExitConfig> exits, Init init, boolean dynamicTokenWeights, long seed, TrainConfig tc,
                      TensorParallel tp, GradientSync sync) throws IOException {
+        this(source, exits, init, dynamicTokenWeights, seed, tc, tp, PipelineParallel.NONE, PipelineStage.whole(readBase(source).nLayers()), sync);
+    }
+
+    /**
+     * One rank of pipeline stage {@code stage} (of the split over {@code stage.count()} stages) under
+     * tp x dp x pp: it loads only its layers up to the deepest exit's input and its exits. {@code pp} is the
+     * group of the stages that run, those up to the last one holding an exit ({@link TuningStages#running});
+     * a stage with no exit only forwards the frozen activations and holds no optimizer. Stage 0 logs and
+     * writes the checkpoint as the other stages stream their exits to it.
+     */
+    public ExitTuner(Path source, List<ExitConfig> exits, Init init, boolean dynamicTokenWeights, long seed, TrainConfig tc,
+                     TensorParallel tp, PipelineParallel pp, PipelineStage stage, GradientSync sync) throws IOException {
         this.source = source;
         this.sync = sync;
-        this.writes = sync.logs() && tp.rank() == 0;
-        ModelConfig base = ConfigJson.read(source.resolve(ModelCheckpoint.CONFIG));
+        this.writes = sync.logs() && tp.rank() == 0 && pp.stage() == 0;
+        ModelConfig base = readBase(source);
         if (!base.exits().isEmpty()) {
             throw new IllegalArgumentException(source + " already has exits at layers "
                     + base.exits().stream().map(e -> String.valueOf(e.layer())).toList() + "; tune a model without exits");
         }
         if (exits.isEmpty()) throw new IllegalArgumentException("give at least one exit layer to tune");
         this.config = base.withExits(exits).withDynamicTokenWeights(dynamicTokenWeights);
-        int d = 0;
-        for (ExitConfig e : config.exits()) d = Math.max(d, e.kind() == ExitKind.MLP ? e.layer() : e.inputDepth());
-        this.depth = d;
+        this.depth = TuningStages.depth(config.exits());
+        checkStage(stage, pp);
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(source)) {
             CheckpointLayout.check(base, ckpt); // the whole backbone agrees with config.json before anything is allocated
-            this.model = init == Init.RANDOM ? EarlyExitModel.allocatePrefixWithRandomExits(config, Device.CPU, depth, seed, tp)
-                    : EarlyExitModel.allocatePrefix(config, Device.CPU, depth, tp);
+            this.model = EarlyExitModel.allocateTuningStage(config, Device.CPU, depth, tp, pp, stage, init == Init.RANDOM ? seed : null);
             try {
                 loadBackbone(ckpt);
-                if (init == Init.COPY) copyInit(ckpt);
+                if (init == Init.COPY) ExitCopyInit.apply(model, ckpt);
             } catch (IOException | RuntimeException e) {
                 model.close();
                 throw e;
             }
         }
         for (var e : model.parameters().all().entrySet()) e.getValue().requiresGrad(e.getKey().startsWith("exits."));
-        this.optimizer = new AdamW(new AdamW.Settings((float) tc.beta1(), (float) tc.beta2(), 1e-8f, (float) tc.weightDecay()));
+        this.backbone = new FrozenBackbone(model);
+        // A stage without exits has nothing to train: no optimizer (an empty one is what crashes the reference system).
+        this.optimizer = model.exits().isEmpty() ? null
+                : new AdamW(new AdamW.Settings((float) tc.beta1(), (float) tc.beta2(), 1e-8f, (float) tc.weightDecay()));
+    }
+
+    private static ModelConfig readBase(Path source) throws IOException {
+        return ConfigJson.read(source.resolve(ModelCheckpoint.CONFIG));
+    }
+
+    /**
+     * Refuses a stage past the last exit's stage (it is not to be started), and a pipeline group other than
+     * the running stages': stage s on its rank s, the group ending at the last stage holding an exit.
+     */
+    private void checkStage(PipelineStage stage, PipelineParallel pp) {
+        boolean holdsExit = config.exits().stream().anyMatch(stage::owns);
+        boolean laterHoldsExit = config.exits().stream().anyMatch(e -> e.layer() - 1 >= stage.endLayer());
+        if (!holdsExit && !laterHoldsExit) {
+            throw new IllegalArgumentException(stage + " lies past the last exit (layer " + config.exits().stream()
+                    .mapToInt(ExitConfig::layer).max().orElse(0) + "): tune does not start the stages past it");
+        }
+        boolean groupFits = pp.stage() == stage.index() && (laterHoldsExit ? pp.stages() > stage.index() + 1 : pp.stages() == stage.index() + 1);
+        if (!groupFits) {
+            throw new IllegalArgumentException(stage + " built on pipeline rank " + pp.stage() + " of " + pp.stages()
+                    + "; tune's pipeline group holds the stages up to the last one with an exit");
+        }
     }
 
     public EarlyExitModel model() {
         return model;
     }
 
-    /** Layers of the backbone loaded (the rest are never read). */
+    /** Layers of the backbone loaded, over every stage (the rest are never read). */
     public int loadedLayers() {
         return depth;
     }
@@ -136,43 +174,6 @@ public final class ExitTuner implements AutoCloseable {
                 ModelCheckpoint.loadShard(model.parameters(), name, t);
             }
         }
-    }
-
-    /** Copy initialisation: norm from the final norm, head from the final head (or tied embedding), mlp from its layer, layer from the last layer. */
-    private void copyInit(SafetensorsCheckpoint ckpt) throws IOException {
-        boolean gpt2 = config.family() == Family.GPT2;
-        String finalNorm = gpt2 ? "ln_f" : "model.norm";
-        String head = config.tiedEmbeddings() ? (gpt2 ? "wte.weight" : "model.embed_tokens.weight") : "lm_head.weight";
-        String layerPrefix = gpt2 ? "h." : "model.layers.";
-        for (Exit exit : model.exits()) {
-            String p = Exit.prefix(exit.index()) + ".";
-            for (String name : model.parameters().all().keySet()) {
-                if (!name.startsWith(p)) continue;
-                String rest = name.substring(p.length());
-                String from;
-                if (rest.startsWith("norm.")) from = finalNorm + rest.substring("norm".length());
-                else if (rest.equals("head.weight")) from = head;
-                else if (rest.startsWith("mlp.")) from = layerPrefix + (exit.config().layer() - 1) + "." + rest;
-                else if (rest.startsWith("layer.")) from = layerPrefix + (config.nLayers() - 1) + rest.substring("layer".length());
-                else throw new IllegalStateException("no copy source for " + name);
-                String src = CheckpointLayout.resolve(ckpt, from);
-                if (src == null) throw new dev.exeunt.model.io.CheckpointFormatException(ckpt.location(), "lacks " + from + " to initialise " + name);
-                try (Tensor t = TensorFiles.load(ckpt, src, Device.CPU)) {
-                    ModelCheckpoint.loadShard(model.parameters(), name, t); // sharded like its source
-                }
-            }
-        }
-    }
-
-    /** The frozen backbone forward up to the deepest exit (no graph); returns each exit's input. */
-    private Tensor[][] exitInputs(Tensor ids) {
-        try (var g = GradMode.noGrad()) {
-            return model.exitInputs(ids);
-        }
-    }
-
-    private Tensor exitLoss(Exit e, Tensor[] input, Tensor targets, boolean training) {
-        return model.exitLoss(e, input, targets, null, training);
     }
 
     private static CheckpointStore store(Path outDir) {
@@ -196,7 +197,7 @@ public final class ExitTuner implements AutoCloseable {
         var split = tc.valFraction() > 0 ? windows.split(tc.valFraction()) : new TokenWindows.Split(windows.all(), new int[0]);
         var batches = windows.batches(split.train(), tc.batchSize(), tc.seed(), true, true);
         Map<String, Tensor> trainable = model.parameters().trainable();
-        int n = model.exits().size();
+        int n = config.exits().size();
         double[] last = new double[n];
         long t0 = System.nanoTime();
         long tokensPerIter = (long) tc.batchSize() * tc.gradAccum() * tc.seqLen();
@@ -206,23 +207,25 @@ public final class ExitTuner implements AutoCloseable {
         for (int it = 0; it < tc.iters(); it++) {
             model.parameters().zeroGrads();
             double[] losses = new double[n], weights = new double[n];
+            for (int i = 0; i < n; i++) weights[i] = config.exits().get(i).weight().at(it);
             for (int micro = 0; micro < tc.gradAccum(); micro++) {
                 var b = batches.next(sync.rank(), sync.ranks());
                 try (var s = Scope.open()) {
                     Tensor ids = Tensor.ofInts(b.inputs(), b.size(), tc.seqLen());
                     Tensor tgt = Tensor.ofInts(b.targets(), b.size(), tc.seqLen());
-                    Tensor[][] in = exitInputs(ids);
-                    for (Exit e : model.exits()) {
-                        weights[e.index()] = e.config().weight().at(it);
+                    Tensor[][] in = backbone.exitInputs(ids);
+                    for (int k = 0; k < model.exits().size(); k++) {
+                        Exit e = model.exits().get(k);
                         try (var inner = Scope.open()) {
-                            Tensor l = exitLoss(e, in[e.index()], tgt, true);
+                            Tensor l = model.exitLoss(e, in[k], tgt, null, true);
                             losses[e.index()] += l.item() / tc.gradAccum();
                             l.scale((float) (weights[e.index()] / tc.gradAccum())).backward();
                         }
                     }
                 }
             }
-            sync.averageScalars(losses); // before the check, so every rank stops at the same iteration
+            sync.averageScalars(losses);
+            model.parameters().pipeline().sumOverStages(losses); // each exit's loss is on its stage alone; before the check, so every rank stops alike
             for (double l : losses) {
                 if (!Double.isFinite(l)) {
                     throw new dev.exeunt.model.train.TrainingDivergedException("exit loss became " + l + " at iteration " + it
@@ -231,23 +234,18 @@ public final class ExitTuner implements AutoCloseable {
             }
             TensorParallelGradients.reducePartial(model.parameters(), trainable);
             sync.reduceGradients(trainable);
-            TensorParallelGradients.clip(model.parameters(), trainable, tc.gradClip());
+            TensorParallelGradients.clip(model.parameters(), trainable, tc.gradClip()); // the norm over every stage's exits
             double lr = tc.lrAt(it);
-            optimizer.step(trainable, (float) lr);
+            if (optimizer != null) optimizer.step(trainable, (float) lr);
             last = losses;
             double elapsed = (System.nanoTime() - t0) / 1e9;
             double tps = tokensPerIter * (it + 1) / elapsed;
-            var sb = new StringBuilder(String.format(Locale.ROOT, "{\"iter\":%d,\"exit_losses\":[", it));
-            for (int i = 0; i < n; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.6f", losses[i]));
-            sb.append("],\"exit_weights\":[");
-            for (int i = 0; i < n; i++) sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT, "%.4f", weights[i]));
-            sb.append(String.format(Locale.ROOT, "],\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.2f}%n", lr, tps, elapsed));
-            if (writes) Files.writeString(log, sb, StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+            if (writes) {
+                Files.writeString(log, TuneLog.jsonLine(it, losses, weights, lr, tps, elapsed), StandardCharsets.UTF_8,
+                        StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+            }
             if (console != null && (it % Math.max(1, tc.logEvery()) == 0 || it == tc.iters() - 1)) {
-                var line = new StringBuilder(String.format(Locale.ROOT, "tune %d/%d", it + 1, tc.iters()));
-                for (int i = 0; i < n; i++) line.append(String.format(Locale.ROOT, " exit@%d %.4f", config.exits().get(i).layer(), losses[i]));
-                line.append(String.format(Locale.ROOT, " | lr %.2e %.0f tok/s ETA %.0fs", lr, tps, (tc.iters() - it - 1) * elapsed / (it + 1)));
-                console.println(line);
+                console.println(TuneLog.consoleLine(it, tc.iters(), config.exits(), losses, lr, tps, elapsed));
             }
         }
         tunedIterations = tc.iters();
@@ -258,7 +256,7 @@ public final class ExitTuner implements AutoCloseable {
 
     /** Validation loss per exit (the final head is not loaded while tuning; its loss is reported as NaN). */
     public EvalReport evaluate(TokenWindows windows, int[] indices, int batchSize, int maxBatches) {
-        int n = model.exits().size();
+        int n = config.exits().size();
         double[] sum = new double[n];
         long tokens = 0;
         var batches = windows.batches(indices, batchSize, 0, false, false);
@@ -268,11 +266,14 @@ public final class ExitTuner implements AutoCloseable {
             try (var s = Scope.open(); var g = GradMode.noGrad()) {
                 Tensor ids = Tensor.ofInts(batch.inputs(), batch.size(), windows.seqLen());
                 Tensor tgt = Tensor.ofInts(batch.targets(), batch.size(), windows.seqLen());
-                Tensor[][] in = exitInputs(ids);
-                for (Exit e : model.exits()) sum[e.index()] += exitLoss(e, in[e.index()], tgt, false).item() * tgt.numel();
+                Tensor[][] in = backbone.exitInputs(ids);
+                for (int k = 0; k < model.exits().size(); k++) {
+                    sum[model.exits().get(k).index()] += model.exitLoss(model.exits().get(k), in[k], tgt, null, false).item() * tgt.numel();
+                }
                 tokens += tgt.numel();
             }
         }
+        model.parameters().pipeline().sumOverStages(sum); // each exit's sum is on its stage alone
         double[] loss = new double[n];
         for (int i = 0; i < n; i++) loss[i] = sum[i] / tokens;
         int[] layers = config.exits().stream().mapToInt(ExitConfig::layer).toArray();
@@ -283,43 +284,19 @@ public final class ExitTuner implements AutoCloseable {
 
     /**
      * Publishes the early-exit checkpoint to {@code outDir}: every tensor of the source copied byte for
-     * byte (same dtype), the exit tensors added, config.json with the exits, the source's tokenizer.json
-     * and the tuning log.
+     * byte (same dtype), the exit tensors added ({@link TunedWeights}), config.json with the exits, the
+     * source's tokenizer.json and the tuning log. Every rank calls it.
      */
     public void save(Path outDir) throws IOException {
-        var params = model.parameters();
-        Map<String, Tensor> exitTensors = new java.util.TreeMap<>();
-        params.all().forEach((name, t) -> {
-            if (name.startsWith("exits.")) exitTensors.put(name, t);
-        });
-        if (!writes) { // another tensor-parallel rank (or a dp replica, which has nothing to add)
-            if (sync.rank() == 0) TensorFiles.joinGathers(exitTensors, params::shard, params.tensorParallel());
+        if (sync.rank() != 0) return; // a data-parallel replica has nothing to add
+        if (!writes) { // another tensor-parallel rank or pipeline stage: contributes its exits
+            TunedWeights.save(model.parameters(), source, null);
             return;
         }
         CheckpointStore store = store(outDir);
         Path dir = staged != null && staged.equals(store.staging()) && Files.isDirectory(staged) ? staged : store.beginStaging();
         staged = null;
-        try (SafetensorsCheckpoint src = SafetensorsCheckpoint.open(source)) {
-            var writer = new SafetensorsWriter();
-            writer.metadata("format", "pt");
-            writer.metadata("producer", "exeunt tune");
-            for (var e : src.tensors().entrySet()) {
-                SafetensorsTensorInfo info = e.getValue();
-                writer.add(e.getKey(), info.dtype(), info.shape(), src.data(e.getKey()));
-            }
-            for (var e : exitTensors.entrySet()) {
-                String name = e.getKey();
-                Tensor t = e.getValue();
-                if (params.shard(name).isSplit()) {
-                    TensorFiles.addGathered(writer, name, t, params.shard(name), params.tensorParallel());
-                    continue;
-                }
-                long[] shape = new long[t.rank()];
-                for (int i = 0; i < shape.length; i++) shape[i] = t.dim(i);
-                writer.add(name, dev.exeunt.model.io.SafetensorsDtype.F32, shape, t.segment().asSlice(t.offset() * 4, t.numel() * 4));
-            }
-            writer.write(dir.resolve(ModelCheckpoint.WEIGHTS));
-        }
+        TunedWeights.save(model.parameters(), source, dir.resolve(ModelCheckpoint.WEIGHTS));
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
         if (Files.exists(tok)) Files.copy(tok, dir.resolve(ModelCheckpoint.TOKENIZER));
@@ -330,7 +307,7 @@ public final class ExitTuner implements AutoCloseable {
 
     @Override
     public void close() {
-        optimizer.close();
+        if (optimizer != null) optimizer.close();
         model.close();
     }
 }

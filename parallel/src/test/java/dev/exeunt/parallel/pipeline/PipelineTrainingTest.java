@@ -43,7 +43,7 @@ import org.junit.jupiter.api.io.TempDir;
  * reasons {@code TensorParallelTrainingTest} gives: only the order of float sums differs.
  */
 @ExtendWith(LeakCheck.class)
-class PipelineTrainingTest {
+public class PipelineTrainingTest {
     public static final int SEQ = 8, VOCAB = 96;
     static final double LOSS_REL = 1e-5, WEIGHT_ABS = 5e-5;
     public static int[] tokens;
