@@ -9,7 +9,7 @@ import java.nio.file.Path;
  * {@code train}'s pipeline schedule options: EE-LLM's bubble filling ({@code --fill-bubbles [N]}, with
  * {@code --backward-forward-ratio R|measured}) and {@code --trace-schedule FILE} (a Chrome trace of the last
  * step). {@code fillCount} is null without filling and -1 for the default count; {@code ratio} null means
- * measured in the first step. {@code --defer-exits false} runs the exits in the forward (to measure what
+ * measured (stage times in the second step, fills fitted to them). {@code --defer-exits false} runs the exits in the forward (to measure what
  * deferral saves: the log's {@code stage_peak_mb}).
  */
 record PipelineSchedule(Integer fillCount, Double ratio, Path trace, boolean deferExits) {
@@ -23,7 +23,9 @@ record PipelineSchedule(Integer fillCount, Double ratio, Path trace, boolean def
                                   train the early stages and their exits in the 1F1B bubbles; drawn from the data
                                   after each global batch, logged as fill_micro_batches / fill_exit_losses; free
                                   in warm-up, at most one forward each in cool-down with >= 2P micro-batches
-              --backward-forward-ratio R|measured  r for the fill counts (default 2; measured: timed in step 1)
+              --backward-forward-ratio R|measured  r for the fill counts (default 2); measured: every stage's
+                                  forward and backward timed in step 2, and only the fills that fit those
+                                  bubbles run (from step 3)
               --trace-schedule FILE  with --pp: the last step's timeline per stage as Chrome trace JSON
               --defer-exits false  with --pp: run exit heads in the forward, not right before the backward
                                   (their logits then live longer; compare the log's stage_peak_mb)
@@ -73,7 +75,7 @@ record PipelineSchedule(Integer fillCount, Double ratio, Path trace, boolean def
     /** What the console says about the fills. */
     String describe(OneFOneBRunner runner) {
         if (fillCount == null) return "";
-        if (ratio == null) return "; bubble fills from step 2, with the backward:forward ratio measured in step 1";
+        if (ratio == null) return "; bubble fills from step 3, fitted to the stage times measured in step 2";
         return String.format(java.util.Locale.ROOT, "; %d bubble-fill micro-batches per step (%d asked per phase, r = %.2g)",
                 runner.fillMicroBatches(), runner.bubbleFill().count(), ratio);
     }

@@ -99,6 +99,10 @@ class TrainDataParallelCliTest {
         double[] a = logged(one.get(0)), b = logged(fill.get(0));
         for (int i = 0; i < a.length - 1; i++) assertEquals(a[i], b[i], 1e-5 * Math.abs(a[i]), fill.get(0)); // not the norm: fills add gradient
         for (String line : fill) assertTrue(line.contains("\"fill_micro_batches\":3,\"fill_exit_losses\":["), line);
+        // Measured: no fills in the first two steps (warm-up, then timing); every stage agrees on the fitted ones after.
+        List<String> fitted = run(data, tmp.resolve("fitted"), concat(model, "--pp", "4", "--fill-bubbles", "--backward-forward-ratio", "measured"));
+        assertEquals(3, fitted.size());
+        assertTrue(!fitted.get(0).contains("fill_micro_batches") && !fitted.get(1).contains("fill_micro_batches"), fitted.toString());
         for (String[] bad : new String[][] {{"--fill-bubbles"}, {"--pp", "2", "--fill-bubbles", "x"}, {"--pp", "2", "--backward-forward-ratio", "2"},
                 {"--pp", "2", "--fill-bubbles", "--backward-forward-ratio", "-1"}, {"--trace-schedule", "t.json"}}) {
             var r = CliEndToEndTest.exeunt(withBase(data, tmp.resolve("bad"), concat(model, bad)));

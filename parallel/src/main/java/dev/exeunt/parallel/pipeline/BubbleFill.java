@@ -22,7 +22,8 @@ import java.util.List;
  *     with their losses; stages before j would have had to stretch the step to take it.
  * </ul>
  * Both phases take {@code count} fills (by default {@code int((P-1) r / (1 + r))}, EE-LLM's), fewer when
- * the bubbles have no room for them.
+ * the bubbles have no room for them. Those counts assume every stage takes the same time; {@link #fitted}
+ * keeps only the fills that fit the bubbles of measured per-stage times.
  */
 public record BubbleFill(int count, double backwardForwardRatio) {
     public static final double DEFAULT_RATIO = 2.0;
@@ -85,6 +86,36 @@ public record BubbleFill(int count, double backwardForwardRatio) {
             }
         }
         return routes;
+    }
+
+    /** The fills of both phases. */
+    public record Fills(List<Route> warmup, List<Route> cooldown) {}
+
+    /**
+     * The fills of {@link #warmup} and {@link #cooldown} that fit the measured bubbles: each in turn is
+     * kept, at the deepest exit stage of its route that does not lengthen the simulated step
+     * ({@link ScheduleSimulation}, stage s taking {@code forward[s]} and {@code backward[s]}, a fill's
+     * backward costed like an ordinary one, exits and all), or dropped. What the bubble-fit counts above
+     * cannot see: stages that differ (exit heads on some, the final head on the last).
+     */
+    public Fills fitted(boolean[] holdsExit, int micros, double[] forward, double[] backward) {
+        int p = holdsExit.length;
+        double base = ScheduleSimulation.makespan(p, micros, List.of(), List.of(), forward, backward);
+        double slack = base * 1e-3;
+        List<Route> warm = new ArrayList<>(), cool = new ArrayList<>();
+        for (Route r : warmup(holdsExit)) {
+            for (int last = r.lastStage(); last >= 0; last--) {
+                if (!holdsExit[last]) continue;
+                warm.add(new Route(last, 0));
+                if (ScheduleSimulation.makespan(p, micros, warm, cool, forward, backward) <= base + slack) break;
+                warm.removeLast();
+            }
+        }
+        for (Route r : cooldown(holdsExit)) {
+            cool.add(r);
+            if (ScheduleSimulation.makespan(p, micros, warm, cool, forward, backward) > base + slack) cool.removeLast();
+        }
+        return new Fills(warm, cool);
     }
 
     /** Floor with a little slack, so that ratios like 2 / 3 * 3 count as the whole number they are. */

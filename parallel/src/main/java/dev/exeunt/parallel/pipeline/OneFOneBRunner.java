@@ -18,6 +18,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
@@ -49,9 +50,10 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     private List<BubbleFill.Route> warmupFills = List.of(), cooldownFills = List.of();
     private BubbleFill bubbleFill;
     private boolean[] holdsExit;
-    /** While the backward:forward ratio is to be measured: the fill count asked for (-1: default); else -2. */
+    /** While the stage times are to be measured: the fill count asked for (-1: default); else -2. */
     private int measureCount = -2;
-    private long forwardNanos, backwardNanos;
+    /** How many steps this runner has run (the times are measured in the second, after the JIT's warm-up). */
+    private int steps;
     private boolean deferExits = true;
     private int traceIteration = -1;
     private Path traceFile;
@@ -90,9 +92,10 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     }
 
     /**
-     * Fills pipeline bubbles from the second step on, with the backward:forward time ratio measured over
-     * every stage in the first (a collective then); {@code count} fills per phase, or -1 for the default
-     * {@link BubbleFill#defaultCount} of the measured ratio. Returns this runner.
+     * Fills pipeline bubbles from the third step on, with each stage's forward and backward times measured
+     * in the second (the first warms the JIT up): {@code count} fills per phase, or -1 for the default
+     * {@link BubbleFill#defaultCount} of the measured backward:forward ratio, of which only those that fit
+     * the measured bubbles run ({@link BubbleFill#fitted}). Returns this runner.
      */
     public OneFOneBRunner fillBubblesMeasured(int count, EarlyExitModel model) {
         this.holdsExit = stagesHoldingExits(model);
@@ -164,6 +167,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         double[] fillSums = new double[2 * nExits]; // each exit's fill loss sum, then how many fills trained it
         if (it == traceIteration) pp.barrier();
         HostMemory.resetPeak();
+        long forwardNanos = 0, backwardNanos = 0;
         ScheduleTrace trace = it == traceIteration ? new ScheduleTrace() : null;
         List<OneFOneB.Action> schedule = OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills);
         OneFOneB.Action lastBackward = null;
@@ -236,25 +240,22 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         }
         Map<String, Tensor> trainable = model.parameters().trainable();
         if (embeddingCopies != null && trainable.containsKey(embeddingName)) embeddingCopies.allReduce(trainable.get(embeddingName).grad(), ReduceOp.SUM);
-        // One exchange for the losses, the fills' losses and the compute times (for a measured ratio).
-        double[] both = new double[sums.length + fillSums.length + count + 2];
+        // One exchange for the losses, the fills' losses, each stage's peak memory and mean compute times.
+        double[] both = new double[sums.length + fillSums.length + 3 * count];
         System.arraycopy(sums, 0, both, 0, sums.length);
         System.arraycopy(fillSums, 0, both, sums.length, fillSums.length);
         int peaks = sums.length + fillSums.length;
         both[peaks + stage] = HostMemory.peakBytes();
-        both[both.length - 2] = forwardNanos;
-        both[both.length - 1] = backwardNanos;
+        both[peaks + count + stage] = forwardNanos / (double) m;
+        both[peaks + 2 * count + stage] = backwardNanos / (double) m;
         stages.sumOverStages(both);
         long[] stagePeaks = new long[count];
         for (int s = 0; s < count; s++) stagePeaks[s] = (long) both[peaks + s];
         System.arraycopy(both, 0, sums, 0, sums.length);
-        if (measureCount > -2 && both[both.length - 2] > 0) {
-            double r = Math.max(0.1, both[both.length - 1] / both[both.length - 2]);
-            bubbleFill = new BubbleFill(measureCount >= 0 ? measureCount : BubbleFill.defaultCount(count, r), r);
-            warmupFills = bubbleFill.warmup(holdsExit);
-            cooldownFills = bubbleFill.cooldown(holdsExit);
-            measureCount = -2;
+        if (measureCount > -2 && steps == 1) {
+            fitFills(m, Arrays.copyOfRange(both, peaks + count, peaks + 2 * count), Arrays.copyOfRange(both, peaks + 2 * count, peaks + 3 * count));
         }
+        steps++;
         if (trace != null) writeTrace(trace);
         if (fill.isEmpty()) return new Losses(sums, null, stagePeaks);
         double[] fillMeans = new double[nExits];
@@ -263,6 +264,21 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
             fillMeans[e] = n > 0 ? both[sums.length + e] / n : Double.NaN;
         }
         return new Losses(sums, new FillLosses(fill.size(), fillMeans), stagePeaks);
+    }
+
+    /** The fills for the measured per-stage mean forward and backward times (the same on every stage). */
+    private void fitFills(int micros, double[] forward, double[] backward) {
+        double f = 0, b = 0;
+        for (int s = 0; s < count; s++) {
+            f += forward[s];
+            b += backward[s];
+        }
+        double r = Math.max(0.1, b / f);
+        bubbleFill = new BubbleFill(measureCount >= 0 ? measureCount : BubbleFill.defaultCount(count, r), r);
+        var fills = bubbleFill.fitted(holdsExit, micros, forward, backward);
+        warmupFills = fills.warmup();
+        cooldownFills = fills.cooldown();
+        measureCount = -2;
     }
 
     /** Hands micro-batch {@code i}'s tensors to be freed once its messages are done. */

@@ -5,9 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -38,31 +36,10 @@ class BubbleFillScheduleTest {
             }
             assertEquals(plans.get(s).size(), new java.util.HashSet<>(plans.get(s)).size(), "stage " + s + " repeats an action");
         }
-        Map<String, Double> done = new HashMap<>();
-        double[] clock = new double[p];
-        int[] next = new int[p];
-        boolean progress = true;
-        while (progress) {
-            progress = false;
-            for (int s = 0; s < p; s++) {
-                while (next[s] < plans.get(s).size()) {
-                    OneFOneB.Action a = plans.get(s).get(next[s]);
-                    BubbleFill.Route route = routes.get(a.micro());
-                    String need = a.forward() ? (s > 0 ? "F" + (s - 1) + ":" + a.micro() : null)
-                            : (s < route.lastStage() ? "B" + (s + 1) + ":" + a.micro() : null);
-                    if (need != null && !done.containsKey(need)) break;
-                    double start = Math.max(clock[s], need == null ? 0 : done.get(need));
-                    clock[s] = start + (a.forward() ? 1 : r);
-                    done.put((a.forward() ? "F" : "B") + s + ":" + a.micro(), clock[s]);
-                    next[s]++;
-                    progress = true;
-                }
-            }
-        }
-        for (int s = 0; s < p; s++) assertEquals(plans.get(s).size(), next[s], "deadlock on stage " + s + " at " + plans.get(s));
-        double end = 0;
-        for (double c : clock) end = Math.max(end, c);
-        return end;
+        double[] forward = new double[p], backward = new double[p];
+        java.util.Arrays.fill(forward, 1);
+        java.util.Arrays.fill(backward, r);
+        return ScheduleSimulation.makespan(p, m, warm, cool, forward, backward);
     }
 
     @Test
@@ -99,6 +76,31 @@ class BubbleFillScheduleTest {
         }
         System.out.printf("cool-down fills cost at most %.2f (m >= pp) and %.2f (m >= 2 pp) forwards each%n", worst[0], worst[1]);
         assertTrue(layouts > 1000);
+    }
+
+    /**
+     * Measured stage times where the exit stages are heavier than the rest (their heads in the backward):
+     * the bubble-fit counts overfill and lengthen the step; {@link BubbleFill#fitted} keeps what fits (shallower
+     * routes or fewer fills) and never lengthens it; with uniform stages it keeps every free fill.
+     */
+    @Test
+    void fittedFillsNeverLengthenTheMeasuredStep() {
+        var fill = new BubbleFill(2, 2.0);
+        boolean[] early = {true, true, false, false};
+        double[] uniformF = {1, 1, 1, 1}, uniformB = {2, 2, 2, 2};
+        assertEquals(new BubbleFill.Fills(fill.warmup(early), fill.cooldown(early)), fill.fitted(early, 8, uniformF, uniformB));
+        double[] f = {1, 1, 1, 0.2}, b = {3.5, 3.5, 2, 2.6}; // exits on stages 0 and 1; the last stage's head in its backward
+        double base = ScheduleSimulation.makespan(4, 8, List.of(), List.of(), f, b);
+        assertTrue(ScheduleSimulation.makespan(4, 8, fill.warmup(early), List.of(), f, b) > base * 1.01, "the counts alone would fit here");
+        var fitted = fill.fitted(early, 8, f, b);
+        assertTrue(ScheduleSimulation.makespan(4, 8, fitted.warmup(), fitted.cooldown(), f, b) <= base * 1.001);
+        assertFalse(fitted.warmup().isEmpty(), "no fill fits: " + fitted);
+        boolean[] ends = {true, false, false, true};
+        for (int m : new int[] {8, 16}) {
+            var both = fill.fitted(ends, m, f, b);
+            assertTrue(ScheduleSimulation.makespan(4, m, both.warmup(), both.cooldown(), f, b)
+                    <= ScheduleSimulation.makespan(4, m, List.of(), List.of(), f, b) * 1.001);
+        }
     }
 
     @Test
