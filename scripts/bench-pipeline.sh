@@ -3,7 +3,10 @@
 #   noexit  the model without exits           exits  with two exits at 1/4 and 1/2 depth (stages 0 and 1)
 #   fill    with the exits and --fill-bubbles (EE-LLM's default count, r = 2)
 #   fitted  with --fill-bubbles --backward-forward-ratio measured (fills fitted to the measured stage times)
-# as 4 mpirun processes (one thread each) or, with ENGINE=local, 4 thread ranks of one process.
+# as 4 mpirun processes (one thread each), with ENGINE=local as 4 thread ranks of one process, or with
+# ENGINE=serial as 4 thread ranks that compute one at a time with all cores (-Dexeunt.pipeline.serialize):
+# then the measured step is the sum of every stage's work and only the replay below is a step time, but
+# every traced duration is a stage's own, free of the others' contention.
 # Global batch 16, micro-batch 2: m = 8 micro-batches per step. Step times are medians of the iterations
 # after the first three (JIT warm-up; measured fills start in the third). One more run per configuration writes --trace-schedule, from which each
 # stage's bubble (1 - busy / step span) is measured, against 1F1B's analytical (P-1)/(m+P-1). Peak host
@@ -14,7 +17,7 @@
 # The step is also replayed from the trace as if each stage had its own core (the traced order and
 # durations, each action waiting only for its message), which is what a machine with a core or a device
 # per stage would see; on fewer cores than stages the measured times include the stages' contention.
-# usage: [ENGINE=local] [LAYERS=32] scripts/bench-pipeline.sh [ROUNDS]   (from the repository root, nothing else running)
+# usage: [ENGINE=local|serial] [LAYERS=32] scripts/bench-pipeline.sh [ROUNDS]   (from the repository root, nothing else running)
 set -euo pipefail
 R=${1:-3}
 ENGINE=${ENGINE:-mpi}
@@ -28,6 +31,8 @@ if [ "$ENGINE" = mpi ]; then
   LAUNCH="mpirun --oversubscribe --mca btl self,vader -np 4"
   [ "$(id -u)" = 0 ] && LAUNCH="mpirun --allow-run-as-root --oversubscribe --mca btl self,vader -np 4"
   LAUNCH="$LAUNCH env EXEUNT_THREADS=1"
+elif [ "$ENGINE" = serial ]; then # one process, the stages computing one at a time with both cores: clean durations
+  LAUNCH="env EXEUNT_THREADS=2 EXEUNT_JVM_OPTS=-Dexeunt.pipeline.serialize=true"
 else
   LAUNCH="env EXEUNT_THREADS=2"
 fi

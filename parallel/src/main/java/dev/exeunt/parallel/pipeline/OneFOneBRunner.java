@@ -150,120 +150,205 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     @Override
     public Losses run(EarlyExitModel model, List<TokenWindows.Batch> micro, List<TokenWindows.Batch> fill, int seqLen, int it,
                       Backprop.LeafListener lastFinals) {
-        int m = micro.size();
         if (fill.size() != fillMicroBatches()) throw new IllegalArgumentException(fillMicroBatches() + " bubble fills expected, got " + fill.size());
-        List<TokenWindows.Batch> all = new ArrayList<>(micro);
-        all.addAll(fill);
-        List<BubbleFill.Route> routes = new ArrayList<>(Collections.nCopies(m, BubbleFill.Route.whole(count)));
-        routes.addAll(warmupFills);
-        routes.addAll(cooldownFills);
-        int total = all.size(), nExits = model.config().exits().size();
-        int rows = micro.get(0).size();
-        Scope[] owners = new Scope[total];
-        EarlyExitModel.StageForward[] forwards = new EarlyExitModel.StageForward[total];
-        Work[] activationSends = new Work[total];
-        List<Pending> pending = new ArrayList<>();
-        double[] sums = new double[2 + nExits]; // this stage's share
-        double[] fillSums = new double[2 * nExits]; // each exit's fill loss sum, then how many fills trained it
         if (it == traceIteration) pp.barrier();
         HostMemory.resetPeak();
-        long forwardNanos = 0, backwardNanos = 0;
-        ScheduleTrace trace = it == traceIteration ? new ScheduleTrace() : null;
-        List<OneFOneB.Action> schedule = OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills);
-        OneFOneB.Action lastBackward = null;
-        for (OneFOneB.Action a : schedule) if (!a.forward()) lastBackward = a;
-        // The stage's last backward may start the data-parallel all-reduce; not of the embedding when its
-        // copies on other stages are still to be summed in (after the schedule).
-        Backprop.LeafListener finals = lastFinals == null || embeddingCopies == null ? lastFinals : leaf -> {
-            if (!embeddingName.equals(leaf.name())) lastFinals.gradientAccumulated(leaf);
-        };
-        try {
-            for (OneFOneB.Action a : schedule) {
-                int i = a.micro();
-                BubbleFill.Route route = routes.get(i);
-                boolean isFill = i >= m;
-                if (a.forward()) {
-                    owners[i] = Scope.standalone();
-                    try (var in = owners[i].enter()) {
-                        long t0 = System.nanoTime();
-                        Tensor input = stage == 0 ? Tensor.ofInts(all.get(i).inputs(), rows, seqLen)
-                                : receive(model, activationShape(model, rows, seqLen), stage - 1, 2 * i);
-                        if (trace != null && stage > 0) trace.add(ScheduleTrace.Kind.RECV, i, t0);
-                        long t1 = System.nanoTime();
-                        // A fill that will not come back here needs no graph.
-                        try (var g = route.backwards(stage) ? null : GradMode.noGrad()) {
-                            forwards[i] = deferExits || !route.backwards(stage) ? model.forwardStage(input, it)
-                                    : model.forwardStageUndeferred(input, Tensor.ofInts(all.get(i).targets(), rows, seqLen), it);
-                        }
-                        if (stage < route.lastStage()) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
-                        if (!isFill) forwardNanos += System.nanoTime() - t1;
-                        if (trace != null) trace.add(isFill ? ScheduleTrace.Kind.FILL_FORWARD : ScheduleTrace.Kind.FORWARD, i, t1);
-                    }
-                    if (!route.backwards(stage)) finish(i, forwards, owners, activationSends, null, pending);
-                } else {
-                    Work gradSend = null;
-                    try (var in = owners[i].enter()) {
-                        long t0 = System.nanoTime();
-                        Tensor grad = stage == route.lastStage() ? null : receive(model, activationShape(model, rows, seqLen), stage + 1, 2 * i + 1);
-                        if (trace != null && grad != null) trace.add(ScheduleTrace.Kind.RECV, i, t0);
-                        long t1 = System.nanoTime();
-                        Tensor targets = Tensor.ofInts(all.get(i).targets(), rows, seqLen);
-                        EarlyExitModel.StepLosses l;
-                        if (isFill) {
-                            l = model.backwardExits(forwards[i], grad, targets, 1f / m, a.equals(lastBackward) ? finals : null);
-                            for (int k = 0; k < model.exits().size(); k++) {
-                                if (forwards[i].exitInputs()[k] == null) continue;
-                                fillSums[model.exits().get(k).index()] += l.exitLosses()[k];
-                                fillSums[nExits + model.exits().get(k).index()] += 1;
-                            }
-                        } else {
-                            l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, a.equals(lastBackward) ? finals : null);
-                            MicroBatchRunner.add(sums, model.exits(), l, m);
-                        }
-                        if (stage > route.firstBackward()) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);
-                        if (!isFill) backwardNanos += System.nanoTime() - t1;
-                        if (trace != null) {
-                            trace.add(isFill ? ScheduleTrace.Kind.FILL_BACKWARD : ScheduleTrace.Kind.BACKWARD, i, t1);
-                            if (l.exitNanos() > 0) trace.add(isFill ? ScheduleTrace.Kind.FILL_EXIT : ScheduleTrace.Kind.EXIT, i, t1, t1 + l.exitNanos());
-                        }
-                    }
-                    finish(i, forwards, owners, activationSends, gradSend, pending);
-                }
-                releaseFinished(pending, false);
-            }
-            long t0 = System.nanoTime();
-            releaseFinished(pending, true);
-            if (trace != null) trace.add(ScheduleTrace.Kind.SEND_WAIT, -1, t0);
-        } finally {
-            releaseFinished(pending, true);
-            for (Scope s : owners) if (s != null) s.close();
-        }
+        Step step = new Step(model, micro, fill, seqLen, it, lastFinals);
+        step.runSchedule();
         Map<String, Tensor> trainable = model.parameters().trainable();
         if (embeddingCopies != null && trainable.containsKey(embeddingName)) embeddingCopies.allReduce(trainable.get(embeddingName).grad(), ReduceOp.SUM);
         // One exchange for the losses, the fills' losses, each stage's peak memory and mean compute times.
-        double[] both = new double[sums.length + fillSums.length + 3 * count];
-        System.arraycopy(sums, 0, both, 0, sums.length);
-        System.arraycopy(fillSums, 0, both, sums.length, fillSums.length);
-        int peaks = sums.length + fillSums.length;
-        both[peaks + stage] = HostMemory.peakBytes();
-        both[peaks + count + stage] = forwardNanos / (double) m;
-        both[peaks + 2 * count + stage] = backwardNanos / (double) m;
-        stages.sumOverStages(both);
+        int m = micro.size(), nExits = step.sums.length - 2, fills = step.sums.length, peaks = fills + step.fillSums.length;
+        double[] all = new double[peaks + 3 * count];
+        System.arraycopy(step.sums, 0, all, 0, step.sums.length);
+        System.arraycopy(step.fillSums, 0, all, fills, step.fillSums.length);
+        all[peaks + stage] = HostMemory.peakBytes();
+        all[peaks + count + stage] = step.forwardNanos / (double) m;
+        all[peaks + 2 * count + stage] = step.backwardNanos / (double) m;
+        stages.sumOverStages(all);
         long[] stagePeaks = new long[count];
-        for (int s = 0; s < count; s++) stagePeaks[s] = (long) both[peaks + s];
-        System.arraycopy(both, 0, sums, 0, sums.length);
+        for (int s = 0; s < count; s++) stagePeaks[s] = (long) all[peaks + s];
         if (measureCount > -2 && steps == 1) {
-            fitFills(m, Arrays.copyOfRange(both, peaks + count, peaks + 2 * count), Arrays.copyOfRange(both, peaks + 2 * count, peaks + 3 * count));
+            fitFills(m, Arrays.copyOfRange(all, peaks + count, peaks + 2 * count), Arrays.copyOfRange(all, peaks + 2 * count, peaks + 3 * count));
         }
         steps++;
-        if (trace != null) writeTrace(trace);
+        if (step.trace != null) writeTrace(step.trace);
+        double[] sums = Arrays.copyOf(all, fills);
         if (fill.isEmpty()) return new Losses(sums, null, stagePeaks);
         double[] fillMeans = new double[nExits];
         for (int e = 0; e < nExits; e++) {
-            double n = both[sums.length + nExits + e];
-            fillMeans[e] = n > 0 ? both[sums.length + e] / n : Double.NaN;
+            double n = all[fills + nExits + e];
+            fillMeans[e] = n > 0 ? all[fills + e] / n : Double.NaN;
         }
         return new Losses(sums, new FillLosses(fill.size(), fillMeans), stagePeaks);
+    }
+
+    /** One step of this stage: its schedule's actions over the step's micro-batches (the fills after the batch's). */
+    private final class Step {
+        final EarlyExitModel model;
+        final List<TokenWindows.Batch> batches = new ArrayList<>();
+        final List<BubbleFill.Route> routes;
+        final int m, rows, seqLen, it;
+        final Scope[] owners;
+        final EarlyExitModel.StageForward[] forwards;
+        final Work[] activationSends;
+        final List<Pending> pending = new ArrayList<>();
+        final double[] sums; // this stage's share of {total, final, exits by index}
+        final double[] fillSums; // each exit's fill loss sum, then how many fills trained it
+        final ScheduleTrace trace;
+        final List<OneFOneB.Action> schedule;
+        final OneFOneB.Action lastBackward;
+        final Backprop.LeafListener finals;
+        long forwardNanos, backwardNanos;
+
+        Step(EarlyExitModel model, List<TokenWindows.Batch> micro, List<TokenWindows.Batch> fill, int seqLen, int it,
+             Backprop.LeafListener lastFinals) {
+            this.model = model;
+            this.m = micro.size();
+            this.rows = micro.get(0).size();
+            this.seqLen = seqLen;
+            this.it = it;
+            batches.addAll(micro);
+            batches.addAll(fill);
+            routes = new ArrayList<>(Collections.nCopies(m, BubbleFill.Route.whole(count)));
+            routes.addAll(warmupFills);
+            routes.addAll(cooldownFills);
+            owners = new Scope[batches.size()];
+            forwards = new EarlyExitModel.StageForward[batches.size()];
+            activationSends = new Work[batches.size()];
+            int nExits = model.config().exits().size();
+            sums = new double[2 + nExits];
+            fillSums = new double[2 * nExits];
+            trace = it == traceIteration ? new ScheduleTrace() : null;
+            schedule = OneFOneB.schedule(stage, count, m, warmupFills, cooldownFills);
+            OneFOneB.Action last = null;
+            for (OneFOneB.Action a : schedule) if (!a.forward()) last = a;
+            lastBackward = last;
+            // The stage's last backward may start the data-parallel all-reduce; not of the embedding when its
+            // copies on other stages are still to be summed in (after the schedule).
+            finals = lastFinals == null || embeddingCopies == null ? lastFinals : leaf -> {
+                if (!embeddingName.equals(leaf.name())) lastFinals.gradientAccumulated(leaf);
+            };
+        }
+
+        void runSchedule() {
+            try {
+                for (OneFOneB.Action a : schedule) {
+                    if (a.forward()) forward(a.micro());
+                    else backward(a);
+                    releaseFinished(pending, false);
+                }
+                long t0 = System.nanoTime();
+                releaseFinished(pending, true);
+                if (trace != null) trace.add(ScheduleTrace.Kind.SEND_WAIT, -1, t0);
+            } finally {
+                releaseFinished(pending, true);
+                for (Scope s : owners) if (s != null) s.close();
+            }
+        }
+
+        /** Receives (or embeds) micro-batch i's input, runs the stage's layers, sends the output on. */
+        void forward(int i) {
+            BubbleFill.Route route = routes.get(i);
+            boolean isFill = i >= m;
+            owners[i] = Scope.standalone();
+            try (var in = owners[i].enter()) {
+                long t0 = System.nanoTime();
+                Tensor input = stage == 0 ? Tensor.ofInts(batches.get(i).inputs(), rows, seqLen)
+                        : receive(model, activationShape(model, rows, seqLen), stage - 1, 2 * i);
+                if (trace != null && stage > 0) trace.add(ScheduleTrace.Kind.RECV, i, t0);
+                try (var turn = computeTurn()) {
+                    long t1 = System.nanoTime();
+                    // A fill that will not come back here needs no graph.
+                    try (var g = route.backwards(stage) ? null : GradMode.noGrad()) {
+                        forwards[i] = deferExits || !route.backwards(stage) ? model.forwardStage(input, it)
+                                : model.forwardStageUndeferred(input, Tensor.ofInts(batches.get(i).targets(), rows, seqLen), it);
+                    }
+                    if (stage < route.lastStage()) activationSends[i] = pp.sendAsync(contiguous(forwards[i].output()), stage + 1, 2 * i);
+                    if (!isFill) forwardNanos += System.nanoTime() - t1;
+                    if (trace != null) trace.add(isFill ? ScheduleTrace.Kind.FILL_FORWARD : ScheduleTrace.Kind.FORWARD, i, t1);
+                }
+            }
+            if (!route.backwards(stage)) finish(i, null);
+        }
+
+        /**
+         * Receives the gradient of micro-batch i's output (none where its route ends), runs EE-LLM's
+         * auxiliary-loss backward (exits only for a fill) and sends the input's gradient back.
+         */
+        void backward(OneFOneB.Action a) {
+            int i = a.micro();
+            BubbleFill.Route route = routes.get(i);
+            boolean isFill = i >= m;
+            Work gradSend = null;
+            try (var in = owners[i].enter()) {
+                long t0 = System.nanoTime();
+                Tensor grad = stage == route.lastStage() ? null : receive(model, activationShape(model, rows, seqLen), stage + 1, 2 * i + 1);
+                if (trace != null && grad != null) trace.add(ScheduleTrace.Kind.RECV, i, t0);
+                try (var turn = computeTurn()) {
+                    long t1 = System.nanoTime();
+                    Tensor targets = Tensor.ofInts(batches.get(i).targets(), rows, seqLen);
+                    var listener = a.equals(lastBackward) ? finals : null;
+                    EarlyExitModel.StepLosses l;
+                    if (isFill) {
+                        l = model.backwardExits(forwards[i], grad, targets, 1f / m, listener);
+                        for (int k = 0; k < model.exits().size(); k++) {
+                            if (forwards[i].exitInputs()[k] == null) continue;
+                            fillSums[model.exits().get(k).index()] += l.exitLosses()[k];
+                            fillSums[sums.length - 2 + model.exits().get(k).index()] += 1;
+                        }
+                    } else {
+                        l = model.backwardStage(forwards[i], grad, targets, null, 1f / m, listener);
+                        MicroBatchRunner.add(sums, model.exits(), l, m);
+                    }
+                    if (stage > route.firstBackward()) gradSend = pp.sendAsync(forwards[i].input().grad(), stage - 1, 2 * i + 1);
+                    if (!isFill) backwardNanos += System.nanoTime() - t1;
+                    if (trace != null) {
+                        trace.add(isFill ? ScheduleTrace.Kind.FILL_BACKWARD : ScheduleTrace.Kind.BACKWARD, i, t1);
+                        if (l.exitNanos() > 0) trace.add(isFill ? ScheduleTrace.Kind.FILL_EXIT : ScheduleTrace.Kind.EXIT, i, t1, t1 + l.exitNanos());
+                    }
+                }
+            }
+            finish(i, gradSend);
+        }
+
+        /** Hands micro-batch {@code i}'s tensors to be freed once its messages are done. */
+        void finish(int i, Work gradSend) {
+            List<Work> works = new ArrayList<>();
+            if (activationSends[i] != null) works.add(activationSends[i]);
+            if (gradSend != null) works.add(gradSend);
+            Tensor input = forwards[i].input();
+            Scope owner = owners[i];
+            pending.add(new Pending(works, () -> {
+                if (input.requiresGrad()) input.clearGrad();
+                owner.close();
+            }));
+            forwards[i] = null;
+            owners[i] = null;
+            activationSends[i] = null;
+        }
+    }
+
+    /**
+     * With {@code -Dexeunt.pipeline.serialize=true}, the stages of one process compute one at a time (each
+     * with all of its threads) while the others wait for messages: on fewer cores than stages, the traced
+     * durations are then each stage's own, uncontended, for a replay as if every stage had its cores.
+     */
+    private static final boolean SERIALIZE = Boolean.getBoolean("exeunt.pipeline.serialize");
+    private static final java.util.concurrent.locks.ReentrantLock COMPUTE = new java.util.concurrent.locks.ReentrantLock(true);
+
+    /** The turn to compute (a no-op unless the stages are serialized). */
+    private static Turn computeTurn() {
+        if (!SERIALIZE) return Turn.NONE;
+        COMPUTE.lock();
+        return COMPUTE::unlock;
+    }
+
+    private interface Turn extends AutoCloseable {
+        Turn NONE = () -> {};
+
+        @Override
+        void close();
     }
 
     /** The fills for the measured per-stage mean forward and backward times (the same on every stage). */
@@ -279,23 +364,6 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         warmupFills = fills.warmup();
         cooldownFills = fills.cooldown();
         measureCount = -2;
-    }
-
-    /** Hands micro-batch {@code i}'s tensors to be freed once its messages are done. */
-    private static void finish(int i, EarlyExitModel.StageForward[] forwards, Scope[] owners, Work[] activationSends, Work gradSend,
-                               List<Pending> pending) {
-        List<Work> works = new ArrayList<>();
-        if (activationSends[i] != null) works.add(activationSends[i]);
-        if (gradSend != null) works.add(gradSend);
-        Tensor input = forwards[i].input();
-        Scope owner = owners[i];
-        pending.add(new Pending(works, () -> {
-            if (input.requiresGrad()) input.clearGrad();
-            owner.close();
-        }));
-        forwards[i] = null;
-        owners[i] = null;
-        activationSends[i] = null;
     }
 
     private void writeTrace(ScheduleTrace trace) {
