@@ -73,9 +73,12 @@ for k in ["noexit", "exits", "inline"]:
 print(f"analytical 1F1B bubble (P-1)/(m+P-1) = {(P - 1) / (m + P - 1):.3f}")
 busy_kinds = {"forward", "backward", "fill forward", "fill backward"}
 def replay(ev):
-    """The traced step replayed without contention: each stage's actions in their traced order and with
-    their traced durations, each waiting only for the message it needs (a stage on its own core)."""
+    """The traced step replayed without contention: each stage's actions in their traced order, each taking
+    the median traced duration of its stage and kind (so one slow event, a GC or another process, does not
+    decide the step), each waiting only for the message it needs (a stage on its own core)."""
     acts = {s: sorted((e for e in ev if e["tid"] == s and e["cat"] in busy_kinds), key=lambda e: e["ts"]) for s in range(P)}
+    med = {(s, c): statistics.median(e["dur"] for e in acts[s] if e["cat"] == c) for s in range(P) for c in {e["cat"] for e in acts[s]}}
+    acts = {s: [dict(e, dur=med[(s, e["cat"])]) for e in acts[s]] for s in range(P)}
     kind = lambda e: "F" if "forward" in e["cat"] else "B"
     micro = lambda e: int(e["name"].split()[-1])
     has = {(s, kind(e), micro(e)) for s in range(P) for e in acts[s]}
@@ -105,7 +108,7 @@ for k in ["noexit", "exits", "fill", "fitted"]:
           + f" (mean {statistics.mean(b for b, _, _ in per):.3f}); fill share " + " ".join(f"{f:.3f}" for _, f, _ in per)
           + "; exit share " + " ".join(f"{x:.3f}" for _, _, x in per))
     replays[k] = replay(ev)
-print("replayed on a core per stage (traced order and durations, no contention):")
+print("replayed on a core per stage (traced order, median durations per stage and kind, no contention):")
 for k in ["noexit", "exits", "fill", "fitted"]:
     span, busy = replays[k]
     print(f"{k:7s} step {span / 1000:7.1f} ms  vs no exits {span / replays['noexit'][0]:5.3f}x  bubble per stage "
