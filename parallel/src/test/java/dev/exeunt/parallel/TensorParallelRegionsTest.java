@@ -191,6 +191,22 @@ class TensorParallelRegionsTest {
         return out;
     }
 
+    /** An id outside the vocabulary fails on every rank with the kernel's message, not as a silent zero row. */
+    @Test
+    void vocabParallelEmbeddingRefusesAnIdNoRankOwns() {
+        LocalWorld.run(2, pg -> {
+            try (var s = Scope.open()) {
+                Tensor table = Tensor.of(new float[4 * 3], 4, 3); // this rank's 4 of 8 rows
+                var tp = tp(pg, false);
+                assertArrayEquals(new int[] {1, 2, 3}, dev.exeunt.model.nn.VocabParallelEmbedding.lookup(table, Tensor.ofInts(new int[] {7, 0}, 1, 2), tp).shape());
+                var e = assertThrows(IllegalArgumentException.class,
+                        () -> dev.exeunt.model.nn.VocabParallelEmbedding.lookup(table, Tensor.ofInts(new int[] {3, 8}, 1, 2), tp));
+                assertEquals("token id 8 at position 1 is out of range [0, 8)", e.getMessage());
+            }
+            return null;
+        });
+    }
+
     static void placePositions(float[] whole, float[] part, int b, int t, int d, int from, int len) {
         for (int i = 0; i < b; i++) System.arraycopy(part, i * len * d, whole, (i * t + from) * d, len * d);
     }

@@ -25,7 +25,12 @@ public final class VocabParallelEmbedding {
         int[] global = ids.toIntArray();
         int[] local = new int[global.length];
         float[] owned = new float[global.length];
+        int vocab = rows * tp.size();
         for (int i = 0; i < global.length; i++) {
+            // Checked here, on every rank: an id no rank owns would otherwise sum to a silent zero embedding.
+            if (global[i] < 0 || global[i] >= vocab) {
+                throw new IllegalArgumentException("token id " + global[i] + " at position " + i + " is out of range [0, " + vocab + ")");
+            }
             boolean mine = global[i] >= start && global[i] < start + rows;
             local[i] = mine ? global[i] - start : 0;
             owned[i] = mine ? 1f : 0f;
