@@ -13,10 +13,30 @@ import java.util.Locale;
  */
 public final class Sweep {
     /**
-     * One threshold's result. agreement: share of generated positions whose token equals the full
-     * model's; exitShare[i]: share of tokens from exit i, the last entry the final head.
+     * One threshold's result: its decode rate and the full model's measured beside it (their ratio is the
+     * speedup); agreement: the share of generated positions whose token equals the full model's;
+     * prefixAgreement: the share of tokens before each output's first divergence from the full model's
+     * (after it, positions agree only by chance); exitShare[i]: share of tokens from exit i, the last entry
+     * the final head.
      */
-    public record Point(double threshold, double tokensPerSecond, double speedup, double agreement, double[] exitShare) {}
+    public record Point(double threshold, double tokensPerSecond, double fullTokensPerSecond, double speedup, double agreement,
+                        double prefixAgreement, double[] exitShare) {}
+
+    /** How outputs agree with the full model's: per position, and up to the first divergence; both over the longer of each pair. */
+    public record Agreement(double positional, double prefix) {
+        public static Agreement of(List<int[]> outputs, List<int[]> reference) {
+            long same = 0, prefix = 0, total = 0;
+            for (int i = 0; i < outputs.size(); i++) {
+                int[] a = outputs.get(i), b = reference.get(i);
+                int shorter = Math.min(a.length, b.length), k = 0;
+                while (k < shorter && a[k] == b[k]) k++;
+                prefix += k;
+                for (int j = 0; j < shorter; j++) if (a[j] == b[j]) same++;
+                total += Math.max(a.length, b.length);
+            }
+            return total == 0 ? new Agreement(1, 1) : new Agreement((double) same / total, (double) prefix / total);
+        }
+    }
 
     private Sweep() {}
 
@@ -52,14 +72,9 @@ public final class Sweep {
                 out = timed(gen, prompts, full.withThreshold(t));
                 tps[r] = rate(gen);
             }
-            long same = 0, total = 0;
+            var agreement = Agreement.of(out.stream().map(Generation::tokenIds).toList(), reference.stream().map(Generation::tokenIds).toList());
             double[] share = new double[exitLayers.length + 1];
             for (int i = 0; i < out.size(); i++) {
-                int[] a = out.get(i).tokenIds(), b = reference.get(i).tokenIds();
-                for (int k = 0; k < a.length; k++) {
-                    if (k < b.length && a[k] == b[k]) same++;
-                }
-                total += Math.max(a.length, b.length);
                 for (GeneratedToken g : out.get(i).tokens()) {
                     int idx = g.exitLayer() == nLayers && Arrays.stream(exitLayers).noneMatch(x -> x == nLayers)
                             ? exitLayers.length : indexOf(exitLayers, g.exitLayer());
@@ -68,8 +83,8 @@ public final class Sweep {
             }
             double count = Arrays.stream(share).sum();
             for (int i = 0; i < share.length; i++) share[i] /= Math.max(1, count);
-            double m = median(tps);
-            points.add(new Point(t, m, m / median(fullTps), total == 0 ? 1 : (double) same / total, share));
+            double m = median(tps), f = median(fullTps);
+            points.add(new Point(t, m, f, m / f, agreement.positional(), agreement.prefix(), share));
         }
         return points;
     }
@@ -124,12 +139,13 @@ public final class Sweep {
     }
 
     public static String table(List<Point> points, int[] exitLayers) {
-        var sb = new StringBuilder(String.format(Locale.ROOT, "%9s %10s %8s %10s", "threshold", "tokens/s", "speedup", "agreement"));
+        var sb = new StringBuilder(String.format(Locale.ROOT, "%9s %10s %10s %8s %10s %8s", "threshold", "tokens/s", "full tok/s", "speedup",
+                "agreement", "prefix"));
         for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %8s", "exit@" + l));
         sb.append(String.format(Locale.ROOT, " %8s%n", "final"));
         for (Point p : points) {
-            sb.append(String.format(Locale.ROOT, "%9.3f %10.1f %7.2fx %9.1f%%", p.threshold(), p.tokensPerSecond(), p.speedup(),
-                    100 * p.agreement()));
+            sb.append(String.format(Locale.ROOT, "%9.3f %10.1f %10.1f %7.2fx %9.1f%% %7.1f%%", p.threshold(), p.tokensPerSecond(),
+                    p.fullTokensPerSecond(), p.speedup(), 100 * p.agreement(), 100 * p.prefixAgreement()));
             for (double s : p.exitShare()) sb.append(String.format(Locale.ROOT, " %7.1f%%", 100 * s));
             sb.append('\n');
         }
@@ -141,8 +157,9 @@ public final class Sweep {
         for (int i = 0; i < points.size(); i++) {
             Point p = points.get(i);
             sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
-                    "{\"threshold\":%.4f,\"tokens_per_s\":%.2f,\"speedup\":%.4f,\"agreement\":%.4f,\"exit_share\":{",
-                    p.threshold(), p.tokensPerSecond(), p.speedup(), p.agreement()));
+                    "{\"threshold\":%.4f,\"tokens_per_s\":%.2f,\"full_tokens_per_s\":%.2f,\"speedup\":%.4f,\"agreement\":%.4f,"
+                            + "\"prefix_agreement\":%.4f,\"exit_share\":{",
+                    p.threshold(), p.tokensPerSecond(), p.fullTokensPerSecond(), p.speedup(), p.agreement(), p.prefixAgreement()));
             for (int k = 0; k < p.exitShare().length; k++) {
                 String name = k < exitLayers.length ? "exit@" + exitLayers[k] : "final";
                 sb.append(k > 0 ? "," : "").append(String.format(Locale.ROOT, "\"%s\":%.4f", name, p.exitShare()[k]));
