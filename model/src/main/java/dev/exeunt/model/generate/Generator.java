@@ -327,7 +327,8 @@ public final class Generator {
                         if (g.probs != null) g.probs[e] = maxProb[i];
                         if (active[e] && Math.log(maxProb[i]) >= Math.log(cfg.threshold())) {
                             Sequence s = g.seq;
-                            s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
+                            // At the last depth every layer has seen the token: nothing deeper will need its rows.
+                            if (d < nLayers) s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
                             emit(s, logits.narrow(0, i, 1), argmax[i], maxProb[i], exit.config().layer(), g.probs, cfg, listener);
                         } else {
                             still.add(g);

@@ -134,6 +134,30 @@ class GeneratorTest {
         compare(ModelConfig.llama(V, 16, 3, 4, 2, 24, 64, exits().subList(1, 4)), 0.6, true);
     }
 
+    /**
+     * A post exit at the last layer that always fires leaves every layer's cache as full as the full model
+     * does, and holds nothing more: after 400 tokens the live memory equals the never-exiting run's (the
+     * exited rows used to pile up in a band no layer reads, one row and one copy of the pile per token).
+     */
+    @Test
+    void aPostExitAtTheLastLayerHoldsNoPendingRows() {
+        var last = new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.NORM, false, WeightSchedule.constant(1), 1);
+        try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 32, 2, 2, 512, List.of(last)), Device.CPU, 3)) {
+            var gen = new Generator(model);
+            long[] atEnd = new long[2];
+            double[] thresholds = {1.0, 0.0};
+            for (int k = 0; k < 2; k++) {
+                int run = k;
+                var out = gen.generate(List.of(new int[] {1, 2}), GenerationConfig.greedy(400).withThreshold(thresholds[k]), (s, t) -> {
+                    atEnd[run] = dev.exeunt.tensor.HostMemory.allocatedBytes();
+                    return true;
+                }).get(0);
+                if (k == 1) assertTrue(java.util.Arrays.stream(out.tokens().toArray(GeneratedToken[]::new)).allMatch(t -> t.exitLayer() == 2));
+            }
+            assertTrue(Math.abs(atEnd[1] - atEnd[0]) < 16 * 1024, "live bytes after 400 tokens: " + atEnd[1] + " exiting vs " + atEnd[0] + " full");
+        }
+    }
+
     @Test
     void eosStopsAndListenerStreamsAndBadInputIsRefused() {
         try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 2, 2, 32, List.of()), Device.CPU, 3)) {
