@@ -31,8 +31,11 @@ public final class Generator {
     private final EarlyExitModel model;
     private final int nLayers;
 
-    /** Timing of the last {@link #generate} call. */
-    public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds) {
+    /**
+     * Timing of the last {@link #generate} call, and the rows the exits' own layers ran ({@code layer}
+     * exits; prompt and decode): the work those exits cost, none for an exit that is not checked.
+     */
+    public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds, long exitLayerRows) {
         public double promptTokensPerSecond() {
             return promptSeconds == 0 ? 0 : promptTokens / promptSeconds;
         }
@@ -42,7 +45,8 @@ public final class Generator {
         }
     }
 
-    private Stats lastStats = new Stats(0, 0, 0, 0);
+    private Stats lastStats = new Stats(0, 0, 0, 0, 0);
+    private long exitLayerRows;
 
     public Generator(EarlyExitModel model) {
         this.model = model;
@@ -119,6 +123,7 @@ public final class Generator {
         if (prompts.isEmpty()) return List.of();
         var c = model.config();
         boolean[] active = activeExits(cfg);
+        exitLayerRows = 0;
         List<Sequence> seqs = new ArrayList<>();
         try (var g = GradMode.noGrad()) {
             for (int i = 0; i < prompts.size(); i++) {
@@ -134,7 +139,7 @@ public final class Generator {
             }
             long t0 = System.nanoTime();
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
-            if (cfg.maxNewTokens() > 0) prefill(seqs, cfg, listener);
+            if (cfg.maxNewTokens() > 0) prefill(seqs, cfg, active, listener);
             else seqs.forEach(s -> s.finish = "length");
             long t1 = System.nanoTime();
             long generated = seqs.stream().filter(s -> !s.out.isEmpty()).count();
@@ -145,7 +150,7 @@ public final class Generator {
                 generated += running.size();
             }
             long t2 = System.nanoTime();
-            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9);
+            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9, exitLayerRows);
             List<Generation> result = new ArrayList<>();
             for (Sequence s : seqs) result.add(new Generation(s.prompt, List.copyOf(s.out), s.finish));
             return result;
@@ -173,7 +178,7 @@ public final class Generator {
     }
 
     /** Runs every prompt through all layers (one packed batch), filling all caches, and emits the first token. */
-    private void prefill(List<Sequence> seqs, GenerationConfig cfg, TokenListener listener) {
+    private void prefill(List<Sequence> seqs, GenerationConfig cfg, boolean[] active, TokenListener listener) {
         try (var scope = Scope.open()) {
             int total = seqs.stream().mapToInt(s -> s.prompt.length).sum();
             int[] ids = new int[total], pos = new int[total];
@@ -192,7 +197,7 @@ public final class Generator {
             float[][] probs = cfg.exitProbs() ? new float[seqs.size()][] : null;
             if (probs != null) for (int i = 0; i < probs.length; i++) probs[i] = unreached();
             for (int d = 0; d <= nLayers; d++) {
-                Tensor[] exitOut = fillExitLayerCaches(seqs, packs, x, d);
+                Tensor[] exitOut = fillExitLayerCaches(seqs, packs, x, d, active, cfg);
                 if (probs != null) recordPrefillExitProbs(packs, split, exitOut, d, probs, cfg);
                 if (d == nLayers) break;
                 split = model.layers().get(d).forwardPacked(x, withCaches(packs, seqs, d));
@@ -233,11 +238,13 @@ public final class Generator {
      * Exits of kind layer keep their own cache: every group of rows passing their depth goes through
      * them. Returns, per such exit, its packed output rows (or null where no exit reads this depth).
      */
-    private Tensor[] fillExitLayerCaches(List<Sequence> seqs, List<Packed> packs, Tensor x, int depth) {
+    private Tensor[] fillExitLayerCaches(List<Sequence> seqs, List<Packed> packs, Tensor x, int depth, boolean[] active, GenerationConfig cfg) {
         Tensor[] out = new Tensor[model.exits().size()];
         for (int e = 0; e < out.length; e++) {
             Exit exit = model.exits().get(e);
             if (exit.config().kind() != ExitKind.LAYER || exit.config().inputDepth() != depth) continue;
+            if (!(active[e] || cfg.exitProbs())) continue; // never checked in this call: its layer and cache are not needed
+            exitLayerRows += x.dim(0);
             List<Packed> withExitCache = new ArrayList<>();
             for (int i = 0; i < packs.size(); i++) {
                 Packed p = packs.get(i);
@@ -300,7 +307,7 @@ public final class Generator {
                 alive.add(new Group(running.get(i), emb.narrow(0, i, 1), pos[i], cfg.exitProbs() ? unreached() : null));
                 packs.add(new Packed(i, 1, pos[i], null));
             }
-            attachExitLayerOutputs(alive, packs, fillExitLayerCaches(running, packs, emb, 0));
+            attachExitLayerOutputs(alive, packs, fillExitLayerCaches(running, packs, emb, 0, active, cfg));
             for (int d = 0; d <= nLayers && !alive.isEmpty(); d++) {
                 // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
                 //    Inactive exits run only to record their probabilities, when asked for.
@@ -367,7 +374,7 @@ public final class Generator {
                     int last = p.row() + p.count() - 1;
                     g.mlpInput = new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)};
                 }
-                attachExitLayerOutputs(alive, packs, fillExitLayerCaches(seqs, packs, split[0], d + 1));
+                attachExitLayerOutputs(alive, packs, fillExitLayerCaches(seqs, packs, split[0], d + 1, active, cfg));
             }
             // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
             if (!alive.isEmpty()) {

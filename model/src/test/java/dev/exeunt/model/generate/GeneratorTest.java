@@ -158,6 +158,24 @@ class GeneratorTest {
         }
     }
 
+    /** A layer exit that is not checked (early exit off, or not among exit_layers) runs no row of its layer. */
+    @Test
+    void anInactiveLayerExitCostsNoWork() {
+        var layer = new ExitConfig(1, ExitConfig.Placement.POST, ExitKind.LAYER, false, WeightSchedule.constant(1), 1);
+        var norm = new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.NORM, false, WeightSchedule.constant(1), 1);
+        try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 3, 2, 64, List.of(layer, norm)), Device.CPU, 3)) {
+            var gen = new Generator(model);
+            int[] prompt = {1, 2, 3};
+            var full = gen.generate(List.of(prompt), GenerationConfig.greedy(10), TokenListener.NONE).get(0);
+            assertEquals(0, gen.lastStats().exitLayerRows(), "early exit off");
+            gen.generate(List.of(prompt), GenerationConfig.greedy(10).withThreshold(0.0).withExitLayers(new int[] {2}), TokenListener.NONE);
+            assertEquals(0, gen.lastStats().exitLayerRows(), "only the layer-2 exit checked");
+            gen.generate(List.of(prompt), GenerationConfig.greedy(10).withThreshold(1.0 - 1e-9), TokenListener.NONE);
+            assertTrue(gen.lastStats().exitLayerRows() >= prompt.length + 9, "checked: its layer runs for the prompt and every token");
+            assertArrayEquals(full.tokenIds(), gen.generate(List.of(prompt), GenerationConfig.greedy(10), TokenListener.NONE).get(0).tokenIds());
+        }
+    }
+
     @Test
     void eosStopsAndListenerStreamsAndBadInputIsRefused() {
         try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 2, 2, 32, List.of()), Device.CPU, 3)) {
