@@ -8,7 +8,8 @@ import java.util.Set;
 /** Quick benchmarks for users; the full JMH suite is bench/target/benchmarks.jar. */
 final class BenchCommand implements Main.Command {
     public String summary() {
-        return "quick benchmarks: 'bench gemm' (ours vs OpenBLAS), 'bench train' (exits' cost), 'bench decode' (llama-bench style)";
+        return "quick benchmarks: 'bench gemm' (ours vs OpenBLAS), 'bench train' (exits' cost), 'bench decode' (llama-bench style), "
+                + "'bench early-exit' (forced exit rates against the ideal)";
     }
 
     public String usage() {
@@ -23,7 +24,12 @@ final class BenchCommand implements Main.Command {
                   step by step, medians.
                 usage: exeunt bench decode [--prompt 128] [--generate 64] [--repeats 3] [--types f32,q8_0,q4_0] [--json]
                   llama-bench style: prompt and decode tokens/s of a Llama-shaped model (dim 768, 12 layers,
-                  12 heads, ffn 2048, vocab 32000, random weights) in each weight type.""";
+                  12 heads, ffn 2048, vocab 32000, random weights) in each weight type.
+                usage: exeunt bench early-exit [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
+                                               [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
+                  Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
+                  by a seeded pattern at each rate, against early exit off (alternating, medians); the ideal
+                  speedup is the full model's weight bytes over the mean bytes a token reads (checks included).""";
     }
 
     public int run(String[] argv, PrintStream out) {
@@ -47,7 +53,18 @@ final class BenchCommand implements Main.Command {
             out.print(json ? dev.exeunt.bench.DecodeBench.toJson(rows) + "\n" : dev.exeunt.bench.DecodeBench.table(rows));
             return 0;
         }
-        if (!which.equals("gemm")) throw new Args.UsageException("which benchmark? (available: gemm, train, decode)");
+        if (which.equals("early-exit")) {
+            int tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
+            var dtypes = java.util.Arrays.stream(a.get("types", "f32,q8_0").split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
+            double[] rates = java.util.Arrays.stream(a.get("rates", "0,0.25,0.5,0.75").split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
+            var config = dev.exeunt.bench.EarlyExitBench.shape(a.getInt("dim", 768), a.getInt("layers", 12), a.getInt("heads", 12),
+                    a.getInt("ffn", 2048), a.getInt("vocab", 32000));
+            a.checkAllUsed();
+            var rows = dev.exeunt.bench.EarlyExitBench.run(config, dtypes, rates, tg, reps, System.err);
+            out.print(json ? dev.exeunt.bench.EarlyExitBench.toJson(rows) + "\n" : dev.exeunt.bench.EarlyExitBench.table(rows));
+            return 0;
+        }
+        if (!which.equals("gemm")) throw new Args.UsageException("which benchmark? (available: gemm, train, decode, early-exit)");
         int threads = a.getInt("threads", CpuThreads.threads());
         double seconds = a.getDouble("seconds", 0.6);
         a.checkAllUsed();

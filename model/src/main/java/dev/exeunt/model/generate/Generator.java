@@ -47,10 +47,16 @@ public final class Generator {
 
     private Stats lastStats = new Stats(0, 0, 0, 0, 0);
     private long exitLayerRows;
+    private ForcedExits forced;
 
     public Generator(EarlyExitModel model) {
         this.model = model;
         this.nLayers = model.config().nLayers();
+    }
+
+    /** Takes exit decisions from {@code pattern} instead of the exits' confidence (a benchmark's forced exit rate); null: off. */
+    public void forceExits(ForcedExits pattern) {
+        this.forced = pattern;
     }
 
     public Stats lastStats() {
@@ -308,6 +314,9 @@ public final class Generator {
                 packs.add(new Packed(i, 1, pos[i], null));
             }
             attachExitLayerOutputs(alive, packs, fillExitLayerCaches(running, packs, emb, 0, active, cfg));
+            int[] checkRank = new int[active.length]; // each active exit's place among the checked ones (forced decisions)
+            int checked = 0;
+            for (int e = 0; e < active.length; e++) checkRank[e] = active[e] ? checked++ : -1;
             for (int d = 0; d <= nLayers && !alive.isEmpty(); d++) {
                 // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
                 //    Inactive exits run only to record their probabilities, when asked for.
@@ -332,7 +341,9 @@ public final class Generator {
                     for (int i = 0; i < alive.size(); i++) {
                         Group g = alive.get(i);
                         if (g.probs != null) g.probs[e] = maxProb[i];
-                        if (active[e] && Math.log(maxProb[i]) >= Math.log(cfg.threshold())) {
+                        boolean fires = forced != null ? active[e] && forced.choice(g.seq.index, g.seq.length, checked) == checkRank[e]
+                                : active[e] && Math.log(maxProb[i]) >= Math.log(cfg.threshold());
+                        if (fires) {
                             Sequence s = g.seq;
                             // At the last depth every layer has seen the token: nothing deeper will need its rows.
                             if (d < nLayers) s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));

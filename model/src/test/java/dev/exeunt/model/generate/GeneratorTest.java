@@ -176,6 +176,38 @@ class GeneratorTest {
         }
     }
 
+    /**
+     * Forced exits (the early-exit benchmark's): rate 0 exits nowhere though the exits are checked, rate 1
+     * exits every token at one of the checked exits (both used), 0.5 about half, the same tokens exiting
+     * every run; excluded exits are never chosen.
+     */
+    @Test
+    void forcedExitsFollowTheirSeededPattern() {
+        var mc = ModelConfig.llama(V, 16, 4, 4, 2, 24, 256, exits().subList(1, 3)); // exits after layers 1 and 2
+        try (var model = EarlyExitModel.create(mc, Device.CPU, 3)) {
+            var gen = new Generator(model);
+            var cfg = GenerationConfig.greedy(201).withThreshold(0.5);
+            java.util.function.BiFunction<ForcedExits, GenerationConfig, int[]> exitsOf = (pattern, c) -> {
+                gen.forceExits(pattern);
+                try {
+                    var g = gen.generate(List.of(new int[] {1, 2}), c, TokenListener.NONE).get(0);
+                    return g.tokens().stream().skip(1).mapToInt(GeneratedToken::exitLayer).toArray(); // the first comes from the prompt
+                } finally {
+                    gen.forceExits(null);
+                }
+            };
+            assertTrue(java.util.Arrays.stream(exitsOf.apply(new ForcedExits(0, 1), cfg)).allMatch(l -> l == 4));
+            int[] all = exitsOf.apply(new ForcedExits(1, 1), cfg);
+            assertTrue(java.util.Arrays.stream(all).allMatch(l -> l == 1 || l == 2) && java.util.Arrays.stream(all).distinct().count() == 2);
+            int[] half = exitsOf.apply(new ForcedExits(0.5, 1), cfg);
+            long early = java.util.Arrays.stream(half).filter(l -> l < 4).count();
+            assertTrue(early > 70 && early < 130, early + " of 200 tokens exited at rate 0.5");
+            assertArrayEquals(half, exitsOf.apply(new ForcedExits(0.5, 1), cfg));
+            assertTrue(java.util.Arrays.stream(exitsOf.apply(new ForcedExits(1, 1), cfg.withExitLayers(new int[] {2}))).allMatch(l -> l == 2));
+            assertThrows(IllegalArgumentException.class, () -> new ForcedExits(1.5, 1));
+        }
+    }
+
     @Test
     void eosStopsAndListenerStreamsAndBadInputIsRefused() {
         try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 2, 2, 32, List.of()), Device.CPU, 3)) {

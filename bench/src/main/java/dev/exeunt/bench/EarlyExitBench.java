@@ -1,0 +1,165 @@
+package dev.exeunt.bench;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.config.WeightSchedule;
+import dev.exeunt.model.generate.ForcedExits;
+import dev.exeunt.model.generate.GeneratedToken;
+import dev.exeunt.model.generate.Generation;
+import dev.exeunt.model.generate.GenerationConfig;
+import dev.exeunt.model.generate.Generator;
+import dev.exeunt.model.generate.TokenListener;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Tensor;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The systems cost of early exit, apart from model quality: greedy decode of a Llama-shaped model with
+ * random weights and two randomly initialised exits, with the exit decisions forced by a seeded pattern
+ * ({@link ForcedExits}) at several exit rates, against the same model with early exit off, alternating
+ * run by run, medians. The ideal speedup is what the weights a token reads predict for a memory-bound
+ * decode: the full model's layer and head bytes over the mean bytes per token (the layers it runs, the
+ * exit heads it checks, the final head if it gets there); a skipped layer's later recomputation reads
+ * no extra weights (it rides along with the next deep token).
+ */
+public final class EarlyExitBench {
+    /** One weight type at one forced exit rate. */
+    public record Row(String model, DType type, double exitRate, double tokensPerSecond, double fullTokensPerSecond, double speedup,
+                      double idealSpeedup, double measuredExitRate) {}
+
+    private EarlyExitBench() {}
+
+    /** llama-110m's shape (dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000, untied head) with norm exits after layers 3 and 6. */
+    public static ModelConfig defaultConfig() {
+        return shape(768, 12, 12, 2048, 32000);
+    }
+
+    /** A Llama shape with norm exits at a quarter and half depth. */
+    public static ModelConfig shape(int dim, int layers, int heads, int ffn, int vocab) {
+        List<ExitConfig> exits = new ArrayList<>();
+        for (int l : new int[] {Math.max(1, layers / 4), Math.max(1, layers / 2)}) {
+            if (exits.stream().noneMatch(e -> e.layer() == l)) exits.add(new ExitConfig(l, ExitConfig.Placement.POST, ExitKind.NORM, false, WeightSchedule.constant(1), 1));
+        }
+        return ModelConfig.llama(vocab, dim, layers, heads, heads, ffn, 1024, exits);
+    }
+
+    public static List<Row> run(ModelConfig config, List<DType> types, double[] rates, int genTokens, int reps, PrintStream log) {
+        List<Row> rows = new ArrayList<>();
+        for (DType type : types) {
+            try (EarlyExitModel model = DecodeBench.randomModel(config, type, 1)) {
+                String name = String.format(Locale.ROOT, "llama %dx%d %s, exits at %s", config.nLayers(), config.dModel(), type,
+                        config.exits().stream().map(e -> Integer.toString(e.layer())).toList());
+                Bytes bytes = Bytes.of(model);
+                Generator gen = new Generator(model);
+                int[] prompt = {1};
+                var full = GenerationConfig.greedy(genTokens + 1);
+                var exiting = full.withThreshold(0.5); // any threshold below 1 checks every exit; the pattern decides
+                for (int w = 0; w < DecodeBench.WARMUPS; w++) {
+                    decode(gen, prompt, full, null);
+                    decode(gen, prompt, exiting, new ForcedExits(0.5, 7));
+                }
+                for (double rate : rates) {
+                    double[] fullTps = new double[reps], tps = new double[reps];
+                    Generation last = null;
+                    for (int r = 0; r < reps; r++) {
+                        fullTps[r] = decode(gen, prompt, full, null).tokensPerSecond();
+                        var run = decode(gen, prompt, exiting, new ForcedExits(rate, 7));
+                        tps[r] = run.tokensPerSecond();
+                        last = run.generation();
+                    }
+                    double f = median(fullTps), t = median(tps);
+                    double ideal = bytes.full() / bytes.meanPerToken(last, config);
+                    double exited = last.tokens().stream().skip(1).filter(g -> g.exitLayer() < config.nLayers()).count() / (double) genTokens;
+                    if (log != null) log.printf(Locale.ROOT, "%s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, rate, t, f, t / f, ideal);
+                    rows.add(new Row(name, type, rate, t, f, t / f, ideal, exited));
+                }
+            }
+        }
+        return rows;
+    }
+
+    private record Decode(Generation generation, double tokensPerSecond) {}
+
+    /** One generation and its decode tokens/s after the first token (the prompt's), exits forced by {@code pattern} (null: none). */
+    private static Decode decode(Generator gen, int[] prompt, GenerationConfig cfg, ForcedExits pattern) {
+        gen.forceExits(pattern);
+        try {
+            Generation g = gen.generate(List.of(prompt), cfg, TokenListener.NONE).get(0);
+            var st = gen.lastStats();
+            return new Decode(g, (st.generatedTokens() - 1) / st.decodeSeconds());
+        } finally {
+            gen.forceExits(null);
+        }
+    }
+
+    /** Weight bytes of each layer, each exit and the final norm and head. */
+    private record Bytes(long[] layer, long[] exit, int[] exitLayer, long head) {
+        static Bytes of(EarlyExitModel model) {
+            var c = model.config();
+            long[] layer = new long[c.nLayers()], exit = new long[c.exits().size()];
+            long head = 0;
+            for (Map.Entry<String, Tensor> e : model.parameters().all().entrySet()) {
+                String n = e.getKey();
+                long b = e.getValue().dtype().byteSize(e.getValue().numel());
+                if (n.startsWith("model.layers.")) layer[Integer.parseInt(n.split("\\.")[2])] += b;
+                else if (n.startsWith("exits.")) exit[Integer.parseInt(n.split("\\.")[1])] += b;
+                else if (n.startsWith("lm_head") || n.startsWith("model.norm")) head += b;
+            }
+            return new Bytes(layer, exit, c.exits().stream().mapToInt(ExitConfig::layer).toArray(), head);
+        }
+
+        /** The full model's bytes per token: every layer and the final head. */
+        double full() {
+            return Arrays.stream(layer).sum() + head;
+        }
+
+        /** Mean bytes per generated token (after the prompt's): layers to its exit, the exit heads checked on the way, the head. */
+        double meanPerToken(Generation g, ModelConfig c) {
+            double sum = 0;
+            List<GeneratedToken> tokens = g.tokens().subList(1, g.tokens().size());
+            for (GeneratedToken t : tokens) {
+                int depth = t.exitLayer();
+                for (int l = 0; l < depth; l++) sum += layer[l];
+                for (int e = 0; e < exit.length; e++) if (exitLayer[e] <= depth) sum += exit[e];
+                if (depth == c.nLayers()) sum += head;
+            }
+            return sum / tokens.size();
+        }
+    }
+
+    private static double median(double[] v) {
+        double[] c = v.clone();
+        Arrays.sort(c);
+        return c[c.length / 2];
+    }
+
+    public static String table(List<Row> rows) {
+        var sb = new StringBuilder(String.format(Locale.ROOT, "%-40s %6s %10s %10s %8s %8s %8s%n", "model", "rate", "tokens/s", "full t/s",
+                "speedup", "ideal", "of ideal"));
+        for (Row r : rows) {
+            sb.append(String.format(Locale.ROOT, "%-40s %5.0f%% %10.2f %10.2f %7.3fx %7.3fx %7.2f%n", r.model(), 100 * r.exitRate(),
+                    r.tokensPerSecond(), r.fullTokensPerSecond(), r.speedup(), r.idealSpeedup(), r.speedup() / r.idealSpeedup()));
+        }
+        return sb.toString();
+    }
+
+    public static String toJson(List<Row> rows) {
+        var sb = new StringBuilder("[");
+        for (int i = 0; i < rows.size(); i++) {
+            Row r = rows.get(i);
+            sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
+                    "{\"model\":\"%s\",\"weight_type\":\"%s\",\"exit_rate\":%.4f,\"measured_exit_rate\":%.4f,\"tokens_per_s\":%.3f,"
+                            + "\"full_tokens_per_s\":%.3f,\"speedup\":%.4f,\"ideal_speedup\":%.4f}",
+                    r.model(), r.type().name().toLowerCase(Locale.ROOT), r.exitRate(), r.measuredExitRate(), r.tokensPerSecond(),
+                    r.fullTokensPerSecond(), r.speedup(), r.idealSpeedup()));
+        }
+        return sb.append(']').toString();
+    }
+}
