@@ -74,7 +74,7 @@ public final class EarlyExitBench {
                         tps[r] = run.tokensPerSecond();
                         last = run.generation();
                     }
-                    double f = median(fullTps), t = median(tps);
+                    double f = TrainThroughput.median(fullTps), t = TrainThroughput.median(tps);
                     double ideal = bytes.full() / bytes.meanPerToken(last, config);
                     double exited = last.tokens().stream().skip(1).filter(g -> g.exitLayer() < config.nLayers()).count() / (double) genTokens;
                     if (log != null) log.printf(Locale.ROOT, "%s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, rate, t, f, t / f, ideal);
@@ -132,12 +132,6 @@ public final class EarlyExitBench {
             }
             return sum / tokens.size();
         }
-    }
-
-    private static double median(double[] v) {
-        double[] c = v.clone();
-        Arrays.sort(c);
-        return c[c.length / 2];
     }
 
     public static String table(List<Row> rows) {

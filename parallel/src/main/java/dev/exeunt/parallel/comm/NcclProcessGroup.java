@@ -292,32 +292,27 @@ public final class NcclProcessGroup implements ProcessGroup {
 
     @Override
     public Work sendAsync(Tensor t, int dst, int tag) {
-        NcclWork work = start("send to " + dst + " tag " + tag, null, t);
-        checkPeer(work, dst, "destination");
-        checkTag(work, tag);
-        checkNotSelf(work, dst);
-        int type = ncclType(t.dtype());
-        return launch(work, chunks(t.numel(), maxCount).size() > 1, stream -> {
-            long p = address(work.hold(retain(t)), 0);
-            int eb = t.dtype().elementBytes();
-            for (long[] c : chunks(t.numel(), maxCount)) {
-                Nccl.send(p + c[0] * eb, c[1], type, dst, comm, stream);
-            }
-        });
+        return pointToPoint(true, t, dst, tag);
     }
 
     @Override
     public Work recvAsync(Tensor t, int src, int tag) {
-        NcclWork work = start("recv from " + src + " tag " + tag, null, t);
-        checkPeer(work, src, "source");
+        return pointToPoint(false, t, src, tag);
+    }
+
+    /** A send to or receive from {@code peer}, chunked like the collectives; NCCL matches them in issue order (no tags). */
+    private Work pointToPoint(boolean send, Tensor t, int peer, int tag) {
+        NcclWork work = start((send ? "send to " : "recv from ") + peer + " tag " + tag, null, t);
+        checkPeer(work, peer, send ? "destination" : "source");
         checkTag(work, tag);
-        checkNotSelf(work, src);
+        checkNotSelf(work, peer);
         int type = ncclType(t.dtype());
         return launch(work, chunks(t.numel(), maxCount).size() > 1, stream -> {
             long p = address(work.hold(retain(t)), 0);
             int eb = t.dtype().elementBytes();
             for (long[] c : chunks(t.numel(), maxCount)) {
-                Nccl.recv(p + c[0] * eb, c[1], type, src, comm, stream);
+                if (send) Nccl.send(p + c[0] * eb, c[1], type, peer, comm, stream);
+                else Nccl.recv(p + c[0] * eb, c[1], type, peer, comm, stream);
             }
         });
     }

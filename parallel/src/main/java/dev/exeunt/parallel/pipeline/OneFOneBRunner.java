@@ -57,7 +57,6 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
     private boolean deferExits = true;
     private int traceIteration = -1;
     private Path traceFile;
-    private List<List<ScheduleTrace.Event>> lastTrace;
 
     /** Collective over the pipeline group (it finds the stages that hold the token embedding). */
     public OneFOneBRunner(EarlyExitModel model, ProcessGroupPipelineParallel pipeline) {
@@ -124,10 +123,6 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
         return this;
     }
 
-    /** The last traced step's events on every stage (on stage 0 after the traced step; null before or elsewhere). */
-    public List<List<ScheduleTrace.Event>> lastTrace() {
-        return lastTrace;
-    }
 
     @Override
     public int fillMicroBatches() {
@@ -368,7 +363,7 @@ public final class OneFOneBRunner implements MicroBatchRunner, AutoCloseable {
 
     private void writeTrace(ScheduleTrace trace) {
         try {
-            lastTrace = ScheduleTrace.write(pp, trace, traceFile);
+            ScheduleTrace.write(pp, trace, traceFile);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the schedule trace " + traceFile, e);
         }

@@ -54,29 +54,16 @@ public final class ScheduleTrace {
         return events;
     }
 
-    /** Busy time (every event but receive and send waits) over the span from the step's start to the last event's end. */
-    public double busyFraction() {
-        double busy = 0, end = 0;
-        for (Event e : events) {
-            end = Math.max(end, e.endMicros());
-            if (e.kind() != Kind.RECV && e.kind() != Kind.SEND_WAIT && e.kind() != Kind.EXIT && e.kind() != Kind.FILL_EXIT) {
-                busy += e.endMicros() - e.startMicros();
-            }
-        }
-        return end == 0 ? 0 : busy / end;
-    }
-
     /**
-     * Collective over {@code pp}: every stage sends its events to stage 0, which writes {@code file}. Returns
-     * every stage's events on stage 0 (index = stage), null elsewhere.
+     * Collective over {@code pp}: every stage sends its events to stage 0, which writes {@code file}.
      */
-    public static List<List<Event>> write(ProcessGroup pp, ScheduleTrace mine, Path file) throws IOException {
+    public static void write(ProcessGroup pp, ScheduleTrace mine, Path file) throws IOException {
         if (pp.rank() != 0) {
             try (Tensor packed = pack(mine.events); Tensor n = Tensor.of(new float[] {mine.events.size()}, 1)) {
                 pp.send(n, 0, TAG);
                 if (!mine.events.isEmpty()) pp.send(packed, 0, TAG);
             }
-            return null;
+            return;
         }
         List<List<Event>> all = new ArrayList<>();
         all.add(mine.events);
@@ -96,7 +83,6 @@ public final class ScheduleTrace {
             }
         }
         Files.writeString(file, chromeJson(all), StandardCharsets.UTF_8);
-        return all;
     }
 
     private static Tensor pack(List<Event> events) {
