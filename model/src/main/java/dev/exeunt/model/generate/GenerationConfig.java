@@ -16,10 +16,18 @@ package dev.exeunt.model.generate;
  *                   prevent_newline_after_colon); null = off
  * @param exitProbs  record, for each token, the top probability of every exit head it reached and of
  *                   the final head ({@link GeneratedToken#exitMaxProbs}); costs an extra head per exit
+ * @param speculative lossless self-speculative decoding: a token that exits is a draft, and the next
+ *                   token that goes through every layer verifies all pending drafts at once (the final
+ *                   head on every row of its band); the output is the full model's
+ * @param draftMax   with speculative, at most this many drafts wait for verification (llama.cpp's
+ *                   --draft-max); the next token then goes through every layer
  */
 public record GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold,
                                int[] exitLayers, int eosId, double topPDecay, double topPBound, int vocabLimit,
-                               NewlineBan newlineBan, boolean exitProbs) {
+                               NewlineBan newlineBan, boolean exitProbs, boolean speculative, int draftMax) {
+    /** Drafts pending verification by default: a band of draft rows plus the verifying token fills the 8-row skinny GEMM. */
+    public static final int DEFAULT_DRAFT_MAX = 7;
+
     /**
      * The smallest non-zero temperature: logits divided by less overflow to infinity, and the
      * softmax becomes NaN (garbage tokens) instead of the greedy choice it tends to.
@@ -37,11 +45,12 @@ public record GenerationConfig(int maxNewTokens, double temperature, int topK, d
         if (!(topPDecay >= 0 && topPDecay <= 1)) throw new IllegalArgumentException("top_p_decay must be in [0, 1], got " + topPDecay);
         if (!(topPBound >= 0 && topPBound <= topP)) throw new IllegalArgumentException("top_p_bound must be in [0, top_p], got " + topPBound);
         if (vocabLimit < 0) throw new IllegalArgumentException("vocab limit must be >= 0, got " + vocabLimit);
+        if (draftMax < 1) throw new IllegalArgumentException("draft max must be >= 1, got " + draftMax);
     }
 
     public GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold, int[] exitLayers,
                             int eosId) {
-        this(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, 0, 0, 0, null, false);
+        this(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, 0, 0, 0, null, false, false, DEFAULT_DRAFT_MAX);
     }
 
     public static GenerationConfig greedy(int maxNewTokens) {
@@ -61,35 +70,44 @@ public record GenerationConfig(int maxNewTokens, double temperature, int topK, d
     }
 
     public GenerationConfig withThreshold(double t) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withEos(int eos) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withExitLayers(int[] layers) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withSampling(double temp, int k, double p, long s) {
-        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withTopPDecay(double decay, double bound) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, decay, bound, vocabLimit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, decay, bound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withVocabLimit(int limit) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, limit, newlineBan, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, limit, newlineBan, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withNewlineBan(NewlineBan ban) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, ban, exitProbs);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, ban, exitProbs, speculative, draftMax);
     }
 
     public GenerationConfig withExitProbs(boolean record) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, record);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, record, speculative, draftMax);
+    }
+
+    /** Self-speculative decoding on or off, with at most {@code maxDrafts} drafts awaiting verification. */
+    public GenerationConfig withSpeculative(boolean on, int maxDrafts) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, on, maxDrafts);
+    }
+
+    public GenerationConfig withSpeculative(boolean on) {
+        return withSpeculative(on, draftMax);
     }
 
     public boolean earlyExit() {

@@ -34,8 +34,16 @@ public final class Generator {
     /**
      * Timing of the last {@link #generate} call, and the rows the exits' own layers ran ({@code layer}
      * exits; prompt and decode): the work those exits cost, none for an exit that is not checked.
+     * With speculative decoding, per exit (as in {@code model.exits()}): the drafts it made and how
+     * many of them the full model accepted.
      */
-    public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds, long exitLayerRows) {
+    public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds, long exitLayerRows,
+                        long[] drafted, long[] accepted) {
+        /** Fraction of exit {@code e}'s drafts the full model accepted (NaN when it drafted none). */
+        public double acceptanceRate(int e) {
+            return drafted[e] == 0 ? Double.NaN : (double) accepted[e] / drafted[e];
+        }
+
         public double promptTokensPerSecond() {
             return promptSeconds == 0 ? 0 : promptTokens / promptSeconds;
         }
@@ -45,7 +53,7 @@ public final class Generator {
         }
     }
 
-    private Stats lastStats = new Stats(0, 0, 0, 0, 0);
+    private Stats lastStats = new Stats(0, 0, 0, 0, 0, new long[0], new long[0]);
     private long exitLayerRows;
     private ForcedExits forced;
 
@@ -156,7 +164,8 @@ public final class Generator {
                 generated += running.size();
             }
             long t2 = System.nanoTime();
-            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9, exitLayerRows);
+            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9, exitLayerRows,
+                    new long[model.exits().size()], new long[model.exits().size()]);
             List<Generation> result = new ArrayList<>();
             for (Sequence s : seqs) result.add(new Generation(s.prompt, List.copyOf(s.out), s.finish));
             return result;
