@@ -38,10 +38,53 @@ final class Sampler {
 
     /** Samples at cfg's temperature and top-k with {@code topP} (the sequence's current, possibly decayed, top_p). */
     static int sample(float[] logits, GenerationConfig cfg, double topP, SplittableRandom rng) {
-        for (float v : logits) {
-            if (Float.isNaN(v)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+        if (cfg.temperature() == 0) {
+            checkNaN(logits);
+            return argmax(logits);
         }
-        if (cfg.temperature() == 0) return argmax(logits);
+        Filtered f = filter(logits, cfg, topP);
+        double r = rng.nextDouble() * f.total;
+        for (int i = 0; i < f.keep; i++) {
+            r -= f.p[i];
+            if (r <= 0) return f.order[i];
+        }
+        return f.order[f.keep - 1];
+    }
+
+    /**
+     * The distribution {@link #sample} draws from, over all ids (zero for those the filters drop):
+     * what speculative sampling's accept/reject rule compares. Greedy: all mass on the argmax.
+     */
+    static double[] distribution(float[] logits, GenerationConfig cfg, double topP) {
+        double[] out = new double[logits.length];
+        if (cfg.temperature() == 0) {
+            checkNaN(logits);
+            out[argmax(logits)] = 1;
+            return out;
+        }
+        Filtered f = filter(logits, cfg, topP);
+        for (int i = 0; i < f.keep; i++) out[f.order[i]] = f.p[i] / f.total;
+        return out;
+    }
+
+    /** Draws an id from a distribution summing to {@code total} (> 0). */
+    static int draw(double[] dist, double total, SplittableRandom rng) {
+        double r = rng.nextDouble() * total;
+        int last = 0;
+        for (int i = 0; i < dist.length; i++) {
+            if (dist[i] <= 0) continue;
+            last = i;
+            r -= dist[i];
+            if (r <= 0) return i;
+        }
+        return last;
+    }
+
+    /** The ids sampling keeps, most likely first, with unnormalized weights summing to total. */
+    private record Filtered(Integer[] order, double[] p, int keep, double total) {}
+
+    private static Filtered filter(float[] logits, GenerationConfig cfg, double topP) {
+        checkNaN(logits);
         int n = logits.length;
         Integer[] order = new Integer[n];
         for (int i = 0; i < n; i++) order[i] = i;
@@ -68,11 +111,12 @@ final class Sampler {
             total = 0;
             for (int i = 0; i < keep; i++) total += p[i];
         }
-        double r = rng.nextDouble() * total;
-        for (int i = 0; i < keep; i++) {
-            r -= p[i];
-            if (r <= 0) return order[i];
+        return new Filtered(order, p, keep, total);
+    }
+
+    private static void checkNaN(float[] logits) {
+        for (float v : logits) {
+            if (Float.isNaN(v)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
         }
-        return order[keep - 1];
     }
 }

@@ -209,6 +209,24 @@ public final class EarlyExitModel implements AutoCloseable {
 
     // ---------------------------------------------------------------- pieces
 
+    /** The token embedding [V, D] (null on a stage that needs none), the learned positions [maxLen, D] (GPT-2; else null). */
+    public Tensor tokenEmbedding() {
+        return tokenEmbedding;
+    }
+
+    public Tensor positionEmbedding() {
+        return positionEmbedding;
+    }
+
+    /** The final norm and output head [V, D] (null on a stage without them). */
+    public Norm finalNorm() {
+        return finalNorm;
+    }
+
+    public Tensor lmHead() {
+        return lmHead;
+    }
+
     /** Token (and learned position) embeddings of ids [B, T] at positions [startPos, startPos+T). */
     public Tensor embed(Tensor ids, int startPos) {
         int t = ids.dim(1);

@@ -28,6 +28,23 @@ public final class KvCache implements AutoCloseable {
         return keys.dim(1);
     }
 
+    /** The key storage [B, maxLen, Hkv, headDim]: the decode path writes positions directly, then {@link #extendTo}. */
+    public Tensor keys() {
+        return keys;
+    }
+
+    public Tensor values() {
+        return values;
+    }
+
+    /** Marks positions up to {@code newLength} as written (by a caller that wrote them into {@link #keys} and {@link #values}). */
+    public void extendTo(int newLength) {
+        if (newLength < length || newLength > capacity()) {
+            throw new IllegalArgumentException("cannot extend a KV cache of " + length + " positions to " + newLength + " (capacity " + capacity() + ")");
+        }
+        length = newLength;
+    }
+
     /** Writes k, v [B, T, Hkv, hd] at positions [start, start+T) and returns views of positions [0, start+T). */
     Tensor[] append(Tensor k, Tensor v, int start) {
         int t = k.dim(1);

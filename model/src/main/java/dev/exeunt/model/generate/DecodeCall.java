@@ -1,0 +1,251 @@
+package dev.exeunt.model.generate;
+
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.nn.EarlyExitModel;
+import java.util.Arrays;
+
+/**
+ * What one {@link Generator#generate} call shares between its prefill and decode steps: the config,
+ * which exits are checked, the listener, the counters, and how a token is handed out (emitted,
+ * drafted, or accepted or replaced by verification).
+ */
+final class DecodeCall {
+    final EarlyExitModel model;
+    final GenerationConfig cfg;
+    final TokenListener listener;
+    final ForcedExits forced;
+    final int nLayers;
+    /** Exits whose decision is taken this call; with exitProbs the others still run, to record their probabilities. */
+    final boolean[] active;
+    /** Each active exit's place among the checked ones, -1 for the others (forced decisions). */
+    final int[] checkRank;
+    final int checked;
+    /** The ids the tokenizer can decode: a head padded past the tokenizer's vocabulary has rows no text maps to. */
+    final int usableVocab;
+    long exitLayerRows;
+    final long[] drafted, accepted;
+    private float[] row;
+
+    DecodeCall(EarlyExitModel model, GenerationConfig cfg, TokenListener listener, ForcedExits forced) {
+        this.model = model;
+        this.cfg = cfg;
+        this.listener = listener;
+        this.forced = forced;
+        this.nLayers = model.config().nLayers();
+        this.active = activeExits(model, cfg);
+        this.checkRank = new int[active.length];
+        int n = 0;
+        for (int e = 0; e < active.length; e++) checkRank[e] = active[e] ? n++ : -1;
+        this.checked = n;
+        int v = model.config().vocabSize();
+        this.usableVocab = cfg.vocabLimit() > 0 && cfg.vocabLimit() < v ? cfg.vocabLimit() : v;
+        this.drafted = new long[active.length];
+        this.accepted = new long[active.length];
+    }
+
+    private static boolean[] activeExits(EarlyExitModel model, GenerationConfig cfg) {
+        boolean[] active = new boolean[model.exits().size()];
+        if (cfg.exitLayers() != null) {
+            for (int layer : cfg.exitLayers()) {
+                if (model.exits().stream().noneMatch(x -> x.config().layer() == layer)) {
+                    throw new IllegalArgumentException("the model has no exit at layer " + layer + " (exits at "
+                            + Arrays.toString(model.config().exits().stream().mapToInt(ExitConfig::layer).toArray()) + ")");
+                }
+            }
+        }
+        if (!cfg.earlyExit()) return active;
+        for (int e = 0; e < active.length; e++) {
+            int layer = model.exits().get(e).config().layer();
+            active[e] = cfg.exitLayers() == null || Arrays.stream(cfg.exitLayers()).anyMatch(x -> x == layer);
+        }
+        return active;
+    }
+
+    /** Whether exit e fires for s's current token at top probability maxProb. */
+    boolean fires(int e, DecodeSequence s, float maxProb) {
+        if (!active[e]) return false;
+        if (forced != null) return forced.choice(s.index, s.length, checked) == checkRank[e];
+        return Math.log(maxProb) >= Math.log(cfg.threshold());
+    }
+
+    /** Exit probabilities of a token before any head has seen it: NaN = not reached. */
+    float[] unreached() {
+        float[] p = new float[model.exits().size() + 1];
+        Arrays.fill(p, Float.NaN);
+        return p;
+    }
+
+    /** A reusable host copy of one row of usable logits. */
+    float[] rowBuffer() {
+        if (row == null) row = new float[usableVocab];
+        return row;
+    }
+
+    /** One row of logits, fetched to the host only when the choice needs the whole row (sampling, a ban). */
+    interface Row {
+        float[] get();
+    }
+
+    /** top_p for the k-th generated token (Megatron's top_p_decay applied k times). */
+    double topPFor(int k) {
+        double p = cfg.topP();
+        for (int i = 0; i < k; i++) {
+            double next = cfg.decayedTopP(p);
+            if (next == p) break;
+            p = next;
+        }
+        return p;
+    }
+
+    /** Ids the newline ban forbids after {@code previous}, or null. */
+    int[] banned(int previous) {
+        return cfg.newlineBan() == null ? null : cfg.newlineBan().bannedAfter(previous);
+    }
+
+    /**
+     * Hands out s's next token from one row of logits (greedy: the row's top index and probability,
+     * already computed; sampling copies the row to the host).
+     */
+    void emit(DecodeSequence s, Row logits, int greedyToken, float greedyProb, int exitLayer, float[] probs) {
+        checkNotNaN(greedyProb);
+        int[] banned = banned(s.tokens[s.length - 1]);
+        int token;
+        float prob;
+        if (cfg.temperature() == 0 && banned == null) {
+            token = greedyToken;
+            prob = greedyProb;
+        } else {
+            float[] row = logits.get();
+            if (banned != null) Sampler.ban(row, banned);
+            token = Sampler.sample(row, cfg, topPFor(s.length - s.prompt.length), s.rng);
+            prob = Sampler.probability(row, token);
+        }
+        if (probs != null) probs[probs.length - 1] = exitLayer == nLayers ? greedyProb : Float.NaN;
+        s.append(token);
+        commit(s, new GeneratedToken(token, exitLayer, prob, probs));
+    }
+
+    /**
+     * Speculative decoding: the exit's choice becomes a draft (appended, not handed out). Sampling keeps
+     * the distribution it was drawn from, for the accept/reject rule.
+     */
+    void draft(DecodeSequence s, int exit, Row logits, int greedyToken, float greedyProb, float[] probs) {
+        checkNotNaN(greedyProb);
+        int[] banned = banned(s.tokens[s.length - 1]);
+        int token;
+        float prob;
+        double[] dist = null;
+        if (cfg.temperature() == 0 && banned == null) {
+            token = greedyToken;
+            prob = greedyProb;
+        } else {
+            float[] row = logits.get();
+            if (banned != null) Sampler.ban(row, banned);
+            if (cfg.temperature() == 0) {
+                token = Sampler.argmax(row);
+            } else {
+                dist = Sampler.distribution(row, cfg, topPFor(s.length - s.prompt.length));
+                token = Sampler.draw(dist, 1.0, s.rng);
+            }
+            prob = Sampler.probability(row, token);
+        }
+        s.append(token);
+        s.recordDraft(exit, model.exits().get(exit).config().layer(), prob, probs, dist);
+        drafted[exit]++;
+    }
+
+    /**
+     * Verifies the draft tokens[idx] against the full model's logits at position idx - 1: greedy keeps
+     * it when it is the full model's choice; sampling keeps it with probability min(1, p/q) and else
+     * draws from the residual max(0, p - q), so the output follows the full model's distribution
+     * (speculative sampling). A rejected draft is replaced, and it and everything after it forgotten.
+     *
+     * @return whether the draft was kept
+     */
+    boolean verify(DecodeSequence s, int idx, Row logits, int greedyToken, float greedyProb) {
+        checkNotNaN(greedyProb);
+        int j = idx - s.committed;
+        if (j != 0) throw new IllegalStateException("verifying draft " + idx + " with " + s.committed + " tokens committed");
+        int draft = s.tokens[idx];
+        int[] banned = banned(s.tokens[idx - 1]);
+        int token;
+        float prob;
+        boolean keep;
+        if (cfg.temperature() == 0 && banned == null) {
+            token = greedyToken;
+            prob = greedyProb;
+            keep = token == draft;
+        } else {
+            float[] row = logits.get();
+            if (banned != null) Sampler.ban(row, banned);
+            if (cfg.temperature() == 0) {
+                token = Sampler.argmax(row);
+                keep = token == draft;
+            } else {
+                double[] p = Sampler.distribution(row, cfg, topPFor(idx - s.prompt.length));
+                double[] q = s.draftDist[j];
+                keep = s.rng.nextDouble() * q[draft] < p[draft];
+                token = keep ? draft : residual(p, q, s);
+            }
+            prob = Sampler.probability(row, token);
+        }
+        int exit = s.draftExit[j];
+        if (keep) {
+            accepted[exit]++;
+            GeneratedToken t = new GeneratedToken(draft, s.draftLayer[j], s.draftProb[j], s.draftProbs[j]);
+            shiftDrafts(s);
+            commit(s, t);
+            return true;
+        }
+        s.length = idx;
+        s.rollBack(idx);
+        s.append(token);
+        commit(s, new GeneratedToken(token, nLayers, prob, null));
+        return false;
+    }
+
+    /** Draws from max(0, p - q) normalized (p itself where the two agree everywhere). */
+    private static int residual(double[] p, double[] q, DecodeSequence s) {
+        double[] r = new double[p.length];
+        double total = 0;
+        for (int i = 0; i < p.length; i++) {
+            r[i] = Math.max(0, p[i] - q[i]);
+            total += r[i];
+        }
+        return total > 0 ? Sampler.draw(r, total, s.rng) : Sampler.draw(p, 1.0, s.rng);
+    }
+
+    private static void shiftDrafts(DecodeSequence s) {
+        int n = s.drafts() - 1;
+        System.arraycopy(s.draftExit, 1, s.draftExit, 0, n);
+        System.arraycopy(s.draftLayer, 1, s.draftLayer, 0, n);
+        System.arraycopy(s.draftProb, 1, s.draftProb, 0, n);
+        System.arraycopy(s.draftProbs, 1, s.draftProbs, 0, n);
+        System.arraycopy(s.draftDist, 1, s.draftDist, 0, n);
+    }
+
+    /** tokens[committed] is handed out as t: listener, then the stopping rules; a stop drops the drafts after it. */
+    private void commit(DecodeSequence s, GeneratedToken t) {
+        s.out.add(t);
+        s.committed++;
+        boolean go = listener.onToken(s.index, t);
+        if (cfg.eosId() >= 0 && t.token() == cfg.eosId()) s.finish = "eos";
+        else if (!go) s.finish = "stop";
+        else if (s.out.size() >= cfg.maxNewTokens()) s.finish = "length";
+        else if (s.committed >= s.capacity()) s.finish = "context";
+        if (s.finish != null) s.length = s.committed;
+    }
+
+    /** What s does this step: verify (flush) before a drafted EOS, the length limit or a full context; go deep after draftMax drafts. */
+    DecodeSequence.Mode modeOf(DecodeSequence s) {
+        int drafts = s.drafts();
+        if (drafts == 0) return DecodeSequence.Mode.CHECK;
+        boolean eos = cfg.eosId() >= 0 && s.tokens[s.length - 1] == cfg.eosId();
+        if (eos || s.out.size() + drafts >= cfg.maxNewTokens() || s.length >= s.capacity()) return DecodeSequence.Mode.FLUSH;
+        return drafts >= cfg.draftMax() ? DecodeSequence.Mode.DEEP : DecodeSequence.Mode.CHECK;
+    }
+
+    private static void checkNotNaN(float p) {
+        if (Float.isNaN(p)) throw new IllegalStateException("the model produced NaN logits; the weights are corrupt or do not match the config");
+    }
+}

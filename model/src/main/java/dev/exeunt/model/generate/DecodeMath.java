@@ -1,0 +1,209 @@
+package dev.exeunt.model.generate;
+
+import dev.exeunt.model.config.Family;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.nn.Attention;
+import dev.exeunt.model.nn.KvCache;
+import dev.exeunt.model.nn.Linear;
+import dev.exeunt.model.nn.Mlp;
+import dev.exeunt.model.nn.Norm;
+import dev.exeunt.model.nn.TransformerLayer;
+import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.cpu.CpuActivation;
+import dev.exeunt.tensor.cpu.CpuNorm;
+import dev.exeunt.tensor.cpu.CpuQuant;
+import dev.exeunt.tensor.cpu.CpuRope;
+import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * The arithmetic of one decode step on the CPU, over packed rows in preallocated buffers: no tensor
+ * objects, views or scopes per op, only kernel calls on memory segments (offsets in floats).
+ *
+ * <p>Every kernel here computes a row the same way whatever the number of rows beside it: the skinny
+ * GEMM takes rows in chunks of at most 8 with per-row accumulators, quantized weights go one row at a
+ * time, norms and attention run row by row. So a token's logits are bit for bit the same alone or in
+ * a band of drafts being verified, which is what makes speculative decoding lossless to the last bit.
+ */
+final class DecodeMath {
+    private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private DecodeMath() {}
+
+    /** Whether this path can run the model: CPU, one tensor-parallel rank, weights F32 or block-quantized. */
+    static boolean supports(ModelConfig c, Tensor anyWeight, int tpSize) {
+        return anyWeight.device().kind() == dev.exeunt.tensor.Device.Kind.CPU && tpSize == 1 && c.nHeads() % c.nKvHeads() == 0;
+    }
+
+    /**
+     * out[r, outCol + j] = sum_i in[r, i] W[j, i] (+ bias[j]) for rows r in [0, rows): in has leading
+     * dimension {@code ldIn} (>= in features), out {@code ldOut}.
+     */
+    static void linear(Linear lin, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out, long outOff, int ldOut) {
+        Tensor w = lin.weight();
+        int nIn = lin.inFeatures(), nOut = lin.outFeatures();
+        linear(w, lin.inputMajor(), nIn, nOut, rows, in, inOff, ldIn, out, outOff, ldOut);
+        if (lin.bias() != null) addBias(lin.bias(), rows, nOut, out, outOff, ldOut);
+    }
+
+    /** The first {@code nOut} outputs of a [V, D] head (or any [out, in] weight) for each row. */
+    static void linear(Tensor w, boolean inputMajor, int nIn, int nOut, int rows, MemorySegment in, long inOff, int ldIn,
+                       MemorySegment out, long outOff, int ldOut) {
+        MemorySegment ws = w.segment();
+        if (w.dtype() == DType.F32) {
+            int ldw = inputMajor ? w.dim(1) : w.dim(w.rank() - 1);
+            for (int r0 = 0; r0 < rows; r0 += CpuSkinnyGemm.MAX_ROWS) {
+                int m = Math.min(CpuSkinnyGemm.MAX_ROWS, rows - r0);
+                CpuSkinnyGemm.gemm(!inputMajor, m, nOut, nIn, in, inOff + (long) r0 * ldIn, ldIn, ws, w.offset(), ldw,
+                        out, outOff + (long) r0 * ldOut, ldOut);
+            }
+            return;
+        }
+        if (inputMajor) throw new IllegalStateException("quantized weights must be [out, in], got an input-major " + w.dtype() + " weight");
+        long wb = w.dtype().byteSize(w.offset());
+        for (int r = 0; r < rows; r++) {
+            long xo = inOff + (long) r * ldIn, yo = outOff + (long) r * ldOut;
+            switch (w.dtype()) {
+                case Q8_0 -> CpuQuant.gemvQ8_0(nOut, nIn, ws, wb, in, xo, out, yo);
+                case Q4_0 -> CpuQuant.gemvQ4_0(nOut, nIn, ws, wb, in, xo, out, yo);
+                default -> throw new IllegalArgumentException("decode: unsupported weight type " + w.dtype());
+            }
+        }
+    }
+
+    private static void addBias(Tensor bias, int rows, int n, MemorySegment out, long outOff, int ldOut) {
+        MemorySegment bs = bias.segment();
+        long bo = bias.offset();
+        for (int r = 0; r < rows; r++) {
+            long o = outOff + (long) r * ldOut;
+            for (int j = 0; j < n; j++) out.setAtIndex(F, o + j, out.getAtIndex(F, o + j) + bs.getAtIndex(F, bo + j));
+        }
+    }
+
+    /** y = norm(x) row by row ([rows, d], contiguous). */
+    static void norm(Norm n, int rows, int d, MemorySegment x, long xOff, MemorySegment y, long yOff) {
+        Tensor g = n.weight();
+        if (n.rms()) {
+            CpuNorm.rmsNorm(x, xOff, g.segment(), g.offset(), y, yOff, null, 0, rows, d, n.eps());
+        } else {
+            Tensor b = n.bias();
+            CpuNorm.layerNorm(x, xOff, g.segment(), g.offset(), b == null ? null : b.segment(), b == null ? 0 : b.offset(), y, yOff,
+                    null, 0, null, 0, rows, d, n.eps());
+        }
+    }
+
+    /** a += b elementwise over n floats. */
+    static void addInto(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
+        for (long i = 0; i < n; i++) a.setAtIndex(F, aOff + i, a.getAtIndex(F, aOff + i) + b.getAtIndex(F, bOff + i));
+    }
+
+    /** One group of consecutive rows of a packed batch: one sequence's positions [startPos, startPos + count). */
+    record Span(int row, int count, int startPos, KvCache cache) {}
+
+    /**
+     * A transformer block over packed rows: out = h + mlp(norm2(h)), h = x + attn(norm1(x)); h and
+     * norm2(h) stay in {@code w.h} and {@code w.n2} for mlp exits. x and out are [rows, D] in w.
+     */
+    static void layer(ModelConfig c, TransformerLayer layer, DecodeBuffers w, MemorySegment x, long xOff, Span[] spans, int nSpans,
+                      int rows, MemorySegment out, long outOff) {
+        int d = c.dModel();
+        norm(layer.norm1(), rows, d, x, xOff, w.seg, w.n);
+        attention(c, layer.attn(), w, rows, spans, nSpans);
+        linear(layer.attn().out(), rows, w.seg, w.att, w.qDim, w.seg, w.h, d);
+        addInto(w.seg, w.h, x, xOff, (long) rows * d);
+        norm(layer.norm2(), rows, d, w.seg, w.h, w.seg, w.n2);
+        mlp(c, layer.mlp(), w, rows, w.seg, w.n2, out, outOff);
+        addInto(out, outOff, w.seg, w.h, (long) rows * d);
+    }
+
+    /** out = mlp(in) for [rows, D] rows (the block's MLP or an mlp exit's branch). */
+    static void mlp(ModelConfig c, Mlp mlp, DecodeBuffers w, int rows, MemorySegment in, long inOff, MemorySegment out, long outOff) {
+        int d = c.dModel(), f = c.ffnHidden();
+        // The activation kernels treat their masked tail with the same vector code as the body: elementwise exact.
+        long n = (long) rows * f;
+        if (c.family() == Family.GPT2) {
+            linear(mlp.fc(), rows, in, inOff, d, w.seg, w.ff, f);
+            CpuActivation.geluTanh(w.seg, w.ff, w.seg, w.ff, n);
+        } else {
+            linear(mlp.gate(), rows, in, inOff, d, w.seg, w.ff, f);
+            linear(mlp.up(), rows, in, inOff, d, w.seg, w.ff2, f);
+            CpuActivation.silu(w.seg, w.ff, w.seg, w.ff, n);
+            for (long i = 0; i < n; i++) w.seg.setAtIndex(F, w.ff + i, w.seg.getAtIndex(F, w.ff + i) * w.seg.getAtIndex(F, w.ff2 + i));
+        }
+        linear(mlp.proj(), rows, w.seg, w.ff, f, out, outOff, d);
+    }
+
+    /**
+     * Self-attention of the normalized rows in {@code w.n} into {@code w.att} [rows, H*hd]: q, k, v
+     * projected for all rows at once, then per span its keys and values appended to its cache and
+     * each row attending causally over the cache up to its own position.
+     */
+    private static void attention(ModelConfig c, Attention a, DecodeBuffers w, int rows, Span[] spans, int nSpans) {
+        int d = c.dModel(), h = c.nHeads(), hkv = c.nKvHeads(), hd = c.headDim(), qd = h * hd, kvd = hkv * hd;
+        int ld = w.qkvWidth;
+        long qkv = w.qkv;
+        if (c.family() == Family.GPT2) {
+            linear(a.qkv(), rows, w.seg, w.n, d, w.seg, qkv, ld);
+        } else {
+            linear(a.q(), rows, w.seg, w.n, d, w.seg, qkv, ld);
+            linear(a.k(), rows, w.seg, w.n, d, w.seg, qkv + qd, ld);
+            linear(a.v(), rows, w.seg, w.n, d, w.seg, qkv + qd + kvd, ld);
+        }
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        for (int s = 0; s < nSpans; s++) {
+            Span sp = spans[s];
+            long rowQkv = qkv + (long) sp.row() * ld;
+            if (c.family() != Family.GPT2) {
+                CpuRope.forward(w.seg, rowQkv, ld, hd, sp.count(), h, hd, null, sp.startPos(), c.ropeTheta());
+                CpuRope.forward(w.seg, rowQkv + qd, ld, hd, sp.count(), hkv, hd, null, sp.startPos(), c.ropeTheta());
+            }
+            KvCache cache = sp.cache();
+            Tensor keys = cache.keys(), values = cache.values();
+            if (cache.length() != sp.startPos()) {
+                throw new IllegalStateException("KV cache holds " + cache.length() + " positions but the next write starts at " + sp.startPos());
+            }
+            if (sp.startPos() + sp.count() > cache.capacity()) {
+                throw new IllegalStateException("KV cache full: " + (sp.startPos() + sp.count()) + " positions needed, capacity " + cache.capacity());
+            }
+            for (int i = 0; i < sp.count(); i++) {
+                long src = rowQkv + (long) i * ld, dst = (long) (sp.startPos() + i) * kvd;
+                MemorySegment.copy(w.seg, (src + qd) * 4, keys.segment(), (keys.offset() + dst) * 4, kvd * 4L);
+                MemorySegment.copy(w.seg, (src + qd + kvd) * 4, values.segment(), (values.offset() + dst) * 4, kvd * 4L);
+            }
+            cache.extendTo(sp.startPos() + sp.count());
+            for (int i = 0; i < sp.count(); i++) {
+                int pos = sp.startPos() + i;
+                long qRow = rowQkv + (long) i * ld, oRow = w.att + (long) (sp.row() + i) * qd;
+                for (int head = 0; head < h; head++) {
+                    int kvh = head / (h / hkv);
+                    attendRow(w, qRow + (long) head * hd, keys, values, kvh, kvd, hd, pos, scale, oRow + (long) head * hd);
+                }
+            }
+        }
+    }
+
+    /** One query head over cached positions [0, pos]: softmax(q k^T * scale) v into out (hd floats). */
+    private static void attendRow(DecodeBuffers w, long q, Tensor keys, Tensor values, int kvh, int kvd, int hd, int pos,
+                                  float scale, long out) {
+        MemorySegment ks = keys.segment(), vs = values.segment(), seg = w.seg;
+        long kb = keys.offset() + (long) kvh * hd, vb = values.offset() + (long) kvh * hd;
+        float[] s = w.scores(pos + 1);
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j <= pos; j++) {
+            float dot = DecodeVectors.dot(seg, q, ks, kb + (long) j * kvd, hd) * scale;
+            s[j] = dot;
+            if (dot > max) max = dot;
+        }
+        float sum = 0;
+        for (int j = 0; j <= pos; j++) {
+            float e = (float) Math.exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
+        float inv = 1f / sum;
+        for (int t = 0; t < hd; t++) seg.setAtIndex(F, out + t, 0f);
+        for (int j = 0; j <= pos; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) j * kvd, seg, out, hd);
+    }
+}
