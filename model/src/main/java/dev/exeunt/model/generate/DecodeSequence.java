@@ -45,8 +45,6 @@ final class DecodeSequence implements AutoCloseable {
     int length;
     int committed;
     String finish;
-    /** top_p for the next token (decays with Megatron's top_p_decay; op path). */
-    double topP;
 
     /** Drafts tokens[committed + j]: the exit that made it, its layer, probability, recorded exit probabilities and (sampling) distribution. */
     int[] draftExit = new int[8];

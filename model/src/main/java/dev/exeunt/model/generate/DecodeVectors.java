@@ -1,10 +1,10 @@
 package dev.exeunt.model.generate;
 
+import dev.exeunt.tensor.cpu.VectorMath;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /** The two vector loops of decode attention: a head's q.k and the p-weighted sum of values (offsets in floats). */
@@ -21,7 +21,7 @@ final class DecodeVectors {
         for (; i < bound; i += S.length()) {
             acc = FloatVector.fromMemorySegment(S, a, (aOff + i) * 4, LE).fma(FloatVector.fromMemorySegment(S, b, (bOff + i) * 4, LE), acc);
         }
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = VectorMath.sum(acc); // a fixed lane order: the same compiled or interpreted
         for (; i < n; i++) s += a.getAtIndex(F, aOff + i) * b.getAtIndex(F, bOff + i);
         return s;
     }

@@ -100,9 +100,7 @@ public final class Generator {
                     throw new IllegalArgumentException("prompt " + i + " has " + p.length + " tokens; the model's context is " + c.maxSeqLen());
                 }
                 int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
-                DecodeSequence s = new DecodeSequence(model, i, p, capacity, cfg.seed());
-                s.topP = cfg.topP();
-                seqs.add(s);
+                seqs.add(new DecodeSequence(model, i, p, capacity, cfg.seed()));
             }
             long t0 = System.nanoTime();
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();

@@ -7,10 +7,15 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * C = A op(B) for a few rows of A (2..8): the shapes of batched decode and of KV recomputation, where
- * a handful of tokens go through a layer together. Each weight element is read once for all rows
+ * C = A op(B) for a few rows of A (1..8): the shapes of decode, batched decode and KV recomputation,
+ * where a handful of tokens go through a layer together. Each weight element is read once for all rows
  * (the packed GEMM would pack the whole weight first; one GEMV per row would read it m times).
  * Row-major, offsets and leading dims in floats, C overwritten.
+ *
+ * <p>Row-invariant: every element of C is accumulated in the same order whatever m is and whichever
+ * row of A it comes from, so a token's product is bit for bit the same alone or in a batch (the decode
+ * path relies on this to verify speculative drafts exactly). Each row keeps four independent
+ * accumulator chains (four columns), enough to hide the FMA latency even for one row.
  */
 public final class CpuSkinnyGemm {
     public static final int MAX_ROWS = 8;
@@ -30,119 +35,162 @@ public final class CpuSkinnyGemm {
         boolean shared = CpuThreads.shareable(a, b, c);
         long work = (long) n * k;
         if (transB) {
-            // ~16K multiply-adds per chunk per row: decode-sized layers (a few hundred wide) still split.
-            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, k));
-            if (!shared || work < (1L << 16)) dotColumns(0, n, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
-            else CpuThreads.parallelFor(n, grain, (j0, j1) -> dotColumns(j0, j1, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
+            // Groups of four columns; ~16K multiply-adds per chunk per row, so decode-sized layers still split.
+            int groups = (n + 3) / 4;
+            int grain = (int) Math.max(1, (1L << 12) / Math.max(1, k));
+            if (!shared || work < (1L << 16)) dotColumns(0, groups, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+            else CpuThreads.parallelFor(groups, grain, (g0, g1) -> dotColumns(g0, g1, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
         } else {
-            int chunks = (n + 2 * L - 1) / (2 * L);
-            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, (long) k * 2 * L));
+            int chunks = (n + 4 * L - 1) / (4 * L);
+            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, (long) k * 4 * L));
             if (!shared || work < (1L << 16)) axpyColumns(0, chunks, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
             else CpuThreads.parallelFor(chunks, grain, (q0, q1) -> axpyColumns(q0, q1, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
         }
     }
 
-    /**
-     * B is [n, k]: C[r][j] = dot(A[r], B[j]) for j in [j0, j1). Rows go in groups of up to four with
-     * their accumulators in named locals (vectors in arrays would be boxed by the JIT).
-     */
-    private static void dotColumns(int j0, int j1, int m, int k, MemorySegment a, long aOff, int lda,
+    /** B is [n, k]: C[r][j] = dot(A[r], B[j]) for column groups [g0, g1) of four, each row on its own. */
+    private static void dotColumns(int g0, int g1, int m, int n, int k, MemorySegment a, long aOff, int lda,
                                    MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
-        for (int r0 = 0; r0 < m; r0 += 4) {
-            int rows = Math.min(4, m - r0);
-            long a0 = aOff + (long) r0 * lda;
-            for (int j = j0; j < j1; j++) dot4(rows, k, a, a0, lda, b, bOff + (long) j * ldb, c, cOff + (long) r0 * ldc + j, ldc);
+        for (int g = g0; g < g1; g++) {
+            int j = 4 * g;
+            if (j + 4 > n) {
+                for (int jj = j; jj < n; jj++) {
+                    for (int r = 0; r < m; r++) {
+                        c.setAtIndex(F, cOff + (long) r * ldc + jj, dot1(k, a, aOff + (long) r * lda, b, bOff + (long) jj * ldb));
+                    }
+                }
+                continue;
+            }
+            for (int r = 0; r < m; r += 2) {
+                dot4(Math.min(2, m - r), k, a, aOff + (long) r * lda, lda, b, bOff + (long) j * ldb, ldb, c, cOff + (long) r * ldc + j, ldc);
+            }
         }
     }
 
-    private static void dot4(int rows, int k, MemorySegment a, long a0, int lda, MemorySegment b, long bj,
+    /**
+     * One or two rows of A against four consecutive rows of B: four chains per row, each B vector loaded
+     * once for both rows and each A vector once for all four columns.
+     */
+    private static void dot4(int rows, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj, int ldb,
                              MemorySegment c, long c0, int ldc) {
-        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0;
+        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0, u0 = s0, u1 = s0, u2 = s0, u3 = s0;
+        long b0 = bj * 4, b1 = b0 + 4L * ldb, b2 = b1 + 4L * ldb, b3 = b2 + 4L * ldb, xb = ar * 4, yb = xb + 4L * lda;
+        boolean two = rows > 1;
         int kv = S.loopBound(k);
         for (int i = 0; i < kv; i += L) {
-            FloatVector w = FloatVector.fromMemorySegment(S, b, (bj + i) * 4, LE);
-            s0 = FloatVector.fromMemorySegment(S, a, (a0 + i) * 4, LE).fma(w, s0);
-            if (rows > 1) s1 = FloatVector.fromMemorySegment(S, a, (a0 + lda + i) * 4, LE).fma(w, s1);
-            if (rows > 2) s2 = FloatVector.fromMemorySegment(S, a, (a0 + 2L * lda + i) * 4, LE).fma(w, s2);
-            if (rows > 3) s3 = FloatVector.fromMemorySegment(S, a, (a0 + 3L * lda + i) * 4, LE).fma(w, s3);
+            FloatVector w0 = FloatVector.fromMemorySegment(S, b, b0 + 4L * i, LE);
+            FloatVector w1 = FloatVector.fromMemorySegment(S, b, b1 + 4L * i, LE);
+            FloatVector w2 = FloatVector.fromMemorySegment(S, b, b2 + 4L * i, LE);
+            FloatVector w3 = FloatVector.fromMemorySegment(S, b, b3 + 4L * i, LE);
+            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE);
+            s0 = w0.fma(x, s0);
+            s1 = w1.fma(x, s1);
+            s2 = w2.fma(x, s2);
+            s3 = w3.fma(x, s3);
+            if (two) {
+                FloatVector y = FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE);
+                u0 = w0.fma(y, u0);
+                u1 = w1.fma(y, u1);
+                u2 = w2.fma(y, u2);
+                u3 = w3.fma(y, u3);
+            }
         }
-        float[] sums = {VectorMath.sum(s0), VectorMath.sum(s1), VectorMath.sum(s2), VectorMath.sum(s3)};
-        for (int r = 0; r < rows; r++) {
-            float s = sums[r];
-            long ar = a0 + (long) r * lda;
-            for (int i = kv; i < k; i++) s += a.getAtIndex(F, ar + i) * b.getAtIndex(F, bj + i);
-            c.setAtIndex(F, c0 + (long) r * ldc, s);
+        store4(k, kv, a, ar, b, bj, ldb, c, c0, s0, s1, s2, s3);
+        if (two) store4(k, kv, a, ar + lda, b, bj, ldb, c, c0 + ldc, u0, u1, u2, u3);
+    }
+
+    /** Lane sums of one row's four chains, plus the scalar tail of k, into C. */
+    private static void store4(int k, int kv, MemorySegment a, long ar, MemorySegment b, long bj, int ldb, MemorySegment c, long c0,
+                               FloatVector s0, FloatVector s1, FloatVector s2, FloatVector s3) {
+        float t0 = VectorMath.sum(s0), t1 = VectorMath.sum(s1), t2 = VectorMath.sum(s2), t3 = VectorMath.sum(s3);
+        for (int i = kv; i < k; i++) {
+            float x = a.getAtIndex(F, ar + i);
+            t0 += x * b.getAtIndex(F, bj + i);
+            t1 += x * b.getAtIndex(F, bj + ldb + i);
+            t2 += x * b.getAtIndex(F, bj + 2L * ldb + i);
+            t3 += x * b.getAtIndex(F, bj + 3L * ldb + i);
         }
+        c.setAtIndex(F, c0, t0);
+        c.setAtIndex(F, c0 + 1, t1);
+        c.setAtIndex(F, c0 + 2, t2);
+        c.setAtIndex(F, c0 + 3, t3);
+    }
+
+    /** The same arithmetic as one lane group of {@link #dot4}, for the last columns. */
+    private static float dot1(int k, MemorySegment a, long ar, MemorySegment b, long bj) {
+        FloatVector s = FloatVector.zero(S);
+        int kv = S.loopBound(k);
+        for (int i = 0; i < kv; i += L) {
+            s = FloatVector.fromMemorySegment(S, b, (bj + i) * 4, LE).fma(FloatVector.fromMemorySegment(S, a, (ar + i) * 4, LE), s);
+        }
+        float t = VectorMath.sum(s);
+        for (int i = kv; i < k; i++) t += a.getAtIndex(F, ar + i) * b.getAtIndex(F, bj + i);
+        return t;
     }
 
     /**
-     * B is [k, n]: column chunks q in [q0, q1) of two vectors each; for every i, B[i][chunk] is loaded
-     * once and added into each row's accumulators with A[r][i] as the factor (rows in groups of four).
+     * B is [k, n]: column chunks q in [q0, q1) of four vectors each; for every i, B[i][chunk] is loaded
+     * once and added into each row's accumulators with A[r][i] as the factor (rows in pairs).
      */
     private static void axpyColumns(int q0, int q1, int m, int n, int k, MemorySegment a, long aOff, int lda,
                                     MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
         for (int q = q0; q < q1; q++) {
-            int col = q * 2 * L;
-            if (col + 2 * L > n) {
+            int col = q * 4 * L;
+            if (col + 4 * L > n) {
                 scalarColumns(col, n, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
                 continue;
             }
-            for (int r0 = 0; r0 < m; r0 += 4) {
-                axpy4(Math.min(4, m - r0), k, a, aOff + (long) r0 * lda, lda, b, bOff + col, ldb, c, cOff + (long) r0 * ldc + col, ldc);
+            for (int r0 = 0; r0 < m; r0 += 2) {
+                axpy2(Math.min(2, m - r0), k, a, aOff + (long) r0 * lda, lda, b, bOff + col, ldb, c, cOff + (long) r0 * ldc + col, ldc);
             }
         }
     }
 
-    private static void axpy4(int rows, int k, MemorySegment a, long a0, int lda, MemorySegment b, long b0, int ldb,
+    private static void axpy2(int rows, int k, MemorySegment a, long a0, int lda, MemorySegment b, long b0, int ldb,
                               MemorySegment c, long c0, int ldc) {
         FloatVector z = FloatVector.zero(S);
-        FloatVector l0 = z, h0 = z, l1 = z, h1 = z, l2 = z, h2 = z, l3 = z, h3 = z;
+        FloatVector p0 = z, p1 = z, p2 = z, p3 = z, q0 = z, q1 = z, q2 = z, q3 = z;
+        boolean two = rows > 1;
         for (int i = 0; i < k; i++) {
             long bi = (b0 + (long) i * ldb) * 4;
             FloatVector w0 = FloatVector.fromMemorySegment(S, b, bi, LE);
             FloatVector w1 = FloatVector.fromMemorySegment(S, b, bi + 4L * L, LE);
+            FloatVector w2 = FloatVector.fromMemorySegment(S, b, bi + 8L * L, LE);
+            FloatVector w3 = FloatVector.fromMemorySegment(S, b, bi + 12L * L, LE);
             FloatVector x0 = FloatVector.broadcast(S, a.getAtIndex(F, a0 + i));
-            l0 = w0.fma(x0, l0);
-            h0 = w1.fma(x0, h0);
-            if (rows > 1) {
+            p0 = w0.fma(x0, p0);
+            p1 = w1.fma(x0, p1);
+            p2 = w2.fma(x0, p2);
+            p3 = w3.fma(x0, p3);
+            if (two) {
                 FloatVector x1 = FloatVector.broadcast(S, a.getAtIndex(F, a0 + lda + i));
-                l1 = w0.fma(x1, l1);
-                h1 = w1.fma(x1, h1);
-            }
-            if (rows > 2) {
-                FloatVector x2 = FloatVector.broadcast(S, a.getAtIndex(F, a0 + 2L * lda + i));
-                l2 = w0.fma(x2, l2);
-                h2 = w1.fma(x2, h2);
-            }
-            if (rows > 3) {
-                FloatVector x3 = FloatVector.broadcast(S, a.getAtIndex(F, a0 + 3L * lda + i));
-                l3 = w0.fma(x3, l3);
-                h3 = w1.fma(x3, h3);
+                q0 = w0.fma(x1, q0);
+                q1 = w1.fma(x1, q1);
+                q2 = w2.fma(x1, q2);
+                q3 = w3.fma(x1, q3);
             }
         }
         long cb = c0 * 4;
-        l0.intoMemorySegment(c, cb, LE);
-        h0.intoMemorySegment(c, cb + 4L * L, LE);
-        if (rows > 1) {
-            l1.intoMemorySegment(c, cb + 4L * ldc, LE);
-            h1.intoMemorySegment(c, cb + 4L * ldc + 4L * L, LE);
-        }
-        if (rows > 2) {
-            l2.intoMemorySegment(c, cb + 8L * ldc, LE);
-            h2.intoMemorySegment(c, cb + 8L * ldc + 4L * L, LE);
-        }
-        if (rows > 3) {
-            l3.intoMemorySegment(c, cb + 12L * ldc, LE);
-            h3.intoMemorySegment(c, cb + 12L * ldc + 4L * L, LE);
+        p0.intoMemorySegment(c, cb, LE);
+        p1.intoMemorySegment(c, cb + 4L * L, LE);
+        p2.intoMemorySegment(c, cb + 8L * L, LE);
+        p3.intoMemorySegment(c, cb + 12L * L, LE);
+        if (two) {
+            long cb1 = cb + 4L * ldc;
+            q0.intoMemorySegment(c, cb1, LE);
+            q1.intoMemorySegment(c, cb1 + 4L * L, LE);
+            q2.intoMemorySegment(c, cb1 + 8L * L, LE);
+            q3.intoMemorySegment(c, cb1 + 12L * L, LE);
         }
     }
 
+    /** The last columns (fewer than four vectors): per element, the same order as the vector lanes (i ascending, fused). */
     private static void scalarColumns(int col0, int n, int m, int k, MemorySegment a, long aOff, int lda,
                                       MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
         for (int r = 0; r < m; r++) {
             for (int j = col0; j < n; j++) {
                 float s = 0;
-                for (int i = 0; i < k; i++) s += a.getAtIndex(F, aOff + (long) r * lda + i) * b.getAtIndex(F, bOff + (long) i * ldb + j);
+                for (int i = 0; i < k; i++) s = Math.fma(a.getAtIndex(F, aOff + (long) r * lda + i), b.getAtIndex(F, bOff + (long) i * ldb + j), s);
                 c.setAtIndex(F, cOff + (long) r * ldc + j, s);
             }
         }

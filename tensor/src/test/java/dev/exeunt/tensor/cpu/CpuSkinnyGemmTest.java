@@ -48,4 +48,32 @@ class CpuSkinnyGemmTest {
             }
         }
     }
+
+    /** A row's product is bit for bit the same alone, at any place in a batch, for any batch size. */
+    @Test
+    void aRowsResultDoesNotDependOnTheRowsBesideIt() {
+        var rng = new SplittableRandom(5);
+        int[][] shapes = {{192, 576}, {100, 37}, {64, 1030}, {300, 77}};
+        for (boolean transB : new boolean[] {true, false}) {
+            for (int[] sh : shapes) {
+                int k = sh[0], n = sh[1], m = CpuSkinnyGemm.MAX_ROWS;
+                try (Arena arena = Arena.ofShared()) {
+                    MemorySegment a = random(arena, (long) m * k, rng);
+                    MemorySegment b = random(arena, (long) n * k, rng);
+                    MemorySegment all = arena.allocate(4L * m * n), part = arena.allocate(4L * m * n);
+                    CpuSkinnyGemm.gemm(transB, m, n, k, a, 0, k, b, 0, transB ? k : n, all, 0, n);
+                    for (int rows = 1; rows < m; rows++) {
+                        for (int r0 = 0; r0 + rows <= m; r0 += rows) {
+                            CpuSkinnyGemm.gemm(transB, rows, n, k, a, (long) r0 * k, k, b, 0, transB ? k : n, part, (long) r0 * n, n);
+                        }
+                        int covered = m / rows * rows;
+                        for (long i = 0; i < (long) covered * n; i++) {
+                            assertEquals(Float.floatToRawIntBits(all.getAtIndex(F, i)), Float.floatToRawIntBits(part.getAtIndex(F, i)),
+                                    "transB=" + transB + " k=" + k + " n=" + n + " in groups of " + rows + " at " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
