@@ -161,7 +161,7 @@ final class GenerationWorker implements AutoCloseable {
     private GenerationConfig config(ApiRequest r) {
         return new GenerationConfig(r.tokensToGenerate(), r.temperature(), r.topK(), r.topP(), r.seed(), r.threshold(), r.exitLayers(),
                 tokenizer.eosId().orElse(-1), r.topPDecay(), r.topPBound(), vocabLimit, r.preventNewlineAfterColon() ? newlineBan : null,
-                r.printMaxProb(), false, GenerationConfig.DEFAULT_DRAFT_MAX);
+                r.printMaxProb(), false, GenerationConfig.DEFAULT_DRAFT_MAX, GenerationConfig.KvFill.RECOMPUTE, false);
     }
 
     private ObjectNode sample(ApiRequest r, BooleanSupplier clientGone) {

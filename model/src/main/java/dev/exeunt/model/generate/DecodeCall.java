@@ -23,7 +23,8 @@ final class DecodeCall {
     /** The ids the tokenizer can decode: a head padded past the tokenizer's vocabulary has rows no text maps to. */
     final int usableVocab;
     long exitLayerRows;
-    final long[] drafted, accepted;
+    final long[] checks, drafted, accepted;
+    final ExitGate gate;
     private float[] row;
 
     DecodeCall(EarlyExitModel model, GenerationConfig cfg, TokenListener listener, ForcedExits forced) {
@@ -39,8 +40,10 @@ final class DecodeCall {
         this.checked = n;
         int v = model.config().vocabSize();
         this.usableVocab = cfg.vocabLimit() > 0 && cfg.vocabLimit() < v ? cfg.vocabLimit() : v;
+        this.checks = new long[active.length];
         this.drafted = new long[active.length];
         this.accepted = new long[active.length];
+        this.gate = new ExitGate(model, cfg.adaptive());
     }
 
     private static boolean[] activeExits(EarlyExitModel model, GenerationConfig cfg) {
@@ -190,6 +193,7 @@ final class DecodeCall {
             prob = Sampler.probability(row, token);
         }
         int exit = s.draftExit[j];
+        gate.record(exit, keep);
         if (keep) {
             accepted[exit]++;
             GeneratedToken t = new GeneratedToken(draft, s.draftLayer[j], s.draftProb[j], s.draftProbs[j]);

@@ -38,31 +38,36 @@ final class DecodeMath {
     }
 
     /**
-     * out[r, outCol + j] = sum_i in[r, i] W[j, i] (+ bias[j]) for rows r in [0, rows): in has leading
-     * dimension {@code ldIn} (>= in features), out {@code ldOut}.
+     * out[r, j] = sum_i in[r, i] W[j, i] (+ bias[j]) for rows r in [0, rows): in has leading dimension
+     * {@code ldIn} (>= in features), out {@code ldOut}.
      */
     static void linear(Linear lin, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out, long outOff, int ldOut) {
-        Tensor w = lin.weight();
-        int nIn = lin.inFeatures(), nOut = lin.outFeatures();
-        linear(w, lin.inputMajor(), nIn, nOut, rows, in, inOff, ldIn, out, outOff, ldOut);
-        if (lin.bias() != null) addBias(lin.bias(), rows, nOut, out, outOff, ldOut);
+        linearColumns(lin, 0, lin.outFeatures(), rows, in, inOff, ldIn, out, outOff, ldOut);
     }
 
-    /** The first {@code nOut} outputs of a [V, D] head (or any [out, in] weight) for each row. */
-    static void linear(Tensor w, boolean inputMajor, int nIn, int nOut, int rows, MemorySegment in, long inOff, int ldIn,
+    /** Outputs [col0, col0 + cols) of a linear (GPT-2's fused c_attn: only k and v). */
+    static void linearColumns(Linear lin, int col0, int cols, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out,
+                              long outOff, int ldOut) {
+        linear(lin.weight(), lin.inputMajor(), lin.inFeatures(), col0, cols, rows, in, inOff, ldIn, out, outOff, ldOut);
+        if (lin.bias() != null) addBias(lin.bias(), col0, rows, cols, out, outOff, ldOut);
+    }
+
+    /** Outputs [col0, col0 + nOut) of weight w ([out, in], or [in, out] when input-major; the head: the first nOut ids). */
+    static void linear(Tensor w, boolean inputMajor, int nIn, int col0, int nOut, int rows, MemorySegment in, long inOff, int ldIn,
                        MemorySegment out, long outOff, int ldOut) {
         MemorySegment ws = w.segment();
         if (w.dtype() == DType.F32) {
             int ldw = inputMajor ? w.dim(1) : w.dim(w.rank() - 1);
+            long wOff = w.offset() + (inputMajor ? col0 : (long) col0 * ldw);
             for (int r0 = 0; r0 < rows; r0 += CpuSkinnyGemm.MAX_ROWS) {
                 int m = Math.min(CpuSkinnyGemm.MAX_ROWS, rows - r0);
-                CpuSkinnyGemm.gemm(!inputMajor, m, nOut, nIn, in, inOff + (long) r0 * ldIn, ldIn, ws, w.offset(), ldw,
+                CpuSkinnyGemm.gemm(!inputMajor, m, nOut, nIn, in, inOff + (long) r0 * ldIn, ldIn, ws, wOff, ldw,
                         out, outOff + (long) r0 * ldOut, ldOut);
             }
             return;
         }
         if (inputMajor) throw new IllegalStateException("quantized weights must be [out, in], got an input-major " + w.dtype() + " weight");
-        long wb = w.dtype().byteSize(w.offset());
+        long wb = w.dtype().byteSize(w.offset() + (long) col0 * nIn);
         for (int r = 0; r < rows; r++) {
             long xo = inOff + (long) r * ldIn, yo = outOff + (long) r * ldOut;
             switch (w.dtype()) {
@@ -73,9 +78,9 @@ final class DecodeMath {
         }
     }
 
-    private static void addBias(Tensor bias, int rows, int n, MemorySegment out, long outOff, int ldOut) {
+    private static void addBias(Tensor bias, int col0, int rows, int n, MemorySegment out, long outOff, int ldOut) {
         MemorySegment bs = bias.segment();
-        long bo = bias.offset();
+        long bo = bias.offset() + col0;
         for (int r = 0; r < rows; r++) {
             long o = outOff + (long) r * ldOut;
             for (int j = 0; j < n; j++) out.setAtIndex(F, o + j, out.getAtIndex(F, o + j) + bs.getAtIndex(F, bo + j));
@@ -182,6 +187,29 @@ final class DecodeMath {
                 }
             }
         }
+    }
+
+    /**
+     * CALM's state propagation: a skipped layer's keys and values for one position, from the exited hidden
+     * row x through only the layer's norm and k/v projections, appended to its cache.
+     */
+    static void keysValues(ModelConfig c, TransformerLayer layer, DecodeBuffers w, MemorySegment x, long xOff, int pos, KvCache cache) {
+        int d = c.dModel(), hkv = c.nKvHeads(), hd = c.headDim(), kvd = hkv * hd, qd = c.nHeads() * hd;
+        norm(layer.norm1(), 1, d, x, xOff, w.seg, w.n);
+        long k = w.qkv + qd, v = k + kvd;
+        Attention a = layer.attn();
+        if (c.family() == Family.GPT2) {
+            linearColumns(a.qkv(), qd, 2 * kvd, 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
+        } else {
+            linear(a.k(), 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
+            linear(a.v(), 1, w.seg, w.n, d, w.seg, v, w.qkvWidth);
+            CpuRope.forward(w.seg, k, w.qkvWidth, hd, 1, hkv, hd, null, pos, c.ropeTheta());
+        }
+        if (cache.length() != pos) throw new IllegalStateException("KV cache holds " + cache.length() + " positions but the propagated one is " + pos);
+        Tensor keys = cache.keys(), values = cache.values();
+        MemorySegment.copy(w.seg, k * 4, keys.segment(), (keys.offset() + (long) pos * kvd) * 4, kvd * 4L);
+        MemorySegment.copy(w.seg, v * 4, values.segment(), (values.offset() + (long) pos * kvd) * 4, kvd * 4L);
+        cache.extendTo(pos + 1);
     }
 
     /** One query head over cached positions [0, pos]: softmax(q k^T * scale) v into out (hd floats). */

@@ -21,10 +21,23 @@ package dev.exeunt.model.generate;
  *                   head on every row of its band); the output is the full model's
  * @param draftMax   with speculative, at most this many drafts wait for verification (llama.cpp's
  *                   --draft-max); the next token then goes through every layer
+ * @param kvFill     how skipped layers get a token's keys and values ({@link KvFill})
+ * @param adaptive   an exit whose observed exit rate does not pay for its check is not checked for a
+ *                   while ({@link ExitGate})
  */
 public record GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold,
                                int[] exitLayers, int eosId, double topPDecay, double topPBound, int vocabLimit,
-                               NewlineBan newlineBan, boolean exitProbs, boolean speculative, int draftMax) {
+                               NewlineBan newlineBan, boolean exitProbs, boolean speculative, int draftMax, KvFill kvFill,
+                               boolean adaptive) {
+    /**
+     * How the layers a token skipped get its keys and values. RECOMPUTE (EARLY-EXIT.md section 3,
+     * method 1): the next token that goes deeper runs them for the pending positions, so the caches hold
+     * exactly what the full model computes. PROPAGATE (CALM): each skipped layer's keys and values come
+     * from the exited hidden state at once, through only that layer's norm and k/v projections; cheaper
+     * when decode is compute-bound, but no longer the full model's caches.
+     */
+    public enum KvFill { RECOMPUTE, PROPAGATE }
+
     /** Drafts pending verification by default: a band of draft rows plus the verifying token fills the 8-row skinny GEMM. */
     public static final int DEFAULT_DRAFT_MAX = 7;
 
@@ -46,11 +59,15 @@ public record GenerationConfig(int maxNewTokens, double temperature, int topK, d
         if (!(topPBound >= 0 && topPBound <= topP)) throw new IllegalArgumentException("top_p_bound must be in [0, top_p], got " + topPBound);
         if (vocabLimit < 0) throw new IllegalArgumentException("vocab limit must be >= 0, got " + vocabLimit);
         if (draftMax < 1) throw new IllegalArgumentException("draft max must be >= 1, got " + draftMax);
+        if (kvFill == null) throw new IllegalArgumentException("kv fill must be recompute or propagate");
+        if (speculative && kvFill == KvFill.PROPAGATE) {
+            throw new IllegalArgumentException("speculative decoding verifies drafts through the recomputed caches; it cannot use kv fill propagate");
+        }
     }
 
     public GenerationConfig(int maxNewTokens, double temperature, int topK, double topP, long seed, double threshold, int[] exitLayers,
                             int eosId) {
-        this(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, 0, 0, 0, null, false, false, DEFAULT_DRAFT_MAX);
+        this(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, 0, 0, 0, null, false, false, DEFAULT_DRAFT_MAX, KvFill.RECOMPUTE, false);
     }
 
     public static GenerationConfig greedy(int maxNewTokens) {
@@ -70,44 +87,52 @@ public record GenerationConfig(int maxNewTokens, double temperature, int topK, d
     }
 
     public GenerationConfig withThreshold(double t) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, t, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withEos(int eos) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eos, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withExitLayers(int[] layers) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, layers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withSampling(double temp, int k, double p, long s) {
-        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temp, k, p, s, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withTopPDecay(double decay, double bound) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, decay, bound, vocabLimit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, decay, bound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withVocabLimit(int limit) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, limit, newlineBan, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, limit, newlineBan, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withNewlineBan(NewlineBan ban) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, ban, exitProbs, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, ban, exitProbs, speculative, draftMax, kvFill, adaptive);
     }
 
     public GenerationConfig withExitProbs(boolean record) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, record, speculative, draftMax);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, record, speculative, draftMax, kvFill, adaptive);
     }
 
     /** Self-speculative decoding on or off, with at most {@code maxDrafts} drafts awaiting verification. */
     public GenerationConfig withSpeculative(boolean on, int maxDrafts) {
-        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, on, maxDrafts);
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, on, maxDrafts, kvFill, adaptive);
     }
 
     public GenerationConfig withSpeculative(boolean on) {
         return withSpeculative(on, draftMax);
+    }
+
+    public GenerationConfig withKvFill(KvFill fill) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, fill, adaptive);
+    }
+
+    public GenerationConfig withAdaptive(boolean on) {
+        return new GenerationConfig(maxNewTokens, temperature, topK, topP, seed, threshold, exitLayers, eosId, topPDecay, topPBound, vocabLimit, newlineBan, exitProbs, speculative, draftMax, kvFill, on);
     }
 
     public boolean earlyExit() {

@@ -39,11 +39,11 @@ public final class Generator {
     /**
      * Timing of the last {@link #generate} call, and the rows the exits' own layers ran ({@code layer}
      * exits; prompt and decode): the work those exits cost, none for an exit that is not checked.
-     * With speculative decoding, per exit (as in {@code model.exits()}): the drafts it made and how
-     * many of them the full model accepted.
+     * Per exit (as in {@code model.exits()}): the decode tokens its head examined, and with speculative
+     * decoding the drafts it made and how many of them the full model accepted.
      */
     public record Stats(long promptTokens, double promptSeconds, long generatedTokens, double decodeSeconds, long exitLayerRows,
-                        long[] drafted, long[] accepted) {
+                        long[] checks, long[] drafted, long[] accepted) {
         public double promptTokensPerSecond() {
             return promptSeconds == 0 ? 0 : promptTokens / promptSeconds;
         }
@@ -58,7 +58,7 @@ public final class Generator {
         }
     }
 
-    private Stats lastStats = new Stats(0, 0, 0, 0, 0, new long[0], new long[0]);
+    private Stats lastStats = new Stats(0, 0, 0, 0, 0, new long[0], new long[0], new long[0]);
     private ForcedExits forced;
     private Consumer<List<DecodeSequence>> inspector;
 
@@ -85,8 +85,8 @@ public final class Generator {
     /** Generates for each prompt; the listener sees every token as it is produced. */
     public List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         if (prompts.isEmpty()) return List.of();
-        if (cfg.speculative() && !lean) {
-            throw new IllegalArgumentException("speculative decoding runs on the CPU decode path (one tensor-parallel rank, F32 or "
+        if ((cfg.speculative() || cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE) && !lean) {
+            throw new IllegalArgumentException("speculative decoding and kv fill propagate run on the CPU decode path (one tensor-parallel rank, F32 or "
                     + "Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size " + model.tensorParallel().size());
         }
         var c = model.config();
@@ -117,7 +117,8 @@ public final class Generator {
             }
             long t2 = System.nanoTime();
             long generated = seqs.stream().mapToLong(s -> s.out.size()).sum();
-            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9, call.exitLayerRows, call.drafted, call.accepted);
+            lastStats = new Stats(promptTokens, (t1 - t0) / 1e9, generated, (t2 - t1) / 1e9, call.exitLayerRows, call.checks, call.drafted,
+                    call.accepted);
             if (inspector != null) inspector.accept(seqs);
             List<Generation> result = new ArrayList<>();
             for (DecodeSequence s : seqs) result.add(new Generation(s.prompt, List.copyOf(s.out), s.finish));

@@ -72,6 +72,7 @@ final class LeanDecodeStep {
         if (checking.length < running.size()) checking = new DecodeSequence[2 * running.size()];
         MemorySegment seg = buf.seg;
         long cur = buf.x0, other = buf.x1;
+        call.gate.tick(running.size());
         alive.clear();
         int rows = 0;
         for (DecodeSequence s : running) {
@@ -103,11 +104,19 @@ final class LeanDecodeStep {
         if (!alive.isEmpty()) finalHead(cur);
     }
 
-    /** Whether exit e runs at this depth: active or recording probabilities; never at the last depth when speculating (the final head is exact there). */
-    private boolean checked(int e, int depth) {
+    /**
+     * Whether exit e runs at this depth: active or recording probabilities; never at the last depth when
+     * speculating (the final head is exact there). A layer exit's layer runs whenever it does, to keep its
+     * cache whole; its head only while the adaptive gate lets it be checked.
+     */
+    private boolean runs(int e, int depth) {
         var ec = model.exits().get(e).config();
         if (ec.inputDepth() != depth || !(call.active[e] || call.cfg.exitProbs())) return false;
         return !(call.cfg.speculative() && depth == nLayers);
+    }
+
+    private boolean checked(int e, int depth) {
+        return runs(e, depth) && (call.cfg.exitProbs() || call.gate.checking(e));
     }
 
     /** The token's embedding (and learned position) into dst. */
@@ -150,7 +159,7 @@ final class LeanDecodeStep {
         }
         for (int e = 0; e < model.exits().size(); e++) {
             Exit exit = model.exits().get(e);
-            if (!checked(e, depth) || exit.config().kind() != ExitKind.LAYER) continue;
+            if (!runs(e, depth) || exit.config().kind() != ExitKind.LAYER) continue;
             int ns = 0, rows = 0;
             for (DecodeSequence s : alive) {
                 if (s.gCount == 0) continue;
@@ -184,6 +193,7 @@ final class LeanDecodeStep {
             checking[k++] = s;
         }
         if (k == 0) return;
+        call.checks[e] += k;
         head(exit.norm(), exit.head(), k);
         for (int i = 0; i < k; i++) {
             DecodeSequence s = checking[i];
@@ -191,13 +201,34 @@ final class LeanDecodeStep {
             int argmax = argmax(row);
             float maxProb = maxProb(row, argmax);
             if (s.probs != null) s.probs[e] = maxProb;
-            if (!call.fires(e, s, maxProb)) continue;
+            boolean fires = call.fires(e, s, maxProb);
+            if (!fires || !call.cfg.speculative()) call.gate.record(e, fires);
+            if (!fires) continue;
             s.exited = true;
-            if (depth < nLayers) s.bandAt(depth, d).append(seg, cur + (long) s.gRow * d, s.gCount, s.gStart);
+            if (depth < nLayers) {
+                if (call.cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE) propagate(s, depth, cur + (long) (s.gRow + s.gCount - 1) * d);
+                else s.bandAt(depth, d).append(seg, cur + (long) s.gRow * d, s.gCount, s.gStart);
+            }
             if (call.cfg.speculative()) call.draft(s, e, () -> host(row), argmax, maxProb, s.probs);
             else call.emit(s, () -> host(row), argmax, maxProb, exit.config().layer(), s.probs);
         }
         alive.removeIf(s -> s.exited);
+    }
+
+    /**
+     * CALM: the layers after `depth` (and the layer exits reading them) get the exited row's keys and
+     * values at once, from that row; nothing waits for a deeper token.
+     */
+    private void propagate(DecodeSequence s, int depth, long row) {
+        int pos = s.gStart + s.gCount - 1;
+        if (s.gCount != 1) throw new IllegalStateException("kv fill propagate leaves no pending rows, but " + s.gCount + " were pending");
+        for (int l = depth; l < nLayers; l++) DecodeMath.keysValues(c, model.layers().get(l), buf, buf.seg, row, pos, s.layerCache[l]);
+        for (int e = 0; e < model.exits().size(); e++) {
+            Exit x = model.exits().get(e);
+            if (x.config().kind() == ExitKind.LAYER && x.config().inputDepth() > depth && s.exitCache[e].length() == pos) {
+                DecodeMath.keysValues(c, x.layer(), buf, buf.seg, row, pos, s.exitCache[e]);
+            }
+        }
     }
 
     /**
@@ -282,7 +313,7 @@ final class LeanDecodeStep {
             DecodeMath.norm(norm, k, d, seg, buf.ck, seg, buf.ckn);
             in = buf.ckn;
         }
-        DecodeMath.linear(head, false, d, vocab, k, seg, in, d, seg, buf.logits, vocab);
+        DecodeMath.linear(head, false, d, 0, vocab, k, seg, in, d, seg, buf.logits, vocab);
     }
 
     private int argmax(long row) {

@@ -122,6 +122,7 @@ final class OpDecodeStep {
                             default -> g.last();
                         };
                     }
+                    call.checks[e] += hidden.length;
                     Tensor logits = usable(call, exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden)));
                     Tensor[] top = NN.topProbability(logits);
                     float[] maxProb = top[0].toFloatArray();
