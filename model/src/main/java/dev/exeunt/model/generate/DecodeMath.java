@@ -68,13 +68,9 @@ final class DecodeMath {
         }
         if (inputMajor) throw new IllegalStateException("quantized weights must be [out, in], got an input-major " + w.dtype() + " weight");
         long wb = w.dtype().byteSize(w.offset() + (long) col0 * nIn);
-        for (int r = 0; r < rows; r++) {
-            long xo = inOff + (long) r * ldIn, yo = outOff + (long) r * ldOut;
-            switch (w.dtype()) {
-                case Q8_0 -> CpuQuant.gemvQ8_0(nOut, nIn, ws, wb, in, xo, out, yo);
-                case Q4_0 -> CpuQuant.gemvQ4_0(nOut, nIn, ws, wb, in, xo, out, yo);
-                default -> throw new IllegalArgumentException("decode: unsupported weight type " + w.dtype());
-            }
+        switch (w.dtype()) {
+            case Q8_0, Q4_0 -> CpuQuant.gemvTokens(w.dtype() == DType.Q4_0, rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
+            default -> throw new IllegalArgumentException("decode: unsupported weight type " + w.dtype());
         }
     }
 

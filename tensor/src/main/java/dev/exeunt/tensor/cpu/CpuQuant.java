@@ -403,6 +403,94 @@ public final class CpuQuant {
         }
     }
 
+    /**
+     * Y[t] = W X[t] for a few tokens t in [0, tokens), X and Y row-major with leading dims ldx and ldy:
+     * tokens go in pairs sharing every weight load, each computed with exactly the arithmetic of
+     * {@link #gemvQ8_0} (or {@link #gemvQ4_0} when q4), so a token's result is bit for bit the same alone
+     * or in a batch (the decode path verifies speculative drafts this way).
+     */
+    public static void gemvTokens(boolean q4, int tokens, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff, int ldx,
+                                  MemorySegment y, long yOff, int ldy) {
+        String what = q4 ? "gemvTokensQ4_0" : "gemvTokensQ8_0";
+        checkBlocks(what, n);
+        long rowBytes = q4 ? bytesQ4_0(n) : bytesQ8_0(n);
+        for (int t = 0; t < tokens; t += 2) {
+            long xa = xOff + (long) t * ldx, ya = yOff + (long) t * ldy;
+            if (t + 1 == tokens) {
+                if (q4) gemvQ4_0(m, n, w, wByteOff, x, xa, y, ya);
+                else gemvQ8_0(m, n, w, wByteOff, x, xa, y, ya);
+                continue;
+            }
+            checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa, y, ya);
+            checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + ldx, y, ya + ldy);
+            int groups = (m + ROWS - 1) / ROWS;
+            long xb0 = xa * 4, xb1 = (xa + ldx) * 4, yb0 = ya * 4, yb1 = (ya + ldy) * 4;
+            split(CpuHalf.shareable(w, x, y), groups, 2L * ROWS * n, (from, to) -> {
+                int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
+                if (q4) pairQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
+                else pairQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
+            });
+        }
+    }
+
+    /** {@link #rowsQ8_0} for two tokens at once: each weight byte vector widened once, used for both. */
+    private static void pairQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb0, long xb1,
+                                 MemorySegment y, long yb0, long yb1) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
+                long xo0 = xb0 + (long) b * QK * 4, xo1 = xb1 + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0;
+                for (int c = 0; c < QK; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector wq = (FloatVector) q0.convertShape(VectorOperators.B2F, FS, p);
+                        t0 = wq.fma(FloatVector.fromMemorySegment(FS, x, xo0 + (c + p * FL) * 4L, LE), t0);
+                        t1 = wq.fma(FloatVector.fromMemorySegment(FS, x, xo1 + (c + p * FL) * 4L, LE), t1);
+                    }
+                }
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
+                a0 = t0.fma(scale, a0);
+                a1 = t1.fma(scale, a1);
+            }
+            y.set(F32, yb0 + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb1 + r * 4L, VectorMath.sum(a1));
+        }
+    }
+
+    /** {@link #rowsQ4_0} for two tokens at once. */
+    private static void pairQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb0, long xb1,
+                                 MemorySegment y, long yb0, long yb1) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
+                long xo0 = xb0 + (long) b * QK * 4, xo1 = xb1 + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0;
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                        FloatVector lo = lo(v0), hi = hi(v0);
+                        long l = (c + p * FL) * 4L, h = (QK / 2 + c + p * FL) * 4L;
+                        t0 = lo.fma(FloatVector.fromMemorySegment(FS, x, xo0 + l, LE), t0);
+                        t0 = hi.fma(FloatVector.fromMemorySegment(FS, x, xo0 + h, LE), t0);
+                        t1 = lo.fma(FloatVector.fromMemorySegment(FS, x, xo1 + l, LE), t1);
+                        t1 = hi.fma(FloatVector.fromMemorySegment(FS, x, xo1 + h, LE), t1);
+                    }
+                }
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
+                a0 = t0.fma(scale, a0);
+                a1 = t1.fma(scale, a1);
+            }
+            y.set(F32, yb0 + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb1 + r * 4L, VectorMath.sum(a1));
+        }
+    }
+
     /** Low nibbles minus 8 of sign-extended bytes v, as floats. */
     private static FloatVector lo(IntVector v) {
         return (FloatVector) v.and(0x0F).sub(8).convert(VectorOperators.I2F, 0);

@@ -419,4 +419,34 @@ class CpuQuantTest {
             assertThrows(IndexOutOfBoundsException.class, () -> CpuQuant.gemvQ4_0(2, 1024, q, 0, f, 1, y, 0)); // x too small
         }
     }
+
+    /** The few-tokens product gives each token bit for bit what the one-token GEMV gives it, in both formats. */
+    @Test
+    void gemvTokensEqualsOneGemvPerTokenBitForBit() {
+        Random r = new Random(SEED);
+        int m = 37, n = 96, tokens = 5, ldx = n + 3, ldy = m + 2;
+        for (boolean q4 : new boolean[] {false, true}) {
+            try (Arena arena = Arena.ofShared()) {
+                float[] wf = weights(r, m * n);
+                long wBytes = q4 ? CpuQuant.bytesQ4_0((long) m * n) : CpuQuant.bytesQ8_0((long) m * n);
+                MemorySegment w = arena.allocate(wBytes + 8);
+                MemorySegment src = floats(arena, wf, 0);
+                if (q4) CpuQuant.quantizeQ4_0(src, 0, w, 8, (long) m * n);
+                else CpuQuant.quantizeQ8_0(src, 0, w, 8, (long) m * n);
+                float[] xf = new float[tokens * ldx];
+                for (int i = 0; i < xf.length; i++) xf[i] = (float) r.nextGaussian();
+                MemorySegment x = floats(arena, xf, 1);
+                MemorySegment all = arena.allocate(4L * tokens * ldy + 8), one = arena.allocate(4L * m + 8);
+                CpuQuant.gemvTokens(q4, tokens, m, n, w, 8, x, 1, ldx, all, 1, ldy);
+                for (int t = 0; t < tokens; t++) {
+                    if (q4) CpuQuant.gemvQ4_0(m, n, w, 8, x, 1 + (long) t * ldx, one, 1);
+                    else CpuQuant.gemvQ8_0(m, n, w, 8, x, 1 + (long) t * ldx, one, 1);
+                    float[] want = read(one, 1, m), got = read(all, 1 + (long) t * ldy, m);
+                    for (int i = 0; i < m; i++) {
+                        assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), (q4 ? "Q4_0" : "Q8_0") + " token " + t + " row " + i);
+                    }
+                }
+            }
+        }
+    }
 }
