@@ -26,9 +26,9 @@ final class GenerateCommand implements Main.Command {
                                        [--speculative [--draft-max N (%d)]] [--show-exits] [--device cpu|cuda[:N]] [--force] [--json]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
                   --speculative: lossless self-speculative decoding. A token that exits (--threshold) is a draft; the next
-                    token through every layer verifies the pending drafts, so the output is the full model's, token for
-                    token. At most --draft-max drafts wait for verification. Prints each exit's drafts and acceptances
-                    to stderr (with --threshold 1 nothing exits, so nothing is drafted).
+                    token through every layer verifies the pending drafts, so the output is the full model's (token for
+                    token when greedy, in distribution when sampling). At most --draft-max drafts wait for verification.
+                    Prints each exit's drafts and acceptances to stderr (with --threshold 1 nothing is drafted).
                   --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
                     acceptance: [{layer, drafted, accepted}] per exit}.
                   --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
