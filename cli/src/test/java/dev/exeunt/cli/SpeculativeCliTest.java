@@ -119,7 +119,7 @@ class SpeculativeCliTest {
     }
 
     @Test
-    void badDraftMaximaAreRefusedNamingTheFlag(@TempDir Path tmp) throws Exception {
+    void badSpeculativeOptionsAreRefusedNamingTheFlag(@TempDir Path tmp) throws Exception {
         String dir = model(tmp, m -> TestRows.favour(m, EXIT_ROW)).toString();
         String[][] bad = {
                 {"--speculative", "--draft-max", "0"}, {"--speculative", "--draft-max", "-3"}, {"--speculative", "--draft-max", "two"},
@@ -135,6 +135,9 @@ class SpeculativeCliTest {
         var sweep = exeunt("sweep", "--model", dir, "--prompt", "the fox", "--speculative", "--draft-max", "0");
         assertEquals(2, sweep.code(), sweep.err());
         assertTrue(sweep.err().contains("--draft-max must be >= 1"), sweep.err());
+        var noRepeats = exeunt("sweep", "--model", dir, "--prompt", "the fox", "--speculative", "--repeats", "0");
+        assertEquals(2, noRepeats.code(), noRepeats.err());
+        assertTrue(noRepeats.err().contains("--repeats must be >= 1"), noRepeats.err());
         var serve = exeunt("serve", "--model", dir, "--port", "0", "--speculative", "--draft-max", "0");
         assertEquals(1, serve.code(), serve.err());
         assertTrue(serve.err().contains("--draft-max must be >= 1"), serve.err());

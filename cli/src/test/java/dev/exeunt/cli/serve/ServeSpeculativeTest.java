@@ -88,7 +88,12 @@ class ServeSpeculativeTest {
             assertTrue(counts[0] > 0 && counts[1] == 0, draftMax + ": " + spec);
             for (JsonNode seq : spec.get("exit_layers")) for (JsonNode e : seq) assertEquals(2, e.intValue(), spec.toString());
         }
-        // without use_early_exit nothing exits, so nothing is drafted
+        // sampling: the full model is sure of its token (probability ~1), so speculative sampling must keep to it too
+        var sampled = ok(server, "{" + PROMPTS.replace("\"temperature\": 0", "\"temperature\": 1.0, \"random_seed\": 3") + EARLY
+                + ", \"speculative\": true}");
+        sameTokens(full, sampled);
+        assertTrue(acceptance(sampled)[0] > 0, sampled.toString());
+                // without use_early_exit nothing exits, so nothing is drafted
         var plain = ok(server, "{" + PROMPTS + ", \"speculative\": true}");
         sameTokens(full, plain);
         assertArrayEquals(new long[] {0, 0}, acceptance(plain));
