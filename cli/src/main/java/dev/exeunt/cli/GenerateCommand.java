@@ -1,5 +1,6 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.model.generate.Acceptance;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
@@ -22,14 +23,37 @@ final class GenerateCommand implements Main.Command {
                 usage: exeunt generate --model DIR|FILE.gguf (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
                                        [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
-                                       [--show-exits] [--device cpu|cuda[:N]] [--force] [--json]
+                                       [--speculative [--draft-max N (%d)]] [--show-exits] [--device cpu|cuda[:N]] [--force] [--json]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
-                  --json prints {tokens, exits, text, tokens_per_s}.
-                  --force: use a tokenizer.json that is not the one the model was trained with.""";
+                  --speculative: lossless self-speculative decoding. A token that exits (--threshold) is a draft; the next
+                    token through every layer verifies the pending drafts, so the output is the full model's (token for
+                    token when greedy, in distribution when sampling). At most --draft-max drafts wait for verification.
+                    Prints each exit's drafts and acceptances to stderr (with --threshold 1 nothing is drafted).
+                  --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
+                    acceptance: [{layer, drafted, accepted}] per exit}.
+                  --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
+    }
+
+    /**
+     * {@code --speculative [--draft-max N]} applied to {@code cfg}; a draft maximum below 1, or one given
+     * without --speculative (where it would do nothing), is a usage error.
+     */
+    static GenerationConfig speculation(Args a, GenerationConfig cfg) {
+        boolean on = a.getBool("speculative", false);
+        int draftMax = a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX);
+        if (a.has("draft-max") && !on) throw new Args.UsageException("--draft-max applies to --speculative decoding; add --speculative");
+        if (draftMax < 1) throw new Args.UsageException("--draft-max must be >= 1 (drafts awaiting verification), got " + draftMax);
+        return cfg.withSpeculative(on, draftMax);
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "show-exits", "force"));
+        return run(argv, out, System.err);
+    }
+
+    /** {@code err} gets the speculative acceptance lines (stdout holds only the text). */
+    @Override
+    public int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
+        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative"));
         boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String prompt = a.get("prompt", null);
@@ -44,6 +68,7 @@ final class GenerateCommand implements Main.Command {
         if (maxNew < 0) throw new Args.UsageException("--max-new-tokens must be >= 0, got " + maxNew);
         var cfg = new GenerationConfig(maxNew, temperature, a.getInt("top-k", 0), a.getDouble("top-p", 1), a.getLong("seed", 0),
                 a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
+        cfg = speculation(a, cfg);
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
         try (var loaded = ModelLoader.load(dir, device, force)) {
@@ -66,19 +91,23 @@ final class GenerateCommand implements Main.Command {
                 return true;
             }).get(0);
             var st = gen.lastStats();
+            var acceptance = Acceptance.of(loaded.model(), st);
             if (json) {
                 String text = "";
                 if (tok != null) {
                     var whole = primed(tok, ids);
                     text = whole.append(result.tokenIds()) + whole.flush();
                 }
-                out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s}%n",
+                out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s,"
+                                + "\"speculative\":%b,\"acceptance\":%s}%n",
                         Json.ints(result.tokenIds()), Json.ints(result.exitLayers()), Json.quote(text), st.decodeTokensPerSecond(),
-                        st.promptTokensPerSecond(), Json.quote(result.finishReason()));
+                        st.promptTokensPerSecond(), Json.quote(result.finishReason()), cfg.speculative(), Acceptance.toJson(acceptance));
             } else {
                 if (dec != null) out.print(dec.flush());
                 out.printf(Locale.ROOT, "%n%n[%d tokens, %.1f tokens/s decode, prompt %.1f tokens/s, finish: %s]%n",
                         result.tokens().size(), st.decodeTokensPerSecond(), st.promptTokensPerSecond(), result.finishReason());
+                out.flush();
+                if (cfg.speculative()) for (var x : acceptance) err.println(x.line());
             }
         }
         return 0;

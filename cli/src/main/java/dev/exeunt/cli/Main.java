@@ -19,6 +19,11 @@ public final class Main {
         String usage();
 
         int run(String[] args, PrintStream out) throws Exception;
+
+        /** As {@link #run(String[], PrintStream)}, for a command that also reports on {@code err} (stdout keeps only its result). */
+        default int run(String[] args, PrintStream out, PrintStream err) throws Exception {
+            return run(args, out);
+        }
     }
 
     static final Map<String, Command> COMMANDS = new LinkedHashMap<>();
@@ -62,7 +67,7 @@ public final class Main {
         }
         try {
             HostMemory.limit(); // a bad -Dexeunt.memory.limit or .cache fails here, before any work
-            return cmd.run(rest, out);
+            return cmd.run(rest, out, err);
         } catch (Args.UsageException e) {
             err.println("exeunt " + argv[0] + ": " + e.getMessage() + "\n\n" + cmd.usage());
             return 2;

@@ -2,6 +2,7 @@ package dev.exeunt.cli;
 
 import dev.exeunt.cli.serve.Server;
 import dev.exeunt.cli.serve.ServeOptions;
+import dev.exeunt.model.generate.GenerationConfig;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -17,8 +18,12 @@ final class ServeCommand implements Main.Command {
         return """
                 usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
                                     [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
-                                    [--queue N (16)] [--max-body BYTES (1048576)] [--force]
+                                    [--queue N (16)] [--max-body BYTES (1048576)] [--speculative [--draft-max N (%d)]] [--force]
                   --force: serve with a tokenizer.json that is not the one the model was trained with.
+                  --speculative: requests that do not say decode with lossless self-speculative decoding (exits that
+                    pass early_exit_thres draft, the full model verifies: the output is the full model's);
+                    --draft-max: the most drafts awaiting verification of a speculative request.
+                    A request sets its own with "speculative" and "draft_max".
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -28,18 +33,20 @@ final class ServeCommand implements Main.Command {
                   stop_sequences: a prompt stops at the first token after which its generated text contains one;
                     "text" is cut before it, the token lists keep every generated token, finish reason "stop".
                   use_early_exit must be a JSON boolean; false ignores early_exit_thres (threshold 1 = never exit).
-                  GET /health -> model family, layers, exits, vocab, limits, queue state.
-                  The full API: the javadoc of package dev.exeunt.cli.serve.""";
+                  "speculative": true (with "use_early_exit": true) adds "acceptance": [{"layer", "drafted", "accepted"}] per exit.
+                  GET /health -> model family, layers, exits, vocab, limits, speculative default, queue state.
+                  The full API: the javadoc of package dev.exeunt.cli.serve.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("force"));
+        var a = new Args(argv, Set.of("force", "speculative"));
         boolean force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         int port = a.getInt("port", 5000);
         String host = a.get("host", "127.0.0.1");
         var opts = new ServeOptions(a.getInt("max-prompts", ServeOptions.DEFAULT_MAX_PROMPTS), a.getInt("max-tokens", ServeOptions.DEFAULT_MAX_TOKENS),
                 a.getInt("max-prompt-tokens", 0), a.getInt("queue", ServeOptions.DEFAULT_QUEUE), a.getInt("max-body", ServeOptions.DEFAULT_MAX_BODY));
+        opts = opts.withSpeculative(a.getBool("speculative", false), a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX));
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
         Server server = Server.start(dir, host, port, opts, force);

@@ -1,6 +1,5 @@
 package dev.exeunt.cli;
 
-import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Sweep;
 import dev.exeunt.model.io.TokenDataset;
@@ -24,14 +23,17 @@ final class SweepCommand implements Main.Command {
                 usage: exeunt sweep --model DIR (--prompts FILE (one per line) | --prompt TEXT | --data FILE.arrow)
                                     [--thresholds 1,0.9,0.8,0.6,0.4,0.2] [--max-new-tokens N (64)] [--num-prompts N (4)]
                                     [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--batched] [--out DIR] [--force] [--json]
+                                    [--speculative [--draft-max N (%d)]]
                   With --data, prompts are the first --prompt-tokens tokens of evenly spaced held-out documents.
                   Prompts run one at a time (batch size 1) unless --batched packs them into one batch.
                   --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).
-                  --force: use a dataset or tokenizer.json made with another tokenizer than the model's.""";
+                  --speculative decodes every row with lossless self-speculative decoding: the exits draft, the full
+                    model verifies, so agreement reads 100%%; the "accepted" column is the share of drafts it kept.
+                  --force: use a dataset or tokenizer.json made with another tokenizer than the model's.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "batched", "force"));
+        var a = new Args(argv, Set.of("json", "batched", "force", "speculative"));
         boolean json = a.getBool("json", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String thr = a.get("thresholds", "1,0.9,0.8,0.6,0.4,0.2");
@@ -43,7 +45,9 @@ final class SweepCommand implements Main.Command {
         }
         int maxNew = a.getInt("max-new-tokens", 64), n = a.getInt("num-prompts", 4), promptTokens = a.getInt("prompt-tokens", 32);
         int repeats = a.getInt("repeats", 3);
+        if (repeats < 1) throw new Args.UsageException("--repeats must be >= 1, got " + repeats);
         boolean batched = a.getBool("batched", false), force = a.getBool("force", false);
+        var rows = GenerateCommand.speculation(a, GenerationConfig.greedy(maxNew));
         String promptsFile = a.get("prompts", null), prompt = a.get("prompt", null), data = a.get("data", null);
         Path outDir = a.has("out") ? Path.of(a.get("out", null)) : null;
         a.checkAllUsed();
@@ -73,9 +77,8 @@ final class SweepCommand implements Main.Command {
             int eos = tok != null && tok.eosId().isPresent() ? tok.eosId().getAsInt() : -1;
             int longest = prompts.stream().mapToInt(p -> p.length).max().orElse(0);
             GenerationConfig.checkFits("--max-new-tokens", maxNew, longest, model.config().maxSeqLen());
-            var points = Sweep.run(model, prompts, thresholds, maxNew, repeats, eos, batched);
-            int[] layers = model.config().exits().stream().mapToInt(ExitConfig::layer).toArray();
-            String table = Sweep.table(points, layers), js = Sweep.toJson(points, layers);
+            var points = Sweep.run(model, prompts, thresholds, rows.withEos(eos), repeats, batched);
+            String table = Sweep.table(points), js = Sweep.toJson(points);
             if (outDir != null) {
                 Files.createDirectories(outDir);
                 Files.writeString(outDir.resolve("sweep.txt"), table);

@@ -22,11 +22,15 @@ import java.util.concurrent.ThreadLocalRandom;
  * @param exitLayers  1-based exit layers to use, or null for all
  * @param beamWidth   0: sample; >= 1: beam search with that many beams (one prompt, full model)
  * @param stopToken   the id that ends a beam (stop_token), or -1 for the tokenizer's EOS
+ * @param speculative lossless self-speculative decoding (speculative; the server's --speculative when absent):
+ *                    the exits draft, the full model verifies, the output is the full model's
+ * @param draftMax    with speculative, the most drafts awaiting verification (draft_max)
  */
 public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokensToGenerate, boolean logprobs, double temperature,
                          int topK, double topP, double topPDecay, double topPBound, long seed, List<String> stopSequences, boolean addBos,
                          boolean echoPrompts, boolean useEarlyExit, double threshold, int[] exitLayers, boolean printMaxProb,
-                         boolean preventNewlineAfterColon, int beamWidth, double lengthPenalty, int stopToken) {
+                         boolean preventNewlineAfterColon, int beamWidth, double lengthPenalty, int stopToken, boolean speculative,
+                         int draftMax) {
 
     public static final int MAX_STOP_SEQUENCES = 16;
     public static final int MAX_STOP_LENGTH = 256;
@@ -34,10 +38,13 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
     /** Each beam holds a KV cache of the whole context for every layer (twice, to reorder). */
     public static final int MAX_BEAM_WIDTH = 16;
 
-    /** Every field of EE-LLM's server (megatron/early_exit_text_generation_server.py), plus Megatron's stop_token. */
+    /**
+     * Every field of EE-LLM's server (megatron/early_exit_text_generation_server.py), plus Megatron's
+     * stop_token, and this engine's speculative and draft_max (llama.cpp's name).
+     */
     static final Set<String> FIELDS = Set.of("prompts", "tokens_to_generate", "logprobs", "temperature", "top_k", "top_p", "top_p_decay",
             "top_p_bound", "random_seed", "stop_sequences", "add_BOS", "echo_prompts", "use_early_exit", "early_exit_thres", "exit_layers",
-            "no_log", "print_max_prob", "prevent_newline_after_colon", "beam_width", "length_penalty", "stop_token");
+            "no_log", "print_max_prob", "prevent_newline_after_colon", "beam_width", "length_penalty", "stop_token", "speculative", "draft_max");
 
     /** Options this engine does not implement, or that Megatron retired: named in the error so a client knows why. */
     static final Map<String, String> UNSUPPORTED = Map.of(
@@ -134,11 +141,20 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
         int beamWidth = intField(root, "beam_width", 0, 1, MAX_BEAM_WIDTH, " (each beam holds its own KV cache)");
         double lengthPenalty = doubleField(root, "length_penalty", 1.0, -Double.MAX_VALUE, Double.MAX_VALUE);
         int stopToken = intField(root, "stop_token", -1, 0, tok.vocabSize() - 1, " (the tokenizer's ids)");
+        boolean speculative = boolField(root, "speculative", limits.speculative() && beamWidth == 0);
+        int draftMax = intField(root, "draft_max", limits.draftMax(), 1, Integer.MAX_VALUE, " (drafts awaiting verification)");
+        if (field(root, "draft_max") != null && !speculative) {
+            throw ApiException.badRequest("field \"draft_max\" applies to speculative decoding; add \"speculative\": true");
+        }
         if (beamWidth > 0) {
             if (prompts.size() > 1) throw ApiException.badRequest("field \"beam_width\": beam search takes one prompt (batch size must be 1), got " + prompts.size());
             if (useEe) {
                 throw ApiException.badRequest("field \"beam_width\": beam search runs the full model (beams compare whole-model log-probabilities), "
                         + "so it cannot be combined with use_early_exit: true");
+            }
+            if (speculative) {
+                throw ApiException.badRequest("field \"speculative\": beam search runs the full model (no exit drafts), "
+                        + "so it cannot be combined with beam_width");
             }
             if (printMaxProb) throw ApiException.badRequest("field \"print_max_prob\" reports exit probabilities of early-exit generation, not of beam search");
             if (!stops.isEmpty()) throw ApiException.badRequest("field \"stop_sequences\" is not applied to beam search; use stop_token");
@@ -190,7 +206,7 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
         }
         return new ApiRequest(List.copyOf(prompts), List.copyOf(ids), tokens, logprobs, temperature, topK, topP == 0 ? 1.0 : topP, topPDecay,
                 topPBound, seed, List.copyOf(stops), addBos, echo, useEe, useEe ? thres : 1.0, exits, printMaxProb, noNewlineAfterColon, beamWidth,
-                lengthPenalty, stopToken);
+                lengthPenalty, stopToken, speculative, draftMax);
     }
 
     /** The field's node, or null when absent or JSON null (null means "use the default", as Python clients send None). */

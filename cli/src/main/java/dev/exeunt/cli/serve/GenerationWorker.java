@@ -3,6 +3,7 @@ package dev.exeunt.cli.serve;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.exeunt.model.generate.Acceptance;
 import dev.exeunt.model.generate.BeamSearch;
 import dev.exeunt.model.generate.GeneratedToken;
 import dev.exeunt.model.generate.Generation;
@@ -161,7 +162,7 @@ final class GenerationWorker implements AutoCloseable {
     private GenerationConfig config(ApiRequest r) {
         return new GenerationConfig(r.tokensToGenerate(), r.temperature(), r.topK(), r.topP(), r.seed(), r.threshold(), r.exitLayers(),
                 tokenizer.eosId().orElse(-1), r.topPDecay(), r.topPBound(), vocabLimit, r.preventNewlineAfterColon() ? newlineBan : null,
-                r.printMaxProb(), false, GenerationConfig.DEFAULT_DRAFT_MAX, GenerationConfig.KvFill.RECOMPUTE, false);
+                r.printMaxProb(), r.speculative(), r.draftMax(), GenerationConfig.KvFill.RECOMPUTE, false);
     }
 
     private ObjectNode sample(ApiRequest r, BooleanSupplier clientGone) {
@@ -224,6 +225,12 @@ final class GenerationWorker implements AutoCloseable {
                 }
             }
             finish.add(g.finishReason());
+        }
+        if (r.speculative()) {
+            ArrayNode acceptance = out.putArray("acceptance");
+            for (Acceptance x : Acceptance.of(model, generator.lastStats())) {
+                acceptance.addObject().put("layer", x.layer()).put("drafted", x.drafted()).put("accepted", x.accepted());
+            }
         }
         return out;
     }

@@ -1,5 +1,7 @@
 package dev.exeunt.cli.serve;
 
+import dev.exeunt.model.generate.GenerationConfig;
+
 /**
  * Limits of the server.
  *
@@ -8,8 +10,10 @@ package dev.exeunt.cli.serve;
  * @param maxPromptTokens  longest prompt in tokens (BOS included); 0 = the model's context minus one
  * @param queue            requests that may wait for the generation worker; more get 503
  * @param maxBodyBytes     largest request body; more gets 413
+ * @param speculative      whether a request that does not say ("speculative") decodes self-speculatively
+ * @param draftMax         the drafts awaiting verification of a speculative request that gives no "draft_max"
  */
-public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes) {
+public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes, boolean speculative, int draftMax) {
     public static final int DEFAULT_MAX_PROMPTS = 8;
     public static final int DEFAULT_MAX_TOKENS = 512;
     public static final int DEFAULT_QUEUE = 16;
@@ -21,6 +25,12 @@ public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, i
         if (maxPromptTokens < 0) throw new IllegalArgumentException("--max-prompt-tokens must be >= 1 (or 0 for the model's context), got " + maxPromptTokens);
         if (queue < 1) throw new IllegalArgumentException("--queue must be >= 1, got " + queue);
         if (maxBodyBytes < 1024) throw new IllegalArgumentException("--max-body must be >= 1024 bytes, got " + maxBodyBytes);
+        if (draftMax < 1) throw new IllegalArgumentException("--draft-max must be >= 1, got " + draftMax);
+    }
+
+    /** Limits only; requests decode speculatively when they ask. */
+    public ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes) {
+        this(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, false, GenerationConfig.DEFAULT_DRAFT_MAX);
     }
 
     public static ServeOptions defaults() {
@@ -28,6 +38,11 @@ public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, i
     }
 
     public ServeOptions withQueue(int q) {
-        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, q, maxBodyBytes);
+        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, q, maxBodyBytes, speculative, draftMax);
+    }
+
+    /** The server's default for requests that do not say: {@code serve --speculative [--draft-max N]}. */
+    public ServeOptions withSpeculative(boolean on, int maxDrafts) {
+        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, on, maxDrafts);
     }
 }

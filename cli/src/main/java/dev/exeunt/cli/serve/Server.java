@@ -244,6 +244,8 @@ public final class Server implements AutoCloseable {
         limits.put("max_prompt_tokens", apiModel.maxPromptTokens());
         limits.put("queue", options.queue());
         limits.put("max_body_bytes", options.maxBodyBytes());
+        o.put("speculative", options.speculative()); // the default of requests that do not say
+        o.put("draft_max", options.draftMax());
         o.put("waiting", worker.waiting());
         o.put("busy", worker.busy());
         o.put("cancelled", worker.cancelled());

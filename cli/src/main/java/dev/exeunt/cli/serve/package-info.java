@@ -6,8 +6,9 @@
  * <ul>
  *   <li>{@code PUT /api} (POST is accepted too): generate. Other methods: 405 with an {@code Allow} header.</li>
  *   <li>{@code GET /health} (and HEAD): {@code status, family, layers, exits, final_layer, vocab, tokenizer_vocab,
- *       context, limits {max_prompts, max_tokens, max_prompt_tokens, queue, max_body_bytes}, waiting, busy,
- *       cancelled} (cancelled: requests dropped because their client disconnected).</li>
+ *       context, limits {max_prompts, max_tokens, max_prompt_tokens, queue, max_body_bytes}, speculative, draft_max,
+ *       waiting, busy, cancelled} (speculative, draft_max: the defaults of requests that do not say; cancelled:
+ *       requests dropped because their client disconnected).</li>
  *   <li>Any other path: 404.</li>
  * </ul>
  * Every error is JSON {@code {"error": "..."}}; a validation error (400) names the field. A failure that is
@@ -60,6 +61,13 @@
  *   <li>{@code exit_layers}: list of 1-based layers of the model's exits to use; absent or empty = all. A
  *       layer with no exit is a 400 (the final head is not an exit).</li>
  *   <li>{@code no_log}: boolean, accepted for Megatron clients and ignored (prompts are never logged).</li>
+ *   <li>{@code speculative} (this engine's): boolean, default the server's {@code --speculative} (off): lossless
+ *       self-speculative decoding. A token that leaves at an exit (use_early_exit, early_exit_thres) is a draft;
+ *       the next token that runs every layer verifies the pending drafts, so the output is the full model's,
+ *       token for token, and {@code exit_layers} shows the exit that drafted each accepted token. Without
+ *       use_early_exit nothing is drafted. {@code draft_max}: integer >= 1, default the server's
+ *       {@code --draft-max} (7): at most this many drafts await verification; a 400 without speculative.
+ *       speculative: true with beam_width is a 400 (beam search runs the full model).</li>
  * </ul>
  * Booleans must be JSON {@code true}/{@code false} and mean their value (Megatron treats the mere presence
  * of some flags as true); integers must be JSON integers; a string where a number belongs is a 400.
@@ -88,6 +96,8 @@
  *   <li>{@code finish_reasons}: "length", "eos" or "stop" (a stop sequence).</li>
  *   <li>{@code requst_time} (sic, EE-LLM's key) and {@code request_time}: seconds the generation took.</li>
  *   <li>{@code max_probs}, {@code max_prob_layers}: only with print_max_prob (above).</li>
+ *   <li>{@code acceptance}: only when the request decoded speculatively: one {@code {layer, drafted, accepted}}
+ *       per exit, over all prompts of the request.</li>
  * </ul>
  * A model whose vocab_size exceeds its tokenizer's (padding rows) is found at start: ids past the tokenizer
  * are masked out of every head (exit decisions and sampling see only real tokens) and never generated.

@@ -12,6 +12,18 @@ public final class TestRows {
      * logit is 50 d while the others stay near 0.
      */
     public static void favour(EarlyExitModel m, int... rows) {
+        favour(m, rows, rows);
+    }
+
+    /**
+     * As {@link #favour}, but the exits' heads favour {@code exitRow} and the final head {@code finalRow}:
+     * every token an exit is sure of is one the full model would not produce.
+     */
+    public static void disagree(EarlyExitModel m, int exitRow, int finalRow) {
+        favour(m, new int[] {exitRow}, new int[] {finalRow});
+    }
+
+    private static void favour(EarlyExitModel m, int[] exitRows, int[] finalRows) {
         int d = m.config().dModel();
         float[] zeros = new float[d], ones = new float[d];
         java.util.Arrays.fill(ones, 1f);
@@ -21,7 +33,7 @@ public final class TestRows {
             if (name.equals("ln_f.bias") || name.matches("exits\\.\\d+\\.norm\\.bias")) set(e.getValue(), ones);
             if (name.equals("wte.weight") || name.endsWith(".head.weight")) {
                 float[] w = e.getValue().toFloatArray();
-                for (int r : rows) java.util.Arrays.fill(w, r * d, (r + 1) * d, 50f);
+                for (int r : name.equals("wte.weight") ? finalRows : exitRows) java.util.Arrays.fill(w, r * d, (r + 1) * d, 50f);
                 set(e.getValue(), w);
             }
         }

@@ -9,7 +9,9 @@ import java.util.Locale;
 /**
  * Early-exit speed against quality: for each threshold, greedy generation over a set of prompts,
  * reporting decode tokens/s, speedup against the full model (threshold 1, measured in the same run),
- * the share of tokens from each exit, and agreement with the full model's greedy output.
+ * the share of tokens from each exit, and agreement with the full model's greedy output. A speculative
+ * sweep decodes every row with lossless self-speculative decoding (the exits draft, the full model
+ * verifies): its agreement should read 100%, and each row reports how many drafts were accepted.
  */
 public final class Sweep {
     /**
@@ -17,10 +19,10 @@ public final class Sweep {
      * speedup); agreement: the share of generated positions whose token equals the full model's;
      * prefixAgreement: the share of tokens before each output's first divergence from the full model's
      * (after it, positions agree only by chance); exitShare[i]: share of tokens from exit i, the last entry
-     * the final head.
+     * the final head; acceptance: per exit, the drafts of a speculative row over all prompts (zeros otherwise).
      */
     public record Point(double threshold, double tokensPerSecond, double fullTokensPerSecond, double speedup, double agreement,
-                        double prefixAgreement, double[] exitShare) {}
+                        double prefixAgreement, double[] exitShare, boolean speculative, List<Acceptance> acceptance) {}
 
     /** How outputs agree with the full model's: per position, and up to the first divergence; both over the longer of each pair. */
     public record Agreement(double positional, double prefix) {
@@ -42,91 +44,89 @@ public final class Sweep {
 
     /**
      * Runs every threshold {@code repeats} times (alternating with the full model) and keeps the medians.
+     * {@code rows} is the greedy configuration of every row but its threshold (its maxNewTokens, eosId,
+     * and speculative with its draftMax); the full model is the same at threshold 1, not speculative.
      * Prompts run one at a time (batch size 1, where early exit saves weight reads) unless
      * {@code batched}, which packs them into one batch: there a layer's weights are read as long as any
      * sequence still needs the layer, so early exit saves far less.
      */
-    public static List<Point> run(EarlyExitModel model, List<int[]> prompts, double[] thresholds, int maxNewTokens, int repeats,
-                                  int eosId, boolean batched) {
-        var gen = new Timed(new Generator(model), batched);
-        var full = GenerationConfig.greedy(maxNewTokens).withEos(eosId);
+    public static List<Point> run(EarlyExitModel model, List<int[]> prompts, double[] thresholds, GenerationConfig rows, int repeats,
+                                  boolean batched) {
+        if (rows.temperature() != 0) throw new IllegalArgumentException("a sweep compares greedy outputs; got temperature " + rows.temperature());
+        if (repeats < 1) throw new IllegalArgumentException("repeats must be >= 1, got " + repeats);
+        var gen = new Timed(new Generator(model), model, batched);
+        var full = rows.withSpeculative(false).withThreshold(1.0);
         // Warm-up: the Vector API runs its slow fallback until C2 has compiled each kernel, which takes
         // a few thousand calls; time only after both the full and the exiting paths are compiled.
         double lowest = Arrays.stream(thresholds).min().orElse(1.0);
         long warmUntil = System.nanoTime() + 3_000_000_000L;
         for (int w = 0; w < 3 || System.nanoTime() < warmUntil; w++) {
-            gen.generate(prompts, full, TokenListener.NONE);
-            gen.generate(prompts, full.withThreshold(Math.min(lowest, 0.5)), TokenListener.NONE);
+            gen.generate(prompts, full);
+            gen.generate(prompts, rows.withThreshold(Math.min(lowest, 0.5)));
             if (w >= 20) break;
         }
-        List<Generation> reference = null;
+        int[] exitLayers = model.exits().stream().mapToInt(e -> e.config().layer()).toArray();
         List<Point> points = new ArrayList<>();
-        int nLayers = model.config().nLayers();
-        int[] exitLayers = model.config().exits().stream().mapToInt(e -> e.layer()).toArray();
         for (double t : thresholds) {
             double[] fullTps = new double[repeats], tps = new double[repeats];
-            List<Generation> out = null;
+            List<Generation> reference = null, out = null;
             for (int r = 0; r < repeats; r++) {
-                reference = timed(gen, prompts, full);
-                fullTps[r] = rate(gen);
-                out = timed(gen, prompts, full.withThreshold(t));
-                tps[r] = rate(gen);
+                reference = gen.generate(prompts, full);
+                fullTps[r] = gen.rate;
+                out = gen.generate(prompts, rows.withThreshold(t));
+                tps[r] = gen.rate;
             }
             var agreement = Agreement.of(out.stream().map(Generation::tokenIds).toList(), reference.stream().map(Generation::tokenIds).toList());
-            double[] share = new double[exitLayers.length + 1];
-            for (int i = 0; i < out.size(); i++) {
-                for (GeneratedToken g : out.get(i).tokens()) {
-                    int idx = g.exitLayer() == nLayers && Arrays.stream(exitLayers).noneMatch(x -> x == nLayers)
-                            ? exitLayers.length : indexOf(exitLayers, g.exitLayer());
-                    share[idx]++;
-                }
-            }
+            double[] share = new double[exitLayers.length + 1]; // the last: the final head
+            for (Generation g : out) for (GeneratedToken tok : g.tokens()) share[indexOf(exitLayers, tok.exitLayer())]++;
             double count = Arrays.stream(share).sum();
             for (int i = 0; i < share.length; i++) share[i] /= Math.max(1, count);
             double m = median(tps), f = median(fullTps);
-            points.add(new Point(t, m, f, m / f, agreement.positional(), agreement.prefix(), share));
+            points.add(new Point(t, m, f, m / f, agreement.positional(), agreement.prefix(), share, rows.speculative(), gen.acceptance()));
         }
         return points;
     }
 
-    /** Generation over all prompts, batched or one by one, remembering the decode rate. */
+    /** Generation over all prompts, batched or one by one, remembering the decode rate and the drafts of the last call. */
     private static final class Timed {
         final Generator gen;
+        final EarlyExitModel model;
         final boolean batched;
         double rate;
+        long[] drafted, accepted;
 
-        Timed(Generator gen, boolean batched) {
+        Timed(Generator gen, EarlyExitModel model, boolean batched) {
             this.gen = gen;
+            this.model = model;
             this.batched = batched;
         }
 
-        List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
-            if (batched) {
-                var out = gen.generate(prompts, cfg, listener);
-                rate = gen.lastStats().decodeTokensPerSecond();
-                return out;
-            }
+        List<Generation> generate(List<int[]> prompts, GenerationConfig cfg) {
             List<Generation> out = new ArrayList<>();
             long tokens = 0;
             double seconds = 0;
-            for (int[] p : prompts) {
-                out.add(gen.generate(List.of(p), cfg, listener).get(0));
-                tokens += gen.lastStats().generatedTokens();
-                seconds += gen.lastStats().decodeSeconds();
+            drafted = new long[model.exits().size()];
+            accepted = new long[model.exits().size()];
+            for (List<int[]> call : batched ? List.of(prompts) : prompts.stream().map(List::of).toList()) {
+                out.addAll(gen.generate(call, cfg, TokenListener.NONE));
+                var st = gen.lastStats();
+                tokens += st.generatedTokens();
+                seconds += st.decodeSeconds();
+                for (int e = 0; e < drafted.length; e++) {
+                    drafted[e] += st.drafted()[e];
+                    accepted[e] += st.accepted()[e];
+                }
             }
             rate = seconds == 0 ? 0 : tokens / seconds;
             return out;
         }
+
+        List<Acceptance> acceptance() {
+            return Acceptance.of(model, drafted, accepted);
+        }
     }
 
-    private static List<Generation> timed(Timed gen, List<int[]> prompts, GenerationConfig cfg) {
-        return gen.generate(prompts, cfg, TokenListener.NONE);
-    }
-
-    private static double rate(Timed gen) {
-        return gen.rate;
-    }
-
+    /** The index of layer {@code v} in {@code a}; a.length (the final head's) when no exit is there. */
     private static int indexOf(int[] a, int v) {
         for (int i = 0; i < a.length; i++) if (a[i] == v) return i;
         return a.length;
@@ -138,28 +138,38 @@ public final class Sweep {
         return c[c.length / 2];
     }
 
-    public static String table(List<Point> points, int[] exitLayers) {
+    /** The rows as a text table; a speculative sweep adds the share of drafts accepted (over all exits). */
+    public static String table(List<Point> points) {
+        int[] exitLayers = exitLayers(points);
+        boolean speculative = points.stream().anyMatch(Point::speculative);
         var sb = new StringBuilder(String.format(Locale.ROOT, "%9s %10s %10s %8s %10s %8s", "threshold", "tokens/s", "full tok/s", "speedup",
                 "agreement", "prefix"));
+        if (speculative) sb.append(String.format(Locale.ROOT, " %8s", "accepted"));
         for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %8s", "exit@" + l));
         sb.append(String.format(Locale.ROOT, " %8s%n", "final"));
         for (Point p : points) {
             sb.append(String.format(Locale.ROOT, "%9.3f %10.1f %10.1f %7.2fx %9.1f%% %7.1f%%", p.threshold(), p.tokensPerSecond(),
                     p.fullTokensPerSecond(), p.speedup(), 100 * p.agreement(), 100 * p.prefixAgreement()));
+            if (speculative) {
+                double rate = Acceptance.overallRate(p.acceptance());
+                sb.append(Double.isNaN(rate) ? String.format(Locale.ROOT, " %8s", "-") : String.format(Locale.ROOT, " %7.1f%%", 100 * rate));
+            }
             for (double s : p.exitShare()) sb.append(String.format(Locale.ROOT, " %7.1f%%", 100 * s));
             sb.append('\n');
         }
         return sb.toString();
     }
 
-    public static String toJson(List<Point> points, int[] exitLayers) {
+    public static String toJson(List<Point> points) {
+        int[] exitLayers = exitLayers(points);
         var sb = new StringBuilder("[");
         for (int i = 0; i < points.size(); i++) {
             Point p = points.get(i);
             sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
                     "{\"threshold\":%.4f,\"tokens_per_s\":%.2f,\"full_tokens_per_s\":%.2f,\"speedup\":%.4f,\"agreement\":%.4f,"
-                            + "\"prefix_agreement\":%.4f,\"exit_share\":{",
-                    p.threshold(), p.tokensPerSecond(), p.fullTokensPerSecond(), p.speedup(), p.agreement(), p.prefixAgreement()));
+                            + "\"prefix_agreement\":%.4f,\"speculative\":%b,\"acceptance\":%s,\"exit_share\":{",
+                    p.threshold(), p.tokensPerSecond(), p.fullTokensPerSecond(), p.speedup(), p.agreement(), p.prefixAgreement(),
+                    p.speculative(), Acceptance.toJson(p.acceptance())));
             for (int k = 0; k < p.exitShare().length; k++) {
                 String name = k < exitLayers.length ? "exit@" + exitLayers[k] : "final";
                 sb.append(k > 0 ? "," : "").append(String.format(Locale.ROOT, "\"%s\":%.4f", name, p.exitShare()[k]));
@@ -167,6 +177,11 @@ public final class Sweep {
             sb.append("}}");
         }
         return sb.append(']').toString();
+    }
+
+    /** The exits' layers (every point has one acceptance entry per exit). */
+    private static int[] exitLayers(List<Point> points) {
+        return points.isEmpty() ? new int[0] : points.get(0).acceptance().stream().mapToInt(Acceptance::layer).toArray();
     }
 
     /** An SVG scatter plot of speedup (y) against agreement with the full model (x), each point labelled by its threshold. */

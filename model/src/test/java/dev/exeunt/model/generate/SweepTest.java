@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** Sweep's agreement measures and its table and JSON columns. */
+/** Sweep's agreement measures and its table and JSON columns, speculative acceptance included. */
 class SweepTest {
     @Test
     void agreementCountsPositionsAndThePrefixBeforeTheFirstDivergence() {
@@ -23,10 +23,34 @@ class SweepTest {
 
     @Test
     void tableAndJsonShowTheFullModelRateAndBothAgreements() {
-        var p = new Sweep.Point(0.5, 120, 100, 1.2, 0.75, 0.5, new double[] {0.3, 0.7});
-        String table = Sweep.table(List.of(p), new int[] {2});
+        var p = new Sweep.Point(0.5, 120, 100, 1.2, 0.75, 0.5, new double[] {0.3, 0.7}, false, List.of(new Acceptance(2, 0, 0)));
+        String table = Sweep.table(List.of(p));
         assertTrue(table.contains("full tok/s") && table.contains("100.0") && table.contains("75.0%") && table.contains("50.0%"), table);
-        String json = Sweep.toJson(List.of(p), new int[] {2});
+        assertTrue(table.contains("exit@2") && !table.contains("accepted"), table);
+        String json = Sweep.toJson(List.of(p));
         assertTrue(json.contains("\"full_tokens_per_s\":100.00") && json.contains("\"prefix_agreement\":0.5000"), json);
+        assertTrue(json.contains("\"speculative\":false") && json.contains("\"exit@2\":0.3000"), json);
+    }
+
+    @Test
+    void aSpeculativeRowShowsTheShareOfDraftsAcceptedOverAllExits() {
+        var acc = List.of(new Acceptance(2, 30, 27), new Acceptance(4, 10, 5));
+        var drafting = new Sweep.Point(0.4, 150, 100, 1.5, 1, 1, new double[] {0.5, 0.2, 0.3}, true, acc);
+        var none = new Sweep.Point(1, 100, 100, 1, 1, 1, new double[] {0, 0, 1}, true, List.of(new Acceptance(2, 0, 0), new Acceptance(4, 0, 0)));
+        String[] rows = Sweep.table(List.of(drafting, none)).split("\n");
+        assertTrue(rows[0].contains("accepted"), rows[0]);
+        assertTrue(rows[1].contains(" 80.0%"), rows[1]); // (27 + 5) / (30 + 10)
+        assertTrue(rows[2].matches(".*\\s-\\s.*"), rows[2]); // nothing drafted: no rate, not NaN
+        String json = Sweep.toJson(List.of(drafting));
+        assertTrue(json.contains("\"speculative\":true,\"acceptance\":[{\"layer\":2,\"drafted\":30,\"accepted\":27},"
+                + "{\"layer\":4,\"drafted\":10,\"accepted\":5}]"), json);
+        assertEquals("exit@2: 30 drafts, 27 accepted (90.0%)", acc.get(0).line());
+        assertEquals("exit@2: 0 drafts, 0 accepted", new Acceptance(2, 0, 0).line());
+    }
+
+    @Test
+    void countsThatCannotBeAreRefused() {
+        var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new Acceptance(3, 4, 5));
+        assertTrue(e.getMessage().contains("exit@3"), e.getMessage());
     }
 }
