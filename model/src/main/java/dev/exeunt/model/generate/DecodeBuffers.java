@@ -24,7 +24,7 @@ final class DecodeBuffers implements AutoCloseable {
     long[] exitOut;
     /** Rows whose head is taken (exit checks, final head): their hidden, normalized, and logits. */
     long ck, ckn, logits;
-    private float[] scores = new float[0];
+    private float[] scores = new float[0], query = new float[0];
 
     DecodeBuffers(ModelConfig c, int exits) {
         this.d = c.dModel();
@@ -71,6 +71,12 @@ final class DecodeBuffers implements AutoCloseable {
     float[] scores(int n) {
         if (scores.length < n) scores = new float[Math.max(n, 2 * scores.length)];
         return scores;
+    }
+
+    /** One query head, scaled (reused). */
+    float[] query(int hd) {
+        if (query.length < hd) query = new float[hd];
+        return query;
     }
 
     @Override

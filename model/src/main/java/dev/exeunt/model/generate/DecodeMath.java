@@ -174,15 +174,38 @@ final class DecodeMath {
                 MemorySegment.copy(w.seg, (src + qd + kvd) * 4, values.segment(), (values.offset() + dst) * 4, kvd * 4L);
             }
             cache.extendTo(sp.startPos() + sp.count());
+            float[] kt = cache.transposedKeys(DecodeVectors.LANES);
+            int stride = cache.transposedStride();
             for (int i = 0; i < sp.count(); i++) {
                 int pos = sp.startPos() + i;
                 long qRow = rowQkv + (long) i * ld, oRow = w.att + (long) (sp.row() + i) * qd;
                 for (int head = 0; head < h; head++) {
                     int kvh = head / (h / hkv);
-                    attendRow(w, qRow + (long) head * hd, keys, values, kvh, kvd, hd, pos, scale, oRow + (long) head * hd);
+                    attendRow(w, qRow + (long) head * hd, kt, stride, values, kvh, kvd, hd, pos, scale, oRow + (long) head * hd);
                 }
             }
         }
+    }
+
+    /**
+     * One query head over cached positions [0, pos]: softmax(q k^T * scale) v into out (hd floats). The
+     * scores come a vector of positions at a time from the transposed keys, so no lane sums; each
+     * position's score, and the softmax sum, depend only on pos, never on the rows beside this one.
+     */
+    private static void attendRow(DecodeBuffers w, long q, float[] kt, int stride, Tensor values, int kvh, int kvd, int hd, int pos,
+                                  float scale, long out) {
+        MemorySegment seg = w.seg;
+        int n = pos + 1;
+        float[] s = w.scores(n + DecodeVectors.LANES);
+        float[] qv = w.query(hd);
+        for (int t = 0; t < hd; t++) qv[t] = seg.getAtIndex(F, q + t) * scale;
+        DecodeVectors.scores(qv, hd, kt, kvh * hd * stride, stride, n, s);
+        float sum = DecodeVectors.softmaxInPlace(s, n);
+        float inv = 1f / sum;
+        MemorySegment vs = values.segment();
+        long vb = values.offset() + (long) kvh * hd;
+        for (int t = 0; t < hd; t++) seg.setAtIndex(F, out + t, 0f);
+        for (int j = 0; j < n; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) j * kvd, seg, out, hd);
     }
 
     /**
@@ -206,28 +229,5 @@ final class DecodeMath {
         MemorySegment.copy(w.seg, k * 4, keys.segment(), (keys.offset() + (long) pos * kvd) * 4, kvd * 4L);
         MemorySegment.copy(w.seg, v * 4, values.segment(), (values.offset() + (long) pos * kvd) * 4, kvd * 4L);
         cache.extendTo(pos + 1);
-    }
-
-    /** One query head over cached positions [0, pos]: softmax(q k^T * scale) v into out (hd floats). */
-    private static void attendRow(DecodeBuffers w, long q, Tensor keys, Tensor values, int kvh, int kvd, int hd, int pos,
-                                  float scale, long out) {
-        MemorySegment ks = keys.segment(), vs = values.segment(), seg = w.seg;
-        long kb = keys.offset() + (long) kvh * hd, vb = values.offset() + (long) kvh * hd;
-        float[] s = w.scores(pos + 1);
-        float max = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j <= pos; j++) {
-            float dot = DecodeVectors.dot(seg, q, ks, kb + (long) j * kvd, hd) * scale;
-            s[j] = dot;
-            if (dot > max) max = dot;
-        }
-        float sum = 0;
-        for (int j = 0; j <= pos; j++) {
-            float e = (float) Math.exp(s[j] - max);
-            s[j] = e;
-            sum += e;
-        }
-        float inv = 1f / sum;
-        for (int t = 0; t < hd; t++) seg.setAtIndex(F, out + t, 0f);
-        for (int j = 0; j <= pos; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) j * kvd, seg, out, hd);
     }
 }

@@ -14,6 +14,9 @@ public final class KvCache implements AutoCloseable {
     private final Tensor keys;
     private final Tensor values;
     private int length;
+    /** The decode path's copy of the keys, [Hkv][headDim][stride] (see {@link #transposedKeys}), valid below transposedLength. */
+    private float[] transposed;
+    private int transposedLength, transposedStride;
 
     public KvCache(Device device, int batch, int maxLen, int kvHeads, int headDim) {
         this.keys = Ops.unowned(() -> Tensor.empty(DType.F32, device, batch, maxLen, kvHeads, headDim));
@@ -35,6 +38,34 @@ public final class KvCache implements AutoCloseable {
 
     public Tensor values() {
         return values;
+    }
+
+    /**
+     * The keys of a one-sequence cache transposed per kv head, [Hkv][headDim][stride] with stride the
+     * capacity rounded up to {@code lanes}: one head's scores over all positions are then contiguous
+     * vector loads. Kept up to date lazily from {@link #keys} (positions written since the last call).
+     */
+    public float[] transposedKeys(int lanes) {
+        int kvHeads = keys.dim(2), hd = keys.dim(3);
+        if (keys.dim(0) != 1) throw new IllegalStateException("transposed keys are kept for one-sequence caches, not " + keys.dim(0));
+        if (transposed == null) {
+            transposedStride = (capacity() + lanes - 1) / lanes * lanes;
+            transposed = new float[kvHeads * hd * transposedStride];
+        }
+        var seg = keys.segment();
+        long base = keys.offset();
+        int kvd = kvHeads * hd, stride = transposedStride;
+        for (int p = transposedLength; p < length; p++) {
+            long row = base + (long) p * kvd;
+            for (int i = 0; i < kvd; i++) transposed[i * stride + p] = seg.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, row + i);
+        }
+        transposedLength = length;
+        return transposed;
+    }
+
+    /** The position stride of {@link #transposedKeys}. */
+    public int transposedStride() {
+        return transposedStride;
     }
 
     /** Marks positions up to {@code newLength} as written (by a caller that wrote them into {@link #keys} and {@link #values}). */
@@ -77,12 +108,14 @@ public final class KvCache implements AutoCloseable {
             }
         }
         length = n;
+        transposedLength = 0;
     }
 
     /** Forgets positions from {@code newLength} on (e.g. to reuse the cache for a new prompt). */
     public void truncate(int newLength) {
         if (newLength < 0 || newLength > length) throw new IllegalArgumentException("cannot truncate " + length + " to " + newLength);
         length = newLength;
+        transposedLength = Math.min(transposedLength, newLength);
     }
 
     @Override
