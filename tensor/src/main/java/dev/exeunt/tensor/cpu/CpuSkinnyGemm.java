@@ -95,25 +95,25 @@ public final class CpuSkinnyGemm {
                 u3 = w3.fma(y, u3);
             }
         }
-        store4(k, kv, a, ar, b, bj, ldb, c, c0, s0, s1, s2, s3);
-        if (two) store4(k, kv, a, ar + lda, b, bj, ldb, c, c0 + ldc, u0, u1, u2, u3);
+        // Lane sums here, not in a helper taking the vectors: a call C2 does not inline would box them.
+        c.setAtIndex(F, c0, VectorMath.sum(s0) + tail(k, kv, a, ar, b, bj));
+        c.setAtIndex(F, c0 + 1, VectorMath.sum(s1) + tail(k, kv, a, ar, b, bj + ldb));
+        c.setAtIndex(F, c0 + 2, VectorMath.sum(s2) + tail(k, kv, a, ar, b, bj + 2L * ldb));
+        c.setAtIndex(F, c0 + 3, VectorMath.sum(s3) + tail(k, kv, a, ar, b, bj + 3L * ldb));
+        if (two) {
+            long br = ar + lda, cr = c0 + ldc;
+            c.setAtIndex(F, cr, VectorMath.sum(u0) + tail(k, kv, a, br, b, bj));
+            c.setAtIndex(F, cr + 1, VectorMath.sum(u1) + tail(k, kv, a, br, b, bj + ldb));
+            c.setAtIndex(F, cr + 2, VectorMath.sum(u2) + tail(k, kv, a, br, b, bj + 2L * ldb));
+            c.setAtIndex(F, cr + 3, VectorMath.sum(u3) + tail(k, kv, a, br, b, bj + 3L * ldb));
+        }
     }
 
-    /** Lane sums of one row's four chains, plus the scalar tail of k, into C. */
-    private static void store4(int k, int kv, MemorySegment a, long ar, MemorySegment b, long bj, int ldb, MemorySegment c, long c0,
-                               FloatVector s0, FloatVector s1, FloatVector s2, FloatVector s3) {
-        float t0 = VectorMath.sum(s0), t1 = VectorMath.sum(s1), t2 = VectorMath.sum(s2), t3 = VectorMath.sum(s3);
-        for (int i = kv; i < k; i++) {
-            float x = a.getAtIndex(F, ar + i);
-            t0 += x * b.getAtIndex(F, bj + i);
-            t1 += x * b.getAtIndex(F, bj + ldb + i);
-            t2 += x * b.getAtIndex(F, bj + 2L * ldb + i);
-            t3 += x * b.getAtIndex(F, bj + 3L * ldb + i);
-        }
-        c.setAtIndex(F, c0, t0);
-        c.setAtIndex(F, c0 + 1, t1);
-        c.setAtIndex(F, c0 + 2, t2);
-        c.setAtIndex(F, c0 + 3, t3);
+    /** The scalar tail of a dot product, i in [kv, k) (zero when k is a multiple of the vector length). */
+    private static float tail(int k, int kv, MemorySegment a, long ar, MemorySegment b, long bj) {
+        float t = 0;
+        for (int i = kv; i < k; i++) t += a.getAtIndex(F, ar + i) * b.getAtIndex(F, bj + i);
+        return t;
     }
 
     /** The same arithmetic as one lane group of {@link #dot4}, for the last columns. */
@@ -123,9 +123,7 @@ public final class CpuSkinnyGemm {
         for (int i = 0; i < kv; i += L) {
             s = FloatVector.fromMemorySegment(S, b, (bj + i) * 4, LE).fma(FloatVector.fromMemorySegment(S, a, (ar + i) * 4, LE), s);
         }
-        float t = VectorMath.sum(s);
-        for (int i = kv; i < k; i++) t += a.getAtIndex(F, ar + i) * b.getAtIndex(F, bj + i);
-        return t;
+        return VectorMath.sum(s) + tail(k, kv, a, ar, b, bj);
     }
 
     /**

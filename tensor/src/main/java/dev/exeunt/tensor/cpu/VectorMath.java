@@ -91,6 +91,21 @@ public final class VectorMath {
      * whether compiled or interpreted. Equals {@link #sumReference(float[])} of {@code v.toArray()}.
      */
     public static float sum(FloatVector v) {
+        // Halving by reinterpreted parts (one extract and one add per step, all intrinsics), then the last
+        // four lanes: the same pairwise order as the shuffles below, which C2 cannot fold (they come from an array).
+        int n = v.length();
+        if (n == 16 && v.species() == FloatVector.SPECIES_512) {
+            v = ((FloatVector) v.reinterpretShape(FloatVector.SPECIES_256, 0)).add((FloatVector) v.reinterpretShape(FloatVector.SPECIES_256, 1));
+            n = 8;
+        }
+        if (n == 8 && v.species() == FloatVector.SPECIES_256) {
+            v = ((FloatVector) v.reinterpretShape(FloatVector.SPECIES_128, 0)).add((FloatVector) v.reinterpretShape(FloatVector.SPECIES_128, 1));
+            n = 4;
+        }
+        if (n == 4 && v.species() == FloatVector.SPECIES_128) {
+            float a = v.lane(0) + v.lane(2), b = v.lane(1) + v.lane(3);
+            return a + b;
+        }
         int idx = speciesIndex(v.length(), 4);
         if (idx >= 0 && idx < 4 && v.species() == F_SPECIES[idx]) {
             VectorShuffle<Float>[] sh = F_SHUF[idx];
