@@ -1,6 +1,7 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.generate.Acceptance;
+import dev.exeunt.model.generate.DecodeWarmUp;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
@@ -46,6 +47,9 @@ final class GenerateCommand implements Main.Command {
         return cfg.withSpeculative(on, draftMax);
     }
 
+    /** Seconds of decode warm-up before generating (llama.cpp warms up too; --no-warmup skips it). */
+    static final double WARMUP_SECONDS = 1.5;
+
     public int run(String[] argv, PrintStream out) throws Exception {
         return run(argv, out, System.err);
     }
@@ -53,7 +57,9 @@ final class GenerateCommand implements Main.Command {
     /** {@code err} gets the speculative acceptance lines (stdout holds only the text). */
     @Override
     public int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
-        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative"));
+        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative", "no-warmup"));
+        // The JIT compiles the decode kernels on toy models while the checkpoint loads (see DecodeWarmUp).
+        Thread warmUp = a.getBool("no-warmup", false) ? null : DecodeWarmUp.inBackground(WARMUP_SECONDS);
         boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String prompt = a.get("prompt", null);
@@ -72,6 +78,7 @@ final class GenerateCommand implements Main.Command {
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
         try (var loaded = ModelLoader.load(dir, device, force)) {
+            if (warmUp != null) warmUp.join();
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;

@@ -28,7 +28,9 @@ final class DecodeSequence implements AutoCloseable {
         /** Its current token goes through every layer unchecked (too many drafts pending). */
         DEEP,
         /** No new token: only the pending rows go on, to verify the drafts (before EOS, the length limit or a full context). */
-        FLUSH
+        FLUSH,
+        /** The whole prompt goes through every layer; exits only record their probabilities of its last row, when asked. */
+        PREFILL
     }
 
     final int index;

@@ -27,9 +27,10 @@ import java.util.function.Consumer;
  * prefix is kept, the first disagreement replaced by the full model's token, and the caches cut back
  * to it. The output is the full model's, token for token (greedy) or in distribution (sampling).
  *
- * <p>The prompt goes through the tensor ops (large batches, the packed GEMM); decoding goes through
- * {@link LeanDecodeStep} on the CPU (preallocated buffers, kernels whose result for a row does not
- * depend on the rows beside it) and through {@link OpDecodeStep} elsewhere.
+ * <p>On the CPU the prompt and every decode step go through {@link LeanDecodeStep} (preallocated
+ * buffers, kernels whose result for a row does not depend on the rows beside it): one set of kernels,
+ * which the prompt's pass also gets the JIT to compile before decoding starts. Elsewhere (CUDA,
+ * tensor-parallel shards) the prompt goes through the tensor ops and decoding through {@link OpDecodeStep}.
  */
 public final class Generator {
     private final EarlyExitModel model;
@@ -102,13 +103,14 @@ public final class Generator {
                 int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
                 seqs.add(new DecodeSequence(model, i, p, capacity, cfg.seed()));
             }
-            long t0 = System.nanoTime();
-            long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
-            if (cfg.maxNewTokens() > 0) prefill(call, seqs);
-            else seqs.forEach(s -> s.finish = "length");
-            long t1 = System.nanoTime();
             LeanDecodeStep leanStep = lean ? new LeanDecodeStep(model, call, buf) : null;
             OpDecodeStep opStep = lean ? null : new OpDecodeStep(call);
+            long t0 = System.nanoTime();
+            long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
+            if (cfg.maxNewTokens() == 0) seqs.forEach(s -> s.finish = "length");
+            else if (lean) leanStep.prefill(seqs);
+            else prefill(call, seqs);
+            long t1 = System.nanoTime();
             while (true) {
                 List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();
                 if (running.isEmpty()) break;
@@ -128,7 +130,7 @@ public final class Generator {
         }
     }
 
-    /** Runs every prompt through all layers (one packed batch), filling all caches, and emits the first token. */
+    /** Tensor-op path: runs every prompt through all layers (one packed batch), filling all caches, and emits the first token. */
     private void prefill(DecodeCall call, List<DecodeSequence> seqs) {
         GenerationConfig cfg = call.cfg;
         try (var scope = Scope.open()) {

@@ -63,17 +63,34 @@ final class LeanDecodeStep {
         return true;
     }
 
+    /** The prompts through every layer (filling every cache), then each sequence's first token from the final head. */
+    void prefill(List<DecodeSequence> seqs) {
+        int rows = 0;
+        for (DecodeSequence s : seqs) rows += s.length;
+        start(seqs, rows, seqs.size());
+        MemorySegment seg = buf.seg;
+        int row = 0;
+        for (DecodeSequence s : seqs) {
+            s.mode = DecodeSequence.Mode.PREFILL;
+            s.probs = call.cfg.exitProbs() ? call.unreached() : null;
+            s.gRow = row;
+            s.gCount = s.length;
+            s.gStart = 0;
+            for (int t = 0; t < s.length; t++) embed(s.tokens[t], t, seg, buf.x0 + (long) (row + t) * d);
+            row += s.length;
+            alive.add(s);
+        }
+        layers(buf.x0, buf.x1);
+    }
+
+    /** One new token for each running sequence (or, speculating, a verification of its drafts). */
     void run(List<DecodeSequence> running) {
         boolean speculative = call.cfg.speculative();
         int maxRows = 0;
         for (DecodeSequence s : running) maxRows += 1 + s.pendingRows();
-        buf.ensure(maxRows, speculative ? maxRows : running.size());
-        if (spans.length < running.size()) spans = new DecodeMath.Span[2 * running.size()];
-        if (checking.length < running.size()) checking = new DecodeSequence[2 * running.size()];
+        start(running, maxRows, speculative ? maxRows : running.size());
         MemorySegment seg = buf.seg;
-        long cur = buf.x0, other = buf.x1;
         call.gate.tick(running.size());
-        alive.clear();
         int rows = 0;
         for (DecodeSequence s : running) {
             s.mode = speculative ? call.modeOf(s) : DecodeSequence.Mode.CHECK;
@@ -81,22 +98,34 @@ final class LeanDecodeStep {
             s.gRow = rows;
             s.gCount = 0;
             s.gStart = -1;
-            s.exited = false;
             if (s.mode != DecodeSequence.Mode.FLUSH) {
-                embed(s.tokens[s.length - 1], s.length - 1, seg, cur + (long) rows * d);
+                embed(s.tokens[s.length - 1], s.length - 1, seg, buf.x0 + (long) rows * d);
                 s.gCount = 1;
                 s.gStart = s.length - 1;
                 rows++;
             }
             alive.add(s);
         }
+        layers(buf.x0, buf.x1);
+    }
+
+    private void start(List<DecodeSequence> seqs, int rows, int logitRows) {
+        buf.ensure(rows, logitRows);
+        if (spans.length < seqs.size()) spans = new DecodeMath.Span[2 * seqs.size()];
+        if (checking.length < seqs.size()) checking = new DecodeSequence[2 * seqs.size()];
+        alive.clear();
+        for (DecodeSequence s : seqs) s.exited = false;
+    }
+
+    /** Depth by depth: the exits reading it, then the next layer over what goes on; the final head at the end. */
+    private void layers(long cur, long other) {
         for (int depth = 0; ; depth++) {
             exitHiddens(depth, cur);
             for (int e = 0; e < model.exits().size() && !alive.isEmpty(); e++) {
                 if (checked(e, depth)) check(e, depth, cur);
             }
             if (depth == nLayers || alive.isEmpty()) break;
-            rows = pack(depth, cur, other);
+            pack(depth, cur, other);
             long t = cur;
             cur = other;
             other = t;
@@ -172,8 +201,9 @@ final class LeanDecodeStep {
         }
     }
 
+    /** Whether s's last row is checked at this depth: a decode token in CHECK mode, or a prompt's last row to record probabilities. */
     private static boolean checks(DecodeSequence s) {
-        return s.mode == DecodeSequence.Mode.CHECK && s.gCount > 0;
+        return s.gCount > 0 && (s.mode == DecodeSequence.Mode.CHECK || s.mode == DecodeSequence.Mode.PREFILL && s.probs != null);
     }
 
     /** Exit e's head on every checked sequence's last row, batched; a sequence whose exit fires leaves. */
@@ -201,7 +231,7 @@ final class LeanDecodeStep {
             int argmax = argmax(row);
             float maxProb = maxProb(row, argmax);
             if (s.probs != null) s.probs[e] = maxProb;
-            boolean fires = call.fires(e, s, maxProb);
+            boolean fires = s.mode != DecodeSequence.Mode.PREFILL && call.fires(e, s, maxProb);
             if (!fires || !call.cfg.speculative()) call.gate.record(e, fires);
             if (!fires) continue;
             s.exited = true;
@@ -232,10 +262,9 @@ final class LeanDecodeStep {
     }
 
     /**
-     * Layer `depth` over every alive sequence's pending band plus its rows, packed into {@code out};
-     * returns the number of rows.
+     * Layer `depth` over every alive sequence's pending band plus its rows, packed into {@code out}.
      */
-    private int pack(int depth, long cur, long out) {
+    private void pack(int depth, long cur, long out) {
         MemorySegment seg = buf.seg;
         int ns = 0, r = 0;
         for (DecodeSequence s : alive) {
@@ -261,7 +290,6 @@ final class LeanDecodeStep {
             r += s.gCount;
         }
         if (ns > 0) DecodeMath.layer(c, model.layers().get(depth), buf, seg, out, spans, ns, r, seg, out);
-        return r;
     }
 
     /**
@@ -270,11 +298,10 @@ final class LeanDecodeStep {
      */
     private void finalHead(long cur) {
         MemorySegment seg = buf.seg;
-        boolean speculative = call.cfg.speculative();
         int k = 0;
         for (DecodeSequence s : alive) {
             if (s.gCount == 0) continue;
-            int from = speculative ? 0 : s.gCount - 1;
+            int from = verifies(s) ? 0 : s.gCount - 1;
             int n = s.gCount - from;
             MemorySegment.copy(seg, (cur + (long) (s.gRow + from) * d) * 4, seg, (buf.ck + (long) k * d) * 4, (long) n * d * 4);
             s.ckIndex = k;
@@ -284,7 +311,7 @@ final class LeanDecodeStep {
         head(model.finalNorm(), model.lmHead(), k);
         for (DecodeSequence s : alive) {
             if (s.gCount == 0) continue;
-            if (!speculative) {
+            if (!verifies(s)) {
                 long row = buf.logits + (long) s.ckIndex * vocab;
                 int argmax = argmax(row);
                 call.emit(s, () -> host(row), argmax, maxProb(row, argmax), nLayers, s.probs);
@@ -303,6 +330,11 @@ final class LeanDecodeStep {
                 }
             }
         }
+    }
+
+    /** Speculating, a decode step's rows at the final head are the drafts' positions and the current token: all get the head. */
+    private boolean verifies(DecodeSequence s) {
+        return call.cfg.speculative() && s.mode != DecodeSequence.Mode.PREFILL;
     }
 
     /** norm (if any) and the first {@code vocab} rows of head over the k rows in buf.ck, into buf.logits. */
