@@ -405,7 +405,7 @@ public final class CpuQuant {
 
     /**
      * Y[t] = W X[t] for a few tokens t in [0, tokens), X and Y row-major with leading dims ldx and ldy:
-     * tokens go in pairs sharing every weight load, each computed with exactly the arithmetic of
+     * tokens go in fours (then a pair, then one) sharing every weight load, each computed with exactly the arithmetic of
      * {@link #gemvQ8_0} (or {@link #gemvQ4_0} when q4), so a token's result is bit for bit the same alone
      * or in a batch (the decode path verifies speculative drafts this way).
      */
@@ -414,7 +414,19 @@ public final class CpuQuant {
         String what = q4 ? "gemvTokensQ4_0" : "gemvTokensQ8_0";
         checkBlocks(what, n);
         long rowBytes = q4 ? bytesQ4_0(n) : bytesQ8_0(n);
-        for (int t = 0; t < tokens; t += 2) {
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4) {
+            long xa = xOff + (long) t * ldx, ya = yOff + (long) t * ldy;
+            for (int i = 0; i < 4; i++) checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + (long) i * ldx, y, ya + (long) i * ldy);
+            int groups = (m + ROWS - 1) / ROWS;
+            long xb = xa * 4, xs = 4L * ldx, yb = ya * 4, ys = 4L * ldy;
+            split(CpuHalf.shareable(w, x, y), groups, 4L * ROWS * n, (from, to) -> {
+                int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
+                if (q4) quadQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
+                else quadQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
+            });
+        }
+        for (; t < tokens; t += 2) {
             long xa = xOff + (long) t * ldx, ya = yOff + (long) t * ldy;
             if (t + 1 == tokens) {
                 if (q4) gemvQ4_0(m, n, w, wByteOff, x, xa, y, ya);
@@ -430,6 +442,81 @@ public final class CpuQuant {
                 if (q4) pairQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
                 else pairQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
             });
+        }
+    }
+
+    /** {@link #rowsQ8_0} for four tokens at once (x and y rows xs and ys bytes apart). */
+    private static void quadQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
+                                 MemorySegment y, long yb, long ys) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+                for (int c = 0; c < QK; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector wq = (FloatVector) q0.convertShape(VectorOperators.B2F, FS, p);
+                        long e = xo + (c + p * FL) * 4L;
+                        t0 = wq.fma(FloatVector.fromMemorySegment(FS, x, e, LE), t0);
+                        t1 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + xs, LE), t1);
+                        t2 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 2 * xs, LE), t2);
+                        t3 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 3 * xs, LE), t3);
+                    }
+                }
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
+                a0 = t0.fma(scale, a0);
+                a1 = t1.fma(scale, a1);
+                a2 = t2.fma(scale, a2);
+                a3 = t3.fma(scale, a3);
+            }
+            long o = yb + r * 4L;
+            y.set(F32, o, VectorMath.sum(a0));
+            y.set(F32, o + ys, VectorMath.sum(a1));
+            y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+            y.set(F32, o + 3 * ys, VectorMath.sum(a3));
+        }
+    }
+
+    /** {@link #rowsQ4_0} for four tokens at once. */
+    private static void quadQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
+                                 MemorySegment y, long yb, long ys) {
+        for (int r = r0; r < r1; r++) {
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                        FloatVector lo = lo(v0), hi = hi(v0);
+                        long l = xo + (c + p * FL) * 4L, h = xo + (QK / 2 + c + p * FL) * 4L;
+                        t0 = lo.fma(FloatVector.fromMemorySegment(FS, x, l, LE), t0);
+                        t0 = hi.fma(FloatVector.fromMemorySegment(FS, x, h, LE), t0);
+                        t1 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + xs, LE), t1);
+                        t1 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + xs, LE), t1);
+                        t2 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 2 * xs, LE), t2);
+                        t2 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 2 * xs, LE), t2);
+                        t3 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 3 * xs, LE), t3);
+                        t3 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 3 * xs, LE), t3);
+                    }
+                }
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
+                a0 = t0.fma(scale, a0);
+                a1 = t1.fma(scale, a1);
+                a2 = t2.fma(scale, a2);
+                a3 = t3.fma(scale, a3);
+            }
+            long o = yb + r * 4L;
+            y.set(F32, o, VectorMath.sum(a0));
+            y.set(F32, o + ys, VectorMath.sum(a1));
+            y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+            y.set(F32, o + 3 * ys, VectorMath.sum(a3));
         }
     }
 

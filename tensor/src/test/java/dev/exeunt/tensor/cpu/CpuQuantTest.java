@@ -424,7 +424,7 @@ class CpuQuantTest {
     @Test
     void gemvTokensEqualsOneGemvPerTokenBitForBit() {
         Random r = new Random(SEED);
-        int m = 37, n = 96, tokens = 5, ldx = n + 3, ldy = m + 2;
+        int m = 37, n = 96, tokens = 7, ldx = n + 3, ldy = m + 2;
         for (boolean q4 : new boolean[] {false, true}) {
             try (Arena arena = Arena.ofShared()) {
                 float[] wf = weights(r, m * n);
