@@ -24,27 +24,44 @@ final class GenerateCommand implements Main.Command {
                 usage: exeunt generate --model DIR|FILE.gguf (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N (64)]
                                        [--temperature T (0 = greedy)] [--top-k K] [--top-p P] [--seed N]
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
-                                       [--speculative [--draft-max N (%d)]] [--show-exits] [--device cpu|cuda[:N]] [--force] [--json]
+                                       [--speculative [--draft-max N (%d)]] [--kv-fill recompute|propagate] [--adaptive]
+                                       [--show-exits] [--no-warmup] [--device cpu|cuda[:N]] [--force] [--json]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
                   --speculative: lossless self-speculative decoding. A token that exits (--threshold) is a draft; the next
                     token through every layer verifies the pending drafts, so the output is the full model's (token for
                     token when greedy, in distribution when sampling). At most --draft-max drafts wait for verification.
                     Prints each exit's drafts and acceptances to stderr (with --threshold 1 nothing is drafted).
+                  --kv-fill propagate (CALM): the layers a token skips get its keys and values from the exited hidden
+                    state at once (their norm and k/v projections only) instead of recomputing them with the next deep
+                    token (recompute, the default). Cheaper when decode is compute-bound; the output is no longer exact.
+                  --adaptive: an exit whose exit rate does not pay for its check is not checked for a while.
+                  --no-warmup: skip compiling the decode kernels on toy models before generating (timings then include
+                    the JIT's warm-up).
                   --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
                     acceptance: [{layer, drafted, accepted}] per exit}.
                   --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
     }
 
     /**
-     * {@code --speculative [--draft-max N]} applied to {@code cfg}; a draft maximum below 1, or one given
-     * without --speculative (where it would do nothing), is a usage error.
+     * {@code --speculative [--draft-max N]}, {@code --kv-fill recompute|propagate} and {@code --adaptive}
+     * applied to {@code cfg}; a draft maximum below 1, or one given without --speculative (where it would
+     * do nothing), is a usage error, as is speculating with propagated caches.
      */
     static GenerationConfig speculation(Args a, GenerationConfig cfg) {
         boolean on = a.getBool("speculative", false);
         int draftMax = a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX);
         if (a.has("draft-max") && !on) throw new Args.UsageException("--draft-max applies to --speculative decoding; add --speculative");
         if (draftMax < 1) throw new Args.UsageException("--draft-max must be >= 1 (drafts awaiting verification), got " + draftMax);
-        return cfg.withSpeculative(on, draftMax);
+        String fill = a.get("kv-fill", "recompute");
+        GenerationConfig.KvFill kvFill = switch (fill) {
+            case "recompute" -> GenerationConfig.KvFill.RECOMPUTE;
+            case "propagate" -> GenerationConfig.KvFill.PROPAGATE;
+            default -> throw new Args.UsageException("--kv-fill must be recompute or propagate, got " + fill);
+        };
+        if (on && kvFill == GenerationConfig.KvFill.PROPAGATE) {
+            throw new Args.UsageException("--speculative verifies drafts through recomputed caches; it cannot be combined with --kv-fill propagate");
+        }
+        return cfg.withSpeculative(on, draftMax).withKvFill(kvFill).withAdaptive(a.getBool("adaptive", false));
     }
 
     /** Seconds of decode warm-up before generating (llama.cpp warms up too; --no-warmup skips it). */
@@ -57,7 +74,7 @@ final class GenerateCommand implements Main.Command {
     /** {@code err} gets the speculative acceptance lines (stdout holds only the text). */
     @Override
     public int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
-        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative", "no-warmup"));
+        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative", "no-warmup", "adaptive"));
         // The JIT compiles the decode kernels on toy models while the checkpoint loads (see DecodeWarmUp).
         Thread warmUp = a.getBool("no-warmup", false) ? null : DecodeWarmUp.inBackground(WARMUP_SECONDS);
         boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);

@@ -23,17 +23,18 @@ final class SweepCommand implements Main.Command {
                 usage: exeunt sweep --model DIR (--prompts FILE (one per line) | --prompt TEXT | --data FILE.arrow)
                                     [--thresholds 1,0.9,0.8,0.6,0.4,0.2] [--max-new-tokens N (64)] [--num-prompts N (4)]
                                     [--prompt-tokens N (32, with --data)] [--repeats N (3)] [--batched] [--out DIR] [--force] [--json]
-                                    [--speculative [--draft-max N (%d)]]
+                                    [--speculative [--draft-max N (%d)]] [--kv-fill recompute|propagate] [--adaptive]
                   With --data, prompts are the first --prompt-tokens tokens of evenly spaced held-out documents.
                   Prompts run one at a time (batch size 1) unless --batched packs them into one batch.
                   --out writes sweep.txt, sweep.json and sweep.svg (speedup against agreement).
                   --speculative decodes every row with lossless self-speculative decoding: the exits draft, the full
                     model verifies, so agreement reads 100%%; the "accepted" column is the share of drafts it kept.
+                  --kv-fill propagate and --adaptive as in generate (the full model's rows are unaffected by either).
                   --force: use a dataset or tokenizer.json made with another tokenizer than the model's.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("json", "batched", "force", "speculative"));
+        var a = new Args(argv, Set.of("json", "batched", "force", "speculative", "adaptive"));
         boolean json = a.getBool("json", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String thr = a.get("thresholds", "1,0.9,0.8,0.6,0.4,0.2");

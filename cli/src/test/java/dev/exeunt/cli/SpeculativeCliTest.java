@@ -123,8 +123,9 @@ class SpeculativeCliTest {
         String dir = model(tmp, m -> TestRows.favour(m, EXIT_ROW)).toString();
         String[][] bad = {
                 {"--speculative", "--draft-max", "0"}, {"--speculative", "--draft-max", "-3"}, {"--speculative", "--draft-max", "two"},
-                {"--draft-max", "3"}, {"--speculative=maybe"}};
-        String[] says = {"--draft-max must be >= 1", "--draft-max must be >= 1", "--draft-max expects an integer", "add --speculative", "--speculative"};
+                {"--draft-max", "3"}, {"--speculative=maybe"}, {"--kv-fill", "guess"}, {"--speculative", "--kv-fill", "propagate"}};
+        String[] says = {"--draft-max must be >= 1", "--draft-max must be >= 1", "--draft-max expects an integer", "add --speculative", "--speculative",
+                "--kv-fill must be recompute or propagate", "cannot be combined with --kv-fill propagate"};
         for (int i = 0; i < bad.length; i++) {
             var args = new java.util.ArrayList<>(List.of("generate", "--model", dir, "--prompt-ids", PROMPT));
             args.addAll(List.of(bad[i]));
@@ -173,5 +174,22 @@ class SpeculativeCliTest {
         assertEquals("0.500", row[0], table.out());
         assertEquals("100.0%", row[4], table.out());
         assertEquals("0.0%", row[6], "no draft accepted: " + table.out());
+    }
+
+    /**
+     * --kv-fill propagate and --adaptive run through the CLI: with an exit that is always sure, every token
+     * after the first exits under propagation too, and adaptive gating keeps checking an exit that pays.
+     */
+    @Test
+    void kvFillPropagateAndAdaptiveGating(@TempDir Path tmp) throws Exception {
+        String dir = model(tmp, m -> TestRows.favour(m, EXIT_ROW)).toString();
+        for (String[] extra : new String[][] {{"--kv-fill", "propagate"}, {"--adaptive"}, {"--kv-fill", "recompute", "--adaptive"}}) {
+            var args = new java.util.ArrayList<>(List.of("--threshold", "0.5", "--no-warmup"));
+            args.addAll(List.of(extra));
+            JsonNode out = generate(dir, args.toArray(String[]::new));
+            JsonNode exits = out.get("exits");
+            assertEquals(12, exits.size(), out.toString());
+            for (int i = 1; i < exits.size(); i++) assertEquals(1, exits.get(i).intValue(), String.join(" ", extra) + ": " + out);
+        }
     }
 }
