@@ -2,6 +2,7 @@ package dev.exeunt.cli;
 
 import dev.exeunt.cli.serve.Server;
 import dev.exeunt.cli.serve.ServeOptions;
+import dev.exeunt.model.generate.DecodeWarmUp;
 import dev.exeunt.model.generate.GenerationConfig;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -18,7 +19,7 @@ final class ServeCommand implements Main.Command {
         return """
                 usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
                                     [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
-                                    [--queue N (16)] [--max-body BYTES (1048576)] [--speculative [--draft-max N (%d)]] [--force]
+                                    [--queue N (16)] [--max-body BYTES (1048576)] [--speculative [--draft-max N (%d)]] [--no-warmup] [--force]
                   --force: serve with a tokenizer.json that is not the one the model was trained with.
                   --speculative: requests that do not say decode with lossless self-speculative decoding (exits that
                     pass early_exit_thres draft, the full model verifies: the output is the full model's);
@@ -39,7 +40,7 @@ final class ServeCommand implements Main.Command {
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("force", "speculative"));
+        var a = new Args(argv, Set.of("force", "speculative", "no-warmup"));
         boolean force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         int port = a.getInt("port", 5000);
@@ -49,7 +50,10 @@ final class ServeCommand implements Main.Command {
         opts = opts.withSpeculative(a.getBool("speculative", false), a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX));
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
+        // The first request would otherwise run the decode kernels interpreted: compile them while the model loads.
+        Thread warmUp = a.getBool("no-warmup", false) ? null : DecodeWarmUp.inBackground(GenerateCommand.WARMUP_SECONDS);
         Server server = Server.start(dir, host, port, opts, force);
+        if (warmUp != null) warmUp.join();
         var done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
             server.stop();

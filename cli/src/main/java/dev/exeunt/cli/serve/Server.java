@@ -11,6 +11,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
 import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.tensor.Device;
@@ -68,6 +69,10 @@ public final class Server implements AutoCloseable {
         if (vocabLimit > 0) {
             System.err.println("exeunt serve: the model's vocab_size " + c.vocabSize() + " exceeds the tokenizer's " + tok.vocabSize()
                     + " tokens; ids " + vocabLimit + ".." + (c.vocabSize() - 1) + " are padding and are never generated");
+        }
+        if (options.speculative() && !Generator.decodesOnCpu(loaded.model())) {
+            throw new IllegalArgumentException("serve --speculative needs the CPU decode path (CPU device, one tensor-parallel rank, "
+                    + "F32/Q8_0/Q4_0 weights); this model is on " + loaded.model().device());
         }
         this.http = HttpServer.create(new InetSocketAddress(host, port), 64);
         this.worker = new GenerationWorker(loaded.model(), tok, vocabLimit, options.queue(), System.err);

@@ -69,6 +69,11 @@ public final class Generator {
         this.lean = LeanDecodeStep.supports(model);
     }
 
+    /** Whether this model generates on the CPU decode path (which speculative decoding and kv fill propagate need). */
+    public static boolean decodesOnCpu(EarlyExitModel model) {
+        return LeanDecodeStep.supports(model);
+    }
+
     /** Takes exit decisions from {@code pattern} instead of the exits' confidence (a benchmark's forced exit rate); null: off. */
     public void forceExits(ForcedExits pattern) {
         this.forced = pattern;
