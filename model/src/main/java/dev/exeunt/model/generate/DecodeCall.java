@@ -111,21 +111,24 @@ final class DecodeCall {
      */
     void emit(DecodeSequence s, Row logits, int greedyToken, float greedyProb, int exitLayer, float[] probs) {
         checkNotNaN(greedyProb);
-        int[] banned = banned(s.tokens[s.length - 1]);
-        int token;
-        float prob;
-        if (cfg.temperature() == 0 && banned == null) {
-            token = greedyToken;
-            prob = greedyProb;
-        } else {
-            float[] row = logits.get();
-            if (banned != null) Sampler.ban(row, banned);
-            token = Sampler.sample(row, cfg, topPFor(s.length - s.prompt.length), s.rng);
-            prob = Sampler.probability(row, token);
-        }
+        float[] row = hostRow(s, s.length, logits);
+        int token = row == null ? greedyToken : Sampler.sample(row, cfg, topPFor(s.length - s.prompt.length), s.rng);
+        float prob = row == null ? greedyProb : Sampler.probability(row, token);
         if (probs != null) probs[probs.length - 1] = exitLayer == nLayers ? greedyProb : Float.NaN;
         s.append(token);
         commit(s, new GeneratedToken(token, exitLayer, prob, probs));
+    }
+
+    /**
+     * The choice for tokens[idx] needs the whole row, fetched to the host with the newline ban applied,
+     * unless it is greedy with nothing banned (null: the greedy token and probability already computed stand).
+     */
+    private float[] hostRow(DecodeSequence s, int idx, Row logits) {
+        int[] banned = banned(s.tokens[idx - 1]);
+        if (cfg.temperature() == 0 && banned == null) return null;
+        float[] row = logits.get();
+        if (banned != null) Sampler.ban(row, banned);
+        return row;
     }
 
     /**
@@ -134,16 +137,11 @@ final class DecodeCall {
      */
     void draft(DecodeSequence s, int exit, Row logits, int greedyToken, float greedyProb, float[] probs) {
         checkNotNaN(greedyProb);
-        int[] banned = banned(s.tokens[s.length - 1]);
-        int token;
-        float prob;
+        float[] row = hostRow(s, s.length, logits);
+        int token = greedyToken;
+        float prob = greedyProb;
         double[] dist = null;
-        if (cfg.temperature() == 0 && banned == null) {
-            token = greedyToken;
-            prob = greedyProb;
-        } else {
-            float[] row = logits.get();
-            if (banned != null) Sampler.ban(row, banned);
+        if (row != null) {
             if (cfg.temperature() == 0) {
                 token = Sampler.argmax(row);
             } else {
@@ -170,28 +168,20 @@ final class DecodeCall {
         int j = idx - s.committed;
         if (j != 0) throw new IllegalStateException("verifying draft " + idx + " with " + s.committed + " tokens committed");
         int draft = s.tokens[idx];
-        int[] banned = banned(s.tokens[idx - 1]);
-        int token;
-        float prob;
+        float[] row = hostRow(s, idx, logits);
+        int token = greedyToken;
+        float prob = greedyProb;
         boolean keep;
-        if (cfg.temperature() == 0 && banned == null) {
-            token = greedyToken;
-            prob = greedyProb;
+        if (row == null || cfg.temperature() == 0) {
+            if (row != null) token = Sampler.argmax(row);
             keep = token == draft;
         } else {
-            float[] row = logits.get();
-            if (banned != null) Sampler.ban(row, banned);
-            if (cfg.temperature() == 0) {
-                token = Sampler.argmax(row);
-                keep = token == draft;
-            } else {
-                double[] p = Sampler.distribution(row, cfg, topPFor(idx - s.prompt.length));
-                double[] q = s.draftDist[j];
-                keep = s.rng.nextDouble() * q[draft] < p[draft];
-                token = keep ? draft : residual(p, q, s);
-            }
-            prob = Sampler.probability(row, token);
+            double[] p = Sampler.distribution(row, cfg, topPFor(idx - s.prompt.length));
+            double[] q = s.draftDist[j];
+            keep = s.rng.nextDouble() * q[draft] < p[draft];
+            token = keep ? draft : residual(p, q, s);
         }
+        if (row != null) prob = Sampler.probability(row, token);
         int exit = s.draftExit[j];
         gate.record(exit, keep);
         if (keep) {

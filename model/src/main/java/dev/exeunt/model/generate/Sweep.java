@@ -193,7 +193,10 @@ public final class Sweep {
         var sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">%n", w, h));
         sb.append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-        sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"18\" font-size=\"14\">Early-exit speedup against agreement with the full model</text>%n", left));
+        boolean speculative = points.stream().anyMatch(Point::speculative);
+        String title = speculative ? "Speculative decoding: speedup at each threshold (output the full model's)"
+                : "Early-exit speedup against agreement with the full model";
+        sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"18\" font-size=\"14\">%s</text>%n", left, title));
         int pw = w - left - right, ph = h - top - bottom;
         sb.append(String.format(Locale.ROOT, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"black\"/>%n", left, top, pw, ph));
         for (int i = 0; i <= 4; i++) {
