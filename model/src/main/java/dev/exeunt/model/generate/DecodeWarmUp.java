@@ -6,6 +6,11 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.cpu.CpuQuant;
+import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.List;
 
 /**
@@ -16,11 +21,20 @@ import java.util.List;
  * checkpoint loads) in every mode the real run may take: full depth, exits firing, speculative.
  */
 public final class DecodeWarmUp {
+    /** The JIT's work outlives the call: one warm-up per JVM is enough. */
+    private static final java.util.concurrent.atomic.AtomicBoolean STARTED = new java.util.concurrent.atomic.AtomicBoolean();
+
     private DecodeWarmUp() {}
 
-    /** Starts the warm-up on a daemon thread; {@link Thread#join(long)} it before timing anything. */
+    /**
+     * Starts the warm-up on a daemon thread (only the first call in a JVM does anything; later ones get
+     * a thread that ends at once); {@link Thread#join()} it before timing anything.
+     */
     public static Thread inBackground(double seconds) {
-        Thread t = new Thread(() -> run(seconds), "exeunt-decode-warmup");
+        boolean first = STARTED.compareAndSet(false, true);
+        Thread t = new Thread(() -> {
+            if (first) run(seconds);
+        }, "exeunt-decode-warmup");
         t.setDaemon(true);
         t.setPriority(Thread.MIN_PRIORITY);
         t.start();
@@ -30,6 +44,7 @@ public final class DecodeWarmUp {
     /** Decodes on toy models for about {@code seconds}. */
     public static void run(double seconds) {
         long end = System.nanoTime() + (long) (seconds * 1e9);
+        kernels(end);
         List<ExitConfig> exits = List.of(exit(1, ExitKind.NORM, ExitConfig.Placement.POST), exit(2, ExitKind.MLP, ExitConfig.Placement.POST),
                 exit(2, ExitKind.LAYER, ExitConfig.Placement.POST));
         List<ModelConfig> toys = List.of(ModelConfig.gpt2(64, 64, 3, 4, 256, exits), ModelConfig.llama(64, 64, 3, 4, 2, 128, 256, exits));
@@ -50,6 +65,31 @@ public final class DecodeWarmUp {
             }
         } catch (RuntimeException e) {
             // A warm-up that fails only leaves the JIT colder; the real run reports real errors.
+        }
+    }
+
+    /**
+     * The skinny GEMMs for every row count in both layouts, F32 and quantized: a real run reaches some of
+     * them (four drafts verified at once, say) only a few dozen times, too rarely for the JIT, and an
+     * interpreted call on a real head costs milliseconds.
+     */
+    private static void kernels(long end) {
+        int k = 128, n = 512; // n * k at the size where the kernels split over threads, as real layers do
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment a = arena.allocate(4L * CpuSkinnyGemm.MAX_ROWS * k, 64), c = arena.allocate(4L * CpuSkinnyGemm.MAX_ROWS * n, 64);
+            MemorySegment b = arena.allocate(4L * n * k, 64), q8 = arena.allocate(CpuQuant.bytesQ8_0((long) n * k), 64),
+                    q4 = arena.allocate(CpuQuant.bytesQ4_0((long) n * k), 64);
+            for (long i = 0; i < (long) n * k; i++) b.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) Math.sin(i));
+            CpuQuant.quantizeQ8_0(b, 0, q8, 0, (long) n * k);
+            CpuQuant.quantizeQ4_0(b, 0, q4, 0, (long) n * k);
+            for (int rep = 0; rep < 200 && System.nanoTime() < end; rep++) {
+                for (int m = 1; m <= CpuSkinnyGemm.MAX_ROWS; m++) {
+                    CpuSkinnyGemm.gemm(true, m, n, k, a, 0, k, b, 0, k, c, 0, n);
+                    CpuSkinnyGemm.gemm(false, m, n, k, a, 0, k, b, 0, n, c, 0, n);
+                    CpuQuant.gemvTokens(false, m, n, k, q8, 0, a, 0, k, c, 0, n);
+                    CpuQuant.gemvTokens(true, m, n, k, q4, 0, a, 0, k, c, 0, n);
+                }
+            }
         }
     }
 
