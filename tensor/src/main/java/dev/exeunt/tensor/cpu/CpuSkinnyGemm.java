@@ -19,11 +19,6 @@ import jdk.incubator.vector.VectorSpecies;
  */
 public final class CpuSkinnyGemm {
     public static final int MAX_ROWS = 8;
-    /**
-     * Rows of A sharing each load of four B rows: four with 512-bit vectors (32 registers hold the 16
-     * accumulators), two otherwise (16 registers). Either way each element is summed the same way.
-     */
-    private static final int DOT_ROWS = FloatVector.SPECIES_PREFERRED.length() >= 16 ? 4 : 2;
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -66,11 +61,11 @@ public final class CpuSkinnyGemm {
                 }
                 continue;
             }
-            for (int r = 0; r < m; r += DOT_ROWS) {
-                int rows = Math.min(DOT_ROWS, m - r);
-                long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc + j, bj = bOff + (long) j * ldb;
-                if (rows > 2) dot4x4(rows, k, a, ar, lda, b, bj, ldb, c, cr, ldc);
-                else dot4(rows, k, a, ar, lda, b, bj, ldb, c, cr, ldc);
+            // Rows in pairs: one kernel for every row count, so the one a single token runs all the time is
+            // the one verification's few-row passes run too (a separate four-row kernel stayed uncompiled
+            // through a whole short generation, at C1 speed).
+            for (int r = 0; r < m; r += 2) {
+                dot4(Math.min(2, m - r), k, a, aOff + (long) r * lda, lda, b, bOff + (long) j * ldb, ldb, c, cOff + (long) r * ldc + j, ldc);
             }
         }
     }
@@ -114,68 +109,6 @@ public final class CpuSkinnyGemm {
             c.setAtIndex(F, cr + 1, VectorMath.sum(u1) + tail(k, kv, a, br, b, bj + ldb));
             c.setAtIndex(F, cr + 2, VectorMath.sum(u2) + tail(k, kv, a, br, b, bj + 2L * ldb));
             c.setAtIndex(F, cr + 3, VectorMath.sum(u3) + tail(k, kv, a, br, b, bj + 3L * ldb));
-        }
-    }
-
-    /** Three or four rows of A against four consecutive rows of B: {@link #dot4}'s arithmetic, the B loads shared by all rows. */
-    private static void dot4x4(int rows, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj, int ldb,
-                               MemorySegment c, long c0, int ldc) {
-        FloatVector z = FloatVector.zero(S);
-        FloatVector s0 = z, s1 = z, s2 = z, s3 = z, u0 = z, u1 = z, u2 = z, u3 = z;
-        FloatVector v0 = z, v1 = z, v2 = z, v3 = z, q0 = z, q1 = z, q2 = z, q3 = z;
-        long b0 = bj * 4, b1 = b0 + 4L * ldb, b2 = b1 + 4L * ldb, b3 = b2 + 4L * ldb;
-        long x0 = ar * 4, x1 = x0 + 4L * lda, x2 = x1 + 4L * lda, x3 = x2 + 4L * lda;
-        boolean four = rows > 3;
-        int kv = S.loopBound(k);
-        for (int i = 0; i < kv; i += L) {
-            long o = 4L * i;
-            FloatVector w0 = FloatVector.fromMemorySegment(S, b, b0 + o, LE);
-            FloatVector w1 = FloatVector.fromMemorySegment(S, b, b1 + o, LE);
-            FloatVector w2 = FloatVector.fromMemorySegment(S, b, b2 + o, LE);
-            FloatVector w3 = FloatVector.fromMemorySegment(S, b, b3 + o, LE);
-            FloatVector x = FloatVector.fromMemorySegment(S, a, x0 + o, LE);
-            s0 = w0.fma(x, s0);
-            s1 = w1.fma(x, s1);
-            s2 = w2.fma(x, s2);
-            s3 = w3.fma(x, s3);
-            x = FloatVector.fromMemorySegment(S, a, x1 + o, LE);
-            u0 = w0.fma(x, u0);
-            u1 = w1.fma(x, u1);
-            u2 = w2.fma(x, u2);
-            u3 = w3.fma(x, u3);
-            x = FloatVector.fromMemorySegment(S, a, x2 + o, LE);
-            v0 = w0.fma(x, v0);
-            v1 = w1.fma(x, v1);
-            v2 = w2.fma(x, v2);
-            v3 = w3.fma(x, v3);
-            if (four) {
-                x = FloatVector.fromMemorySegment(S, a, x3 + o, LE);
-                q0 = w0.fma(x, q0);
-                q1 = w1.fma(x, q1);
-                q2 = w2.fma(x, q2);
-                q3 = w3.fma(x, q3);
-            }
-        }
-        long r1 = ar + lda, r2 = r1 + lda, r3 = r2 + lda;
-        c.setAtIndex(F, c0, VectorMath.sum(s0) + tail(k, kv, a, ar, b, bj));
-        c.setAtIndex(F, c0 + 1, VectorMath.sum(s1) + tail(k, kv, a, ar, b, bj + ldb));
-        c.setAtIndex(F, c0 + 2, VectorMath.sum(s2) + tail(k, kv, a, ar, b, bj + 2L * ldb));
-        c.setAtIndex(F, c0 + 3, VectorMath.sum(s3) + tail(k, kv, a, ar, b, bj + 3L * ldb));
-        c.setAtIndex(F, c0 + ldc, VectorMath.sum(u0) + tail(k, kv, a, r1, b, bj));
-        c.setAtIndex(F, c0 + ldc + 1, VectorMath.sum(u1) + tail(k, kv, a, r1, b, bj + ldb));
-        c.setAtIndex(F, c0 + ldc + 2, VectorMath.sum(u2) + tail(k, kv, a, r1, b, bj + 2L * ldb));
-        c.setAtIndex(F, c0 + ldc + 3, VectorMath.sum(u3) + tail(k, kv, a, r1, b, bj + 3L * ldb));
-        long c2 = c0 + 2L * ldc;
-        c.setAtIndex(F, c2, VectorMath.sum(v0) + tail(k, kv, a, r2, b, bj));
-        c.setAtIndex(F, c2 + 1, VectorMath.sum(v1) + tail(k, kv, a, r2, b, bj + ldb));
-        c.setAtIndex(F, c2 + 2, VectorMath.sum(v2) + tail(k, kv, a, r2, b, bj + 2L * ldb));
-        c.setAtIndex(F, c2 + 3, VectorMath.sum(v3) + tail(k, kv, a, r2, b, bj + 3L * ldb));
-        if (four) {
-            long c3 = c0 + 3L * ldc;
-            c.setAtIndex(F, c3, VectorMath.sum(q0) + tail(k, kv, a, r3, b, bj));
-            c.setAtIndex(F, c3 + 1, VectorMath.sum(q1) + tail(k, kv, a, r3, b, bj + ldb));
-            c.setAtIndex(F, c3 + 2, VectorMath.sum(q2) + tail(k, kv, a, r3, b, bj + 2L * ldb));
-            c.setAtIndex(F, c3 + 3, VectorMath.sum(q3) + tail(k, kv, a, r3, b, bj + 3L * ldb));
         }
     }
 
