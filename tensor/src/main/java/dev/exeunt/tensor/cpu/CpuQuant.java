@@ -405,7 +405,7 @@ public final class CpuQuant {
 
     /**
      * Y[t] = W X[t] for a few tokens t in [0, tokens), X and Y row-major with leading dims ldx and ldy:
-     * tokens go in fours (then a pair, then one) sharing every weight load, each computed with exactly the arithmetic of
+     * tokens go in fours (the last group of one through the one-token GEMV) sharing every weight load, each computed with exactly the arithmetic of
      * {@link #gemvQ8_0} (or {@link #gemvQ4_0} when q4), so a token's result is bit for bit the same alone
      * or in a batch (the decode path verifies speculative drafts this way).
      */
@@ -414,40 +414,29 @@ public final class CpuQuant {
         String what = q4 ? "gemvTokensQ4_0" : "gemvTokensQ8_0";
         checkBlocks(what, n);
         long rowBytes = q4 ? bytesQ4_0(n) : bytesQ8_0(n);
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4) {
+        for (int t = 0; t < tokens; t += 4) {
+            int count = Math.min(4, tokens - t);
             long xa = xOff + (long) t * ldx, ya = yOff + (long) t * ldy;
-            for (int i = 0; i < 4; i++) checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + (long) i * ldx, y, ya + (long) i * ldy);
-            int groups = (m + ROWS - 1) / ROWS;
-            long xb = xa * 4, xs = 4L * ldx, yb = ya * 4, ys = 4L * ldy;
-            split(CpuHalf.shareable(w, x, y), groups, 4L * ROWS * n, (from, to) -> {
-                int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
-                if (q4) quadQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
-                else quadQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
-            });
-        }
-        for (; t < tokens; t += 2) {
-            long xa = xOff + (long) t * ldx, ya = yOff + (long) t * ldy;
-            if (t + 1 == tokens) {
+            if (count == 1) {
                 if (q4) gemvQ4_0(m, n, w, wByteOff, x, xa, y, ya);
                 else gemvQ8_0(m, n, w, wByteOff, x, xa, y, ya);
                 continue;
             }
-            checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa, y, ya);
-            checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + ldx, y, ya + ldy);
+            for (int i = 0; i < count; i++) checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + (long) i * ldx, y, ya + (long) i * ldy);
             int groups = (m + ROWS - 1) / ROWS;
-            long xb0 = xa * 4, xb1 = (xa + ldx) * 4, yb0 = ya * 4, yb1 = (ya + ldy) * 4;
-            split(CpuHalf.shareable(w, x, y), groups, 2L * ROWS * n, (from, to) -> {
+            long xb = xa * 4, xs = 4L * ldx, yb = ya * 4, ys = 4L * ldy;
+            split(CpuHalf.shareable(w, x, y), groups, (long) count * ROWS * n, (from, to) -> {
                 int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
-                if (q4) pairQ4_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
-                else pairQ8_0(r0, r1, n / QK, w, wByteOff, rowBytes, x, xb0, xb1, y, yb0, yb1);
+                if (q4) tokensQ4_0(count, r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
+                else tokensQ8_0(count, r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
             });
         }
     }
 
-    /** {@link #rowsQ8_0} for four tokens at once (x and y rows xs and ys bytes apart). */
-    private static void quadQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
+    /** {@link #rowsQ8_0} for 2 to 4 tokens at once (x and y rows xs and ys bytes apart). */
+    private static void tokensQ8_0(int count, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
                                  MemorySegment y, long yb, long ys) {
+        boolean three = count > 2, four = count > 3;
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
             FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
@@ -462,8 +451,8 @@ public final class CpuQuant {
                         long e = xo + (c + p * FL) * 4L;
                         t0 = wq.fma(FloatVector.fromMemorySegment(FS, x, e, LE), t0);
                         t1 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + xs, LE), t1);
-                        t2 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 2 * xs, LE), t2);
-                        t3 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 3 * xs, LE), t3);
+                        if (three) t2 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 2 * xs, LE), t2);
+                        if (four) t3 = wq.fma(FloatVector.fromMemorySegment(FS, x, e + 3 * xs, LE), t3);
                     }
                 }
                 FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
@@ -475,14 +464,15 @@ public final class CpuQuant {
             long o = yb + r * 4L;
             y.set(F32, o, VectorMath.sum(a0));
             y.set(F32, o + ys, VectorMath.sum(a1));
-            y.set(F32, o + 2 * ys, VectorMath.sum(a2));
-            y.set(F32, o + 3 * ys, VectorMath.sum(a3));
+            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3));
         }
     }
 
-    /** {@link #rowsQ4_0} for four tokens at once. */
-    private static void quadQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
+    /** {@link #rowsQ4_0} for 2 to 4 tokens at once. */
+    private static void tokensQ4_0(int count, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
                                  MemorySegment y, long yb, long ys) {
+        boolean three = count > 2, four = count > 3;
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
             FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
@@ -500,10 +490,10 @@ public final class CpuQuant {
                         t0 = hi.fma(FloatVector.fromMemorySegment(FS, x, h, LE), t0);
                         t1 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + xs, LE), t1);
                         t1 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + xs, LE), t1);
-                        t2 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 2 * xs, LE), t2);
-                        t2 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 2 * xs, LE), t2);
-                        t3 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 3 * xs, LE), t3);
-                        t3 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 3 * xs, LE), t3);
+                        if (three) t2 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 2 * xs, LE), t2);
+                        if (three) t2 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 2 * xs, LE), t2);
+                        if (four) t3 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 3 * xs, LE), t3);
+                        if (four) t3 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 3 * xs, LE), t3);
                     }
                 }
                 FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
@@ -515,66 +505,8 @@ public final class CpuQuant {
             long o = yb + r * 4L;
             y.set(F32, o, VectorMath.sum(a0));
             y.set(F32, o + ys, VectorMath.sum(a1));
-            y.set(F32, o + 2 * ys, VectorMath.sum(a2));
-            y.set(F32, o + 3 * ys, VectorMath.sum(a3));
-        }
-    }
-
-    /** {@link #rowsQ8_0} for two tokens at once: each weight byte vector widened once, used for both. */
-    private static void pairQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb0, long xb1,
-                                 MemorySegment y, long yb0, long yb1) {
-        for (int r = r0; r < r1; r++) {
-            long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
-            for (int b = 0; b < nb; b++) {
-                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
-                long xo0 = xb0 + (long) b * QK * 4, xo1 = xb1 + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS), t1 = t0;
-                for (int c = 0; c < QK; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                    for (int p = 0; p < PARTS; p++) {
-                        FloatVector wq = (FloatVector) q0.convertShape(VectorOperators.B2F, FS, p);
-                        t0 = wq.fma(FloatVector.fromMemorySegment(FS, x, xo0 + (c + p * FL) * 4L, LE), t0);
-                        t1 = wq.fma(FloatVector.fromMemorySegment(FS, x, xo1 + (c + p * FL) * 4L, LE), t1);
-                    }
-                }
-                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
-                a0 = t0.fma(scale, a0);
-                a1 = t1.fma(scale, a1);
-            }
-            y.set(F32, yb0 + r * 4L, VectorMath.sum(a0));
-            y.set(F32, yb1 + r * 4L, VectorMath.sum(a1));
-        }
-    }
-
-    /** {@link #rowsQ4_0} for two tokens at once. */
-    private static void pairQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb0, long xb1,
-                                 MemorySegment y, long yb0, long yb1) {
-        for (int r = r0; r < r1; r++) {
-            long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
-            for (int b = 0; b < nb; b++) {
-                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
-                long xo0 = xb0 + (long) b * QK * 4, xo1 = xb1 + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS), t1 = t0;
-                for (int c = 0; c < QK / 2; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
-                    for (int p = 0; p < PARTS; p++) {
-                        IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
-                        FloatVector lo = lo(v0), hi = hi(v0);
-                        long l = (c + p * FL) * 4L, h = (QK / 2 + c + p * FL) * 4L;
-                        t0 = lo.fma(FloatVector.fromMemorySegment(FS, x, xo0 + l, LE), t0);
-                        t0 = hi.fma(FloatVector.fromMemorySegment(FS, x, xo0 + h, LE), t0);
-                        t1 = lo.fma(FloatVector.fromMemorySegment(FS, x, xo1 + l, LE), t1);
-                        t1 = hi.fma(FloatVector.fromMemorySegment(FS, x, xo1 + h, LE), t1);
-                    }
-                }
-                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
-                a0 = t0.fma(scale, a0);
-                a1 = t1.fma(scale, a1);
-            }
-            y.set(F32, yb0 + r * 4L, VectorMath.sum(a0));
-            y.set(F32, yb1 + r * 4L, VectorMath.sum(a1));
+            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3));
         }
     }
 
