@@ -35,11 +35,11 @@ final class GenerateCommand implements Main.Command {
                     state at once (their norm and k/v projections only) instead of recomputing them with the next deep
                     token (recompute, the default). Cheaper when decode is compute-bound; the output is no longer exact.
                   --adaptive: an exit whose exit rate does not pay for its check is not checked for a while.
-                  --no-warmup: skip compiling the decode kernels on toy models before generating (timings then include
-                    the JIT's warm-up).
+                  --no-warmup: skip the warm-up: by default the model first generates from the prompt, output discarded,
+                    until the JIT has compiled the decode path (at most %s s), so the timings are the compiled path's.
                   --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
                     acceptance: [{layer, drafted, accepted}] per exit}.
-                  --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
+                  --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX, (int) WARMUP_SECONDS);
     }
 
     /**
@@ -64,8 +64,8 @@ final class GenerateCommand implements Main.Command {
         return cfg.withSpeculative(on, draftMax).withKvFill(kvFill).withAdaptive(a.getBool("adaptive", false));
     }
 
-    /** Seconds of decode warm-up before generating (llama.cpp warms up too; --no-warmup skips it). */
-    static final double WARMUP_SECONDS = 1.5;
+    /** Most seconds of decode warm-up before generating (llama.cpp warms up too; --no-warmup skips it). */
+    static final double WARMUP_SECONDS = 8;
 
     public int run(String[] argv, PrintStream out) throws Exception {
         return run(argv, out, System.err);
@@ -75,8 +75,7 @@ final class GenerateCommand implements Main.Command {
     @Override
     public int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
         var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative", "no-warmup", "adaptive"));
-        // The JIT compiles the decode kernels on toy models while the checkpoint loads (see DecodeWarmUp).
-        Thread warmUp = a.getBool("no-warmup", false) ? null : DecodeWarmUp.inBackground(WARMUP_SECONDS);
+        boolean warmUp = !a.getBool("no-warmup", false);
         boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         String prompt = a.get("prompt", null);
@@ -95,7 +94,6 @@ final class GenerateCommand implements Main.Command {
         Device device = Device.parse(a.get("device", "cpu"));
         a.checkAllUsed();
         try (var loaded = ModelLoader.load(dir, device, force)) {
-            if (warmUp != null) warmUp.join();
             var tok = loaded.tokenizer();
             if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
             int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;
@@ -104,6 +102,10 @@ final class GenerateCommand implements Main.Command {
             if (tok != null && tok.eosId().isPresent()) cfg = cfg.withEos(tok.eosId().getAsInt());
             if (tok != null && tok.vocabSize() < loaded.model().config().vocabSize()) cfg = cfg.withVocabLimit(tok.vocabSize()); // padding rows
             var gen = new Generator(loaded.model());
+            if (warmUp) {
+                double secs = DecodeWarmUp.onModel(gen, List.of(ids), List.of(cfg), WARMUP_SECONDS);
+                err.printf(Locale.ROOT, "exeunt: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
+            }
             TokenDecoder dec = tok == null ? null : primed(tok, ids);
             if (!json && prompt != null) out.print(prompt);
             var result = gen.generate(List.of(ids), cfg, (s, t) -> {

@@ -2,7 +2,6 @@ package dev.exeunt.cli;
 
 import dev.exeunt.cli.serve.Server;
 import dev.exeunt.cli.serve.ServeOptions;
-import dev.exeunt.model.generate.DecodeWarmUp;
 import dev.exeunt.model.generate.GenerationConfig;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -25,6 +24,8 @@ final class ServeCommand implements Main.Command {
                     pass early_exit_thres draft, the full model verifies: the output is the full model's);
                     --draft-max: the most drafts awaiting verification of a speculative request.
                     A request sets its own with "speculative" and "draft_max".
+                  --no-warmup: listen at once; by default the model first decodes a fixed prompt, output discarded,
+                    until the JIT has compiled the decode path (at most %d s), so the first requests are not slow.
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -36,7 +37,7 @@ final class ServeCommand implements Main.Command {
                   use_early_exit must be a JSON boolean; false ignores early_exit_thres (threshold 1 = never exit).
                   "speculative": true (with "use_early_exit": true) adds "acceptance": [{"layer", "drafted", "accepted"}] per exit.
                   GET /health -> model family, layers, exits, vocab, limits, speculative default, queue state.
-                  The full API: the javadoc of package dev.exeunt.cli.serve.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX);
+                  The full API: the javadoc of package dev.exeunt.cli.serve.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX, (int) GenerateCommand.WARMUP_SECONDS);
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
@@ -50,10 +51,9 @@ final class ServeCommand implements Main.Command {
         opts = opts.withSpeculative(a.getBool("speculative", false), a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX));
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
-        // The first request would otherwise run the decode kernels interpreted: compile them while the model loads.
-        Thread warmUp = a.getBool("no-warmup", false) ? null : DecodeWarmUp.inBackground(GenerateCommand.WARMUP_SECONDS);
-        Server server = Server.start(dir, host, port, opts, force);
-        if (warmUp != null) warmUp.join();
+        // The first request would otherwise run the decode kernels interpreted: compile them before listening.
+        double warmUp = a.getBool("no-warmup", false) ? 0 : GenerateCommand.WARMUP_SECONDS;
+        Server server = Server.start(dir, host, port, opts, force, warmUp);
         var done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
             server.stop();

@@ -192,4 +192,28 @@ class SpeculativeCliTest {
             for (int i = 1; i < exits.size(); i++) assertEquals(1, exits.get(i).intValue(), String.join(" ", extra) + ": " + out);
         }
     }
+
+    /**
+     * The warm-up decodes on the real model before the timed run: it leaves nothing behind that changes the
+     * output (a sampler's state, an adaptive gate's counts, a draft), and says what it did on stderr.
+     */
+    @Test
+    void theWarmUpDoesNotChangeTheOutput(@TempDir Path tmp) throws Exception {
+        String dir = model(tmp, m -> TestRows.disagree(m, EXIT_ROW, FINAL_ROW)).toString();
+        String[] mode = {"--threshold", "0.5", "--speculative", "--adaptive", "--temperature", "0.9", "--seed", "3"};
+        var cold = generate(dir, concat(mode, "--no-warmup"));
+        var args = new java.util.ArrayList<>(List.of("generate", "--model", dir, "--prompt-ids", PROMPT, "--max-new-tokens", "12", "--json"));
+        args.addAll(List.of(mode));
+        var warm = exeunt(args.toArray(String[]::new));
+        assertEquals(0, warm.code(), warm.err());
+        assertTrue(warm.err().contains("warmed up the JIT on the model"), warm.err());
+        assertArrayEquals(ints(cold.get("tokens")), ints(json(warm).get("tokens")), warm.out());
+        assertEquals(cold.get("acceptance"), json(warm).get("acceptance"));
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
 }

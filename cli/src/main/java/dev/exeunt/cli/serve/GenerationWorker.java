@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.exeunt.model.generate.Acceptance;
 import dev.exeunt.model.generate.BeamSearch;
+import dev.exeunt.model.generate.DecodeWarmUp;
 import dev.exeunt.model.generate.GeneratedToken;
 import dev.exeunt.model.generate.Generation;
 import dev.exeunt.model.generate.GenerationConfig;
@@ -16,6 +17,7 @@ import dev.exeunt.model.tokenizer.Tokenizer;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -77,6 +79,21 @@ final class GenerationWorker implements AutoCloseable {
         this.queue = new ArrayBlockingQueue<>(queueCapacity);
         this.thread = Thread.ofPlatform().name("exeunt-generate").daemon(true).unstarted(this::loop);
         thread.start();
+    }
+
+    /**
+     * Decodes a fixed prompt on the worker's generator until the JIT settles (see {@link DecodeWarmUp}):
+     * at full depth, with exits firing and, when the server defaults to it, speculatively. Call it before
+     * any request can arrive. Returns the seconds spent.
+     */
+    double warmUp(double maxSeconds, boolean speculative, int draftMax) {
+        int[] prompt = tokenizer.encode("The quick brown fox jumps over the lazy dog. def main():", tokenizer.bosId().isPresent());
+        int context = model.config().maxSeqLen();
+        if (prompt.length > context / 2) prompt = Arrays.copyOf(prompt, context / 2);
+        var full = GenerationConfig.greedy(Math.min(64, context - prompt.length)).withVocabLimit(vocabLimit);
+        var modes = new ArrayList<>(List.of(full, full.withThreshold(0.5)));
+        if (speculative && Generator.decodesOnCpu(model)) modes.add(full.withThreshold(0.5).withSpeculative(true, draftMax));
+        return DecodeWarmUp.onModel(generator, List.of(prompt), modes, maxSeconds);
     }
 
     /** Queues a request; the future completes with the response object or an {@link ApiException}. */

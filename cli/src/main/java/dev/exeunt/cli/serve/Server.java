@@ -88,9 +88,21 @@ public final class Server implements AutoCloseable {
 
     /** As {@link #start(Path, String, int, ServeOptions)}; {@code force} accepts a tokenizer.json the model was not trained with. */
     public static Server start(Path modelDir, String host, int port, ServeOptions options, boolean force) throws IOException {
+        return start(modelDir, host, port, options, force, 0);
+    }
+
+    /**
+     * As {@link #start(Path, String, int, ServeOptions, boolean)}, first warming the JIT on the model for
+     * at most {@code warmUpSeconds} (0: not at all), so the first request runs the compiled decode path.
+     */
+    public static Server start(Path modelDir, String host, int port, ServeOptions options, boolean force, double warmUpSeconds) throws IOException {
         var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU, force);
         try {
             var server = new Server(loaded, options, host, port);
+            if (warmUpSeconds > 0) {
+                double secs = server.worker.warmUp(warmUpSeconds, options.speculative(), options.draftMax());
+                System.err.printf(java.util.Locale.ROOT, "exeunt serve: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
+            }
             server.http.start();
             return server;
         } catch (IOException | RuntimeException e) {

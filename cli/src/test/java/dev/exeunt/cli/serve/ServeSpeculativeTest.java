@@ -140,4 +140,18 @@ class ServeSpeculativeTest {
             assertEquals(2, beams.get("tokens").size(), beams.toString());
         }
     }
+
+    /** A server that warmed the JIT on its model (speculatively too) before listening answers as one that did not. */
+    @Test
+    void aWarmedUpServerAnswersAsAColdOne() throws Exception {
+        var opts = ServeOptions.defaults().withSpeculative(true, 3);
+        try (Server warm = Server.start(dir.resolve("model"), "127.0.0.1", 0, opts, false, 2)) {
+            String sampled = "{" + PROMPTS.replace("\"temperature\": 0", "\"temperature\": 0.8, \"random_seed\": 5") + EARLY;
+            String body = sampled + "}";
+            var expected = ok(server, sampled + ", \"speculative\": true, \"draft_max\": 3}");
+            var actual = ok(warm, body);
+            sameTokens(expected, actual);
+            assertEquals(expected.get("acceptance"), actual.get("acceptance"));
+        }
+    }
 }

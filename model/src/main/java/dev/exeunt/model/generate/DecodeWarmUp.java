@@ -1,99 +1,44 @@
 package dev.exeunt.model.generate;
 
-import dev.exeunt.model.config.ExitConfig;
-import dev.exeunt.model.config.ExitKind;
-import dev.exeunt.model.config.ModelConfig;
-import dev.exeunt.model.config.WeightSchedule;
-import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.tensor.Device;
-import dev.exeunt.tensor.cpu.CpuQuant;
-import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.util.List;
 
 /**
- * Compiles the CPU decode path before anything is timed (llama.cpp's warmup run; --no-warmup skips it).
- * The JVM runs the vector kernels interpreted, about a hundred times slower, until the JIT has seen them
- * often enough: on a fresh JVM the first hundred tokens of a small model took over a second. So toy
- * models of both families, with every exit kind, decode in a background thread (while the real
- * checkpoint loads) in every mode the real run may take: full depth, exits firing, speculative.
+ * Gets the JIT to compile the decode path before anything is timed (llama.cpp's warmup run;
+ * {@code --no-warmup} skips it).
+ *
+ * <p>Until C2 has compiled them the Vector API kernels run interpreted or at C1, a hundred times slower:
+ * on a fresh JVM on two cores the first 96 tokens of the demo model took 2.5 s, then 0.07 s once
+ * compiled, and C2 spent over 3 s of CPU on the path. Toy models compiled the wrong code (other shapes,
+ * other branches), so the warm-up decodes the loaded model itself, on the caller's prompts and in the
+ * caller's modes, until a whole round of them compiles almost nothing new.
  */
 public final class DecodeWarmUp {
-    /** The JIT's work outlives the call: one warm-up per JVM is enough. */
-    private static final java.util.concurrent.atomic.AtomicBoolean STARTED = new java.util.concurrent.atomic.AtomicBoolean();
+    /** A round that spends at most this fraction of its time compiling leaves the JIT settled. */
+    private static final double SETTLED = 0.1;
+    /** Rounds at most: on a tiny model (tests) a round takes milliseconds, and the JIT busy with other code never looks settled. */
+    private static final int MAX_ROUNDS = 20;
 
     private DecodeWarmUp() {}
 
     /**
-     * Starts the warm-up on a daemon thread (only the first call in a JVM does anything; later ones get
-     * a thread that ends at once); {@link Thread#join()} it before timing anything.
+     * Generates each mode in turn on {@code prompts} (output discarded) until the JIT settles or
+     * {@code maxSeconds} pass, stopping a generation mid-way at the deadline. At least two rounds (the
+     * first one compiles the most), at most {@value #MAX_ROUNDS}. Returns the seconds spent.
      */
-    public static Thread inBackground(double seconds) {
-        boolean first = STARTED.compareAndSet(false, true);
-        Thread t = new Thread(() -> {
-            if (first) run(seconds);
-        }, "exeunt-decode-warmup");
-        t.setDaemon(true);
-        t.setPriority(Thread.MIN_PRIORITY);
-        t.start();
-        return t;
-    }
-
-    /** Decodes on toy models for about {@code seconds}. */
-    public static void run(double seconds) {
-        long end = System.nanoTime() + (long) (seconds * 1e9);
-        kernels(end);
-        List<ExitConfig> exits = List.of(exit(1, ExitKind.NORM, ExitConfig.Placement.POST), exit(2, ExitKind.MLP, ExitConfig.Placement.POST),
-                exit(2, ExitKind.LAYER, ExitConfig.Placement.POST));
-        List<ModelConfig> toys = List.of(ModelConfig.gpt2(64, 64, 3, 4, 256, exits), ModelConfig.llama(64, 64, 3, 4, 2, 128, 256, exits));
-        var full = GenerationConfig.greedy(48);
-        List<GenerationConfig> modes = List.of(full, full.withThreshold(0.05), full.withThreshold(0.05).withSpeculative(true),
-                full.withThreshold(0.05).withSpeculative(true, 2));
-        try {
-            for (int round = 0; System.nanoTime() < end; round++) {
-                for (ModelConfig toy : toys) {
-                    try (var model = EarlyExitModel.create(toy, Device.CPU, round)) {
-                        var gen = new Generator(model);
-                        for (GenerationConfig mode : modes) {
-                            if (System.nanoTime() >= end) return;
-                            gen.generate(List.of(new int[] {1, 2, 3}, new int[] {4}), mode, TokenListener.NONE);
-                        }
-                    }
-                }
-            }
-        } catch (RuntimeException e) {
-            // A warm-up that fails only leaves the JIT colder; the real run reports real errors.
+    public static double onModel(Generator gen, List<int[]> prompts, List<GenerationConfig> modes, double maxSeconds) {
+        long start = System.nanoTime(), end = start + (long) (maxSeconds * 1e9);
+        TokenListener untilDeadline = (s, t) -> System.nanoTime() < end;
+        CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+        boolean timed = jit != null && jit.isCompilationTimeMonitoringSupported();
+        for (int round = 0; round < MAX_ROUNDS && System.nanoTime() < end; round++) {
+            long compiled = timed ? jit.getTotalCompilationTime() : 0, t0 = System.nanoTime();
+            for (GenerationConfig mode : modes) gen.generate(prompts, mode, untilDeadline);
+            double roundMillis = (System.nanoTime() - t0) / 1e6;
+            // Without compile times: a fixed three rounds, by which the measured runs are near their steady rate.
+            if (round >= 1 && (timed ? jit.getTotalCompilationTime() - compiled <= SETTLED * roundMillis : round >= 2)) break;
         }
-    }
-
-    /**
-     * The skinny GEMMs for every row count in both layouts, F32 and quantized: a real run reaches some of
-     * them (four drafts verified at once, say) only a few dozen times, too rarely for the JIT, and an
-     * interpreted call on a real head costs milliseconds.
-     */
-    private static void kernels(long end) {
-        int k = 128, n = 512; // n * k at the size where the kernels split over threads, as real layers do
-        try (Arena arena = Arena.ofShared()) {
-            MemorySegment a = arena.allocate(4L * CpuSkinnyGemm.MAX_ROWS * k, 64), c = arena.allocate(4L * CpuSkinnyGemm.MAX_ROWS * n, 64);
-            MemorySegment b = arena.allocate(4L * n * k, 64), q8 = arena.allocate(CpuQuant.bytesQ8_0((long) n * k), 64),
-                    q4 = arena.allocate(CpuQuant.bytesQ4_0((long) n * k), 64);
-            for (long i = 0; i < (long) n * k; i++) b.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) Math.sin(i));
-            CpuQuant.quantizeQ8_0(b, 0, q8, 0, (long) n * k);
-            CpuQuant.quantizeQ4_0(b, 0, q4, 0, (long) n * k);
-            for (int rep = 0; rep < 200 && System.nanoTime() < end; rep++) {
-                for (int m = 1; m <= CpuSkinnyGemm.MAX_ROWS; m++) {
-                    CpuSkinnyGemm.gemm(true, m, n, k, a, 0, k, b, 0, k, c, 0, n);
-                    CpuSkinnyGemm.gemm(false, m, n, k, a, 0, k, b, 0, n, c, 0, n);
-                    CpuQuant.gemvTokens(false, m, n, k, q8, 0, a, 0, k, c, 0, n);
-                    CpuQuant.gemvTokens(true, m, n, k, q4, 0, a, 0, k, c, 0, n);
-                }
-            }
-        }
-    }
-
-    private static ExitConfig exit(int layer, ExitKind kind, ExitConfig.Placement placement) {
-        return new ExitConfig(layer, placement, kind, false, WeightSchedule.constant(1), 1);
+        return (System.nanoTime() - start) / 1e9;
     }
 }
