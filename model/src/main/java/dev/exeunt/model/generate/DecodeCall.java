@@ -120,6 +120,17 @@ final class DecodeCall {
     }
 
     /**
+     * Hands out a token another pipeline stage chose ({@link StageLink#agree}). A sampling stage drew one
+     * number from s's generator for it: this copy of the sequence draws one too, so every stage's
+     * generator stays where the choosing stage's is.
+     */
+    void accept(DecodeSequence s, int token, int exitLayer, float prob) {
+        if (cfg.temperature() != 0) s.rng.nextDouble();
+        s.append(token);
+        commit(s, new GeneratedToken(token, exitLayer, prob, null));
+    }
+
+    /**
      * The choice for tokens[idx] needs the whole row, fetched to the host with the newline ban applied,
      * unless it is greedy with nothing banned (null: the greedy token and probability already computed stand).
      */

@@ -36,8 +36,10 @@ final class DecodeSequence implements AutoCloseable {
     final int index;
     final int[] prompt;
     final List<GeneratedToken> out = new ArrayList<>();
+    /** Per layer of the whole model; null for the layers another pipeline stage holds. */
     final KvCache[] layerCache;
     final KvCache[] exitCache;
+    private final int capacity;
     /** Op path: the pending rows per depth as tensors. */
     final Tensor[] band;
     /** CPU decode path: the pending rows per depth (allocated on first use). */
@@ -64,14 +66,19 @@ final class DecodeSequence implements AutoCloseable {
     DecodeSequence(EarlyExitModel model, int index, int[] prompt, int capacity, long seed) {
         this.index = index;
         this.prompt = prompt;
+        this.capacity = capacity;
         var c = model.config();
         int layers = c.nLayers();
+        // This rank's kv heads: all of them, or its tensor-parallel share.
+        int kvHeads = model.layers().isEmpty() ? c.nKvHeads() : model.layers().get(0).attn().heads().kv();
         layerCache = new KvCache[layers];
-        for (int l = 0; l < layers; l++) layerCache[l] = new KvCache(model.device(), 1, capacity, c.nKvHeads(), c.headDim());
+        for (int l = model.stage().firstLayer(); l < model.stage().endLayer(); l++) {
+            layerCache[l] = new KvCache(model.device(), 1, capacity, kvHeads, c.headDim());
+        }
         exitCache = new KvCache[model.exits().size()];
         for (int e = 0; e < exitCache.length; e++) {
             if (model.exits().get(e).config().kind() == ExitKind.LAYER) {
-                exitCache[e] = new KvCache(model.device(), 1, capacity, c.nKvHeads(), c.headDim());
+                exitCache[e] = new KvCache(model.device(), 1, capacity, kvHeads, c.headDim());
             }
         }
         band = new Tensor[layers + 1];
@@ -83,7 +90,7 @@ final class DecodeSequence implements AutoCloseable {
     }
 
     int capacity() {
-        return layerCache[0].capacity();
+        return capacity;
     }
 
     int drafts() {
@@ -115,7 +122,7 @@ final class DecodeSequence implements AutoCloseable {
 
     /** Forgets every cache position from {@code position} on (a rejected draft and what followed it). */
     void rollBack(int position) {
-        for (KvCache k : layerCache) if (k.length() > position) k.truncate(position);
+        for (KvCache k : layerCache) if (k != null && k.length() > position) k.truncate(position);
         for (KvCache k : exitCache) if (k != null && k.length() > position) k.truncate(position);
     }
 
@@ -143,7 +150,7 @@ final class DecodeSequence implements AutoCloseable {
 
     @Override
     public void close() {
-        for (KvCache k : layerCache) k.close();
+        for (KvCache k : layerCache) if (k != null) k.close();
         for (KvCache k : exitCache) if (k != null) k.close();
         for (Tensor t : band) if (t != null) t.close();
         for (Band b : bands) if (b != null) b.close();

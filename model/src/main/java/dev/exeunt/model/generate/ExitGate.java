@@ -33,9 +33,14 @@ final class ExitGate {
         checks = new int[n];
         hits = new int[n];
         pausedUntil = new long[n];
-        double[] after = new double[layers + 1]; // bytes of layers [d, L) plus the final head
+        // Bytes of layers [d, L) plus the final head; a pipeline stage knows only its own layers' sizes.
+        int first = model.stage().firstLayer();
+        double[] after = new double[layers + 1];
         after[layers] = bytes(model.lmHead()) + bytes(model.finalNorm());
-        for (int l = layers - 1; l >= 0; l--) after[l] = after[l + 1] + bytes(model.layers().get(l));
+        for (int l = layers - 1; l >= 0; l--) {
+            boolean here = l >= first && l < model.stage().endLayer();
+            after[l] = after[l + 1] + (here ? bytes(model.layers().get(l - first)) : 0);
+        }
         for (int e = 0; e < n; e++) {
             Exit x = model.exits().get(e);
             cost[e] = bytes(x.head()) + bytes(x.norm()) + (x.config().kind() == ExitKind.MLP ? bytes(x.branch()) : 0);

@@ -1,12 +1,7 @@
 package dev.exeunt.model.generate;
 
 import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.model.nn.Exit;
-import dev.exeunt.model.nn.Packed;
-import dev.exeunt.tensor.Scope;
-import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
-import dev.exeunt.tensor.ops.NN;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -91,9 +86,14 @@ public final class Generator {
     /** Generates for each prompt; the listener sees every token as it is produced. */
     public List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         if (prompts.isEmpty()) return List.of();
+        int stages = model.parameters().pipeline().stages();
         if ((cfg.speculative() || cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE) && !lean) {
-            throw new IllegalArgumentException("speculative decoding and kv fill propagate run on the CPU decode path (one tensor-parallel rank, F32 or "
-                    + "Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size " + model.tensorParallel().size());
+            throw new IllegalArgumentException("speculative decoding and kv fill propagate run on the CPU decode path (one tensor-parallel rank, "
+                    + "one pipeline stage, F32 or Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size "
+                    + model.tensorParallel().size() + (stages > 1 ? " and " + stages + " pipeline stages" : ""));
+        }
+        if (stages > 1 && (cfg.exitProbs() || forced != null)) {
+            throw new IllegalArgumentException("exit probabilities and forced exit decisions are not available under pipeline parallelism");
         }
         var c = model.config();
         DecodeCall call = new DecodeCall(model, cfg, listener, forced);
@@ -105,6 +105,12 @@ public final class Generator {
                 if (p.length >= c.maxSeqLen()) {
                     throw new IllegalArgumentException("prompt " + i + " has " + p.length + " tokens; the model's context is " + c.maxSeqLen());
                 }
+                // Checked here, on every rank: under pipeline parallelism only the first stage embeds the ids.
+                for (int id : p) {
+                    if (id < 0 || id >= c.vocabSize()) {
+                        throw new IllegalArgumentException("prompt " + i + ": token id " + id + " is out of range for vocabulary size " + c.vocabSize());
+                    }
+                }
                 int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
                 seqs.add(new DecodeSequence(model, i, p, capacity, cfg.seed()));
             }
@@ -114,7 +120,7 @@ public final class Generator {
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
             if (cfg.maxNewTokens() == 0) seqs.forEach(s -> s.finish = "length");
             else if (lean) leanStep.prefill(seqs);
-            else prefill(call, seqs);
+            else opStep.prefill(seqs);
             long t1 = System.nanoTime();
             while (true) {
                 List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();
@@ -132,59 +138,6 @@ public final class Generator {
             return result;
         } finally {
             seqs.forEach(DecodeSequence::close);
-        }
-    }
-
-    /** Tensor-op path: runs every prompt through all layers (one packed batch), filling all caches, and emits the first token. */
-    private void prefill(DecodeCall call, List<DecodeSequence> seqs) {
-        GenerationConfig cfg = call.cfg;
-        try (var scope = Scope.open()) {
-            int total = seqs.stream().mapToInt(s -> s.prompt.length).sum();
-            int[] ids = new int[total], pos = new int[total];
-            List<Packed> packs = new ArrayList<>();
-            int row = 0;
-            for (DecodeSequence s : seqs) {
-                for (int t = 0; t < s.prompt.length; t++) {
-                    ids[row + t] = s.prompt[t];
-                    pos[row + t] = t;
-                }
-                packs.add(new Packed(row, s.prompt.length, 0, null));
-                row += s.prompt.length;
-            }
-            Tensor x = model.embedPacked(ids, pos);
-            Tensor[] split = {x};
-            float[][] probs = cfg.exitProbs() ? new float[seqs.size()][] : null;
-            if (probs != null) for (int i = 0; i < probs.length; i++) probs[i] = call.unreached();
-            for (int d = 0; d <= nLayers; d++) {
-                Tensor[] exitOut = OpDecodeStep.fillExitLayerCaches(call, seqs, packs, x, d);
-                if (probs != null) recordPrefillExitProbs(call, packs, split, exitOut, d, probs);
-                if (d == nLayers) break;
-                split = model.layers().get(d).forwardPacked(x, OpDecodeStep.withCaches(packs, seqs, d));
-                x = split[0];
-            }
-            for (int i = 0; i < seqs.size(); i++) {
-                Packed p = packs.get(i);
-                Tensor logits = OpDecodeStep.finalLogits(call, x.narrow(0, p.row() + p.count() - 1, 1));
-                Tensor[] top = NN.topProbability(logits);
-                call.emit(seqs.get(i), logits::toFloatArray, top[1].toIntArray()[0], top[0].item(), nLayers, probs == null ? null : probs[i]);
-            }
-        }
-    }
-
-    /** With exit probabilities asked for: every exit reading depth d, on the last prompt row of each sequence. */
-    private void recordPrefillExitProbs(DecodeCall call, List<Packed> packs, Tensor[] split, Tensor[] exitOut, int d, float[][] probs) {
-        for (int e = 0; e < model.exits().size(); e++) {
-            Exit exit = model.exits().get(e);
-            if (exit.config().inputDepth() != d) continue;
-            for (int i = 0; i < packs.size(); i++) {
-                int last = packs.get(i).row() + packs.get(i).count() - 1;
-                Tensor h = switch (exit.config().kind()) {
-                    case LAYER -> exitOut[e].narrow(0, last, 1);
-                    case MLP -> exit.hidden(new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)}, 0, null);
-                    default -> split[0].narrow(0, last, 1);
-                };
-                probs[i][e] = NN.topProbability(OpDecodeStep.usable(call, exit.logits(h)))[0].item();
-            }
         }
     }
 }

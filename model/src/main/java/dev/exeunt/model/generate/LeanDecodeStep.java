@@ -48,6 +48,7 @@ final class LeanDecodeStep {
     /** Whether the CPU decode path can run this model (else generation goes through the tensor ops). */
     static boolean supports(EarlyExitModel model) {
         if (model.device().kind() != dev.exeunt.tensor.Device.Kind.CPU || model.tensorParallel().size() != 1) return false;
+        if (model.parameters().pipeline().stages() != 1 || model.stage().count() != 1) return false;
         if (model.tokenEmbedding() == null || model.lmHead() == null) return false;
         List<Tensor> weights = new ArrayList<>();
         weights.add(model.tokenEmbedding());

@@ -4,6 +4,9 @@ import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
 import dev.exeunt.model.nn.Packed;
+import dev.exeunt.model.nn.PipelineParallel;
+import dev.exeunt.model.nn.TransformerLayer;
+import dev.exeunt.model.nn.VocabParallelHead;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.ops.NN;
@@ -12,9 +15,12 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * One decode step through the tensor ops, for models the CPU decode path does not run (a CUDA device,
- * tensor-parallel shards): the same method as {@link LeanDecodeStep} (exits checked per depth, bands of
- * pending rows joined at each layer), one op per tensor, without speculative decoding.
+ * The prompt and each decode step through the tensor ops, for models the CPU decode path does not run
+ * (a CUDA device, tensor-parallel shards, pipeline stages): the same method as {@link LeanDecodeStep}
+ * (exits checked per depth, bands of pending rows joined at each layer), one op per tensor, without
+ * speculative decoding. A tensor-parallel rank gathers each head's logits over the vocabulary, so every
+ * rank takes the same decisions. A pipeline stage runs only its layers and exits, takes the rows that
+ * reach it from the previous stage and hands on the ones that go deeper ({@link StageLink}).
  */
 final class OpDecodeStep {
     private final EarlyExitModel model;
@@ -22,6 +28,10 @@ final class OpDecodeStep {
     private final GenerationConfig cfg;
     private final boolean[] active;
     private final int nLayers;
+    /** This pipeline stage's layers [first, end) (the whole model on one stage). */
+    private final int first, end;
+    /** The other stages (null on one stage). */
+    private final StageLink link;
 
     OpDecodeStep(DecodeCall call) {
         this.call = call;
@@ -29,6 +39,10 @@ final class OpDecodeStep {
         this.cfg = call.cfg;
         this.active = call.active;
         this.nLayers = call.nLayers;
+        this.first = model.stage().firstLayer();
+        this.end = model.stage().endLayer();
+        PipelineParallel pp = model.parameters().pipeline();
+        this.link = pp.stages() > 1 ? new StageLink(pp, model.config().dModel()) : null;
     }
 
     /**
@@ -88,25 +102,110 @@ final class OpDecodeStep {
         }
     }
 
+    /**
+     * The prompts through this stage's layers (filling their caches; from the previous stage's rows past
+     * the first stage), and on the last stage each sequence's first token from the final head.
+     */
+    void prefill(List<DecodeSequence> seqs) {
+        int[] before = outSizes(seqs);
+        try (var scope = Scope.open()) {
+            int total = seqs.stream().mapToInt(s -> s.prompt.length).sum();
+            List<Packed> packs = new ArrayList<>();
+            int row = 0;
+            for (DecodeSequence s : seqs) {
+                packs.add(new Packed(row, s.prompt.length, 0, null));
+                row += s.prompt.length;
+            }
+            Tensor x;
+            if (first == 0) {
+                int[] ids = new int[total], pos = new int[total];
+                for (int i = 0, r = 0; i < seqs.size(); r += seqs.get(i).prompt.length, i++) {
+                    for (int t = 0; t < seqs.get(i).prompt.length; t++) {
+                        ids[r + t] = seqs.get(i).prompt[t];
+                        pos[r + t] = t;
+                    }
+                }
+                x = model.embedPacked(ids, pos);
+            } else {
+                x = link.receiveRows(total);
+            }
+            Tensor[] split = {x};
+            float[][] probs = cfg.exitProbs() ? new float[seqs.size()][] : null;
+            if (probs != null) for (int i = 0; i < probs.length; i++) probs[i] = call.unreached();
+            for (int d = first; d <= end; d++) {
+                Tensor[] exitOut = fillExitLayerCaches(call, seqs, packs, x, d);
+                if (probs != null) recordPrefillExitProbs(packs, split, exitOut, d, probs);
+                if (d == end) break;
+                split = layer(d).forwardPacked(x, withCaches(packs, seqs, d));
+                x = split[0];
+            }
+            if (link != null && !link.last()) {
+                link.sendRows(x);
+            } else {
+                for (int i = 0; i < seqs.size(); i++) {
+                    Packed p = packs.get(i);
+                    Tensor logits = finalLogits(call, x.narrow(0, p.row() + p.count() - 1, 1));
+                    Tensor[] top = NN.topProbability(logits);
+                    call.emit(seqs.get(i), logits::toFloatArray, top[1].toIntArray()[0], top[0].item(), nLayers, probs == null ? null : probs[i]);
+                }
+            }
+        }
+        if (link != null) link.agree(seqs, before, call);
+    }
+
+    /** With exit probabilities asked for: every exit reading depth d, on the last prompt row of each sequence. */
+    private void recordPrefillExitProbs(List<Packed> packs, Tensor[] split, Tensor[] exitOut, int d, float[][] probs) {
+        for (int e = 0; e < model.exits().size(); e++) {
+            Exit exit = model.exits().get(e);
+            if (exit.config().inputDepth() != d) continue;
+            for (int i = 0; i < packs.size(); i++) {
+                int last = packs.get(i).row() + packs.get(i).count() - 1;
+                Tensor h = switch (exit.config().kind()) {
+                    case LAYER -> exitOut[e].narrow(0, last, 1);
+                    case MLP -> exit.hidden(new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)}, 0, null);
+                    default -> split[0].narrow(0, last, 1);
+                };
+                probs[i][e] = NN.topProbability(usable(call, exit.logits(h)))[0].item();
+            }
+        }
+    }
+
     /** One new token for each running sequence. */
     void run(List<DecodeSequence> running) {
+        int[] before = outSizes(running);
         try (var scope = Scope.open()) {
             int n = running.size();
-            int[] ids = new int[n], pos = new int[n];
-            for (int i = 0; i < n; i++) {
-                DecodeSequence s = running.get(i);
-                ids[i] = s.tokens[s.length - 1];
-                pos[i] = s.length - 1;
-            }
-            Tensor emb = model.embedPacked(ids, pos);
             List<Group> alive = new ArrayList<>();
             List<Packed> packs = new ArrayList<>();
-            for (int i = 0; i < n; i++) {
-                alive.add(new Group(running.get(i), emb.narrow(0, i, 1), pos[i], cfg.exitProbs() ? call.unreached() : null));
-                packs.add(new Packed(i, 1, pos[i], null));
+            Tensor x;
+            if (first == 0) {
+                int[] ids = new int[n], pos = new int[n];
+                for (int i = 0; i < n; i++) {
+                    DecodeSequence s = running.get(i);
+                    ids[i] = s.tokens[s.length - 1];
+                    pos[i] = s.length - 1;
+                }
+                x = model.embedPacked(ids, pos);
+                for (int i = 0; i < n; i++) {
+                    alive.add(new Group(running.get(i), x.narrow(0, i, 1), pos[i], cfg.exitProbs() ? call.unreached() : null));
+                    packs.add(new Packed(i, 1, pos[i], null));
+                }
+            } else {
+                // The rows of the sequences whose token reached this stage: positions [length - count, length).
+                int[] counts = new int[n];
+                x = link.receive(counts);
+                int row = 0;
+                for (int i = 0; i < n; i++) {
+                    if (counts[i] == 0) continue;
+                    DecodeSequence s = running.get(i);
+                    alive.add(new Group(s, x.narrow(0, row, counts[i]), s.length - counts[i], null));
+                    packs.add(new Packed(row, counts[i], s.length - counts[i], null));
+                    row += counts[i];
+                }
             }
-            attachExitLayerOutputs(alive, packs, fillExitLayerCaches(call, running, packs, emb, 0));
-            for (int d = 0; d <= nLayers && !alive.isEmpty(); d++) {
+            List<DecodeSequence> seqs = alive.stream().map(g -> g.seq).toList();
+            if (x != null) attachExitLayerOutputs(alive, packs, fillExitLayerCaches(call, seqs, packs, x, first));
+            for (int d = first; d <= end && !alive.isEmpty(); d++) {
                 // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
                 //    Inactive exits run only to record their probabilities, when asked for.
                 for (int e = 0; e < active.length && !alive.isEmpty(); e++) {
@@ -143,19 +242,15 @@ final class OpDecodeStep {
                     }
                     alive = still;
                 }
-                if (d == nLayers || alive.isEmpty()) break;
+                if (d == end || alive.isEmpty()) break;
                 // 2. Layer d over every sequence's pending band plus its group, packed into one batch.
                 packs = new ArrayList<>();
                 List<Tensor> parts = new ArrayList<>();
-                List<DecodeSequence> seqs = new ArrayList<>();
+                seqs = new ArrayList<>();
                 int row = 0;
                 for (Group g : alive) {
                     DecodeSequence s = g.seq;
-                    if (s.band[d] != null) {
-                        g.rows = Ops.cat(0, s.band[d], g.rows);
-                        g.start = s.layerCache[d].length();
-                        s.setBand(d, null);
-                    }
+                    joinBand(g, d);
                     if (g.start != s.layerCache[d].length()) {
                         throw new IllegalStateException("KV cache of layer " + d + " holds " + s.layerCache[d].length()
                                 + " positions but the pending group starts at " + g.start);
@@ -165,8 +260,8 @@ final class OpDecodeStep {
                     seqs.add(s);
                     row += g.rows.dim(0);
                 }
-                Tensor x = parts.size() == 1 ? parts.get(0) : Ops.cat(0, parts.toArray(Tensor[]::new));
-                Tensor[] split = model.layers().get(d).forwardPacked(x, packs);
+                Tensor in = parts.size() == 1 ? parts.get(0) : Ops.cat(0, parts.toArray(Tensor[]::new));
+                Tensor[] split = layer(d).forwardPacked(in, packs);
                 for (int i = 0; i < alive.size(); i++) {
                     Packed p = packs.get(i);
                     Group g = alive.get(i);
@@ -176,8 +271,10 @@ final class OpDecodeStep {
                 }
                 attachExitLayerOutputs(alive, packs, fillExitLayerCaches(call, seqs, packs, split[0], d + 1));
             }
-            // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
-            if (!alive.isEmpty()) {
+            if (end < nLayers) {
+                sendOn(running, alive);
+            } else if (!alive.isEmpty()) {
+                // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
                 Tensor[] last = alive.stream().map(Group::last).toArray(Tensor[]::new);
                 Tensor logits = finalLogits(call, last.length == 1 ? last[0] : Ops.cat(0, last));
                 Tensor[] top = NN.topProbability(logits);
@@ -190,6 +287,38 @@ final class OpDecodeStep {
                 }
             }
         }
+        if (link != null) link.agree(running, before, call);
+    }
+
+    /** A group about to enter layer d takes the rows pending there first (they are the earlier positions). */
+    private static void joinBand(Group g, int d) {
+        DecodeSequence s = g.seq;
+        if (s.band[d] == null) return;
+        g.rows = Ops.cat(0, s.band[d], g.rows);
+        g.start = s.layerCache[d] == null ? g.start - s.band[d].dim(0) : s.layerCache[d].length();
+        s.setBand(d, null);
+    }
+
+    /** Past this stage's last layer: each sequence whose token goes on hands the next stage its rows (pending ones first). */
+    private void sendOn(List<DecodeSequence> running, List<Group> alive) {
+        int[] counts = new int[running.size()];
+        List<Tensor> parts = new ArrayList<>();
+        for (Group g : alive) {
+            joinBand(g, end);
+            counts[running.indexOf(g.seq)] = g.rows.dim(0);
+            parts.add(g.rows);
+        }
+        link.send(counts, parts.isEmpty() ? null : parts.size() == 1 ? parts.get(0) : Ops.cat(0, parts.toArray(Tensor[]::new)));
+    }
+
+    private TransformerLayer layer(int d) {
+        return model.layers().get(d - first);
+    }
+
+    private static int[] outSizes(List<DecodeSequence> seqs) {
+        int[] n = new int[seqs.size()];
+        for (int i = 0; i < n.length; i++) n[i] = seqs.get(i).out.size();
+        return n;
     }
 
     private static void attachExitLayerOutputs(List<Group> groups, List<Packed> packs, Tensor[] outs) {
@@ -212,6 +341,7 @@ final class OpDecodeStep {
      * rows no text maps to, so they are cut off before the exit decision and sampling see them.
      */
     static Tensor usable(DecodeCall call, Tensor logits) {
+        logits = VocabParallelHead.gather(logits, call.model.tensorParallel());
         int limit = call.usableVocab;
         return limit < logits.dim(1) ? logits.narrow(1, 0, limit).contiguous() : logits;
     }
