@@ -90,6 +90,14 @@ public final class ModelCheckpoint {
      * is refused unless {@code force}.
      */
     public static Loaded load(Path dir, Device device, boolean force) throws IOException {
+        return load(dir, force, c -> EarlyExitModel.allocate(c, device));
+    }
+
+    /**
+     * As {@link #load(Path, Device, boolean)} into the model {@code allocate} builds from the config (a
+     * tensor-parallel shard or a pipeline stage of it, say): it gets its part of every tensor it holds.
+     */
+    public static Loaded load(Path dir, boolean force, java.util.function.Function<ModelConfig, EarlyExitModel> allocate) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException("checkpoint directory " + dir + " does not exist");
         ModelConfig config = ConfigJson.read(dir.resolve(CONFIG));
         Tokenizer tokenizer = null;
@@ -104,7 +112,7 @@ public final class ModelCheckpoint {
         }
         try (SafetensorsCheckpoint ckpt = SafetensorsCheckpoint.open(dir)) {
             CheckpointLayout.check(config, ckpt);
-            EarlyExitModel model = EarlyExitModel.allocate(config, device);
+            EarlyExitModel model = allocate.apply(config);
             try {
                 loadWeights(model, ckpt);
             } catch (IOException | RuntimeException e) {

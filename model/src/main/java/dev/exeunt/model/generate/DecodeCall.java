@@ -110,24 +110,52 @@ final class DecodeCall {
      * already computed; sampling copies the row to the host).
      */
     void emit(DecodeSequence s, Row logits, int greedyToken, float greedyProb, int exitLayer, float[] probs) {
-        checkNotNaN(greedyProb);
-        float[] row = hostRow(s, s.length, logits);
-        int token = row == null ? greedyToken : Sampler.sample(row, cfg, topPFor(s.length - s.prompt.length), s.rng);
-        float prob = row == null ? greedyProb : Sampler.probability(row, token);
         if (probs != null) probs[probs.length - 1] = exitLayer == nLayers ? greedyProb : Float.NaN;
-        s.append(token);
-        commit(s, new GeneratedToken(token, exitLayer, prob, probs));
+        GeneratedToken t = choose(s, logits, greedyToken, greedyProb, exitLayer);
+        hand(s, probs == null ? t : new GeneratedToken(t.token(), exitLayer, t.probability(), probs));
     }
 
     /**
-     * Hands out a token another pipeline stage chose ({@link StageLink#agree}). A sampling stage drew one
-     * number from s's generator for it: this copy of the sequence draws one too, so every stage's
+     * s's next token from one row of logits, not yet handed out: the greedy choice, or a sample that
+     * takes s's generator's next number (s.draws counts them, so a pipeline stage that did not make the
+     * earlier choices can catch up first, {@link #catchUp}).
+     */
+    GeneratedToken choose(DecodeSequence s, Row logits, int greedyToken, float greedyProb, int exitLayer) {
+        checkNotNaN(greedyProb);
+        float[] row = hostRow(s, s.length, logits);
+        int token = greedyToken;
+        if (row != null) {
+            if (cfg.temperature() != 0) s.draws++;
+            token = Sampler.sample(row, cfg, topPFor(s.length - s.prompt.length), s.rng);
+        }
+        float prob = row == null ? greedyProb : Sampler.probability(row, token);
+        return new GeneratedToken(token, exitLayer, prob, null);
+    }
+
+    /**
+     * Advances s's generator past the numbers the sampling choices of its first {@code made} generated
+     * tokens took, wherever they were made (pipeline stages; never with speculative decoding, whose
+     * drafts and verifications draw numbers of their own).
+     */
+    void catchUp(DecodeSequence s, int made) {
+        if (cfg.temperature() == 0) return;
+        for (; s.draws < made; s.draws++) s.rng.nextDouble();
+    }
+
+    /** Hands out a chosen token: appended, then the listener and the stopping rules. */
+    void hand(DecodeSequence s, GeneratedToken t) {
+        s.append(t.token());
+        commit(s, t);
+    }
+
+    /**
+     * Hands out a token another pipeline stage chose ({@link StageLink#agree}). The choosing stage drew a
+     * number from s's generator for it (when sampling): this copy catches up first, so every stage's
      * generator stays where the choosing stage's is.
      */
     void accept(DecodeSequence s, int token, int exitLayer, float prob) {
-        if (cfg.temperature() != 0) s.rng.nextDouble();
-        s.append(token);
-        commit(s, new GeneratedToken(token, exitLayer, prob, null));
+        catchUp(s, s.length - s.prompt.length + 1);
+        hand(s, new GeneratedToken(token, exitLayer, prob, null));
     }
 
     /**

@@ -45,6 +45,8 @@ final class DecodeSequence implements AutoCloseable {
     /** CPU decode path: the pending rows per depth (allocated on first use). */
     final Band[] bands;
     final SplittableRandom rng;
+    /** Numbers rng has given for sampling choices (pipeline stages catch up on the ones other stages made). */
+    int draws;
     int[] tokens;
     int length;
     int committed;

@@ -56,6 +56,7 @@ public final class Generator {
 
     private Stats lastStats = new Stats(0, 0, 0, 0, 0, new long[0], new long[0], new long[0]);
     private ForcedExits forced;
+    private EeMethod method = EeMethod.RECOMPUTE;
     private Consumer<List<DecodeSequence>> inspector;
 
     public Generator(EarlyExitModel model) {
@@ -67,6 +68,14 @@ public final class Generator {
     /** Whether this model generates on the CPU decode path (which speculative decoding and kv fill propagate need). */
     public static boolean decodesOnCpu(EarlyExitModel model) {
         return LeanDecodeStep.supports(model);
+    }
+
+    /** How skipped layers get an exited token's keys and values; {@link EeMethod#PIPELINE} needs pipeline stages. */
+    public void useMethod(EeMethod m) {
+        if (m == EeMethod.PIPELINE && model.parameters().pipeline().stages() == 1) {
+            throw new IllegalArgumentException("--ee-method pipeline needs pipeline stages (--pp > 1); one stage recomputes skipped layers");
+        }
+        this.method = m;
     }
 
     /** Takes exit decisions from {@code pattern} instead of the exits' confidence (a benchmark's forced exit rate); null: off. */
@@ -122,11 +131,15 @@ public final class Generator {
             else if (lean) leanStep.prefill(seqs);
             else opStep.prefill(seqs);
             long t1 = System.nanoTime();
-            while (true) {
-                List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();
-                if (running.isEmpty()) break;
-                if (lean) leanStep.run(running);
-                else opStep.run(running);
+            if (method == EeMethod.PIPELINE) {
+                new PipelineDecodeStep(call).decode(seqs);
+            } else {
+                while (true) {
+                    List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();
+                    if (running.isEmpty()) break;
+                    if (lean) leanStep.run(running);
+                    else opStep.run(running);
+                }
             }
             long t2 = System.nanoTime();
             long generated = seqs.stream().mapToLong(s -> s.out.size()).sum();

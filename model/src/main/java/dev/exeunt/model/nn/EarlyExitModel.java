@@ -126,6 +126,15 @@ public final class EarlyExitModel implements AutoCloseable {
     }
 
     /**
+     * One pipeline stage of the model as one tensor-parallel rank's shard, zeroed, to be filled from a
+     * checkpoint of any layout (generation under tp x pp): the parameters {@link #createStage} builds.
+     */
+    public static EarlyExitModel allocateStage(ModelConfig config, Device device, TensorParallel tp, PipelineParallel pp, PipelineStage stage) {
+        if (stage.endLayer() > config.nLayers()) throw new IllegalArgumentException(stage + " exceeds the model's " + config.nLayers() + " layers");
+        return new EarlyExitModel(config, new Parameters(device, 0, false, tp, pp), stage, stage.isLast());
+    }
+
+    /**
      * A model over parameters that supply their own values ({@link Parameters#Parameters(Device,
      * Parameters.Source)}), e.g. quantized weights loaded from GGUF.
      */

@@ -7,6 +7,7 @@ import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
+import dev.exeunt.model.generate.EeMethod;
 import dev.exeunt.model.generate.Generation;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
@@ -27,8 +28,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
- * Generation over tensor-parallel shards and pipeline stages (KV recomputation) gives one rank's tokens
- * and exit layers: tp 2, pp 2, pp 4 and tp 2 x pp 2 on local ranks, GPT-2 and Llama with every exit
+ * Generation over tensor-parallel shards and pipeline stages gives one rank's tokens and exit layers: tp 2,
+ * pp 2, pp 4 and tp 2 x pp 2 with KV recomputation, and pp 2, pp 4 and tp 2 x pp 2 with the pipeline
+ * method (the method changes when the skipped layers' caches fill, not the output), on local ranks, GPT-2 and Llama with every exit
  * kind (exits inside stages, at a stage's last layer and reading a stage's first layer), thresholds
  * 1.0, 0.8 and 0.4, one prompt and a packed batch of three, greedy and sampled.
  *
@@ -70,9 +72,10 @@ class ParallelGenerationTest {
     }
 
     /** Every run of one rank or layout: per config, per batch, the generations. */
-    static List<List<Generation>> generateAll(EarlyExitModel model) {
+    static List<List<Generation>> generateAll(EarlyExitModel model, EeMethod method) {
         sharpenHeads(model);
         var gen = new Generator(model);
+        gen.useMethod(method);
         List<List<Generation>> out = new ArrayList<>();
         for (GenerationConfig cfg : configs()) {
             for (List<int[]> batch : BATCHES) out.add(gen.generate(batch, cfg, TokenListener.NONE));
@@ -106,12 +109,12 @@ class ParallelGenerationTest {
         }
     }
 
-    static List<List<List<Generation>>> layout(ModelConfig mc, int tp, int pp) {
+    static List<List<List<Generation>>> layout(ModelConfig mc, int tp, int pp, EeMethod method) {
         return LocalWorld.run(tp * pp, pg -> {
             try (var state = ParallelState.create(pg, tp, 1, pp).validate(mc);
                  var model = EarlyExitModel.createStage(mc, Device.CPU, 7, ProcessGroupTensorParallel.of(state, false),
                          ProcessGroupPipelineParallel.of(state), PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()))) {
-                return generateAll(model);
+                return generateAll(model, method);
             }
         });
     }
@@ -119,12 +122,14 @@ class ParallelGenerationTest {
     void assertLayoutsGiveOneRanksTokens(ModelConfig mc) {
         List<List<Generation>> one;
         try (var model = EarlyExitModel.create(mc, Device.CPU, 7)) {
-            one = generateAll(model);
+            one = generateAll(model, EeMethod.RECOMPUTE);
         }
         assertExitsSpread(mc, one);
-        for (int[] layout : new int[][] {{2, 1}, {1, 2}, {1, 4}, {2, 2}}) {
-            String name = mc.family() + " tp " + layout[0] + " x pp " + layout[1];
-            List<List<List<Generation>>> ranks = layout(mc, layout[0], layout[1]);
+        // {tp, pp, pipeline method}
+        for (int[] layout : new int[][] {{2, 1, 0}, {1, 2, 0}, {1, 4, 0}, {2, 2, 0}, {1, 2, 1}, {1, 4, 1}, {2, 2, 1}}) {
+            EeMethod method = layout[2] == 1 ? EeMethod.PIPELINE : EeMethod.RECOMPUTE;
+            String name = mc.family() + " tp " + layout[0] + " x pp " + layout[1] + " " + method;
+            List<List<List<Generation>>> ranks = layout(mc, layout[0], layout[1], method);
             for (int r = 0; r < ranks.size(); r++) {
                 for (int run = 0; run < one.size(); run++) {
                     List<Generation> want = one.get(run), got = ranks.get(r).get(run);
