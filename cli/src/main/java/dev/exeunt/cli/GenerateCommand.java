@@ -1,14 +1,22 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ConfigJson;
+import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.generate.Acceptance;
 import dev.exeunt.model.generate.DecodeWarmUp;
+import dev.exeunt.model.generate.EeMethod;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.ModelLoader;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.parallel.ProcessGroupTensorParallel;
+import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -26,6 +34,7 @@ final class GenerateCommand implements Main.Command {
                                        [--threshold X (1 = no early exit)] [--exits 4,8 (active exit layers)]
                                        [--speculative [--draft-max N (%d)]] [--kv-fill recompute|propagate] [--adaptive]
                                        [--show-exits] [--no-warmup] [--device cpu|cuda[:N]] [--force] [--json]
+                                       [--tp T] [--pp P [--pipeline-layers L,L,..] [--ee-method recompute|pipeline]] [--engine local|mpi]
                   --show-exits marks each token with the 1-based layer of the exit that produced it: [2]token.
                   --speculative: lossless self-speculative decoding. A token that exits (--threshold) is a draft; the next
                     token through every layer verifies the pending drafts, so the output is the full model's (token for
@@ -37,6 +46,12 @@ final class GenerateCommand implements Main.Command {
                   --adaptive: an exit whose exit rate does not pay for its check is not checked for a while.
                   --no-warmup: skip the warm-up: by default the model first generates from the prompt, output discarded,
                     until the JIT has compiled the decode path (at most %s s), so the timings are the compiled path's.
+                  --tp T shards the model over T ranks (heads, ffn and vocabulary split; each head's logits gathered),
+                    --pp P cuts it into P stages; local ranks are threads of this process, under mpirun processes
+                    (mpirun -np T*P ./exeunt generate ... --tp T --pp P). Tokens and exits are one rank's.
+                  --ee-method (with --pp): recompute (default) fills a skipped layer's cache with the next token that
+                    goes deeper; pipeline (EE-LLM's pipeline-based inference) lets the stages after an exit fill it at
+                    once while stage 0 starts the next token. Speculative decoding and the warm-up need one rank.
                   --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
                     acceptance: [{layer, drafted, accepted}] per exit}.
                   --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX, (int) WARMUP_SECONDS);
@@ -71,10 +86,13 @@ final class GenerateCommand implements Main.Command {
         return run(argv, out, System.err);
     }
 
+    /** What to generate, as the options gave it. */
+    private record Request(Path dir, String prompt, int[] promptIds, GenerationConfig cfg, boolean json, boolean show, boolean force) {}
+
     /** {@code err} gets the speculative acceptance lines (stdout holds only the text). */
     @Override
     public int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
-        var a = new Args(argv, Set.of("json", "show-exits", "force", "speculative", "no-warmup", "adaptive"));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("json", "show-exits", "force", "speculative", "no-warmup", "adaptive")));
         boolean warmUp = !a.getBool("no-warmup", false);
         boolean json = a.getBool("json", false), show = a.getBool("show-exits", false), force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
@@ -92,51 +110,94 @@ final class GenerateCommand implements Main.Command {
                 a.getDouble("threshold", 1.0), a.getInts("exits", null), -1);
         cfg = speculation(a, cfg);
         Device device = Device.parse(a.get("device", "cpu"));
-        a.checkAllUsed();
-        try (var loaded = ModelLoader.load(dir, device, force)) {
-            var tok = loaded.tokenizer();
-            if (prompt != null && tok == null) throw new IllegalArgumentException(dir + " has no tokenizer.json; use --prompt-ids");
-            int[] ids = prompt != null ? tok.encode(prompt, tok.bosId().isPresent()) : promptIds;
-            int context = loaded.model().config().maxSeqLen();
-            GenerationConfig.checkFits("--max-new-tokens", maxNew, ids.length, context);
-            if (tok != null && tok.eosId().isPresent()) cfg = cfg.withEos(tok.eosId().getAsInt());
-            if (tok != null && tok.vocabSize() < loaded.model().config().vocabSize()) cfg = cfg.withVocabLimit(tok.vocabSize()); // padding rows
-            var gen = new Generator(loaded.model());
-            if (warmUp) {
-                double secs = DecodeWarmUp.onModel(gen, List.of(ids), List.of(cfg), WARMUP_SECONDS);
-                err.printf(Locale.ROOT, "exeunt: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
-            }
-            TokenDecoder dec = tok == null ? null : primed(tok, ids);
-            if (!json && prompt != null) out.print(prompt);
-            var result = gen.generate(List.of(ids), cfg, (s, t) -> {
-                if (!json) {
-                    String piece = dec == null ? " " + t.token() : dec.append(t.token());
-                    out.print(show ? "[" + t.exitLayer() + "]" + piece : piece);
-                    out.flush();
-                }
-                return true;
-            }).get(0);
-            var st = gen.lastStats();
-            var acceptance = Acceptance.of(loaded.model(), st);
-            if (json) {
-                String text = "";
-                if (tok != null) {
-                    var whole = primed(tok, ids);
-                    text = whole.append(result.tokenIds()) + whole.flush();
-                }
-                out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s,"
-                                + "\"speculative\":%b,\"acceptance\":%s}%n",
-                        Json.ints(result.tokenIds()), Json.ints(result.exitLayers()), Json.quote(text), st.decodeTokensPerSecond(),
-                        st.promptTokensPerSecond(), Json.quote(result.finishReason()), cfg.speculative(), Acceptance.toJson(acceptance));
-            } else {
-                if (dec != null) out.print(dec.flush());
-                out.printf(Locale.ROOT, "%n%n[%d tokens, %.1f tokens/s decode, prompt %.1f tokens/s, finish: %s]%n",
-                        result.tokens().size(), st.decodeTokensPerSecond(), st.promptTokensPerSecond(), result.finishReason());
-                out.flush();
-                if (cfg.speculative()) for (var x : acceptance) err.println(x.line());
-            }
+        RankLayout layout = RankLayout.parse(a);
+        EeMethod method;
+        try {
+            method = EeMethod.parse(a.get("ee-method", "recompute"));
+        } catch (IllegalArgumentException e) {
+            throw new Args.UsageException(e.getMessage());
         }
+        a.checkAllUsed();
+        var request = new Request(dir, prompt, promptIds, cfg, json, show, force);
+        boolean oneRank = layout.tp() == 1 && layout.pp() == 1 && layout.localDp() == 1 && layout.engine() == RankLayout.Engine.LOCAL;
+        if (oneRank) {
+            if (method == EeMethod.PIPELINE) throw new Args.UsageException("--ee-method pipeline needs pipeline stages (--pp > 1)");
+            try (var loaded = ModelLoader.load(dir, device, force)) {
+                generateOn(loaded, request, method, warmUp, true, out, err);
+            }
+            return 0;
+        }
+        if (device.kind() != Device.Kind.CPU) throw new Args.UsageException("--tp and --pp generate on the CPU (--device cpu)");
+        if (!Files.isDirectory(dir)) throw new IllegalArgumentException("--tp and --pp load a checkpoint directory; " + dir + " is not one");
+        ModelConfig mc = ConfigJson.read(dir.resolve(ModelCheckpoint.CONFIG));
+        RankLauncher.run(layout, mc, dp -> {
+            if (dp != 1) {
+                throw new IllegalArgumentException("generate shards the model (--tp) and cuts it into stages (--pp); it has no use for " + dp
+                        + " data-parallel replicas: start tp x pp ranks");
+            }
+        }, err, state -> {
+            var tp = ProcessGroupTensorParallel.of(state, false);
+            var pp = ProcessGroupPipelineParallel.of(state);
+            var stage = layout.pipelineStage(mc.nLayers(), state.ppRank());
+            // The JIT warm-up stops when compiling settles, which differs between ranks: under a layout it would desynchronise them.
+            try (var loaded = ModelCheckpoint.load(dir, force, c -> EarlyExitModel.allocateStage(c, Device.CPU, tp, pp, stage))) {
+                generateOn(loaded, request, method, false, state.worldRank() == 0, out, err);
+            }
+            return null;
+        });
         return 0;
+    }
+
+    /** Generates on one rank's model (the whole model, or its shard or stage); the rank that {@code prints} writes the output. */
+    private static void generateOn(ModelCheckpoint.Loaded loaded, Request r, EeMethod method, boolean warmUp, boolean prints, PrintStream out,
+                                   PrintStream err) {
+        var tok = loaded.tokenizer();
+        var model = loaded.model();
+        if (r.prompt() != null && tok == null) throw new IllegalArgumentException(r.dir() + " has no tokenizer.json; use --prompt-ids");
+        int[] ids = r.prompt() != null ? tok.encode(r.prompt(), tok.bosId().isPresent()) : r.promptIds();
+        GenerationConfig.checkFits("--max-new-tokens", r.cfg().maxNewTokens(), ids.length, model.config().maxSeqLen());
+        var cfg = r.cfg();
+        if (tok != null && tok.eosId().isPresent()) cfg = cfg.withEos(tok.eosId().getAsInt());
+        if (tok != null && tok.vocabSize() < model.config().vocabSize()) cfg = cfg.withVocabLimit(tok.vocabSize()); // padding rows
+        var gen = new Generator(model);
+        gen.useMethod(method);
+        if (warmUp) {
+            double secs = DecodeWarmUp.onModel(gen, List.of(ids), List.of(cfg), WARMUP_SECONDS);
+            err.printf(Locale.ROOT, "exeunt: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
+        }
+        boolean text = prints && !r.json();
+        TokenDecoder dec = tok == null ? null : primed(tok, ids);
+        if (text && r.prompt() != null) out.print(r.prompt());
+        var result = gen.generate(List.of(ids), cfg, (s, t) -> {
+            if (text) {
+                String piece = dec == null ? " " + t.token() : dec.append(t.token());
+                out.print(r.show() ? "[" + t.exitLayer() + "]" + piece : piece);
+                out.flush();
+            }
+            return true;
+        }).get(0);
+        if (!prints) return;
+        var st = gen.lastStats();
+        // A pipeline stage holds only its own exits; nothing is drafted there (speculative decoding needs one stage).
+        var acceptance = model.exits().size() == model.config().exits().size() ? Acceptance.of(model, st)
+                : model.config().exits().stream().map(e -> new Acceptance(e.layer(), 0, 0)).toList();
+        if (r.json()) {
+            String whole = "";
+            if (tok != null) {
+                var d = primed(tok, ids);
+                whole = d.append(result.tokenIds()) + d.flush();
+            }
+            out.printf(Locale.ROOT, "{\"tokens\":%s,\"exits\":%s,\"text\":%s,\"tokens_per_s\":%.2f,\"prompt_tokens_per_s\":%.2f,\"finish_reason\":%s,"
+                            + "\"speculative\":%b,\"acceptance\":%s}%n",
+                    Json.ints(result.tokenIds()), Json.ints(result.exitLayers()), Json.quote(whole), st.decodeTokensPerSecond(),
+                    st.promptTokensPerSecond(), Json.quote(result.finishReason()), cfg.speculative(), Acceptance.toJson(acceptance));
+        } else {
+            if (dec != null) out.print(dec.flush());
+            out.printf(Locale.ROOT, "%n%n[%d tokens, %.1f tokens/s decode, prompt %.1f tokens/s, finish: %s]%n",
+                    result.tokens().size(), st.decodeTokensPerSecond(), st.promptTokensPerSecond(), result.finishReason());
+            out.flush();
+            if (cfg.speculative()) for (var x : acceptance) err.println(x.line());
+        }
     }
 
     /**
