@@ -9,7 +9,7 @@ import java.util.Set;
 final class BenchCommand implements Main.Command {
     public String summary() {
         return "quick benchmarks: 'bench gemm' (ours vs OpenBLAS), 'bench train' (exits' cost), 'bench decode' (llama-bench style), "
-                + "'bench early-exit' (forced exit rates against the ideal)";
+                + "'bench early-exit' (forced exit rates against the ideal), 'bench pipeline-exit' (the pipeline method against recomputation)";
     }
 
     public String usage() {
@@ -29,7 +29,12 @@ final class BenchCommand implements Main.Command {
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
                   by a seeded pattern at each rate, against early exit off (alternating, medians); the ideal
-                  speedup is the full model's weight bytes over the mean bytes a token reads (checks included).""";
+                  speedup is the full model's weight bytes over the mean bytes a token reads (checks included).
+                usage: exeunt bench pipeline-exit [--pp 2,4] [--generate 32] [--repeats 3] [--rates 0.25,0.5,0.75]
+                                                  [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
+                  The same shape cut into --pp stages (threads of this process), exits forced at each rate: decode
+                  tokens/s of KV recomputation against pipeline-based early exit (alternating, medians), and how
+                  much of the stages' cache filling for exited tokens ran while stage 0 computed the next tokens.""";
     }
 
     public int run(String[] argv, PrintStream out) {
@@ -64,7 +69,21 @@ final class BenchCommand implements Main.Command {
             out.print(json ? dev.exeunt.bench.EarlyExitBench.toJson(rows) + "\n" : dev.exeunt.bench.EarlyExitBench.table(rows));
             return 0;
         }
-        if (!which.equals("gemm")) throw new Args.UsageException("which benchmark? (available: gemm, train, decode, early-exit)");
+        if (which.equals("pipeline-exit")) {
+            int tg = a.getInt("generate", 32), reps = a.getInt("repeats", 3);
+            int[] stages = a.getInts("pp", new int[] {2, 4});
+            double[] rates = java.util.Arrays.stream(a.get("rates", "0.25,0.5,0.75").split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
+            var config = dev.exeunt.bench.EarlyExitBench.shape(a.getInt("dim", 768), a.getInt("layers", 12), a.getInt("heads", 12),
+                    a.getInt("ffn", 2048), a.getInt("vocab", 32000));
+            a.checkAllUsed();
+            for (int p : stages) {
+                if (p < 2 || p > config.nLayers()) throw new Args.UsageException("--pp must list stage counts in 2.." + config.nLayers() + ", got " + p);
+            }
+            var rows = dev.exeunt.bench.PipelineExitBench.run(config, stages, rates, tg, reps, System.err);
+            out.print(json ? dev.exeunt.bench.PipelineExitBench.toJson(rows) + "\n" : dev.exeunt.bench.PipelineExitBench.table(rows));
+            return 0;
+        }
+        if (!which.equals("gemm")) throw new Args.UsageException("which benchmark? (available: gemm, train, decode, early-exit, pipeline-exit)");
         int threads = a.getInt("threads", CpuThreads.threads());
         double seconds = a.getDouble("seconds", 0.6);
         a.checkAllUsed();

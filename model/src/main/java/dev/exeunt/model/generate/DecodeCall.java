@@ -34,10 +34,14 @@ final class DecodeCall {
         this.forced = forced;
         this.nLayers = model.config().nLayers();
         this.active = activeExits(model, cfg);
-        this.checkRank = new int[active.length];
+        // Ranks among the whole model's active exits (a pipeline stage holds some of them), so a forced
+        // pattern picks the same exit for a token on every stage.
+        int[] globalRank = new int[model.config().exits().size()];
         int n = 0;
-        for (int e = 0; e < active.length; e++) checkRank[e] = active[e] ? n++ : -1;
+        for (int i = 0; i < globalRank.length; i++) globalRank[i] = isActive(model.config().exits().get(i), cfg) ? n++ : -1;
         this.checked = n;
+        this.checkRank = new int[active.length];
+        for (int e = 0; e < active.length; e++) checkRank[e] = active[e] ? globalRank[model.exits().get(e).index()] : -1;
         int v = model.config().vocabSize();
         this.usableVocab = cfg.vocabLimit() > 0 && cfg.vocabLimit() < v ? cfg.vocabLimit() : v;
         this.checks = new long[active.length];
@@ -56,12 +60,12 @@ final class DecodeCall {
                 }
             }
         }
-        if (!cfg.earlyExit()) return active;
-        for (int e = 0; e < active.length; e++) {
-            int layer = model.exits().get(e).config().layer();
-            active[e] = cfg.exitLayers() == null || Arrays.stream(cfg.exitLayers()).anyMatch(x -> x == layer);
-        }
+        for (int e = 0; e < active.length; e++) active[e] = isActive(model.exits().get(e).config(), cfg);
         return active;
+    }
+
+    private static boolean isActive(ExitConfig exit, GenerationConfig cfg) {
+        return cfg.earlyExit() && (cfg.exitLayers() == null || Arrays.stream(cfg.exitLayers()).anyMatch(x -> x == exit.layer()));
     }
 
     /** Whether exit e fires for s's current token at top probability maxProb. */

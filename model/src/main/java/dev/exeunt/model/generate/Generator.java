@@ -57,6 +57,7 @@ public final class Generator {
     private Stats lastStats = new Stats(0, 0, 0, 0, 0, new long[0], new long[0], new long[0]);
     private ForcedExits forced;
     private EeMethod method = EeMethod.RECOMPUTE;
+    private Consumer<StageWork> stageWork;
     private Consumer<List<DecodeSequence>> inspector;
 
     public Generator(EarlyExitModel model) {
@@ -76,6 +77,11 @@ public final class Generator {
             throw new IllegalArgumentException("--ee-method pipeline needs pipeline stages (--pp > 1); one stage recomputes skipped layers");
         }
         this.method = m;
+    }
+
+    /** With {@link EeMethod#PIPELINE}: reports each stretch of this stage's work to {@code sink} (null: off), for a benchmark's overlap. */
+    public void recordStageWork(Consumer<StageWork> sink) {
+        this.stageWork = sink;
     }
 
     /** Takes exit decisions from {@code pattern} instead of the exits' confidence (a benchmark's forced exit rate); null: off. */
@@ -101,8 +107,8 @@ public final class Generator {
                     + "one pipeline stage, F32 or Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size "
                     + model.tensorParallel().size() + (stages > 1 ? " and " + stages + " pipeline stages" : ""));
         }
-        if (stages > 1 && (cfg.exitProbs() || forced != null)) {
-            throw new IllegalArgumentException("exit probabilities and forced exit decisions are not available under pipeline parallelism");
+        if (stages > 1 && cfg.exitProbs()) {
+            throw new IllegalArgumentException("exit probabilities (print_max_prob) are not available under pipeline parallelism");
         }
         var c = model.config();
         DecodeCall call = new DecodeCall(model, cfg, listener, forced);
@@ -132,7 +138,7 @@ public final class Generator {
             else opStep.prefill(seqs);
             long t1 = System.nanoTime();
             if (method == EeMethod.PIPELINE) {
-                new PipelineDecodeStep(call).decode(seqs);
+                new PipelineDecodeStep(call, stageWork).decode(seqs);
             } else {
                 while (true) {
                     List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();

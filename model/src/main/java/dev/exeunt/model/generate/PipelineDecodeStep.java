@@ -38,9 +38,13 @@ final class PipelineDecodeStep {
     private final DecodeCall call;
     private final PipelineParallel pp;
     private final int first, end, nLayers, dModel;
+    /** Where each stretch of this stage's work is reported (null: nowhere). */
+    private final java.util.function.Consumer<StageWork> work;
+    private int step;
 
-    PipelineDecodeStep(DecodeCall call) {
+    PipelineDecodeStep(DecodeCall call, java.util.function.Consumer<StageWork> work) {
         this.call = call;
+        this.work = work;
         this.model = call.model;
         this.pp = model.parameters().pipeline();
         this.first = model.stage().firstLayer();
@@ -83,7 +87,9 @@ final class PipelineDecodeStep {
                 ids[i] = s.tokens[s.length - 1];
                 pos[i] = s.length - 1;
             }
+            long t0 = System.nanoTime();
             Tensor x = forward(running, model.embedPacked(ids, pos), live, chosen, null);
+            record(false, t0);
             int[] header = new int[HEADER * seqs.size()];
             for (int i = 0, r = 0; i < seqs.size(); i++) {
                 DecodeSequence s = seqs.get(i);
@@ -152,7 +158,9 @@ final class PipelineDecodeStep {
             pp.recv(x, pp.stage() - 1);
             boolean[] arrivedLive = live.clone();
             Runnable report = anyArrivedLive ? () -> report(arrivedLive, live, chosen) : null;
+            long t0 = System.nanoTime();
             x = forward(running, x, live, chosen, report);
+            record(!anyArrivedLive, t0);
             if (pp.stage() < pp.stages() - 1) {
                 for (int i = 0, r = 0; i < seqs.size(); i++) {
                     if (header[HEADER * i] == NOT_RUNNING) continue;
@@ -163,6 +171,11 @@ final class PipelineDecodeStep {
             }
         }
         return true;
+    }
+
+    private void record(boolean fillOnly, long start) {
+        if (work != null) work.accept(new StageWork(pp.stage(), step, fillOnly, start, System.nanoTime()));
+        step++;
     }
 
     /** Tells stage 0 the tokens chosen on this stage (the rows that arrived live and are not any more). */
