@@ -1,13 +1,25 @@
 package dev.exeunt.cli;
 
+import dev.exeunt.cli.serve.ModelPeers;
 import dev.exeunt.cli.serve.Server;
 import dev.exeunt.cli.serve.ServeOptions;
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ConfigJson;
+import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.generate.GenerationConfig;
+import dev.exeunt.model.generate.Generator;
+import dev.exeunt.model.generate.NewlineBan;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.parallel.ProcessGroupTensorParallel;
+import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
+import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Set;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 
 final class ServeCommand implements Main.Command {
     public String summary() {
@@ -19,6 +31,7 @@ final class ServeCommand implements Main.Command {
                 usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
                                     [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
                                     [--queue N (16)] [--max-body BYTES (1048576)] [--speculative [--draft-max N (%d)]] [--no-warmup] [--force]
+                                    [--tp T] [--pp P [--pipeline-layers L,L,..]] [--engine local|mpi]
                   --force: serve with a tokenizer.json that is not the one the model was trained with.
                   --speculative: requests that do not say decode with lossless self-speculative decoding (exits that
                     pass early_exit_thres draft, the full model verifies: the output is the full model's);
@@ -26,6 +39,10 @@ final class ServeCommand implements Main.Command {
                     A request sets its own with "speculative" and "draft_max".
                   --no-warmup: listen at once; by default the model first decodes a fixed prompt, output discarded,
                     until the JIT has compiled the decode path (at most %d s), so the first requests are not slow.
+                  --tp / --pp: serve a model cut over ranks (threads, or mpirun -np T*P processes): world rank 0
+                    owns the HTTP server and the queue, the others follow each generation; a rank that fails ends
+                    the server with its message. Beam search, speculative decoding and (under pp) print_max_prob
+                    need one rank; the warm-up is skipped.
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -41,7 +58,7 @@ final class ServeCommand implements Main.Command {
     }
 
     public int run(String[] argv, PrintStream out) throws Exception {
-        var a = new Args(argv, Set.of("force", "speculative", "no-warmup"));
+        var a = new Args(argv, RankLayout.withFlags(Set.of("force", "speculative", "no-warmup")));
         boolean force = a.getBool("force", false);
         Path dir = Path.of(a.require("model", "a checkpoint directory"));
         int port = a.getInt("port", 5000);
@@ -49,23 +66,93 @@ final class ServeCommand implements Main.Command {
         var opts = new ServeOptions(a.getInt("max-prompts", ServeOptions.DEFAULT_MAX_PROMPTS), a.getInt("max-tokens", ServeOptions.DEFAULT_MAX_TOKENS),
                 a.getInt("max-prompt-tokens", 0), a.getInt("queue", ServeOptions.DEFAULT_QUEUE), a.getInt("max-body", ServeOptions.DEFAULT_MAX_BODY));
         opts = opts.withSpeculative(a.getBool("speculative", false), a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX));
+        boolean noWarmUp = a.getBool("no-warmup", false);
+        RankLayout layout = RankLayout.parse(a);
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
+        if (layout.tp() * layout.pp() * layout.localDp() > 1 || layout.engine() == RankLayout.Engine.MPI) {
+            return serveOnRanks(dir, host, port, opts, force, layout, out);
+        }
         // The first request would otherwise run the decode kernels interpreted: compile them before listening.
-        double warmUp = a.getBool("no-warmup", false) ? 0 : GenerateCommand.WARMUP_SECONDS;
-        Server server = Server.start(dir, host, port, opts, force, warmUp);
+        Server server = Server.start(dir, host, port, opts, force, noWarmUp ? 0 : GenerateCommand.WARMUP_SECONDS);
         var done = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
             server.stop();
             done.countDown();
         }));
+        announce(server, dir, out);
+        done.await();
+        return 0;
+    }
+
+    private static void announce(Server server, Path dir, PrintStream out) {
         var c = server.modelConfig();
         int[] exits = c.exits().stream().mapToInt(e -> e.layer()).distinct().sorted().toArray();
         out.printf("exeunt serve: %s (%s, %d layers, exits at %s, vocab %d, context %d)%n", dir, c.family().name().toLowerCase(), c.nLayers(),
                 Arrays.toString(exits), c.vocabSize(), c.maxSeqLen());
         out.printf("exeunt serve: listening on %s  (PUT %s/api, GET %s/health; port %d)%n", server.url(), server.url(), server.url(), server.port());
         out.flush();
-        done.await();
+    }
+
+    /**
+     * A model cut over ranks (--tp, --pp; threads or mpirun processes): world rank 0 loads its part, owns the
+     * HTTP server and the queue and announces every generation; the other ranks load theirs and follow
+     * ({@link ModelPeers}). Ends on SIGTERM or SIGINT (rank 0 stops serving, then ends the others), or when a
+     * generation fails (a rank gone, say): the server then stops, with the failure's message, instead of
+     * leaving clients to wait on ranks that will not answer.
+     */
+    private static int serveOnRanks(Path dir, String host, int port, ServeOptions opts, boolean force, RankLayout layout, PrintStream out)
+            throws Exception {
+        if (!Files.isDirectory(dir)) throw new IllegalArgumentException("--tp and --pp load a checkpoint directory; " + dir + " is not one");
+        if (opts.speculative()) throw new Args.UsageException("serve --speculative decodes on one rank; drop it or --tp/--pp");
+        ModelConfig mc = ConfigJson.read(dir.resolve(ModelCheckpoint.CONFIG));
+        var stopRequested = new CountDownLatch(1);
+        var finished = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
+            stopRequested.countDown();
+            try {
+                finished.await(30, TimeUnit.SECONDS); // let rank 0 stop serving and release the other ranks
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }));
+        try {
+            RankLauncher.run(layout, mc, dp -> {
+                if (dp != 1) throw new IllegalArgumentException("serve shards the model (--tp) and cuts it into stages (--pp); it has no use for " + dp
+                        + " data-parallel replicas: start tp x pp ranks");
+            }, System.err, state -> {
+                var tp = ProcessGroupTensorParallel.of(state, false);
+                var pp = ProcessGroupPipelineParallel.of(state);
+                var stage = layout.pipelineStage(mc.nLayers(), state.ppRank());
+                var loaded = ModelCheckpoint.load(dir, force, c -> EarlyExitModel.allocateStage(c, Device.CPU, tp, pp, stage));
+                if (state.worldRank() != 0) {
+                    try (loaded) {
+                        var tok = loaded.tokenizer();
+                        ModelPeers.follow(state.world(), new Generator(loaded.model()), tok == null ? null : NewlineBan.of(tok));
+                    }
+                    return null;
+                }
+                var peers = new ModelPeers(state.world());
+                Server server;
+                try {
+                    server = Server.start(loaded, host, port, opts, peers);
+                } catch (RuntimeException | java.io.IOException e) {
+                    peers.shutdown();
+                    throw e;
+                }
+                announce(server, dir, out);
+                while (!stopRequested.await(200, TimeUnit.MILLISECONDS) && server.failure() == null) {
+                    // serving
+                }
+                Throwable failure = server.failure();
+                server.stop();
+                if (failure != null) throw new IllegalStateException("serving stopped: a generation failed on the ranks: " + Main.describe(failure), failure);
+                peers.shutdown();
+                return null;
+            });
+        } finally {
+            finished.countDown();
+        }
         return 0;
     }
 }

@@ -38,6 +38,11 @@ class GenerateLayoutCliTest {
     /** Four layers, exits at 1 and 3 (one per stage at pp 2), heads scaled so some tokens exit at 0.4 and some do not. */
     @BeforeAll
     static void save() throws Exception {
+        dir = writeModel(tmp.resolve("model"));
+    }
+
+    /** The model, saved in {@code out}; returns its path. */
+    static String writeModel(Path out) throws Exception {
         // the vocabulary padded to a multiple of 4, so tp 2 and 4 can split it (the padding rows are never generated)
         int vocab = (SpeculativeCliTest.TOK.vocabSize() + 3) / 4 * 4;
         var cfg = ModelConfig.gpt2(vocab, 32, 4, 4, 64, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0),
@@ -50,9 +55,9 @@ class GenerateLayoutCliTest {
                 for (int i = 0; i < w.length; i++) w[i] *= 30;
                 t.copyFrom(Tensor.of(w, t.shape()));
             }
-            ModelCheckpoint.save(m, SpeculativeCliTest.TOK, tmp.resolve("model"));
+            ModelCheckpoint.save(m, SpeculativeCliTest.TOK, out);
         }
-        dir = tmp.resolve("model").toString();
+        return out.toString();
     }
 
     static List<String> args(String... layout) {

@@ -82,6 +82,11 @@ final class MpiTrainJob {
 
     /** Starts the job with its output (stdout and stderr of every rank and of mpirun) going to {@code log}. */
     static Process start(Path log, App... apps) throws IOException {
+        return builder(apps).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    }
+
+    /** mpirun for {@code apps} on this machine, its environment set (root in CI); output not yet redirected. */
+    static ProcessBuilder builder(App... apps) {
         List<String> cmd = new ArrayList<>(List.of(mpirun().orElseThrow().toString(), "--oversubscribe"));
         if (isRoot()) cmd.add("--allow-run-as-root"); // CI runs as root in a container
         // Shared memory and self only: all one machine needs, and no probing of a container's network interfaces.
@@ -91,13 +96,13 @@ final class MpiTrainJob {
             cmd.addAll(List.of("-np", Integer.toString(apps[i].ranks())));
             cmd.addAll(apps[i].command());
         }
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
+        ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().remove("EXEUNT_THREADS");
         if (isRoot()) {
             pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT", "1");
             pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
         }
-        return pb.start();
+        return pb;
     }
 
     /** Waits for the job up to {@code limit}; past it, ends mpirun and every process it started. */

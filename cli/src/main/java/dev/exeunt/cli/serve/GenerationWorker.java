@@ -66,10 +66,20 @@ final class GenerationWorker implements AutoCloseable {
     /** Stop the generation in flight after its next token: set when the drain time is over. */
     private volatile boolean abort;
     private volatile boolean busy;
+    /** The other ranks of a sharded model (null: this rank holds all of it). */
+    private final ModelPeers peers;
+    /** With peers: the failure that ended serving (ranks may be out of step after it), else null. */
+    private volatile Throwable fatal;
 
     /** @param vocabLimit ids >= this are padding rows of the head, never generated (0: none) */
     GenerationWorker(EarlyExitModel model, Tokenizer tokenizer, int vocabLimit, int queueCapacity, PrintStream log) {
+        this(model, tokenizer, vocabLimit, queueCapacity, log, null);
+    }
+
+    /** @param peers the other ranks of a sharded or staged model, told about every generation (null: none) */
+    GenerationWorker(EarlyExitModel model, Tokenizer tokenizer, int vocabLimit, int queueCapacity, PrintStream log, ModelPeers peers) {
         this.model = model;
+        this.peers = peers;
         this.tokenizer = tokenizer;
         this.generator = new Generator(model);
         this.beamSearch = new BeamSearch(model);
@@ -143,6 +153,11 @@ final class GenerationWorker implements AutoCloseable {
             } catch (Throwable e) {
                 // the request was validated before it was queued: what fails now is the server's (or the model's) fault
                 job.result().completeExceptionally(new ApiException(500, "generation failed: " + e.getMessage()));
+                if (peers != null) {
+                    // another rank may be stuck mid-collective or gone: no later request could be served
+                    fatal = e;
+                    closing = true;
+                }
             } finally {
                 busy = false;
             }
@@ -187,7 +202,9 @@ final class GenerationWorker implements AutoCloseable {
         for (int[] ids : r.promptIds()) states.add(new TextState(primedDecoder(ids)));
         List<String> stops = r.stopSequences();
         boolean[] gone = {false};
-        List<Generation> gens = generator.generate(r.promptIds(), config(r), (seq, t) -> {
+        GenerationConfig cfg = config(r);
+        if (peers != null) peers.announce(r.promptIds(), cfg);
+        List<Generation> gens = generator.generate(r.promptIds(), cfg, (seq, t) -> {
             if (gone[0] || abort || clientGone.getAsBoolean()) {
                 gone[0] = true;
                 return false;
@@ -303,6 +320,11 @@ final class GenerationWorker implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(shuttingDown());
+    }
+
+    /** With peers: the failure that ended serving, else null. */
+    Throwable fatal() {
+        return fatal;
     }
 
     boolean stopped() {

@@ -46,11 +46,13 @@ public final class Server implements AutoCloseable {
     private final HttpServer http;
     private final ExecutorService executor;
     private final int tokenizerVocab;
+    private final ModelPeers peers;
     private volatile boolean closed;
 
-    private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port) throws IOException {
+    private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port, ModelPeers peers) throws IOException {
         this.loaded = loaded;
         this.options = options;
+        this.peers = peers;
         Tokenizer tok = loaded.tokenizer();
         if (tok == null) throw new IllegalArgumentException("the checkpoint has no tokenizer.json; serve needs one to read text prompts");
         ModelConfig c = loaded.model().config();
@@ -75,7 +77,7 @@ public final class Server implements AutoCloseable {
                     + "F32/Q8_0/Q4_0 weights); this model is on " + loaded.model().device());
         }
         this.http = HttpServer.create(new InetSocketAddress(host, port), 64);
-        this.worker = new GenerationWorker(loaded.model(), tok, vocabLimit, options.queue(), System.err);
+        this.worker = new GenerationWorker(loaded.model(), tok, vocabLimit, options.queue(), System.err, peers);
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
         http.createContext("/", this::handle);
@@ -98,7 +100,7 @@ public final class Server implements AutoCloseable {
     public static Server start(Path modelDir, String host, int port, ServeOptions options, boolean force, double warmUpSeconds) throws IOException {
         var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU, force);
         try {
-            var server = new Server(loaded, options, host, port);
+            var server = new Server(loaded, options, host, port, null);
             if (warmUpSeconds > 0) {
                 double secs = server.worker.warmUp(warmUpSeconds, options.speculative(), options.draftMax());
                 System.err.printf(java.util.Locale.ROOT, "exeunt serve: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
@@ -109,6 +111,30 @@ public final class Server implements AutoCloseable {
             loaded.close();
             throw e;
         }
+    }
+
+    /**
+     * Serves {@code loaded}, this rank's shard or stage of a model whose other ranks follow in
+     * {@link ModelPeers#follow} (world rank 0 only). The server owns {@code loaded} from here on.
+     */
+    public static Server start(ModelCheckpoint.Loaded loaded, String host, int port, ServeOptions options, ModelPeers peers) throws IOException {
+        if (options.speculative()) {
+            loaded.close();
+            throw new IllegalArgumentException("serve --speculative needs the CPU decode path of one rank; this model is sharded or staged");
+        }
+        try {
+            var server = new Server(loaded, options, host, port, peers);
+            server.http.start();
+            return server;
+        } catch (IOException | RuntimeException e) {
+            loaded.close();
+            throw e;
+        }
+    }
+
+    /** With ranks to follow it: the failure that ended serving (the server then answers 503 and should be stopped), else null. */
+    public Throwable failure() {
+        return worker.fatal();
     }
 
     public int port() {
@@ -194,6 +220,7 @@ public final class Server implements AutoCloseable {
             throw ApiException.badRequest("malformed JSON: " + msg + (at == null ? "" : " (at line " + at.getLineNr() + ", column " + at.getColumnNr() + ")"));
         }
         ApiRequest request = ApiRequest.parse(root, apiModel, options);
+        if (peers != null) refuseOnRanks(request);
         var future = worker.submit(request, new ClientProbe(ex.getLocalAddress(), ex.getRemoteAddress()));
         try {
             return future.get();
@@ -207,6 +234,17 @@ public final class Server implements AutoCloseable {
             if (e.getCause() instanceof ApiException a) throw a;
             // the worker turns every failure into an ApiException; anything else is a bug here
             throw new ApiException(500, "generation failed: " + e.getCause());
+        }
+    }
+
+    /** What only one rank's model can do. */
+    private void refuseOnRanks(ApiRequest r) {
+        var m = loaded.model();
+        String layout = "this server's model is cut over ranks (tp " + m.tensorParallel().size() + ", pp " + m.parameters().pipeline().stages() + ")";
+        if (r.beamWidth() > 0) throw ApiException.badRequest("beam search runs on one rank; " + layout);
+        if (r.speculative()) throw ApiException.badRequest("speculative decoding runs on one rank; " + layout);
+        if (r.printMaxProb() && m.parameters().pipeline().stages() > 1) {
+            throw ApiException.badRequest("print_max_prob is not available under pipeline parallelism; " + layout);
         }
     }
 

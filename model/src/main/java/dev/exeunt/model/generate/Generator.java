@@ -135,7 +135,10 @@ public final class Generator {
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();
             if (cfg.maxNewTokens() == 0) seqs.forEach(s -> s.finish = "length");
             else if (lean) leanStep.prefill(seqs);
-            else opStep.prefill(seqs);
+            else {
+                opStep.prefill(seqs);
+                StopAgreement.overRanks(seqs, model.tensorParallel(), model.parameters().pipeline());
+            }
             long t1 = System.nanoTime();
             if (method == EeMethod.PIPELINE) {
                 new PipelineDecodeStep(call, stageWork).decode(seqs);
@@ -143,8 +146,12 @@ public final class Generator {
                 while (true) {
                     List<DecodeSequence> running = seqs.stream().filter(s -> s.finish == null).toList();
                     if (running.isEmpty()) break;
-                    if (lean) leanStep.run(running);
-                    else opStep.run(running);
+                    if (lean) {
+                        leanStep.run(running);
+                    } else {
+                        opStep.run(running);
+                        StopAgreement.overRanks(running, model.tensorParallel(), model.parameters().pipeline());
+                    }
                 }
             }
             long t2 = System.nanoTime();

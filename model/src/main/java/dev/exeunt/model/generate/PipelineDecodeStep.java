@@ -116,6 +116,8 @@ final class PipelineDecodeStep {
         }
         if (anyLive(live)) throw new IllegalStateException("no pipeline stage chose a token");
         for (int i = 0; i < n; i++) call.hand(running.get(i), chosen[i]);
+        // Stage 0 decides what runs next; its tensor-parallel ranks must decide alike.
+        StopAgreement.overRanks(running, model.tensorParallel(), PipelineParallel.NONE);
     }
 
     /** A later stage's step: one item from the previous stage; false when it says generation is done. */

@@ -62,8 +62,7 @@ final class StageLink {
 
     /**
      * After a step in which sequence i had handed out {@code before[i]} tokens: the stage that produced
-     * its next token tells the others, which hand out the same token; then a stop asked for by any
-     * stage's listener stops the sequence everywhere.
+     * its next token tells the others, which hand out the same token (stops are agreed after, {@link StopAgreement}).
      */
     void agree(List<DecodeSequence> seqs, int[] before, DecodeCall call) {
         int n = seqs.size();
@@ -78,22 +77,12 @@ final class StageLink {
             emitted[4 * i + 3] = t.probability();
         }
         pp.sumOverStages(emitted);
-        double[] stops = new double[n];
         for (int i = 0; i < n; i++) {
             DecodeSequence s = seqs.get(i);
             if (emitted[4 * i] != 1) {
                 throw new IllegalStateException("sequence " + s.index + ": " + (int) emitted[4 * i] + " pipeline stages produced its token, not one");
             }
             if (s.out.size() == before[i]) call.accept(s, (int) emitted[4 * i + 1], (int) emitted[4 * i + 2], (float) emitted[4 * i + 3]);
-            if ("stop".equals(s.finish)) stops[i] = 1;
-        }
-        pp.sumOverStages(stops);
-        for (int i = 0; i < n; i++) {
-            DecodeSequence s = seqs.get(i);
-            if (stops[i] > 0 && s.finish == null) {
-                s.finish = "stop";
-                s.length = s.committed;
-            }
         }
     }
 }
