@@ -167,4 +167,47 @@ class ParallelGenerationTest {
     void llamaLayoutsGenerateOneRanksTokens() {
         assertLayoutsGiveOneRanksTokens(llama());
     }
+
+    /**
+     * A listener only world rank 0 has (a server's stop sequence) stops a sequence after its 4th token: every
+     * rank ends it there too, and the other prompts of the batch run on, as on one rank.
+     */
+    @Test
+    void aStopOnlyRankZeroSeesStopsEveryRank() {
+        ModelConfig mc = gpt2();
+        var cfg = GenerationConfig.greedy(NEW).withThreshold(0.4);
+        List<int[]> batch = BATCHES.get(1);
+        int[] seen = {0};
+        List<Generation> one;
+        try (var model = EarlyExitModel.create(mc, Device.CPU, 7)) {
+            sharpenHeads(model);
+            one = new Generator(model).generate(batch, cfg, (seq, t) -> !(seq == 1 && ++seen[0] >= 4));
+        }
+        assertEquals(4, one.get(1).tokens().size());
+        assertEquals("stop", one.get(1).finishReason());
+        for (int[] layout : new int[][] {{2, 1, 0}, {1, 2, 0}, {2, 2, 1}}) {
+            int tp = layout[0], pp = layout[1];
+            EeMethod method = layout[2] == 1 ? EeMethod.PIPELINE : EeMethod.RECOMPUTE;
+            List<List<Generation>> ranks = LocalWorld.run(tp * pp, pg -> {
+                try (var state = ParallelState.create(pg, tp, 1, pp).validate(mc);
+                     var model = EarlyExitModel.createStage(mc, Device.CPU, 7, ProcessGroupTensorParallel.of(state, false),
+                             ProcessGroupPipelineParallel.of(state), PipelineStage.balanced(mc.nLayers(), pp, state.ppRank()))) {
+                    sharpenHeads(model);
+                    var gen = new Generator(model);
+                    gen.useMethod(method);
+                    int[] mine = {0};
+                    TokenListener l = state.worldRank() == 0 ? (seq, t) -> !(seq == 1 && ++mine[0] >= 4) : TokenListener.NONE;
+                    return gen.generate(batch, cfg, l);
+                }
+            });
+            for (int r = 0; r < ranks.size(); r++) {
+                for (int i = 0; i < batch.size(); i++) {
+                    String what = "tp " + tp + " pp " + pp + " " + method + " rank " + r + " prompt " + i;
+                    assertEquals(one.get(i).finishReason(), ranks.get(r).get(i).finishReason(), what);
+                    assertEquals(List.of(one.get(i).tokenIds()).stream().map(java.util.Arrays::toString).toList(),
+                            List.of(ranks.get(r).get(i).tokenIds()).stream().map(java.util.Arrays::toString).toList(), what);
+                }
+            }
+        }
+    }
 }
