@@ -1,8 +1,6 @@
 package dev.exeunt.cli;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
-import dev.exeunt.model.config.ConfigJson;
-import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.generate.Acceptance;
 import dev.exeunt.model.generate.DecodeWarmUp;
 import dev.exeunt.model.generate.EeMethod;
@@ -11,12 +9,8 @@ import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.tokenizer.TokenDecoder;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.model.ModelLoader;
-import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.parallel.ProcessGroupTensorParallel;
-import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
 import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -119,8 +113,7 @@ final class GenerateCommand implements Main.Command {
         }
         a.checkAllUsed();
         var request = new Request(dir, prompt, promptIds, cfg, json, show, force);
-        boolean oneRank = layout.tp() == 1 && layout.pp() == 1 && layout.localDp() == 1 && layout.engine() == RankLayout.Engine.LOCAL;
-        if (oneRank) {
+        if (layout.isOneRank()) {
             if (method == EeMethod.PIPELINE) throw new Args.UsageException("--ee-method pipeline needs pipeline stages (--pp > 1)");
             try (var loaded = ModelLoader.load(dir, device, force)) {
                 generateOn(loaded, request, method, warmUp, true, out, err);
@@ -128,22 +121,11 @@ final class GenerateCommand implements Main.Command {
             return 0;
         }
         if (device.kind() != Device.Kind.CPU) throw new Args.UsageException("--tp and --pp generate on the CPU (--device cpu)");
-        if (!Files.isDirectory(dir)) throw new IllegalArgumentException("--tp and --pp load a checkpoint directory; " + dir + " is not one");
-        ModelConfig mc = ConfigJson.read(dir.resolve(ModelCheckpoint.CONFIG));
-        RankLauncher.run(layout, mc, dp -> {
-            if (dp != 1) {
-                throw new IllegalArgumentException("generate shards the model (--tp) and cuts it into stages (--pp); it has no use for " + dp
-                        + " data-parallel replicas: start tp x pp ranks");
+        // The JIT warm-up stops when compiling settles, which differs between ranks: under a layout it would desynchronise them.
+        ModelParts.run("generate", layout, dir, force, (state, part) -> {
+            try (part) {
+                generateOn(part, request, method, false, state.worldRank() == 0, out, err);
             }
-        }, err, state -> {
-            var tp = ProcessGroupTensorParallel.of(state, false);
-            var pp = ProcessGroupPipelineParallel.of(state);
-            var stage = layout.pipelineStage(mc.nLayers(), state.ppRank());
-            // The JIT warm-up stops when compiling settles, which differs between ranks: under a layout it would desynchronise them.
-            try (var loaded = ModelCheckpoint.load(dir, force, c -> EarlyExitModel.allocateStage(c, Device.CPU, tp, pp, stage))) {
-                generateOn(loaded, request, method, false, state.worldRank() == 0, out, err);
-            }
-            return null;
         });
         return 0;
     }

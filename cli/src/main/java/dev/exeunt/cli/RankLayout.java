@@ -109,6 +109,11 @@ record RankLayout(Engine engine, int tp, int dp, int pp, int[] pipelineLayers, b
         return derived;
     }
 
+    /** Whether this is one rank in this process (no layout options, not under mpirun). */
+    boolean isOneRank() {
+        return tp == 1 && pp == 1 && localDp() == 1 && engine == Engine.LOCAL;
+    }
+
     /** The data-parallel size of a local (threads) run: --dp, default 1. */
     int localDp() {
         return dp == 0 ? 1 : dp;

@@ -3,18 +3,10 @@ package dev.exeunt.cli;
 import dev.exeunt.cli.serve.ModelPeers;
 import dev.exeunt.cli.serve.Server;
 import dev.exeunt.cli.serve.ServeOptions;
-import dev.exeunt.model.checkpoint.ModelCheckpoint;
-import dev.exeunt.model.config.ConfigJson;
-import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.generate.NewlineBan;
-import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.parallel.ProcessGroupTensorParallel;
-import dev.exeunt.parallel.pipeline.ProcessGroupPipelineParallel;
-import dev.exeunt.tensor.Device;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Set;
@@ -70,7 +62,7 @@ final class ServeCommand implements Main.Command {
         RankLayout layout = RankLayout.parse(a);
         a.checkAllUsed();
         if (port < 0 || port > 65535) throw new Args.UsageException("--port must be in 0..65535, got " + port);
-        if (layout.tp() * layout.pp() * layout.localDp() > 1 || layout.engine() == RankLayout.Engine.MPI) {
+        if (!layout.isOneRank()) {
             return serveOnRanks(dir, host, port, opts, force, layout, out);
         }
         // The first request would otherwise run the decode kernels interpreted: compile them before listening.
@@ -103,9 +95,7 @@ final class ServeCommand implements Main.Command {
      */
     private static int serveOnRanks(Path dir, String host, int port, ServeOptions opts, boolean force, RankLayout layout, PrintStream out)
             throws Exception {
-        if (!Files.isDirectory(dir)) throw new IllegalArgumentException("--tp and --pp load a checkpoint directory; " + dir + " is not one");
         if (opts.speculative()) throw new Args.UsageException("serve --speculative decodes on one rank; drop it or --tp/--pp");
-        ModelConfig mc = ConfigJson.read(dir.resolve(ModelCheckpoint.CONFIG));
         var stopRequested = new CountDownLatch(1);
         var finished = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {
@@ -117,20 +107,13 @@ final class ServeCommand implements Main.Command {
             }
         }));
         try {
-            RankLauncher.run(layout, mc, dp -> {
-                if (dp != 1) throw new IllegalArgumentException("serve shards the model (--tp) and cuts it into stages (--pp); it has no use for " + dp
-                        + " data-parallel replicas: start tp x pp ranks");
-            }, System.err, state -> {
-                var tp = ProcessGroupTensorParallel.of(state, false);
-                var pp = ProcessGroupPipelineParallel.of(state);
-                var stage = layout.pipelineStage(mc.nLayers(), state.ppRank());
-                var loaded = ModelCheckpoint.load(dir, force, c -> EarlyExitModel.allocateStage(c, Device.CPU, tp, pp, stage));
+            ModelParts.run("serve", layout, dir, force, (state, loaded) -> {
                 if (state.worldRank() != 0) {
                     try (loaded) {
                         var tok = loaded.tokenizer();
                         ModelPeers.follow(state.world(), new Generator(loaded.model()), tok == null ? null : NewlineBan.of(tok));
                     }
-                    return null;
+                    return;
                 }
                 var peers = new ModelPeers(state.world());
                 Server server;
@@ -148,7 +131,6 @@ final class ServeCommand implements Main.Command {
                 server.stop();
                 if (failure != null) throw new IllegalStateException("serving stopped: a generation failed on the ranks: " + Main.describe(failure), failure);
                 peers.shutdown();
-                return null;
             });
         } finally {
             finished.countDown();

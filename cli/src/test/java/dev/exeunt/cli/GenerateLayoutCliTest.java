@@ -116,4 +116,23 @@ class GenerateLayoutCliTest {
             assertEquals(one.get("exits"), got.get("exits"), method + ": " + job);
         }
     }
+
+    /** sweep over layouts: the same agreement and exit shares as one rank at every threshold (only the speeds differ). */
+    @Test
+    void sweepOverLayoutsAgreesWithOneRank() throws Exception {
+        List<String> base = List.of("sweep", "--model", dir, "--prompt", "the quick brown fox", "--thresholds", "1,0.6,0.4", "--max-new-tokens", "12",
+                "--repeats", "1", "--json");
+        var one = json(exeunt(base.toArray(String[]::new)));
+        for (String[] layout : new String[][] {{"--tp", "2"}, {"--pp", "2"}}) {
+            var args = new ArrayList<>(base);
+            args.addAll(List.of(layout));
+            var got = json(exeunt(args.toArray(String[]::new)));
+            assertEquals(one.size(), got.size());
+            for (int i = 0; i < one.size(); i++) {
+                for (String f : List.of("threshold", "agreement", "prefix_agreement", "exit_share", "acceptance")) {
+                    assertEquals(one.get(i).get(f), got.get(i).get(f), String.join(" ", layout) + " " + f + ": " + got.get(i));
+                }
+            }
+        }
+    }
 }

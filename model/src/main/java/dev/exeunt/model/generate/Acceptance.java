@@ -28,6 +28,17 @@ public record Acceptance(int layer, long drafted, long accepted) {
         return List.copyOf(out);
     }
 
+    /** Per exit of the whole model {@code config} describes (in config order): the counts of {@code drafted[e]} and {@code accepted[e]}. */
+    public static List<Acceptance> of(dev.exeunt.model.config.ModelConfig config, long[] drafted, long[] accepted) {
+        int n = config.exits().size();
+        if (drafted.length != n || accepted.length != n) {
+            throw new IllegalArgumentException("acceptance counts for " + drafted.length + " and " + accepted.length + " exits; the model has " + n);
+        }
+        List<Acceptance> out = new ArrayList<>();
+        for (int e = 0; e < n; e++) out.add(new Acceptance(config.exits().get(e).layer(), drafted[e], accepted[e]));
+        return List.copyOf(out);
+    }
+
     /** The last {@link Generator#generate} call's counts. */
     public static List<Acceptance> of(EarlyExitModel model, Generator.Stats stats) {
         return of(model, stats.drafted(), stats.accepted());

@@ -60,12 +60,14 @@ public final class Sweep {
         // a few thousand calls; time only after both the full and the exiting paths are compiled.
         double lowest = Arrays.stream(thresholds).min().orElse(1.0);
         long warmUntil = System.nanoTime() + 3_000_000_000L;
-        for (int w = 0; w < 3 || System.nanoTime() < warmUntil; w++) {
+        // A model cut over ranks warms a fixed count: every rank must make the same calls.
+        boolean alone = model.tensorParallel().size() == 1 && model.parameters().pipeline().stages() == 1;
+        for (int w = 0; w < 3 || (alone && System.nanoTime() < warmUntil); w++) {
             gen.generate(prompts, full);
             gen.generate(prompts, rows.withThreshold(Math.min(lowest, 0.5)));
             if (w >= 20) break;
         }
-        int[] exitLayers = model.exits().stream().mapToInt(e -> e.config().layer()).toArray();
+        int[] exitLayers = model.config().exits().stream().mapToInt(e -> e.layer()).toArray(); // every stage's exits
         List<Point> points = new ArrayList<>();
         for (double t : thresholds) {
             double[] fullTps = new double[repeats], tps = new double[repeats];
@@ -105,16 +107,17 @@ public final class Sweep {
             List<Generation> out = new ArrayList<>();
             long tokens = 0;
             double seconds = 0;
-            drafted = new long[model.exits().size()];
-            accepted = new long[model.exits().size()];
+            // per exit of the whole model (a pipeline stage counts its own)
+            drafted = new long[model.config().exits().size()];
+            accepted = new long[model.config().exits().size()];
             for (List<int[]> call : batched ? List.of(prompts) : prompts.stream().map(List::of).toList()) {
                 out.addAll(gen.generate(call, cfg, TokenListener.NONE));
                 var st = gen.lastStats();
                 tokens += st.generatedTokens();
                 seconds += st.decodeSeconds();
-                for (int e = 0; e < drafted.length; e++) {
-                    drafted[e] += st.drafted()[e];
-                    accepted[e] += st.accepted()[e];
+                for (int e = 0; e < model.exits().size(); e++) {
+                    drafted[model.exits().get(e).index()] += st.drafted()[e];
+                    accepted[model.exits().get(e).index()] += st.accepted()[e];
                 }
             }
             rate = seconds == 0 ? 0 : tokens / seconds;
@@ -122,7 +125,7 @@ public final class Sweep {
         }
 
         List<Acceptance> acceptance() {
-            return Acceptance.of(model, drafted, accepted);
+            return Acceptance.of(model.config(), drafted, accepted);
         }
     }
 
