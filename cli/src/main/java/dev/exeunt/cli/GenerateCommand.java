@@ -45,7 +45,8 @@ final class GenerateCommand implements Main.Command {
                     (mpirun -np T*P ./exeunt generate ... --tp T --pp P). Tokens and exits are one rank's.
                   --ee-method (with --pp): recompute (default) fills a skipped layer's cache with the next token that
                     goes deeper; pipeline (EE-LLM's pipeline-based inference) lets the stages after an exit fill it at
-                    once while stage 0 starts the next token. Speculative decoding and the warm-up need one rank.
+                    once while stage 0 starts the next token. --speculative works with --tp; under --pp it falls back
+                    to --ee-method pipeline, saying so. The warm-up needs one rank.
                   --json prints {tokens, exits, text, tokens_per_s, prompt_tokens_per_s, finish_reason, speculative,
                     acceptance: [{layer, drafted, accepted}] per exit}.
                   --force: use a tokenizer.json that is not the one the model was trained with.""".formatted(GenerationConfig.DEFAULT_DRAFT_MAX, (int) WARMUP_SECONDS);
@@ -121,10 +122,20 @@ final class GenerateCommand implements Main.Command {
             return 0;
         }
         if (device.kind() != Device.Kind.CPU) throw new Args.UsageException("--tp and --pp generate on the CPU (--device cpu)");
+        if (cfg.speculative() && layout.pp() > 1) {
+            // EE-LLM's pipeline method is what pp offers instead: thresholded, so no longer the full model's output.
+            err.println("exeunt: --speculative is not built under --pp; generating with --ee-method pipeline instead (thresholded early "
+                    + "exit: tokens may differ from the full model's)");
+            cfg = cfg.withSpeculative(false, cfg.draftMax());
+            method = EeMethod.PIPELINE;
+            request = new Request(dir, prompt, promptIds, cfg, json, show, force);
+        }
+        var parallelRequest = request;
+        var parallelMethod = method;
         // The JIT warm-up stops when compiling settles, which differs between ranks: under a layout it would desynchronise them.
         ModelParts.run("generate", layout, dir, force, (state, part) -> {
             try (part) {
-                generateOn(part, request, method, false, state.worldRank() == 0, out, err);
+                generateOn(part, parallelRequest, parallelMethod, false, state.worldRank() == 0, out, err);
             }
         });
         return 0;

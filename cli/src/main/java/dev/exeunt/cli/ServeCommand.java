@@ -33,8 +33,8 @@ final class ServeCommand implements Main.Command {
                     until the JIT has compiled the decode path (at most %d s), so the first requests are not slow.
                   --tp / --pp: serve a model cut over ranks (threads, or mpirun -np T*P processes): world rank 0
                     owns the HTTP server and the queue, the others follow each generation; a rank that fails ends
-                    the server with its message. Beam search, speculative decoding and (under pp) print_max_prob
-                    need one rank; the warm-up is skipped.
+                    the server with its message. Beam search needs one rank, speculative decoding and
+                    print_max_prob one pipeline stage; the warm-up is skipped.
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -95,7 +95,7 @@ final class ServeCommand implements Main.Command {
      */
     private static int serveOnRanks(Path dir, String host, int port, ServeOptions opts, boolean force, RankLayout layout, PrintStream out)
             throws Exception {
-        if (opts.speculative()) throw new Args.UsageException("serve --speculative decodes on one rank; drop it or --tp/--pp");
+        if (opts.speculative() && layout.pp() > 1) throw new Args.UsageException("serve --speculative needs one pipeline stage; drop it or --pp");
         var stopRequested = new CountDownLatch(1);
         var finished = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("exeunt-serve-shutdown").unstarted(() -> {

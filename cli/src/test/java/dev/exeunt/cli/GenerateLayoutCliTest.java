@@ -89,9 +89,9 @@ class GenerateLayoutCliTest {
     @Test
     void layoutsAndOptionsThatCannotWorkAreRefused() {
         String[][] bad = {{"--pp", "5"}, {"--ee-method", "pipeline"}, {"--ee-method", "sideways", "--pp", "2"}, {"--tp", "3"},
-                {"--dp", "2"}, {"--pp", "2", "--speculative"}, {"--tp", "2", "--pipeline-layers", "2,2"}};
+                {"--dp", "2"}, {"--pp", "2", "--kv-fill", "propagate"}, {"--tp", "2", "--pipeline-layers", "2,2"}};
         String[] says = {"pp 5 exceeds n_layers 4", "needs pipeline stages", "recompute or pipeline", "cannot shard this model: n_heads 4 is not divisible by tp 3",
-                "data-parallel", "speculative decoding", "--pipeline-layers gives 2 stages but --pp is 1"};
+                "data-parallel", "kv fill propagate runs on the CPU decode path", "--pipeline-layers gives 2 stages but --pp is 1"};
         for (int i = 0; i < bad.length; i++) {
             var r = exeunt(args(bad[i]).toArray(String[]::new));
             assertNotEquals(0, r.code(), String.join(" ", bad[i]));
@@ -134,5 +134,20 @@ class GenerateLayoutCliTest {
                 }
             }
         }
+    }
+
+    /** --speculative under --tp gives the full model's tokens while the exits draft; under --pp it falls back to the pipeline method, saying so. */
+    @Test
+    void speculativeUnderTensorParallelismAndItsFallbackUnderPipelines() throws Exception {
+        var full = generate("--no-warmup", "--threshold", "1");
+        var spec = generate("--tp", "2", "--speculative");
+        assertEquals(full.get("tokens"), spec.get("tokens"), spec.toString());
+        long drafted = 0;
+        for (var x : spec.get("acceptance")) drafted += x.get("drafted").asLong();
+        assertTrue(drafted > 0, "the exits should draft: " + spec);
+        var r = exeunt(args("--pp", "2", "--speculative").toArray(String[]::new));
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("--speculative is not built under --pp; generating with --ee-method pipeline"), r.err());
+        assertEquals(generate("--pp", "2", "--ee-method", "pipeline").get("tokens"), json(r).get("tokens"));
     }
 }

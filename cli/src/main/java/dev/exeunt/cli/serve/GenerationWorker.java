@@ -102,7 +102,7 @@ final class GenerationWorker implements AutoCloseable {
         if (prompt.length > context / 2) prompt = Arrays.copyOf(prompt, context / 2);
         var full = GenerationConfig.greedy(Math.min(64, context - prompt.length)).withVocabLimit(vocabLimit);
         var modes = new ArrayList<>(List.of(full, full.withThreshold(0.5)));
-        if (speculative && Generator.decodesOnCpu(model)) modes.add(full.withThreshold(0.5).withSpeculative(true, draftMax));
+        if (speculative && Generator.canSpeculate(model)) modes.add(full.withThreshold(0.5).withSpeculative(true, draftMax));
         return DecodeWarmUp.onModel(generator, List.of(prompt), modes, maxSeconds);
     }
 

@@ -72,9 +72,9 @@ public final class Server implements AutoCloseable {
             System.err.println("exeunt serve: the model's vocab_size " + c.vocabSize() + " exceeds the tokenizer's " + tok.vocabSize()
                     + " tokens; ids " + vocabLimit + ".." + (c.vocabSize() - 1) + " are padding and are never generated");
         }
-        if (options.speculative() && !Generator.decodesOnCpu(loaded.model())) {
-            throw new IllegalArgumentException("serve --speculative needs the CPU decode path (CPU device, one tensor-parallel rank, "
-                    + "F32/Q8_0/Q4_0 weights); this model is on " + loaded.model().device());
+        if (options.speculative() && !Generator.canSpeculate(loaded.model())) {
+            throw new IllegalArgumentException("serve --speculative needs one pipeline stage; this model has "
+                    + loaded.model().parameters().pipeline().stages());
         }
         this.http = HttpServer.create(new InetSocketAddress(host, port), 64);
         this.worker = new GenerationWorker(loaded.model(), tok, vocabLimit, options.queue(), System.err, peers);
@@ -118,10 +118,6 @@ public final class Server implements AutoCloseable {
      * {@link ModelPeers#follow} (world rank 0 only). The server owns {@code loaded} from here on.
      */
     public static Server start(ModelCheckpoint.Loaded loaded, String host, int port, ServeOptions options, ModelPeers peers) throws IOException {
-        if (options.speculative()) {
-            loaded.close();
-            throw new IllegalArgumentException("serve --speculative needs the CPU decode path of one rank; this model is sharded or staged");
-        }
         try {
             var server = new Server(loaded, options, host, port, peers);
             server.http.start();
@@ -242,7 +238,7 @@ public final class Server implements AutoCloseable {
         var m = loaded.model();
         String layout = "this server's model is cut over ranks (tp " + m.tensorParallel().size() + ", pp " + m.parameters().pipeline().stages() + ")";
         if (r.beamWidth() > 0) throw ApiException.badRequest("beam search runs on one rank; " + layout);
-        if (r.speculative()) throw ApiException.badRequest("speculative decoding runs on one rank; " + layout);
+        if (r.speculative() && !Generator.canSpeculate(m)) throw ApiException.badRequest("speculative decoding needs one pipeline stage; " + layout);
         if (r.printMaxProb() && m.parameters().pipeline().stages() > 1) {
             throw ApiException.badRequest("print_max_prob is not available under pipeline parallelism; " + layout);
         }

@@ -66,7 +66,12 @@ public final class Generator {
         this.lean = LeanDecodeStep.supports(model);
     }
 
-    /** Whether this model generates on the CPU decode path (which speculative decoding and kv fill propagate need). */
+    /** Whether this model can decode speculatively: on one pipeline stage (the CPU decode path, or the tensor ops: CUDA, tensor-parallel shards). */
+    public static boolean canSpeculate(EarlyExitModel model) {
+        return model.parameters().pipeline().stages() == 1;
+    }
+
+    /** Whether this model generates on the CPU decode path (which kv fill propagate needs). */
     public static boolean decodesOnCpu(EarlyExitModel model) {
         return LeanDecodeStep.supports(model);
     }
@@ -102,10 +107,14 @@ public final class Generator {
     public List<Generation> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         if (prompts.isEmpty()) return List.of();
         int stages = model.parameters().pipeline().stages();
-        if ((cfg.speculative() || cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE) && !lean) {
-            throw new IllegalArgumentException("speculative decoding and kv fill propagate run on the CPU decode path (one tensor-parallel rank, "
-                    + "one pipeline stage, F32 or Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size "
-                    + model.tensorParallel().size() + (stages > 1 ? " and " + stages + " pipeline stages" : ""));
+        if (cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE && !lean) {
+            throw new IllegalArgumentException("kv fill propagate runs on the CPU decode path (one tensor-parallel rank, one pipeline stage, "
+                    + "F32 or Q8_0/Q4_0 weights); this model is on " + model.device() + " with tensor parallel size " + model.tensorParallel().size()
+                    + (stages > 1 ? " and " + stages + " pipeline stages" : ""));
+        }
+        if (cfg.speculative() && stages > 1) {
+            throw new IllegalArgumentException("speculative decoding is not built under pipeline parallelism (" + stages + " stages): "
+                    + "use --ee-method pipeline, or one stage (tensor parallelism speculates)");
         }
         if (stages > 1 && cfg.exitProbs()) {
             throw new IllegalArgumentException("exit probabilities (print_max_prob) are not available under pipeline parallelism");

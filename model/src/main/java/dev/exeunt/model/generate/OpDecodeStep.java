@@ -170,25 +170,37 @@ final class OpDecodeStep {
         }
     }
 
-    /** One new token for each running sequence. */
+    /**
+     * One new token for each running sequence; speculating, a token that exits is a draft and the rows
+     * reaching the final head (the drafts' positions and the current token) verify the pending drafts,
+     * as on the CPU decode path. A sequence that flushes its drafts brings no new row, only its pending ones.
+     */
     void run(List<DecodeSequence> running) {
         int[] before = outSizes(running);
+        boolean speculative = cfg.speculative();
         try (var scope = Scope.open()) {
             int n = running.size();
             List<Group> alive = new ArrayList<>();
             List<Packed> packs = new ArrayList<>();
             Tensor x;
             if (first == 0) {
-                int[] ids = new int[n], pos = new int[n];
-                for (int i = 0; i < n; i++) {
-                    DecodeSequence s = running.get(i);
+                List<DecodeSequence> embedded = new ArrayList<>();
+                for (DecodeSequence s : running) {
+                    s.mode = speculative ? call.modeOf(s) : DecodeSequence.Mode.CHECK;
+                    if (s.mode != DecodeSequence.Mode.FLUSH) embedded.add(s);
+                }
+                int[] ids = new int[embedded.size()], pos = new int[embedded.size()];
+                for (int i = 0; i < ids.length; i++) {
+                    DecodeSequence s = embedded.get(i);
                     ids[i] = s.tokens[s.length - 1];
                     pos[i] = s.length - 1;
                 }
-                x = model.embedPacked(ids, pos);
-                for (int i = 0; i < n; i++) {
-                    alive.add(new Group(running.get(i), x.narrow(0, i, 1), pos[i], cfg.exitProbs() ? call.unreached() : null));
-                    packs.add(new Packed(i, 1, pos[i], null));
+                x = ids.length == 0 ? null : model.embedPacked(ids, pos);
+                for (DecodeSequence s : running) {
+                    int i = embedded.indexOf(s);
+                    float[] probs = cfg.exitProbs() && s.mode == DecodeSequence.Mode.CHECK ? call.unreached() : null;
+                    alive.add(i < 0 ? new Group(s, null, -1, probs) : new Group(s, x.narrow(0, i, 1), pos[i], probs));
+                    if (i >= 0) packs.add(new Packed(i, 1, pos[i], null));
                 }
             } else {
                 // The rows of the sequences whose token reached this stage: positions [length - count, length).
@@ -198,23 +210,26 @@ final class OpDecodeStep {
                 for (int i = 0; i < n; i++) {
                     if (counts[i] == 0) continue;
                     DecodeSequence s = running.get(i);
+                    s.mode = DecodeSequence.Mode.CHECK;
                     alive.add(new Group(s, x.narrow(0, row, counts[i]), s.length - counts[i], null));
                     packs.add(new Packed(row, counts[i], s.length - counts[i], null));
                     row += counts[i];
                 }
             }
-            List<DecodeSequence> seqs = alive.stream().map(g -> g.seq).toList();
-            if (x != null) attachExitLayerOutputs(alive, packs, fillExitLayerCaches(call, seqs, packs, x, first));
+            List<Group> moving = alive.stream().filter(g -> g.rows != null).toList();
+            if (x != null) attachExitLayerOutputs(moving, packs, fillExitLayerCaches(call, seqsOf(moving), packs, x, first));
             for (int d = first; d <= end && !alive.isEmpty(); d++) {
-                // 1. Exits reading depth d, in order; a sequence that exits leaves its group in band[d].
-                //    Inactive exits run only to record their probabilities, when asked for.
+                // 1. Exits reading depth d, in order, on the current tokens; one that fires leaves its rows in band[d].
+                //    Speculating, the final depth is the full model's: no exit is checked there.
                 for (int e = 0; e < active.length && !alive.isEmpty(); e++) {
                     Exit exit = model.exits().get(e);
-                    if (!(active[e] || cfg.exitProbs()) || exit.config().inputDepth() != d) continue;
-                    // One batched head for every alive sequence's current token.
-                    Tensor[] hidden = new Tensor[alive.size()];
+                    if (!(active[e] || cfg.exitProbs()) || exit.config().inputDepth() != d || (speculative && d == nLayers)) continue;
+                    List<Group> checked = alive.stream().filter(OpDecodeStep::checks).toList();
+                    if (checked.isEmpty()) continue;
+                    // One batched head for every checked sequence's current token.
+                    Tensor[] hidden = new Tensor[checked.size()];
                     for (int i = 0; i < hidden.length; i++) {
-                        Group g = alive.get(i);
+                        Group g = checked.get(i);
                         hidden[i] = switch (exit.config().kind()) {
                             case LAYER -> g.exitLayerOut[e];
                             case MLP -> exit.hidden(g.mlpInput, 0, null);
@@ -226,76 +241,109 @@ final class OpDecodeStep {
                     Tensor[] top = NN.topProbability(logits);
                     float[] maxProb = top[0].toFloatArray();
                     int[] argmax = top[1].toIntArray();
-                    List<Group> still = new ArrayList<>();
-                    for (int i = 0; i < alive.size(); i++) {
-                        Group g = alive.get(i);
+                    List<Group> left = new ArrayList<>();
+                    for (int i = 0; i < checked.size(); i++) {
+                        Group g = checked.get(i);
                         if (g.probs != null) g.probs[e] = maxProb[i];
-                        if (call.fires(e, g.seq, maxProb[i])) {
-                            DecodeSequence s = g.seq;
-                            // At the last depth every layer has seen the token: nothing deeper will need its rows.
-                            if (d < nLayers) s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
-                            Tensor row = logits.narrow(0, i, 1);
-                            call.emit(s, row::toFloatArray, argmax[i], maxProb[i], exit.config().layer(), g.probs);
-                        } else {
-                            still.add(g);
-                        }
+                        if (!call.fires(e, g.seq, maxProb[i])) continue;
+                        DecodeSequence s = g.seq;
+                        // At the last depth every layer has seen the token: nothing deeper will need its rows.
+                        if (d < nLayers) s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
+                        Tensor row = logits.narrow(0, i, 1);
+                        if (speculative) call.draft(s, e, row::toFloatArray, argmax[i], maxProb[i], g.probs);
+                        else call.emit(s, row::toFloatArray, argmax[i], maxProb[i], exit.config().layer(), g.probs);
+                        left.add(g);
                     }
-                    alive = still;
+                    alive = alive.stream().filter(g -> !left.contains(g)).toList();
                 }
                 if (d == end || alive.isEmpty()) break;
-                // 2. Layer d over every sequence's pending band plus its group, packed into one batch.
+                // 2. Layer d over every sequence's pending band plus its rows, packed into one batch.
                 packs = new ArrayList<>();
                 List<Tensor> parts = new ArrayList<>();
-                seqs = new ArrayList<>();
                 int row = 0;
                 for (Group g : alive) {
-                    DecodeSequence s = g.seq;
                     joinBand(g, d);
+                    if (g.rows == null) continue; // a flush with nothing pending yet at this depth
+                    DecodeSequence s = g.seq;
                     if (g.start != s.layerCache[d].length()) {
                         throw new IllegalStateException("KV cache of layer " + d + " holds " + s.layerCache[d].length()
                                 + " positions but the pending group starts at " + g.start);
                     }
                     packs.add(new Packed(row, g.rows.dim(0), g.start, s.layerCache[d]));
                     parts.add(g.rows);
-                    seqs.add(s);
                     row += g.rows.dim(0);
                 }
+                moving = alive.stream().filter(g -> g.rows != null).toList();
+                if (moving.isEmpty()) continue;
                 Tensor in = parts.size() == 1 ? parts.get(0) : Ops.cat(0, parts.toArray(Tensor[]::new));
                 Tensor[] split = layer(d).forwardPacked(in, packs);
-                for (int i = 0; i < alive.size(); i++) {
+                for (int i = 0; i < moving.size(); i++) {
                     Packed p = packs.get(i);
-                    Group g = alive.get(i);
+                    Group g = moving.get(i);
                     g.rows = split[0].narrow(0, p.row(), p.count());
                     int last = p.row() + p.count() - 1;
                     g.mlpInput = new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)};
                 }
-                attachExitLayerOutputs(alive, packs, fillExitLayerCaches(call, seqs, packs, split[0], d + 1));
+                attachExitLayerOutputs(moving, packs, fillExitLayerCaches(call, seqsOf(moving), packs, split[0], d + 1));
             }
-            if (end < nLayers) {
-                sendOn(running, alive);
-            } else if (!alive.isEmpty()) {
-                // 3. Sequences that went through every layer: the final head, batched; all their positions are now full depth.
-                Tensor[] last = alive.stream().map(Group::last).toArray(Tensor[]::new);
-                Tensor logits = finalLogits(call, last.length == 1 ? last[0] : Ops.cat(0, last));
-                Tensor[] top = NN.topProbability(logits);
-                float[] maxProb = top[0].toFloatArray();
-                int[] argmax = top[1].toIntArray();
-                for (int i = 0; i < alive.size(); i++) {
-                    Group g = alive.get(i);
-                    Tensor row = logits.narrow(0, i, 1);
-                    call.emit(g.seq, row::toFloatArray, argmax[i], maxProb[i], nLayers, g.probs);
-                }
-            }
+            if (end < nLayers) sendOn(running, alive);
+            else finalHead(alive.stream().filter(g -> g.rows != null).toList(), speculative);
         }
         if (link != null) link.agree(running, before, call);
+    }
+
+    /** Whether the group's last row is a current token whose exits are checked. */
+    private static boolean checks(Group g) {
+        return g.rows != null && g.seq.mode == DecodeSequence.Mode.CHECK;
+    }
+
+    private static List<DecodeSequence> seqsOf(List<Group> groups) {
+        return groups.stream().map(g -> g.seq).toList();
+    }
+
+    /**
+     * Sequences that went through every layer: the final head, batched, on each one's last row, or,
+     * speculating, on all its rows (positions start..), which verifies its drafts in order and hands
+     * out the full model's next token.
+     */
+    private void finalHead(List<Group> done, boolean speculative) {
+        if (done.isEmpty()) return;
+        List<Tensor> rows = new ArrayList<>();
+        for (Group g : done) rows.add(speculative ? g.rows : g.last());
+        Tensor logits = finalLogits(call, rows.size() == 1 ? rows.get(0) : Ops.cat(0, rows.toArray(Tensor[]::new)));
+        Tensor[] top = NN.topProbability(logits);
+        float[] maxProb = top[0].toFloatArray();
+        int[] argmax = top[1].toIntArray();
+        int at = 0;
+        for (Group g : done) {
+            DecodeSequence s = g.seq;
+            int count = speculative ? g.rows.dim(0) : 1;
+            for (int i = 0; i < count && s.finish == null; i++) {
+                Tensor row = logits.narrow(0, at + i, 1);
+                int idx = speculative ? g.start + i + 1 : s.length;
+                if (idx < s.length) {
+                    if (!call.verify(s, idx, row::toFloatArray, argmax[at + i], maxProb[at + i])) break;
+                } else {
+                    call.emit(s, row::toFloatArray, argmax[at + i], maxProb[at + i], nLayers, g.probs);
+                }
+            }
+            at += count;
+        }
     }
 
     /** A group about to enter layer d takes the rows pending there first (they are the earlier positions). */
     private static void joinBand(Group g, int d) {
         DecodeSequence s = g.seq;
         if (s.band[d] == null) return;
-        g.rows = Ops.cat(0, s.band[d], g.rows);
-        g.start = s.layerCache[d] == null ? g.start - s.band[d].dim(0) : s.layerCache[d].length();
+        int pending = s.band[d].dim(0);
+        if (g.rows == null) {
+            // a copy in the step's scope: the band itself is freed below
+            g.rows = Tensor.empty(dev.exeunt.tensor.DType.F32, s.band[d].device(), s.band[d].shape());
+            g.rows.copyFrom(s.band[d]);
+        } else {
+            g.rows = Ops.cat(0, s.band[d], g.rows);
+        }
+        g.start = s.layerCache[d] == null ? g.start - pending : s.layerCache[d].length();
         s.setBand(d, null);
     }
 

@@ -210,4 +210,60 @@ class ParallelGenerationTest {
             }
         }
     }
+
+    /**
+     * Speculative decoding under tensor parallelism (the tensor-op path's drafts, batched verification and
+     * rollback): greedy, every rank gives the full model's tokens at 0.8 and 0.4 while the exits draft;
+     * sampled, one rank's speculative output (the same draws on the same logits).
+     */
+    @Test
+    void speculativeDecodingUnderTensorParallelismIsLossless() {
+        for (ModelConfig mc : List.of(gpt2(), llama())) {
+            List<GenerationConfig> cfgs = new ArrayList<>();
+            for (double t : new double[] {0.8, 0.4}) cfgs.add(GenerationConfig.greedy(NEW).withThreshold(t).withSpeculative(true, 3));
+            cfgs.add(new GenerationConfig(NEW, 0.8, 0, 1, 42, 0.4, null, -1).withSpeculative(true, 3));
+            List<List<Generation>> full = new ArrayList<>(), spec = new ArrayList<>();
+            try (var model = EarlyExitModel.create(mc, Device.CPU, 7)) {
+                sharpenHeads(model);
+                var gen = new Generator(model);
+                for (GenerationConfig cfg : cfgs) {
+                    for (List<int[]> batch : BATCHES) {
+                        full.add(gen.generate(batch, cfg.withSpeculative(false).withThreshold(1.0), TokenListener.NONE));
+                        spec.add(gen.generate(batch, cfg, TokenListener.NONE));
+                    }
+                }
+            }
+            List<long[]> drafted = new ArrayList<>();
+            List<List<List<Generation>>> ranks = LocalWorld.run(2, pg -> {
+                try (var state = ParallelState.create(pg, 2, 1, 1).validate(mc);
+                     var model = EarlyExitModel.create(mc, Device.CPU, 7, ProcessGroupTensorParallel.of(state, false))) {
+                    sharpenHeads(model);
+                    var gen = new Generator(model);
+                    List<List<Generation>> out = new ArrayList<>();
+                    long[] d = new long[1];
+                    for (GenerationConfig cfg : cfgs) {
+                        for (List<int[]> batch : BATCHES) {
+                            out.add(gen.generate(batch, cfg, TokenListener.NONE));
+                            d[0] += java.util.Arrays.stream(gen.lastStats().drafted()).sum();
+                        }
+                    }
+                    synchronized (drafted) {
+                        drafted.add(d);
+                    }
+                    return out;
+                }
+            });
+            assertTrue(drafted.get(0)[0] > 10, mc.family() + ": the exits drafted only " + drafted.get(0)[0] + " tokens");
+            for (int r = 0; r < 2; r++) {
+                for (int run = 0; run < full.size(); run++) {
+                    boolean greedy = cfgs.get(run / BATCHES.size()).temperature() == 0;
+                    List<Generation> want = greedy ? full.get(run) : spec.get(run), got = ranks.get(r).get(run);
+                    for (int i = 0; i < want.size(); i++) {
+                        assertEquals(java.util.Arrays.toString(want.get(i).tokenIds()), java.util.Arrays.toString(got.get(i).tokenIds()),
+                                mc.family() + " tp 2 rank " + r + " run " + run + " prompt " + i + (greedy ? " (the full model's)" : " (one rank's speculative)"));
+                    }
+                }
+            }
+        }
+    }
 }
