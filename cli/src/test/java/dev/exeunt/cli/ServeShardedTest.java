@@ -14,6 +14,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -112,5 +113,47 @@ class ServeShardedTest {
     void mpiProcessesServeLikeOneRank() throws Exception {
         MpiTrainJob.requireMpirun();
         assertServesLikeOneRank(MpiTrainJob.builder(new MpiTrainJob.App(2, MpiTrainJob.exeunt(List.of(), serve("--pp", "2").toArray(String[]::new)))));
+    }
+
+    /**
+     * A follower process killed (SIGKILL) under a serving mpirun job: the job ends with a non-zero exit
+     * within the limit, and a client is refused or answered with an error, never left waiting.
+     */
+    @Test
+    void aKilledRankEndsTheServerInsteadOfHangingClients() throws Exception {
+        MpiTrainJob.requireMpirun();
+        Path pids = Files.createDirectories(tmp.resolve("pids"));
+        var cmd = MpiTrainJob.writingPid(pids, MpiTrainJob.exeunt(List.of(), serve("--pp", "2").toArray(String[]::new)));
+        Process p = MpiTrainJob.builder(new MpiTrainJob.App(2, cmd)).redirectErrorStream(true).start();
+        var log = new StringBuffer();
+        var in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+        try {
+            String url = null;
+            for (String line; url == null && (line = in.readLine()) != null; ) {
+                log.append(line).append('\n');
+                var m = LISTENING.matcher(line);
+                if (m.find()) url = m.group(1);
+            }
+            assertTrue(url != null, "the server never said where it listens:\n" + log);
+            Thread.ofVirtual().start(() -> in.lines().forEach(l -> log.append(l).append('\n')));
+            assertEquals(200, put(url, BODIES.get(0)).get("status").asInt(), log::toString);
+            long follower = Long.parseLong(Files.readString(pids.resolve("1.pid")).trim());
+            ProcessHandle.of(follower).ifPresent(ProcessHandle::destroyForcibly);
+            String u = url;
+            var reply = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                try {
+                    return put(u, BODIES.get(0)).get("status").asInt();
+                } catch (Exception e) {
+                    return -1; // refused or reset: the job is gone
+                }
+            });
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the job did not end after a rank was killed:\n" + log);
+            assertTrue(p.exitValue() != 0, "a killed rank should fail the job:\n" + log);
+            int status = reply.get(30, TimeUnit.SECONDS);
+            assertTrue(status != 200, "a request after the rank died was answered as if nothing happened:\n" + log);
+        } finally {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+        }
     }
 }
