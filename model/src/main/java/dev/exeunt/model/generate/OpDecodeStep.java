@@ -6,10 +6,8 @@ import dev.exeunt.model.nn.Exit;
 import dev.exeunt.model.nn.Packed;
 import dev.exeunt.model.nn.PipelineParallel;
 import dev.exeunt.model.nn.TransformerLayer;
-import dev.exeunt.model.nn.VocabParallelHead;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
-import dev.exeunt.tensor.ops.NN;
 import dev.exeunt.tensor.ops.Ops;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,8 +16,8 @@ import java.util.List;
  * The prompt and each decode step through the tensor ops, for models the CPU decode path does not run
  * (a CUDA device, tensor-parallel shards, pipeline stages): the same method as {@link LeanDecodeStep}
  * (exits checked per depth, bands of pending rows joined at each layer), one op per tensor, without
- * speculative decoding. A tensor-parallel rank gathers each head's logits over the vocabulary, so every
- * rank takes the same decisions. A pipeline stage runs only its layers and exits, takes the rows that
+ * speculative decoding. A tensor-parallel rank finds each head's top token over the vocabulary with the
+ * other ranks ({@link HeadRows}), so every rank takes the same decisions. A pipeline stage runs only its layers and exits, takes the rows that
  * reach it from the previous stage and hands on the ones that go deeper ({@link StageLink}).
  */
 final class OpDecodeStep {
@@ -144,9 +142,8 @@ final class OpDecodeStep {
             } else {
                 for (int i = 0; i < seqs.size(); i++) {
                     Packed p = packs.get(i);
-                    Tensor logits = finalLogits(call, x.narrow(0, p.row() + p.count() - 1, 1));
-                    Tensor[] top = NN.topProbability(logits);
-                    call.emit(seqs.get(i), logits::toFloatArray, top[1].toIntArray()[0], top[0].item(), nLayers, probs == null ? null : probs[i]);
+                    HeadRows h = finalLogits(call, x.narrow(0, p.row() + p.count() - 1, 1));
+                    call.emit(seqs.get(i), h.row(0), h.argmax[0], h.maxProb[0], nLayers, probs == null ? null : probs[i]);
                 }
             }
         }
@@ -165,7 +162,7 @@ final class OpDecodeStep {
                     case MLP -> exit.hidden(new Tensor[] {split[1].narrow(0, last, 1), split[2].narrow(0, last, 1)}, 0, null);
                     default -> split[0].narrow(0, last, 1);
                 };
-                probs[i][e] = NN.topProbability(usable(call, exit.logits(h)))[0].item();
+                probs[i][e] = HeadRows.of(call, exit.logits(h)).maxProb[0];
             }
         }
     }
@@ -237,10 +234,9 @@ final class OpDecodeStep {
                         };
                     }
                     call.checks[e] += hidden.length;
-                    Tensor logits = usable(call, exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden)));
-                    Tensor[] top = NN.topProbability(logits);
-                    float[] maxProb = top[0].toFloatArray();
-                    int[] argmax = top[1].toIntArray();
+                    HeadRows h = HeadRows.of(call, exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden)));
+                    float[] maxProb = h.maxProb;
+                    int[] argmax = h.argmax;
                     List<Group> left = new ArrayList<>();
                     for (int i = 0; i < checked.size(); i++) {
                         Group g = checked.get(i);
@@ -249,9 +245,8 @@ final class OpDecodeStep {
                         DecodeSequence s = g.seq;
                         // At the last depth every layer has seen the token: nothing deeper will need its rows.
                         if (d < nLayers) s.setBand(d, s.band[d] == null ? g.rows : Ops.cat(0, s.band[d], g.rows));
-                        Tensor row = logits.narrow(0, i, 1);
-                        if (speculative) call.draft(s, e, row::toFloatArray, argmax[i], maxProb[i], g.probs);
-                        else call.emit(s, row::toFloatArray, argmax[i], maxProb[i], exit.config().layer(), g.probs);
+                        if (speculative) call.draft(s, e, h.row(i), argmax[i], maxProb[i], g.probs);
+                        else call.emit(s, h.row(i), argmax[i], maxProb[i], exit.config().layer(), g.probs);
                         left.add(g);
                     }
                     alive = alive.stream().filter(g -> !left.contains(g)).toList();
@@ -310,21 +305,19 @@ final class OpDecodeStep {
         if (done.isEmpty()) return;
         List<Tensor> rows = new ArrayList<>();
         for (Group g : done) rows.add(speculative ? g.rows : g.last());
-        Tensor logits = finalLogits(call, rows.size() == 1 ? rows.get(0) : Ops.cat(0, rows.toArray(Tensor[]::new)));
-        Tensor[] top = NN.topProbability(logits);
-        float[] maxProb = top[0].toFloatArray();
-        int[] argmax = top[1].toIntArray();
+        HeadRows h = finalLogits(call, rows.size() == 1 ? rows.get(0) : Ops.cat(0, rows.toArray(Tensor[]::new)));
+        float[] maxProb = h.maxProb;
+        int[] argmax = h.argmax;
         int at = 0;
         for (Group g : done) {
             DecodeSequence s = g.seq;
             int count = speculative ? g.rows.dim(0) : 1;
             for (int i = 0; i < count && s.finish == null; i++) {
-                Tensor row = logits.narrow(0, at + i, 1);
                 int idx = speculative ? g.start + i + 1 : s.length;
                 if (idx < s.length) {
-                    if (!call.verify(s, idx, row::toFloatArray, argmax[at + i], maxProb[at + i])) break;
+                    if (!call.verify(s, idx, h.row(at + i), argmax[at + i], maxProb[at + i])) break;
                 } else {
-                    call.emit(s, row::toFloatArray, argmax[at + i], maxProb[at + i], nLayers, g.probs);
+                    call.emit(s, h.row(at + i), argmax[at + i], maxProb[at + i], nLayers, g.probs);
                 }
             }
             at += count;
@@ -380,17 +373,8 @@ final class OpDecodeStep {
         }
     }
 
-    static Tensor finalLogits(DecodeCall call, Tensor lastRow) {
-        return usable(call, call.model.finalLogits(lastRow));
-    }
-
-    /**
-     * The logits of ids the tokenizer can decode: a head padded past the tokenizer's vocabulary has
-     * rows no text maps to, so they are cut off before the exit decision and sampling see them.
-     */
-    static Tensor usable(DecodeCall call, Tensor logits) {
-        logits = VocabParallelHead.gather(logits, call.model.tensorParallel());
-        int limit = call.usableVocab;
-        return limit < logits.dim(1) ? logits.narrow(1, 0, limit).contiguous() : logits;
+    /** The final norm and head over the rows. */
+    static HeadRows finalLogits(DecodeCall call, Tensor rows) {
+        return HeadRows.of(call, call.model.finalLogits(rows));
     }
 }

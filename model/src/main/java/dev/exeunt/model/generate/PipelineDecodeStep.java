@@ -9,7 +9,6 @@ import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
-import dev.exeunt.tensor.ops.NN;
 import dev.exeunt.tensor.ops.Ops;
 import java.util.ArrayList;
 import java.util.List;
@@ -220,8 +219,8 @@ final class PipelineDecodeStep {
         }
         if (end == nLayers && anyLive(live)) {
             List<Integer> rows = liveRows(live);
-            Tensor logits = OpDecodeStep.finalLogits(call, rowsOf(split[0], rows));
-            choose(rows, logits, nLayers, running, live, chosen);
+            HeadRows h = OpDecodeStep.finalLogits(call, rowsOf(split[0], rows));
+            for (int j = 0; j < rows.size(); j++) choose(rows.get(j), h, j, nLayers, running, live, chosen);
         }
         if (!reported) allChosen.run();
         return split[0];
@@ -237,32 +236,18 @@ final class PipelineDecodeStep {
             default -> rowsOf(split[0], rows);
         };
         call.checks[e] += rows.size();
-        Tensor logits = OpDecodeStep.usable(call, exit.logits(hidden));
-        float[] maxProb = NN.topProbability(logits)[0].toFloatArray();
-        List<Integer> fire = new ArrayList<>();
-        List<Integer> fireAt = new ArrayList<>();
+        HeadRows h = HeadRows.of(call, exit.logits(hidden));
         for (int j = 0; j < rows.size(); j++) {
-            if (call.fires(e, running.get(rows.get(j)), maxProb[j])) {
-                fire.add(rows.get(j));
-                fireAt.add(j);
-            }
+            if (call.fires(e, running.get(rows.get(j)), h.maxProb[j])) choose(rows.get(j), h, j, exit.config().layer(), running, live, chosen);
         }
-        if (!fire.isEmpty()) choose(fire, rowsOf(logits, fireAt), exit.config().layer(), running, live, chosen);
     }
 
-    /** Tokens for the given rows from their logits (row j of logits for rows.get(j)), chosen at exitLayer. */
-    private void choose(List<Integer> rows, Tensor logits, int exitLayer, List<DecodeSequence> running, boolean[] live, GeneratedToken[] chosen) {
-        Tensor[] top = NN.topProbability(logits);
-        float[] maxProb = top[0].toFloatArray();
-        int[] argmax = top[1].toIntArray();
-        for (int j = 0; j < rows.size(); j++) {
-            int i = rows.get(j);
-            DecodeSequence s = running.get(i);
-            call.catchUp(s, s.length - s.prompt.length);
-            Tensor row = logits.narrow(0, j, 1);
-            chosen[i] = call.choose(s, row::toFloatArray, argmax[j], maxProb[j], exitLayer);
-            live[i] = false;
-        }
+    /** Running sequence i's token from row j of a head's logits, chosen at exitLayer. */
+    private void choose(int i, HeadRows h, int j, int exitLayer, List<DecodeSequence> running, boolean[] live, GeneratedToken[] chosen) {
+        DecodeSequence s = running.get(i);
+        call.catchUp(s, s.length - s.prompt.length);
+        chosen[i] = call.choose(s, h.row(j), h.argmax[j], h.maxProb[j], exitLayer);
+        live[i] = false;
     }
 
     private static Tensor rowsOf(Tensor x, List<Integer> rows) {
