@@ -98,6 +98,14 @@ public final class Generator {
         return lastStats;
     }
 
+    /**
+     * Sees, at the end of each call and before they are freed, each sequence's layer caches (indexed by
+     * layer of the whole model; null for another pipeline stage's): what tests compare between methods.
+     */
+    public void inspectLayerCaches(Consumer<List<dev.exeunt.model.nn.KvCache[]>> body) {
+        this.inspector = body == null ? null : seqs -> body.accept(seqs.stream().map(s -> s.layerCache).toList());
+    }
+
     /** Tests: sees the sequences (their caches) at the end of each call, before they are freed. */
     void inspectSequences(Consumer<List<DecodeSequence>> body) {
         this.inspector = body;

@@ -3,6 +3,7 @@ package dev.exeunt.model.generate;
 import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.KvCache;
 import dev.exeunt.model.nn.Packed;
 import dev.exeunt.model.nn.PipelineParallel;
 import dev.exeunt.tensor.DType;
@@ -70,7 +71,27 @@ final class PipelineDecodeStep {
                 // one item per decode step
             }
         }
+        checkCachesFilled(seqs);
         shareOutputs(seqs);
+    }
+
+    /**
+     * The method's promise: every token went through every layer, so on this stage each sequence's
+     * caches, its layer exits' included, hold the same positions, however early the tokens exited.
+     */
+    private void checkCachesFilled(List<DecodeSequence> seqs) {
+        for (DecodeSequence s : seqs) {
+            List<KvCache> caches = new ArrayList<>();
+            for (KvCache k : s.layerCache) if (k != null) caches.add(k);
+            // a layer exit's own cache fills only in calls that check it
+            for (int e = 0; e < s.exitCache.length; e++) if (s.exitCache[e] != null && call.active[e]) caches.add(s.exitCache[e]);
+            for (KvCache k : caches) {
+                if (k.length() != caches.get(0).length()) {
+                    throw new IllegalStateException("pipeline stage " + pp.stage() + ", sequence " + s.index + ": a cache holds " + k.length()
+                            + " positions, another " + caches.get(0).length() + ": an exited token's rows did not fill every layer");
+                }
+            }
+        }
     }
 
     /** Stage 0's step: embed the current tokens, run the stage, pass the item on, collect the choices, hand them out. */

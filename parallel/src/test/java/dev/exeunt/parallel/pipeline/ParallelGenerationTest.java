@@ -14,6 +14,7 @@ import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.generate.TokenListener;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.PipelineStage;
+import dev.exeunt.model.nn.TensorParallel;
 import dev.exeunt.parallel.ParallelState;
 import dev.exeunt.parallel.ProcessGroupTensorParallel;
 import dev.exeunt.parallel.comm.LocalWorld;
@@ -264,6 +265,78 @@ class ParallelGenerationTest {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * The pipeline method fills every stage's caches with the keys and values recomputation gives: after
+     * the same generation, each stage's layer caches hold the same values at every position both filled
+     * (recomputation may still have the last exited tokens pending), and the pipeline method's cover every
+     * position every layer has seen.
+     */
+    @Test
+    void thePipelineMethodFillsTheCachesRecomputationWould() {
+        ModelConfig mc = llama();
+        var cfg = GenerationConfig.greedy(NEW).withThreshold(0.4);
+        List<List<Object>> ranks = LocalWorld.run(2, pg -> {
+            try (var state = ParallelState.create(pg, 1, 1, 2).validate(mc);
+                 var model = EarlyExitModel.createStage(mc, Device.CPU, 7, TensorParallel.NONE, ProcessGroupPipelineParallel.of(state),
+                         PipelineStage.balanced(mc.nLayers(), 2, state.ppRank()))) {
+                sharpenHeads(model);
+                var gen = new Generator(model);
+                List<Object> caches = new ArrayList<>();
+                gen.inspectLayerCaches(seqs -> caches.add(snapshot(seqs)));
+                for (EeMethod m : EeMethod.values()) {
+                    gen.useMethod(m);
+                    gen.generate(BATCHES.get(1), cfg, TokenListener.NONE);
+                }
+                return caches;
+            }
+        });
+        int compared = 0;
+        for (int stage = 0; stage < 2; stage++) {
+            @SuppressWarnings("unchecked")
+            var recompute = (List<List<float[][]>>) ranks.get(stage).get(0);
+            @SuppressWarnings("unchecked")
+            var pipeline = (List<List<float[][]>>) ranks.get(stage).get(1);
+            for (int seq = 0; seq < recompute.size(); seq++) {
+                for (int layer = 0; layer < mc.nLayers(); layer++) {
+                    float[][] r = recompute.get(seq).get(layer), p = pipeline.get(seq).get(layer);
+                    if (r == null) continue; // another stage's layer
+                    assertTrue(p[0].length >= r[0].length, "stage " + stage + " seq " + seq + " layer " + layer + ": the pipeline method filled fewer positions");
+                    for (int kv = 0; kv < 2; kv++) {
+                        for (int j = 0; j < r[kv].length; j++) {
+                            assertEquals(r[kv][j], p[kv][j], 1e-5f, "stage " + stage + " seq " + seq + " layer " + layer + (kv == 0 ? " key " : " value ") + j);
+                        }
+                    }
+                    compared += r[0].length;
+                }
+            }
+        }
+        assertTrue(compared > 0);
+    }
+
+    /** Per sequence, per layer: the filled keys and values (null for another stage's layers). */
+    static List<List<float[][]>> snapshot(List<dev.exeunt.model.nn.KvCache[]> seqs) {
+        List<List<float[][]>> out = new ArrayList<>();
+        try (var scope = Scope.open()) {
+            snapshotInto(seqs, out);
+        }
+        return out;
+    }
+
+    private static void snapshotInto(List<dev.exeunt.model.nn.KvCache[]> seqs, List<List<float[][]>> out) {
+        for (var layers : seqs) {
+            List<float[][]> perLayer = new ArrayList<>();
+            for (var k : layers) {
+                if (k == null) {
+                    perLayer.add(null);
+                    continue;
+                }
+                int n = k.length();
+                perLayer.add(new float[][] {k.keys().narrow(1, 0, n).contiguous().toFloatArray(), k.values().narrow(1, 0, n).contiguous().toFloatArray()});
+            }
+            out.add(perLayer);
         }
     }
 }
