@@ -37,11 +37,22 @@ public final class Main {
         COMMANDS.put("generate", new GenerateCommand());
         COMMANDS.put("sweep", new SweepCommand());
         COMMANDS.put("serve", new ServeCommand());
+        COMMANDS.put("tokenize", new TokenizeCommand());
         COMMANDS.put("bench", new BenchCommand());
         COMMANDS.put("version", new VersionCommand());
     }
 
+    /** The JVM flags the engine needs; the ./exeunt launcher passes them. */
+    static final String JVM_FLAGS = "--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED "
+            + "--add-opens=java.base/java.nio=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow";
+
     public static void main(String[] argv) {
+        // Without it the first kernel fails with a bare NoClassDefFoundError: jdk/incubator/vector/Vector.
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
+            System.err.println("exeunt: this JVM was started without the Vector API module; run it as\n  java " + JVM_FLAGS
+                    + " -jar exeunt.jar ...\n(the ./exeunt launcher adds these flags)");
+            System.exit(2);
+        }
         RankThreads.configure(); // before any tensor work sizes the CPU pool
         System.exit(run(argv, System.out, System.err));
     }
