@@ -166,8 +166,39 @@ public final class Args {
     /** Fails naming any option that no code asked for (a typo should not be silently ignored). */
     public void checkAllUsed() {
         for (String k : values.keySet()) {
-            if (!used.contains(k)) throw new UsageException("unknown option --" + k);
+            if (used.contains(k)) continue;
+            String near = nearest(k);
+            throw new UsageException("unknown option --" + k + (near == null ? "" : " (did you mean --" + near + "?)"));
         }
+    }
+
+    /** The option this command knows that {@code k} is most likely a typo of (an edit or two away, or a prefix), or null. */
+    private String nearest(String k) {
+        String best = null;
+        int bestDistance = Integer.MAX_VALUE;
+        for (String u : used) {
+            int d = u.startsWith(k) || k.startsWith(u) ? 1 : editDistance(k, u);
+            if (d < bestDistance || (d == bestDistance && best != null && u.compareTo(best) < 0)) {
+                best = u;
+                bestDistance = d;
+            }
+        }
+        return bestDistance <= Math.max(2, k.length() / 4) ? best : null;
+    }
+
+    private static int editDistance(String a, String b) {
+        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) prev[j] = j;
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
     }
 
     /** A usage error: printed with the command's help, exit code 2. */

@@ -72,7 +72,7 @@ public final class Main {
             return 2;
         }
         String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
-        if (Arrays.asList(rest).contains("--help")) {
+        if (Arrays.asList(rest).contains("--help") || Arrays.asList(rest).contains("-h")) {
             out.println(cmd.usage());
             return 0;
         }

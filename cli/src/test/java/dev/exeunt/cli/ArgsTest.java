@@ -45,4 +45,27 @@ class ArgsTest {
         Files.writeString(json, "[1, 2]");
         assertThrows(Args.UsageException.class, () -> new Args(new String[] {"--config", json.toString()}, Set.of()));
     }
+
+    /** A mistyped option is refused with the closest one the command knows; one far from all of them gets no guess. */
+    @Test
+    void aMistypedOptionGetsASuggestion() {
+        String[][] cases = {{"max-new-token", "max-new-tokens"}, {"thresold", "threshold"}, {"temprature", "temperature"}, {"zzz", null}};
+        for (String[] c : cases) {
+            var a = new Args(new String[] {"--" + c[0], "1"}, Set.of());
+            a.getInt("max-new-tokens", 0);
+            a.getDouble("threshold", 1);
+            a.getDouble("temperature", 0);
+            var e = assertThrows(Args.UsageException.class, a::checkAllUsed);
+            assertTrue(e.getMessage().startsWith("unknown option --" + c[0]), e.getMessage());
+            if (c[1] == null) assertTrue(!e.getMessage().contains("did you mean"), e.getMessage());
+            else assertTrue(e.getMessage().endsWith("(did you mean --" + c[1] + "?)"), e.getMessage());
+        }
+    }
+
+    @Test
+    void dashHShowsACommandsOptions() {
+        var r = CliEndToEndTest.exeunt("generate", "-h");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("usage: exeunt generate"), r.out());
+    }
 }
