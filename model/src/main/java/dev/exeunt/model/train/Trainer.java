@@ -372,12 +372,13 @@ public final class Trainer implements AutoCloseable {
         int filled = (int) ((long) width * (it + 1) / cfg.iters());
         var sb = new StringBuilder();
         sb.append('[').append("#".repeat(filled)).append(".".repeat(width - filled)).append(']');
-        sb.append(String.format(Locale.ROOT, " %d/%d loss %.4f final %.4f", it + 1, cfg.iters(), total, fin));
+        // Each head's loss first; the objective is their weighted sum, which reads like divergence if labelled "loss".
+        sb.append(String.format(Locale.ROOT, " %d/%d final %.4f", it + 1, cfg.iters(), fin));
         List<String> ex = new ArrayList<>();
         for (int i = 0; i < exitLoss.length; i++) {
             ex.add(String.format(Locale.ROOT, "exit@%d %.3f", model.config().exits().get(i).layer(), exitLoss[i]));
         }
-        if (!ex.isEmpty()) sb.append(" | ").append(String.join(" ", ex));
+        if (!ex.isEmpty()) sb.append(" ").append(String.join(" ", ex)).append(String.format(Locale.ROOT, " | weighted sum %.4f", total));
         sb.append(String.format(Locale.ROOT, " | lr %.2e %.0f tok/s ETA %s", lr, tps, formatSeconds(eta)));
         return sb.toString();
     }
