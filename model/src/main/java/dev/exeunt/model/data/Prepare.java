@@ -385,6 +385,13 @@ public final class Prepare {
                 if (o.sharded()) Files.deleteIfExists(single);
             }
             double secs = (System.nanoTime() - t0) / 1e9;
+            if (ws.documents() == 0) {
+                // An empty dataset would only fail later, in train, far from the cause.
+                dev.exeunt.model.checkpoint.ModelCheckpoint.deleteRecursively(o.output());
+                throw new IllegalArgumentException("no documents in " + o.sourceOptions().inputs() + ": directories and zips are read for the extensions "
+                        + o.sourceOptions().extensions() + (counts.skipped > 0 ? " (" + counts.skipped + " files skipped as binary)" : "")
+                        + "; --all-files reads every non-binary file, .jsonl files give one document per line's \"text\"");
+            }
             if (trainedTemp != null) {
                 try {
                     move(trainedTemp, tokenizerPath);

@@ -138,6 +138,20 @@ class PrepareTest {
         assertTrue(p.contains("tokenize") && p.contains("100.0%") && p.contains("tokens"), p);
     }
 
+    /** Files none of whose extensions are read make no dataset: an error that names the extensions and --all-files, and no output. */
+    @Test
+    void inputsWithNothingToReadAreAnErrorNotAnEmptyDataset() throws IOException {
+        Path in = Files.createDirectories(tmp.resolve("odd"));
+        Files.writeString(in.resolve("notes.xyz"), "text the default extensions do not read");
+        Path out = tmp.resolve("odd.arrow");
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> Prepare.run(Prepare.Options.builder().input(in).tokenizer(tokenizerJson).output(out).threads(1).build()));
+        assertTrue(e.getMessage().contains("no documents in") && e.getMessage().contains(".txt") && e.getMessage().contains("--all-files"), e.getMessage());
+        assertFalse(Files.exists(out));
+        Prepare.Stats st = Prepare.run(Prepare.Options.builder().input(in).tokenizer(tokenizerJson).output(out).threads(1).allFiles(true).build());
+        assertEquals(1, st.documents());
+    }
+
     @Test
     void zipInput() throws IOException {
         Path in = tmp.resolve("in");
