@@ -51,7 +51,7 @@ final class BenchCommand implements Main.Command {
         }
         if (which.equals("decode")) {
             int pp = a.getInt("prompt", 128), tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
-            String types = a.get("types", "f32,q8_0");
+            String types = a.get("types", "f32,q8_0,q4_0");
             a.checkAllUsed();
             var dtypes = java.util.Arrays.stream(types.split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
             var rows = dev.exeunt.bench.DecodeBench.run(dev.exeunt.bench.DecodeBench.defaultConfig(), dtypes, pp, tg, reps, System.err);
