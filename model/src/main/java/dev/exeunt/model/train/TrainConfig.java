@@ -34,7 +34,18 @@ public record TrainConfig(int seqLen, int batchSize, int gradAccum, int iters, d
                 seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
     }
 
+    /** The same settings on windows of {@code n} tokens. */
+    public TrainConfig withSeqLen(int n) {
+        return new TrainConfig(n, batchSize, gradAccum, iters, lr, minLr, warmupIters, weightDecay, beta1, beta2, gradClip,
+                seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
+    }
+
+    /** The same settings for {@code n} iterations (a warm-up longer than them shortened to a tenth). */
     public TrainConfig withIters(int n) {
+        if (warmupIters >= n) {
+            return new TrainConfig(seqLen, batchSize, gradAccum, n, lr, minLr, n / 10, weightDecay, beta1, beta2, gradClip,
+                    seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
+        }
         return new TrainConfig(seqLen, batchSize, gradAccum, n, lr, minLr, warmupIters, weightDecay, beta1, beta2, gradClip,
                 seed, evalEvery, evalBatches, saveEvery, logEvery, valFraction);
     }
