@@ -12,8 +12,10 @@ import dev.exeunt.model.generate.GenerationConfig;
  * @param maxBodyBytes     largest request body; more gets 413
  * @param speculative      whether a request that does not say ("speculative") decodes self-speculatively
  * @param draftMax         the drafts awaiting verification of a speculative request that gives no "draft_max"
+ * @param apiKey           what every endpoint but /health requires as {@code Authorization: Bearer <key>} (null: none)
  */
-public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes, boolean speculative, int draftMax) {
+public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes, boolean speculative, int draftMax,
+                           String apiKey) {
     public static final int DEFAULT_MAX_PROMPTS = 8;
     public static final int DEFAULT_MAX_TOKENS = 512;
     public static final int DEFAULT_QUEUE = 16;
@@ -26,11 +28,12 @@ public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, i
         if (queue < 1) throw new IllegalArgumentException("--queue must be >= 1, got " + queue);
         if (maxBodyBytes < 1024) throw new IllegalArgumentException("--max-body must be >= 1024 bytes, got " + maxBodyBytes);
         if (draftMax < 1) throw new IllegalArgumentException("--draft-max must be >= 1, got " + draftMax);
+        if (apiKey != null && apiKey.isBlank()) throw new IllegalArgumentException("--api-key must not be empty");
     }
 
     /** Limits only; requests decode speculatively when they ask. */
     public ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, int queue, int maxBodyBytes) {
-        this(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, false, GenerationConfig.DEFAULT_DRAFT_MAX);
+        this(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, false, GenerationConfig.DEFAULT_DRAFT_MAX, null);
     }
 
     public static ServeOptions defaults() {
@@ -38,11 +41,23 @@ public record ServeOptions(int maxPrompts, int maxTokens, int maxPromptTokens, i
     }
 
     public ServeOptions withQueue(int q) {
-        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, q, maxBodyBytes, speculative, draftMax);
+        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, q, maxBodyBytes, speculative, draftMax, apiKey);
     }
 
     /** The server's default for requests that do not say: {@code serve --speculative [--draft-max N]}. */
     public ServeOptions withSpeculative(boolean on, int maxDrafts) {
-        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, on, maxDrafts);
+        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, on, maxDrafts, apiKey);
+    }
+
+    /** {@code serve --api-key KEY} (or EXEUNT_API_KEY): every endpoint but /health wants {@code Authorization: Bearer KEY}. */
+    public ServeOptions withApiKey(String key) {
+        return new ServeOptions(maxPrompts, maxTokens, maxPromptTokens, queue, maxBodyBytes, speculative, draftMax, key);
+    }
+
+    /** The options as health reports them: never the key itself. */
+    @Override
+    public String toString() {
+        return "ServeOptions[maxPrompts=" + maxPrompts + ", maxTokens=" + maxTokens + ", maxPromptTokens=" + maxPromptTokens + ", queue=" + queue
+                + ", maxBodyBytes=" + maxBodyBytes + ", speculative=" + speculative + ", draftMax=" + draftMax + ", apiKey=" + (apiKey == null ? "none" : "set") + "]";
     }
 }

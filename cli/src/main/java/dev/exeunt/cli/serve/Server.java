@@ -47,6 +47,8 @@ public final class Server implements AutoCloseable {
     private final ExecutorService executor;
     private final int tokenizerVocab;
     private final ModelPeers peers;
+    /** What /v1/completions answers as "model" when the request names none: the checkpoint's directory name. */
+    private volatile String modelName = "exeunt";
     private volatile boolean closed;
 
     private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port, ModelPeers peers) throws IOException {
@@ -101,6 +103,7 @@ public final class Server implements AutoCloseable {
         var loaded = dev.exeunt.model.ModelLoader.load(modelDir, Device.CPU, force);
         try {
             var server = new Server(loaded, options, host, port, null);
+            if (modelDir.getFileName() != null) server.modelName = modelDir.getFileName().toString();
             if (warmUpSeconds > 0) {
                 double secs = server.worker.warmUp(warmUpSeconds, options.speculative(), options.draftMax());
                 System.err.printf(java.util.Locale.ROOT, "exeunt serve: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
@@ -178,6 +181,7 @@ public final class Server implements AutoCloseable {
             String path = ex.getRequestURI().getPath();
             String method = ex.getRequestMethod();
             try {
+                if (!path.startsWith("/health")) authorize(ex);
                 switch (path) {
                     case "/api", "/api/" -> {
                         if (!method.equals("PUT") && !method.equals("POST")) throw methodNotAllowed(ex, "PUT, POST");
@@ -187,7 +191,11 @@ public final class Server implements AutoCloseable {
                         if (!method.equals("GET") && !method.equals("HEAD")) throw methodNotAllowed(ex, "GET, HEAD");
                         respond(ex, 200, health());
                     }
-                    default -> throw new ApiException(404, "no such path " + path + " (the API is PUT /api; GET /health)");
+                    case "/v1/completions" -> {
+                        if (!method.equals("POST")) throw methodNotAllowed(ex, "POST");
+                        respond(ex, 200, completions(ex));
+                    }
+                    default -> throw new ApiException(404, "no such path " + path + " (the API is PUT /api and POST /v1/completions; GET /health)");
                 }
             } catch (ApiException e) {
                 if (e.status() == 503) ex.getResponseHeaders().set("Retry-After", "1");
@@ -205,7 +213,31 @@ public final class Server implements AutoCloseable {
         return new ApiException(405, "method " + ex.getRequestMethod() + " is not allowed on " + ex.getRequestURI().getPath() + "; use " + allowed);
     }
 
+    /** With an API key: {@code Authorization: Bearer <key>}, compared in constant time, or 401. */
+    private void authorize(HttpExchange ex) {
+        String key = options.apiKey();
+        if (key == null) return;
+        String given = ex.getRequestHeaders().getFirst("Authorization");
+        byte[] want = ("Bearer " + key).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (given == null || !java.security.MessageDigest.isEqual(want, given.trim().getBytes(java.nio.charset.StandardCharsets.UTF_8))) {
+            ex.getResponseHeaders().set("WWW-Authenticate", "Bearer");
+            throw new ApiException(401, given == null ? "this server wants an API key: Authorization: Bearer <key>" : "wrong API key");
+        }
+    }
+
     private ObjectNode generate(HttpExchange ex) throws IOException {
+        return run(ex, ApiRequest.parse(readJson(ex), apiModel, options));
+    }
+
+    /** OpenAI's POST /v1/completions, through the same request and limits as PUT /api. */
+    private ObjectNode completions(HttpExchange ex) throws IOException {
+        JsonNode openai = readJson(ex);
+        ApiRequest request = ApiRequest.parse(OpenAiCompletions.toApiBody(openai), apiModel, options);
+        String model = openai.path("model").isTextual() ? openai.get("model").textValue() : modelName;
+        return OpenAiCompletions.toResponse(run(ex, request), model, request.promptIds().stream().mapToInt(p -> p.length).toArray());
+    }
+
+    private JsonNode readJson(HttpExchange ex) throws IOException {
         byte[] body = readBody(ex);
         JsonNode root;
         try {
@@ -215,7 +247,10 @@ public final class Server implements AutoCloseable {
             var at = e.getLocation();
             throw ApiException.badRequest("malformed JSON: " + msg + (at == null ? "" : " (at line " + at.getLineNr() + ", column " + at.getColumnNr() + ")"));
         }
-        ApiRequest request = ApiRequest.parse(root, apiModel, options);
+        return root;
+    }
+
+    private ObjectNode run(HttpExchange ex, ApiRequest request) {
         if (peers != null) refuseOnRanks(request);
         var future = worker.submit(request, new ClientProbe(ex.getLocalAddress(), ex.getRemoteAddress()));
         try {

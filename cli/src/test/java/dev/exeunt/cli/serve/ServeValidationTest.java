@@ -114,9 +114,10 @@ class ServeValidationTest {
         assertEquals("PUT, POST", get.raw().headers().firstValue("Allow").orElse(""));
         assertEquals(405, send(server, "DELETE", "/api", null).status());
         assertEquals(405, send(server, "PUT", "/health", "{}").status());
-        var missing = send(server, "PUT", "/v1/completions", "{}");
+        var missing = send(server, "PUT", "/v2/anything", "{}");
         assertEquals(404, missing.status());
-        assertTrue(missing.body().get("error").textValue().contains("/v1/completions"));
+        assertTrue(missing.body().get("error").textValue().contains("/v2/anything"));
+        assertEquals(405, send(server, "PUT", "/v1/completions", "{}").status()); // OpenAI's endpoint takes POST
 
         var malformed = put(server, "{\"prompts\": [\"a\"");
         assertEquals(400, malformed.status());
