@@ -113,7 +113,7 @@ final class GenerateCommand implements Main.Command {
             throw new Args.UsageException(e.getMessage());
         }
         a.checkAllUsed();
-        var request = new Request(dir, prompt, promptIds, cfg, json, show, force);
+        final var request = new Request(dir, prompt, promptIds, cfg, json, show, force);
         if (layout.isOneRank()) {
             if (method == EeMethod.PIPELINE) throw new Args.UsageException("--ee-method pipeline needs pipeline stages (--pp > 1)");
             try (var loaded = ModelLoader.load(dir, device, force)) {
@@ -126,16 +126,18 @@ final class GenerateCommand implements Main.Command {
             // EE-LLM's pipeline method is what pp offers instead: thresholded, so no longer the full model's output.
             err.println("exeunt: --speculative is not built under --pp; generating with --ee-method pipeline instead (thresholded early "
                     + "exit: tokens may differ from the full model's)");
-            cfg = cfg.withSpeculative(false, cfg.draftMax());
-            method = EeMethod.PIPELINE;
-            request = new Request(dir, prompt, promptIds, cfg, json, show, force);
+            var thresholded = new Request(dir, prompt, promptIds, cfg.withSpeculative(false, cfg.draftMax()), json, show, force);
+            return generateOnRanks(layout, thresholded, EeMethod.PIPELINE, out, err);
         }
-        var parallelRequest = request;
-        var parallelMethod = method;
+        return generateOnRanks(layout, request, method, out, err);
+    }
+
+    /** Every rank of the layout generates on its part of the checkpoint; world rank 0 prints. */
+    private static int generateOnRanks(RankLayout layout, Request r, EeMethod method, PrintStream out, PrintStream err) throws Exception {
         // The JIT warm-up stops when compiling settles, which differs between ranks: under a layout it would desynchronise them.
-        ModelParts.run("generate", layout, dir, force, (state, part) -> {
+        ModelParts.run("generate", layout, r.dir(), r.force(), (state, part) -> {
             try (part) {
-                generateOn(part, parallelRequest, parallelMethod, false, state.worldRank() == 0, out, err);
+                generateOn(part, r, method, false, state.worldRank() == 0, out, err);
             }
         });
         return 0;
