@@ -67,13 +67,7 @@ class ServeShardedTest {
         var log = new StringBuffer();
         var in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         try {
-            String url = null;
-            for (String line; url == null && (line = in.readLine()) != null; ) {
-                log.append(line).append('\n');
-                var m = LISTENING.matcher(line);
-                if (m.find()) url = m.group(1);
-            }
-            assertTrue(url != null, "the server never said where it listens:\n" + log);
+            String url = awaitUrl(in, log);
             Thread drain = Thread.ofVirtual().start(() -> in.lines().forEach(l -> log.append(l).append('\n')));
             for (int i = 0; i < BODIES.size(); i++) {
                 JsonNode got = put(url, BODIES.get(i)), want = expected.get(i);
@@ -128,13 +122,7 @@ class ServeShardedTest {
         var log = new StringBuffer();
         var in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         try {
-            String url = null;
-            for (String line; url == null && (line = in.readLine()) != null; ) {
-                log.append(line).append('\n');
-                var m = LISTENING.matcher(line);
-                if (m.find()) url = m.group(1);
-            }
-            assertTrue(url != null, "the server never said where it listens:\n" + log);
+            String url = awaitUrl(in, log);
             Thread.ofVirtual().start(() -> in.lines().forEach(l -> log.append(l).append('\n')));
             assertEquals(200, put(url, BODIES.get(0)).get("status").asInt(), log::toString);
             long follower = Long.parseLong(Files.readString(pids.resolve("1.pid")).trim());
@@ -155,5 +143,15 @@ class ServeShardedTest {
             p.descendants().forEach(ProcessHandle::destroyForcibly);
             p.destroyForcibly();
         }
+    }
+
+    /** Reads the server's output up to the line that says where it listens; returns that URL. */
+    private static String awaitUrl(BufferedReader in, StringBuffer log) throws java.io.IOException {
+        for (String line; (line = in.readLine()) != null; ) {
+            log.append(line).append('\n');
+            var m = LISTENING.matcher(line);
+            if (m.find()) return m.group(1);
+        }
+        throw new AssertionError("the server never said where it listens:\n" + log);
     }
 }
