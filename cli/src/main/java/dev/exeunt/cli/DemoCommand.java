@@ -145,6 +145,9 @@ final class DemoCommand implements Main.Command {
                             + " --prompt 'class ' --threshold " + threshold + " --show-exits)");
                 }
             }
+            // The tokenized corpus stays beside the checkpoint: sweep, eval and tune read it.
+            Files.move(work.resolve("data.arrow"), outDir.resolve("data.arrow"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            log.println("data: " + outDir.resolve("data.arrow") + "  (try: ./exeunt sweep --model " + outDir + " --data " + outDir.resolve("data.arrow") + ")");
         } finally {
             ModelCheckpoint.deleteRecursively(work);
         }

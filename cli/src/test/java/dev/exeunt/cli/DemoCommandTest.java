@@ -34,6 +34,13 @@ class DemoCommandTest {
         assertTrue(last.matches("Speculative decoding at threshold 0\\.[864]0: \\d+\\.\\d\\dx, \\d+\\.\\d% identical tokens "
                 + "\\((acceptance \\d+%|nothing drafted)\\)"), text.out());
 
+        // the tokenized corpus stays beside the checkpoint, for the README's sweep line
+        Path data = tmp.resolve("out/data.arrow");
+        assertTrue(Files.exists(data), text.out());
+        var sweep = exeunt("sweep", "--model", tmp.resolve("out").toString(), "--data", data.toString(), "--num-prompts", "1", "--prompt-tokens", "8",
+                "--max-new-tokens", "4", "--repeats", "1", "--thresholds", "1,0.5");
+        assertEquals(0, sweep.code(), sweep.err());
+
         var args = new java.util.ArrayList<>(tiny);
         args.add("--json");
         JsonNode demo = json(exeunt(args.toArray(String[]::new)));
