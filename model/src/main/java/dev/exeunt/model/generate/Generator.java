@@ -71,11 +71,6 @@ public final class Generator {
         return model.parameters().pipeline().stages() == 1;
     }
 
-    /** Whether this model generates on the CPU decode path (which kv fill propagate needs). */
-    public static boolean decodesOnCpu(EarlyExitModel model) {
-        return LeanDecodeStep.supports(model);
-    }
-
     /** How skipped layers get an exited token's keys and values; {@link EeMethod#PIPELINE} needs pipeline stages. */
     public void useMethod(EeMethod m) {
         if (m == EeMethod.PIPELINE && model.parameters().pipeline().stages() == 1) {

@@ -21,10 +21,6 @@ final class StageLink {
         this.dModel = dModel;
     }
 
-    boolean first() {
-        return pp.stage() == 0;
-    }
-
     boolean last() {
         return pp.stage() == pp.stages() - 1;
     }
