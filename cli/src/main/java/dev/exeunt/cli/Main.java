@@ -38,6 +38,7 @@ public final class Main {
         COMMANDS.put("sweep", new SweepCommand());
         COMMANDS.put("serve", new ServeCommand());
         COMMANDS.put("tokenize", new TokenizeCommand());
+        COMMANDS.put("export-gguf", new ExportGgufCommand());
         COMMANDS.put("bench", new BenchCommand());
         COMMANDS.put("version", new VersionCommand());
     }

@@ -1,6 +1,7 @@
 package dev.exeunt.model.gguf;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ConfigJson;
 import dev.exeunt.model.config.Family;
 import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.io.CheckpointFormatException;
@@ -29,24 +30,36 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * Loads a Llama-family model and its tokenizer from a GGUF file (llama.cpp's layout and names).
+ * Loads a Llama-family or GPT-2 model and its tokenizer from a GGUF file (llama.cpp's layout and names),
+ * with its early exits when Exeunt wrote them ({@link GgufExporter}).
  *
- * <p>Hyperparameters come from the {@code llama.*} metadata, the tokenizer from {@code tokenizer.ggml.*}
+ * <p>Hyperparameters come from the {@code llama.*} or {@code gpt2.*} metadata, the tokenizer from {@code tokenizer.ggml.*}
  * ({@link GgufTokenizers}). Tensors map to Hugging Face names ({@link #tensorNames}); GGUF stores dims in
  * ggml order ({@code ne[0]} = columns), so a [out, in] matrix has dims [in, out]. llama.cpp's converter
  * permutes the rows of {@code attn_q} / {@code attn_k} for ggml's interleaved-pair RoPE
  * ({@code w.reshape(n_head, 2, hd/2, in).swapaxes(1, 2)}); Exeunt uses Hugging Face's rotate-half RoPE,
  * so the loader applies the inverse row permutation (whole rows of bytes, so it works on quantized rows).
+ * GPT-2's Conv1D weights are stored transposed ([out, in], as the converter writes them) and load back
+ * input-major, as F32.
+ *
+ * <p>Exits: a file with {@value #CONFIG_KEY} (the checkpoint's config.json, early_exit section included)
+ * holds each exit's parameters as tensors under their Exeunt names ({@code exits.<i>.*}, Exeunt's own
+ * layout). The config must agree with the architecture's keys.
  *
  * <p>F32, F16 and BF16 tensors load as F32. Q8_0 and Q4_0 matrices of the projections and the output
  * head stay quantized in memory (frozen; their products go through {@code Backend.linearQuantized});
  * a quantized token embedding is dequantized to F32. Other ggml types, missing tensors, shapes that
- * disagree with the metadata and non-Llama architectures are errors naming the key or tensor.
+ * disagree with the metadata and other architectures are errors naming the key or tensor.
  */
 public final class GgufModelLoader {
     /** The ggml tensor types this loader reads. */
     public static final List<GgmlType> SUPPORTED = List.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0,
             GgmlType.Q4_0);
+
+    /** Metadata key holding the model's config.json (with its exits) in a file Exeunt wrote. */
+    public static final String CONFIG_KEY = "exeunt.config";
+    /** Prefix of the exits' tensors. */
+    static final String EXIT_PREFIX = "exits.";
 
     private GgufModelLoader() {}
 
@@ -68,6 +81,9 @@ public final class GgufModelLoader {
         }
         ModelConfig config = config(gguf, tok);
         Map<String, Mapping> names = tensorNames(config);
+        for (GgufTensorInfo t : gguf.tensors()) {
+            if (t.name().startsWith(EXIT_PREFIX)) names.put(t.name(), new Mapping(t.name(), 0, t.name().endsWith(".head.weight"), false));
+        }
         validate(gguf, config, names);
         Parameters.Source source = (name, shape) -> {
             Mapping m = names.get(name);
@@ -80,7 +96,14 @@ public final class GgufModelLoader {
         };
         Parameters params = new Parameters(device, source);
         try {
-            return new ModelCheckpoint.Loaded(EarlyExitModel.create(config, params), tokenizer);
+            EarlyExitModel model = EarlyExitModel.create(config, params);
+            List<String> unused = names.keySet().stream().filter(n -> !params.all().containsKey(n)).toList();
+            if (!unused.isEmpty()) {
+                model.close();
+                throw new CheckpointFormatException(file, "the file holds " + unused.size() + " exit tensor(s) the model's exits do not use: "
+                        + String.join(", ", unused.subList(0, Math.min(10, unused.size()))));
+            }
+            return new ModelCheckpoint.Loaded(model, tokenizer);
         } catch (UncheckedIOException e) {
             params.close();
             throw e.getCause();
@@ -92,17 +115,112 @@ public final class GgufModelLoader {
 
     // ------------------------------------------------------------------ config
 
-    /** The model config from a GGUF file's metadata (vocabulary: {@code token_embd} rows). */
+    /**
+     * The model config from a GGUF file's metadata (vocabulary: {@code token_embd} rows), with the exits
+     * of {@value #CONFIG_KEY} when present.
+     */
     public static ModelConfig config(GgufFile gguf, GgufTokenizerData tok) throws CheckpointFormatException {
         Path file = gguf.path();
         Map<String, GgufValue> md = gguf.metadata();
         GgufValue archV = md.get("general.architecture");
         if (archV == null) throw new CheckpointFormatException(file, "metadata key 'general.architecture' is missing");
         String arch = archV.type() == dev.exeunt.model.io.GgufType.STRING ? archV.asString() : String.valueOf(archV.value());
-        if (!arch.equals("llama")) {
-            throw new CheckpointFormatException(file, "unsupported architecture '" + arch
-                    + "' (general.architecture); only 'llama' (Llama-family models) can be loaded");
+        ModelConfig keys = switch (arch) {
+            case "llama" -> llamaConfig(gguf, tok);
+            case "gpt2" -> gpt2Config(gguf, tok);
+            default -> throw new CheckpointFormatException(file, "unsupported architecture '" + arch
+                    + "' (general.architecture); 'llama' (Llama-family models) and 'gpt2' can be loaded");
+        };
+        GgufValue stored = md.get(CONFIG_KEY);
+        if (stored == null) return keys;
+        if (stored.isArray() || stored.type() != dev.exeunt.model.io.GgufType.STRING) {
+            throw new CheckpointFormatException(file, "'" + CONFIG_KEY + "' must be a string (config.json), is " + stored);
         }
+        ModelConfig c;
+        try {
+            c = ConfigJson.fromJson(new com.fasterxml.jackson.databind.ObjectMapper().readTree(stored.asString()), file);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new CheckpointFormatException(file, "'" + CONFIG_KEY + "' is not valid JSON: " + e.getOriginalMessage(), e);
+        }
+        boolean agrees = c.family() == keys.family() && c.vocabSize() == keys.vocabSize() && c.dModel() == keys.dModel()
+                && c.nLayers() == keys.nLayers() && c.nHeads() == keys.nHeads() && c.nKvHeads() == keys.nKvHeads()
+                && c.ffnHidden() == keys.ffnHidden() && c.maxSeqLen() == keys.maxSeqLen() && c.tiedEmbeddings() == keys.tiedEmbeddings();
+        if (!agrees) {
+            throw new CheckpointFormatException(file, "'" + CONFIG_KEY + "' describes " + describe(c) + " but the " + arch
+                    + ".* keys and tensors describe " + describe(keys));
+        }
+        return c;
+    }
+
+    private static String describe(ModelConfig c) {
+        return c.family().name().toLowerCase(java.util.Locale.ROOT) + " with vocab " + c.vocabSize() + ", d_model " + c.dModel() + ", "
+                + c.nLayers() + " layers, " + c.nHeads() + "/" + c.nKvHeads() + " heads, ffn " + c.ffnHidden() + ", context "
+                + c.maxSeqLen() + (c.tiedEmbeddings() ? ", tied head" : ", own head");
+    }
+
+    /** {@code gpt2.*} keys llama.cpp defines for GPT-2 that Exeunt reads. */
+    private static final Set<String> GPT2_KEYS = Set.of("gpt2.context_length", "gpt2.embedding_length", "gpt2.block_count",
+            "gpt2.feed_forward_length", "gpt2.attention.head_count", "gpt2.attention.layer_norm_epsilon", "gpt2.vocab_size");
+
+    private static ModelConfig gpt2Config(GgufFile gguf, GgufTokenizerData tok) throws CheckpointFormatException {
+        Path file = gguf.path();
+        Map<String, GgufValue> md = gguf.metadata();
+        List<String> unknown = md.keySet().stream().filter(k -> k.startsWith("gpt2.") && !GPT2_KEYS.contains(k)).sorted().toList();
+        if (!unknown.isEmpty()) {
+            throw new CheckpointFormatException(file, "unknown metadata key(s) " + String.join(", ", unknown) + ": Exeunt refuses "
+                    + "settings it does not understand rather than ignore them; understood: " + String.join(", ", GPT2_KEYS.stream().sorted().toList()));
+        }
+        int layers = intKey(md, file, "gpt2.block_count", null);
+        int dim = intKey(md, file, "gpt2.embedding_length", null);
+        int heads = intKey(md, file, "gpt2.attention.head_count", null);
+        int ffn = intKey(md, file, "gpt2.feed_forward_length", 4 * dim);
+        int ctx = intKey(md, file, "gpt2.context_length", null);
+        double eps = floatKey(md, file, "gpt2.attention.layer_norm_epsilon", 1e-5);
+        if (heads <= 0 || dim % heads != 0) {
+            throw new CheckpointFormatException(file, "gpt2.embedding_length " + dim + " is not a multiple of gpt2.attention.head_count " + heads);
+        }
+        int vocab = vocabOf(gguf, dim, tok);
+        GgufTensorInfo pos = gguf.contains("position_embd.weight") ? gguf.tensor("position_embd.weight") : null;
+        if (pos == null) throw new CheckpointFormatException(file, "missing tensor 'position_embd.weight'");
+        if (pos.dims().length != 2 || pos.dims()[1] < ctx) {
+            throw new CheckpointFormatException(file, "tensor 'position_embd.weight' has shape " + Arrays.toString(pos.shape())
+                    + " but gpt2.context_length is " + ctx);
+        }
+        try {
+            return new ModelConfig(Family.GPT2, vocab, dim, layers, heads, heads, ffn, ctx, eps, 10000, !gguf.contains("output.weight"),
+                    List.of(), false, idOrNone(tok, true), idOrNone(tok, false));
+        } catch (IllegalArgumentException e) {
+            throw new CheckpointFormatException(file, e.getMessage(), e);
+        }
+    }
+
+    private static int idOrNone(GgufTokenizerData tok, boolean bos) {
+        if (tok == null) return -1;
+        var id = bos ? tok.bosId() : tok.eosId();
+        return id.isPresent() ? id.getAsInt() : -1;
+    }
+
+    /** The vocabulary: the rows of {@code token_embd} ([vocab, dim]), at least the tokenizer's size. */
+    private static int vocabOf(GgufFile gguf, int dim, GgufTokenizerData tok) throws CheckpointFormatException {
+        Path file = gguf.path();
+        GgufTensorInfo embd = gguf.contains("token_embd.weight") ? gguf.tensor("token_embd.weight") : null;
+        if (embd == null) throw new CheckpointFormatException(file, "missing tensor 'token_embd.weight'");
+        long[] ed = embd.dims();
+        if (ed.length != 2 || ed[0] != dim) {
+            throw new CheckpointFormatException(file, "tensor 'token_embd.weight' has shape " + Arrays.toString(embd.shape())
+                    + " but the metadata implies [vocab, " + dim + "] (ggml dims [" + dim + ", vocab])");
+        }
+        int vocab = Math.toIntExact(ed[1]);
+        if (tok != null && tok.vocabSize() > vocab) {
+            throw new CheckpointFormatException(file, "the tokenizer has " + tok.vocabSize() + " tokens but token_embd.weight"
+                    + " has only " + vocab + " rows");
+        }
+        return vocab;
+    }
+
+    private static ModelConfig llamaConfig(GgufFile gguf, GgufTokenizerData tok) throws CheckpointFormatException {
+        Path file = gguf.path();
+        Map<String, GgufValue> md = gguf.metadata();
         int layers = intKey(md, file, "llama.block_count", null);
         int dim = intKey(md, file, "llama.embedding_length", null);
         int heads = intKey(md, file, "llama.attention.head_count", null);
@@ -139,24 +257,11 @@ public final class GgufModelLoader {
             throw new CheckpointFormatException(file, "tensor 'rope_freqs.weight' (Llama-3.1-style RoPE frequency "
                     + "scaling) is not supported: Exeunt's RoPE uses the plain freq_base frequencies");
         }
-        GgufTensorInfo embd = gguf.contains("token_embd.weight") ? gguf.tensor("token_embd.weight") : null;
-        if (embd == null) throw new CheckpointFormatException(file, "missing tensor 'token_embd.weight'");
-        long[] ed = embd.dims();
-        if (ed.length != 2 || ed[0] != dim) {
-            throw new CheckpointFormatException(file, "tensor 'token_embd.weight' has shape " + Arrays.toString(embd.shape())
-                    + " but the metadata implies [vocab, " + dim + "] (ggml dims [" + dim + ", vocab])");
-        }
-        int vocab = Math.toIntExact(ed[1]);
-        if (tok != null && tok.vocabSize() > vocab) {
-            throw new CheckpointFormatException(file, "the tokenizer has " + tok.vocabSize() + " tokens but token_embd.weight"
-                    + " has only " + vocab + " rows");
-        }
+        int vocab = vocabOf(gguf, dim, tok);
         boolean tied = !gguf.contains("output.weight");
-        int bos = tok != null && tok.bosId().isPresent() ? tok.bosId().getAsInt() : -1;
-        int eos = tok != null && tok.eosId().isPresent() ? tok.eosId().getAsInt() : -1;
         try {
             return new ModelConfig(Family.LLAMA, vocab, dim, layers, heads, kvHeads, ffn, ctx, eps, theta, tied, List.of(),
-                    false, bos, eos);
+                    false, idOrNone(tok, true), idOrNone(tok, false));
         } catch (IllegalArgumentException e) {
             throw new CheckpointFormatException(file, e.getMessage(), e);
         }
@@ -232,32 +337,61 @@ public final class GgufModelLoader {
 
     // ------------------------------------------------------------------ tensors
 
-    /** How one model parameter is read: its GGUF tensor, and the heads whose rows to un-permute (0: none). */
-    public record Mapping(String ggufName, int permuteHeads, boolean keepQuantized) {}
+    /**
+     * How one model parameter is read: its GGUF tensor, the heads whose rows to un-permute (0: none),
+     * whether a quantized matrix stays quantized, and whether the file holds it transposed ([out, in]
+     * for the model's input-major [in, out]).
+     */
+    public record Mapping(String ggufName, int permuteHeads, boolean keepQuantized, boolean transposed) {}
 
-    /** Hugging Face parameter name -> GGUF tensor, for a Llama config. */
+    /** Exeunt (Hugging Face) parameter name -> GGUF tensor of the backbone, for a Llama or GPT-2 config. */
     public static Map<String, Mapping> tensorNames(ModelConfig c) {
+        return c.family() == Family.GPT2 ? gpt2Names(c) : llamaNames(c);
+    }
+
+    private static Map<String, Mapping> llamaNames(ModelConfig c) {
         Map<String, Mapping> m = new LinkedHashMap<>();
-        m.put("model.embed_tokens.weight", new Mapping("token_embd.weight", 0, false));
+        m.put("model.embed_tokens.weight", new Mapping("token_embd.weight", 0, false, false));
         for (int i = 0; i < c.nLayers(); i++) {
             String hf = "model.layers." + i + ".", g = "blk." + i + ".";
-            m.put(hf + "input_layernorm.weight", new Mapping(g + "attn_norm.weight", 0, false));
-            m.put(hf + "self_attn.q_proj.weight", new Mapping(g + "attn_q.weight", c.nHeads(), true));
-            m.put(hf + "self_attn.k_proj.weight", new Mapping(g + "attn_k.weight", c.nKvHeads(), true));
-            m.put(hf + "self_attn.v_proj.weight", new Mapping(g + "attn_v.weight", 0, true));
-            m.put(hf + "self_attn.o_proj.weight", new Mapping(g + "attn_output.weight", 0, true));
-            m.put(hf + "post_attention_layernorm.weight", new Mapping(g + "ffn_norm.weight", 0, false));
-            m.put(hf + "mlp.gate_proj.weight", new Mapping(g + "ffn_gate.weight", 0, true));
-            m.put(hf + "mlp.up_proj.weight", new Mapping(g + "ffn_up.weight", 0, true));
-            m.put(hf + "mlp.down_proj.weight", new Mapping(g + "ffn_down.weight", 0, true));
+            m.put(hf + "input_layernorm.weight", new Mapping(g + "attn_norm.weight", 0, false, false));
+            m.put(hf + "self_attn.q_proj.weight", new Mapping(g + "attn_q.weight", c.nHeads(), true, false));
+            m.put(hf + "self_attn.k_proj.weight", new Mapping(g + "attn_k.weight", c.nKvHeads(), true, false));
+            m.put(hf + "self_attn.v_proj.weight", new Mapping(g + "attn_v.weight", 0, true, false));
+            m.put(hf + "self_attn.o_proj.weight", new Mapping(g + "attn_output.weight", 0, true, false));
+            m.put(hf + "post_attention_layernorm.weight", new Mapping(g + "ffn_norm.weight", 0, false, false));
+            m.put(hf + "mlp.gate_proj.weight", new Mapping(g + "ffn_gate.weight", 0, true, false));
+            m.put(hf + "mlp.up_proj.weight", new Mapping(g + "ffn_up.weight", 0, true, false));
+            m.put(hf + "mlp.down_proj.weight", new Mapping(g + "ffn_down.weight", 0, true, false));
         }
-        m.put("model.norm.weight", new Mapping("output_norm.weight", 0, false));
-        if (!c.tiedEmbeddings()) m.put("lm_head.weight", new Mapping("output.weight", 0, true));
+        m.put("model.norm.weight", new Mapping("output_norm.weight", 0, false, false));
+        if (!c.tiedEmbeddings()) m.put("lm_head.weight", new Mapping("output.weight", 0, true, false));
         return m;
     }
 
-    /** Row-major shapes the model expects, by HF name (so every check runs before anything is allocated). */
+    /** GPT-2: LayerNorms with biases, the fused qkv projection, Conv1D weights transposed (llama.cpp's gpt2 names). */
+    private static Map<String, Mapping> gpt2Names(ModelConfig c) {
+        Map<String, Mapping> m = new LinkedHashMap<>();
+        m.put("wte.weight", new Mapping("token_embd.weight", 0, false, false));
+        m.put("wpe.weight", new Mapping("position_embd.weight", 0, false, false));
+        String[][] parts = {{"ln_1", "attn_norm"}, {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"}, {"ln_2", "ffn_norm"},
+                {"mlp.c_fc", "ffn_up"}, {"mlp.c_proj", "ffn_down"}};
+        for (int i = 0; i < c.nLayers(); i++) {
+            for (String[] p : parts) {
+                String hf = "h." + i + "." + p[0], g = "blk." + i + "." + p[1];
+                m.put(hf + ".weight", new Mapping(g + ".weight", 0, false, !p[0].startsWith("ln_")));
+                m.put(hf + ".bias", new Mapping(g + ".bias", 0, false, false));
+            }
+        }
+        m.put("ln_f.weight", new Mapping("output_norm.weight", 0, false, false));
+        m.put("ln_f.bias", new Mapping("output_norm.bias", 0, false, false));
+        if (!c.tiedEmbeddings()) m.put("lm_head.weight", new Mapping("output.weight", 0, true, false));
+        return m;
+    }
+
+    /** Row-major shapes of the file's tensors, by HF name (so every check runs before anything is allocated). */
     private static Map<String, int[]> expectedShapes(ModelConfig c) {
+        if (c.family() == Family.GPT2) return gpt2Shapes(c);
         Map<String, int[]> s = new LinkedHashMap<>();
         int d = c.dModel(), kv = c.nKvHeads() * c.headDim(), f = c.ffnHidden();
         s.put("model.embed_tokens.weight", new int[] {c.vocabSize(), d});
@@ -274,6 +408,33 @@ public final class GgufModelLoader {
             s.put(hf + "mlp.down_proj.weight", new int[] {d, f});
         }
         s.put("model.norm.weight", new int[] {d});
+        if (!c.tiedEmbeddings()) s.put("lm_head.weight", new int[] {c.vocabSize(), d});
+        return s;
+    }
+
+    /** GPT-2's tensors as the file holds them: Conv1D weights [out, in]. */
+    private static Map<String, int[]> gpt2Shapes(ModelConfig c) {
+        Map<String, int[]> s = new LinkedHashMap<>();
+        int d = c.dModel(), f = c.ffnHidden();
+        s.put("wte.weight", new int[] {c.vocabSize(), d});
+        s.put("wpe.weight", new int[] {c.maxSeqLen(), d});
+        for (int i = 0; i < c.nLayers(); i++) {
+            String h = "h." + i + ".";
+            for (String ln : List.of("ln_1", "ln_2")) {
+                s.put(h + ln + ".weight", new int[] {d});
+                s.put(h + ln + ".bias", new int[] {d});
+            }
+            s.put(h + "attn.c_attn.weight", new int[] {3 * d, d});
+            s.put(h + "attn.c_attn.bias", new int[] {3 * d});
+            s.put(h + "attn.c_proj.weight", new int[] {d, d});
+            s.put(h + "attn.c_proj.bias", new int[] {d});
+            s.put(h + "mlp.c_fc.weight", new int[] {f, d});
+            s.put(h + "mlp.c_fc.bias", new int[] {f});
+            s.put(h + "mlp.c_proj.weight", new int[] {d, f});
+            s.put(h + "mlp.c_proj.bias", new int[] {d});
+        }
+        s.put("ln_f.weight", new int[] {d});
+        s.put("ln_f.bias", new int[] {d});
         if (!c.tiedEmbeddings()) s.put("lm_head.weight", new int[] {c.vocabSize(), d});
         return s;
     }
@@ -327,8 +488,9 @@ public final class GgufModelLoader {
     }
 
     /** Reads one tensor into CPU memory: rows un-permuted, quantized matrices kept, everything else F32. */
-    private static Tensor read(GgufFile gguf, Mapping m, int[] shape) throws CheckpointFormatException {
+    private static Tensor read(GgufFile gguf, Mapping m, int[] modelShape) throws CheckpointFormatException {
         GgufTensorInfo t = gguf.tensor(m.ggufName());
+        int[] shape = m.transposed() ? new int[] {modelShape[1], modelShape[0]} : modelShape;
         checkShape(gguf.path(), t, shape);
         DType stored = dtypeOf(t.type());
         MemorySegment src = gguf.data(t.name());
@@ -343,10 +505,13 @@ public final class GgufModelLoader {
             } else {
                 MemorySegment.copy(src, 0, dst, 0, src.byteSize());
             }
-            if (stored == DType.F32 || stored.isQuantized() && m.keepQuantized()) return raw;
+            if (!m.transposed() && (stored == DType.F32 || stored.isQuantized() && m.keepQuantized())) return raw;
             Tensor f = raw.to(DType.F32);
             raw.close();
-            return f;
+            if (!m.transposed()) return f;
+            try (f; Tensor view = f.transpose(0, 1)) {
+                return view.contiguous();
+            }
         });
     }
 
