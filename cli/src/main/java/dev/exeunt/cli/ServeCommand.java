@@ -23,7 +23,7 @@ final class ServeCommand implements Main.Command {
                 usage: exeunt serve --model DIR [--port N (5000; 0 = any free port)] [--host H (127.0.0.1)]
                                     [--max-prompts N (8)] [--max-tokens N (512)] [--max-prompt-tokens N (the model's context - 1)]
                                     [--queue N (16)] [--max-body BYTES (1048576)] [--speculative [--draft-max N (%d)]] [--no-warmup] [--force]
-                                    [--api-key KEY (or EXEUNT_API_KEY)] [--tp T] [--pp P [--pipeline-layers L,L,..]] [--engine local|mpi]
+                                    [--api-key KEY (or EXEUNT_API_KEY)] [--chat-template chatml|llama3|llama2|plain] [--tp T] [--pp P [--pipeline-layers L,L,..]] [--engine local|mpi]
                   --force: serve with a tokenizer.json that is not the one the model was trained with.
                   --speculative: requests that do not say decode with lossless self-speculative decoding (exits that
                     pass early_exit_thres draft, the full model verifies: the output is the full model's);
@@ -37,8 +37,14 @@ final class ServeCommand implements Main.Command {
                     print_max_prob one pipeline stage; the warm-up is skipped.
                   --api-key: every endpoint but /health requires Authorization: Bearer KEY (as llama.cpp's server).
                     Without one the server listens on 127.0.0.1 only unless --host says otherwise, and says so.
-                  POST /v1/completions: OpenAI's completions API (prompt, max_tokens, temperature, top_p, seed, stop,
-                    echo), with early_exit_thres, exit_layers and speculative as extensions and exit_layers per choice.
+                  POST /v1/completions and /v1/chat/completions: OpenAI's APIs (prompt or messages, max_tokens,
+                    temperature, top_p, seed, stop, echo, "stream": true for server-sent events, stream_options.include_usage),
+                    with early_exit_thres, exit_layers and speculative as extensions: exit_layers per choice, exit_layer per
+                    streamed chunk.
+                  --chat-template: how chat messages become a prompt. By default the model's own template
+                    (tokenizer_config.json, or a GGUF's tokenizer.chat_template) recognised by its markers (ChatML,
+                    Llama 3, Llama 2), else plain "role: content" lines ending in "assistant:". A turn ends at the
+                    template's end-of-turn token (or text).
                   Serves until killed. One generation runs at a time; up to --queue requests wait, more get 503.
                   PUT /api {"prompts": [...], "tokens_to_generate": 64, "temperature": 0, "use_early_exit": true,
                             "early_exit_thres": 0.8, "exit_layers": [..], "logprobs": true, "stop_sequences": [..], ...}
@@ -62,7 +68,7 @@ final class ServeCommand implements Main.Command {
         var opts = new ServeOptions(a.getInt("max-prompts", ServeOptions.DEFAULT_MAX_PROMPTS), a.getInt("max-tokens", ServeOptions.DEFAULT_MAX_TOKENS),
                 a.getInt("max-prompt-tokens", 0), a.getInt("queue", ServeOptions.DEFAULT_QUEUE), a.getInt("max-body", ServeOptions.DEFAULT_MAX_BODY));
         opts = opts.withSpeculative(a.getBool("speculative", false), a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX))
-                .withApiKey(a.get("api-key", System.getenv("EXEUNT_API_KEY")));
+                .withApiKey(a.get("api-key", System.getenv("EXEUNT_API_KEY"))).withChatTemplate(a.get("chat-template", null));
         boolean noWarmUp = a.getBool("no-warmup", false);
         RankLayout layout = RankLayout.parse(a);
         a.checkAllUsed();
@@ -87,8 +93,8 @@ final class ServeCommand implements Main.Command {
         int[] exits = c.exits().stream().mapToInt(e -> e.layer()).distinct().sorted().toArray();
         out.printf("exeunt serve: %s (%s, %d layers, exits at %s, vocab %d, context %d)%n", dir, c.family().name().toLowerCase(), c.nLayers(),
                 Arrays.toString(exits), c.vocabSize(), c.maxSeqLen());
-        out.printf("exeunt serve: listening on %s  (PUT %s/api, POST %s/v1/completions, GET %s/health; port %d)%n", server.url(), server.url(),
-                server.url(), server.url(), server.port());
+        out.printf("exeunt serve: listening on %s  (PUT %s/api, POST %s/v1/completions and /v1/chat/completions (chat template %s), "
+                + "GET %s/health; port %d)%n", server.url(), server.url(), server.url(), server.chatTemplate(), server.url(), server.port());
         if (opts.apiKey() != null) {
             out.println("exeunt serve: every endpoint but /health wants Authorization: Bearer <the --api-key>");
         } else {

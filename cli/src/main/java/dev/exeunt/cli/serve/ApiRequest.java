@@ -21,7 +21,8 @@ import java.util.concurrent.ThreadLocalRandom;
  * @param threshold   the early-exit threshold actually used: 1 (never exit) unless use_early_exit is true
  * @param exitLayers  1-based exit layers to use, or null for all
  * @param beamWidth   0: sample; >= 1: beam search with that many beams (one prompt, full model)
- * @param stopToken   the id that ends a beam (stop_token), or -1 for the tokenizer's EOS
+ * @param stopToken   the id that ends a beam (stop_token), or -1 for the tokenizer's EOS; for sampling only set by
+ *                    {@link #endingAt} (a chat template's end-of-turn token), in place of EOS
  * @param speculative lossless self-speculative decoding (speculative; the server's --speculative when absent):
  *                    the exits draft, the full model verifies, the output is the full model's
  * @param draftMax    with speculative, the most drafts awaiting verification (draft_max)
@@ -207,6 +208,13 @@ public record ApiRequest(List<String> prompts, List<int[]> promptIds, int tokens
         return new ApiRequest(List.copyOf(prompts), List.copyOf(ids), tokens, logprobs, temperature, topK, topP == 0 ? 1.0 : topP, topPDecay,
                 topPBound, seed, List.copyOf(stops), addBos, echo, useEe, useEe ? thres : 1.0, exits, printMaxProb, noNewlineAfterColon, beamWidth,
                 lengthPenalty, stopToken, speculative, draftMax);
+    }
+
+    /** The same request ending each sampled prompt at token {@code id} (a chat template's end of turn) instead of EOS. */
+    ApiRequest endingAt(int id) {
+        return new ApiRequest(prompts, promptIds, tokensToGenerate, logprobs, temperature, topK, topP, topPDecay, topPBound, seed, stopSequences,
+                addBos, echoPrompts, useEarlyExit, threshold, exitLayers, printMaxProb, preventNewlineAfterColon, beamWidth, lengthPenalty, id,
+                speculative, draftMax);
     }
 
     /** The field's node, or null when absent or JSON null (null means "use the default", as Python clients send None). */

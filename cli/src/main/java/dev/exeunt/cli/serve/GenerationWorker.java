@@ -42,7 +42,16 @@ final class GenerationWorker implements AutoCloseable {
     /** How long shutdown lets the request in flight run on before stopping it after its next token. */
     static final long DRAIN_MILLIS = 30_000;
 
-    private record Job(ApiRequest request, BooleanSupplier clientGone, CompletableFuture<ObjectNode> result) {}
+    private record Job(ApiRequest request, BooleanSupplier clientGone, TextStream stream, CompletableFuture<ObjectNode> result) {}
+
+    /**
+     * Receives each prompt's text as it is generated (on the worker thread; it must not block): the new
+     * text since the last call, which may be empty, and the token that produced it. Text that could still
+     * turn out to begin a stop sequence is held back until it cannot.
+     */
+    interface TextStream {
+        void text(int prompt, String delta, GeneratedToken token);
+    }
 
     /** A job stopped because its client disconnected or the server could not wait for it. */
     private static final class Abandoned extends RuntimeException {
@@ -108,8 +117,14 @@ final class GenerationWorker implements AutoCloseable {
 
     /** Queues a request; the future completes with the response object or an {@link ApiException}. */
     CompletableFuture<ObjectNode> submit(ApiRequest request, BooleanSupplier clientGone) {
+        return submit(request, clientGone, null);
+    }
+
+    /** As {@link #submit(ApiRequest, BooleanSupplier)}, also streaming the text to {@code stream} as it is generated (null: none). */
+    CompletableFuture<ObjectNode> submit(ApiRequest request, BooleanSupplier clientGone, TextStream stream) {
         if (closing) throw shuttingDown();
-        var job = new Job(request, clientGone, new CompletableFuture<>());
+        if (stream != null && request.beamWidth() > 0) throw ApiException.badRequest("beam search cannot stream: its beams are known only at the end");
+        var job = new Job(request, clientGone, stream, new CompletableFuture<>());
         if (!queue.offer(job)) {
             throw new ApiException(503, "the server is busy: " + queue.size() + " requests are already waiting (--queue); retry later");
         }
@@ -146,7 +161,7 @@ final class GenerationWorker implements AutoCloseable {
             busy = true;
             try {
                 if (job.clientGone().getAsBoolean()) throw new Abandoned("the client disconnected before its request started");
-                job.result().complete(run(job.request(), job.clientGone()));
+                job.result().complete(run(job.request(), job.clientGone(), job.stream()));
             } catch (Abandoned e) {
                 cancelled.incrementAndGet();
                 job.result().completeExceptionally(abort ? shuttingDown() : new ApiException(499, e.getMessage()));
@@ -165,11 +180,12 @@ final class GenerationWorker implements AutoCloseable {
         for (Job j; (j = queue.poll()) != null; ) j.result().completeExceptionally(shuttingDown());
     }
 
-    /** Per prompt: the streaming decoder (primed with the prompt) and where a stop sequence was found. */
+    /** Per prompt: the streaming decoder (primed with the prompt), where a stop sequence was found, and how much text was streamed. */
     private static final class TextState {
         final TokenDecoder decoder;
         final StringBuilder text = new StringBuilder();
         int stopAt = -1;
+        int streamed;
 
         TextState(TokenDecoder decoder) {
             this.decoder = decoder;
@@ -183,8 +199,12 @@ final class GenerationWorker implements AutoCloseable {
     }
 
     ObjectNode run(ApiRequest r, BooleanSupplier clientGone) {
+        return run(r, clientGone, null);
+    }
+
+    private ObjectNode run(ApiRequest r, BooleanSupplier clientGone, TextStream stream) {
         long t0 = System.nanoTime();
-        ObjectNode out = r.beamWidth() > 0 ? beams(r) : sample(r, clientGone);
+        ObjectNode out = r.beamWidth() > 0 ? beams(r) : sample(r, clientGone, stream);
         double seconds = (System.nanoTime() - t0) / 1e9;
         out.put("requst_time", seconds); // sic: the key EE-LLM's server answers with
         out.put("request_time", seconds);
@@ -193,14 +213,16 @@ final class GenerationWorker implements AutoCloseable {
 
     private GenerationConfig config(ApiRequest r) {
         return new GenerationConfig(r.tokensToGenerate(), r.temperature(), r.topK(), r.topP(), r.seed(), r.threshold(), r.exitLayers(),
-                tokenizer.eosId().orElse(-1), r.topPDecay(), r.topPBound(), vocabLimit, r.preventNewlineAfterColon() ? newlineBan : null,
+                r.stopToken() >= 0 ? r.stopToken() : tokenizer.eosId().orElse(-1), r.topPDecay(), r.topPBound(), vocabLimit, r.preventNewlineAfterColon() ? newlineBan : null,
                 r.printMaxProb(), r.speculative(), r.draftMax(), GenerationConfig.KvFill.RECOMPUTE, false);
     }
 
-    private ObjectNode sample(ApiRequest r, BooleanSupplier clientGone) {
+    private ObjectNode sample(ApiRequest r, BooleanSupplier clientGone, TextStream stream) {
         List<TextState> states = new ArrayList<>();
         for (int[] ids : r.promptIds()) states.add(new TextState(primedDecoder(ids)));
         List<String> stops = r.stopSequences();
+        // a streamed piece never ends inside what could still become a stop sequence
+        int holdBack = stops.stream().mapToInt(String::length).max().orElse(1) - 1;
         boolean[] gone = {false};
         GenerationConfig cfg = config(r);
         if (peers != null) peers.announce(r.promptIds(), cfg);
@@ -215,6 +237,11 @@ final class GenerationWorker implements AutoCloseable {
             for (String stop : stops) {
                 int at = s.text.indexOf(stop, Math.max(0, before - stop.length() + 1));
                 if (at >= 0 && (s.stopAt < 0 || at < s.stopAt)) s.stopAt = at;
+            }
+            if (stream != null) {
+                int safe = Math.max(s.streamed, s.stopAt >= 0 ? s.stopAt : s.text.length() - holdBack);
+                stream.text(seq, s.text.substring(s.streamed, safe), t);
+                s.streamed = safe;
             }
             return s.stopAt < 0;
         });
@@ -237,6 +264,7 @@ final class GenerationWorker implements AutoCloseable {
             TextState s = states.get(i);
             String generated = s.text.append(s.decoder.flush()).toString();
             if (s.stopAt >= 0) generated = generated.substring(0, s.stopAt);
+            if (stream != null && generated.length() > s.streamed) stream.text(i, generated.substring(s.streamed), null);
             text.add(r.echoPrompts() ? r.prompts().get(i) + generated : generated);
             ArrayNode seg = segments.addArray(), lp = logprobs == null ? null : logprobs.addArray();
             ArrayNode ids = tokens.addArray(), ex = exits.addArray(), mp = maxProbs == null ? null : maxProbs.addArray();

@@ -22,6 +22,7 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -49,6 +50,9 @@ public final class Server implements AutoCloseable {
     private final ModelPeers peers;
     /** What /v1/completions answers as "model" when the request names none: the checkpoint's directory name. */
     private volatile String modelName = "exeunt";
+    /** How /v1/chat/completions renders messages, and the id of its end of turn when the tokenizer has it as one token (else -1). */
+    private volatile ChatTemplate chatTemplate = ChatTemplate.PLAIN;
+    private volatile int endOfTurnId = -1;
     private volatile boolean closed;
 
     private Server(ModelCheckpoint.Loaded loaded, ServeOptions options, String host, int port, ModelPeers peers) throws IOException {
@@ -83,6 +87,18 @@ public final class Server implements AutoCloseable {
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
         http.createContext("/", this::handle);
+        if (options.chatTemplate() != null) useChatTemplate(ChatTemplate.parse(options.chatTemplate()));
+    }
+
+    private void useChatTemplate(ChatTemplate t) {
+        chatTemplate = t;
+        int[] ids = t == ChatTemplate.PLAIN ? new int[0] : loaded.tokenizer().encode(t.endOfTurn, false, true);
+        endOfTurnId = ids.length == 1 ? ids[0] : -1;
+    }
+
+    /** The chat template /v1/chat/completions uses. */
+    public String chatTemplate() {
+        return chatTemplate.label();
     }
 
     /** Loads the checkpoint in {@code modelDir} and starts serving on host:port (port 0: a free one). */
@@ -104,6 +120,10 @@ public final class Server implements AutoCloseable {
         try {
             var server = new Server(loaded, options, host, port, null);
             if (modelDir.getFileName() != null) server.modelName = modelDir.getFileName().toString();
+            if (options.chatTemplate() == null) {
+                String jinja = ChatTemplate.jinjaOf(modelDir);
+                if (jinja != null) server.useChatTemplate(ChatTemplate.recognise(jinja));
+            }
             if (warmUpSeconds > 0) {
                 double secs = server.worker.warmUp(warmUpSeconds, options.speculative(), options.draftMax());
                 System.err.printf(java.util.Locale.ROOT, "exeunt serve: warmed up the JIT on the model in %.1f s (--no-warmup skips)%n", secs);
@@ -191,11 +211,12 @@ public final class Server implements AutoCloseable {
                         if (!method.equals("GET") && !method.equals("HEAD")) throw methodNotAllowed(ex, "GET, HEAD");
                         respond(ex, 200, health());
                     }
-                    case "/v1/completions" -> {
+                    case "/v1/completions", "/v1/chat/completions" -> {
                         if (!method.equals("POST")) throw methodNotAllowed(ex, "POST");
-                        respond(ex, 200, completions(ex));
+                        openAi(ex, path.contains("chat") ? OpenAiCompletions.Endpoint.CHAT : OpenAiCompletions.Endpoint.COMPLETIONS);
                     }
-                    default -> throw new ApiException(404, "no such path " + path + " (the API is PUT /api and POST /v1/completions; GET /health)");
+                    default -> throw new ApiException(404, "no such path " + path
+                            + " (the API is PUT /api, POST /v1/completions and POST /v1/chat/completions; GET /health)");
                 }
             } catch (ApiException e) {
                 if (e.status() == 503) ex.getResponseHeaders().set("Retry-After", "1");
@@ -229,12 +250,41 @@ public final class Server implements AutoCloseable {
         return run(ex, ApiRequest.parse(readJson(ex), apiModel, options));
     }
 
-    /** OpenAI's POST /v1/completions, through the same request and limits as PUT /api. */
-    private ObjectNode completions(HttpExchange ex) throws IOException {
+    /** OpenAI's POST /v1/completions or /v1/chat/completions, through the same request and limits as PUT /api; "stream": true answers with events. */
+    private void openAi(HttpExchange ex, OpenAiCompletions.Endpoint endpoint) throws IOException {
         JsonNode openai = readJson(ex);
-        ApiRequest request = ApiRequest.parse(OpenAiCompletions.toApiBody(openai), apiModel, options);
+        boolean chat = endpoint == OpenAiCompletions.Endpoint.CHAT;
+        ChatTemplate template = chatTemplate;
+        int endOfTurn = endOfTurnId;
+        ObjectNode body = chat ? OpenAiCompletions.toChatBody(openai, template, endOfTurn >= 0) : OpenAiCompletions.toApiBody(openai);
+        ApiRequest request = ApiRequest.parse(body, apiModel, options);
+        if (chat && endOfTurn >= 0) request = request.endingAt(endOfTurn);
         String model = openai.path("model").isTextual() ? openai.get("model").textValue() : modelName;
-        return OpenAiCompletions.toResponse(run(ex, request), model, request.promptIds().stream().mapToInt(p -> p.length).toArray());
+        String id = OpenAiCompletions.newId(endpoint);
+        int[] promptTokens = request.promptIds().stream().mapToInt(p -> p.length).toArray();
+        if (!openai.path("stream").asBoolean(false)) {
+            respond(ex, 200, OpenAiCompletions.toResponse(endpoint, id, run(ex, request), model, promptTokens));
+            return;
+        }
+        var events = new EventStream(ex, MAPPER);
+        if (chat) events.offer(OpenAiCompletions.roleChunk(id, model, 0));
+        if (!chat && request.echoPrompts()) {
+            for (int i = 0; i < request.prompts().size(); i++) events.offer(OpenAiCompletions.chunk(endpoint, id, model, i, request.prompts().get(i), null));
+        }
+        ObjectNode result;
+        try {
+            result = run(ex, request, events, (i, delta, t) -> events.offer(OpenAiCompletions.chunk(endpoint, id, model, i, delta, t)));
+        } catch (ApiException e) {
+            if (!events.started()) throw e; // nothing sent yet: a plain JSON error with its status
+            var err = MAPPER.createObjectNode();
+            err.putObject("error").put("message", e.getMessage()).put("code", e.status());
+            events.send(err);
+            events.done();
+            return;
+        }
+        for (int i = 0; i < promptTokens.length; i++) events.send(OpenAiCompletions.finalChunk(endpoint, id, model, i, result));
+        if (OpenAiCompletions.wantsUsage(openai)) events.send(OpenAiCompletions.usageChunk(endpoint, id, model, result, promptTokens));
+        events.done();
     }
 
     private JsonNode readJson(HttpExchange ex) throws IOException {
@@ -250,11 +300,25 @@ public final class Server implements AutoCloseable {
         return root;
     }
 
-    private ObjectNode run(HttpExchange ex, ApiRequest request) {
+    private ObjectNode run(HttpExchange ex, ApiRequest request) throws IOException {
+        return run(ex, request, null, null);
+    }
+
+    /**
+     * Runs the request on the worker and waits for its answer; with {@code events}, the text streams
+     * into them as it is generated (the chunks OpenAI's API sends) while this thread writes them out.
+     */
+    private ObjectNode run(HttpExchange ex, ApiRequest request, EventStream events, GenerationWorker.TextStream stream) throws IOException {
         if (peers != null) refuseOnRanks(request);
-        var future = worker.submit(request, new ClientProbe(ex.getLocalAddress(), ex.getRemoteAddress()));
+        var probe = new ClientProbe(ex.getLocalAddress(), ex.getRemoteAddress());
+        CompletableFuture<ObjectNode> future;
+        if (events == null) {
+            future = worker.submit(request, probe);
+        } else {
+            future = worker.submit(request, () -> events.broken() || probe.getAsBoolean(), stream);
+        }
         try {
-            return future.get();
+            return events == null ? future.get() : events.pump(future);
         } catch (InterruptedException e) {
             future.cancel(false);
             Thread.currentThread().interrupt();

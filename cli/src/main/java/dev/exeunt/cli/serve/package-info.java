@@ -9,6 +9,13 @@
  *       context, limits {max_prompts, max_tokens, max_prompt_tokens, queue, max_body_bytes}, speculative, draft_max,
  *       waiting, busy, cancelled} (speculative, draft_max: the defaults of requests that do not say; cancelled:
  *       requests dropped because their client disconnected).</li>
+ *   <li>{@code POST /v1/completions} and {@code POST /v1/chat/completions}: OpenAI's APIs ({@link OpenAiCompletions}),
+ *       translated into the same request and limits as {@code PUT /api}. {@code "stream": true} answers with
+ *       server-sent events ({@link EventStream}): one chunk per generated token (its new text, possibly empty
+ *       while it could still begin a stop sequence, and its {@code exit_layer}), then a chunk per choice with its
+ *       {@code finish_reason}, the usage when {@code stream_options.include_usage}, and {@code data: [DONE]}.
+ *       Chat messages become a prompt through a {@link ChatTemplate} ({@code --chat-template}, else the model's own).</li>
+ *   <li>With {@code --api-key}, every path but /health wants {@code Authorization: Bearer <key>} (else 401).</li>
  *   <li>Any other path: 404.</li>
  * </ul>
  * Every error is JSON {@code {"error": "..."}}; a validation error (400) names the field. A failure that is
