@@ -22,7 +22,7 @@ final class ModelOptions {
                       --shared-exit-heads (tie exit heads to the embedding)  --dynamic-token-weights
               train:  --seq-len N (128)  --batch N (8; alias --global-batch-size)  --micro-batch-size N  --grad-accum N (1)  --iters N (200)  --lr X (3e-3)  --min-lr X
                       --warmup N (20)  --weight-decay X (0.1)  --clip X (1.0)  --seed N  --eval-every N  --eval-batches N
-                      --save-every N  --log-every N  --val-fraction X (0.05)""";
+                      --save-every N  --log-every N (0: every step on a terminal, else a line every 5 s)  --val-fraction X (0.05)""";
 
     /** Every option {@link #model} reads. */
     static final String[] MODEL_KEYS = {"family", "d-model", "layers", "heads", "kv-heads", "ffn", "untied", "exit-kind",
@@ -78,6 +78,6 @@ final class ModelOptions {
                 iters, lr, a.getDouble("min-lr", lr / 10), a.getInt("warmup", Math.min(def.warmupIters(), iters / 10)),
                 a.getDouble("weight-decay", def.weightDecay()), 0.9, 0.95, a.getDouble("clip", 1.0), a.getLong("seed", def.seed()),
                 a.getInt("eval-every", Math.max(1, iters / 4)), a.getInt("eval-batches", 8), a.getInt("save-every", Math.max(1, iters / 4)),
-                a.getInt("log-every", 1), a.getDouble("val-fraction", def.valFraction()));
+                a.getInt("log-every", 0), a.getDouble("val-fraction", def.valFraction()));
     }
 }

@@ -52,6 +52,13 @@ class CliEndToEndTest {
         var train = json(exeunt("train", "--data", data, "--out", base, "--layers", "2", "--d-model", "32", "--heads", "2",
                 "--seq-len", "32", "--batch", "4", "--iters", "12", "--exits", "", "--json"));
         assertEquals(12, train.get("iterations").asInt());
+        // eval scores the held-out windows by default: exactly what training's last validation scored
+        var trained = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllLines(Path.of(base, "eval_log.jsonl")).getLast()).get("eval");
+        var held = exeunt("eval", "--model", base, "--data", data, "--seq-len", "32", "--batch", "4", "--batches", "8", "--json");
+        assertEquals(trained.get("final").get("loss").asDouble(), json(held).get("final").get("loss").asDouble(), 1e-5);
+        var all = json(exeunt("eval", "--model", base, "--data", data, "--seq-len", "32", "--batch", "4", "--batches", "8", "--split", "all", "--json"));
+        assertTrue(Math.abs(all.get("final").get("loss").asDouble() - trained.get("final").get("loss").asDouble()) > 1e-4,
+                "--split all starts at the first (training) windows");
 
         String tuned = tmp.resolve("tuned").toString();
         var tune = json(exeunt("tune", "--model", base, "--data", data, "--exits", "1", "--exit-kind", "norm", "--init", "copy",

@@ -21,6 +21,18 @@ public final class Evaluator {
      */
     public static EvalReport evaluate(EarlyExitModel model, TokenWindows windows, int[] windowIndices, int batchSize,
                                       int maxBatches, BatchEvaluator evaluator) {
+        return evaluate(model, windows, windowIndices, batchSize, maxBatches, evaluator, null);
+    }
+
+    /** The number of batches {@link #evaluate} runs over these windows. */
+    public static int batchCount(TokenWindows windows, int[] windowIndices, int batchSize, int maxBatches) {
+        int all = windows.batches(windowIndices, batchSize, 0, false, false).batchesPerEpoch();
+        return Math.min(maxBatches <= 0 ? Integer.MAX_VALUE : maxBatches, all);
+    }
+
+    /** As above; {@code progress} (null: none) is told the number of batches done after each one. */
+    public static EvalReport evaluate(EarlyExitModel model, TokenWindows windows, int[] windowIndices, int batchSize,
+                                      int maxBatches, BatchEvaluator evaluator, java.util.function.IntConsumer progress) {
         int n = model.config().exits().size();
         double[] lossSum = new double[n];
         long[] agree = new long[n];
@@ -40,6 +52,7 @@ public final class Evaluator {
                 finalSum += sums.finalLossSum();
                 tokens += sums.tokens();
             }
+            if (progress != null) progress.accept(b + 1);
         }
         double[] loss = new double[n], agreement = new double[n];
         for (int i = 0; i < n; i++) {

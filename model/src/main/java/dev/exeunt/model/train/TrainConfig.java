@@ -17,7 +17,7 @@ public record TrainConfig(int seqLen, int batchSize, int gradAccum, int iters, d
     }
 
     public static TrainConfig defaults() {
-        return new TrainConfig(128, 8, 1, 200, 3e-3, 3e-4, 20, 0.1, 0.9, 0.95, 1.0, 1234, 50, 8, 100, 1, 0.05);
+        return new TrainConfig(128, 8, 1, 200, 3e-3, 3e-4, 20, 0.1, 0.9, 0.95, 1.0, 1234, 50, 8, 100, 0, 0.05);
     }
 
     /** Learning rate at 0-based iteration {@code it}: linear warm-up, then cosine decay to minLr. */

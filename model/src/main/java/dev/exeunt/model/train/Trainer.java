@@ -224,6 +224,7 @@ public final class Trainer implements AutoCloseable {
         EvalReport lastEval = null;
         int done = 0;
         {
+            dev.exeunt.model.util.LogCadence cadence = dev.exeunt.model.util.LogCadence.of(cfg.logEvery());
             for (int it = startIter; it < cfg.iters(); it++) {
                 long ts = System.nanoTime();
                 model.parameters().zeroGrads();
@@ -268,7 +269,7 @@ public final class Trainer implements AutoCloseable {
                         (System.nanoTime() - ts) / 1e6, syncNanos / 1e6, losses.fill() == null ? 0 : losses.fill().microBatches(), fillLosses,
                         losses.stagePeakBytes());
                 if (logs) appendLog(LOG, line);
-                if (console != null && (it % Math.max(1, cfg.logEvery()) == 0 || it == cfg.iters() - 1)) {
+                if (console != null && cadence.due(it, cfg.iters())) {
                     console.println(consoleLine(it, total, fin, exitLoss, lr, tps, eta));
                 }
                 boolean last = it == cfg.iters() - 1 || done == stopAfter;

@@ -204,6 +204,7 @@ public final class ExitTuner implements AutoCloseable {
         EvalReport eval = null;
         Path log = writes ? staged.resolve(LOG) : null;
         if (!writes) console = null;
+        dev.exeunt.model.util.LogCadence cadence = dev.exeunt.model.util.LogCadence.of(tc.logEvery());
         for (int it = 0; it < tc.iters(); it++) {
             model.parameters().zeroGrads();
             double[] losses = new double[n], weights = new double[n];
@@ -244,7 +245,7 @@ public final class ExitTuner implements AutoCloseable {
                 Files.writeString(log, TuneLog.jsonLine(it, losses, weights, lr, tps, elapsed), StandardCharsets.UTF_8,
                         StandardOpenOption.CREATE, StandardOpenOption.APPEND);
             }
-            if (console != null && (it % Math.max(1, tc.logEvery()) == 0 || it == tc.iters() - 1)) {
+            if (console != null && cadence.due(it, tc.iters())) {
                 console.println(TuneLog.consoleLine(it, tc.iters(), config.exits(), losses, lr, tps, elapsed));
             }
         }
