@@ -34,6 +34,12 @@ public final class ModelCheckpoint {
     public static final String CONFIG = "config.json";
     public static final String WEIGHTS = "model.safetensors";
     public static final String TOKENIZER = "tokenizer.json";
+    /**
+     * Hugging Face files beside the tokenizer that Exeunt does not read but other tools do (the chat
+     * template, generation defaults, special tokens, a SentencePiece model): a tuned checkpoint keeps them.
+     */
+    public static final java.util.List<String> COMPANIONS = java.util.List.of("tokenizer_config.json", "generation_config.json",
+            "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "chat_template.jinja");
 
     private ModelCheckpoint() {}
 

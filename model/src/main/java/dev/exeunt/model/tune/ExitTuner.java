@@ -286,7 +286,8 @@ public final class ExitTuner implements AutoCloseable {
     /**
      * Publishes the early-exit checkpoint to {@code outDir}: every tensor of the source copied byte for
      * byte (same dtype), the exit tensors added ({@link TunedWeights}), config.json with the exits, the
-     * source's tokenizer.json and the tuning log. Every rank calls it.
+     * source's tokenizer.json and its other Hugging Face files ({@link ModelCheckpoint#COMPANIONS}), and
+     * the tuning log. Every rank calls it.
      */
     public void save(Path outDir) throws IOException {
         if (sync.rank() != 0) return; // a data-parallel replica has nothing to add
@@ -301,6 +302,9 @@ public final class ExitTuner implements AutoCloseable {
         CrashPoints.reach(CrashPoints.STAGING_PARTIAL);
         Path tok = source.resolve(ModelCheckpoint.TOKENIZER);
         if (Files.exists(tok)) Files.copy(tok, dir.resolve(ModelCheckpoint.TOKENIZER));
+        for (String f : ModelCheckpoint.COMPANIONS) {
+            if (Files.isRegularFile(source.resolve(f))) Files.copy(source.resolve(f), dir.resolve(f));
+        }
         // the command checked the source's tokenizer already (and may have been told --force)
         ConfigJson.write(config, ModelCheckpoint.tokenizerHash(source, true), dir.resolve(ModelCheckpoint.CONFIG));
         store.publish(tunedIterations);

@@ -113,6 +113,26 @@ class ExitTunerTest {
     }
 
     @Test
+    void theSourcesHuggingFaceFilesAreKept(@TempDir Path tmp) throws IOException {
+        Path src = tmp.resolve("src"), out = tmp.resolve("out");
+        Files.createDirectories(src);
+        for (String f : List.of(ModelCheckpoint.CONFIG, ModelCheckpoint.WEIGHTS, ModelCheckpoint.TOKENIZER)) Files.copy(pretrained.resolve(f), src.resolve(f));
+        String tokConfig = "{\"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}\", \"model_max_length\": 32}";
+        String genConfig = "{\"do_sample\": true, \"temperature\": 0.6, \"eos_token_id\": [1, 2]}";
+        Files.writeString(src.resolve("tokenizer_config.json"), tokConfig);
+        Files.writeString(src.resolve("generation_config.json"), genConfig);
+        try (var tuner = new ExitTuner(src, exits(ExitKind.NORM, 2), ExitTuner.Init.RANDOM, false, 3, tc(1))) {
+            tuner.save(out);
+        }
+        assertEquals(tokConfig, Files.readString(out.resolve("tokenizer_config.json")));
+        assertEquals(genConfig, Files.readString(out.resolve("generation_config.json")));
+        assertTrue(!Files.exists(out.resolve("special_tokens_map.json")), "only what the source has");
+        try (var loaded = ModelCheckpoint.load(out, Device.CPU)) {
+            assertEquals(1, loaded.model().exits().size());
+        }
+    }
+
+    @Test
     void copiedNormExitAtTheLastLayerReproducesTheFinalLogitsExactly(@TempDir Path out) throws IOException {
         try (var tuner = new ExitTuner(pretrained, exits(ExitKind.NORM, 4), ExitTuner.Init.COPY, false, 3, tc(1))) {
             tuner.save(out);
