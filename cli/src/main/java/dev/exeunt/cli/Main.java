@@ -44,12 +44,11 @@ public final class Main {
     }
 
     /** The JVM flags the engine needs; the ./exeunt launcher passes them. */
-    static final String JVM_FLAGS = "--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED "
-            + "--add-opens=java.base/java.nio=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow";
+    static final String JVM_FLAGS = dev.exeunt.tensor.JvmFlags.REQUIRED;
 
     public static void main(String[] argv) {
         // Without it the first kernel fails with a bare NoClassDefFoundError: jdk/incubator/vector/Vector.
-        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
+        if (!dev.exeunt.tensor.JvmFlags.hasVectorModule()) {
             System.err.println("exeunt: this JVM was started without the Vector API module; run it as\n  java " + JVM_FLAGS
                     + " -jar exeunt.jar ...\n(the ./exeunt launcher adds these flags)");
             System.exit(2);

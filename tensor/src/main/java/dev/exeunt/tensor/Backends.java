@@ -13,6 +13,7 @@ public final class Backends {
     private static final Map<Device, Backend> BACKENDS = new ConcurrentHashMap<>();
 
     static {
+        JvmFlags.requireVectorModule(); // before CpuBackend's kernels touch jdk.incubator.vector
         BACKENDS.put(Device.CPU, CpuBackend.INSTANCE);
     }
 
