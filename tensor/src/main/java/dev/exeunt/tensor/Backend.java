@@ -90,6 +90,14 @@ public interface Backend {
      */
     void rope(Tensor x, int startPos, float theta, boolean inverse);
 
+    /** As above with scaled frequencies; a backend that has only the plain rotation refuses a scaling by name. */
+    default void rope(Tensor x, int startPos, double theta, RopeScaling scaling, boolean inverse) {
+        if (!scaling.isNone()) {
+            throw new UnsupportedOperationException(getClass().getSimpleName() + " has no " + scaling.type() + " rope scaling; run the model on the CPU");
+        }
+        rope(x, startPos, (float) theta, inverse);
+    }
+
     // ------------------------------------------------------------ embeddings
 
     /** out[i, :] = table[ids[i], :]; ids I32. Out-of-range ids throw naming the id and position. */

@@ -1,5 +1,6 @@
 package dev.exeunt.tensor.cpu;
 
+import dev.exeunt.tensor.RopeScaling;
 import dev.exeunt.tensor.Backend;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
@@ -312,12 +313,17 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void rope(Tensor x, int startPos, float theta, boolean inverse) {
+        rope(x, startPos, theta, RopeScaling.NONE, inverse);
+    }
+
+    @Override
+    public void rope(Tensor x, int startPos, double theta, RopeScaling scaling, boolean inverse) {
         contiguous("rope", x);
         int b = x.dim(0), t = x.dim(1), h = x.dim(2), d = x.dim(3);
         int[] positions = new int[b * t];
         for (int i = 0; i < positions.length; i++) positions[i] = startPos + i % t;
-        if (inverse) CpuRope.backward(seg(x), off(x), (long) h * d, d, b * t, h, d, positions, 0, theta);
-        else CpuRope.forward(seg(x), off(x), (long) h * d, d, b * t, h, d, positions, 0, theta);
+        if (inverse) CpuRope.backward(seg(x), off(x), (long) h * d, d, b * t, h, d, positions, 0, theta, scaling);
+        else CpuRope.forward(seg(x), off(x), (long) h * d, d, b * t, h, d, positions, 0, theta, scaling);
     }
 
     // ---------------------------------------------------------------- embeddings

@@ -1,5 +1,6 @@
 package dev.exeunt.tensor.cpu;
 
+import dev.exeunt.tensor.RopeScaling;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -36,7 +37,7 @@ public final class CpuRope {
     /** Default theta (Llama 1/2, GPT-NeoX); Llama 3 uses 500000. */
     public static final double DEFAULT_THETA = 10000.0;
 
-    private record Key(int rotaryDim, double theta) {}
+    private record Key(int rotaryDim, double theta, RopeScaling scaling) {}
 
     private static final ConcurrentHashMap<Key, Table> CACHE = new ConcurrentHashMap<>();
 
@@ -103,7 +104,12 @@ public final class CpuRope {
 
     /** A cached standard table covering at least {@code minPositions} positions. */
     public static Table table(int rotaryDim, double theta, int minPositions) {
-        var key = new Key(rotaryDim, theta);
+        return table(rotaryDim, theta, RopeScaling.NONE, minPositions);
+    }
+
+    /** A cached table with scaled frequencies ({@link RopeScaling}) covering at least {@code minPositions} positions. */
+    public static Table table(int rotaryDim, double theta, RopeScaling scaling, int minPositions) {
+        var key = new Key(rotaryDim, theta, scaling);
         Table t = CACHE.get(key);
         if (t != null && t.maxPositions >= minPositions) return t;
         return CACHE.compute(key, (k, old) -> {
@@ -111,21 +117,33 @@ public final class CpuRope {
             // grow by at least 1.5x, in multiples of 1024 positions
             long want = Math.max(minPositions, old == null ? 0 : old.maxPositions + (old.maxPositions >> 1));
             want = Math.max(1024, (want + 1023) & ~1023L);
-            return Table.create(rotaryDim, theta, (int) Math.min(want, Integer.MAX_VALUE - 1));
+            return Table.fromInvFreq(scaling.invFreq(rotaryDim, theta), (int) Math.min(want, Integer.MAX_VALUE - 1));
         });
     }
 
     /** In-place forward rotation of a full head (rotary dim = headDim) with standard frequencies. */
     public static void forward(MemorySegment x, long off, long tokenStride, long headStride, int tokens, int heads,
                                int headDim, int[] positions, int startPos, double theta) {
-        var t = table(headDim, theta, maxPosition(positions, tokens, startPos) + 1);
+        forward(x, off, tokenStride, headStride, tokens, heads, headDim, positions, startPos, theta, RopeScaling.NONE);
+    }
+
+    /** As above with scaled frequencies. */
+    public static void forward(MemorySegment x, long off, long tokenStride, long headStride, int tokens, int heads,
+                               int headDim, int[] positions, int startPos, double theta, RopeScaling scaling) {
+        var t = table(headDim, theta, scaling, maxPosition(positions, tokens, startPos) + 1);
         apply(t, x, off, tokenStride, headStride, x, off, tokenStride, headStride, tokens, heads, headDim, positions, startPos, false);
     }
 
     /** In-place backward (rotation by the negative angle) of {@link #forward}. */
     public static void backward(MemorySegment dx, long off, long tokenStride, long headStride, int tokens, int heads,
                                 int headDim, int[] positions, int startPos, double theta) {
-        var t = table(headDim, theta, maxPosition(positions, tokens, startPos) + 1);
+        backward(dx, off, tokenStride, headStride, tokens, heads, headDim, positions, startPos, theta, RopeScaling.NONE);
+    }
+
+    /** As above with scaled frequencies. */
+    public static void backward(MemorySegment dx, long off, long tokenStride, long headStride, int tokens, int heads,
+                                int headDim, int[] positions, int startPos, double theta, RopeScaling scaling) {
+        var t = table(headDim, theta, scaling, maxPosition(positions, tokens, startPos) + 1);
         apply(t, dx, off, tokenStride, headStride, dx, off, tokenStride, headStride, tokens, heads, headDim, positions, startPos, true);
     }
 

@@ -65,15 +65,20 @@ public final class NN {
 
     /** Rotary position embedding of x [B, T, H, D]; token t is at position startPos + t. */
     public static Tensor rope(Tensor x, int startPos, float theta) {
+        return rope(x, startPos, theta, dev.exeunt.tensor.RopeScaling.NONE);
+    }
+
+    /** As above with scaled frequencies ({@link dev.exeunt.tensor.RopeScaling}). */
+    public static Tensor rope(Tensor x, int startPos, double theta, dev.exeunt.tensor.RopeScaling scaling) {
         if (x.rank() != 4) throw new IllegalArgumentException("rope expects [B, T, H, D], got " + Shape.str(x.shape()));
         if (x.dim(3) % 2 != 0) throw new IllegalArgumentException("rope needs an even head dim, got " + x.dim(3));
         Tensor y = emptyF32(x.device(), x.shape());
         Ops.copyInto(x, y);
-        x.backend().rope(y, startPos, theta, false);
+        x.backend().rope(y, startPos, theta, scaling, false);
         return record(y, "rope", new Tensor[] {x}, g -> {
             Tensor dx = emptyF32(g.device(), g.shape());
             Ops.copyInto(g, dx);
-            x.backend().rope(dx, startPos, theta, true);
+            x.backend().rope(dx, startPos, theta, scaling, true);
             return new Tensor[] {dx};
         });
     }
