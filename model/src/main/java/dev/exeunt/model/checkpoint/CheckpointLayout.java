@@ -66,12 +66,17 @@ public final class CheckpointLayout {
             linear(out, p + ".attn.c_proj", d, d, c);
             norm(out, p + ".ln_2", c);
         } else {
-            long kv = (long) c.nKvHeads() * c.headDim();
+            long hd = c.headDim(), q = c.nHeads() * hd, kv = c.nKvHeads() * hd;
+            var o = c.attention();
             norm(out, p + ".input_layernorm", c);
-            linear(out, p + ".self_attn.q_proj", d, d, c);
-            linear(out, p + ".self_attn.k_proj", d, kv, c);
-            linear(out, p + ".self_attn.v_proj", d, kv, c);
-            linear(out, p + ".self_attn.o_proj", d, d, c);
+            linear(out, p + ".self_attn.q_proj", d, q, o.qkvBias(), c);
+            linear(out, p + ".self_attn.k_proj", d, kv, o.qkvBias(), c);
+            linear(out, p + ".self_attn.v_proj", d, kv, o.qkvBias(), c);
+            linear(out, p + ".self_attn.o_proj", q, d, o.outputBias(), c);
+            if (o.qkNorm()) {
+                out.put(p + ".self_attn.q_norm.weight", new long[] {hd});
+                out.put(p + ".self_attn.k_norm.weight", new long[] {hd});
+            }
             norm(out, p + ".post_attention_layernorm", c);
         }
         mlp(out, p + ".mlp", c);
@@ -91,12 +96,13 @@ public final class CheckpointLayout {
 
     /** GPT-2's Conv1D stores [in, out] with a bias; Llama's nn.Linear stores [out, in] without one. */
     private static void linear(Map<String, long[]> out, String p, long in, long outFeatures, ModelConfig c) {
-        if (c.family() == Family.GPT2) {
-            out.put(p + ".weight", new long[] {in, outFeatures});
-            out.put(p + ".bias", new long[] {outFeatures});
-        } else {
-            out.put(p + ".weight", new long[] {outFeatures, in});
-        }
+        linear(out, p, in, outFeatures, c.family() == Family.GPT2, c);
+    }
+
+    /** As above; a Llama-family projection may have a bias too (Qwen2's q/k/v). */
+    private static void linear(Map<String, long[]> out, String p, long in, long outFeatures, boolean bias, ModelConfig c) {
+        out.put(p + ".weight", c.family() == Family.GPT2 ? new long[] {in, outFeatures} : new long[] {outFeatures, in});
+        if (bias) out.put(p + ".bias", new long[] {outFeatures});
     }
 
     private static void norm(Map<String, long[]> out, String p, ModelConfig c) {

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.exeunt.model.io.CheckpointFormatException;
+import dev.exeunt.tensor.RopeScaling;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -39,18 +40,68 @@ public final class ConfigJson {
             "num_attention_heads", "num_key_value_heads", "intermediate_size", "max_position_embeddings", "rms_norm_eps",
             "rope_theta", "hidden_act", "tie_word_embeddings");
 
+    private static final Set<String> LLAMA_TYPES = Set.of("llama", "mistral", "qwen2", "qwen3");
+
     private ConfigJson() {}
+
+    /** Whether a model_type's config can spell these attention settings (Qwen3's q/k norm is that type's, Qwen2's biases are fixed). */
+    private static boolean expresses(String type, AttentionOptions a) {
+        boolean qwen2 = type.equals("qwen2"), qwen3 = type.equals("qwen3");
+        if (a.qkNorm() != qwen3) return false;
+        return qwen2 ? a.qkvBias() && !a.outputBias() : a.qkvBias() == a.outputBias();
+    }
+
+    /** The attention settings in the keys of a model_type that {@link #expresses} them. */
+    private static void attention(ObjectNode o, String type, ModelConfig c) {
+        var a = c.attention();
+        if (!expresses(type, a)) {
+            throw new IllegalArgumentException("no Hugging Face model_type has q/k/v biases " + a.qkvBias() + ", an o_proj bias " + a.outputBias()
+                    + " and q/k norms " + a.qkNorm());
+        }
+        if (!type.equals("qwen2")) o.put("attention_bias", a.outputBias());
+        if (a.headDim() > 0 || o.has("head_dim")) o.put("head_dim", c.headDim());
+        RopeScaling rs = a.ropeScaling();
+        if (o.get("rope_parameters") instanceof ObjectNode rp) {
+            rp.put("rope_type", rs.isNone() ? "default" : rs.type().name().toLowerCase(Locale.ROOT));
+            putScaling(rp, rs);
+        } else if (rs.isNone()) {
+            o.remove("rope_scaling");
+        } else {
+            ObjectNode r = o.putObject("rope_scaling");
+            r.put("rope_type", rs.type().name().toLowerCase(Locale.ROOT));
+            putScaling(r, rs);
+        }
+    }
+
+    private static void putScaling(ObjectNode r, RopeScaling rs) {
+        if (rs.isNone()) return;
+        r.put("factor", rs.factor());
+        if (rs.type() == RopeScaling.Type.LLAMA3) {
+            r.put("low_freq_factor", rs.lowFreqFactor());
+            r.put("high_freq_factor", rs.highFreqFactor());
+            r.put("original_max_position_embeddings", rs.originalMaxPositions());
+        }
+    }
 
     public static ObjectNode toJson(ModelConfig c) {
         ObjectNode o = c.carriedKeys();
         boolean gpt2 = c.family() == Family.GPT2;
         String type = o.path("model_type").asText("");
-        if (!(gpt2 ? type.equals("gpt2") : type.equals("llama") || type.equals("mistral"))) {
-            o.put("model_type", gpt2 ? "gpt2" : "llama");
-            o.putArray("architectures").add(gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM");
-        } else if (!o.has("architectures")) {
-            o.putArray("architectures").add(gpt2 ? "GPT2LMHeadModel" : type.equals("mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
+        if (!gpt2 && !LLAMA_TYPES.contains(type) || !gpt2 && !expresses(type, c.attention())) type = "";
+        if (type.isEmpty() || gpt2 && !type.equals("gpt2")) {
+            type = gpt2 ? "gpt2" : c.attention().qkNorm() ? "qwen3" : c.attention().qkvBias() && !c.attention().outputBias() ? "qwen2" : "llama";
+            o.put("model_type", type);
+            o.remove("architectures");
         }
+        if (!o.has("architectures")) {
+            o.putArray("architectures").add(gpt2 ? "GPT2LMHeadModel" : switch (type) {
+                case "mistral" -> "MistralForCausalLM";
+                case "qwen2" -> "Qwen2ForCausalLM";
+                case "qwen3" -> "Qwen3ForCausalLM";
+                default -> "LlamaForCausalLM";
+            });
+        }
+        if (!gpt2) attention(o, type, c);
         o.put("vocab_size", c.vocabSize());
         if (gpt2) {
             o.put("n_embd", c.dModel());
@@ -160,13 +211,13 @@ public final class ConfigJson {
     public static ModelConfig fromJson(JsonNode o, Path file) throws CheckpointFormatException {
         var r = new ConfigReader(file, o, "");
         String type = r.string("model_type", null);
-        if (type == null) throw r.error("model_type", "is missing (supported: gpt2, llama, mistral)");
+        if (type == null) throw r.error("model_type", "is missing (supported: gpt2, llama, mistral, qwen2, qwen3)");
         try {
             return switch (type) {
                 case "gpt2" -> gpt2(r);
-                case "llama", "mistral" -> llama(r, type.equals("mistral"));
+                case "llama", "mistral", "qwen2", "qwen3" -> llama(r, type);
                 default -> throw r.error("model_type", "is '" + type + "': unsupported model_type '" + type
-                        + "' (supported: gpt2, llama, mistral)");
+                        + "' (supported: gpt2, llama, mistral, qwen2, qwen3)");
             };
         } catch (IllegalArgumentException e) { // ModelConfig's and the exits' own consistency checks
             throw new CheckpointFormatException(file, e.getMessage(), e);
@@ -193,70 +244,120 @@ public final class ConfigJson {
         return finish(r, Family.GPT2, vocab, d, layers, heads, heads, ffn, positions, eps, 10000, tied);
     }
 
-    private static ModelConfig llama(ConfigReader r, boolean mistral) throws CheckpointFormatException {
+    /**
+     * Llama and its relatives, which differ in a few attention settings ({@link AttentionOptions}): Llama 3.x
+     * scales RoPE, Qwen2 has q/k/v biases, Qwen3 sets head_dim apart and normalizes q and k per head.
+     */
+    private static ModelConfig llama(ConfigReader r, String type) throws CheckpointFormatException {
         int d = r.requiredInt("hidden_size", 1, ModelConfig.MAX_D_MODEL, "model width");
         int vocab = r.requiredInt("vocab_size", 1, ModelConfig.MAX_VOCAB, "vocabulary size");
         int layers = r.requiredInt("num_hidden_layers", 1, ModelConfig.MAX_LAYERS, "number of layers");
         int heads = r.requiredInt("num_attention_heads", 1, d, "number of attention heads");
-        if (d % heads != 0) throw r.error("num_attention_heads", "is " + heads + ", which does not divide hidden_size " + d);
         int kv = r.optionalInt("num_key_value_heads", heads, 1, heads, "number of key/value heads");
         if (heads % kv != 0) throw r.error("num_key_value_heads", "is " + kv + ", which does not divide num_attention_heads " + heads);
         int ffn = r.requiredInt("intermediate_size", 1, ModelConfig.MAX_FFN, "MLP inner size");
         int positions = r.optionalInt("max_position_embeddings", 2048, 1, ModelConfig.MAX_POSITIONS, "longest context");
         double eps = r.positiveNumber("rms_norm_eps", 1e-6, 1, "RMSNorm epsilon");
         double theta = ropeTheta(r);
+        RopeScaling scaling = ropeScaling(r);
         r.stringAmong("hidden_act", Set.of("silu", "swish"), "Exeunt's Llama MLP computes only SwiGLU with SiLU");
-        r.boolMustBe("attention_bias", false, "biases on the q/k/v/o projections are not implemented");
+        boolean qwen2 = type.equals("qwen2"), qwen3 = type.equals("qwen3");
+        // Qwen2 always has q/k/v biases and no o_proj bias (its config has no attention_bias); Llama and Qwen3
+        // put a bias on all four projections when attention_bias is true
+        boolean bias = !qwen2 && r.bool("attention_bias", false);
         r.boolMustBe("mlp_bias", false, "biases on the gate/up/down projections are not implemented");
-        int headDim = r.optionalInt("head_dim", d / heads, 1, d, "attention head size");
-        if (headDim != d / heads) {
-            throw r.error("head_dim", "is " + headDim + " but hidden_size / num_attention_heads is " + d / heads
-                    + ": a head size other than hidden_size / num_attention_heads is not implemented");
+        JsonNode hdNode = r.get("head_dim");
+        int headDim = hdNode == null ? 0 : r.checkedInt("head_dim", hdNode, 2, ModelConfig.MAX_D_MODEL, "attention head size");
+        if (headDim == 0 && d % heads != 0) {
+            throw r.error("num_attention_heads", "is " + heads + ", which does not divide hidden_size " + d + " (and head_dim is not set)");
         }
         // pretraining_tp > 1 splits each projection into slices summed afterwards: the same product in another order.
         // Only 1 is accepted, so that what Exeunt computes is exactly what the config says.
         if (r.optionalInt("pretraining_tp", 1, 1, 1024, "tensor-parallel degree of pretraining") != 1) {
             throw r.error("pretraining_tp", "is not 1: the sliced projections of pretraining_tp > 1 are not implemented");
         }
-        if (mistral) {
-            JsonNode w = r.get("sliding_window");
-            if (w != null && r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window") < positions) {
-                throw r.error("sliding_window", "is " + w.asInt() + ", shorter than max_position_embeddings " + positions
-                        + ": sliding-window attention is not implemented (null or a window >= max_position_embeddings is accepted)");
-            }
-        }
+        slidingWindow(r, type, positions);
         boolean tied = r.bool("tie_word_embeddings", false);
         r.harmless(ConfigKeys.LLAMA);
-        return finish(r, Family.LLAMA, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied);
+        var attention = new AttentionOptions(headDim, bias || qwen2, bias, qwen3, scaling);
+        return finish(r, Family.LLAMA, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied).withAttention(attention);
     }
 
-    /** rope_theta, and the RoPE variants: only the plain one is implemented. */
+    /**
+     * Sliding-window attention is not implemented: a window is accepted only where it changes nothing
+     * (Mistral's null or one at least the context; Qwen's use_sliding_window false, every layer full attention).
+     */
+    private static void slidingWindow(ConfigReader r, String type, int positions) throws CheckpointFormatException {
+        JsonNode w = r.get("sliding_window");
+        if (type.startsWith("qwen")) {
+            boolean on = r.bool("use_sliding_window", false);
+            if (w != null) r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window");
+            r.optionalInt("max_window_layers", 0, 0, ModelConfig.MAX_LAYERS, "layers with full attention before the windowed ones");
+            JsonNode kinds = r.get("layer_types");
+            boolean allFull = true;
+            if (kinds != null) for (JsonNode k : kinds) allFull &= k.asText().equals("full_attention");
+            if (on || !allFull) {
+                throw r.error(on ? "use_sliding_window" : "layer_types", "asks for sliding-window attention, which is not implemented "
+                        + "(use_sliding_window false, every layer full_attention, is accepted)");
+            }
+            return;
+        }
+        if (w != null && r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window") < positions) {
+            throw r.error("sliding_window", "is " + w.asInt() + ", shorter than max_position_embeddings " + positions
+                    + ": sliding-window attention is not implemented (null or a window >= max_position_embeddings is accepted)");
+        }
+    }
+
+    /** rope_theta, from the top level or transformers 5's rope_parameters (which must agree). */
     private static double ropeTheta(ConfigReader r) throws CheckpointFormatException {
         double theta = r.positiveNumber("rope_theta", 10000, 1e12, "RoPE base");
-        JsonNode scaling = r.get("rope_scaling");
-        if (scaling != null) {
-            String t = scaling.isObject() ? scaling.path("rope_type").asText(scaling.path("type").asText("?")) : "?";
-            boolean plain = t.equals("default") && scaling.size() == 1;
-            if (!plain) {
-                throw r.error("rope_scaling", (scaling.isObject() ? "has type '" + t + "'" : "is " + ConfigReader.describe(scaling))
-                        + ": RoPE scaling is not implemented (only rope_scaling null is accepted)");
-            }
-        }
-        JsonNode params = r.get("rope_parameters"); // transformers 5 moves rope_theta and rope_scaling here
-        if (params != null) {
-            var p = new ConfigReader(r.file(), params, "rope_parameters.");
-            String t = p.string("rope_type", "default");
-            if (!t.equals("default")) {
-                throw p.error("rope_type", "is '" + t + "': RoPE scaling is not implemented (only rope_type 'default' is accepted)");
-            }
-            double pt = p.positiveNumber("rope_theta", theta, 1e12, "RoPE base");
+        JsonNode params = r.get("rope_parameters");
+        if (params != null && params.has("rope_theta")) {
+            double pt = params.get("rope_theta").asDouble();
             if (r.has("rope_theta") && pt != theta) {
-                throw p.error("rope_theta", "is " + pt + " but the top-level rope_theta is " + theta + ": they disagree");
+                throw r.error("rope_parameters", "has rope_theta " + pt + " but the top-level rope_theta is " + theta + ": they disagree");
             }
-            p.refuseUnread("rope_parameters");
+            if (!(pt > 0 && pt <= 1e12)) throw r.error("rope_parameters", "has rope_theta " + pt + ", outside (0, 1e12]");
             theta = pt;
         }
         return theta;
+    }
+
+    /**
+     * rope_scaling (or transformers 5's rope_parameters): none ("default"), "linear" (factor) or "llama3"
+     * (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings); the others (dynamic,
+     * yarn, longrope) are refused by name.
+     */
+    private static RopeScaling ropeScaling(ConfigReader r) throws CheckpointFormatException {
+        JsonNode scaling = r.get("rope_scaling");
+        JsonNode params = r.get("rope_parameters");
+        if (scaling != null && params != null) throw r.error("rope_scaling", "and rope_parameters are both set: give one");
+        String key = scaling != null ? "rope_scaling" : "rope_parameters";
+        JsonNode node = scaling != null ? scaling : params;
+        if (node == null) return RopeScaling.NONE;
+        if (!node.isObject()) throw r.error(key, "must be an object, got " + ConfigReader.describe(node));
+        var p = new ConfigReader(r.file(), node, key + ".");
+        String t = p.has("rope_type") ? p.string("rope_type", "default") : p.string("type", "default");
+        if (p.has("rope_type") && p.has("type") && !p.string("type", "").equals(t)) {
+            throw p.error("type", "is '" + p.string("type", "") + "' but rope_type is '" + t + "': they disagree");
+        }
+        if (key.equals("rope_parameters")) p.positiveNumber("rope_theta", 10000, 1e12, "RoPE base"); // read by ropeTheta
+        RopeScaling out;
+        try {
+            out = switch (t) {
+                case "default" -> RopeScaling.NONE;
+                case "linear" -> RopeScaling.linear(p.positiveNumber("factor", 1, 1e6, "context stretch"));
+                case "llama3" -> RopeScaling.llama3(p.positiveNumber("factor", 8, 1e6, "context stretch"),
+                        p.positiveNumber("low_freq_factor", 1, 1e6, "low-frequency bound"),
+                        p.positiveNumber("high_freq_factor", 4, 1e6, "high-frequency bound"),
+                        p.requiredInt("original_max_position_embeddings", 1, ModelConfig.MAX_POSITIONS, "context the model was trained on"));
+                default -> throw p.error("rope_type", "is '" + t + "': only default, linear and llama3 RoPE scaling are implemented");
+            };
+        } catch (IllegalArgumentException e) {
+            throw p.error("factor", e.getMessage());
+        }
+        p.refuseUnread(key);
+        return out;
     }
 
     /** The keys both families share, the early-exit section, the refusal of unknown keys, and the config. */

@@ -95,6 +95,11 @@ final class DecodeMath {
         }
     }
 
+    /** Qwen3's q_norm / k_norm in place: an RMSNorm over each of {@code heads} contiguous heads of hd values (none: nothing). */
+    private static void headNorm(Norm n, int heads, int hd, MemorySegment x, long off) {
+        if (n != null) norm(n, heads, hd, x, off, x, off);
+    }
+
     /** a += b elementwise over n floats. */
     static void addInto(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
         for (long i = 0; i < n; i++) a.setAtIndex(F, aOff + i, a.getAtIndex(F, aOff + i) + b.getAtIndex(F, bOff + i));
@@ -157,8 +162,13 @@ final class DecodeMath {
             Span sp = spans[s];
             long rowQkv = qkv + (long) sp.row() * ld;
             if (c.family() != Family.GPT2) {
-                CpuRope.forward(w.seg, rowQkv, ld, hd, sp.count(), h, hd, null, sp.startPos(), c.ropeTheta());
-                CpuRope.forward(w.seg, rowQkv + qd, ld, hd, sp.count(), hkv, hd, null, sp.startPos(), c.ropeTheta());
+                for (int i = 0; i < sp.count(); i++) {
+                    headNorm(a.qNorm(), h, hd, w.seg, rowQkv + (long) i * ld);
+                    headNorm(a.kNorm(), hkv, hd, w.seg, rowQkv + (long) i * ld + qd);
+                }
+                var scaling = c.attention().ropeScaling();
+                CpuRope.forward(w.seg, rowQkv, ld, hd, sp.count(), h, hd, null, sp.startPos(), c.ropeTheta(), scaling);
+                CpuRope.forward(w.seg, rowQkv + qd, ld, hd, sp.count(), hkv, hd, null, sp.startPos(), c.ropeTheta(), scaling);
             }
             KvCache cache = sp.cache();
             Tensor keys = cache.keys(), values = cache.values();
@@ -222,7 +232,8 @@ final class DecodeMath {
         } else {
             linear(a.k(), 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
             linear(a.v(), 1, w.seg, w.n, d, w.seg, v, w.qkvWidth);
-            CpuRope.forward(w.seg, k, w.qkvWidth, hd, 1, hkv, hd, null, pos, c.ropeTheta());
+            headNorm(a.kNorm(), hkv, hd, w.seg, k);
+            CpuRope.forward(w.seg, k, w.qkvWidth, hd, 1, hkv, hd, null, pos, c.ropeTheta(), c.attention().ropeScaling());
         }
         if (cache.length() != pos) throw new IllegalStateException("KV cache holds " + cache.length() + " positions but the propagated one is " + pos);
         Tensor keys = cache.keys(), values = cache.values();

@@ -8,7 +8,9 @@ import dev.exeunt.tensor.ops.Ops;
 
 /**
  * Causal self-attention. GPT-2 projects q, k and v with one fused input-major matrix (c_attn) and
- * reads the three as strided views; Llama has separate q/k/v projections, grouped KV heads and RoPE.
+ * reads the three as strided views; Llama has separate q/k/v projections, grouped KV heads and RoPE,
+ * and its relatives' departures ({@link dev.exeunt.model.config.AttentionOptions}): heads of their own
+ * size, q/k/v (and output) biases, an RMSNorm over each q and k head before RoPE, scaled RoPE.
  *
  * <p>Under tensor parallelism ({@link Heads}) each rank holds n_heads / tp query heads: the q/k/v
  * projections are column-parallel (c_attn regrouped so a rank's columns are whole q, k and v heads),
@@ -16,7 +18,7 @@ import dev.exeunt.tensor.ops.Ops;
  * of n_kv_heads, k and v are replicated (their gradients summed over ranks) and each rank reads the one
  * kv head its query heads share.
  */
-public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, Linear k, Linear v, Linear out) {
+public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, Linear k, Linear v, Linear out, Norm qNorm, Norm kNorm) {
 
     /**
      * The heads one rank computes: {@code q} query heads, {@code kv} kv heads starting at kv head
@@ -44,9 +46,8 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
             kh = Ops.splitDim(fused.narrow(2, dl, dl), 2, h, hd);
             vh = Ops.splitDim(fused.narrow(2, 2 * dl, dl), 2, h, hd);
         } else {
-            float theta = (float) config.ropeTheta();
-            qh = NN.rope(Ops.splitDim(q.forward(in), 2, h, hd), startPos, theta);
-            kh = NN.rope(Ops.splitDim(kvHeads(k.forward(in)), 2, hkv, hd), startPos, theta);
+            qh = rope(headNorm(qNorm, Ops.splitDim(q.forward(in), 2, h, hd)), startPos);
+            kh = rope(headNorm(kNorm, Ops.splitDim(kvHeads(k.forward(in)), 2, hkv, hd)), startPos);
             vh = Ops.splitDim(kvHeads(v.forward(in)), 2, hkv, hd);
         }
         float scale = (float) (1.0 / Math.sqrt(hd));
@@ -58,6 +59,15 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
             o = NN.attention(qh, kv[0], kv[1], startPos, scale);
         }
         return out.forward(o.reshape(b, t, dl));
+    }
+
+    /** Qwen3's q_norm / k_norm: an RMSNorm over each head's hd values (none: x as it is). */
+    private static Tensor headNorm(Norm norm, Tensor heads) {
+        return norm == null ? heads : norm.forward(heads);
+    }
+
+    private Tensor rope(Tensor heads, int startPos) {
+        return NN.rope(heads, startPos, config.ropeTheta(), config.attention().ropeScaling());
     }
 
     /** The kv heads this rank reads of a k or v projection [.., kvFeatures] (all of them unless replicated). */
@@ -85,9 +95,8 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
             Packed p = seqs.get(i);
             Tensor qs = rows(qAll, p, h, hd), ks = rows(kAll, p, hkv, hd), vs = rows(vAll, p, hkv, hd);
             if (!gpt2) {
-                float theta = (float) config.ropeTheta();
-                qs = NN.rope(qs, p.startPos(), theta);
-                ks = NN.rope(ks, p.startPos(), theta);
+                qs = rope(headNorm(qNorm, qs), p.startPos());
+                ks = rope(headNorm(kNorm, ks), p.startPos());
             }
             Tensor[] kv = p.cache().append(ks, vs, p.startPos());
             outs[i] = NN.attention(qs, kv[0], kv[1], p.startPos(), scale).reshape(p.count(), d);
@@ -102,21 +111,30 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
     }
 
     public static Attention create(Parameters p, String prefix, ModelConfig c, float outStd) {
-        int d = c.dModel(), kvDim = c.nKvHeads() * c.headDim();
+        int d = c.dModel(), hd = c.headDim(), qDim = c.nHeads() * hd, kvDim = c.nKvHeads() * hd;
         Heads heads = Heads.of(c, p.tensorParallel());
         if (c.family() == Family.GPT2) {
             return new Attention(c, heads, Linear.column(p, prefix + ".c_attn", d, 3 * d, 3, true, true, 0.02f), null, null, null,
-                    Linear.row(p, prefix + ".c_proj", d, d, true, true, outStd));
+                    Linear.row(p, prefix + ".c_proj", d, d, true, true, outStd), null, null);
         }
-        return new Attention(c, heads, null, Linear.column(p, prefix + ".q_proj", d, d, 1, false, false, 0.02f),
-                kvProjection(p, prefix + ".k_proj", d, kvDim, heads), kvProjection(p, prefix + ".v_proj", d, kvDim, heads),
-                Linear.row(p, prefix + ".o_proj", d, d, false, false, outStd));
+        var o = c.attention();
+        Norm qNorm = null, kNorm = null;
+        if (o.qkNorm()) {
+            // one hd-wide weight shared by every head: whole on each tensor-parallel rank, its gradient summed over them
+            float eps = (float) c.normEps();
+            qNorm = new Norm(p.constant(prefix + ".q_norm.weight", 1f, Shard.whole(new int[] {hd}).withPartialGrad()), null, eps, true);
+            kNorm = new Norm(p.constant(prefix + ".k_norm.weight", 1f, Shard.whole(new int[] {hd}).withPartialGrad()), null, eps, true);
+        }
+        return new Attention(c, heads, null, Linear.column(p, prefix + ".q_proj", d, qDim, 1, o.qkvBias(), false, 0.02f),
+                kvProjection(p, prefix + ".k_proj", d, kvDim, heads, o.qkvBias()), kvProjection(p, prefix + ".v_proj", d, kvDim, heads, o.qkvBias()),
+                Linear.row(p, prefix + ".o_proj", qDim, d, o.outputBias(), false, outStd), qNorm, kNorm);
     }
 
     /** k_proj or v_proj: column-parallel when tp divides the kv heads, else whole on every rank with a partial gradient. */
-    private static Linear kvProjection(Parameters p, String name, int d, int kvDim, Heads heads) {
-        if (!heads.kvReplicated()) return Linear.column(p, name, d, kvDim, 1, false, false, 0.02f);
+    private static Linear kvProjection(Parameters p, String name, int d, int kvDim, Heads heads, boolean bias) {
+        if (!heads.kvReplicated()) return Linear.column(p, name, d, kvDim, 1, bias, false, 0.02f);
         Tensor w = p.normal(name + ".weight", 0.02f, Shard.whole(new int[] {kvDim, d}).withPartialGrad());
-        return new Linear(w, null, false);
+        Tensor b = bias ? p.constant(name + ".bias", 0f, Shard.whole(new int[] {kvDim}).withPartialGrad()) : null;
+        return new Linear(w, b, false);
     }
 }
