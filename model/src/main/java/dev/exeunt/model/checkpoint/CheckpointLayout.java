@@ -186,8 +186,8 @@ public final class CheckpointLayout {
             }
         }
         if (!missing.isEmpty()) {
-            throw new CheckpointFormatException(ckpt.location(), "checkpoint lacks " + missing.size() + " tensor(s) the "
-                    + "config needs: " + list(missing));
+            throw new CheckpointFormatException(ckpt.location(), "checkpoint lacks " + missing.size() + " tensor(s) "
+                    + "config.json needs: " + list(missing));
         }
         if (!wrong.isEmpty()) {
             throw new CheckpointFormatException(ckpt.location(), wrong.size() + " tensor(s) disagree with config.json: " + list(wrong));

@@ -65,7 +65,7 @@ public final class ConfigJson {
             rp.put("rope_type", rs.isNone() ? "default" : rs.type().name().toLowerCase(Locale.ROOT));
             putScaling(rp, rs);
         } else if (rs.isNone()) {
-            o.remove("rope_scaling");
+            if (o.has("rope_scaling") && !o.get("rope_scaling").isNull()) o.remove("rope_scaling"); // null stays as the source wrote it
         } else {
             ObjectNode r = o.putObject("rope_scaling");
             r.put("rope_type", rs.type().name().toLowerCase(Locale.ROOT));
@@ -288,6 +288,7 @@ public final class ConfigJson {
      * (Mistral's null or one at least the context; Qwen's use_sliding_window false, every layer full attention).
      */
     private static void slidingWindow(ConfigReader r, String type, int positions) throws CheckpointFormatException {
+        if (type.equals("llama")) return; // not a Llama key at all: refused as unknown
         JsonNode w = r.get("sliding_window");
         if (type.startsWith("qwen")) {
             boolean on = r.bool("use_sliding_window", false);

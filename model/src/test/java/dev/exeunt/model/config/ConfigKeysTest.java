@@ -88,13 +88,13 @@ class ConfigKeysTest {
 
     static Stream<Arguments> llamaRefusals() {
         return Stream.of(
-                Arguments.of("{\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
-                        + "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8}}", "'rope_scaling' has type 'llama3'"),
-                Arguments.of("{\"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}}", "'rope_scaling' has type 'linear'"),
+                Arguments.of("{\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}}", "'rope_scaling.rope_type' is 'dynamic'"),
+                Arguments.of("{\"rope_scaling\": {\"type\": \"longrope\", \"factor\": 4.0}}", "is 'longrope': only default, linear and llama3"),
+                Arguments.of("{\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 4.0, \"beta\": 1}}", "unknown key(s) 'rope_scaling.beta'"),
                 Arguments.of("{\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}", "'rope_parameters.rope_type' is 'yarn'"),
-                Arguments.of("{\"attention_bias\": true}", "'attention_bias' is true"),
+                Arguments.of("{\"attention_bias\": true}", "checkpoint lacks 8 tensor(s) config.json needs: model.layers.0.self_attn.q_proj.bias"),
                 Arguments.of("{\"mlp_bias\": true}", "'mlp_bias' is true"),
-                Arguments.of("{\"head_dim\": 4}", "'head_dim' is 4 but hidden_size / num_attention_heads is 8"),
+                Arguments.of("{\"head_dim\": 4}", "model.layers.0.self_attn.q_proj.weight is [16, 16] but the config needs [8, 16]"),
                 Arguments.of("{\"hidden_act\": \"gelu\"}", "'hidden_act' is 'gelu'"),
                 Arguments.of("{\"pretraining_tp\": 2}", "'pretraining_tp' is not 1"),
                 Arguments.of("{\"model_type\": \"mistral\", \"sliding_window\": 2}", "'sliding_window' is 2"),
@@ -184,14 +184,15 @@ class ConfigKeysTest {
     }
 
     @Test
-    void biasTensorsAreRefusedWhetherOrNotTheConfigAsksForThem(@TempDir Path tmp) throws IOException {
+    void biasTensorsMustMatchWhatTheConfigAsksFor(@TempDir Path tmp) throws IOException {
         Path dir = saved(tmp, LLAMA);
         addTensors(dir, Map.of("model.layers.0.self_attn.q_proj.bias", new long[] {16}, "model.layers.1.self_attn.q_proj.bias",
                 new long[] {16}));
         String m = refusal(dir);
         assertTrue(m.contains("does not use: model.layers.0.self_attn.q_proj.bias, model.layers.1.self_attn.q_proj.bias"), m);
-        patch(dir, "{\"attention_bias\": true}");
-        assertTrue(refusal(dir).contains("'attention_bias' is true: biases on the q/k/v/o projections are not implemented"));
+        patch(dir, "{\"attention_bias\": true}"); // Llama's attention_bias: all four projections, so k, v and o lack theirs
+        m = refusal(dir);
+        assertTrue(m.contains("lacks 6 tensor(s)") && m.contains("model.layers.0.self_attn.o_proj.bias"), m);
     }
 
     @Test
