@@ -10,17 +10,28 @@ package dev.exeunt.tensor;
  *       {@code originalMaxPositions / lowFreqFactor} divided by {@code factor}, shorter than
  *       {@code originalMaxPositions / highFreqFactor} kept, and the band between interpolated smoothly,
  *       as transformers' {@code _compute_llama3_parameters} does.</li>
+ *   <li>{@link Type#FACTORS}: each frequency divided by its own factor, as a GGUF file's
+ *       {@code rope_freqs.weight} gives them (llama.cpp's converter writes Llama 3's scaling that way).</li>
  * </ul>
  * Neither changes the attention scale (their attention factor is 1).
  */
-public record RopeScaling(Type type, double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositions) {
-    public enum Type { NONE, LINEAR, LLAMA3 }
+public record RopeScaling(Type type, double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositions, double[] factors) {
+    public enum Type { NONE, LINEAR, LLAMA3, FACTORS }
 
-    public static final RopeScaling NONE = new RopeScaling(Type.NONE, 1, 0, 0, 0);
+    public static final RopeScaling NONE = new RopeScaling(Type.NONE, 1, 0, 0, 0, null);
+
+    public RopeScaling(Type type, double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositions) {
+        this(type, factor, lowFreqFactor, highFreqFactor, originalMaxPositions, null);
+    }
 
     public RopeScaling {
         if (type == null) throw new IllegalArgumentException("rope scaling type is null");
-        if (type != Type.NONE && !(factor >= 1 && Double.isFinite(factor))) {
+        if ((type == Type.FACTORS) != (factors != null)) throw new IllegalArgumentException("per-frequency factors go with type FACTORS only");
+        if (factors != null) {
+            factors = factors.clone();
+            for (double f : factors) if (!(f > 0 && Double.isFinite(f))) throw new IllegalArgumentException("rope frequency factors must be finite and > 0, got " + f);
+        }
+        if ((type == Type.LINEAR || type == Type.LLAMA3) && !(factor >= 1 && Double.isFinite(factor))) {
             throw new IllegalArgumentException("rope scaling factor must be a finite number >= 1, got " + factor);
         }
         if (type == Type.LLAMA3) {
@@ -42,6 +53,37 @@ public record RopeScaling(Type type, double factor, double lowFreqFactor, double
         return new RopeScaling(Type.LLAMA3, factor, lowFreqFactor, highFreqFactor, originalMaxPositions);
     }
 
+    /** Each frequency divided by its own factor (a GGUF file's rope_freqs.weight); as many factors as frequencies. */
+    public static RopeScaling factors(double[] divisors) {
+        return new RopeScaling(Type.FACTORS, 1, 0, 0, 0, divisors);
+    }
+
+    @Override
+    public double[] factors() {
+        return factors == null ? null : factors.clone();
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof RopeScaling r && type == r.type && factor == r.factor && lowFreqFactor == r.lowFreqFactor
+                && highFreqFactor == r.highFreqFactor && originalMaxPositions == r.originalMaxPositions && java.util.Arrays.equals(factors, r.factors);
+    }
+
+    @Override
+    public int hashCode() {
+        return java.util.Objects.hash(type, factor, lowFreqFactor, highFreqFactor, originalMaxPositions) * 31 + java.util.Arrays.hashCode(factors);
+    }
+
+    @Override
+    public String toString() {
+        return switch (type) {
+            case NONE -> "none";
+            case LINEAR -> "linear(factor " + factor + ")";
+            case LLAMA3 -> "llama3(factor " + factor + ", low " + lowFreqFactor + ", high " + highFreqFactor + ", original " + originalMaxPositions + ")";
+            case FACTORS -> "factors" + java.util.Arrays.toString(factors);
+        };
+    }
+
     public boolean isNone() {
         return type == Type.NONE;
     }
@@ -51,12 +93,16 @@ public record RopeScaling(Type type, double factor, double lowFreqFactor, double
         if (rotaryDim < 2 || (rotaryDim & 1) != 0) throw new IllegalArgumentException("rotary dim must be even and >= 2, got " + rotaryDim);
         if (!(theta > 0)) throw new IllegalArgumentException("theta must be > 0, got " + theta);
         double[] f = new double[rotaryDim / 2];
+        if (factors != null && factors.length != f.length) {
+            throw new IllegalArgumentException(factors.length + " rope frequency factors for a rotary dim of " + rotaryDim + " (" + f.length + " frequencies)");
+        }
         for (int i = 0; i < f.length; i++) {
             double base = 1.0 / Math.pow(theta, (2.0 * i) / rotaryDim);
             f[i] = switch (type) {
                 case NONE -> base;
                 case LINEAR -> base / factor;
                 case LLAMA3 -> llama3(base);
+                case FACTORS -> base / factors[i];
             };
         }
         return f;

@@ -14,6 +14,7 @@ import dev.exeunt.model.tokenizer.PreTokenizerPatterns;
 import dev.exeunt.model.tokenizer.SpmTokenizer;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.tensor.DType;
+import dev.exeunt.tensor.RopeScaling;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
 import dev.exeunt.tensor.ops.Ops;
@@ -72,7 +73,7 @@ public final class GgufExporter {
         }
         ModelConfig c = model.config();
         GgufWriter w = new GgufWriter();
-        String arch = c.family() == Family.GPT2 ? "gpt2" : "llama";
+        String arch = GgufModelLoader.arch(c);
         w.putString("general.architecture", arch);
         w.putString("general.name", name);
         w.putUint32("general.file_type", type.fileType);
@@ -117,10 +118,26 @@ public final class GgufExporter {
             w.putFloat32("gpt2.attention.layer_norm_epsilon", (float) c.normEps());
             return;
         }
-        w.putUint32("llama.attention.head_count_kv", c.nKvHeads());
-        w.putUint32("llama.rope.dimension_count", c.headDim());
-        w.putFloat32("llama.attention.layer_norm_rms_epsilon", (float) c.normEps());
-        w.putFloat32("llama.rope.freq_base", (float) c.ropeTheta());
+        w.putUint32(arch + ".attention.head_count_kv", c.nKvHeads());
+        w.putUint32(arch + ".rope.dimension_count", c.headDim());
+        if (c.headDim() * c.nHeads() != c.dModel()) {
+            w.putUint32(arch + ".attention.key_length", c.headDim());
+            w.putUint32(arch + ".attention.value_length", c.headDim());
+        }
+        w.putFloat32(arch + ".attention.layer_norm_rms_epsilon", (float) c.normEps());
+        w.putFloat32(arch + ".rope.freq_base", (float) c.ropeTheta());
+        RopeScaling rs = c.attention().ropeScaling();
+        if (rs.type() == RopeScaling.Type.LINEAR) {
+            w.putString(arch + ".rope.scaling.type", "linear");
+            w.putFloat32(arch + ".rope.scaling.factor", (float) rs.factor());
+        } else if (!rs.isNone()) {
+            // Llama 3's scaling as llama.cpp's converter writes it: each frequency's divisor in rope_freqs.weight
+            double[] plain = RopeScaling.NONE.invFreq(c.headDim(), c.ropeTheta()), scaled = rs.invFreq(c.headDim(), c.ropeTheta());
+            MemorySegment le = MemorySegment.ofArray(new byte[plain.length * 4]);
+            var f32 = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < plain.length; i++) le.setAtIndex(f32, i, (float) (plain[i] / scaled[i]));
+            w.addTensor(GgufModelLoader.ROPE_FREQS, GgmlType.F32, new long[] {plain.length}, le);
+        }
     }
 
     /** Norms, biases and position embeddings F32; matrices {@code matrix}, or F16 when a row does not split into blocks. */

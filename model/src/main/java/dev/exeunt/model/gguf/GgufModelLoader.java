@@ -1,6 +1,7 @@
 package dev.exeunt.model.gguf;
 
 import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.AttentionOptions;
 import dev.exeunt.model.config.ConfigJson;
 import dev.exeunt.model.config.Family;
 import dev.exeunt.model.config.ModelConfig;
@@ -15,6 +16,7 @@ import dev.exeunt.model.nn.Parameters;
 import dev.exeunt.model.tokenizer.Tokenizer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
+import dev.exeunt.tensor.RopeScaling;
 import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.ops.Ops;
@@ -126,10 +128,10 @@ public final class GgufModelLoader {
         if (archV == null) throw new CheckpointFormatException(file, "metadata key 'general.architecture' is missing");
         String arch = archV.type() == dev.exeunt.model.io.GgufType.STRING ? archV.asString() : String.valueOf(archV.value());
         ModelConfig keys = switch (arch) {
-            case "llama" -> llamaConfig(gguf, tok);
+            case "llama", "qwen2", "qwen3" -> llamaConfig(gguf, tok, arch);
             case "gpt2" -> gpt2Config(gguf, tok);
             default -> throw new CheckpointFormatException(file, "unsupported architecture '" + arch
-                    + "' (general.architecture); 'llama' (Llama-family models) and 'gpt2' can be loaded");
+                    + "' (general.architecture); llama, qwen2, qwen3 and gpt2 can be loaded");
         };
         GgufValue stored = md.get(CONFIG_KEY);
         if (stored == null) return keys;
@@ -144,7 +146,10 @@ public final class GgufModelLoader {
         }
         boolean agrees = c.family() == keys.family() && c.vocabSize() == keys.vocabSize() && c.dModel() == keys.dModel()
                 && c.nLayers() == keys.nLayers() && c.nHeads() == keys.nHeads() && c.nKvHeads() == keys.nKvHeads()
-                && c.ffnHidden() == keys.ffnHidden() && c.maxSeqLen() == keys.maxSeqLen() && c.tiedEmbeddings() == keys.tiedEmbeddings();
+                && c.ffnHidden() == keys.ffnHidden() && c.maxSeqLen() == keys.maxSeqLen() && c.tiedEmbeddings() == keys.tiedEmbeddings()
+                // the scaling may be spelled apart (Llama 3's as rope_freqs.weight), not dropped
+                && c.attention().withRopeScaling(null).equals(keys.attention().withRopeScaling(null))
+                && c.attention().ropeScaling().isNone() == keys.attention().ropeScaling().isNone();
         if (!agrees) {
             throw new CheckpointFormatException(file, "'" + CONFIG_KEY + "' describes " + describe(c) + " but the " + arch
                     + ".* keys and tensors describe " + describe(keys));
@@ -218,89 +223,122 @@ public final class GgufModelLoader {
         return vocab;
     }
 
-    private static ModelConfig llamaConfig(GgufFile gguf, GgufTokenizerData tok) throws CheckpointFormatException {
+    /**
+     * Llama and the architectures llama.cpp keeps apart for its relatives: {@code qwen2} (q/k/v biases) and
+     * {@code qwen3} (key_length as the head size, q/k norms). Llama 3's RoPE scaling comes as the
+     * {@code rope_freqs.weight} tensor (each frequency's divisor), linear scaling as {@code rope.scaling.*}.
+     */
+    private static ModelConfig llamaConfig(GgufFile gguf, GgufTokenizerData tok, String arch) throws CheckpointFormatException {
         Path file = gguf.path();
         Map<String, GgufValue> md = gguf.metadata();
-        int layers = intKey(md, file, "llama.block_count", null);
-        int dim = intKey(md, file, "llama.embedding_length", null);
-        int heads = intKey(md, file, "llama.attention.head_count", null);
-        int kvHeads = intKey(md, file, "llama.attention.head_count_kv", heads);
-        int ffn = intKey(md, file, "llama.feed_forward_length", null);
-        int ctx = intKey(md, file, "llama.context_length", null);
-        double eps = floatKey(md, file, "llama.attention.layer_norm_rms_epsilon", 1e-5);
-        double theta = floatKey(md, file, "llama.rope.freq_base", 10000.0);
-        if (heads <= 0 || dim % heads != 0) {
-            throw new CheckpointFormatException(file, "llama.embedding_length " + dim + " is not a multiple of "
-                    + "llama.attention.head_count " + heads);
+        String a = arch + ".";
+        checkArchKeys(md, file, arch);
+        int layers = intKey(md, file, a + "block_count", null);
+        int dim = intKey(md, file, a + "embedding_length", null);
+        int heads = intKey(md, file, a + "attention.head_count", null);
+        int kvHeads = intKey(md, file, a + "attention.head_count_kv", heads);
+        int ffn = intKey(md, file, a + "feed_forward_length", null);
+        int ctx = intKey(md, file, a + "context_length", null);
+        double eps = floatKey(md, file, a + "attention.layer_norm_rms_epsilon", 1e-5);
+        double theta = floatKey(md, file, a + "rope.freq_base", 10000.0);
+        if (heads <= 0) throw new CheckpointFormatException(file, a + "attention.head_count must be >= 1, is " + heads);
+        int headDim = intKey(md, file, a + "attention.key_length", dim % heads == 0 ? dim / heads : 0);
+        if (headDim <= 0) {
+            throw new CheckpointFormatException(file, a + "embedding_length " + dim + " is not a multiple of " + a + "attention.head_count " + heads
+                    + " and " + a + "attention.key_length is not set");
         }
-        int headDim = dim / heads;
-        if (md.containsKey("llama.rope.dimension_count") && intKey(md, file, "llama.rope.dimension_count", null) != headDim) {
-            throw new CheckpointFormatException(file, "llama.rope.dimension_count " + md.get("llama.rope.dimension_count").asLong()
+        if (intKey(md, file, a + "attention.value_length", headDim) != headDim) {
+            throw new CheckpointFormatException(file, a + "attention.value_length " + md.get(a + "attention.value_length").asLong()
+                    + " differs from the key length " + headDim + ": not supported");
+        }
+        if (intKey(md, file, a + "rope.dimension_count", headDim) != headDim) {
+            throw new CheckpointFormatException(file, a + "rope.dimension_count " + md.get(a + "rope.dimension_count").asLong()
                     + " differs from the head dim " + headDim + ": partial RoPE is not supported");
         }
-        if (md.containsKey("llama.attention.key_length") && intKey(md, file, "llama.attention.key_length", null) != headDim) {
-            throw new CheckpointFormatException(file, "llama.attention.key_length " + md.get("llama.attention.key_length").asLong()
-                    + " differs from embedding_length / head_count = " + headDim + ": not supported");
+        if (intKey(md, file, a + "expert_count", 0) > 0) {
+            throw new CheckpointFormatException(file, "mixture-of-experts models (" + a + "expert_count " + md.get(a + "expert_count").asLong()
+                    + ") are not supported");
         }
-        if (md.containsKey("llama.expert_count") && intKey(md, file, "llama.expert_count", null) > 0) {
-            throw new CheckpointFormatException(file, "mixture-of-experts Llama models (llama.expert_count "
-                    + md.get("llama.expert_count").asLong() + ") are not supported");
-        }
-        checkArchKeys(md, file, headDim);
-        GgufValue scaling = md.get("llama.rope.scaling.type");
-        if (scaling != null && scaling.type() == dev.exeunt.model.io.GgufType.STRING
-                && !scaling.asString().equals("none")) {
-            throw new CheckpointFormatException(file, "RoPE scaling '" + scaling.asString()
-                    + "' (llama.rope.scaling.type) is not supported");
-        }
-        if (gguf.contains("rope_freqs.weight")) {
-            throw new CheckpointFormatException(file, "tensor 'rope_freqs.weight' (Llama-3.1-style RoPE frequency "
-                    + "scaling) is not supported: Exeunt's RoPE uses the plain freq_base frequencies");
-        }
+        RopeScaling scaling = ropeScaling(gguf, a, headDim);
         int vocab = vocabOf(gguf, dim, tok);
         boolean tied = !gguf.contains("output.weight");
+        boolean qwen2 = arch.equals("qwen2"), qwen3 = arch.equals("qwen3");
+        boolean bias = !qwen2 && gguf.contains("blk.0.attn_q.bias"); // Llama's optional attention biases (q/k/v/o)
+        var options = new AttentionOptions(headDim, qwen2 || bias, bias, qwen3, scaling);
         try {
             return new ModelConfig(Family.LLAMA, vocab, dim, layers, heads, kvHeads, ffn, ctx, eps, theta, tied, List.of(),
-                    false, idOrNone(tok, true), idOrNone(tok, false));
+                    false, idOrNone(tok, true), idOrNone(tok, false)).withAttention(options);
         } catch (IllegalArgumentException e) {
             throw new CheckpointFormatException(file, e.getMessage(), e);
         }
     }
 
-    /**
-     * {@code llama.*} keys llama.cpp defines that Exeunt reads, or accepts because they change nothing
-     * (sizes checked against the tensors, counts of unused experts, the scaling of a "none" RoPE).
-     */
-    private static final Set<String> LLAMA_KEYS = Set.of("llama.context_length", "llama.embedding_length", "llama.block_count",
-            "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
-            "llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base", "llama.rope.dimension_count",
-            "llama.attention.key_length", "llama.attention.value_length", "llama.expert_count", "llama.expert_used_count",
-            "llama.rope.scaling.type", "llama.rope.scaling.factor", "llama.rope.scaling.original_context_length",
-            "llama.rope.scaling.finetuned", "llama.vocab_size", "llama.tensor_data_layout", "llama.causal",
-            "llama.use_parallel_residual", "llama.attention.max_alibi_bias", "llama.rope.scale_linear");
+    /** rope.scaling.type none or linear (with rope.scaling.factor), or the per-frequency divisors of rope_freqs.weight. */
+    private static RopeScaling ropeScaling(GgufFile gguf, String a, int headDim) throws CheckpointFormatException {
+        Path file = gguf.path();
+        Map<String, GgufValue> md = gguf.metadata();
+        GgufValue type = md.get(a + "rope.scaling.type");
+        String t = type == null ? "none" : type.type() == dev.exeunt.model.io.GgufType.STRING ? type.asString() : "?";
+        double linear = floatKey(md, file, a + "rope.scale_linear", 1);
+        if (gguf.contains(ROPE_FREQS)) {
+            if (!t.equals("none") || linear != 1) throw new CheckpointFormatException(file, "both " + ROPE_FREQS + " and " + a + "rope.scaling.* are set");
+            GgufTensorInfo info = gguf.tensor(ROPE_FREQS);
+            if (info.type() != GgmlType.F32 || info.dims().length != 1 || info.dims()[0] != headDim / 2) {
+                throw new CheckpointFormatException(file, "tensor " + ROPE_FREQS + " must be F32 with " + headDim / 2 + " values (one per frequency), is "
+                        + info.type() + " " + Arrays.toString(info.dims()));
+            }
+            MemorySegment d = gguf.data(ROPE_FREQS);
+            double[] f = new double[headDim / 2];
+            for (int i = 0; i < f.length; i++) f[i] = d.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, i);
+            try {
+                return RopeScaling.factors(f);
+            } catch (IllegalArgumentException e) {
+                throw new CheckpointFormatException(file, ROPE_FREQS + ": " + e.getMessage());
+            }
+        }
+        try {
+            return switch (t) {
+                case "none" -> linear == 1 ? RopeScaling.NONE : RopeScaling.linear(linear);
+                case "linear" -> RopeScaling.linear(floatKey(md, file, a + "rope.scaling.factor", 1));
+                default -> throw new CheckpointFormatException(file, "RoPE scaling '" + t + "' (" + a + "rope.scaling.type) is not supported; none and linear are");
+            };
+        } catch (IllegalArgumentException e) {
+            throw new CheckpointFormatException(file, a + "rope.scaling.factor: " + e.getMessage());
+        }
+    }
 
-    /** Refuses the llama.* settings that would change the computation, and llama.* keys nobody knows. */
-    private static void checkArchKeys(Map<String, GgufValue> md, Path file, int headDim) throws CheckpointFormatException {
-        List<String> unknown = md.keySet().stream().filter(k -> k.startsWith("llama.") && !LLAMA_KEYS.contains(k)).sorted().toList();
+    /** Llama 3's RoPE scaling, as llama.cpp's converter writes it: each frequency's divisor. */
+    static final String ROPE_FREQS = "rope_freqs.weight";
+
+    /**
+     * Keys (after the architecture's prefix) llama.cpp defines that Exeunt reads, or accepts because they
+     * change nothing (sizes checked against the tensors, counts of unused experts, the scaling of a "none" RoPE).
+     */
+    private static final Set<String> ARCH_KEYS = Set.of("context_length", "embedding_length", "block_count",
+            "feed_forward_length", "attention.head_count", "attention.head_count_kv",
+            "attention.layer_norm_rms_epsilon", "rope.freq_base", "rope.dimension_count",
+            "attention.key_length", "attention.value_length", "expert_count", "expert_used_count",
+            "rope.scaling.type", "rope.scaling.factor", "rope.scaling.original_context_length",
+            "rope.scaling.finetuned", "vocab_size", "tensor_data_layout", "causal",
+            "use_parallel_residual", "attention.max_alibi_bias", "rope.scale_linear");
+
+    /** Refuses the arch.* settings that would change the computation, and arch.* keys nobody knows. */
+    private static void checkArchKeys(Map<String, GgufValue> md, Path file, String arch) throws CheckpointFormatException {
+        String a = arch + ".";
+        List<String> unknown = md.keySet().stream().filter(k -> k.startsWith(a) && !ARCH_KEYS.contains(k.substring(a.length()))).sorted().toList();
         if (!unknown.isEmpty()) {
             throw new CheckpointFormatException(file, "unknown metadata key(s) " + String.join(", ", unknown) + ": Exeunt refuses "
-                    + "settings it does not understand rather than ignore them; understood: " + String.join(", ", LLAMA_KEYS.stream().sorted().toList()));
+                    + "settings it does not understand rather than ignore them; understood: "
+                    + String.join(", ", ARCH_KEYS.stream().map(k -> a + k).sorted().toList()));
         }
-        if (md.containsKey("llama.attention.value_length") && intKey(md, file, "llama.attention.value_length", null) != headDim) {
-            throw new CheckpointFormatException(file, "llama.attention.value_length " + md.get("llama.attention.value_length").asLong()
-                    + " differs from embedding_length / head_count = " + headDim + ": not supported");
+        if (!boolKey(md, file, a + "causal", true)) {
+            throw new CheckpointFormatException(file, a + "causal is false: non-causal attention is not supported");
         }
-        if (!boolKey(md, file, "llama.causal", true)) {
-            throw new CheckpointFormatException(file, "llama.causal is false: non-causal attention is not supported");
+        if (boolKey(md, file, a + "use_parallel_residual", false)) {
+            throw new CheckpointFormatException(file, a + "use_parallel_residual is true: parallel residual blocks are not supported");
         }
-        if (boolKey(md, file, "llama.use_parallel_residual", false)) {
-            throw new CheckpointFormatException(file, "llama.use_parallel_residual is true: parallel residual blocks are not supported");
-        }
-        if (md.containsKey("llama.attention.max_alibi_bias") && floatKey(md, file, "llama.attention.max_alibi_bias", 0) != 0) {
-            throw new CheckpointFormatException(file, "llama.attention.max_alibi_bias is not 0: ALiBi attention is not supported");
-        }
-        if (md.containsKey("llama.rope.scale_linear") && floatKey(md, file, "llama.rope.scale_linear", 1) != 1) {
-            throw new CheckpointFormatException(file, "llama.rope.scale_linear is not 1: RoPE scaling is not supported");
+        if (md.containsKey(a + "attention.max_alibi_bias") && floatKey(md, file, a + "attention.max_alibi_bias", 0) != 0) {
+            throw new CheckpointFormatException(file, a + "attention.max_alibi_bias is not 0: ALiBi attention is not supported");
         }
     }
 
@@ -349,16 +387,37 @@ public final class GgufModelLoader {
         return c.family() == Family.GPT2 ? gpt2Names(c) : llamaNames(c);
     }
 
+    /** The GGUF architecture of a config: llama, or qwen2 / qwen3 for the attention llama.cpp keeps apart for them. */
+    public static String arch(ModelConfig c) {
+        if (c.family() == Family.GPT2) return "gpt2";
+        var a = c.attention();
+        return a.qkNorm() ? "qwen3" : a.qkvBias() && !a.outputBias() ? "qwen2" : "llama";
+    }
+
     private static Map<String, Mapping> llamaNames(ModelConfig c) {
+        // llama.cpp's converter permutes q/k rows for ggml's interleaved RoPE only for llama; Qwen's files use NEOX order
+        boolean permute = arch(c).equals("llama");
+        int qHeads = permute ? c.nHeads() : 0, kHeads = permute ? c.nKvHeads() : 0;
+        var o = c.attention();
         Map<String, Mapping> m = new LinkedHashMap<>();
         m.put("model.embed_tokens.weight", new Mapping("token_embd.weight", 0, false, false));
         for (int i = 0; i < c.nLayers(); i++) {
             String hf = "model.layers." + i + ".", g = "blk." + i + ".";
             m.put(hf + "input_layernorm.weight", new Mapping(g + "attn_norm.weight", 0, false, false));
-            m.put(hf + "self_attn.q_proj.weight", new Mapping(g + "attn_q.weight", c.nHeads(), true, false));
-            m.put(hf + "self_attn.k_proj.weight", new Mapping(g + "attn_k.weight", c.nKvHeads(), true, false));
+            m.put(hf + "self_attn.q_proj.weight", new Mapping(g + "attn_q.weight", qHeads, true, false));
+            m.put(hf + "self_attn.k_proj.weight", new Mapping(g + "attn_k.weight", kHeads, true, false));
             m.put(hf + "self_attn.v_proj.weight", new Mapping(g + "attn_v.weight", 0, true, false));
             m.put(hf + "self_attn.o_proj.weight", new Mapping(g + "attn_output.weight", 0, true, false));
+            if (o.qkvBias()) {
+                m.put(hf + "self_attn.q_proj.bias", new Mapping(g + "attn_q.bias", qHeads, false, false));
+                m.put(hf + "self_attn.k_proj.bias", new Mapping(g + "attn_k.bias", kHeads, false, false));
+                m.put(hf + "self_attn.v_proj.bias", new Mapping(g + "attn_v.bias", 0, false, false));
+            }
+            if (o.outputBias()) m.put(hf + "self_attn.o_proj.bias", new Mapping(g + "attn_output.bias", 0, false, false));
+            if (o.qkNorm()) {
+                m.put(hf + "self_attn.q_norm.weight", new Mapping(g + "attn_q_norm.weight", 0, false, false));
+                m.put(hf + "self_attn.k_norm.weight", new Mapping(g + "attn_k_norm.weight", 0, false, false));
+            }
             m.put(hf + "post_attention_layernorm.weight", new Mapping(g + "ffn_norm.weight", 0, false, false));
             m.put(hf + "mlp.gate_proj.weight", new Mapping(g + "ffn_gate.weight", 0, true, false));
             m.put(hf + "mlp.up_proj.weight", new Mapping(g + "ffn_up.weight", 0, true, false));
@@ -393,15 +452,26 @@ public final class GgufModelLoader {
     private static Map<String, int[]> expectedShapes(ModelConfig c) {
         if (c.family() == Family.GPT2) return gpt2Shapes(c);
         Map<String, int[]> s = new LinkedHashMap<>();
-        int d = c.dModel(), kv = c.nKvHeads() * c.headDim(), f = c.ffnHidden();
+        int d = c.dModel(), hd = c.headDim(), q = c.nHeads() * hd, kv = c.nKvHeads() * hd, f = c.ffnHidden();
+        var o = c.attention();
         s.put("model.embed_tokens.weight", new int[] {c.vocabSize(), d});
         for (int i = 0; i < c.nLayers(); i++) {
             String hf = "model.layers." + i + ".";
             s.put(hf + "input_layernorm.weight", new int[] {d});
-            s.put(hf + "self_attn.q_proj.weight", new int[] {d, d});
+            s.put(hf + "self_attn.q_proj.weight", new int[] {q, d});
             s.put(hf + "self_attn.k_proj.weight", new int[] {kv, d});
             s.put(hf + "self_attn.v_proj.weight", new int[] {kv, d});
-            s.put(hf + "self_attn.o_proj.weight", new int[] {d, d});
+            s.put(hf + "self_attn.o_proj.weight", new int[] {d, q});
+            if (o.qkvBias()) {
+                s.put(hf + "self_attn.q_proj.bias", new int[] {q});
+                s.put(hf + "self_attn.k_proj.bias", new int[] {kv});
+                s.put(hf + "self_attn.v_proj.bias", new int[] {kv});
+            }
+            if (o.outputBias()) s.put(hf + "self_attn.o_proj.bias", new int[] {d});
+            if (o.qkNorm()) {
+                s.put(hf + "self_attn.q_norm.weight", new int[] {hd});
+                s.put(hf + "self_attn.k_norm.weight", new int[] {hd});
+            }
             s.put(hf + "post_attention_layernorm.weight", new int[] {d});
             s.put(hf + "mlp.gate_proj.weight", new int[] {f, d});
             s.put(hf + "mlp.up_proj.weight", new int[] {f, d});
@@ -457,6 +527,7 @@ public final class GgufModelLoader {
         }
         Set<String> used = new java.util.HashSet<>();
         for (Mapping m : names.values()) used.add(m.ggufName());
+        if (!c.attention().ropeScaling().isNone()) used.add(ROPE_FREQS); // read into the config
         List<String> extra = gguf.tensors().stream().map(GgufTensorInfo::name).filter(n -> !used.contains(n)).toList();
         if (!extra.isEmpty()) {
             throw new CheckpointFormatException(file, "the file holds " + extra.size() + " tensor(s) the model would not use: "

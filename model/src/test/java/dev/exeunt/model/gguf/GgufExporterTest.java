@@ -103,6 +103,41 @@ class GgufExporterTest {
         }
     }
 
+    /** Llama 3.x, Qwen2, Qwen3 and Llama with biases: llama.cpp's architecture and names, loaded back with the same logits. */
+    @Test
+    void everyLlamaFamilyRoundTrips() throws IOException {
+        var arch = java.util.Map.of("llama3.1 (llama3 rope scaling)", "llama", "linear rope scaling", "llama", "qwen2 (q/k/v biases)", "qwen2",
+                "qwen3 (head_dim 12, q/k norm)", "qwen3", "llama attention_bias", "llama");
+        int[] prompt = {3, 17, 42, 8, 29, 5, 11, 60};
+        for (var f : dev.exeunt.model.nn.LlamaFamiliesTest.families().entrySet()) {
+            try (EarlyExitModel model = EarlyExitModel.create(f.getValue(), Device.CPU, 5)) {
+                dev.exeunt.model.nn.LlamaFamiliesTest.randomize(model, 11);
+                for (boolean exits : new boolean[] {true, false}) {
+                    Path file = dir.resolve("fam-" + arch.get(f.getKey()) + f.getValue().hashCode() + exits + ".gguf");
+                    GgufExporter.export(model, null, "family", OutType.F32, exits, file); // the test tokenizer is larger than this vocabulary
+                    try (GgufFile g = GgufFile.open(file)) {
+                        assertEquals(arch.get(f.getKey()), g.metadata().get("general.architecture").asString(), f.getKey());
+                    }
+                    try (ModelCheckpoint.Loaded loaded = GgufModelLoader.load(file, Device.CPU)) {
+                        var c = loaded.model().config();
+                        if (exits) assertEquals(ConfigJson.toJson(f.getValue()), ConfigJson.toJson(c), f.getKey());
+                        assertEquals(f.getValue().headDim(), c.headDim());
+                        double[][] want = dev.exeunt.model.nn.LlamaFamiliesTest.reference(model, prompt);
+                        double[][] got = dev.exeunt.model.nn.LlamaFamiliesTest.reference(loaded.model(), prompt);
+                        for (int i = 0; i < prompt.length; i++) {
+                            for (int v = 0; v < want[i].length; v++) {
+                                assertEquals(want[i][v], got[i][v], 1e-4 * (1 + Math.abs(want[i][v])), f.getKey() + " exits " + exits + " logit " + i + "," + v);
+                            }
+                        }
+                        var greedy = GenerationConfig.greedy(8);
+                        assertArrayEquals(new Generator(model).generate(List.of(prompt), greedy, TokenListener.NONE).get(0).tokenIds(),
+                                new Generator(loaded.model()).generate(List.of(prompt), greedy, TokenListener.NONE).get(0).tokenIds(), f.getKey());
+                    }
+                }
+            }
+        }
+    }
+
     /** The Llama backbone is byte for byte what the test writer (convert_hf_to_gguf.py's names and q/k permutation) writes. */
     @Test
     void llamaBackboneIsLlamaCppsLayout() throws IOException {

@@ -302,8 +302,12 @@ class GgufModelLoaderTest {
             assertTrue(m.contains("'llama.causal' must be a bool"), m);
             GgufWriter bias = GgufTestFiles.writer(model, GgmlType.F32);
             bias.addTensor("blk.0.attn_q.bias", GgmlType.F32, new long[] {64}, MemorySegment.ofArray(new byte[256]));
-            m = loadError(bias);
-            assertTrue(m.contains("1 tensor(s) the model would not use: blk.0.attn_q.bias"), m);
+            m = loadError(bias); // a bias makes it Llama with attention biases, all of which must then be there
+            assertTrue(m.contains("missing 7 tensor(s): blk.0.attn_k.bias, blk.0.attn_v.bias, blk.0.attn_output.bias"), m);
+            GgufWriter extra = GgufTestFiles.writer(model, GgmlType.F32);
+            extra.addTensor("blk.0.attn_q_norm.weight", GgmlType.F32, new long[] {16}, MemorySegment.ofArray(new byte[64]));
+            m = loadError(extra);
+            assertTrue(m.contains("1 tensor(s) the model would not use: blk.0.attn_q_norm.weight"), m);
             // the neutral values load
             GgufWriter neutral = GgufTestFiles.writer(model, GgmlType.F32).putBool("llama.causal", true)
                     .putUint32("llama.attention.value_length", 16).putFloat32("llama.rope.scale_linear", 1f);

@@ -40,7 +40,7 @@ import org.junit.jupiter.api.io.TempDir;
  * families write it.
  */
 @ExtendWith(LeakCheck.class)
-class LlamaFamiliesTest {
+public class LlamaFamiliesTest {
     private static final int VOCAB = 61, D = 32, LAYERS = 2, HEADS = 4, KV = 2, FFN = 48, CTX = 40;
 
     private static ModelConfig base() {
@@ -48,7 +48,7 @@ class LlamaFamiliesTest {
     }
 
     /** The variants, by the family that has them. */
-    static Map<String, ModelConfig> families() {
+    public static Map<String, ModelConfig> families() {
         var a = AttentionOptions.LLAMA;
         return Map.of(
                 "llama3.1 (llama3 rope scaling)", base().withAttention(a.withRopeScaling(RopeScaling.llama3(8, 1, 4, 12))),
@@ -59,7 +59,7 @@ class LlamaFamiliesTest {
     }
 
     /** Every parameter random: projections N(0, 0.2), biases N(0, 0.1), norm weights 1 + N(0, 0.1). */
-    static void randomize(EarlyExitModel m, long seed) {
+    public static void randomize(EarlyExitModel m, long seed) {
         var rng = new SplittableRandom(seed);
         try (var s = Scope.open(); var g = GradMode.noGrad()) {
             for (var e : m.parameters().all().entrySet()) {
@@ -75,7 +75,7 @@ class LlamaFamiliesTest {
     // ------------------------------------------------------------------ the float64 reference
 
     /** Logits [T][V] of the final head for ids, in double: Hugging Face's LlamaModel / Qwen2Model / Qwen3Model forward. */
-    static double[][] reference(EarlyExitModel m, int[] ids) {
+    public static double[][] reference(EarlyExitModel m, int[] ids) {
         ModelConfig c = m.config();
         var p = m.parameters();
         int t = ids.length, hd = c.headDim(), h = c.nHeads(), hkv = c.nKvHeads();
