@@ -261,4 +261,16 @@ public class TensorParallelTrainingTest {
     void llamaLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
         assertLayoutsMatchOneRank(llama(), dir);
     }
+
+    /**
+     * Llama's relatives under tensor parallelism (Qwen3 with attention_bias): q/k/v biases (column-parallel, and whole with summed
+     * gradients where tp 4 replicates the 2 kv heads), Qwen3's head_dim and q/k norms (one weight every
+     * rank's heads share), Llama 3's scaled RoPE.
+     */
+    @Test
+    void llamaRelativesLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
+        var o = dev.exeunt.model.config.AttentionOptions.LLAMA.withHeadDim(12).withQkNorm(true).withBiases(true, true)
+                .withRopeScaling(dev.exeunt.tensor.RopeScaling.llama3(4, 1, 4, 8));
+        assertLayoutsMatchOneRank(llama().withAttention(o), dir, new int[][] {{2, 1, 0}, {4, 1, 0}, {2, 2, 1}});
+    }
 }
