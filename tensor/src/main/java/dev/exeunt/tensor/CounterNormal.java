@@ -18,7 +18,7 @@ import java.lang.foreign.ValueLayout;
  * differ by an ulp between platforms), so ranks on different machines agree. Most elements need no
  * transcendental at all, which makes a 124M-parameter initialisation take well under a second of CPU.
  * The uniform is symmetric about 1/2 and its tail mass is computed exactly from the integer, so the
- * stream is exactly symmetric and never infinite (|x| < 8.3).
+ * stream is exactly symmetric and never infinite ({@code |x| < 8.3}).
  */
 public final class CounterNormal {
     /** SplitMix64's increment (the golden ratio), as in {@link java.util.SplittableRandom}. */
@@ -69,7 +69,7 @@ public final class CounterNormal {
     }
 
     /**
-     * The standard normal quantile of {@code p = 1/2 + centred} (|centred| < 1/2, a multiple of 2^-54,
+     * The standard normal quantile of {@code p = 1/2 + centred} ({@code |centred| < 1/2}, a multiple of 2^-54,
      * so 1/2 - |centred| is exact and the tails lose nothing to cancellation).
      */
     static double inverseCdf(double centred) {

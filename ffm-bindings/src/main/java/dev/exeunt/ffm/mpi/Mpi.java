@@ -74,7 +74,7 @@ public final class Mpi {
         check(mpi_h.MPI_Comm_set_errhandler(COMM_WORLD(), MpiHandles.MPI_ERRORS_RETURN()), "MPI_Comm_set_errhandler");
     }
 
-    /** MPI_Init_thread(NULL, NULL, required, &provided); returns the provided level (an {@code MPI_THREAD_*} constant). */
+    /** {@code MPI_Init_thread(NULL, NULL, required, &provided)}; returns the provided level (an {@code MPI_THREAD_*} constant). */
     public static synchronized int initThread(int required) {
         if (isInitialized()) {
             return queryThread();

@@ -8,7 +8,7 @@ package dev.exeunt.model.generate;
  * maxNewTokens.
  *
  * @param topPDecay  after each generated token top_p becomes max(top_p * decay, topPBound) (Megatron's
- *                   top_p_decay); 0 = off. Applies only when top_p filters (topP < 1).
+ *                   top_p_decay); 0 = off. Applies only when top_p filters ({@code topP < 1}).
  * @param topPBound  the floor of the decayed top_p; 0 = none
  * @param vocabLimit ids >= this are never generated (a model vocabulary padded past its tokenizer's
  *                   has rows no text maps to); 0 = every row of the head

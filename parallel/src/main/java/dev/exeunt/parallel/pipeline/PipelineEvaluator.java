@@ -19,7 +19,7 @@ import dev.exeunt.tensor.ops.Ops;
  * added over the stages (each has one contributor, so the sums are the stage's exact values).
  */
 public final class PipelineEvaluator implements BatchEvaluator {
-    /** The tag of evaluation activations, apart from the 1F1B schedule's (2i, 2i+1) and the checkpoint streams' (1 << 30). */
+    /** The tag of evaluation activations, apart from the 1F1B schedule's (2i, 2i+1) and the checkpoint streams' ({@code 1 << 30}). */
     static final int TAG = 1 << 29;
     private final ProcessGroup pp;
     private final PipelineParallel stages;

@@ -132,7 +132,7 @@ public final class CpuActivation {
     // ---------------------------------------------------------------------------------------------
     // GELU, exact: y = x * Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2), evaluated in doubles.
 
-    /** 0.5 * erfc(a) for a >= 0 (Numerical Recipes erfcc, relative error < 1.2e-7). */
+    /** 0.5 * erfc(a) for a >= 0 (Numerical Recipes erfcc, relative error below 1.2e-7). */
     private static DoubleVector halfErfcV(DoubleVector a) {
         var t = a.mul(0.5).add(1.0);
         t = DoubleVector.broadcast(DS, 1.0).div(t);
@@ -155,7 +155,7 @@ public final class CpuActivation {
         return 0.5 * t * VectorMath.exp(p - a * a);
     }
 
-    /** Standard normal CDF Phi(x) (relative error < 1.2e-7), exposed for tests and other kernels. */
+    /** Standard normal CDF Phi(x) (relative error below 1.2e-7), exposed for tests and other kernels. */
     public static double normalCdf(double x) {
         double a = Math.abs(x) * INV_SQRT2;
         double q = halfErfc(a);

@@ -399,7 +399,7 @@ public final class CpuAttention {
     // Micro-kernels
 
     /**
-     * s[r][0..BLOCK_KEYS) = a[r] . kt[:, j] for r < rows, with kt the transposed key block
+     * {@code s[r][0..BLOCK_KEYS) = a[r] . kt[:, j]} for {@code r < rows}, with kt the transposed key block
      * ({@code kt[d * BLOCK_KEYS + j]}). Vectorized over keys: no lane reductions.
      */
     static void scoresT(float[] a, int rows, int D, float[] kt, float[] s) {
@@ -451,7 +451,7 @@ public final class CpuAttention {
     }
 
     /**
-     * s[r][jj] = a[r] . k[j0 + jj] for jj < nk, reading keys straight from the segment (decode path):
+     * {@code s[r][jj] = a[r] . k[j0 + jj]} for {@code jj < nk}, reading keys straight from the segment (decode path):
      * dot products vectorized over D, four keys at a time.
      */
     static void scoresDot(float[] a, int rows, int D, MemorySegment kseg, long kIdx, long kStride, int nk, float[] s) {
@@ -498,7 +498,7 @@ public final class CpuAttention {
     }
 
     /**
-     * acc[r][:] += sum_{jj < nk} p[r][jj] * v[j0 + jj][:] for r < rows, reading values from the segment;
+     * {@code acc[r][:] += sum_{jj < nk} p[r][jj] * v[j0 + jj][:]} for {@code r < rows}, reading values from the segment;
      * vectorized over D, four rows per pass.
      */
     static void accumSeg(float[] p, int rows, int nk, MemorySegment vseg, long vIdx, long vStride, float[] acc, int D) {
@@ -572,7 +572,7 @@ public final class CpuAttention {
     }
 
     /**
-     * acc[accOff + i*D + :] += sum_{j < nj} coef[i*ci + j*cj] * src[srcOff + j*D + :] for i < ni;
+     * {@code acc[accOff + i*D + :] += sum_{j < nj} coef[i*ci + j*cj] * src[srcOff + j*D + :]} for {@code i < ni};
      * vectorized over D, four output rows per pass.
      */
     static void accum(float[] coef, int ci, int cj, int ni, int nj, float[] src, int srcOff, float[] acc, int accOff, int D) {

@@ -25,7 +25,7 @@ public final class CpuEmbedding {
 
     private CpuEmbedding() {}
 
-    /** out[i, :] = table[ids[i], :] for i < n. out ([n, dim]) is overwritten. */
+    /** {@code out[i, :] = table[ids[i], :]} for {@code i < n}. out ([n, dim]) is overwritten. */
     public static void gather(MemorySegment table, long tableOff, int vocab, int dim,
                               MemorySegment ids, long idsOff, int n, MemorySegment out, long outOff) {
         int[] id = readIds(ids, idsOff, n, vocab);
@@ -38,7 +38,7 @@ public final class CpuEmbedding {
     }
 
     /**
-     * Backward of {@link #gather}: dTable[ids[i], :] += dOut[i, :] for i < n. dTable ([vocab, dim]) is
+     * Backward of {@link #gather}: {@code dTable[ids[i], :] += dOut[i, :]} for {@code i < n}. dTable ([vocab, dim]) is
      * <b>accumulated</b> into (the caller zeroes it). Rows are grouped by id (stable sort), each id's row
      * is owned by one thread and receives its contributions in increasing i: thread-safe and bitwise
      * deterministic whatever the thread count.

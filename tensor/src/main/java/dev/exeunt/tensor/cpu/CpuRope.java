@@ -93,7 +93,7 @@ public final class CpuRope {
         }
     }
 
-    /** theta^(-2i/rotaryDim) for i < rotaryDim/2, as in HF's {@code _compute_default_rope_parameters}. */
+    /** {@code theta^(-2i/rotaryDim)} for {@code i < rotaryDim/2}, as in HF's {@code _compute_default_rope_parameters}. */
     public static double[] invFreq(int rotaryDim, double theta) {
         if (rotaryDim < 2 || (rotaryDim & 1) != 0) throw new IllegalArgumentException("rotary dim must be even and >= 2, got " + rotaryDim);
         if (!(theta > 0)) throw new IllegalArgumentException("theta must be > 0, got " + theta);

@@ -26,7 +26,7 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Accuracy (measured by {@code VectorMathTest} against {@code Math} in double over dense sweeps of
  * the float range): float exp within 1.05 ulp, float log within 0.8 ulp, float tanh within 2.3 ulp, double exp
  * within 1 ulp. Special values follow {@code Math}: exp(NaN) = NaN, exp(-Inf) = 0, exp(+Inf) = +Inf and
- * overflow to +Inf, underflow through the subnormals to 0; log(x < 0) = NaN, log(±0) = -Inf,
+ * overflow to +Inf, underflow through the subnormals to 0; {@code log(x < 0)} = NaN, log(±0) = -Inf,
  * log(+Inf) = +Inf; tanh(±Inf) = ±1, tanh keeps the sign of zero.
  */
 public final class VectorMath {
@@ -162,12 +162,12 @@ public final class VectorMath {
     private static final float LN2_LO = 0x1.7f7d1cp-20f;
     private static final float EXP_LO = -110f, EXP_HI = 89f;
     private static final int ONE_BITS = 0x3f800000;
-    /** exp(x) < MIN_VALUE / 2 below this, so it rounds to 0. */
+    /** {@code exp(x) < MIN_VALUE / 2} below this, so it rounds to 0. */
     private static final float EXP_ZERO = -104f;
     private static final float C2 = 1f / 2, C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720,
             C7 = 1f / 5040;
 
-    /** exp(r) - 1 for |r| <= ln2/2: r + r^2 (1/2 + r/6 + ... + r^5/5040). */
+    /** {@code exp(r) - 1} for {@code |r| <= ln2/2}: r + r^2 (1/2 + r/6 + ... + r^5/5040). */
     private static FloatVector expm1Poly(FloatVector r) {
         var p = r.fma(C7, C6);
         p = p.fma(r, r.broadcast(C5));
