@@ -97,6 +97,9 @@ class GgufKQuantTest {
                     double max = 0;
                     for (float v : want) max = Math.max(max, Math.abs(v));
                     assertArrayEquals(want, got, (float) (1e-4 * max));
+                    // ... while 4- to 6-bit weights do move them away from the unquantized source model's.
+                    double fromSource = GgufModelLoaderTest.relError(GgufModelLoaderTest.logits(source, prompt), got);
+                    assertTrue(fromSource > 1e-3 && fromSource < 0.3, "k-quant vs source logits relative error " + fromSource);
 
                     // Greedy generation (the lean decode path), alone and as a batch of two prompts.
                     assertArrayEquals(GgufModelLoaderTest.greedy(f, prompt, 12), GgufModelLoaderTest.greedy(q, prompt, 12));

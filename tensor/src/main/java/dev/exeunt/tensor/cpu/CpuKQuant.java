@@ -38,8 +38,8 @@ import jdk.incubator.vector.VectorSpecies;
  * so the F32 values equal llama.cpp's and gguf-py's exactly.
  *
  * <h2>Products</h2>
- * Each W row is dequantized (vectorized) into a per-thread buffer and dotted with every token's X row with one
- * vector accumulator in index order, so a token's result is bit for bit the same alone or in a batch (the decode
+ * Four W rows at a time are dequantized (vectorized) into a per-thread buffer and dotted with every token's X row,
+ * each row with one vector accumulator in index order, so a token's result is bit for bit the same alone or in a batch (the decode
  * path verifies speculative drafts relying on that) and equals a plain F32 dot of the dequantized row.
  */
 public final class CpuKQuant {
@@ -56,6 +56,8 @@ public final class CpuKQuant {
     private static final VectorSpecies<Byte> BS =
             (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(BL * 8));
 
+    /** W rows dequantized together and dotted with each X row sharing its loads. */
+    private static final int ROWS = 4;
     /** Weights per thread at least before work is split. */
     private static final int MIN_WORK = 1 << 16;
 
@@ -227,7 +229,7 @@ public final class CpuKQuant {
     /**
      * Y[r][i] = sum_j W[i][j] X[r][j] for r in [0, rows), i in [0, m): X rows {@code ldx} floats apart from
      * {@code x[xOff..]}, Y rows {@code ldy} apart from {@code y[yOff..]}, W as in {@link #gemv}. Each W row is
-     * dequantized once and reused for every X row.
+     * dequantized once and reused for every X row; a Y row's values do not depend on the other X rows.
      */
     public static void gemm(DType t, int rows, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff, int ldx,
                             MemorySegment y, long yOff, int ldy) {
@@ -245,30 +247,53 @@ public final class CpuKQuant {
             for (int r = 0; r < rows; r++) for (int i = 0; i < m; i++) y.setAtIndex(F32, yOff + (long) r * ldy + i, 0f);
             return;
         }
-        int bb = blockBytes(t), nb = n / QK_K;
+        int bb = blockBytes(t), nb = n / QK_K, groups = (m + ROWS - 1) / ROWS;
         CpuThreads.RangeBody body = (from, to) -> {
             try (Arena arena = Arena.ofConfined()) {
-                MemorySegment buf = arena.allocate((long) n * 4, 64);
-                for (int i = from; i < to; i++) {
-                    long ro = wByteOff + i * rowBytes;
-                    for (int b = 0; b < nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
+                MemorySegment buf = arena.allocate((long) ROWS * n * 4, 64);
+                for (int g = from; g < to; g++) {
+                    int i0 = g * ROWS, count = Math.min(ROWS, m - i0);
+                    long ro = wByteOff + i0 * rowBytes;
+                    for (int b = 0; b < count * nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
                     for (int r = 0; r < rows; r++) {
-                        float v = dot(buf, n, x, (xOff + (long) r * ldx) * 4);
-                        y.set(F32, (yOff + (long) r * ldy + i) * 4, v);
+                        long xb = (xOff + (long) r * ldx) * 4, yb = (yOff + (long) r * ldy + i0) * 4;
+                        if (count == ROWS) dot4(buf, n, x, xb, y, yb);
+                        else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, dot(buf, (long) i * n * 4, n, x, xb));
                     }
                 }
             }
         };
-        if (CpuHalf.shareable(w, x, y)) CpuThreads.parallelFor(m, (int) Math.max(1, MIN_WORK / ((long) n * rows)), body);
-        else body.run(0, m);
+        if (CpuHalf.shareable(w, x, y)) CpuThreads.parallelFor(groups, (int) Math.max(1, MIN_WORK / ((long) ROWS * n * rows)), body);
+        else body.run(0, groups);
     }
 
-    /** sum_j buf[j] x[j] over n floats (a multiple of the lane count), one accumulator in index order. */
-    private static float dot(MemorySegment buf, int n, MemorySegment x, long xb) {
+    /**
+     * Four dot products of consecutive F32 rows of buf with x, sharing the x loads; each row's arithmetic is
+     * exactly {@link #dot}'s.
+     */
+    private static void dot4(MemorySegment buf, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
+        long rb = (long) n * 4;
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j += FL) {
+            long jb = j * 4L;
+            FloatVector xv = FloatVector.fromMemorySegment(FS, x, xb + jb, LE);
+            a0 = FloatVector.fromMemorySegment(FS, buf, jb, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(FS, buf, rb + jb, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(FS, buf, 2 * rb + jb, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(FS, buf, 3 * rb + jb, LE).fma(xv, a3);
+        }
+        y.set(F32, yb, VectorMath.sum(a0));
+        y.set(F32, yb + 4, VectorMath.sum(a1));
+        y.set(F32, yb + 8, VectorMath.sum(a2));
+        y.set(F32, yb + 12, VectorMath.sum(a3));
+    }
+
+    /** sum_j buf[j] x[j] over n floats (a multiple of the lane count) from byte rowb of buf, one accumulator in index order. */
+    private static float dot(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
         FloatVector acc = FloatVector.zero(FS);
         for (int j = 0; j < n; j += FL) {
             long jb = j * 4L;
-            acc = FloatVector.fromMemorySegment(FS, buf, jb, LE).fma(FloatVector.fromMemorySegment(FS, x, xb + jb, LE), acc);
+            acc = FloatVector.fromMemorySegment(FS, buf, rowb + jb, LE).fma(FloatVector.fromMemorySegment(FS, x, xb + jb, LE), acc);
         }
         return VectorMath.sum(acc);
     }
