@@ -197,5 +197,10 @@ class CpuKQuantTest {
             e = assertThrows(IllegalArgumentException.class, () -> CpuKQuant.bytes(DType.Q8_0, 256));
             assertTrue(e.getMessage().contains("not a k-quant type"), e.getMessage());
         }
+        // The k-quants are read, never produced: asking for one names the conversion.
+        try (Scope s = Scope.open()) {
+            e = assertThrows(IllegalArgumentException.class, () -> Tensor.zeros(256).to(DType.Q5_K));
+            assertTrue(e.getMessage().contains("conversion F32 -> Q5_K is not supported"), e.getMessage());
+        }
     }
 }
