@@ -236,7 +236,7 @@ public final class CpuKQuant {
         String what = "linear " + t;
         if (rows < 0 || m < 0) throw new IllegalArgumentException(what + ": negative size (rows " + rows + ", out " + m + ")");
         long rowBytes = bytes(t, n);
-        if (rows > 0 && (ldx < n || ldy < m)) {
+        if (rows > 1 && (ldx < n || ldy < m)) { // strides matter only between rows
             throw new IllegalArgumentException(what + ": leading dimensions " + ldx + " / " + ldy + " are below " + n + " / " + m);
         }
         checkBytes(what + " w", w, wByteOff, m * rowBytes);
