@@ -12,6 +12,7 @@ import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.cpu.CpuActivation;
 import dev.exeunt.tensor.cpu.CpuNorm;
+import dev.exeunt.tensor.cpu.CpuKQuant;
 import dev.exeunt.tensor.cpu.CpuQuant;
 import dev.exeunt.tensor.cpu.CpuRope;
 import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
@@ -70,6 +71,7 @@ final class DecodeMath {
         long wb = w.dtype().byteSize(w.offset() + (long) col0 * nIn);
         switch (w.dtype()) {
             case Q8_0, Q4_0 -> CpuQuant.gemvTokens(w.dtype() == DType.Q4_0, rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
+            case Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
             default -> throw new IllegalArgumentException("decode: unsupported weight type " + w.dtype());
         }
     }

@@ -201,7 +201,7 @@ public class Parameters implements AutoCloseable {
 
     /**
      * Registers an existing tensor (moved to this store's device) under {@code name}; floating-point
-     * tensors require grad, block-quantized ones (Q8_0, Q4_0) are frozen.
+     * tensors require grad, block-quantized ones (Q8_0, Q4_0, k-quants) are frozen.
      */
     public Tensor add(String name, Tensor t) {
         if (byName.containsKey(name)) throw new IllegalStateException("duplicate parameter " + name);

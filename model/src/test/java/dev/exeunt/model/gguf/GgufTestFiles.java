@@ -8,6 +8,7 @@ import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.testing.KQuantReference;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -59,6 +60,11 @@ final class GgufTestFiles {
 
     /** A writer holding the model's hyperparameters and tensors; 2-D tensors in {@code matrixType}, 1-D in F32. */
     static GgufWriter writer(EarlyExitModel model, GgmlType matrixType) {
+        return writer(model, ggufName -> matrixType);
+    }
+
+    /** As {@link #writer(EarlyExitModel, GgmlType)} with each 2-D tensor's type chosen by its GGUF name (mixed files). */
+    static GgufWriter writer(EarlyExitModel model, java.util.function.Function<String, GgmlType> matrixTypeOf) {
         ModelConfig c = model.config();
         GgufWriter w = new GgufWriter();
         w.putString("general.architecture", "llama");
@@ -79,7 +85,7 @@ final class GgufTestFiles {
             int[] shape = p.shape();
             float[] data = p.toFloatArray();
             if (heads > 0) data = permute(data, shape[0], shape[1], heads);
-            GgmlType type = shape.length == 2 ? matrixType : GgmlType.F32;
+            GgmlType type = shape.length == 2 ? matrixTypeOf.apply(n[1]) : GgmlType.F32;
             w.addTensor(n[1], type, dims(shape), bytes(data, shape, type));
         }
         return w;
@@ -96,6 +102,9 @@ final class GgufTestFiles {
             MemorySegment s = MemorySegment.ofArray(new byte[data.length * 4]);
             for (int i = 0; i < data.length; i++) s.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), i, data[i]);
             return s;
+        }
+        if (type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K) {
+            return MemorySegment.ofArray(KQuantReference.quantize(DType.valueOf(type.name()), data)); // no F32 -> k-quant conversion in Exeunt
         }
         DType dt = switch (type) {
             case Q8_0 -> DType.Q8_0;

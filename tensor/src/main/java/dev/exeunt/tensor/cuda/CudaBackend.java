@@ -329,6 +329,10 @@ public final class CudaBackend implements Backend, AutoCloseable {
         contiguous("convert", src, dst);
         long n = src.numel();
         DType from = src.dtype(), to = dst.dtype();
+        if (to == DType.F32 && from.isKQuant()) {
+            convertOnHost(src, dst); // k-quants have no CUDA kernels yet: dequantized on the host (rare: loading)
+            return;
+        }
         if (to == DType.F32) {
             String k = switch (from) {
                 case F32 -> null;
@@ -338,6 +342,7 @@ public final class CudaBackend implements Backend, AutoCloseable {
                 case I8 -> "cv_i8_to_f32";
                 case Q8_0 -> "cv_q8_0_to_f32";
                 case Q4_0 -> "cv_q4_0_to_f32";
+                case Q4_K, Q5_K, Q6_K -> throw new IllegalStateException("unreachable: k-quants convert on the host");
             };
             if (k == null) memcpy(ptr(dst), ptr(src), 4 * n, cuda_runtime_api_h.cudaMemcpyDeviceToDevice());
             else elementwise(ELEMENTWISE, k, n, n, ptr(src), ptr(dst));
@@ -439,6 +444,8 @@ public final class CudaBackend implements Backend, AutoCloseable {
             case F16 -> 2;
             case Q8_0 -> 3;
             case Q4_0 -> 4;
+            case Q4_K, Q5_K, Q6_K -> throw new IllegalArgumentException("linearQuantized: " + t
+                    + " weights have no CUDA kernel yet; run this model on the CPU or convert its weights to Q8_0 / Q4_0");
             default -> throw new IllegalArgumentException("linearQuantized: unsupported weight dtype " + t);
         };
     }
