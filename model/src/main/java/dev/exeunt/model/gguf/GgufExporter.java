@@ -183,6 +183,9 @@ public final class GgufExporter {
             case F16 -> GgmlType.F16;
             case Q8_0 -> GgmlType.Q8_0;
             case Q4_0 -> GgmlType.Q4_0;
+            case Q4_K -> GgmlType.Q4_K;
+            case Q5_K -> GgmlType.Q5_K;
+            case Q6_K -> GgmlType.Q6_K;
             default -> throw new IllegalArgumentException("no GGUF type for " + t);
         };
     }
