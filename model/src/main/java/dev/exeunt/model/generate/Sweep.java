@@ -160,7 +160,22 @@ public final class Sweep {
             for (double s : p.exitShare()) sb.append(String.format(Locale.ROOT, " %7.1f%%", 100 * s));
             sb.append('\n');
         }
+        sb.append("speedup = tokens/s / full tok/s: the same prompts through the full model (exits off), run interleaved with each row.\n");
+        double noise = noise(points);
+        if (!Double.isNaN(noise)) {
+            sb.append(String.format(Locale.ROOT, "noise: the full model's rate varies by %.1f%% between rows (largest from their median), "
+                    + "so speedups within 1 +/- %.2f are noise.%n", 100 * noise, noise));
+        }
         return sb.toString();
+    }
+
+    /** How far the rows' full-model rates stray from their median, relative (NaN with fewer than two rows). */
+    static double noise(List<Point> points) {
+        if (points.size() < 2) return Double.NaN;
+        double[] full = points.stream().mapToDouble(Point::fullTokensPerSecond).toArray();
+        double m = median(full), worst = 0;
+        for (double f : full) worst = Math.max(worst, Math.abs(f - m) / m);
+        return worst;
     }
 
     public static String toJson(List<Point> points) {

@@ -41,6 +41,9 @@ class SweepTest {
         assertTrue(rows[0].contains("accepted"), rows[0]);
         assertTrue(rows[1].contains(" 80.0%"), rows[1]); // (27 + 5) / (30 + 10)
         assertTrue(rows[2].matches(".*\\s-\\s.*"), rows[2]); // nothing drafted: no rate, not NaN
+        assertTrue(rows[3].startsWith("speedup = tokens/s / full tok/s"), rows[3]);
+        var slower = new Sweep.Point(0.8, 90, 90, 1, 1, 1, new double[] {0, 0, 1}, true, List.of());
+        assertTrue(Sweep.table(List.of(drafting, none, slower)).contains("varies by 10.0%"), "full rates 100, 100, 90: 10% from the median");
         String json = Sweep.toJson(List.of(drafting));
         assertTrue(json.contains("\"speculative\":true,\"acceptance\":[{\"layer\":2,\"drafted\":30,\"accepted\":27},"
                 + "{\"layer\":4,\"drafted\":10,\"accepted\":5}]"), json);
