@@ -257,44 +257,13 @@ public final class CpuKQuant {
                     for (int b = 0; b < count * nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
                     for (int r = 0; r < rows; r++) {
                         long xb = (xOff + (long) r * ldx) * 4, yb = (yOff + (long) r * ldy + i0) * 4;
-                        if (count == ROWS) dot4(buf, n, x, xb, y, yb);
-                        else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, dot(buf, (long) i * n * 4, n, x, xb));
+                        if (count == ROWS) CpuQuant.dot4(buf, n, x, xb, y, yb); // the same dot products as Q8_0/Q4_0's
+                        else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, CpuQuant.dot1(buf, (long) i * n * 4, n, x, xb));
                     }
                 }
             }
         };
         if (CpuHalf.shareable(w, x, y)) CpuThreads.parallelFor(groups, (int) Math.max(1, MIN_WORK / ((long) ROWS * n * rows)), body);
         else body.run(0, groups);
-    }
-
-    /**
-     * Four dot products of consecutive F32 rows of buf with x, sharing the x loads; each row's arithmetic is
-     * exactly {@link #dot}'s.
-     */
-    private static void dot4(MemorySegment buf, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
-        long rb = (long) n * 4;
-        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
-        for (int j = 0; j < n; j += FL) {
-            long jb = j * 4L;
-            FloatVector xv = FloatVector.fromMemorySegment(FS, x, xb + jb, LE);
-            a0 = FloatVector.fromMemorySegment(FS, buf, jb, LE).fma(xv, a0);
-            a1 = FloatVector.fromMemorySegment(FS, buf, rb + jb, LE).fma(xv, a1);
-            a2 = FloatVector.fromMemorySegment(FS, buf, 2 * rb + jb, LE).fma(xv, a2);
-            a3 = FloatVector.fromMemorySegment(FS, buf, 3 * rb + jb, LE).fma(xv, a3);
-        }
-        y.set(F32, yb, VectorMath.sum(a0));
-        y.set(F32, yb + 4, VectorMath.sum(a1));
-        y.set(F32, yb + 8, VectorMath.sum(a2));
-        y.set(F32, yb + 12, VectorMath.sum(a3));
-    }
-
-    /** sum_j buf[j] x[j] over n floats (a multiple of the lane count) from byte rowb of buf, one accumulator in index order. */
-    private static float dot(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
-        FloatVector acc = FloatVector.zero(FS);
-        for (int j = 0; j < n; j += FL) {
-            long jb = j * 4L;
-            acc = FloatVector.fromMemorySegment(FS, buf, rowb + jb, LE).fma(FloatVector.fromMemorySegment(FS, x, xb + jb, LE), acc);
-        }
-        return VectorMath.sum(acc);
     }
 }

@@ -642,8 +642,11 @@ public final class CpuQuant {
         });
     }
 
-    /** Four dot products of consecutive F32 rows of buf (n a multiple of the lane count) with x. */
-    private static void dot4(MemorySegment buf, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
+    /**
+     * Four dot products of consecutive F32 rows of buf (n a multiple of the lane count) with x, sharing the
+     * x loads; each row's arithmetic is exactly {@link #dot1}'s (one accumulator, index order).
+     */
+    static void dot4(MemorySegment buf, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
         long rb = (long) n * 4;
         FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
         for (int j = 0; j < n; j += FL) {
@@ -660,7 +663,8 @@ public final class CpuQuant {
         y.set(F32, yb + 12, VectorMath.sum(a3));
     }
 
-    private static float dot1(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
+    /** sum_j buf[j] x[j] over n floats (a multiple of the lane count) from byte rowb of buf. */
+    static float dot1(MemorySegment buf, long rowb, int n, MemorySegment x, long xb) {
         FloatVector a0 = FloatVector.zero(FS);
         for (int j = 0; j < n; j += FL) {
             long jb = j * 4L;
