@@ -22,6 +22,9 @@ public final class Args {
     private final Map<String, String> values = new LinkedHashMap<>();
     private final Set<String> used = new HashSet<>();
     private final List<String> positional = new ArrayList<>();
+    /** Every value of an option given more than once, in order; only {@link #getAll} may read such an option. */
+    private final Map<String, List<String>> repeated = new LinkedHashMap<>();
+    private final Set<String> readAll = new HashSet<>();
 
     public Args(String[] argv, Set<String> booleanFlags) {
         for (int i = 0; i < argv.length; i++) {
@@ -30,12 +33,12 @@ public final class Args {
                 String key = a.substring(2);
                 int eq = key.indexOf('=');
                 if (eq >= 0) {
-                    values.put(norm(key.substring(0, eq)), key.substring(eq + 1));
+                    put(norm(key.substring(0, eq)), key.substring(eq + 1));
                 } else if (booleanFlags.contains(norm(key)) && (i + 1 >= argv.length || !isBool(argv[i + 1]) && !isCount(argv[i + 1]))) {
-                    values.put(norm(key), "true");
+                    put(norm(key), "true");
                 } else {
                     if (i + 1 >= argv.length) throw new UsageException("option --" + key + " needs a value");
-                    values.put(norm(key), argv[++i]);
+                    put(norm(key), argv[++i]);
                 }
             } else {
                 positional.add(a);
@@ -46,6 +49,20 @@ public final class Args {
             used.add("config");
             loadConfig(Path.of(config));
         }
+    }
+
+    private void put(String key, String value) {
+        String old = values.put(key, value);
+        if (old != null) repeated.computeIfAbsent(key, k -> new ArrayList<>(List.of(old))).add(value);
+    }
+
+    /** Every value given for a repeatable option ({@code --input a --input b}), in order; empty when absent. */
+    public List<String> getAll(String key) {
+        used.add(key);
+        readAll.add(key);
+        if (repeated.containsKey(key)) return List.copyOf(repeated.get(key));
+        String v = values.get(key);
+        return v == null ? List.of() : List.of(v);
     }
 
     private static boolean isBool(String s) {
@@ -165,6 +182,12 @@ public final class Args {
 
     /** Fails naming any option that no code asked for (a typo should not be silently ignored). */
     public void checkAllUsed() {
+        for (var e : repeated.entrySet()) {
+            if (!readAll.contains(e.getKey())) {
+                throw new UsageException("option --" + e.getKey() + " was given " + e.getValue().size() + " times (" + String.join(", ", e.getValue())
+                        + "); give it once");
+            }
+        }
         for (String k : values.keySet()) {
             if (used.contains(k)) continue;
             String near = nearest(k);

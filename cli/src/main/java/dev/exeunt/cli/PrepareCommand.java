@@ -3,6 +3,7 @@ package dev.exeunt.cli;
 import dev.exeunt.model.data.Prepare;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 
@@ -25,7 +26,9 @@ final class PrepareCommand implements Main.Command {
         var a = new Args(argv, Set.of("json", "all-files"));
         boolean json = a.getBool("json", false);
         var b = Prepare.Options.builder();
-        for (String in : a.require("input", "a text file, directory, .zip or .jsonl").split(",")) b.input(Path.of(in.trim()));
+        List<String> inputs = a.getAll("input");
+        if (inputs.isEmpty()) a.require("input", "a text file, directory, .zip or .jsonl");
+        for (String given : inputs) for (String in : given.split(",")) b.input(Path.of(in.trim()));
         if (a.has("tokenizer")) b.tokenizer(Path.of(a.get("tokenizer", null)));
         else if (a.has("train-tokenizer")) b.trainTokenizer(a.getInt("train-tokenizer", 0));
         else throw new Args.UsageException("give --tokenizer FILE or --train-tokenizer VOCAB");

@@ -104,6 +104,10 @@ class DataAtScaleCliTest {
         var prep = CliEndToEndTest.json(CliEndToEndTest.exeunt("prepare", "--input", corpus.toString(), "--tokenizer",
                 tokenizer.toString(), "--out", dir.toString(), "--num-shards", "3", "--threads", "1", "--json"));
         assertTrue(prep.get("documents").asLong() >= 3);
+        // --input given twice reads both (here: two of the five files, each one document)
+        var two = CliEndToEndTest.json(CliEndToEndTest.exeunt("prepare", "--input", corpus.resolve("f0.txt").toString(), "--input",
+                corpus.resolve("f1.txt").toString(), "--tokenizer", tokenizer.toString(), "--out", tmp.resolve("data/two.arrow").toString(), "--json"));
+        assertEquals(2, two.get("documents").asLong(), two.toString());
         for (String n : List.of("data-00000-of-00003.arrow", "data-00001-of-00003.arrow", "data-00002-of-00003.arrow",
                 "state.json", "dataset_info.json")) {
             assertTrue(Files.isRegularFile(dir.resolve(n)), n);
