@@ -273,4 +273,11 @@ public class TensorParallelTrainingTest {
                 .withRopeScaling(dev.exeunt.tensor.RopeScaling.llama3(4, 1, 4, 8));
         assertLayoutsMatchOneRank(llama().withAttention(o), dir, new int[][] {{2, 1, 0}, {4, 1, 0}, {2, 2, 1}});
     }
+
+    /** Mistral's sliding window (6 of the SEQ = 8 positions) under tensor and sequence parallelism. */
+    @Test
+    void slidingWindowLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
+        var o = dev.exeunt.model.config.AttentionOptions.LLAMA.withSlidingWindow(6);
+        assertLayoutsMatchOneRank(llama().withAttention(o), dir, new int[][] {{2, 1, 0}, {2, 2, 1}});
+    }
 }

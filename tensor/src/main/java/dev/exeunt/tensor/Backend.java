@@ -118,6 +118,19 @@ public interface Backend {
     void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, int pastLen, float scale,
                            Tensor dq, Tensor dk, Tensor dv);
 
+    /** As {@link #attention} with a sliding window: each query sees its last {@code window} keys (0: all). */
+    default void attention(Tensor q, Tensor k, Tensor v, int pastLen, float scale, int window, Tensor o, Tensor lse) {
+        if (window > 0) throw new UnsupportedOperationException(getClass().getSimpleName() + " has no sliding-window attention; run the model on the CPU");
+        attention(q, k, v, pastLen, scale, o, lse);
+    }
+
+    /** As {@link #attentionBackward} with a sliding window. */
+    default void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, int pastLen, float scale, int window,
+                                   Tensor dq, Tensor dk, Tensor dv) {
+        if (window > 0) throw new UnsupportedOperationException(getClass().getSimpleName() + " has no sliding-window attention; run the model on the CPU");
+        attentionBackward(q, k, v, o, lse, dO, pastLen, scale, dq, dk, dv);
+    }
+
     // ------------------------------------------------------------ losses and optimiser
 
     /**

@@ -47,6 +47,7 @@ public final class ConfigJson {
     /** Whether a model_type's config can spell these attention settings (Qwen3's q/k norm is that type's, Qwen2's biases are fixed). */
     private static boolean expresses(String type, AttentionOptions a) {
         boolean qwen2 = type.equals("qwen2"), qwen3 = type.equals("qwen3");
+        if (a.slidingWindow() > 0 && !type.equals("mistral")) return false;
         if (a.qkNorm() != qwen3) return false;
         return qwen2 ? a.qkvBias() && !a.outputBias() : a.qkvBias() == a.outputBias();
     }
@@ -59,6 +60,7 @@ public final class ConfigJson {
                     + " and q/k norms " + a.qkNorm());
         }
         if (!type.equals("qwen2")) o.put("attention_bias", a.outputBias());
+        if (a.slidingWindow() > 0) o.put("sliding_window", a.slidingWindow());
         if (a.headDim() > 0 || o.has("head_dim")) o.put("head_dim", c.headDim());
         RopeScaling rs = a.ropeScaling();
         if (o.get("rope_parameters") instanceof ObjectNode rp) {
@@ -89,7 +91,8 @@ public final class ConfigJson {
         String type = o.path("model_type").asText("");
         if (!gpt2 && !LLAMA_TYPES.contains(type) || !gpt2 && !expresses(type, c.attention())) type = "";
         if (type.isEmpty() || gpt2 && !type.equals("gpt2")) {
-            type = gpt2 ? "gpt2" : c.attention().qkNorm() ? "qwen3" : c.attention().qkvBias() && !c.attention().outputBias() ? "qwen2" : "llama";
+            var a = c.attention();
+            type = gpt2 ? "gpt2" : a.slidingWindow() > 0 ? "mistral" : a.qkNorm() ? "qwen3" : a.qkvBias() && !a.outputBias() ? "qwen2" : "llama";
             o.put("model_type", type);
             o.remove("architectures");
         }
@@ -276,19 +279,20 @@ public final class ConfigJson {
         if (r.optionalInt("pretraining_tp", 1, 1, 1024, "tensor-parallel degree of pretraining") != 1) {
             throw r.error("pretraining_tp", "is not 1: the sliced projections of pretraining_tp > 1 are not implemented");
         }
-        slidingWindow(r, type, positions);
+        int window = slidingWindow(r, type, positions);
         boolean tied = r.bool("tie_word_embeddings", false);
         r.harmless(ConfigKeys.LLAMA);
-        var attention = new AttentionOptions(headDim, bias || qwen2, bias, qwen3, scaling);
+        var attention = new AttentionOptions(headDim, bias || qwen2, bias, qwen3, scaling, window);
         return finish(r, Family.LLAMA, vocab, d, layers, heads, kv, ffn, positions, eps, theta, tied).withAttention(attention);
     }
 
     /**
-     * Sliding-window attention is not implemented: a window is accepted only where it changes nothing
-     * (Mistral's null or one at least the context; Qwen's use_sliding_window false, every layer full attention).
+     * Mistral's sliding_window (null, or a window at least the context, is none); Qwen's windows apply to
+     * some layers only and are accepted only where they change nothing (use_sliding_window false, every
+     * layer full attention). Returns the window, 0 for none.
      */
-    private static void slidingWindow(ConfigReader r, String type, int positions) throws CheckpointFormatException {
-        if (type.equals("llama")) return; // not a Llama key at all: refused as unknown
+    private static int slidingWindow(ConfigReader r, String type, int positions) throws CheckpointFormatException {
+        if (type.equals("llama")) return 0; // not a Llama key at all: refused as unknown
         JsonNode w = r.get("sliding_window");
         if (type.startsWith("qwen")) {
             boolean on = r.bool("use_sliding_window", false);
@@ -298,15 +302,14 @@ public final class ConfigJson {
             boolean allFull = true;
             if (kinds != null) for (JsonNode k : kinds) allFull &= k.asText().equals("full_attention");
             if (on || !allFull) {
-                throw r.error(on ? "use_sliding_window" : "layer_types", "asks for sliding-window attention, which is not implemented "
-                        + "(use_sliding_window false, every layer full_attention, is accepted)");
+                throw r.error(on ? "use_sliding_window" : "layer_types", "asks for sliding-window attention on some layers, which is not "
+                        + "implemented for Qwen (use_sliding_window false, every layer full_attention, is accepted)");
             }
-            return;
+            return 0;
         }
-        if (w != null && r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window") < positions) {
-            throw r.error("sliding_window", "is " + w.asInt() + ", shorter than max_position_embeddings " + positions
-                    + ": sliding-window attention is not implemented (null or a window >= max_position_embeddings is accepted)");
-        }
+        if (w == null) return 0;
+        int window = r.checkedInt("sliding_window", w, 1, Integer.MAX_VALUE, "attention window");
+        return window >= positions ? 0 : window;
     }
 
     /** rope_theta, from the top level or transformers 5's rope_parameters (which must agree). */

@@ -191,33 +191,37 @@ final class DecodeMath {
             for (int i = 0; i < sp.count(); i++) {
                 int pos = sp.startPos() + i;
                 long qRow = rowQkv + (long) i * ld, oRow = w.att + (long) (sp.row() + i) * qd;
+                int window = c.attention().slidingWindow(), first = window == 0 ? 0 : Math.max(0, pos - window + 1);
                 for (int head = 0; head < h; head++) {
                     int kvh = head / (h / hkv);
-                    attendRow(w, qRow + (long) head * hd, kt, stride, values, kvh, kvd, hd, pos, scale, oRow + (long) head * hd);
+                    attendRow(w, qRow + (long) head * hd, kt, stride, values, kvh, kvd, hd, first, pos, scale, oRow + (long) head * hd);
                 }
             }
         }
     }
 
     /**
-     * One query head over cached positions [0, pos]: softmax(q k^T * scale) v into out (hd floats). The
-     * scores come a vector of positions at a time from the transposed keys, so no lane sums; each
-     * position's score, and the softmax sum, depend only on pos, never on the rows beside this one.
+     * One query head over cached positions [first, pos] (first > 0 under a sliding window):
+     * softmax(q k^T * scale) v into out (hd floats). The scores come a vector of positions at a time from
+     * the transposed keys, so no lane sums; each position's score, and the softmax sum, depend only on
+     * first and pos, never on the rows beside this one.
      */
-    private static void attendRow(DecodeBuffers w, long q, float[] kt, int stride, Tensor values, int kvh, int kvd, int hd, int pos,
-                                  float scale, long out) {
+    private static void attendRow(DecodeBuffers w, long q, float[] kt, int stride, Tensor values, int kvh, int kvd, int hd, int first,
+                                  int pos, float scale, long out) {
         MemorySegment seg = w.seg;
-        int n = pos + 1;
+        // scores from a lane-aligned position, so the vector reads stay inside each transposed row; the ones before first are masked
+        int from = first - first % DecodeVectors.LANES, skip = first - from, n = pos + 1 - from;
         float[] s = w.scores(n + DecodeVectors.LANES);
         float[] qv = w.query(hd);
         for (int t = 0; t < hd; t++) qv[t] = seg.getAtIndex(F, q + t) * scale;
-        DecodeVectors.scores(qv, hd, kt, kvh * hd * stride, stride, n, s);
+        DecodeVectors.scores(qv, hd, kt, kvh * hd * stride + from, stride, n, s);
+        for (int j = 0; j < skip; j++) s[j] = Float.NEGATIVE_INFINITY;
         float sum = DecodeVectors.softmaxInPlace(s, n);
         float inv = 1f / sum;
         MemorySegment vs = values.segment();
         long vb = values.offset() + (long) kvh * hd;
         for (int t = 0; t < hd; t++) seg.setAtIndex(F, out + t, 0f);
-        for (int j = 0; j < n; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) j * kvd, seg, out, hd);
+        for (int j = skip; j < n; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) (from + j) * kvd, seg, out, hd);
     }
 
     /**

@@ -72,6 +72,10 @@ public final class GgufExporter {
             throw new IllegalArgumentException("export a whole model (one rank): this one is cut over ranks");
         }
         ModelConfig c = model.config();
+        if (c.attention().slidingWindow() > 0) {
+            throw new IllegalArgumentException("a model with a sliding window (" + c.attention().slidingWindow() + ") has no GGUF form "
+                    + "llama.cpp would run the same way: its llama architecture attends over the whole context");
+        }
         GgufWriter w = new GgufWriter();
         String arch = GgufModelLoader.arch(c);
         w.putString("general.architecture", arch);

@@ -10,7 +10,8 @@ import dev.exeunt.tensor.ops.Ops;
  * Causal self-attention. GPT-2 projects q, k and v with one fused input-major matrix (c_attn) and
  * reads the three as strided views; Llama has separate q/k/v projections, grouped KV heads and RoPE,
  * and its relatives' departures ({@link dev.exeunt.model.config.AttentionOptions}): heads of their own
- * size, q/k/v (and output) biases, an RMSNorm over each q and k head before RoPE, scaled RoPE.
+ * size, q/k/v (and output) biases, an RMSNorm over each q and k head before RoPE, scaled RoPE, a
+ * sliding window (Mistral).
  *
  * <p>Under tensor parallelism ({@link Heads}) each rank holds n_heads / tp query heads: the q/k/v
  * projections are column-parallel (c_attn regrouped so a rank's columns are whole q, k and v heads),
@@ -52,11 +53,12 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
         }
         float scale = (float) (1.0 / Math.sqrt(hd));
         Tensor o;
+        int window = config.attention().slidingWindow();
         if (cache == null) {
-            o = NN.attention(qh, kh, vh, 0, scale);
+            o = NN.attention(qh, kh, vh, 0, scale, window);
         } else {
             Tensor[] kv = cache.append(kh, vh, startPos);
-            o = NN.attention(qh, kv[0], kv[1], startPos, scale);
+            o = NN.attention(qh, kv[0], kv[1], startPos, scale, window);
         }
         return out.forward(o.reshape(b, t, dl));
     }
@@ -99,7 +101,7 @@ public record Attention(ModelConfig config, Heads heads, Linear qkv, Linear q, L
                 ks = rope(headNorm(kNorm, ks), p.startPos());
             }
             Tensor[] kv = p.cache().append(ks, vs, p.startPos());
-            outs[i] = NN.attention(qs, kv[0], kv[1], p.startPos(), scale).reshape(p.count(), d);
+            outs[i] = NN.attention(qs, kv[0], kv[1], p.startPos(), scale, config.attention().slidingWindow()).reshape(p.count(), d);
         }
         return out.forward(outs.length == 1 ? outs[0] : Ops.cat(0, outs));
     }

@@ -97,7 +97,7 @@ class ConfigKeysTest {
                 Arguments.of("{\"head_dim\": 4}", "model.layers.0.self_attn.q_proj.weight is [16, 16] but the config needs [8, 16]"),
                 Arguments.of("{\"hidden_act\": \"gelu\"}", "'hidden_act' is 'gelu'"),
                 Arguments.of("{\"pretraining_tp\": 2}", "'pretraining_tp' is not 1"),
-                Arguments.of("{\"model_type\": \"mistral\", \"sliding_window\": 2}", "'sliding_window' is 2"),
+                Arguments.of("{\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 2}", "'use_sliding_window' asks for sliding-window"),
                 Arguments.of("{\"sliding_window\": null}", "unknown key(s) 'sliding_window'"), // not a Llama key at all
                 Arguments.of("{\"frobnicate\": 1, \"quantization_config\": {}}", "unknown key(s) 'frobnicate', 'quantization_config'"),
                 Arguments.of("{\"num_hidden_layers\": 2147483647}", "'num_hidden_layers' is 2147483647; the number of layers must be in 1..1024"),

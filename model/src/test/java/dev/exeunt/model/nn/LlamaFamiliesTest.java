@@ -34,7 +34,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Llama's relatives (Llama 3.x RoPE scaling, Qwen2's q/k/v biases, Qwen3's head_dim and q/k norms, Llama
- * with attention_bias) against a float64 forward written here from Hugging Face's definitions, on random
+ * with attention_bias, Mistral's sliding window) against a float64 forward written here from Hugging Face's definitions, on random
  * weights (biases and norm weights included, so none of them is a no-op): the training forward's
  * logits, greedy generation on the decode path, a checkpoint round trip, and config.json as those
  * families write it.
@@ -55,7 +55,8 @@ public class LlamaFamiliesTest {
                 "linear rope scaling", base().withAttention(a.withRopeScaling(RopeScaling.linear(2.5))),
                 "qwen2 (q/k/v biases)", base().withRopeTheta(1e6).withAttention(a.withBiases(true, false)),
                 "qwen3 (head_dim 12, q/k norm)", base().withAttention(a.withHeadDim(12).withQkNorm(true)),
-                "llama attention_bias", base().withAttention(a.withBiases(true, true)));
+                "llama attention_bias", base().withAttention(a.withBiases(true, true)),
+                "mistral (sliding window 5)", base().withAttention(a.withSlidingWindow(5)));
     }
 
     /** Every parameter random: projections N(0, 0.2), biases N(0, 0.1), norm weights 1 + N(0, 0.1). */
@@ -99,13 +100,14 @@ public class LlamaFamiliesTest {
                     int kh = head / (h / hkv);
                     double[] s = new double[i + 1];
                     double max = Double.NEGATIVE_INFINITY, sum = 0;
-                    for (int j = 0; j <= i; j++) {
+                    int w = c.attention().slidingWindow(), first = w == 0 ? 0 : Math.max(0, i - w + 1); // Mistral: the last w keys
+                    for (int j = first; j <= i; j++) {
                         for (int e = 0; e < hd; e++) s[j] += q[i][head * hd + e] * k[j][kh * hd + e];
                         s[j] /= Math.sqrt(hd);
                         max = Math.max(max, s[j]);
                     }
-                    for (int j = 0; j <= i; j++) sum += s[j] = Math.exp(s[j] - max);
-                    for (int j = 0; j <= i; j++) for (int e = 0; e < hd; e++) att[i][head * hd + e] += s[j] / sum * v[j][kh * hd + e];
+                    for (int j = first; j <= i; j++) sum += s[j] = Math.exp(s[j] - max);
+                    for (int j = first; j <= i; j++) for (int e = 0; e < hd; e++) att[i][head * hd + e] += s[j] / sum * v[j][kh * hd + e];
                 }
             }
             add(x, lin(att, p, pre + "self_attn.o_proj"));
@@ -231,7 +233,7 @@ public class LlamaFamiliesTest {
     @Test
     void checkpointsRoundTripWithTheFamilysKeys(@TempDir Path tmp) throws Exception {
         Map<String, String> type = Map.of("llama3.1 (llama3 rope scaling)", "llama", "linear rope scaling", "llama", "qwen2 (q/k/v biases)", "qwen2",
-                "qwen3 (head_dim 12, q/k norm)", "qwen3", "llama attention_bias", "llama");
+                "qwen3 (head_dim 12, q/k norm)", "qwen3", "llama attention_bias", "llama", "mistral (sliding window 5)", "mistral");
         for (var f : families().entrySet()) {
             Path dir = tmp.resolve(type.get(f.getKey()) + f.getValue().hashCode());
             try (EarlyExitModel m = EarlyExitModel.create(f.getValue(), Device.CPU, 2)) {
@@ -279,6 +281,13 @@ public class LlamaFamiliesTest {
         c = ConfigJson.fromJson(new ObjectMapper().readTree(qwen3), Path.of("config.json"));
         assertEquals(12, c.headDim());
         assertTrue(c.attention().qkNorm() && !c.attention().qkvBias());
+        String mistral = """
+                {"architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 32,
+                 "initializer_range": 0.02, "intermediate_size": 48, "max_position_embeddings": 32768, "model_type": "mistral",
+                 "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+                 "sliding_window": 4096, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.34.0",
+                 "use_cache": true, "vocab_size": 61}""";
+        assertEquals(4096, ConfigJson.fromJson(new ObjectMapper().readTree(mistral), Path.of("config.json")).attention().slidingWindow());
         // written back, the config keeps the family's keys
         var back = ConfigJson.toJson(c);
         assertEquals("qwen3", back.get("model_type").asText());
@@ -292,7 +301,6 @@ public class LlamaFamiliesTest {
                 {"\"model_type\": \"llama\", \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}", "dynamic"},
                 {"\"model_type\": \"llama\", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "original_max_position_embeddings"},
                 {"\"model_type\": \"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16", "use_sliding_window"},
-                {"\"model_type\": \"mistral\", \"sliding_window\": 16", "sliding_window"},
                 {"\"model_type\": \"llama\", \"mlp_bias\": true", "mlp_bias"}};
         for (String[] k : cases) {
             String json = "{\"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"intermediate_size\": 48, "

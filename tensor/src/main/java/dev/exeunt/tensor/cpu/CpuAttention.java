@@ -26,7 +26,8 @@ import jdk.incubator.vector.VectorSpecies;
  * </ul>
  * Query head {@code h} reads KV head {@code h / (Hq / Hkv)} (grouped-query attention as in Llama).
  * Query {@code t} (0-based in this call) sits at absolute position {@code pastLen + t} and sees keys
- * {@code j <= pastLen + t}.
+ * {@code j <= pastLen + t}; with a sliding window W (Mistral's), only the last W of them:
+ * {@code pastLen + t - W < j}.
  *
  * <h2>Backward</h2>
  * {@link #backward} overwrites {@code dQ}, {@code dK} and {@code dV} (it never accumulates into them);
@@ -74,9 +75,15 @@ public final class CpuAttention {
      * @param kvHeads  Hkv, dividing Hq
      * @param headDim  D
      * @param scale    score scale, usually {@code 1 / sqrt(D)}
+     * @param window   keys each query sees, its own included (a sliding window); 0: all before it
      */
-    public record Dims(int batch, int queryLen, int pastLen, int qHeads, int kvHeads, int headDim, float scale) {
+    public record Dims(int batch, int queryLen, int pastLen, int qHeads, int kvHeads, int headDim, float scale, int window) {
+        public Dims(int batch, int queryLen, int pastLen, int qHeads, int kvHeads, int headDim, float scale) {
+            this(batch, queryLen, pastLen, qHeads, kvHeads, headDim, scale, 0);
+        }
+
         public Dims {
+            if (window < 0) throw new IllegalArgumentException("window must be >= 0 (0: none), got " + window);
             if (batch < 0 || queryLen < 0 || pastLen < 0) throw new IllegalArgumentException("negative size: " + batch + ", " + queryLen + ", " + pastLen);
             if (qHeads < 1 || kvHeads < 1 || qHeads % kvHeads != 0)
                 throw new IllegalArgumentException("qHeads (" + qHeads + ") must be a positive multiple of kvHeads (" + kvHeads + ")");
@@ -92,6 +99,11 @@ public final class CpuAttention {
         /** S = pastLen + queryLen. */
         public int keyLen() {
             return pastLen + queryLen;
+        }
+
+        /** The first key position {@code pos} sees: 0, or pos - window + 1 with a window. */
+        int firstKey(int pos) {
+            return window == 0 ? 0 : Math.max(0, pos - window + 1);
         }
 
         /** Query heads per KV head. */
@@ -177,7 +189,8 @@ public final class CpuAttention {
         Arrays.fill(acc, 0, rows * D, 0f);
         boolean transposed = sc.kt != null && (mode == MODE_TRANSPOSED || rows >= TRANSPOSE_MIN_ROWS);
         int nKeys = past + t0 + nt; // keys visible to the last row; <= S
-        for (int j0 = 0; j0 < nKeys; j0 += BLOCK_KEYS) {
+        int firstBlock = dims.firstKey(past + t0) / BLOCK_KEYS * BLOCK_KEYS; // the first row's window starts there
+        for (int j0 = firstBlock; j0 < nKeys; j0 += BLOCK_KEYS) {
             int nk = Math.min(BLOCK_KEYS, nKeys - j0);
             if (transposed) {
                 loadRows(k, b, j0, kvh, nk, D, sc.kb);
@@ -187,8 +200,9 @@ public final class CpuAttention {
                 scoresDot(qr, rows, D, k.seg(), k.at(b, j0, kvh), k.tokenStride(), nk, s);
             }
             for (int r = 0; r < rows; r++) {
-                int valid = Math.min(nk, past + t0 + r / G - j0 + 1);
-                onlineSoftmaxRow(s, r * BLOCK_KEYS, valid, scale, m, l, r, acc, r * D, D);
+                int pos = past + t0 + r / G;
+                int valid = Math.min(nk, pos - j0 + 1), from = Math.max(0, dims.firstKey(pos) - j0);
+                onlineSoftmaxRow(s, r * BLOCK_KEYS, from, valid, scale, m, l, r, acc, r * D, D);
             }
             accumSeg(s, rows, nk, v.seg(), v.at(b, j0, kvh), v.tokenStride(), acc, D);
         }
@@ -203,17 +217,18 @@ public final class CpuAttention {
     }
 
     /**
-     * Turns one row of raw scores (BLOCK_KEYS wide, the first {@code valid} real) into probabilities
+     * Turns one row of raw scores (BLOCK_KEYS wide, entries [from, valid) real) into probabilities
      * relative to the updated running max, rescaling the accumulator and running sum.
      */
-    private static void onlineSoftmaxRow(float[] s, int so, int valid, float scale, float[] m, float[] l, int r,
+    private static void onlineSoftmaxRow(float[] s, int so, int from, int valid, float scale, float[] m, float[] l, int r,
                                          float[] acc, int accOff, int D) {
-        if (valid <= 0) {
+        if (valid <= from) { // no key of this block is visible to the row
             Arrays.fill(s, so, so + BLOCK_KEYS, 0f);
             return;
         }
         FloatVector vs = FloatVector.broadcast(SP, scale);
         for (int c = 0; c < BLOCK_KEYS; c += L) FloatVector.fromArray(SP, s, so + c).mul(vs).intoArray(s, so + c);
+        for (int jj = 0; jj < from; jj++) s[so + jj] = Float.NEGATIVE_INFINITY;
         for (int jj = valid; jj < BLOCK_KEYS; jj++) s[so + jj] = Float.NEGATIVE_INFINITY;
         FloatVector mx = FloatVector.fromArray(SP, s, so);
         for (int c = L; c < BLOCK_KEYS; c += L) mx = mx.max(FloatVector.fromArray(SP, s, so + c));
@@ -340,11 +355,13 @@ public final class CpuAttention {
             Arrays.fill(sc.dka, 0, nk * D, 0f);
             Arrays.fill(sc.dva, 0, nk * D, 0f);
             final int tFirst = Math.max(0, j0 - past);
+            // with a window, the last query that sees this block's last key
+            final int tEnd = dims.window() == 0 ? T : (int) Math.min(T, (long) j0 + nk - 1 + dims.window() - past);
             for (int hh = 0; hh < G; hh++) {
                 final int h = kvh * G + hh;
                 final int rowBase = (b * Hq + h) * T;
-                for (int t0 = tFirst; t0 < T; t0 += BWD_QUERY_BLOCK) {
-                    final int nt = Math.min(BWD_QUERY_BLOCK, T - t0);
+                for (int t0 = tFirst; t0 < tEnd; t0 += BWD_QUERY_BLOCK) {
+                    final int nt = Math.min(BWD_QUERY_BLOCK, tEnd - t0);
                     for (int r = 0; r < nt; r++) {
                         load(q.seg(), q.at(b, t0 + r, h), qr, r * D, D);
                         load(dO.seg(), dO.at(b, t0 + r, h), dor, r * D, D);
@@ -365,6 +382,11 @@ public final class CpuAttention {
                         if (valid < BLOCK_KEYS) {
                             Arrays.fill(s, so + valid, so + BLOCK_KEYS, 0f);
                             Arrays.fill(dp, so + valid, so + BLOCK_KEYS, 0f);
+                        }
+                        int from = Math.min(valid, Math.max(0, dims.firstKey(past + t) - j0)); // keys before the window
+                        if (from > 0) {
+                            Arrays.fill(s, so, so + from, 0f);
+                            Arrays.fill(dp, so, so + from, 0f);
                         }
                     }
                     // dV_j += sum_i P_ij dO_i ; dK_j += sum_i dS_ij q_i ; dQ_i += sum_j dS_ij k_j (dS carries the scale)

@@ -358,16 +358,27 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, int pastLen, float scale, Tensor o, Tensor lse) {
+        attention(q, k, v, pastLen, scale, 0, o, lse);
+    }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, int pastLen, float scale, int window, Tensor o, Tensor lse) {
         checkHeadDimContiguous(q, k, v, o);
-        var dims = new CpuAttention.Dims(q.dim(0), q.dim(1), pastLen, q.dim(2), k.dim(2), q.dim(3), scale);
+        var dims = new CpuAttention.Dims(q.dim(0), q.dim(1), pastLen, q.dim(2), k.dim(2), q.dim(3), scale, window);
         CpuAttention.forward(dims, view(q), view(k), view(v), view(o), lse == null ? null : seg(lse), lse == null ? 0 : off(lse));
     }
 
     @Override
     public void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, int pastLen, float scale,
                                   Tensor dq, Tensor dk, Tensor dv) {
+        attentionBackward(q, k, v, o, lse, dO, pastLen, scale, 0, dq, dk, dv);
+    }
+
+    @Override
+    public void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, int pastLen, float scale, int window,
+                                  Tensor dq, Tensor dk, Tensor dv) {
         checkHeadDimContiguous(q, k, v, o, dO, dq, dk, dv);
-        var dims = new CpuAttention.Dims(q.dim(0), q.dim(1), pastLen, q.dim(2), k.dim(2), q.dim(3), scale);
+        var dims = new CpuAttention.Dims(q.dim(0), q.dim(1), pastLen, q.dim(2), k.dim(2), q.dim(3), scale, window);
         CpuAttention.backward(dims, view(q), view(k), view(v), view(o), seg(lse), off(lse), view(dO), view(dq), view(dk),
                 view(dv));
     }

@@ -107,6 +107,11 @@ public final class NN {
      * qkv projection are read in place. Returns [B, T, Hq, D].
      */
     public static Tensor attention(Tensor q, Tensor k, Tensor v, int pastLen, float scale) {
+        return attention(q, k, v, pastLen, scale, 0);
+    }
+
+    /** As above, each query seeing only its last {@code window} keys, its own included (Mistral's sliding window; 0: all). */
+    public static Tensor attention(Tensor q, Tensor k, Tensor v, int pastLen, float scale, int window) {
         int b = q.dim(0), t = q.dim(1), hq = q.dim(2), d = q.dim(3), s = k.dim(1), hkv = k.dim(2);
         if (k.rank() != 4 || v.rank() != 4 || k.dim(0) != b || k.dim(3) != d || !Arrays.equals(k.shape(), v.shape())
                 || s != pastLen + t || hq % hkv != 0) {
@@ -116,10 +121,10 @@ public final class NN {
         Tensor o = emptyF32(q.device(), b, t, hq, d);
         boolean train = Ops.needsGrad(q, k, v);
         Tensor lse = train ? emptyF32(q.device(), b, hq, t) : null;
-        q.backend().attention(q, k, v, pastLen, scale, o, lse);
+        q.backend().attention(q, k, v, pastLen, scale, window, o, lse);
         return record(o, "attention", new Tensor[] {q, k, v}, g -> {
             Tensor dq = emptyF32(q.device(), q.shape()), dk = emptyF32(q.device(), k.shape()), dv = emptyF32(q.device(), v.shape());
-            q.backend().attentionBackward(q, k, v, o, lse, contig(g), pastLen, scale, dq, dk, dv);
+            q.backend().attentionBackward(q, k, v, o, lse, contig(g), pastLen, scale, window, dq, dk, dv);
             return new Tensor[] {dq, dk, dv};
         });
     }

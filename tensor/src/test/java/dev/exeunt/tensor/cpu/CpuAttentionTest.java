@@ -19,14 +19,17 @@ class CpuAttentionTest {
     // ---------------------------------------------------------------------------------------------
     // float64 reference on dense logical arrays: q [B,T,Hq,D], k/v [B,S,Hkv,D], o [B,T,Hq,D], lse [B,Hq,T]
 
-    record Shape(int B, int T, int past, int Hq, int Hkv, int D) {
+    /** W: a sliding window (each query sees its last W keys), 0 for none. */
+    record Shape(int B, int T, int past, int Hq, int Hkv, int D, int W) {
+        Shape(int B, int T, int past, int Hq, int Hkv, int D) { this(B, T, past, Hq, Hkv, D, 0); }
+        int first(int t) { return W == 0 ? 0 : Math.max(0, past + t - W + 1); }
         int S() { return past + T; }
         int G() { return Hq / Hkv; }
         int qi(int b, int t, int h, int d) { return ((b * T + t) * Hq + h) * D + d; }
         int ki(int b, int j, int h, int d) { return ((b * S() + j) * Hkv + h) * D + d; }
         int qSize() { return B * T * Hq * D; }
         int kSize() { return B * S() * Hkv * D; }
-        Dims dims() { return Dims.of(B, T, past, Hq, Hkv, D); }
+        Dims dims() { return new Dims(B, T, past, Hq, Hkv, D, (float) (1.0 / Math.sqrt(D)), W); }
     }
 
     /** Softmax probabilities P[b][h][t][j] (zero where masked), scale = 1/sqrt(D) as in Dims.of. */
@@ -37,18 +40,18 @@ class CpuAttentionTest {
             for (int h = 0; h < s.Hq; h++) {
                 int kh = h / s.G();
                 for (int t = 0; t < s.T; t++) {
-                    int lim = s.past + t;
+                    int lim = s.past + t, lo = s.first(t); // keys before lo are outside the window: p = 0
                     double max = Double.NEGATIVE_INFINITY;
                     double[] sc = new double[lim + 1];
-                    for (int j = 0; j <= lim; j++) {
+                    for (int j = lo; j <= lim; j++) {
                         double dot = 0;
                         for (int d = 0; d < s.D; d++) dot += q[s.qi(b, t, h, d)] * k[s.ki(b, j, kh, d)];
                         sc[j] = scale * dot;
                         max = Math.max(max, sc[j]);
                     }
                     double sum = 0;
-                    for (int j = 0; j <= lim; j++) sum += Math.exp(sc[j] - max);
-                    for (int j = 0; j <= lim; j++) p[b][h][t][j] = Math.exp(sc[j] - max) / sum;
+                    for (int j = lo; j <= lim; j++) sum += Math.exp(sc[j] - max);
+                    for (int j = lo; j <= lim; j++) p[b][h][t][j] = Math.exp(sc[j] - max) / sum;
                     if (lseOut != null) lseOut[(b * s.Hq + h) * s.T + t] = max + Math.log(sum);
                 }
             }
@@ -330,6 +333,21 @@ class CpuAttentionTest {
                     int past = T == 33 ? 0 : (T == 5 ? 3 : 70);
                     checkBackward(new Shape(B, T, past, hh[0], hh[1], D), Layout.DENSE, 0, seed++);
                 }
+    }
+
+    /** Mistral's sliding window: windows shorter and longer than a key block, with a cache before the queries. */
+    @Test
+    void slidingWindowForwardAndBackwardMatchTheReference() {
+        long seed = 3000;
+        for (int W : new int[] {2, 3, CpuAttention.BLOCK_KEYS - 1, CpuAttention.BLOCK_KEYS + 5, 200}) {
+            for (int[] tp : new int[][] {{33, 0}, {5, 40}, {1, 90}, {70, 0}}) {
+                Shape s = new Shape(2, tp[0], tp[1], 4, 2, 16, W);
+                checkForward(s, Layout.DENSE, CpuAttention.MODE_AUTO, seed++);
+                checkForward(s, tp[1] == 0 ? Layout.FUSED_QKV : Layout.HEAD_MAJOR_CACHE, CpuAttention.MODE_DOT, seed++);
+                checkBackward(s, Layout.DENSE, 0, seed++);
+                checkBackward(s, Layout.HEAD_MAJOR_CACHE, 3, seed++);
+            }
+        }
     }
 
     @Test
