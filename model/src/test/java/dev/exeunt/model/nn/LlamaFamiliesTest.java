@@ -249,6 +249,34 @@ public class LlamaFamiliesTest {
         }
     }
 
+    /** EE-Tuning adds exits to every family's backbone, which it leaves as it was; the tuned model generates. */
+    @Test
+    void everyFamilyTunes(@TempDir Path tmp) throws Exception {
+        int[] tokens = new int[400];
+        for (int i = 0; i < tokens.length; i++) tokens[i] = (i * 7 + i / 5) % VOCAB;
+        var tc = new dev.exeunt.model.train.TrainConfig(16, 4, 1, 3, 1e-2, 1e-3, 1, 0.0, 0.9, 0.95, 1.0, 7, 0, 2, 0, 1000, 0.1);
+        for (var f : families().entrySet()) {
+            Path src = tmp.resolve("src" + f.getValue().hashCode()), out = tmp.resolve("out" + f.getValue().hashCode());
+            try (EarlyExitModel m = EarlyExitModel.create(f.getValue().withExits(List.of()), Device.CPU, 4)) {
+                randomize(m, 5);
+                ModelCheckpoint.save(m, null, src);
+            }
+            try (var tuner = new dev.exeunt.model.tune.ExitTuner(src, List.of(ExitConfig.post(1, ExitKind.NORM, 1.0)),
+                    dev.exeunt.model.tune.ExitTuner.Init.COPY, false, 3, tc)) {
+                tuner.tune(dev.exeunt.model.io.TokenWindows.of(tokens, 16), tc, out, null);
+                tuner.save(out);
+            }
+            try (var base = ModelCheckpoint.load(src, Device.CPU); var tuned = ModelCheckpoint.load(out, Device.CPU)) {
+                assertEquals(f.getValue().attention(), tuned.model().config().attention(), f.getKey());
+                assertEquals(1, tuned.model().exits().size());
+                assertArrayEquals(logits(base.model(), PROMPT), logits(tuned.model(), PROMPT), f.getKey() + ": the backbone is untouched");
+                var g = new Generator(tuned.model()).generate(List.of(PROMPT), GenerationConfig.greedy(6).withThreshold(0.0), TokenListener.NONE).get(0);
+                int[] layers = g.exitLayers(); // the first token comes from the prompt's pass through every layer
+                for (int i = 1; i < layers.length; i++) assertEquals(1, layers[i], f.getKey() + ": threshold 0 exits at the exit");
+            }
+        }
+    }
+
     /** config.json as transformers writes Llama 3.2, Qwen2.5 and Qwen3 configs (sizes shrunk). */
     @Test
     void huggingFaceConfigsOfEachFamilyParse() throws Exception {
