@@ -179,6 +179,14 @@ public class PipelineTrainingTest {
         assertLayoutsMatchOneRank(llama(), dir);
     }
 
+    /** Qwen3 with attention biases (head_dim 12, q/k norms) and Llama 3's scaled RoPE, cut into stages. */
+    @Test
+    void llamaRelativesPipelineLayoutsMatchOneRank(@TempDir Path dir) throws IOException {
+        var o = dev.exeunt.model.config.AttentionOptions.LLAMA.withHeadDim(12).withQkNorm(true).withBiases(true, true)
+                .withRopeScaling(dev.exeunt.tensor.RopeScaling.llama3(4, 1, 4, 8));
+        assertLayoutsMatchOneRank(llama().withAttention(o), dir);
+    }
+
     @Test
     void oneFOneBRunsEachMicrobatchForwardThenBackwardWithBoundedWarmup() {
         for (int p : new int[] {1, 2, 4}) {
