@@ -22,9 +22,8 @@ public final class Args {
     private final Map<String, String> values = new LinkedHashMap<>();
     private final Set<String> used = new HashSet<>();
     private final List<String> positional = new ArrayList<>();
-    /** Every value of an option given more than once, in order; only {@link #getAll} may read such an option. */
+    /** Every value of an option given more than once, in order: {@link #getAll} reads them all, the others the last. */
     private final Map<String, List<String>> repeated = new LinkedHashMap<>();
-    private final Set<String> readAll = new HashSet<>();
 
     public Args(String[] argv, Set<String> booleanFlags) {
         for (int i = 0; i < argv.length; i++) {
@@ -59,7 +58,6 @@ public final class Args {
     /** Every value given for a repeatable option ({@code --input a --input b}), in order; empty when absent. */
     public List<String> getAll(String key) {
         used.add(key);
-        readAll.add(key);
         if (repeated.containsKey(key)) return List.copyOf(repeated.get(key));
         String v = values.get(key);
         return v == null ? List.of() : List.of(v);
@@ -182,12 +180,6 @@ public final class Args {
 
     /** Fails naming any option that no code asked for (a typo should not be silently ignored). */
     public void checkAllUsed() {
-        for (var e : repeated.entrySet()) {
-            if (!readAll.contains(e.getKey())) {
-                throw new UsageException("option --" + e.getKey() + " was given " + e.getValue().size() + " times (" + String.join(", ", e.getValue())
-                        + "); give it once");
-            }
-        }
         for (String k : values.keySet()) {
             if (used.contains(k)) continue;
             String near = nearest(k);
