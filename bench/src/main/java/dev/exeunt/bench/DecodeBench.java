@@ -44,35 +44,53 @@ public final class DecodeBench {
         List<Row> rows = new ArrayList<>();
         for (DType type : types) {
             try (EarlyExitModel model = randomModel(config, type, 1)) {
-                long bytes = 0, params = 0;
-                for (Tensor t : model.parameters().all().values()) {
-                    bytes += t.dtype().byteSize(t.numel());
-                    params += t.numel();
-                }
                 String name = String.format(Locale.ROOT, "llama %dx%d %s", config.nLayers(), config.dModel(), type);
-                Generator gen = new Generator(model);
-                SplittableRandom rng = new SplittableRandom(42);
-                int[] prompt = new int[promptTokens];
-                for (int i = 0; i < prompt.length; i++) prompt[i] = rng.nextInt(config.vocabSize());
-                if (promptTokens > 0) {
-                    double[] s = measure(reps, log, name + " pp" + promptTokens, () -> {
-                        gen.generate(List.<int[]>of(prompt), GenerationConfig.greedy(1), TokenListener.NONE);
-                        return promptTokens / gen.lastStats().promptSeconds();
-                    });
-                    rows.add(row(name, type, bytes, params, "pp" + promptTokens, promptTokens, s));
-                }
-                if (genTokens > 0) {
-                    int[] one = {prompt.length > 0 ? prompt[0] : 1};
-                    double[] s = measure(reps, log, name + " tg" + genTokens, () -> {
-                        gen.generate(List.<int[]>of(one), GenerationConfig.greedy(genTokens + 1), TokenListener.NONE);
-                        var st = gen.lastStats();
-                        return (st.generatedTokens() - 1) / st.decodeSeconds();
-                    });
-                    rows.add(row(name, type, bytes, params, "tg" + genTokens, genTokens, s));
-                }
+                rows.addAll(run(model, name, type, promptTokens, genTokens, reps, log));
             }
         }
         return rows;
+    }
+
+    /**
+     * llama-bench's pp and tg tests on a loaded model (a GGUF file or checkpoint, {@code bench decode --model}),
+     * so its numbers compare with {@code llama-bench -m} on the same file; {@code type} labels the rows.
+     */
+    public static List<Row> run(EarlyExitModel model, String name, DType type, int promptTokens, int genTokens, int reps, PrintStream log) {
+        List<Row> rows = new ArrayList<>();
+        long bytes = 0, params = 0;
+        for (Tensor t : model.parameters().all().values()) {
+            bytes += t.dtype().byteSize(t.numel());
+            params += t.numel();
+        }
+        int vocab = model.config().vocabSize();
+        Generator gen = new Generator(model);
+        SplittableRandom rng = new SplittableRandom(42);
+        int[] prompt = new int[promptTokens];
+        for (int i = 0; i < prompt.length; i++) prompt[i] = rng.nextInt(vocab);
+        if (promptTokens > 0) {
+            double[] s = measure(reps, log, name + " pp" + promptTokens, () -> {
+                gen.generate(List.<int[]>of(prompt), GenerationConfig.greedy(1), TokenListener.NONE);
+                return promptTokens / gen.lastStats().promptSeconds();
+            });
+            rows.add(row(name, type, bytes, params, "pp" + promptTokens, promptTokens, s));
+        }
+        if (genTokens > 0) {
+            int[] one = {prompt.length > 0 ? prompt[0] : 1};
+            double[] s = measure(reps, log, name + " tg" + genTokens, () -> {
+                gen.generate(List.<int[]>of(one), GenerationConfig.greedy(genTokens + 1), TokenListener.NONE);
+                var st = gen.lastStats();
+                return (st.generatedTokens() - 1) / st.decodeSeconds();
+            });
+            rows.add(row(name, type, bytes, params, "tg" + genTokens, genTokens, s));
+        }
+        return rows;
+    }
+
+    /** The type holding most of a model's weight bytes (a Q4_K_M file: Q4_K), to label its rows. */
+    public static DType mainType(EarlyExitModel model) {
+        var bytes = new java.util.EnumMap<DType, Long>(DType.class);
+        for (Tensor t : model.parameters().all().values()) bytes.merge(t.dtype(), t.dtype().byteSize(t.numel()), Long::sum);
+        return bytes.entrySet().stream().max(java.util.Map.Entry.comparingByValue()).orElseThrow().getKey();
     }
 
     private interface Trial {
@@ -155,9 +173,9 @@ public final class DecodeBench {
             samples.append(']');
             sb.append(i > 0 ? ",\n " : "").append(String.format(Locale.ROOT,
                     "{\"model_type\":\"%s\",\"weight_type\":\"%s\",\"model_size\":%d,\"model_n_params\":%d,\"backend\":\"CPU (JVM)\","
-                            + "\"n_threads\":%d,\"test\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"median_ts\":%.3f,\"stddev_ts\":%.3f,\"samples_ts\":%s}",
+                            + "\"n_threads\":%d,\"test\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"avg_ts\":%.3f,\"median_ts\":%.3f,\"stddev_ts\":%.3f,\"samples_ts\":%s}",
                     r.model(), r.type(), r.sizeBytes(), r.params(), r.threads(), r.test(), pp ? r.tokens() : 0, pp ? 0 : r.tokens(),
-                    r.medianTokensPerSecond(), r.stddevTokensPerSecond(), samples));
+                    Arrays.stream(r.samples()).average().orElse(0), r.medianTokensPerSecond(), r.stddevTokensPerSecond(), samples));
         }
         return sb.append(']').toString();
     }

@@ -22,9 +22,11 @@ final class BenchCommand implements Main.Command {
                                           [--batch 8] [--json]
                   Training tokens/s of a GPT-2 style model without exits and with two norm exits, alternating
                   step by step, medians.
-                usage: exeunt bench decode [--prompt 128] [--generate 64] [--repeats 3] [--types f32,q8_0,q4_0] [--json]
+                usage: exeunt bench decode [--model FILE.gguf|DIR] [--prompt 128] [--generate 64] [--repeats 3]
+                                           [--types f32,q8_0,q4_0] [--json]
                   llama-bench style: prompt and decode tokens/s of a Llama-shaped model (dim 768, 12 layers,
-                  12 heads, ffn 2048, vocab 32000, random weights) in each weight type.
+                  12 heads, ffn 2048, vocab 32000, random weights) in each weight type, or of --model, the same
+                  file llama-bench -m takes (--json: llama-bench's n_prompt, n_gen, avg_ts, stddev_ts, plus median_ts).
                 usage: exeunt bench early-exit [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
@@ -51,8 +53,20 @@ final class BenchCommand implements Main.Command {
         }
         if (which.equals("decode")) {
             int pp = a.getInt("prompt", 128), tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
-            String types = a.get("types", "f32,q8_0,q4_0");
+            String types = a.get("types", "f32,q8_0,q4_0"), file = a.get("model", null);
             a.checkAllUsed();
+            if (file != null) {
+                java.nio.file.Path path = java.nio.file.Path.of(file);
+                try (var loaded = dev.exeunt.model.ModelLoader.load(path, dev.exeunt.tensor.Device.CPU)) {
+                    var m = loaded.model();
+                    var rows = dev.exeunt.bench.DecodeBench.run(m, path.getFileName().toString(), dev.exeunt.bench.DecodeBench.mainType(m), pp, tg,
+                            reps, System.err);
+                    out.print(json ? dev.exeunt.bench.DecodeBench.toJson(rows) + "\n" : dev.exeunt.bench.DecodeBench.table(rows));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                return 0;
+            }
             var dtypes = java.util.Arrays.stream(types.split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
             var rows = dev.exeunt.bench.DecodeBench.run(dev.exeunt.bench.DecodeBench.defaultConfig(), dtypes, pp, tg, reps, System.err);
             out.print(json ? dev.exeunt.bench.DecodeBench.toJson(rows) + "\n" : dev.exeunt.bench.DecodeBench.table(rows));
