@@ -13,7 +13,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -48,13 +47,12 @@ public final class CpuKQuant {
     /** Weights per super-block. */
     public static final int QK_K = 256;
 
+    // the byte loads and their widening, as Q8_0 / Q4_0's kernels do them
     private static final int FL = FS.length();
-    private static final int BL = Math.max(8, FL);
-    private static final int PARTS = BL / FL;
-    private static final VectorSpecies<Integer> IS = FS.withLanes(int.class);
-    @SuppressWarnings("unchecked")
-    private static final VectorSpecies<Byte> BS =
-            (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(BL * 8));
+    private static final int BL = CpuQuant.BL;
+    private static final int PARTS = CpuQuant.PARTS;
+    private static final VectorSpecies<Integer> IS = CpuQuant.IS;
+    private static final VectorSpecies<Byte> BS = CpuQuant.BS;
 
     /** W rows dequantized together and dotted with each X row sharing its loads. */
     private static final int ROWS = 4;
@@ -65,12 +63,8 @@ public final class CpuKQuant {
 
     /** Bytes per super-block of a k-quant type. */
     public static int blockBytes(DType t) {
-        return switch (t) {
-            case Q4_K -> 144;
-            case Q5_K -> 176;
-            case Q6_K -> 210;
-            default -> throw new IllegalArgumentException(t + " is not a k-quant type (Q4_K, Q5_K, Q6_K)");
-        };
+        if (!t.isKQuant()) throw new IllegalArgumentException(t + " is not a k-quant type (Q4_K, Q5_K, Q6_K)");
+        return (int) t.byteSize(QK_K);
     }
 
     /** Bytes that {@code count} weights (a multiple of 256) take as type t. */

@@ -52,11 +52,11 @@ public final class CpuQuant {
 
     // Float lanes (4, 8 or 16); bytes loaded at once (8 or 16) and how many float vectors they widen to.
     private static final int FL = FS.length();
-    private static final int BL = Math.max(8, FL);
-    private static final int PARTS = BL / FL;
-    private static final VectorSpecies<Integer> IS = FS.withLanes(int.class);
+    static final int BL = Math.max(8, FL);
+    static final int PARTS = BL / FL;
+    static final VectorSpecies<Integer> IS = FS.withLanes(int.class);
     @SuppressWarnings("unchecked")
-    private static final VectorSpecies<Byte> BS =
+    static final VectorSpecies<Byte> BS =
             (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(BL * 8));
 
     /** Rows of W a GEMV / GEMM inner loop handles together. */
