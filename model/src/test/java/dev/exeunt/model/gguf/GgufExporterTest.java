@@ -21,7 +21,6 @@ import dev.exeunt.model.io.GgufTensorInfo;
 import dev.exeunt.model.io.GgufWriter;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
-import dev.exeunt.model.tokenizer.BpeTrainer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
@@ -29,7 +28,6 @@ import dev.exeunt.tensor.testing.LeakCheck;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
@@ -49,9 +47,7 @@ class GgufExporterTest {
 
     @BeforeAll
     static void trainTokenizer() {
-        List<String> texts = new ArrayList<>();
-        for (int i = 0; i < 4; i++) texts.add(TEXT);
-        tokenizer = BpeTrainer.train(texts, 300, List.of("<|endoftext|>"));
+        tokenizer = GgufTestFiles.tokenizer(TEXT, List.of("<|endoftext|>"));
         tokenizer = tokenizer.toBuilder().bos(tokenizer.idOf("<|endoftext|>")).eos(tokenizer.idOf("<|endoftext|>")).build();
     }
 

@@ -13,14 +13,12 @@ import dev.exeunt.model.io.GgmlType;
 import dev.exeunt.model.io.GgufWriter;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
-import dev.exeunt.model.tokenizer.BpeTrainer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.testing.LeakCheck;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -45,9 +43,7 @@ class GgufKQuantTest {
 
     @BeforeAll
     static void trainTokenizer() {
-        List<String> texts = new ArrayList<>();
-        for (int i = 0; i < 4; i++) texts.add(TEXT);
-        tokenizer = BpeTrainer.train(texts, 300, List.of("<s>", "</s>")).toBuilder().bos(0).eos(1).build();
+        tokenizer = GgufTestFiles.tokenizer(TEXT, List.of("<s>", "</s>")).toBuilder().bos(0).eos(1).build();
     }
 
     /** Every matrix's input dimension (d_model, ffn) a multiple of the 256-weight super-block. */

@@ -17,7 +17,6 @@ import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Linear;
 import dev.exeunt.model.nn.TransformerLayer;
 import dev.exeunt.model.tokenizer.BpeTokenizer;
-import dev.exeunt.model.tokenizer.BpeTrainer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
@@ -27,7 +26,6 @@ import dev.exeunt.tensor.testing.LeakCheck;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -48,9 +46,7 @@ class GgufModelLoaderTest {
 
     @BeforeAll
     static void trainTokenizer() {
-        List<String> texts = new ArrayList<>();
-        for (int i = 0; i < 4; i++) texts.add(TEXT);
-        tokenizer = BpeTrainer.train(texts, 300, List.of("<s>", "</s>")).toBuilder().bos(0).eos(1).build();
+        tokenizer = GgufTestFiles.tokenizer(TEXT, List.of("<s>", "</s>")).toBuilder().bos(0).eos(1).build();
     }
 
     private static ModelConfig config(boolean tied) {

@@ -119,6 +119,11 @@ final class GgufTestFiles {
         }
     }
 
+    /** A 300-token byte-level BPE trained on four copies of {@code text}, with the given special tokens (no BOS/EOS set). */
+    static BpeTokenizer tokenizer(String text, List<String> specials) {
+        return dev.exeunt.model.tokenizer.BpeTrainer.train(java.util.Collections.nCopies(4, text), 300, specials);
+    }
+
     /** tokenizer.ggml.* for a byte-level BPE tokenizer (model gpt2): specials are control tokens. */
     static void putByteLevelTokenizer(GgufWriter w, BpeTokenizer tok, String pre) {
         int n = tok.vocabSize();
