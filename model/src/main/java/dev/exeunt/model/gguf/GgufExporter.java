@@ -181,17 +181,9 @@ public final class GgufExporter {
         }
     }
 
+    /** The ggml type of a tensor type: the two enums name the types they share alike. */
     private static GgmlType ggml(DType t) {
-        return switch (t) {
-            case F32 -> GgmlType.F32;
-            case F16 -> GgmlType.F16;
-            case Q8_0 -> GgmlType.Q8_0;
-            case Q4_0 -> GgmlType.Q4_0;
-            case Q4_K -> GgmlType.Q4_K;
-            case Q5_K -> GgmlType.Q5_K;
-            case Q6_K -> GgmlType.Q6_K;
-            default -> throw new IllegalArgumentException("no GGUF type for " + t);
-        };
+        return GgmlType.valueOf(t.name());
     }
 
     /** ggml dims: the row-major shape reversed ({@code ne[0]} is the row length). */

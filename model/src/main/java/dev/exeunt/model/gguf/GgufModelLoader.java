@@ -547,18 +547,10 @@ public final class GgufModelLoader {
         }
     }
 
+    /** The tensor type a supported ggml type loads as: the two enums name the types they share alike. */
     private static DType dtypeOf(GgmlType t) {
-        return switch (t) {
-            case F32 -> DType.F32;
-            case F16 -> DType.F16;
-            case BF16 -> DType.BF16;
-            case Q8_0 -> DType.Q8_0;
-            case Q4_0 -> DType.Q4_0;
-            case Q4_K -> DType.Q4_K;
-            case Q5_K -> DType.Q5_K;
-            case Q6_K -> DType.Q6_K;
-            default -> throw new IllegalArgumentException("unsupported ggml type " + t);
-        };
+        if (!SUPPORTED.contains(t)) throw new IllegalArgumentException("unsupported ggml type " + t);
+        return DType.valueOf(t.name());
     }
 
     /** Reads one tensor into CPU memory: rows un-permuted, quantized matrices kept, everything else F32. */
