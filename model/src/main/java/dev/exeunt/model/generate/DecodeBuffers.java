@@ -14,8 +14,10 @@ import java.lang.foreign.MemorySegment;
  */
 final class DecodeBuffers implements AutoCloseable {
     final int d, qDim, qkvWidth, ffn, vocab, exits;
-    private Tensor storage;
+    private Tensor storage, panelStorage;
     MemorySegment seg;
+    /** Whether this step is a prompt pass (see {@link DecodeMath#PROMPT_GEMM_ROWS}). */
+    boolean prompt;
     int rowCap, logitCap;
     /** Packed hidden rows (two, swapped layer to layer), norm output, post-attention residual h and norm2(h). */
     long x0, x1, n, h, n2;
@@ -67,6 +69,16 @@ final class DecodeBuffers implements AutoCloseable {
         logitCap = lr;
     }
 
+    /** F32 scratch of at least {@code floats} for dequantized weight panels of a prompt pass (reused, grows). */
+    MemorySegment panel(long floats) {
+        if (panelStorage == null || panelStorage.numel() < floats) {
+            if (floats > Integer.MAX_VALUE) throw new IllegalStateException("weight panel of " + floats + " floats is too large");
+            if (panelStorage != null) panelStorage.close();
+            panelStorage = Ops.unowned(() -> Tensor.empty(DType.F32, Device.CPU, (int) floats));
+        }
+        return panelStorage.segment().asSlice(panelStorage.offset() * 4, floats * 4);
+    }
+
     /** Attention scores for one row over {@code n} positions (reused). */
     float[] scores(int n) {
         if (scores.length < n) scores = new float[Math.max(n, 2 * scores.length)];
@@ -82,6 +94,8 @@ final class DecodeBuffers implements AutoCloseable {
     @Override
     public void close() {
         if (storage != null) storage.close();
+        if (panelStorage != null) panelStorage.close();
         storage = null;
+        panelStorage = null;
     }
 }

@@ -11,8 +11,10 @@ import dev.exeunt.model.nn.TransformerLayer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.cpu.CpuActivation;
+import dev.exeunt.tensor.cpu.CpuGemm;
 import dev.exeunt.tensor.cpu.CpuNorm;
 import dev.exeunt.tensor.cpu.CpuKQuant;
+import dev.exeunt.tensor.cpu.CpuPanelGemm;
 import dev.exeunt.tensor.cpu.CpuQuant;
 import dev.exeunt.tensor.cpu.CpuRope;
 import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
@@ -27,11 +29,18 @@ import java.lang.foreign.ValueLayout;
  * GEMM takes rows in chunks of at most 8 with per-row accumulators, quantized weights go one row at a
  * time, norms and attention run row by row. So a token's logits are bit for bit the same alone or in
  * a band of drafts being verified, which is what makes speculative decoding lossless to the last bit.
+ * A prompt is the exception: with {@link DecodeBuffers#prompt} set, products of {@link #PROMPT_GEMM_ROWS}
+ * rows or more go through the blocked GEMM (quantized weights dequantized panel by panel), which reads
+ * each weight once for the whole prompt. Prompts are always computed that way, alone or not, so the full
+ * model and speculative decoding still start from the same bits.
  */
 final class DecodeMath {
     private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private DecodeMath() {}
+
+    /** Rows from which a prompt's products use the blocked GEMM rather than the row kernels. */
+    static final int PROMPT_GEMM_ROWS = CpuPanelGemm.MIN_ROWS;
 
     /** Whether this path can run the model: CPU, one tensor-parallel rank, weights F32 or block-quantized. */
     static boolean supports(ModelConfig c, Tensor anyWeight, int tpSize) {
@@ -42,24 +51,30 @@ final class DecodeMath {
      * out[r, j] = sum_i in[r, i] W[j, i] (+ bias[j]) for rows r in [0, rows): in has leading dimension
      * {@code ldIn} (>= in features), out {@code ldOut}.
      */
-    static void linear(Linear lin, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out, long outOff, int ldOut) {
-        linearColumns(lin, 0, lin.outFeatures(), rows, in, inOff, ldIn, out, outOff, ldOut);
+    static void linear(DecodeBuffers w, Linear lin, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out, long outOff,
+                       int ldOut) {
+        linearColumns(w, lin, 0, lin.outFeatures(), rows, in, inOff, ldIn, out, outOff, ldOut);
     }
 
     /** Outputs [col0, col0 + cols) of a linear (GPT-2's fused c_attn: only k and v). */
-    static void linearColumns(Linear lin, int col0, int cols, int rows, MemorySegment in, long inOff, int ldIn, MemorySegment out,
-                              long outOff, int ldOut) {
-        linear(lin.weight(), lin.inputMajor(), lin.inFeatures(), col0, cols, rows, in, inOff, ldIn, out, outOff, ldOut);
+    static void linearColumns(DecodeBuffers w, Linear lin, int col0, int cols, int rows, MemorySegment in, long inOff, int ldIn,
+                              MemorySegment out, long outOff, int ldOut) {
+        linear(w, lin.weight(), lin.inputMajor(), lin.inFeatures(), col0, cols, rows, in, inOff, ldIn, out, outOff, ldOut);
         if (lin.bias() != null) addBias(lin.bias(), col0, rows, cols, out, outOff, ldOut);
     }
 
     /** Outputs [col0, col0 + nOut) of weight w ([out, in], or [in, out] when input-major; the head: the first nOut ids). */
-    static void linear(Tensor w, boolean inputMajor, int nIn, int col0, int nOut, int rows, MemorySegment in, long inOff, int ldIn,
-                       MemorySegment out, long outOff, int ldOut) {
+    static void linear(DecodeBuffers buf, Tensor w, boolean inputMajor, int nIn, int col0, int nOut, int rows, MemorySegment in, long inOff,
+                       int ldIn, MemorySegment out, long outOff, int ldOut) {
         MemorySegment ws = w.segment();
+        boolean gemm = buf.prompt && rows >= PROMPT_GEMM_ROWS;
         if (w.dtype() == DType.F32) {
             int ldw = inputMajor ? w.dim(1) : w.dim(w.rank() - 1);
             long wOff = w.offset() + (inputMajor ? col0 : (long) col0 * ldw);
+            if (gemm) {
+                CpuGemm.sgemm(false, !inputMajor, rows, nOut, nIn, 1f, in, inOff, ldIn, ws, wOff, ldw, 0f, out, outOff, ldOut);
+                return;
+            }
             for (int r0 = 0; r0 < rows; r0 += CpuSkinnyGemm.MAX_ROWS) {
                 int m = Math.min(CpuSkinnyGemm.MAX_ROWS, rows - r0);
                 CpuSkinnyGemm.gemm(!inputMajor, m, nOut, nIn, in, inOff + (long) r0 * ldIn, ldIn, ws, wOff, ldw,
@@ -69,6 +84,11 @@ final class DecodeMath {
         }
         if (inputMajor) throw new IllegalStateException("quantized weights must be [out, in], got an input-major " + w.dtype() + " weight");
         long wb = w.dtype().byteSize(w.offset() + (long) col0 * nIn);
+        if (gemm) {
+            long floats = (long) CpuPanelGemm.panelRows(nOut, nIn) * nIn;
+            CpuPanelGemm.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut, buf.panel(floats), 0, floats);
+            return;
+        }
         switch (w.dtype()) {
             case Q8_0, Q4_0 -> CpuQuant.gemvTokens(w.dtype() == DType.Q4_0, rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
             case Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
@@ -119,7 +139,7 @@ final class DecodeMath {
         int d = c.dModel();
         norm(layer.norm1(), rows, d, x, xOff, w.seg, w.n);
         attention(c, layer.attn(), w, rows, spans, nSpans);
-        linear(layer.attn().out(), rows, w.seg, w.att, w.qDim, w.seg, w.h, d);
+        linear(w, layer.attn().out(), rows, w.seg, w.att, w.qDim, w.seg, w.h, d);
         addInto(w.seg, w.h, x, xOff, (long) rows * d);
         norm(layer.norm2(), rows, d, w.seg, w.h, w.seg, w.n2);
         mlp(c, layer.mlp(), w, rows, w.seg, w.n2, out, outOff);
@@ -132,15 +152,15 @@ final class DecodeMath {
         // The activation kernels treat their masked tail with the same vector code as the body: elementwise exact.
         long n = (long) rows * f;
         if (c.family() == Family.GPT2) {
-            linear(mlp.fc(), rows, in, inOff, d, w.seg, w.ff, f);
+            linear(w, mlp.fc(), rows, in, inOff, d, w.seg, w.ff, f);
             CpuActivation.geluTanh(w.seg, w.ff, w.seg, w.ff, n);
         } else {
-            linear(mlp.gate(), rows, in, inOff, d, w.seg, w.ff, f);
-            linear(mlp.up(), rows, in, inOff, d, w.seg, w.ff2, f);
+            linear(w, mlp.gate(), rows, in, inOff, d, w.seg, w.ff, f);
+            linear(w, mlp.up(), rows, in, inOff, d, w.seg, w.ff2, f);
             CpuActivation.silu(w.seg, w.ff, w.seg, w.ff, n);
             for (long i = 0; i < n; i++) w.seg.setAtIndex(F, w.ff + i, w.seg.getAtIndex(F, w.ff + i) * w.seg.getAtIndex(F, w.ff2 + i));
         }
-        linear(mlp.proj(), rows, w.seg, w.ff, f, out, outOff, d);
+        linear(w, mlp.proj(), rows, w.seg, w.ff, f, out, outOff, d);
     }
 
     /**
@@ -153,11 +173,11 @@ final class DecodeMath {
         int ld = w.qkvWidth;
         long qkv = w.qkv;
         if (c.family() == Family.GPT2) {
-            linear(a.qkv(), rows, w.seg, w.n, d, w.seg, qkv, ld);
+            linear(w, a.qkv(), rows, w.seg, w.n, d, w.seg, qkv, ld);
         } else {
-            linear(a.q(), rows, w.seg, w.n, d, w.seg, qkv, ld);
-            linear(a.k(), rows, w.seg, w.n, d, w.seg, qkv + qd, ld);
-            linear(a.v(), rows, w.seg, w.n, d, w.seg, qkv + qd + kvd, ld);
+            linear(w, a.q(), rows, w.seg, w.n, d, w.seg, qkv, ld);
+            linear(w, a.k(), rows, w.seg, w.n, d, w.seg, qkv + qd, ld);
+            linear(w, a.v(), rows, w.seg, w.n, d, w.seg, qkv + qd + kvd, ld);
         }
         float scale = (float) (1.0 / Math.sqrt(hd));
         for (int s = 0; s < nSpans; s++) {
@@ -234,10 +254,10 @@ final class DecodeMath {
         long k = w.qkv + qd, v = k + kvd;
         Attention a = layer.attn();
         if (c.family() == Family.GPT2) {
-            linearColumns(a.qkv(), qd, 2 * kvd, 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
+            linearColumns(w, a.qkv(), qd, 2 * kvd, 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
         } else {
-            linear(a.k(), 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
-            linear(a.v(), 1, w.seg, w.n, d, w.seg, v, w.qkvWidth);
+            linear(w, a.k(), 1, w.seg, w.n, d, w.seg, k, w.qkvWidth);
+            linear(w, a.v(), 1, w.seg, w.n, d, w.seg, v, w.qkvWidth);
             headNorm(a.kNorm(), hkv, hd, w.seg, k);
             CpuRope.forward(w.seg, k, w.qkvWidth, hd, 1, hkv, hd, null, pos, c.ropeTheta(), c.attention().ropeScaling());
         }

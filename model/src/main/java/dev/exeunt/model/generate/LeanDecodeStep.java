@@ -70,6 +70,7 @@ final class LeanDecodeStep {
         int rows = 0;
         for (DecodeSequence s : seqs) rows += s.length;
         start(seqs, rows, seqs.size());
+        buf.prompt = true;
         MemorySegment seg = buf.seg;
         int row = 0;
         for (DecodeSequence s : seqs) {
@@ -91,6 +92,7 @@ final class LeanDecodeStep {
         int maxRows = 0;
         for (DecodeSequence s : running) maxRows += 1 + s.pendingRows();
         start(running, maxRows, speculative ? maxRows : running.size());
+        buf.prompt = false;
         MemorySegment seg = buf.seg;
         call.gate.tick(running.size());
         int rows = 0;
@@ -348,7 +350,7 @@ final class LeanDecodeStep {
             DecodeMath.norm(norm, k, d, seg, buf.ck, seg, buf.ckn);
             in = buf.ckn;
         }
-        DecodeMath.linear(head, false, d, 0, vocab, k, seg, in, d, seg, buf.logits, vocab);
+        DecodeMath.linear(buf, head, false, d, 0, vocab, k, seg, in, d, seg, buf.logits, vocab);
     }
 
     private int argmax(long row) {

@@ -9,10 +9,13 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.Parameters;
+import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.ops.Ops;
 import dev.exeunt.tensor.testing.LeakCheck;
 import java.util.Arrays;
 import java.util.List;
@@ -35,8 +38,27 @@ class LeanDecodeTest {
                 new ExitConfig(3, ExitConfig.Placement.POST, ExitKind.EMBEDDING, false, WeightSchedule.constant(1), 1));
     }
 
-    private static void compare(ModelConfig mc) {
-        try (var model = EarlyExitModel.create(mc, Device.CPU, 17)) {
+    private static final List<int[]> SHORT_PROMPTS = List.of(new int[] {1, 5, 7}, new int[] {2}, new int[] {4, 4, 9, 10, 3, 8});
+
+    /** Prompts long enough for the prompt pass's blocked GEMM (DecodeMath.PROMPT_GEMM_ROWS), packed with a short one. */
+    private static List<int[]> longPrompts() {
+        int[] a = new int[DecodeMath.PROMPT_GEMM_ROWS + 3], b = new int[2 * DecodeMath.PROMPT_GEMM_ROWS + 7];
+        for (int i = 0; i < a.length; i++) a[i] = (7 * i + 3) % V;
+        for (int i = 0; i < b.length; i++) b[i] = (11 * i + 1) % V;
+        return List.of(a, new int[] {6, 2}, b);
+    }
+
+    private static void compare(ModelConfig mc, List<int[]> prompts) {
+        try (var model = sharpened(mc)) {
+            compare(model, prompts);
+        }
+    }
+
+    /** A random model whose heads are sharpened (near-uniform random heads would hide a wrong hidden state in tiny probability
+     * differences), with biases and norms given values a missing term would change. */
+    private static EarlyExitModel sharpened(ModelConfig mc) {
+        var model = EarlyExitModel.create(mc, Device.CPU, 17);
+        {
             // Sharpen the heads (near-uniform random heads would hide a wrong hidden state in tiny probability
             // differences) and give biases and norms values a missing term would change.
             var rng = new java.util.SplittableRandom(3);
@@ -52,8 +74,13 @@ class LeanDecodeTest {
                     }
                 }
             }
+        }
+        return model;
+    }
+
+    private static void compare(EarlyExitModel model, List<int[]> prompts) {
+        {
             var gen = new Generator(model);
-            List<int[]> prompts = List.of(new int[] {1, 5, 7}, new int[] {2}, new int[] {4, 4, 9, 10, 3, 8});
             var cfg = GenerationConfig.greedy(20).withExitProbs(true);
             var out = gen.generate(prompts, cfg, TokenListener.NONE);
             int compared = 0;
@@ -69,7 +96,7 @@ class LeanDecodeTest {
                     seq[len++] = t.token();
                 }
             }
-            assertTrue(compared >= 3 * 20 * (model.exits().size() + 1));
+            assertTrue(compared >= prompts.size() * 20 * (model.exits().size() + 1));
         }
     }
 
@@ -103,11 +130,41 @@ class LeanDecodeTest {
 
     @Test
     void gpt2DecodeMatchesTheTrainingForwardAtEveryHead() {
-        compare(ModelConfig.gpt2(V, 32, 3, 4, 64, exits()));
+        compare(ModelConfig.gpt2(V, 32, 3, 4, 64, exits()), SHORT_PROMPTS);
     }
 
     @Test
     void llamaDecodeMatchesTheTrainingForwardAtEveryHead() {
-        compare(ModelConfig.llama(V, 32, 3, 4, 2, 48, 64, exits()));
+        compare(ModelConfig.llama(V, 32, 3, 4, 2, 48, 64, exits()), SHORT_PROMPTS);
+    }
+
+    @Test
+    void longPromptsThroughTheBlockedGemmMatchTheTrainingForward() {
+        compare(ModelConfig.gpt2(V, 32, 3, 4, 64, exits()), longPrompts());
+        compare(ModelConfig.llama(V, 32, 3, 4, 2, 48, 64, exits()), longPrompts());
+    }
+
+    @Test
+    void quantizedWeightsMatchTheTrainingForwardWithShortAndLongPrompts() {
+        ModelConfig mc = ModelConfig.llama(V, 32, 3, 4, 2, 64, 64, exits());
+        for (DType type : new DType[] {DType.Q8_0, DType.Q4_0}) {
+            try (var f32 = sharpened(mc); var q = quantized(f32, type)) {
+                compare(q, SHORT_PROMPTS);
+                compare(q, longPrompts());
+            }
+        }
+    }
+
+    /** The model with every matrix but the token embedding stored as type (the training forward then runs linearQuantized). */
+    private static EarlyExitModel quantized(EarlyExitModel f32, DType type) {
+        var weights = f32.parameters().all();
+        Parameters.Source source = (name, shape) -> Ops.unowned(() -> {
+            Tensor w = weights.get(name);
+            if (shape.length == 2 && !name.contains("embed_tokens")) return w.to(type);
+            Tensor copy = Tensor.empty(DType.F32, Device.CPU, shape);
+            copy.copyFrom(w);
+            return copy;
+        });
+        return EarlyExitModel.create(f32.config(), new Parameters(Device.CPU, source));
     }
 }

@@ -8,6 +8,7 @@ import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Storage;
 import dev.exeunt.tensor.Tensor;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -167,6 +168,15 @@ public final class CpuBackend implements Backend {
         contiguous("linearQuantized", w, x, y);
         int m = w.dim(0), n = w.dim(1), t = rows(x);
         long wb = w.dtype().byteSize(off(w));
+        if (t >= CpuPanelGemm.MIN_ROWS && w.dtype().isQuantized()) {
+            // many rows (a prompt, an evaluation batch): dequantized panels through the blocked GEMM
+            long floats = (long) CpuPanelGemm.panelRows(m, n) * n;
+            try (Arena arena = Arena.ofShared()) {
+                MemorySegment panel = arena.allocate(floats * 4, 64);
+                CpuPanelGemm.gemm(w.dtype(), t, m, n, seg(w), wb, seg(x), off(x), n, seg(y), off(y), m, panel, 0, floats);
+            }
+            return;
+        }
         switch (w.dtype()) {
             case Q8_0 -> {
                 if (t == 1) CpuQuant.gemvQ8_0(m, n, seg(w), wb, seg(x), off(x), seg(y), off(y));
