@@ -11,6 +11,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import jdk.incubator.vector.FloatVector;
 import java.util.SplittableRandom;
 
 /**
@@ -84,7 +85,7 @@ public final class GemmComparison {
         if (log != null) {
             log.println("threads " + threads + " (exeunt pool " + CpuThreads.threads() + "), microkernel "
                     + CpuGemm.microkernelRows() + "x" + CpuGemm.microkernelCols());
-            log.println(blas ? "OpenBLAS: " + OpenBlas.libraryPath() : "OpenBLAS unavailable: " + OpenBlas.unavailableReason());
+            log.println(blas ? "OpenBLAS: " + OpenBlas.libraryPath() + ", " + coreLine() : "OpenBLAS unavailable: " + OpenBlas.unavailableReason());
         }
         CpuGemm.setMaxThreads(threads);
         if (blas) OpenBlas.setNumThreads(threads);
@@ -101,6 +102,25 @@ public final class GemmComparison {
             CpuGemm.setMaxThreads(0);
         }
         return rows;
+    }
+
+    /** Generic kernel families OpenBLAS falls back to on a CPU newer than the build. */
+    private static final java.util.Set<String> GENERIC_CORES = java.util.Set.of("Prescott", "Core2", "Katmai", "Northwood", "Penryn", "Dunnington");
+
+    /**
+     * The kernels OpenBLAS runs, with a warning when it fell back to generic ones on a machine with wide vectors:
+     * OpenBLAS 0.3.21 does not know recent Xeons and ran its SSE3 "Prescott" kernels at 35 GFLOP/s on one, where
+     * {@code OPENBLAS_CORETYPE=SkylakeX} gave 250. The launcher sets that variable from the CPU's flags for bench.
+     */
+    private static String coreLine() {
+        String core = OpenBlas.coreName();
+        if (core == null) return "kernels not reported";
+        String line = "kernels " + core + (System.getenv("OPENBLAS_CORETYPE") == null ? "" : " (OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE") + ")");
+        if (GENERIC_CORES.contains(core) && FloatVector.SPECIES_PREFERRED.vectorBitSize() >= 256) {
+            line += "\nwarning: OpenBLAS runs generic " + core + " kernels on this " + FloatVector.SPECIES_PREFERRED.vectorBitSize()
+                    + "-bit vector CPU (it does not recognise it): set OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) for a fair reference";
+        }
+        return line;
     }
 
     private static MemorySegment random(Arena arena, long n, long seed) {
@@ -140,10 +160,14 @@ public final class GemmComparison {
         Runnable theirs = !blas ? null : s.gemv
                 ? () -> OpenBlas.sgemv(false, m, n, 1f, a, 0, n, b, 0, 0f, c2, 0)
                 : () -> OpenBlas.sgemm(false, false, m, n, k, 1f, a, 0, k, b, 0, n, 0f, c2, 0, n);
-        // warm-up and calibration: repeat each call to at least ~20 ms per sample
+        // Warm-up per shape: each shape has its own edge tiles and split, which the JIT compiles on first use (the
+        // first 256 call took 170 ms). Calibrating on that cold call gave one-call samples after each pause, which
+        // measured a parked pool's wake-up rather than the GEMM (256 read 12-19 GFLOP/s instead of ~130).
+        warm(ours);
+        if (theirs != null) warm(theirs);
         long t0 = System.nanoTime();
         ours.run();
-        if (theirs != null) theirs.run();
+        ours.run();
         ours.run();
         long one = Math.max(1, System.nanoTime() - t0) / 3;
         int reps = (int) Math.max(1, Math.min(10_000, 20_000_000L / one));
@@ -185,6 +209,12 @@ public final class GemmComparison {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    /** Runs r for at least 300 ms and 3 calls. */
+    private static void warm(Runnable r) {
+        long end = System.nanoTime() + 300_000_000L;
+        for (int i = 0; i < 3 || System.nanoTime() < end; i++) r.run();
     }
 
     private static double time(Runnable r, int reps) {

@@ -36,11 +36,12 @@ public final class OpenBlas {
     private static final MethodHandle SGEMV;
     private static final MethodHandle SET_NUM_THREADS;
     private static final MethodHandle GET_NUM_THREADS;
+    private static final MethodHandle GET_CORENAME;
     private static final String LIBRARY;
     private static final String UNAVAILABLE;
 
     static {
-        MethodHandle sgemm = null, sgemv = null, setThreads = null, getThreads = null;
+        MethodHandle sgemm = null, sgemv = null, setThreads = null, getThreads = null, corename = null;
         String lib = null, why = null;
         List<String> tried = new ArrayList<>();
         SymbolLookup lookup = null;
@@ -75,15 +76,18 @@ public final class OpenBlas {
                         ADDRESS, JAVA_INT, JAVA_FLOAT, ADDRESS, JAVA_INT));
                 setThreads = linker.downcallHandle(find(lookup, "openblas_set_num_threads"), FunctionDescriptor.ofVoid(JAVA_INT));
                 getThreads = linker.downcallHandle(find(lookup, "openblas_get_num_threads"), FunctionDescriptor.of(JAVA_INT));
+                var name = lookup.find("openblas_get_corename"); // optional: older builds lack it
+                if (name.isPresent()) corename = linker.downcallHandle(name.get(), FunctionDescriptor.of(ADDRESS));
             } catch (RuntimeException e) {
                 why = lib + " loaded but unusable: " + e.getMessage();
-                sgemm = sgemv = setThreads = getThreads = null;
+                sgemm = sgemv = setThreads = getThreads = corename = null;
             }
         }
         SGEMM = sgemm;
         SGEMV = sgemv;
         SET_NUM_THREADS = setThreads;
         GET_NUM_THREADS = getThreads;
+        GET_CORENAME = corename;
         LIBRARY = why == null ? lib : null;
         UNAVAILABLE = why;
     }
@@ -184,6 +188,22 @@ public final class OpenBlas {
     }
 
     /** {@code openblas_get_num_threads}. */
+    /**
+     * The kernel family OpenBLAS picked for this CPU ({@code openblas_get_corename}, e.g. "SkylakeX", "Haswell"), or
+     * null when the build does not say. A CPU newer than the build gets a generic family ("Prescott"), unless
+     * {@code OPENBLAS_CORETYPE} names one before the library loads.
+     */
+    public static String coreName() {
+        require();
+        if (GET_CORENAME == null) return null;
+        try {
+            MemorySegment p = (MemorySegment) GET_CORENAME.invokeExact();
+            return p.equals(MemorySegment.NULL) ? null : p.reinterpret(256).getString(0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     public static int getNumThreads() {
         require();
         try {

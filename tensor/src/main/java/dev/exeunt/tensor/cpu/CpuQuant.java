@@ -171,8 +171,13 @@ public final class CpuQuant {
     }
 
     /** Dequantizes nb consecutive Q8_0 blocks at byte offset s to floats at byte offset d. */
-    private static void dequantBlocksQ8_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
-        for (long b = 0; b < nb; b++, s += Q8_0_BLOCK_BYTES, d += QK * 4) {
+    // The block loops count in int and derive their offsets from the count: with long counters stepping
+    // three offsets at once, C2's profiled loop predication trapped and recompiled the method over and over
+    // (-Xlog:deoptimization showed hundreds of profile_predicate traps), and a prompt pass ran 4x slower
+    // for its first runs.
+    private static void dequantBlocksQ8_0(MemorySegment src, long s0, MemorySegment dst, long d0, int nb) {
+        for (int b = 0; b < nb; b++) {
+            long s = s0 + (long) b * Q8_0_BLOCK_BYTES, d = d0 + (long) b * QK * 4;
             for (int c = 0; c < QK; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
                 FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rowsQ8_0
@@ -228,8 +233,9 @@ public final class CpuQuant {
                 dequantBlocksQ4_0(src, srcByteOff + (long) from * Q4_0_BLOCK_BYTES, dst, (dstOff + (long) from * QK) * 4, to - from));
     }
 
-    private static void dequantBlocksQ4_0(MemorySegment src, long s, MemorySegment dst, long d, long nb) {
-        for (long b = 0; b < nb; b++, s += Q4_0_BLOCK_BYTES, d += QK * 4) {
+    private static void dequantBlocksQ4_0(MemorySegment src, long s0, MemorySegment dst, long d0, int nb) {
+        for (int b = 0; b < nb; b++) {
+            long s = s0 + (long) b * Q4_0_BLOCK_BYTES, d = d0 + (long) b * QK * 4;
             for (int c = 0; c < QK / 2; c += BL) {
                 ByteVector q = ByteVector.fromMemorySegment(BS, src, s + 2 + c, LE);
                 FloatVector dv = FloatVector.broadcast(FS, f16(src, s)); // after the load: see rowsQ8_0
@@ -629,8 +635,8 @@ public final class CpuQuant {
                 for (int g = from; g < to; g++) {
                     int r0 = g * ROWS, rows = Math.min(ROWS, m - r0);
                     long src = wByteOff + r0 * rowBytes;
-                    if (q4) dequantBlocksQ4_0(w, src, buf, 0, (long) rows * nb);
-                    else dequantBlocksQ8_0(w, src, buf, 0, (long) rows * nb);
+                    if (q4) dequantBlocksQ4_0(w, src, buf, 0, rows * nb);
+                    else dequantBlocksQ8_0(w, src, buf, 0, rows * nb);
                     for (int t = 0; t < rowsX; t++) {
                         long xb = (xOff + (long) t * n) * 4;
                         long yb = (yOff + (long) t * m + r0) * 4;
