@@ -23,7 +23,7 @@ import java.util.SplittableRandom;
  * (prompt processing: one KV-cached prefill of N tokens through {@link Generator}, tokens/s) and
  * {@code tgN} (text generation: N greedy decode steps after a one-token prompt, tokens/s), for F32
  * weights and for weights quantized in memory (Q8_0 / Q4_0: every projection and the output head; the
- * embedding stays F32). Each test runs {@link #WARMUPS} times untimed (JIT warm-up), then {@code reps}
+ * embedding stays F32). Each test runs untimed until its rate stops climbing ({@link #WARMUPS} to {@link #MAX_WARMUPS} times: JIT warm-up), then {@code reps}
  * times; the table shows the median and the standard deviation. Threads: {@code -Dexeunt.threads} / {@code EXEUNT_THREADS}
  * (fixed when the CPU backend starts; {@link #main} sets it from {@code -t}).
  */
@@ -97,13 +97,20 @@ public final class DecodeBench {
         double run();
     }
 
-    /** Untimed runs before each test: the JIT needs more than llama-bench's single warm-up run. */
+    /** Untimed runs before each test at least: the JIT needs more than llama-bench's single warm-up run. */
     static final int WARMUPS = 2;
+    /** Untimed runs at most: warm-up goes on while a run is more than 10% faster than the one before. */
+    static final int MAX_WARMUPS = 8;
 
     private static double[] measure(int reps, PrintStream log, String what, Trial t) {
-        for (int w = 0; w < WARMUPS; w++) {
+        // The first test in a process compiles most kernels; two fixed warm-ups left its prompt pass at a third of
+        // its speed for the first timed runs, so warm-up lasts until the rate stops climbing.
+        double prev = 0;
+        for (int w = 0; w < MAX_WARMUPS; w++) {
             double warm = t.run();
             if (log != null) log.printf(Locale.ROOT, "%s: warm-up %.2f t/s%n", what, warm);
+            if (w + 1 >= WARMUPS && warm <= 1.1 * prev) break;
+            prev = Math.max(prev, warm);
         }
         double[] s = new double[reps];
         for (int i = 0; i < reps; i++) {
