@@ -43,7 +43,8 @@ public final class Sweep {
     private Sweep() {}
 
     /**
-     * Runs every threshold {@code repeats} times (alternating with the full model) and keeps the medians.
+     * Runs every threshold {@code repeats} times, each beside a run of the full model, and keeps the medians
+     * (the speedup: of the pairs' ratios).
      * {@code rows} is the greedy configuration of every row but its threshold (its maxNewTokens, eosId,
      * and speculative with its draftMax); the full model is the same at threshold 1, not speculative.
      * Prompts run one at a time (batch size 1, where early exit saves weight reads) unless
@@ -70,21 +71,32 @@ public final class Sweep {
         int[] exitLayers = model.config().exits().stream().mapToInt(e -> e.layer()).toArray(); // every stage's exits
         List<Point> points = new ArrayList<>();
         for (double t : thresholds) {
-            double[] fullTps = new double[repeats], tps = new double[repeats];
+            double[] fullTps = new double[repeats], tps = new double[repeats], ratio = new double[repeats];
             List<Generation> reference = null, out = null;
+            List<Acceptance> acceptance = null;
             for (int r = 0; r < repeats; r++) {
+                // Each repeat is a pair run back to back, in alternating order; the speedup is the median of the
+                // pairs' ratios, so a slow phase of the machine lands on both sides of a pair rather than on one row.
+                if (r % 2 == 1) {
+                    out = gen.generate(prompts, rows.withThreshold(t));
+                    tps[r] = gen.rate;
+                    acceptance = gen.acceptance();
+                }
                 reference = gen.generate(prompts, full);
                 fullTps[r] = gen.rate;
-                out = gen.generate(prompts, rows.withThreshold(t));
-                tps[r] = gen.rate;
+                if (r % 2 == 0) {
+                    out = gen.generate(prompts, rows.withThreshold(t));
+                    tps[r] = gen.rate;
+                    acceptance = gen.acceptance();
+                }
+                ratio[r] = tps[r] / fullTps[r];
             }
             var agreement = Agreement.of(out.stream().map(Generation::tokenIds).toList(), reference.stream().map(Generation::tokenIds).toList());
             double[] share = new double[exitLayers.length + 1]; // the last: the final head
             for (Generation g : out) for (GeneratedToken tok : g.tokens()) share[indexOf(exitLayers, tok.exitLayer())]++;
             double count = Arrays.stream(share).sum();
             for (int i = 0; i < share.length; i++) share[i] /= Math.max(1, count);
-            double m = median(tps), f = median(fullTps);
-            points.add(new Point(t, m, f, m / f, agreement.positional(), agreement.prefix(), share, rows.speculative(), gen.acceptance()));
+            points.add(new Point(t, median(tps), median(fullTps), median(ratio), agreement.positional(), agreement.prefix(), share, rows.speculative(), acceptance));
         }
         return points;
     }
@@ -160,7 +172,8 @@ public final class Sweep {
             for (double s : p.exitShare()) sb.append(String.format(Locale.ROOT, " %7.1f%%", 100 * s));
             sb.append('\n');
         }
-        sb.append("speedup = tokens/s / full tok/s: the same prompts through the full model (exits off), run interleaved with each row.\n");
+        sb.append("speedup = tokens/s / full tok/s, as the median of back-to-back pairs: the same prompts through the full model (exits off), "
+                + "run beside each repeat of each row.\n");
         double noise = noise(points);
         if (!Double.isNaN(noise)) {
             sb.append(String.format(Locale.ROOT, "noise: the full model's rate varies by %.1f%% between rows (largest from their median), "
