@@ -9,9 +9,12 @@ import dev.exeunt.model.nn.Parameters;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.cpu.CpuKQuant;
 import dev.exeunt.tensor.cpu.CpuThreads;
 import dev.exeunt.tensor.ops.Ops;
 import java.io.PrintStream;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -135,10 +138,14 @@ public final class DecodeBench {
      */
     public static EarlyExitModel randomModel(ModelConfig config, DType type, long seed) {
         if (type == DType.F32) return EarlyExitModel.create(config, Device.CPU, seed);
-        if (!type.isQuantized()) throw new IllegalArgumentException("weight type must be F32, Q8_0 or Q4_0, got " + type);
+        if (!type.isQuantized()) throw new IllegalArgumentException("weight type must be F32, Q8_0, Q4_0 or a k-quant, got " + type);
         SplittableRandom rng = new SplittableRandom(seed);
         Parameters.Source source = (name, shape) -> Ops.unowned(() -> {
             if (shape.length == 1) return Tensor.full(1f, Device.CPU, shape);
+            if (type.isKQuant() && !name.contains("embed_tokens")) {
+                // As llama-quantize's Q4_K_M / Q5_K_M keep the output head at Q6_K.
+                return randomKQuant(name.contains("lm_head") ? DType.Q6_K : type, shape, rng.split());
+            }
             Tensor f = Tensor.randn(rng.split(), 0.02f, shape);
             if (name.contains("embed_tokens")) return f;
             Tensor q = f.to(type);
@@ -146,6 +153,28 @@ public final class DecodeBench {
             return q;
         });
         return EarlyExitModel.create(config, new Parameters(Device.CPU, source));
+    }
+
+    /**
+     * Random super-blocks of k-quant type t: random bits (every pattern of the packed scales and quants is a
+     * valid block) with small finite F16 scales, so the weights are within about +-0.02. Exeunt quantizes to
+     * no k-quant type, and a speed test needs valid blocks, not particular values.
+     */
+    private static Tensor randomKQuant(DType t, int[] shape, SplittableRandom rng) {
+        Tensor q = Tensor.empty(t, Device.CPU, shape);
+        MemorySegment seg = q.segment();
+        long base = t.byteSize(q.offset()), bytes = t.byteSize(q.numel()), block = CpuKQuant.blockBytes(t);
+        for (long i = 0; i + 8 <= bytes; i += 8) seg.set(ValueLayout.JAVA_LONG_UNALIGNED, base + i, rng.nextLong());
+        for (long b = 0; b < bytes / block; b++) {
+            long o = base + b * block;
+            if (t == DType.Q6_K) {
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + block - 2, Float.floatToFloat16((float) (rng.nextDouble() * 2e-4)));
+            } else {
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o, Float.floatToFloat16((float) (rng.nextDouble() * 4e-5)));
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2, Float.floatToFloat16((float) (rng.nextDouble() * 4e-4)));
+            }
+        }
+        return q;
     }
 
     // ------------------------------------------------------------------ output

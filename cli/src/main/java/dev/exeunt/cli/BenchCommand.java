@@ -27,6 +27,7 @@ final class BenchCommand implements Main.Command {
                   llama-bench style: prompt and decode tokens/s of a Llama-shaped model (dim 768, 12 layers,
                   12 heads, ffn 2048, vocab 32000, random weights) in each weight type, or of --model, the same
                   file llama-bench -m takes (--json: llama-bench's n_prompt, n_gen, avg_ts, stddev_ts, plus median_ts).
+                  --types also takes q4_k, q5_k and q6_k: random valid blocks, the output head Q6_K as in Q4_K_M.
                 usage: exeunt bench early-exit [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced

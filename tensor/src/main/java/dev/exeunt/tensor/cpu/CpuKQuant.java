@@ -212,6 +212,21 @@ public final class CpuKQuant {
     // ================================================================= products
 
     /**
+     * Each thread's dequantization buffer, reused call after call (it grows, never shrinks; a few tens of KiB,
+     * freed with the thread by the GC). A confined arena per call cost an allocation per chunk, and its owner
+     * and liveness checks on every access were not hoisted out of the per-block dequantizers: they took more
+     * samples than the arithmetic in a Q4_K decode, and left Q8_0 decode in the same process at 55-60% of its
+     * speed afterwards. A heap array in its place ran Q4_K decode at half the speed of this native one.
+     */
+    private static final ThreadLocal<MemorySegment[]> SCRATCH = ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
+
+    private static MemorySegment scratch(long bytes) {
+        MemorySegment[] h = SCRATCH.get();
+        if (h[0].byteSize() < bytes) h[0] = Arena.ofAuto().allocate(bytes, 64);
+        return h[0];
+    }
+
+    /**
      * y[yOff + i] = sum_j W[i][j] x[xOff + j] for i in [0, m): W an m x n matrix of type t (n a multiple of 256)
      * whose rows are consecutive super-blocks from {@code w + wByteOff}.
      */
@@ -243,17 +258,15 @@ public final class CpuKQuant {
         }
         int bb = blockBytes(t), nb = n / QK_K, groups = (m + ROWS - 1) / ROWS;
         CpuThreads.RangeBody body = (from, to) -> {
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment buf = arena.allocate((long) ROWS * n * 4, 64);
-                for (int g = from; g < to; g++) {
-                    int i0 = g * ROWS, count = Math.min(ROWS, m - i0);
-                    long ro = wByteOff + i0 * rowBytes;
-                    for (int b = 0; b < count * nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
-                    for (int r = 0; r < rows; r++) {
-                        long xb = (xOff + (long) r * ldx) * 4, yb = (yOff + (long) r * ldy + i0) * 4;
-                        if (count == ROWS) CpuQuant.dot4(buf, n, x, xb, y, yb); // the same dot products as Q8_0/Q4_0's
-                        else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, CpuQuant.dot1(buf, (long) i * n * 4, n, x, xb));
-                    }
+            MemorySegment buf = scratch((long) ROWS * n * 4);
+            for (int g = from; g < to; g++) {
+                int i0 = g * ROWS, count = Math.min(ROWS, m - i0);
+                long ro = wByteOff + i0 * rowBytes;
+                for (int b = 0; b < count * nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
+                for (int r = 0; r < rows; r++) {
+                    long xb = (xOff + (long) r * ldx) * 4, yb = (yOff + (long) r * ldy + i0) * 4;
+                    if (count == ROWS) CpuQuant.dot4(buf, n, x, xb, y, yb); // the same dot products as Q8_0/Q4_0's
+                    else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, CpuQuant.dot1(buf, (long) i * n * 4, n, x, xb));
                 }
             }
         };
