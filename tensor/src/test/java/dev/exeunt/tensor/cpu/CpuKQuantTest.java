@@ -11,6 +11,7 @@ import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.testing.KQuantReference;
 import dev.exeunt.tensor.testing.LeakCheck;
+import dev.exeunt.tensor.testing.ProductCheck;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
@@ -131,17 +132,7 @@ class CpuKQuantTest {
                         for (long i = 0; i < (long) rows * ldx; i++) x.setAtIndex(F32, i, (float) r.nextGaussian());
                         CpuKQuant.gemm(t, rows, m, n, ws, 7, x, 0, ldx, y, 0, ldy);
                         for (int row = 0; row < rows; row++) {
-                            for (int i = 0; i < m; i++) {
-                                double ref = 0, mag = 0;
-                                for (int j = 0; j < n; j++) {
-                                    double p = (double) w[i * n + j] * x.getAtIndex(F32, (long) row * ldx + j);
-                                    ref += p;
-                                    mag += Math.abs(p);
-                                }
-                                float got = y.getAtIndex(F32, (long) row * ldy + i);
-                                assertTrue(Math.abs(got - ref) <= 1e-5 * mag + 1e-30, t + " " + m + "x" + n + " rows " + rows
-                                        + " row " + row + " out " + i + ": " + got + " vs " + ref + " (seed " + SEED + ")");
-                            }
+                            ProductCheck.assertRowMatchesFloat64(w, m, n, x, ldx, y, ldy, row, t + " " + m + "x" + n + " rows " + rows + " (seed " + SEED + ")");
                             // One token alone gives the same bits as within the batch.
                             CpuKQuant.gemv(t, m, n, ws, 7, x, (long) row * ldx, y1, 0);
                             for (int i = 0; i < m; i++) {

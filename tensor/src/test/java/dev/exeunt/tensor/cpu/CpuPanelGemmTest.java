@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.testing.KQuantReference;
+import dev.exeunt.tensor.testing.ProductCheck;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -72,17 +73,8 @@ class CpuPanelGemmTest {
                             for (long i = 0; i < (long) rows * ldy; i++) y.setAtIndex(F32, i, Float.NaN);
                             CpuPanelGemm.gemm(t, rows, m, n, ws, 7, x, 0, ldx, y, 0, ldy, panel, 2, panelFloats);
                             for (int row = 0; row < rows; row++) {
-                                for (int i = 0; i < m; i++) {
-                                    double ref = 0, mag = 0;
-                                    for (int j = 0; j < n; j++) {
-                                        double p = (double) w[i * n + j] * x.getAtIndex(F32, (long) row * ldx + j);
-                                        ref += p;
-                                        mag += Math.abs(p);
-                                    }
-                                    float got = y.getAtIndex(F32, (long) row * ldy + i);
-                                    assertTrue(Math.abs(got - ref) <= 1e-5 * mag + 1e-30, t + " " + m + "x" + n + " rows " + rows + " panel "
-                                            + panelFloats + ", row " + row + " out " + i + ": " + got + " vs " + ref + " (seed " + SEED + ")");
-                                }
+                                ProductCheck.assertRowMatchesFloat64(w, m, n, x, ldx, y, ldy, row,
+                                        t + " " + m + "x" + n + " rows " + rows + " panel " + panelFloats + " (seed " + SEED + ")");
                                 // the padding between Y rows is left alone
                                 for (int i = m; i < ldy; i++) assertTrue(Float.isNaN(y.getAtIndex(F32, (long) row * ldy + i)), "padding written");
                             }
