@@ -11,8 +11,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import jdk.incubator.vector.FloatVector;
+import java.util.Set;
 import java.util.SplittableRandom;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * Exeunt's CPU SGEMM/SGEMV against OpenBLAS on the same inputs, in the same process: square GEMMs 256..2048,
@@ -105,7 +106,7 @@ public final class GemmComparison {
     }
 
     /** Generic kernel families OpenBLAS falls back to on a CPU newer than the build. */
-    private static final java.util.Set<String> GENERIC_CORES = java.util.Set.of("Prescott", "Core2", "Katmai", "Northwood", "Penryn", "Dunnington");
+    private static final Set<String> GENERIC_CORES = Set.of("Prescott", "Core2", "Katmai", "Northwood", "Penryn", "Dunnington");
 
     /**
      * The kernels OpenBLAS runs, with a warning when it fell back to generic ones on a machine with wide vectors:

@@ -187,7 +187,6 @@ public final class OpenBlas {
         }
     }
 
-    /** {@code openblas_get_num_threads}. */
     /**
      * The kernel family OpenBLAS picked for this CPU ({@code openblas_get_corename}, e.g. "SkylakeX", "Haswell"), or
      * null when the build does not say. A CPU newer than the build gets a generic family ("Prescott"), unless
@@ -204,6 +203,7 @@ public final class OpenBlas {
         }
     }
 
+    /** {@code openblas_get_num_threads}. */
     public static int getNumThreads() {
         require();
         try {

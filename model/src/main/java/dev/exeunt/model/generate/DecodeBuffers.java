@@ -14,7 +14,7 @@ import java.lang.foreign.MemorySegment;
  */
 final class DecodeBuffers implements AutoCloseable {
     final int d, qDim, qkvWidth, ffn, vocab, exits;
-    private Tensor storage, panelStorage;
+    private Tensor storage;
     MemorySegment seg;
     /** Whether this step is a prompt pass (see {@link DecodeMath#PROMPT_GEMM_ROWS}). */
     boolean prompt;
@@ -69,16 +69,6 @@ final class DecodeBuffers implements AutoCloseable {
         logitCap = lr;
     }
 
-    /** F32 scratch of at least {@code floats} for dequantized weight panels of a prompt pass (reused, grows). */
-    MemorySegment panel(long floats) {
-        if (panelStorage == null || panelStorage.numel() < floats) {
-            if (floats > Integer.MAX_VALUE) throw new IllegalStateException("weight panel of " + floats + " floats is too large");
-            if (panelStorage != null) panelStorage.close();
-            panelStorage = Ops.unowned(() -> Tensor.empty(DType.F32, Device.CPU, (int) floats));
-        }
-        return panelStorage.segment().asSlice(panelStorage.offset() * 4, floats * 4);
-    }
-
     /** Attention scores for one row over {@code n} positions (reused). */
     float[] scores(int n) {
         if (scores.length < n) scores = new float[Math.max(n, 2 * scores.length)];
@@ -94,8 +84,6 @@ final class DecodeBuffers implements AutoCloseable {
     @Override
     public void close() {
         if (storage != null) storage.close();
-        if (panelStorage != null) panelStorage.close();
         storage = null;
-        panelStorage = null;
     }
 }

@@ -85,8 +85,7 @@ final class DecodeMath {
         if (inputMajor) throw new IllegalStateException("quantized weights must be [out, in], got an input-major " + w.dtype() + " weight");
         long wb = w.dtype().byteSize(w.offset() + (long) col0 * nIn);
         if (gemm) {
-            long floats = (long) CpuPanelGemm.panelRows(nOut, nIn) * nIn;
-            CpuPanelGemm.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut, buf.panel(floats), 0, floats);
+            CpuPanelGemm.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
             return;
         }
         switch (w.dtype()) {

@@ -8,7 +8,6 @@ import dev.exeunt.tensor.HostMemory;
 import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Storage;
 import dev.exeunt.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -170,11 +169,7 @@ public final class CpuBackend implements Backend {
         long wb = w.dtype().byteSize(off(w));
         if (t >= CpuPanelGemm.MIN_ROWS && w.dtype().isQuantized()) {
             // many rows (a prompt, an evaluation batch): dequantized panels through the blocked GEMM
-            long floats = (long) CpuPanelGemm.panelRows(m, n) * n;
-            try (Arena arena = Arena.ofShared()) {
-                MemorySegment panel = arena.allocate(floats * 4, 64);
-                CpuPanelGemm.gemm(w.dtype(), t, m, n, seg(w), wb, seg(x), off(x), n, seg(y), off(y), m, panel, 0, floats);
-            }
+            CpuPanelGemm.gemm(w.dtype(), t, m, n, seg(w), wb, seg(x), off(x), n, seg(y), off(y), m);
             return;
         }
         switch (w.dtype()) {

@@ -6,7 +6,6 @@ import static dev.exeunt.tensor.cpu.CpuHalf.I16;
 import static dev.exeunt.tensor.cpu.CpuHalf.LE;
 
 import dev.exeunt.tensor.DType;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
@@ -211,20 +210,8 @@ public final class CpuKQuant {
 
     // ================================================================= products
 
-    /**
-     * Each thread's dequantization buffer, reused call after call (it grows, never shrinks; a few tens of KiB,
-     * freed with the thread by the GC). A confined arena per call cost an allocation per chunk, and its owner
-     * and liveness checks on every access were not hoisted out of the per-block dequantizers: they took more
-     * samples than the arithmetic in a Q4_K decode, and left Q8_0 decode in the same process at 55-60% of its
-     * speed afterwards. A heap array in its place ran Q4_K decode at half the speed of this native one.
-     */
-    private static final ThreadLocal<MemorySegment[]> SCRATCH = ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
-
-    private static MemorySegment scratch(long bytes) {
-        MemorySegment[] h = SCRATCH.get();
-        if (h[0].byteSize() < bytes) h[0] = Arena.ofAuto().allocate(bytes, 64);
-        return h[0];
-    }
+    /** Each thread's dequantized rows for {@link #gemm}. */
+    private static final ThreadScratch ROWS_BUF = new ThreadScratch();
 
     /**
      * y[yOff + i] = sum_j W[i][j] x[xOff + j] for i in [0, m): W an m x n matrix of type t (n a multiple of 256)
@@ -258,7 +245,7 @@ public final class CpuKQuant {
         }
         int bb = blockBytes(t), nb = n / QK_K, groups = (m + ROWS - 1) / ROWS;
         CpuThreads.RangeBody body = (from, to) -> {
-            MemorySegment buf = scratch((long) ROWS * n * 4);
+            MemorySegment buf = ROWS_BUF.get((long) ROWS * n * 4);
             for (int g = from; g < to; g++) {
                 int i0 = g * ROWS, count = Math.min(ROWS, m - i0);
                 long ro = wByteOff + i0 * rowBytes;

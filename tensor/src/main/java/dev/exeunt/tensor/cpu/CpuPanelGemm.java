@@ -20,6 +20,16 @@ public final class CpuPanelGemm {
     /** Scratch floats a panel aims at: 2 MiB, so a panel is still in cache when the GEMM packs it. */
     public static final int PANEL_FLOATS = 1 << 19;
 
+    /** Each calling thread's panel scratch, for the gemm that takes none. */
+    private static final ThreadScratch PANEL = new ThreadScratch();
+
+    /** As the method below, with panels of {@link #panelRows} rows in this thread's reused scratch. */
+    public static void gemm(DType t, int rows, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff, int ldx,
+                            MemorySegment y, long yOff, int ldy) {
+        long floats = (long) panelRows(m, n) * n;
+        gemm(t, rows, m, n, w, wByteOff, x, xOff, ldx, y, yOff, ldy, PANEL.get(floats * 4), 0, floats);
+    }
+
     /**
      * Y[r][i] = sum_j X[r][j] W[i][j] for r in [0, rows), i in [0, m): W is m x n in storage type t from byte
      * {@code wByteOff} of w (rows of n weights, consecutive), X rows ldx floats apart from xOff, Y rows ldy apart

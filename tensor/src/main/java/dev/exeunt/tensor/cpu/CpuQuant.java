@@ -5,7 +5,6 @@ import static dev.exeunt.tensor.cpu.CpuHalf.FS;
 import static dev.exeunt.tensor.cpu.CpuHalf.I16;
 import static dev.exeunt.tensor.cpu.CpuHalf.LE;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
@@ -611,6 +610,9 @@ public final class CpuQuant {
         gemm(true, rowsX, m, n, w, wByteOff, x, xOff, y, yOff);
     }
 
+    /** Each thread's dequantized rows for {@link #gemm}. */
+    private static final ThreadScratch ROWS_BUF = new ThreadScratch();
+
     private static void gemm(boolean q4, int rowsX, int m, int n, MemorySegment w, long wByteOff, MemorySegment x,
                              long xOff, MemorySegment y, long yOff) {
         String what = q4 ? "gemmQ4_0" : "gemmQ8_0";
@@ -630,19 +632,17 @@ public final class CpuQuant {
         int groups = (m + ROWS - 1) / ROWS;
         int nb = n / QK;
         split(CpuHalf.shareable(w, x, y), groups, (long) ROWS * n * rowsX, (from, to) -> {
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment buf = arena.allocate((long) ROWS * n * 4, 64);
-                for (int g = from; g < to; g++) {
-                    int r0 = g * ROWS, rows = Math.min(ROWS, m - r0);
-                    long src = wByteOff + r0 * rowBytes;
-                    if (q4) dequantBlocksQ4_0(w, src, buf, 0, rows * nb);
-                    else dequantBlocksQ8_0(w, src, buf, 0, rows * nb);
-                    for (int t = 0; t < rowsX; t++) {
-                        long xb = (xOff + (long) t * n) * 4;
-                        long yb = (yOff + (long) t * m + r0) * 4;
-                        if (rows == ROWS) dot4(buf, n, x, xb, y, yb);
-                        else for (int i = 0; i < rows; i++) y.set(F32, yb + i * 4L, dot1(buf, (long) i * n * 4, n, x, xb));
-                    }
+            MemorySegment buf = ROWS_BUF.get((long) ROWS * n * 4);
+            for (int g = from; g < to; g++) {
+                int r0 = g * ROWS, rows = Math.min(ROWS, m - r0);
+                long src = wByteOff + r0 * rowBytes;
+                if (q4) dequantBlocksQ4_0(w, src, buf, 0, rows * nb);
+                else dequantBlocksQ8_0(w, src, buf, 0, rows * nb);
+                for (int t = 0; t < rowsX; t++) {
+                    long xb = (xOff + (long) t * n) * 4;
+                    long yb = (yOff + (long) t * m + r0) * 4;
+                    if (rows == ROWS) dot4(buf, n, x, xb, y, yb);
+                    else for (int i = 0; i < rows; i++) y.set(F32, yb + i * 4L, dot1(buf, (long) i * n * 4, n, x, xb));
                 }
             }
         });
