@@ -33,7 +33,7 @@ final class DemoCommand implements Main.Command {
     public String usage() {
         return """
                 usage: exeunt demo [--out DIR (demo-out)] [--data PATH (default $JAVA_HOME/lib/src.zip)] [--limit-mb N (8)]
-                                   [--iters N (800)] [--threshold X (0.4)] [--prompt TEXT] [--json]
+                                   [--vocab-size N (1024)] [--iters N (800)] [--threshold X (0.4)] [--prompt TEXT] [--json]
                   plus any model/exit/training option of 'exeunt train' (defaults here: 8 layers, d-model 192,
                   4 heads, norm exits at layers 2 and 4, seq-len 128, batch 8). The checkpoint is left in DIR.""";
     }
@@ -48,6 +48,7 @@ final class DemoCommand implements Main.Command {
             throw new IOException("no corpus at " + corpus + " (this JDK ships without lib/src.zip); give --data DIR|FILE with some text");
         }
         long limit = (long) (a.getDouble("limit-mb", 8) * 1_000_000);
+        int vocabSize = a.getInt("vocab-size", 1024);
         double threshold = a.getDouble("threshold", 0.4);
         String prompt = a.get("prompt", "public static void main(String[] args) {\n        ");
         String[] defaults = {"iters", "800", "layers", "8", "d-model", "192", "heads", "4", "exits", "2,4", "seq-len", "128",
@@ -65,7 +66,7 @@ final class DemoCommand implements Main.Command {
         try {
             // 1. Data: a byte-level BPE trained on the corpus, and the token dataset.
             log.printf("1/4 preparing %s (first %.0f MB of text) ...%n", corpus, limit / 1e6);
-            var stats = Prepare.run(Prepare.Options.builder().input(corpus).trainTokenizer(1024).sampleBytes(Math.min(limit, 4_000_000))
+            var stats = Prepare.run(Prepare.Options.builder().input(corpus).trainTokenizer(vocabSize).sampleBytes(Math.min(limit, 4_000_000))
                     .limitBytes(limit).output(work.resolve("data.arrow")).progress(System.err).build());
             log.println("    " + stats);
             BpeTokenizer tokenizer = (BpeTokenizer) HfTokenizerJson.load(stats.tokenizer());
@@ -74,6 +75,7 @@ final class DemoCommand implements Main.Command {
             ta.get("data", null);
             ta.get("limit-mb", null);
             ta.get("threshold", null);
+            ta.get("vocab-size", null);
             ta.get("prompt", null);
             ta.get("json", null);
             ta.checkAllUsed();
@@ -103,10 +105,12 @@ final class DemoCommand implements Main.Command {
                 int[] f = fullOut.tokenIds(), e = earlyOut.tokenIds();
                 List<int[]> prompts = heldOutPrompts(work.resolve("data.arrow"), 4, 32);
                 double[] thresholds = {1.0, 0.8, 0.6, 0.4, 0.2};
-                var rows = GenerationConfig.greedy(128).withEos(eos);
+                // The adaptive gate stops checking an exit that does not pay for its check (exit@4 on this model),
+                // so no threshold is slower than the full model; with speculative decoding it changes no token.
+                var rows = GenerationConfig.greedy(128).withEos(eos).withAdaptive(true);
                 var points = Sweep.run(model, prompts, thresholds, rows, 5, false);
                 Sweep.Point at = points.stream().min(Comparator.comparingDouble(p -> Math.abs(p.threshold() - threshold))).orElseThrow();
-                // Fewer thresholds and repeats than above: about half its time (~30 s on 2 cores at the defaults).
+                // Fewer repeats than above: about half its time (~40 s on 2 cores at the defaults).
                 var speculative = Sweep.run(model, prompts, SPECULATIVE_THRESHOLDS, rows.withSpeculative(true), 3, false);
                 Sweep.Point best = speculative.stream().max(Comparator.comparingDouble(Sweep.Point::speedup)).orElseThrow();
                 Files.writeString(outDir.resolve("sweep.svg"), Sweep.svg(points));
@@ -130,7 +134,8 @@ final class DemoCommand implements Main.Command {
                         sb.append(exits[i] < layers ? "[" + exits[i] + "]" + piece : piece);
                     }
                     out.println(sb);
-                    out.println("--- decode speed against threshold (greedy, batch size 1, 4 held-out prompts x 128 tokens, medians of 5; the 1.000 row shows the noise) ---");
+                    out.println("--- decode speed against threshold (greedy, batch size 1, 4 held-out prompts x 128 tokens, medians of 5, adaptive "
+                            + "exit gating; the 1.000 row shows the noise) ---");
                     out.print(Sweep.table(points));
                     out.println("--- lossless self-speculative decoding: the exits draft, the full model verifies (medians of 3) ---");
                     out.print(Sweep.table(speculative));
@@ -154,8 +159,8 @@ final class DemoCommand implements Main.Command {
         return 0;
     }
 
-    /** The speculative sweep's thresholds: a few, as it runs after the thresholded sweep. */
-    private static final double[] SPECULATIVE_THRESHOLDS = {0.8, 0.6, 0.4};
+    /** The speculative sweep's thresholds: lower than the thresholded ones pay, since a wrong draft costs time, not tokens. */
+    private static final double[] SPECULATIVE_THRESHOLDS = {0.6, 0.4, 0.3, 0.2};
 
     /** Prompts from the end of the dataset (the validation split the trainer held out). */
     private static List<int[]> heldOutPrompts(Path data, int count, int length) throws IOException {

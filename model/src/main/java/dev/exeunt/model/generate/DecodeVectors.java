@@ -8,7 +8,10 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
-/** The vector loops of decode attention: scores over positions, their softmax, the p-weighted sum of values (offsets in floats). */
+/**
+ * The vector loops of decode: attention's scores over positions, their softmax and the p-weighted sum of
+ * values, and a head row's argmax and top probability (offsets in floats).
+ */
 final class DecodeVectors {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int LANES = S.length();
@@ -65,5 +68,30 @@ final class DecodeVectors {
             sum = sum.add(e);
         }
         return VectorMath.sum(sum);
+    }
+
+    /** The index of the largest of n floats at off (the lowest among ties; with NaNs, the first entry's if it is one). */
+    static int argmax(MemorySegment seg, long off, int n) {
+        int bound = S.loopBound(n);
+        FloatVector mv = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+        for (int j = 0; j < bound; j += LANES) mv = mv.max(FloatVector.fromMemorySegment(S, seg, (off + j) * 4, LE));
+        float max = mv.reduceLanes(VectorOperators.MAX); // NaN if any lane saw one
+        for (int j = bound; j < n; j++) max = Math.max(max, seg.getAtIndex(F, off + j));
+        if (!Float.isNaN(max)) {
+            for (int j = 0; j < n; j++) if (seg.getAtIndex(F, off + j) == max) return j;
+        }
+        int best = 0; // NaNs: the scalar scan, which never moves onto one
+        for (int j = 1; j < n; j++) if (seg.getAtIndex(F, off + j) > seg.getAtIndex(F, off + best)) best = j;
+        return best;
+    }
+
+    /** The softmax probability of the entry {@code max}: 1 / sum_j exp(x_j - max) over n floats at off (NaN in, NaN out). */
+    static float topProbability(MemorySegment seg, long off, int n, float max) {
+        int bound = S.loopBound(n);
+        FloatVector sum = FloatVector.zero(S);
+        for (int j = 0; j < bound; j += LANES) sum = sum.add(VectorMath.exp(FloatVector.fromMemorySegment(S, seg, (off + j) * 4, LE).sub(max)));
+        float s = VectorMath.sum(sum);
+        for (int j = bound; j < n; j++) s += VectorMath.exp(seg.getAtIndex(F, off + j) - max);
+        return 1f / s;
     }
 }

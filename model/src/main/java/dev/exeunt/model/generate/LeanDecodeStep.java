@@ -31,16 +31,19 @@ final class LeanDecodeStep {
     private final ModelConfig c;
     private final DecodeCall call;
     private final DecodeBuffers buf;
+    /** Per exit, the head its checks read ({@link DraftHeads}). */
+    private final Tensor[] checkHeads;
     private final int d, nLayers, vocab;
     private final List<DecodeSequence> alive = new ArrayList<>();
     private DecodeMath.Span[] spans = new DecodeMath.Span[8];
     private DecodeSequence[] checking = new DecodeSequence[8];
 
-    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf) {
+    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf, Tensor[] checkHeads) {
         this.model = model;
         this.c = model.config();
         this.call = call;
         this.buf = buf;
+        this.checkHeads = checkHeads;
         this.d = c.dModel();
         this.nLayers = c.nLayers();
         this.vocab = call.usableVocab;
@@ -229,7 +232,7 @@ final class LeanDecodeStep {
         }
         if (k == 0) return;
         call.checks[e] += k;
-        head(exit.norm(), exit.head(), k);
+        head(exit.norm(), checkHeads[e], k);
         for (int i = 0; i < k; i++) {
             DecodeSequence s = checking[i];
             long row = buf.logits + (long) i * vocab;
@@ -354,26 +357,12 @@ final class LeanDecodeStep {
     }
 
     private int argmax(long row) {
-        MemorySegment seg = buf.seg;
-        int best = 0;
-        float max = seg.getAtIndex(F, row);
-        for (int j = 1; j < vocab; j++) {
-            float v = seg.getAtIndex(F, row + j);
-            if (v > max) {
-                max = v;
-                best = j;
-            }
-        }
-        return best;
+        return DecodeVectors.argmax(buf.seg, row, vocab);
     }
 
-    /** Softmax probability of the row's top entry: 1 / sum exp(l - max), in double (NaN logits give NaN). */
+    /** Softmax probability of the row's top entry (NaN logits give NaN). */
     private float maxProb(long row, int argmax) {
-        MemorySegment seg = buf.seg;
-        float max = seg.getAtIndex(F, row + argmax);
-        double sum = 0;
-        for (int j = 0; j < vocab; j++) sum += Math.exp(seg.getAtIndex(F, row + j) - max);
-        return (float) (1.0 / sum);
+        return DecodeVectors.topProbability(buf.seg, row, vocab, buf.seg.getAtIndex(F, row + argmax));
     }
 
     private float[] host(long row) {
