@@ -1,7 +1,6 @@
 package dev.exeunt.model.generate;
 
 import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
 import java.util.ArrayList;
 import java.util.List;
@@ -124,11 +123,9 @@ public final class Generator {
             throw new IllegalArgumentException("exit probabilities (print_max_prob) are not available under pipeline parallelism");
         }
         var c = model.config();
+        DecodeCall call = new DecodeCall(model, cfg, listener, forced);
         List<DecodeSequence> seqs = new ArrayList<>();
-        try (var g = GradMode.noGrad(); DecodeBuffers buf = lean ? new DecodeBuffers(c, model.exits().size()) : null;
-             DraftHeads drafts = lean && cfg.speculative() ? new DraftHeads(model) : null) {
-            Tensor[] checkHeads = drafts != null ? drafts.heads() : DraftHeads.asIs(model);
-            DecodeCall call = new DecodeCall(model, cfg, listener, forced, checkHeads);
+        try (var g = GradMode.noGrad(); DecodeBuffers buf = lean ? new DecodeBuffers(c, model.exits().size()) : null) {
             for (int i = 0; i < prompts.size(); i++) {
                 int[] p = prompts.get(i);
                 if (p.length == 0) throw new IllegalArgumentException("prompt " + i + " is empty (add a BOS token or some text)");
@@ -144,7 +141,7 @@ public final class Generator {
                 int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
                 seqs.add(new DecodeSequence(model, i, p, capacity, cfg.seed()));
             }
-            LeanDecodeStep leanStep = lean ? new LeanDecodeStep(model, call, buf, checkHeads) : null;
+            LeanDecodeStep leanStep = lean ? new LeanDecodeStep(model, call, buf) : null;
             OpDecodeStep opStep = lean ? null : new OpDecodeStep(call);
             long t0 = System.nanoTime();
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();

@@ -31,19 +31,16 @@ final class LeanDecodeStep {
     private final ModelConfig c;
     private final DecodeCall call;
     private final DecodeBuffers buf;
-    /** Per exit, the head its checks read ({@link DraftHeads}). */
-    private final Tensor[] checkHeads;
     private final int d, nLayers, vocab;
     private final List<DecodeSequence> alive = new ArrayList<>();
     private DecodeMath.Span[] spans = new DecodeMath.Span[8];
     private DecodeSequence[] checking = new DecodeSequence[8];
 
-    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf, Tensor[] checkHeads) {
+    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf) {
         this.model = model;
         this.c = model.config();
         this.call = call;
         this.buf = buf;
-        this.checkHeads = checkHeads;
         this.d = c.dModel();
         this.nLayers = c.nLayers();
         this.vocab = call.usableVocab;
@@ -232,7 +229,7 @@ final class LeanDecodeStep {
         }
         if (k == 0) return;
         call.checks[e] += k;
-        head(exit.norm(), checkHeads[e], k);
+        head(exit.norm(), exit.head(), k);
         for (int i = 0; i < k; i++) {
             DecodeSequence s = checking[i];
             long row = buf.logits + (long) i * vocab;
