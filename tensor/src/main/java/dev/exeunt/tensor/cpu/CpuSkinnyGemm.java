@@ -138,6 +138,12 @@ public final class CpuSkinnyGemm {
         for (int q = q0; q < q1; q++) {
             int col = q * 4 * L;
             if (col + 4 * L > n) {
+                // The last chunk: whole vectors one at a time, then the columns past the last vector.
+                for (; col + L <= n; col += L) {
+                    for (int r0 = 0; r0 < m; r0 += 2) {
+                        axpy1(Math.min(2, m - r0), k, a, aOff + (long) r0 * lda, lda, b, bOff + col, ldb, c, cOff + (long) r0 * ldc + col, ldc);
+                    }
+                }
                 scalarColumns(col, n, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
                 continue;
             }
@@ -145,6 +151,20 @@ public final class CpuSkinnyGemm {
                 axpy2(Math.min(2, m - r0), k, a, aOff + (long) r0 * lda, lda, b, bOff + col, ldb, c, cOff + (long) r0 * ldc + col, ldc);
             }
         }
+    }
+
+    /** {@link #axpy2} for one vector of columns (the same fused chain per element). */
+    private static void axpy1(int rows, int k, MemorySegment a, long a0, int lda, MemorySegment b, long b0, int ldb,
+                              MemorySegment c, long c0, int ldc) {
+        FloatVector p = FloatVector.zero(S), q = p;
+        boolean two = rows > 1;
+        for (int i = 0; i < k; i++) {
+            FloatVector w = FloatVector.fromMemorySegment(S, b, (b0 + (long) i * ldb) * 4, LE);
+            p = w.fma(FloatVector.broadcast(S, a.getAtIndex(F, a0 + i)), p);
+            if (two) q = w.fma(FloatVector.broadcast(S, a.getAtIndex(F, a0 + lda + i)), q);
+        }
+        p.intoMemorySegment(c, c0 * 4, LE);
+        if (two) q.intoMemorySegment(c, (c0 + ldc) * 4, LE);
     }
 
     private static void axpy2(int rows, int k, MemorySegment a, long a0, int lda, MemorySegment b, long b0, int ldb,
@@ -185,7 +205,7 @@ public final class CpuSkinnyGemm {
         }
     }
 
-    /** The last columns (fewer than four vectors): per element, the same order as the vector lanes (i ascending, fused). */
+    /** The last columns (fewer than one vector): per element, the same order as the vector lanes (i ascending, fused). */
     private static void scalarColumns(int col0, int n, int m, int k, MemorySegment a, long aOff, int lda,
                                       MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
         for (int r = 0; r < m; r++) {

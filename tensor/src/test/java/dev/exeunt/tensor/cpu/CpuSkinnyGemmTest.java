@@ -53,7 +53,7 @@ class CpuSkinnyGemmTest {
     @Test
     void aRowsResultDoesNotDependOnTheRowsBesideIt() {
         var rng = new SplittableRandom(5);
-        int[][] shapes = {{192, 576}, {100, 37}, {64, 1030}, {300, 77}};
+        int[][] shapes = {{192, 576}, {100, 37}, {64, 1030}, {300, 77}, {160, 160}};
         for (boolean transB : new boolean[] {true, false}) {
             for (int[] sh : shapes) {
                 int k = sh[0], n = sh[1], m = CpuSkinnyGemm.MAX_ROWS;
