@@ -18,6 +18,7 @@ import dev.exeunt.tensor.cpu.CpuPanelGemm;
 import dev.exeunt.tensor.cpu.CpuQuant;
 import dev.exeunt.tensor.cpu.CpuRope;
 import dev.exeunt.tensor.cpu.CpuSkinnyGemm;
+import dev.exeunt.tensor.cpu.CpuThreads;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -206,32 +207,40 @@ final class DecodeMath {
             }
             cache.extendTo(sp.startPos() + sp.count());
             float[] kt = cache.transposedKeys(DecodeVectors.LANES);
-            int stride = cache.transposedStride();
-            for (int i = 0; i < sp.count(); i++) {
-                int pos = sp.startPos() + i;
-                long qRow = rowQkv + (long) i * ld, oRow = w.att + (long) (sp.row() + i) * qd;
-                int window = c.attention().slidingWindow(), first = window == 0 ? 0 : Math.max(0, pos - window + 1);
-                for (int head = 0; head < h; head++) {
-                    int kvh = head / (h / hkv);
-                    attendRow(w, qRow + (long) head * hd, kt, stride, values, kvh, kvd, hd, first, pos, scale, oRow + (long) head * hd);
+            int stride = cache.transposedStride(), window = c.attention().slidingWindow();
+            // Each head of each row reads the cache and writes its own output: a prompt's heads split over the pool
+            // (every row of a head together, so the causal rows' growing cost falls evenly; each chunk with its own
+            // scratch); a decode step's few rows stay on the caller's buffers.
+            CpuThreads.RangeBody heads = (h0, h1) -> {
+                boolean own = h0 > 0 || h1 < h;
+                int room = sp.startPos() + sp.count() + DecodeVectors.LANES;
+                float[] scores = own ? new float[room] : w.scores(room);
+                float[] query = own ? new float[hd] : w.query(hd);
+                for (int i = 0; i < sp.count(); i++) {
+                    int pos = sp.startPos() + i, first = window == 0 ? 0 : Math.max(0, pos - window + 1);
+                    long qRow = rowQkv + (long) i * ld, oRow = w.att + (long) (sp.row() + i) * qd;
+                    for (int head = h0; head < h1; head++) {
+                        attendRow(w.seg, scores, query, qRow + (long) head * hd, kt, stride, values, head / (h / hkv), kvd, hd, first, pos, scale,
+                                oRow + (long) head * hd);
+                    }
                 }
-            }
+            };
+            if (w.prompt && sp.count() >= PROMPT_GEMM_ROWS) CpuThreads.parallelFor(h, 1, heads);
+            else heads.run(0, h);
         }
     }
 
     /**
      * One query head over cached positions [first, pos] (first > 0 under a sliding window):
-     * softmax(q k^T * scale) v into out (hd floats). The scores come a vector of positions at a time from
+     * softmax(q k^T * scale) v into out (hd floats); s (room for pos + 1 + a vector of scores) and qv (hd)
+     * are scratch. The scores come a vector of positions at a time from
      * the transposed keys, so no lane sums; each position's score, and the softmax sum, depend only on
      * first and pos, never on the rows beside this one.
      */
-    private static void attendRow(DecodeBuffers w, long q, float[] kt, int stride, Tensor values, int kvh, int kvd, int hd, int first,
-                                  int pos, float scale, long out) {
-        MemorySegment seg = w.seg;
+    private static void attendRow(MemorySegment seg, float[] s, float[] qv, long q, float[] kt, int stride, Tensor values, int kvh, int kvd,
+                                  int hd, int first, int pos, float scale, long out) {
         // scores from a lane-aligned position, so the vector reads stay inside each transposed row; the ones before first are masked
         int from = first - first % DecodeVectors.LANES, skip = first - from, n = pos + 1 - from;
-        float[] s = w.scores(n + DecodeVectors.LANES);
-        float[] qv = w.query(hd);
         for (int t = 0; t < hd; t++) qv[t] = seg.getAtIndex(F, q + t) * scale;
         DecodeVectors.scores(qv, hd, kt, kvh * hd * stride + from, stride, n, s);
         for (int j = 0; j < skip; j++) s[j] = Float.NEGATIVE_INFINITY;
