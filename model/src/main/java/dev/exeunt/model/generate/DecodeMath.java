@@ -97,12 +97,7 @@ final class DecodeMath {
     }
 
     private static void addBias(Tensor bias, int col0, int rows, int n, MemorySegment out, long outOff, int ldOut) {
-        MemorySegment bs = bias.segment();
-        long bo = bias.offset() + col0;
-        for (int r = 0; r < rows; r++) {
-            long o = outOff + (long) r * ldOut;
-            for (int j = 0; j < n; j++) out.setAtIndex(F, o + j, out.getAtIndex(F, o + j) + bs.getAtIndex(F, bo + j));
-        }
+        for (int r = 0; r < rows; r++) DecodeVectors.add(out, outOff + (long) r * ldOut, bias.segment(), bias.offset() + col0, n);
     }
 
     /** y = norm(x) row by row ([rows, d], contiguous). */
@@ -124,7 +119,7 @@ final class DecodeMath {
 
     /** a += b elementwise over n floats. */
     static void addInto(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
-        for (long i = 0; i < n; i++) a.setAtIndex(F, aOff + i, a.getAtIndex(F, aOff + i) + b.getAtIndex(F, bOff + i));
+        DecodeVectors.add(a, aOff, b, bOff, n);
     }
 
     /** One group of consecutive rows of a packed batch: one sequence's positions [startPos, startPos + count). */
@@ -158,7 +153,7 @@ final class DecodeMath {
             linear(w, mlp.gate(), rows, in, inOff, d, w.seg, w.ff, f);
             linear(w, mlp.up(), rows, in, inOff, d, w.seg, w.ff2, f);
             CpuActivation.silu(w.seg, w.ff, w.seg, w.ff, n);
-            for (long i = 0; i < n; i++) w.seg.setAtIndex(F, w.ff + i, w.seg.getAtIndex(F, w.ff + i) * w.seg.getAtIndex(F, w.ff2 + i));
+            DecodeVectors.multiply(w.seg, w.ff, w.seg, w.ff2, n);
         }
         linear(w, mlp.proj(), rows, w.seg, w.ff, f, out, outOff, d);
     }
