@@ -81,9 +81,13 @@ final class DecodeVectors {
         FloatVector mv = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
         for (int j = 0; j < nv; j += LANES) mv = mv.max(FloatVector.fromArray(S, s, j));
         float max = mv.reduceLanes(VectorOperators.MAX); // exact in any order
+        // The lanes past n take exp(0) and are cleared after: exp(-inf) would send every row's last vector
+        // down exp's rare-argument path, which C2 leaves to the Vector API's allocating fallback.
+        for (int j = n; j < nv; j++) s[j] = max;
         FloatVector sum = FloatVector.zero(S);
         for (int j = 0; j < nv; j += LANES) {
             FloatVector e = VectorMath.exp(FloatVector.fromArray(S, s, j).sub(max));
+            if (j + LANES > n) e = FloatVector.zero(S).blend(e, S.indexInRange(j, n));
             e.intoArray(s, j);
             sum = sum.add(e);
         }
