@@ -28,16 +28,27 @@ public final class DecodeWarmUp {
      * first one compiles the most), at most {@value #MAX_ROUNDS}. Returns the seconds spent.
      */
     public static double onModel(Generator gen, List<int[]> prompts, List<GenerationConfig> modes, double maxSeconds) {
-        long start = System.nanoTime(), end = start + (long) (maxSeconds * 1e9);
+        long end = System.nanoTime() + (long) (maxSeconds * 1e9);
         TokenListener untilDeadline = (s, t) -> System.nanoTime() < end;
+        return untilSettled(() -> {
+            for (GenerationConfig mode : modes) gen.generate(prompts, mode, untilDeadline);
+        }, maxSeconds);
+    }
+
+    /**
+     * Runs {@code round} until a round spends at most a tenth of its time compiling (at least two rounds,
+     * at most {@value #MAX_ROUNDS}, none started after {@code maxSeconds}); returns the seconds spent.
+     */
+    static double untilSettled(Runnable round, double maxSeconds) {
+        long start = System.nanoTime(), end = start + (long) (maxSeconds * 1e9);
         CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
         boolean timed = jit != null && jit.isCompilationTimeMonitoringSupported();
-        for (int round = 0; round < MAX_ROUNDS && System.nanoTime() < end; round++) {
+        for (int r = 0; r < MAX_ROUNDS && System.nanoTime() < end; r++) {
             long compiled = timed ? jit.getTotalCompilationTime() : 0, t0 = System.nanoTime();
-            for (GenerationConfig mode : modes) gen.generate(prompts, mode, untilDeadline);
+            round.run();
             double roundMillis = (System.nanoTime() - t0) / 1e6;
             // Without compile times: a fixed three rounds, by which the measured runs are near their steady rate.
-            if (round >= 1 && (timed ? jit.getTotalCompilationTime() - compiled <= SETTLED * roundMillis : round >= 2)) break;
+            if (r >= 1 && (timed ? jit.getTotalCompilationTime() - compiled <= SETTLED * roundMillis : r >= 2)) break;
         }
         return (System.nanoTime() - start) / 1e9;
     }
