@@ -11,6 +11,7 @@ import dev.exeunt.model.nn.TransformerLayer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.cpu.CpuActivation;
+import dev.exeunt.tensor.cpu.CpuElementwise;
 import dev.exeunt.tensor.cpu.CpuGemm;
 import dev.exeunt.tensor.cpu.CpuNorm;
 import dev.exeunt.tensor.cpu.CpuKQuant;
@@ -97,7 +98,7 @@ final class DecodeMath {
     }
 
     private static void addBias(Tensor bias, int col0, int rows, int n, MemorySegment out, long outOff, int ldOut) {
-        for (int r = 0; r < rows; r++) DecodeVectors.add(out, outOff + (long) r * ldOut, bias.segment(), bias.offset() + col0, n);
+        for (int r = 0; r < rows; r++) CpuElementwise.addInPlace(out, outOff + (long) r * ldOut, bias.segment(), bias.offset() + col0, n);
     }
 
     /** y = norm(x) row by row ([rows, d], contiguous). */
@@ -117,11 +118,6 @@ final class DecodeMath {
         if (n != null) norm(n, heads, hd, x, off, x, off);
     }
 
-    /** a += b elementwise over n floats. */
-    static void addInto(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
-        DecodeVectors.add(a, aOff, b, bOff, n);
-    }
-
     /** One group of consecutive rows of a packed batch: one sequence's positions [startPos, startPos + count). */
     record Span(int row, int count, int startPos, KvCache cache) {}
 
@@ -135,10 +131,10 @@ final class DecodeMath {
         norm(layer.norm1(), rows, d, x, xOff, w.seg, w.n);
         attention(c, layer.attn(), w, rows, spans, nSpans);
         linear(w, layer.attn().out(), rows, w.seg, w.att, w.qDim, w.seg, w.h, d);
-        addInto(w.seg, w.h, x, xOff, (long) rows * d);
+        CpuElementwise.addInPlace(w.seg, w.h, x, xOff, (long) rows * d);
         norm(layer.norm2(), rows, d, w.seg, w.h, w.seg, w.n2);
         mlp(c, layer.mlp(), w, rows, w.seg, w.n2, out, outOff);
-        addInto(out, outOff, w.seg, w.h, (long) rows * d);
+        CpuElementwise.addInPlace(out, outOff, w.seg, w.h, (long) rows * d);
     }
 
     /** out = mlp(in) for [rows, D] rows (the block's MLP or an mlp exit's branch). */
@@ -153,7 +149,7 @@ final class DecodeMath {
             linear(w, mlp.gate(), rows, in, inOff, d, w.seg, w.ff, f);
             linear(w, mlp.up(), rows, in, inOff, d, w.seg, w.ff2, f);
             CpuActivation.silu(w.seg, w.ff, w.seg, w.ff, n);
-            DecodeVectors.multiply(w.seg, w.ff, w.seg, w.ff2, n);
+            CpuElementwise.multiplyInPlace(w.seg, w.ff, w.seg, w.ff2, n);
         }
         linear(w, mlp.proj(), rows, w.seg, w.ff, f, out, outOff, d);
     }

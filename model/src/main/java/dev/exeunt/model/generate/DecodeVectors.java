@@ -31,26 +31,6 @@ final class DecodeVectors {
         return s;
     }
 
-    /** a += b over n floats (elementwise: the same sums as a scalar loop). */
-    static void add(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
-        long i = 0, bound = n - n % LANES;
-        for (; i < bound; i += LANES) {
-            long ai = (aOff + i) * 4;
-            FloatVector.fromMemorySegment(S, a, ai, LE).add(FloatVector.fromMemorySegment(S, b, (bOff + i) * 4, LE)).intoMemorySegment(a, ai, LE);
-        }
-        for (; i < n; i++) a.setAtIndex(F, aOff + i, a.getAtIndex(F, aOff + i) + b.getAtIndex(F, bOff + i));
-    }
-
-    /** a *= b over n floats (elementwise). */
-    static void multiply(MemorySegment a, long aOff, MemorySegment b, long bOff, long n) {
-        long i = 0, bound = n - n % LANES;
-        for (; i < bound; i += LANES) {
-            long ai = (aOff + i) * 4;
-            FloatVector.fromMemorySegment(S, a, ai, LE).mul(FloatVector.fromMemorySegment(S, b, (bOff + i) * 4, LE)).intoMemorySegment(a, ai, LE);
-        }
-        for (; i < n; i++) a.setAtIndex(F, aOff + i, a.getAtIndex(F, aOff + i) * b.getAtIndex(F, bOff + i));
-    }
-
     /** y += alpha * x over n floats. */
     static void axpy(float alpha, MemorySegment x, long xOff, MemorySegment y, long yOff, int n) {
         FloatVector av = FloatVector.broadcast(S, alpha);

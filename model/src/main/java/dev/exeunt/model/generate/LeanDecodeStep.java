@@ -7,6 +7,7 @@ import dev.exeunt.model.nn.Exit;
 import dev.exeunt.model.nn.KvCache;
 import dev.exeunt.model.nn.Norm;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.cpu.CpuElementwise;
 import dev.exeunt.tensor.cpu.CpuKQuant;
 import dev.exeunt.tensor.cpu.CpuQuant;
 import java.lang.foreign.MemorySegment;
@@ -166,7 +167,7 @@ final class LeanDecodeStep {
             default -> throw new IllegalStateException("decode: token embedding of type " + te.dtype());
         }
         Tensor pe = model.positionEmbedding();
-        if (pe != null) DecodeMath.addInto(dst, off, pe.segment(), pe.offset() + (long) pos * d, d);
+        if (pe != null) CpuElementwise.addInPlace(dst, off, pe.segment(), pe.offset() + (long) pos * d, d);
     }
 
     /**
@@ -189,7 +190,7 @@ final class LeanDecodeStep {
                 MemorySegment.copy(seg, (buf.h + last * d) * 4, seg, (buf.ckn + (long) s.ckIndex * d) * 4, (long) d * 4);
             }
             DecodeMath.mlp(c, exit.branch(), buf, k, seg, buf.ck, seg, buf.exitOut[e]);
-            DecodeMath.addInto(seg, buf.exitOut[e], seg, buf.ckn, (long) k * d);
+            CpuElementwise.addInPlace(seg, buf.exitOut[e], seg, buf.ckn, (long) k * d);
         }
         for (int e = 0; e < model.exits().size(); e++) {
             Exit exit = model.exits().get(e);

@@ -9,7 +9,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** A head row's argmax and top probability, and the elementwise add and multiply, vectorized, against plain scalar loops. */
+/** A head row's argmax and top probability, vectorized, against plain scalar loops in double. */
 class DecodeVectorsTest {
     private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
@@ -53,27 +53,6 @@ class DecodeVectorsTest {
             x[0] = Float.NaN;
             MemorySegment.copy(x, 0, seg, F, 0, x.length);
             assertEquals(0, DecodeVectors.argmax(seg, 0, x.length), "a NaN first entry stays the choice, as the scalar scan leaves it");
-        }
-    }
-
-    @Test
-    void addAndMultiplyAreTheScalarLoopsBitForBit() {
-        var rng = new SplittableRandom(3);
-        try (Arena arena = Arena.ofConfined()) {
-            for (int n : new int[] {1, 15, 16, 17, 100, 1000}) {
-                MemorySegment a = arena.allocate(4L * (n + 2)), b = arena.allocate(4L * (n + 5));
-                float[] x = new float[n], y = new float[n];
-                for (int i = 0; i < n; i++) {
-                    x[i] = (float) rng.nextGaussian();
-                    y[i] = (float) rng.nextGaussian();
-                    a.setAtIndex(F, 2 + i, x[i]);
-                    b.setAtIndex(F, 5 + i, y[i]);
-                }
-                DecodeVectors.add(a, 2, b, 5, n);
-                for (int i = 0; i < n; i++) assertEquals(x[i] + y[i], a.getAtIndex(F, 2 + i), 0f, "sum " + i + " of " + n);
-                DecodeVectors.multiply(a, 2, b, 5, n);
-                for (int i = 0; i < n; i++) assertEquals((x[i] + y[i]) * y[i], a.getAtIndex(F, 2 + i), 0f, "product " + i + " of " + n);
-            }
         }
     }
 }

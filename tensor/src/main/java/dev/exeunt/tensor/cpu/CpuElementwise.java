@@ -139,6 +139,20 @@ public final class CpuElementwise {
         });
     }
 
+    /** acc[i] *= x[i] over n contiguous floats. */
+    public static void multiplyInPlace(MemorySegment acc, long accOff, MemorySegment x, long xOff, long n) {
+        CpuThreads.parallelFor(blocks(n), 1, (from, to) -> {
+            long lo = (long) from * GRAIN, hi = Math.min(n, (long) to * GRAIN);
+            long i = lo;
+            for (long bound = lo + S.loopBound(hi - lo); i < bound; i += S.length()) {
+                FloatVector.fromMemorySegment(S, acc, (accOff + i) * 4, LE)
+                        .mul(FloatVector.fromMemorySegment(S, x, (xOff + i) * 4, LE))
+                        .intoMemorySegment(acc, (accOff + i) * 4, LE);
+            }
+            for (; i < hi; i++) acc.setAtIndex(F, accOff + i, acc.getAtIndex(F, accOff + i) * x.getAtIndex(F, xOff + i));
+        });
+    }
+
     /** Sum of squares in double precision (per-block partials, then added in a fixed order). */
     public static double sumOfSquares(MemorySegment x, long xOff, long n) {
         int blocks = blocks(n);
