@@ -18,12 +18,15 @@ import java.util.List;
  * java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
  *      --add-opens=java.base/java.nio=ALL-UNNAMED scripts/AbBuilds.java OLD.jar NEW.jar gemm [transB]
  * java ... scripts/AbBuilds.java OLD.jar NEW.jar decode MODEL_DIR [THRESHOLD (0.4)]
+ * java ... scripts/AbBuilds.java OLD.jar NEW.jar kquant
  * </pre>
  * The jars are cli/target/exeunt.jar of each build (e.g. a git worktree of the old commit, built with
  * {@code ./mvnw -B -q -o package -DskipTests}). gemm: SGEMM GFLOP/s on prompt-shaped and square
  * products, medians of 7 windows of 250 ms each. decode: decode tokens/s of the full model, thresholded
  * early exit and speculative decoding on MODEL_DIR (110 greedy tokens from a fixed prompt), medians of 30
- * generations after 10 warm-up ones.
+ * generations after 10 warm-up ones. kquant: k-quant (and Q4_0, Q8_0) products of 1 and 4 tokens with
+ * 2048 x 768 weights, cycling through 64 MiB of them so they stream from memory as in decode, medians of 7
+ * windows of 250 ms.
  */
 public class AbBuilds {
     public static void main(String[] a) throws Exception {
@@ -32,7 +35,8 @@ public class AbBuilds {
         switch (a[2]) {
             case "gemm" -> gemm(builds, a.length > 3 && a[3].equals("transB"));
             case "decode" -> decode(builds, Path.of(a[3]), a.length > 4 ? Double.parseDouble(a[4]) : 0.4);
-            default -> throw new IllegalArgumentException("unknown mode " + a[2] + ": gemm or decode");
+            case "kquant" -> kquant(builds);
+            default -> throw new IllegalArgumentException("unknown mode " + a[2] + ": gemm, decode or kquant");
         }
         System.exit(0); // the builds' pool threads are daemons, but say so
     }
@@ -69,6 +73,50 @@ public class AbBuilds {
                 double old = median(rates[0]), now = median(rates[1]);
                 System.out.printf("sgemm %4d x %4d x %4d%s  old %6.1f  new %6.1f GFLOP/s  new/old %.2f%n", m, n, k, transB ? " (B transposed)" : "",
                         old, now, now / old);
+            }
+        }
+    }
+
+    private static void kquant(ClassLoader[] builds) throws Exception {
+        int m = 2048, n = 768;
+        String[] types = {"Q4_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"};
+        Method[] kq = new Method[2], q = new Method[2];
+        for (int i = 0; i < 2; i++) {
+            Class<?> dtype = builds[i].loadClass("dev.exeunt.tensor.DType");
+            kq[i] = builds[i].loadClass("dev.exeunt.tensor.cpu.CpuKQuant").getMethod("gemm", dtype, int.class, int.class, int.class,
+                    MemorySegment.class, long.class, MemorySegment.class, long.class, int.class, MemorySegment.class, long.class, int.class);
+            q[i] = builds[i].loadClass("dev.exeunt.tensor.cpu.CpuQuant").getMethod("gemvTokens", boolean.class, int.class, int.class,
+                    int.class, MemorySegment.class, long.class, MemorySegment.class, long.class, int.class, MemorySegment.class, long.class, int.class);
+        }
+        java.util.SplittableRandom rng = new java.util.SplittableRandom(7);
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment x = filled(arena, 4L * n), y = arena.allocate(16L * m, 64);
+            for (String type : types) {
+                // bytes per 256 weights; random bits with F16 scales kept small and finite (every bit pattern of a block is valid)
+                int block = switch (type) { case "Q4_0" -> 144; case "Q8_0" -> 272; case "Q4_K" -> 144; case "Q5_K" -> 176; default -> 210; };
+                long matrix = (long) m * n / 256 * block;
+                int copies = (int) Math.max(1, (64L << 20) / matrix);
+                MemorySegment w = arena.allocate(matrix * copies, 64);
+                for (long o = 0; o + 8 <= w.byteSize(); o += 8) w.set(ValueLayout.JAVA_LONG_UNALIGNED, o, rng.nextLong() & 0x3BFF3BFF3BFF3BFFL);
+                for (int rows : new int[] {1, 4}) {
+                    double[][] rates = new double[2][7];
+                    for (int rep = 0; rep < 7; rep++) {
+                        for (int j = 0; j < 2; j++) {
+                            int i = rep % 2 == 0 ? j : 1 - j;
+                            Object dt = type.endsWith("_K") ? builds[i].loadClass("dev.exeunt.tensor.DType").getField(type).get(null) : null;
+                            long t0 = System.nanoTime(), calls = 0;
+                            while (System.nanoTime() - t0 < 250_000_000L) {
+                                long off = matrix * (calls % copies);
+                                if (dt != null) kq[i].invoke(null, dt, rows, m, n, w, off, x, 0L, n, y, 0L, m);
+                                else q[i].invoke(null, type.equals("Q4_0"), rows, m, n, w, off, x, 0L, n, y, 0L, m);
+                                calls++;
+                            }
+                            rates[i][rep] = (double) m * n * calls / (System.nanoTime() - t0);
+                        }
+                    }
+                    double old = median(rates[0]), now = median(rates[1]);
+                    System.out.printf("%s %d x %d, %d token(s)  old %6.2f  new %6.2f G weights/s  new/old %.2f%n", type, m, n, rows, old, now, now / old);
+                }
             }
         }
     }

@@ -36,9 +36,11 @@ import jdk.incubator.vector.VectorSpecies;
  * so the F32 values equal llama.cpp's and gguf-py's exactly.
  *
  * <h2>Products</h2>
- * Four W rows at a time are dequantized (vectorized) into a per-thread buffer and dotted with every token's X row,
- * each row with one vector accumulator in index order, so a token's result is bit for bit the same alone or in a batch (the decode
- * path verifies speculative drafts relying on that) and equals a plain F32 dot of the dequantized row.
+ * Factored as llama.cpp's are: per block of 32 weights (Q4_K, Q5_K) or 16 (Q6_K) the integer weights dot X, the
+ * block's scale multiplies that sum, and for Q4_K / Q5_K the block's minimum times X's sum over the block is
+ * subtracted. One X row streams W through a kernel that unpacks the weights in registers; several X rows share
+ * W rows unpacked four at a time. Both follow the same steps per X row, so a token's result is bit for bit the
+ * same alone or in a batch (the decode path verifies speculative drafts relying on that).
  */
 public final class CpuKQuant {
     private CpuKQuant() {}
@@ -52,9 +54,8 @@ public final class CpuKQuant {
     private static final int PARTS = CpuQuant.PARTS;
     private static final VectorSpecies<Integer> IS = CpuQuant.IS;
     private static final VectorSpecies<Byte> BS = CpuQuant.BS;
+    private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
-    /** W rows dequantized together and dotted with each X row sharing its loads. */
-    private static final int ROWS = 4;
     /** Weights per thread at least before work is split. */
     private static final int MIN_WORK = 1 << 16;
 
@@ -110,22 +111,39 @@ public final class CpuKQuant {
         }
     }
 
-    private static int ub(MemorySegment seg, long off) {
-        return seg.get(ValueLayout.JAVA_BYTE, off) & 0xFF;
-    }
-
     private static float f16(MemorySegment seg, long off) {
         return Float.float16ToFloat(seg.get(I16, off));
     }
 
-    /** ggml's get_scale_min_k4: the 6-bit scale j (0..7) of the 12 packed bytes at sc. */
-    private static int scaleK4(MemorySegment seg, long sc, int j) {
-        return j < 4 ? ub(seg, sc + j) & 63 : (ub(seg, sc + j + 4) & 0xF) | ((ub(seg, sc + j - 4) >> 6) << 4);
+    /** Bytes 8i..8i+7 of a super-block at byte s, as a little-endian long (one access instead of eight). */
+    private static long word(MemorySegment seg, long s) {
+        return seg.get(I64, s);
     }
 
-    /** ggml's get_scale_min_k4: the 6-bit min j (0..7) of the 12 packed bytes at sc. */
-    private static int minK4(MemorySegment seg, long sc, int j) {
-        return j < 4 ? ub(seg, sc + j + 4) & 63 : (ub(seg, sc + j + 4) >> 4) | ((ub(seg, sc + j) >> 6) << 4);
+    // Q4_K / Q5_K headers: d (bytes 0-1), dmin (2-3), then 12 bytes packing eight 6-bit scales and eight 6-bit
+    // mins (4-15), read as two longs and unpacked with plain arithmetic, as ggml's get_scale_min_k4 defines
+    // them: a byte read per scale used up so much of C2's inlining budget in the product kernels that their
+    // Vector API calls were left to the allocating fallback.
+
+    /** The eight 6-bit scales, one per byte (scale j in byte j), of a header held as words h0, h1. */
+    private static long scalesK4(long h0, long h1) {
+        int u0 = (int) (h0 >>> 32), u2 = (int) (h1 >>> 32);
+        return (u0 & 0x3F3F3F3FL) | (long) ((u2 & 0x0F0F0F0F) | ((u0 >>> 6) & 0x03030303) << 4) << 32;
+    }
+
+    /** The eight 6-bit mins, one per byte, of a header held as words h0, h1. */
+    private static long minsK4(long h1) {
+        int u1 = (int) h1, u2 = (int) (h1 >>> 32);
+        return (u1 & 0x3F3F3F3FL) | (long) (((u2 >>> 4) & 0x0F0F0F0F) | ((u1 >>> 6) & 0x03030303) << 4) << 32;
+    }
+
+    /** Unsigned byte j (0..7) of v. */
+    private static int byteAt(long v, int j) {
+        return (int) (v >>> (8 * j)) & 0xFF;
+    }
+
+    private static float half(long h0, int shift) {
+        return Float.float16ToFloat((short) (h0 >>> shift));
     }
 
     private static FloatVector toFloat(IntVector v) {
@@ -133,13 +151,14 @@ public final class CpuKQuant {
     }
 
     private static void blockQ4_K(MemorySegment src, long s, MemorySegment dst, long o) {
-        float d = f16(src, s), dmin = f16(src, s + 2);
-        long sc = s + 4, qs = s + 16;
+        long h0 = word(src, s), h1 = word(src, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
+        float d = half(h0, 0), dmin = half(h0, 16);
+        long qs = s + 16;
         for (int k = 0; k < 4; k++) {
-            FloatVector d1 = FloatVector.broadcast(FS, d * scaleK4(src, sc, 2 * k));
-            FloatVector m1 = FloatVector.broadcast(FS, dmin * minK4(src, sc, 2 * k));
-            FloatVector d2 = FloatVector.broadcast(FS, d * scaleK4(src, sc, 2 * k + 1));
-            FloatVector m2 = FloatVector.broadcast(FS, dmin * minK4(src, sc, 2 * k + 1));
+            FloatVector d1 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k));
+            FloatVector m1 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k));
+            FloatVector d2 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k + 1));
+            FloatVector m2 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k + 1));
             long q = qs + 32L * k, out = o + 64L * k * 4;
             for (int c = 0; c < 32; c += BL) {
                 ByteVector b = ByteVector.fromMemorySegment(BS, src, q + c, LE);
@@ -154,13 +173,14 @@ public final class CpuKQuant {
     }
 
     private static void blockQ5_K(MemorySegment src, long s, MemorySegment dst, long o) {
-        float d = f16(src, s), dmin = f16(src, s + 2);
-        long sc = s + 4, qh = s + 16, qs = s + 48;
+        long h0 = word(src, s), h1 = word(src, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
+        float d = half(h0, 0), dmin = half(h0, 16);
+        long qh = s + 16, qs = s + 48;
         for (int k = 0; k < 4; k++) {
-            FloatVector d1 = FloatVector.broadcast(FS, d * scaleK4(src, sc, 2 * k));
-            FloatVector m1 = FloatVector.broadcast(FS, dmin * minK4(src, sc, 2 * k));
-            FloatVector d2 = FloatVector.broadcast(FS, d * scaleK4(src, sc, 2 * k + 1));
-            FloatVector m2 = FloatVector.broadcast(FS, dmin * minK4(src, sc, 2 * k + 1));
+            FloatVector d1 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k));
+            FloatVector m1 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k));
+            FloatVector d2 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k + 1));
+            FloatVector m2 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k + 1));
             long q = qs + 32L * k, out = o + 64L * k * 4;
             for (int c = 0; c < 32; c += BL) {
                 ByteVector b = ByteVector.fromMemorySegment(BS, src, q + c, LE);
@@ -182,7 +202,7 @@ public final class CpuKQuant {
     private static void blockQ6_K(MemorySegment src, long s, MemorySegment dst, long o) {
         float d = f16(src, s + 208);
         for (int half = 0; half < 2; half++) {
-            long ql = s + 64L * half, qh = s + 128 + 32L * half, sc = s + 192 + 8L * half, out = o + 128L * half * 4;
+            long ql = s + 64L * half, qh = s + 128 + 32L * half, sc = word(src, s + 192 + 8L * half), out = o + 128L * half * 4;
             for (int c = 0; c < 32; c += BL) {
                 ByteVector a = ByteVector.fromMemorySegment(BS, src, ql + c, LE);
                 ByteVector b = ByteVector.fromMemorySegment(BS, src, ql + 32 + c, LE);
@@ -199,10 +219,10 @@ public final class CpuKQuant {
                     IntVector q4 = vb.lanewise(VectorOperators.ASHR, 4).and(0xF)
                             .or(h.lanewise(VectorOperators.ASHR, 6).and(3).lanewise(VectorOperators.LSHL, 4)).sub(32);
                     long e = out + l * 4L;
-                    toFloat(q1).mul(d * src.get(ValueLayout.JAVA_BYTE, sc + is)).intoMemorySegment(dst, e, LE);
-                    toFloat(q2).mul(d * src.get(ValueLayout.JAVA_BYTE, sc + is + 2)).intoMemorySegment(dst, e + 32 * 4, LE);
-                    toFloat(q3).mul(d * src.get(ValueLayout.JAVA_BYTE, sc + is + 4)).intoMemorySegment(dst, e + 64 * 4, LE);
-                    toFloat(q4).mul(d * src.get(ValueLayout.JAVA_BYTE, sc + is + 6)).intoMemorySegment(dst, e + 96 * 4, LE);
+                    toFloat(q1).mul(d * scale6(sc, is + 0)).intoMemorySegment(dst, e, LE);
+                    toFloat(q2).mul(d * scale6(sc, is + 2)).intoMemorySegment(dst, e + 32 * 4, LE);
+                    toFloat(q3).mul(d * scale6(sc, is + 4)).intoMemorySegment(dst, e + 64 * 4, LE);
+                    toFloat(q4).mul(d * scale6(sc, is + 6)).intoMemorySegment(dst, e + 96 * 4, LE);
                 }
             }
         }
@@ -210,8 +230,12 @@ public final class CpuKQuant {
 
     // ================================================================= products
 
-    /** Each thread's dequantized rows for {@link #gemm}. */
-    private static final ThreadScratch ROWS_BUF = new ThreadScratch();
+    /** X rows (tokens) a product kernel takes at once, sharing every weight load. */
+    private static final int TOKENS = 4;
+    /** Each calling thread's sums of X over each 32 weights, for the Q4_K / Q5_K minimum terms. */
+    private static final ThreadScratch X_SUMS = new ThreadScratch();
+    /** Each thread's four unpacked W rows for {@link #tokens}. */
+    private static final ThreadScratch ROWS = new ThreadScratch();
 
     /**
      * y[yOff + i] = sum_j W[i][j] x[xOff + j] for i in [0, m): W an m x n matrix of type t (n a multiple of 256)
@@ -224,8 +248,9 @@ public final class CpuKQuant {
 
     /**
      * Y[r][i] = sum_j W[i][j] X[r][j] for r in [0, rows), i in [0, m): X rows {@code ldx} floats apart from
-     * {@code x[xOff..]}, Y rows {@code ldy} apart from {@code y[yOff..]}, W as in {@link #gemv}. Each W row is
-     * dequantized once and reused for every X row; a Y row's values do not depend on the other X rows.
+     * {@code x[xOff..]}, Y rows {@code ldy} apart from {@code y[yOff..]}, W as in {@link #gemv}. W streams row
+     * by row, each weight load shared by up to {@value #TOKENS} X rows; a Y row's values do not depend on the
+     * other X rows.
      */
     public static void gemm(DType t, int rows, int m, int n, MemorySegment w, long wByteOff, MemorySegment x, long xOff, int ldx,
                             MemorySegment y, long yOff, int ldy) {
@@ -243,21 +268,281 @@ public final class CpuKQuant {
             for (int r = 0; r < rows; r++) for (int i = 0; i < m; i++) y.setAtIndex(F32, yOff + (long) r * ldy + i, 0f);
             return;
         }
-        int bb = blockBytes(t), nb = n / QK_K, groups = (m + ROWS - 1) / ROWS;
-        CpuThreads.RangeBody body = (from, to) -> {
-            MemorySegment buf = ROWS_BUF.get((long) ROWS * n * 4);
-            for (int g = from; g < to; g++) {
-                int i0 = g * ROWS, count = Math.min(ROWS, m - i0);
-                long ro = wByteOff + i0 * rowBytes;
-                for (int b = 0; b < count * nb; b++) block(t, w, ro + (long) b * bb, buf, (long) b * QK_K * 4);
-                for (int r = 0; r < rows; r++) {
-                    long xb = (xOff + (long) r * ldx) * 4, yb = (yOff + (long) r * ldy + i0) * 4;
-                    if (count == ROWS) CpuQuant.dot4(buf, n, x, xb, y, yb); // the same dot products as Q8_0/Q4_0's
-                    else for (int i = 0; i < count; i++) y.set(F32, yb + i * 4L, CpuQuant.dot1(buf, (long) i * n * 4, n, x, xb));
+        int nb = n / QK_K, groups = n / 32;
+        MemorySegment sums = t == DType.Q6_K ? null : X_SUMS.get((long) rows * groups * 4);
+        if (sums != null) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, (long) r * groups * 4);
+        boolean shareable = CpuHalf.shareable(w, x, y);
+        for (int r0 = 0; r0 < rows; r0 += TOKENS) {
+            int count = Math.min(TOKENS, rows - r0);
+            Kernel k = new Kernel(nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, sums, (long) r0 * groups * 4,
+                    4L * groups, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
+            CpuThreads.RangeBody body = (from, to) -> k.run(t, count, from, to);
+            if (shareable) CpuThreads.parallelFor(m, (int) Math.max(1, MIN_WORK / ((long) n * count)), body);
+            else body.run(0, m);
+        }
+    }
+
+    /** The sum of each 32 floats of x from byte xb (groups of them) into sums from byte sb. */
+    private static void sums32(MemorySegment x, long xb, int groups, MemorySegment sums, long sb) {
+        for (int g = 0; g < groups; g++) {
+            FloatVector acc = FloatVector.zero(FS);
+            for (int j = 0; j < 32; j += FL) acc = acc.add(xAt(x, xb + (32L * g + j) * 4));
+            sums.set(F32, sb + g * 4L, VectorMath.sum(acc));
+        }
+    }
+
+    /**
+     * One product's operands, as byte offsets: W rows rb bytes apart from wOff (nb super-blocks each); X rows xs
+     * apart from xb; their sums over each 32 weights (Q4_K, Q5_K) ss apart from sb; Y rows ys apart from yb.
+     */
+    private record Kernel(int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs, MemorySegment sums,
+                          long sb, long ss, MemorySegment y, long yb, long ys) {
+        /** W rows [r0, r1) times `count` (1 to 4) X rows. */
+        void run(DType t, int count, int r0, int r1) {
+            switch (t) {
+                case Q4_K, Q5_K, Q6_K -> {
+                    if (count > 1) tokens(t, count, r0, r1, this);
+                    else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, x, xb, y, yb);
+                    else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, x, xb, sums, sb, y, yb);
+                }
+                default -> throw new IllegalArgumentException(t + " is not a k-quant type");
+            }
+        }
+    }
+
+    // The kernels below write each Vector API operation once, in loops over the super-block's parts, and hold
+    // their row loop. C2 stops inlining a method's callees past a node count (NodeCountInliningCutoff, not a
+    // product flag), and a Vector API call it does not inline runs the allocating Java fallback: kernels with
+    // the parts written out (several times each) ran 3-17x slower than Q4_0's. Products are factored as
+    // llama.cpp's are: per 32 weights (Q4_K, Q5_K) or 16 (Q6_K) the integer weights dot X, then the block's
+    // scale multiplies that sum, and for Q4_K / Q5_K the block's minimum times X's sum over the block is
+    // subtracted. A row's result follows the same steps for any number of X rows, so a token's result is bit
+    // for bit the same alone or in a batch (the decode path verifies speculative drafts relying on that).
+
+    private static FloatVector xAt(MemorySegment x, long byteOff) {
+        return FloatVector.fromMemorySegment(FS, x, byteOff, LE);
+    }
+
+    /**
+     * Q4_K (or Q5_K when five) rows [r0, r1) times one X row: per 32-weight block j of each super-block,
+     * (d * sc_j) * sum(q x) into a vector, minus (dmin * m_j) * sum(x) into a scalar.
+     */
+    private static void rowsK45(boolean five, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                MemorySegment sums, long sb, MemorySegment y, long yb) {
+        int bytes = five ? 176 : 144, qs = five ? 48 : 16;
+        for (int r = r0; r < r1; r++) {
+            FloatVector acc = FloatVector.zero(FS);
+            float minTerm = 0;
+            for (int b = 0; b < nb; b++) {
+                long s = wOff + r * rb + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
+                float d = half(h0, 0), dmin = half(h0, 16);
+                for (int j = 0; j < 8; j++) {
+                    long q = s + qs + 16L * (j & ~1), xo = xb + (256L * b + 32L * j) * 4;
+                    FloatVector dot = FloatVector.zero(FS);
+                    for (int c = 0; c < 32; c += BL) {
+                        ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                        ByteVector bh = five ? ByteVector.fromMemorySegment(BS, w, s + 16 + c, LE) : bq;
+                        for (int p = 0; p < PARTS; p++) {
+                            IntVector v = quant45(five, bq, bh, p, j);
+                            dot = toFloat(v).fma(xAt(x, xo + (c + p * FL) * 4L), dot);
+                        }
+                    }
+                    acc = dot.fma(FloatVector.broadcast(FS, d * byteAt(scales, j)), acc);
+                    minTerm += dmin * byteAt(mins, j) * sums.get(F32, sb + (8L * b + j) * 4);
                 }
             }
-        };
-        if (CpuHalf.shareable(w, x, y)) CpuThreads.parallelFor(groups, (int) Math.max(1, MIN_WORK / ((long) ROWS * n * rows)), body);
-        else body.run(0, groups);
+            y.set(F32, yb + r * 4L, VectorMath.sum(acc) - minTerm);
+        }
+    }
+
+    /**
+     * Block j's 4-bit weights (0..15) of part p of the loaded bytes bq: low nibbles for even j, high for odd;
+     * for Q5_K with bit j of the qh bytes bh as the fifth bit.
+     */
+    private static IntVector quant45(boolean five, ByteVector bq, ByteVector bh, int p, int j) {
+        IntVector v = ((IntVector) bq.convertShape(VectorOperators.B2I, IS, p)).lanewise(VectorOperators.ASHR, 4 * (j & 1)).and(0xF);
+        if (!five) return v;
+        IntVector h = (IntVector) bh.convertShape(VectorOperators.B2I, IS, p);
+        return v.or(h.lanewise(VectorOperators.ASHR, j).and(1).lanewise(VectorOperators.LSHL, 4));
+    }
+
+    /**
+     * Q6_K rows [r0, r1) times one X row: per 16-weight block, (d * sc) * sum((q - 32) x). In each half of 128
+     * weights, group g (0..3) of 32 holds the low (g < 2) or high nibbles of ql bytes 32 (g % 2).. and bits 2g of
+     * the qh bytes.
+     */
+    private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                 MemorySegment y, long yb) {
+        for (int r = r0; r < r1; r++) {
+            FloatVector acc = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long s = wOff + r * rb + (long) b * 210;
+                float d = f16(w, s + 208);
+                for (int half = 0; half < 2; half++) {
+                    long sc = word(w, s + 192 + 8L * half);
+                    for (int g = 0; g < 4; g++) {
+                        long ql = s + 64L * half + 32L * (g & 1), qh = s + 128 + 32L * half;
+                        long xo = xb + (256L * b + 128L * half + 32L * g) * 4;
+                        for (int c0 = 0; c0 < 32; c0 += 16) {
+                            FloatVector dot = FloatVector.zero(FS);
+                            for (int c = c0; c < c0 + 16; c += BL) {
+                                ByteVector bl = ByteVector.fromMemorySegment(BS, w, ql + c, LE);
+                                ByteVector bh = ByteVector.fromMemorySegment(BS, w, qh + c, LE);
+                                for (int p = 0; p < PARTS; p++) {
+                                    dot = toFloat(quant6(bl, bh, p, g)).fma(xAt(x, xo + (c + p * FL) * 4L), dot);
+                                }
+                            }
+                            acc = dot.fma(FloatVector.broadcast(FS, d * scale6(sc, c0 / 16 + 2 * g)), acc);
+                        }
+                    }
+                }
+            }
+            y.set(F32, yb + r * 4L, VectorMath.sum(acc));
+        }
+    }
+
+    /**
+     * W rows [r0, r1) of k-quant type t times 2 to 4 X rows, with exactly the arithmetic of {@link #rowsK45} and
+     * {@link #rowsQ6_K} for each: W rows are unpacked (their integer weights as floats, their blocks' scales and
+     * mins) four at a time, then dotted with each X row block by block in the same order, four W rows sharing
+     * each X load. Written out for several X rows as the one-row kernels are, these kernels outgrew C2's
+     * inlining budget.
+     */
+    private static void tokens(DType t, int count, int r0, int r1, Kernel k) {
+        int n = k.nb * QK_K, block = t == DType.Q6_K ? 16 : 32, blocks = n / block;
+        long rowBytes = 4L * n + 8L * blocks; // weights, then scales, then mins
+        MemorySegment rows = ROWS.get(4 * rowBytes);
+        for (int r = r0; r < r1; r += 4) {
+            int m = Math.min(4, r1 - r);
+            for (int i = 0; i < m; i++) {
+                long s = k.wOff + (r + i) * k.rb, o = i * rowBytes;
+                if (t == DType.Q6_K) unpackQ6_K(k.w, s, k.nb, rows, o, o + 4L * n);
+                else unpackK45(t == DType.Q5_K, k.w, s, k.nb, rows, o, o + 4L * n, o + 4L * n + 4L * blocks);
+            }
+            for (int i = 0; i < count; i++) {
+                long xb = k.xb + i * k.xs, sb = t == DType.Q6_K ? -1 : k.sb + i * k.ss, yb = k.yb + i * k.ys + r * 4L;
+                if (m == 4) dot4(rows, rowBytes, n, block, k.x, xb, k.sums, sb, k.y, yb);
+                else for (int j = 0; j < m; j++) dot1(rows, j * rowBytes, n, block, k.x, xb, k.sums, sb, k.y, yb + 4L * j);
+            }
+        }
+    }
+
+    /**
+     * One unpacked W row (weights at byte w of rows, then per-block scales, then mins when sb >= 0) times X from
+     * byte xb (its block sums at byte sb of sums) into y at byte yb.
+     */
+    private static void dot1(MemorySegment rows, long w, int n, int block, MemorySegment x, long xb, MemorySegment sums, long sb,
+                             MemorySegment y, long yb) {
+        int blocks = n / block;
+        long scales = w + 4L * n, mins = scales + 4L * blocks;
+        FloatVector acc = FloatVector.zero(FS);
+        float minTerm = 0;
+        for (int bl = 0; bl < blocks; bl++) {
+            FloatVector dot = FloatVector.zero(FS);
+            for (int h = 0; h < block; h += 16) { // a loop of constant length inside: C2 unrolls it whole
+                for (int c = 0; c < 16; c += FL) {
+                    long e = (long) (bl * block + h + c) * 4;
+                    dot = xAt(rows, w + e).fma(xAt(x, xb + e), dot);
+                }
+            }
+            acc = dot.fma(FloatVector.broadcast(FS, rows.get(F32, scales + bl * 4L)), acc);
+            if (sb >= 0) minTerm += rows.get(F32, mins + bl * 4L) * sums.get(F32, sb + bl * 4L);
+        }
+        y.set(F32, yb, VectorMath.sum(acc) - minTerm);
+    }
+
+    /** {@link #dot1} for four unpacked W rows rb bytes apart from byte 0 of rows, into four consecutive outputs. */
+    private static void dot4(MemorySegment rows, long rb, int n, int block, MemorySegment x, long xb, MemorySegment sums, long sb,
+                             MemorySegment y, long yb) {
+        int blocks = n / block;
+        long scales = 4L * n, mins = scales + 4L * blocks;
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+        for (int bl = 0; bl < blocks; bl++) {
+            FloatVector d0 = FloatVector.zero(FS), d1 = d0, d2 = d0, d3 = d0;
+            for (int h = 0; h < block; h += 16) {
+                for (int c = 0; c < 16; c += FL) {
+                    long e = (long) (bl * block + h + c) * 4;
+                    FloatVector xv = xAt(x, xb + e);
+                    d0 = xAt(rows, e).fma(xv, d0);
+                    d1 = xAt(rows, rb + e).fma(xv, d1);
+                    d2 = xAt(rows, 2 * rb + e).fma(xv, d2);
+                    d3 = xAt(rows, 3 * rb + e).fma(xv, d3);
+                }
+            }
+            long sc = scales + bl * 4L;
+            a0 = d0.fma(FloatVector.broadcast(FS, rows.get(F32, sc)), a0);
+            a1 = d1.fma(FloatVector.broadcast(FS, rows.get(F32, rb + sc)), a1);
+            a2 = d2.fma(FloatVector.broadcast(FS, rows.get(F32, 2 * rb + sc)), a2);
+            a3 = d3.fma(FloatVector.broadcast(FS, rows.get(F32, 3 * rb + sc)), a3);
+            if (sb >= 0) {
+                float xs = sums.get(F32, sb + bl * 4L);
+                long mn = mins + bl * 4L;
+                m0 += rows.get(F32, mn) * xs;
+                m1 += rows.get(F32, rb + mn) * xs;
+                m2 += rows.get(F32, 2 * rb + mn) * xs;
+                m3 += rows.get(F32, 3 * rb + mn) * xs;
+            }
+        }
+        y.set(F32, yb, VectorMath.sum(a0) - m0);
+        y.set(F32, yb + 4, VectorMath.sum(a1) - m1);
+        y.set(F32, yb + 8, VectorMath.sum(a2) - m2);
+        y.set(F32, yb + 12, VectorMath.sum(a3) - m3);
+    }
+
+    /** A Q4_K (Q5_K when five) row's integer weights as floats from byte out of row, (d * sc_j) from byte scales, (dmin * m_j) from byte mins. */
+    private static void unpackK45(boolean five, MemorySegment w, long row0, int nb, MemorySegment row, long out0, long scales, long mins) {
+        int bytes = five ? 176 : 144, qs = five ? 48 : 16;
+        for (int b = 0; b < nb; b++) {
+            long s = row0 + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), sc = scalesK4(h0, h1), mn = minsK4(h1);
+            float d = half(h0, 0), dmin = half(h0, 16);
+            for (int j = 0; j < 8; j++) {
+                row.set(F32, scales + (8L * b + j) * 4, d * byteAt(sc, j));
+                row.set(F32, mins + (8L * b + j) * 4, dmin * byteAt(mn, j));
+                long q = s + qs + 16L * (j & ~1), out = out0 + (256L * b + 32L * j) * 4;
+                for (int c = 0; c < 32; c += BL) {
+                    ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                    ByteVector bh = five ? ByteVector.fromMemorySegment(BS, w, s + 16 + c, LE) : bq;
+                    for (int p = 0; p < PARTS; p++) {
+                        toFloat(quant45(five, bq, bh, p, j)).intoMemorySegment(row, out + (c + p * FL) * 4L, LE);
+                    }
+                }
+            }
+        }
+    }
+
+    /** A Q6_K row's integer weights minus 32 as floats from byte out of row, and (d * sc) of each 16 from byte scales. */
+    private static void unpackQ6_K(MemorySegment w, long row0, int nb, MemorySegment row, long out, long scales) {
+        for (int b = 0; b < nb; b++) {
+            long s = row0 + (long) b * 210;
+            float d = f16(w, s + 208);
+            for (int half = 0; half < 2; half++) {
+                long sc = word(w, s + 192 + 8L * half);
+                for (int g = 0; g < 4; g++) {
+                    long ql = s + 64L * half + 32L * (g & 1), qh = s + 128 + 32L * half, first = 256L * b + 128L * half + 32L * g;
+                    row.set(F32, scales + first / 16 * 4, d * scale6(sc, 2 * g));
+                    row.set(F32, scales + (first / 16 + 1) * 4, d * scale6(sc, 1 + 2 * g));
+                    for (int c = 0; c < 32; c += BL) {
+                        ByteVector bl = ByteVector.fromMemorySegment(BS, w, ql + c, LE);
+                        ByteVector bh = ByteVector.fromMemorySegment(BS, w, qh + c, LE);
+                        for (int p = 0; p < PARTS; p++) {
+                            toFloat(quant6(bl, bh, p, g)).intoMemorySegment(row, out + (first + c + p * FL) * 4, LE);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Group g's 6-bit weights minus 32 of part p of the loaded ql bytes bl and qh bytes bh. */
+    private static IntVector quant6(ByteVector bl, ByteVector bh, int p, int g) {
+        IntVector lo = ((IntVector) bl.convertShape(VectorOperators.B2I, IS, p)).lanewise(VectorOperators.ASHR, 4 * (g >> 1)).and(0xF);
+        IntVector hi = ((IntVector) bh.convertShape(VectorOperators.B2I, IS, p)).lanewise(VectorOperators.ASHR, 2 * g).and(3);
+        return lo.or(hi.lanewise(VectorOperators.LSHL, 4)).sub(32);
+    }
+
+    /** Q6_K's int8 scale j (0..7) of a half's eight scales held as one little-endian word. */
+    private static int scale6(long scales, int j) {
+        return (byte) (scales >>> (8 * j));
     }
 }
