@@ -187,6 +187,11 @@ public class TensorParallelTrainingTest {
 
     /** The layout's checkpoint holds the one-rank tensors, whole, under the same names. */
     public static void assertSameCheckpoint(Path one, Path layout, String name) throws IOException {
+        assertSameCheckpoint(one, layout, name, WEIGHT_ABS);
+    }
+
+    /** {@link #assertSameCheckpoint(Path, Path, String)} with weights within weightAbs. */
+    public static void assertSameCheckpoint(Path one, Path layout, String name, double weightAbs) throws IOException {
         for (String file : new String[] {"model.safetensors", TrainingState.OPTIMIZER}) {
             try (var a = SafetensorsCheckpoint.open(one.resolve(file)); var b = SafetensorsCheckpoint.open(layout.resolve(file))) {
                 assertEquals(a.names(), b.names(), name + " " + file);
@@ -195,7 +200,7 @@ public class TensorParallelTrainingTest {
                     try (Tensor x = TensorFiles.load(a, t, Device.CPU); Tensor y = TensorFiles.load(b, t, Device.CPU)) {
                         float[] u = x.toFloatArray(), v = y.toFloatArray();
                         // Moments of squared gradients are tiny; compare them relative to their scale.
-                        double tol = file.equals(TrainingState.OPTIMIZER) ? 1e-3 * maxAbs(u) + 1e-12 : WEIGHT_ABS;
+                        double tol = file.equals(TrainingState.OPTIMIZER) ? 1e-3 * maxAbs(u) + 1e-12 : weightAbs;
                         for (int i = 0; i < u.length; i++) assertEquals(u[i], v[i], tol, name + " " + file + " " + t + "[" + i + "]");
                     }
                 }

@@ -39,13 +39,16 @@ import org.junit.jupiter.api.io.TempDir;
  * the same 4 microbatches: pp 2 and 4, tp 2 x pp 2, dp 2 x pp 2 and tp 2 x dp 2 x pp 2, for GPT-2 (tied
  * head, so the last stage holds a copy of the embedding; shared exit heads on later stages) and Llama,
  * with exits on the first, a middle and the last stage. Same per-step total, final and exit losses
- * (1e-5 relative) and the same weights (5e-5 absolute) after 3 AdamW steps with clipping, for the
- * reasons {@code TensorParallelTrainingTest} gives: only the order of float sums differs.
+ * (1e-5 relative) and the same weights (2e-4 absolute) after 3 AdamW steps with clipping, for the
+ * reasons {@code TensorParallelTrainingTest} gives: only the order of float sums differs. The weights' bound
+ * is wider than that test's 5e-5 because Adam normalises an element whose gradient is as small as its
+ * rounding error to about lr: tp 2 pp 2 measured 6.9e-5 on an AVX2 machine (8-lane sums, AMD Zen 3) against
+ * under 5e-5 with AVX-512. A stage updated from the wrong gradients moves weights by O(lr) = 1e-2.
  */
 @ExtendWith(LeakCheck.class)
 public class PipelineTrainingTest {
     public static final int SEQ = 8, VOCAB = 96;
-    static final double LOSS_REL = 1e-5, WEIGHT_ABS = 5e-5;
+    static final double LOSS_REL = 1e-5, WEIGHT_ABS = 2e-4;
     public static int[] tokens;
 
     @BeforeAll
@@ -165,7 +168,7 @@ public class PipelineTrainingTest {
             System.out.printf("%s: max relative loss difference %.3g, max absolute weight difference %.3g%n", name, maxLoss, maxWeight);
             assertTrue(maxWeight <= WEIGHT_ABS, name + ": weights differ from one rank by " + maxWeight);
             // Stage 0 wrote the one-rank checkpoint: every stage's tensors, each tied head once, and the moments.
-            dev.exeunt.parallel.TensorParallelTrainingTest.assertSameCheckpoint(dir.resolve("one"), out, name);
+            dev.exeunt.parallel.TensorParallelTrainingTest.assertSameCheckpoint(dir.resolve("one"), out, name, WEIGHT_ABS);
         }
     }
 
