@@ -104,8 +104,8 @@ public final class CpuKQuant {
     /** One super-block of type t at byte s of src to 256 floats at byte o of dst. */
     private static void block(DType t, MemorySegment src, long s, MemorySegment dst, long o) {
         switch (t) {
-            case Q4_K -> blockQ4_K(src, s, dst, o);
-            case Q5_K -> blockQ5_K(src, s, dst, o);
+            case Q4_K -> blockK45(false, src, s, dst, o);
+            case Q5_K -> blockK45(true, src, s, dst, o);
             case Q6_K -> blockQ6_K(src, s, dst, o);
             default -> throw new IllegalArgumentException(t + " is not a k-quant type");
         }
@@ -115,7 +115,7 @@ public final class CpuKQuant {
         return Float.float16ToFloat(seg.get(I16, off));
     }
 
-    /** Bytes 8i..8i+7 of a super-block at byte s, as a little-endian long (one access instead of eight). */
+    /** The 8 bytes at byte s of seg as a little-endian long (one access instead of eight). */
     private static long word(MemorySegment seg, long s) {
         return seg.get(I64, s);
     }
@@ -142,7 +142,8 @@ public final class CpuKQuant {
         return (int) (v >>> (8 * j)) & 0xFF;
     }
 
-    private static float half(long h0, int shift) {
+    /** The F16 in bits shift..shift + 15 of a little-endian word. */
+    private static float f16Of(long h0, int shift) {
         return Float.float16ToFloat((short) (h0 >>> shift));
     }
 
@@ -150,79 +151,44 @@ public final class CpuKQuant {
         return (FloatVector) v.convert(VectorOperators.I2F, 0);
     }
 
-    private static void blockQ4_K(MemorySegment src, long s, MemorySegment dst, long o) {
+    /**
+     * One Q4_K (Q5_K when five) super-block at byte s of src to 256 floats at byte o of dst: (d * sc_j) * q - dmin * m_j
+     * for each block j of 32 weights, with the reference's rounding.
+     */
+    private static void blockK45(boolean five, MemorySegment src, long s, MemorySegment dst, long o) {
         long h0 = word(src, s), h1 = word(src, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
-        float d = half(h0, 0), dmin = half(h0, 16);
-        long qs = s + 16;
-        for (int k = 0; k < 4; k++) {
-            FloatVector d1 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k));
-            FloatVector m1 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k));
-            FloatVector d2 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k + 1));
-            FloatVector m2 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k + 1));
-            long q = qs + 32L * k, out = o + 64L * k * 4;
+        float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
+        long qs = s + (five ? 48 : 16);
+        for (int j = 0; j < 8; j++) {
+            FloatVector dsc = FloatVector.broadcast(FS, d * byteAt(scales, j)), dm = FloatVector.broadcast(FS, dmin * byteAt(mins, j));
+            long q = qs + 16L * (j & ~1), out = o + 32L * j * 4;
             for (int c = 0; c < 32; c += BL) {
-                ByteVector b = ByteVector.fromMemorySegment(BS, src, q + c, LE);
+                ByteVector bq = ByteVector.fromMemorySegment(BS, src, q + c, LE);
+                ByteVector bh = five ? ByteVector.fromMemorySegment(BS, src, s + 16 + c, LE) : bq;
                 for (int p = 0; p < PARTS; p++) {
-                    IntVector v = (IntVector) b.convertShape(VectorOperators.B2I, IS, p);
-                    long e = out + (c + p * FL) * 4L;
-                    toFloat(v.and(0xF)).mul(d1).sub(m1).intoMemorySegment(dst, e, LE);
-                    toFloat(v.lanewise(VectorOperators.ASHR, 4).and(0xF)).mul(d2).sub(m2).intoMemorySegment(dst, e + 32 * 4, LE);
+                    toFloat(quant45(five, bq, bh, p, j)).mul(dsc).sub(dm).intoMemorySegment(dst, out + (c + p * FL) * 4L, LE);
                 }
             }
         }
     }
 
-    private static void blockQ5_K(MemorySegment src, long s, MemorySegment dst, long o) {
-        long h0 = word(src, s), h1 = word(src, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
-        float d = half(h0, 0), dmin = half(h0, 16);
-        long qh = s + 16, qs = s + 48;
-        for (int k = 0; k < 4; k++) {
-            FloatVector d1 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k));
-            FloatVector m1 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k));
-            FloatVector d2 = FloatVector.broadcast(FS, d * byteAt(scales, 2 * k + 1));
-            FloatVector m2 = FloatVector.broadcast(FS, dmin * byteAt(mins, 2 * k + 1));
-            long q = qs + 32L * k, out = o + 64L * k * 4;
-            for (int c = 0; c < 32; c += BL) {
-                ByteVector b = ByteVector.fromMemorySegment(BS, src, q + c, LE);
-                ByteVector hb = ByteVector.fromMemorySegment(BS, src, qh + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    IntVector v = (IntVector) b.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector h = (IntVector) hb.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector lo = v.and(0xF).or(h.lanewise(VectorOperators.ASHR, 2 * k).and(1).lanewise(VectorOperators.LSHL, 4));
-                    IntVector hi = v.lanewise(VectorOperators.ASHR, 4).and(0xF)
-                            .or(h.lanewise(VectorOperators.ASHR, 2 * k + 1).and(1).lanewise(VectorOperators.LSHL, 4));
-                    long e = out + (c + p * FL) * 4L;
-                    toFloat(lo).mul(d1).sub(m1).intoMemorySegment(dst, e, LE);
-                    toFloat(hi).mul(d2).sub(m2).intoMemorySegment(dst, e + 32 * 4, LE);
-                }
-            }
-        }
-    }
-
+    /**
+     * One Q6_K super-block at byte s of src to 256 floats at byte o of dst: (d * sc) * (q - 32) for each 16 weights,
+     * with the reference's rounding.
+     */
     private static void blockQ6_K(MemorySegment src, long s, MemorySegment dst, long o) {
         float d = f16(src, s + 208);
         for (int half = 0; half < 2; half++) {
-            long ql = s + 64L * half, qh = s + 128 + 32L * half, sc = word(src, s + 192 + 8L * half), out = o + 128L * half * 4;
-            for (int c = 0; c < 32; c += BL) {
-                ByteVector a = ByteVector.fromMemorySegment(BS, src, ql + c, LE);
-                ByteVector b = ByteVector.fromMemorySegment(BS, src, ql + 32 + c, LE);
-                ByteVector hb = ByteVector.fromMemorySegment(BS, src, qh + c, LE);
-                for (int p = 0; p < PARTS; p++) {
-                    int l = c + p * FL, is = l / 16; // a part never straddles two 16-weight scale groups (FL <= 16)
-                    IntVector va = (IntVector) a.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector vb = (IntVector) b.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector h = (IntVector) hb.convertShape(VectorOperators.B2I, IS, p);
-                    IntVector q1 = va.and(0xF).or(h.and(3).lanewise(VectorOperators.LSHL, 4)).sub(32);
-                    IntVector q2 = vb.and(0xF).or(h.lanewise(VectorOperators.ASHR, 2).and(3).lanewise(VectorOperators.LSHL, 4)).sub(32);
-                    IntVector q3 = va.lanewise(VectorOperators.ASHR, 4).and(0xF)
-                            .or(h.lanewise(VectorOperators.ASHR, 4).and(3).lanewise(VectorOperators.LSHL, 4)).sub(32);
-                    IntVector q4 = vb.lanewise(VectorOperators.ASHR, 4).and(0xF)
-                            .or(h.lanewise(VectorOperators.ASHR, 6).and(3).lanewise(VectorOperators.LSHL, 4)).sub(32);
-                    long e = out + l * 4L;
-                    toFloat(q1).mul(d * scale6(sc, is + 0)).intoMemorySegment(dst, e, LE);
-                    toFloat(q2).mul(d * scale6(sc, is + 2)).intoMemorySegment(dst, e + 32 * 4, LE);
-                    toFloat(q3).mul(d * scale6(sc, is + 4)).intoMemorySegment(dst, e + 64 * 4, LE);
-                    toFloat(q4).mul(d * scale6(sc, is + 6)).intoMemorySegment(dst, e + 96 * 4, LE);
+            long sc = word(src, s + 192 + 8L * half), qh = s + 128 + 32L * half;
+            for (int g = 0; g < 4; g++) {
+                long ql = s + 64L * half + 32L * (g & 1), out = o + (128L * half + 32L * g) * 4;
+                for (int c = 0; c < 32; c += BL) {
+                    ByteVector bl = ByteVector.fromMemorySegment(BS, src, ql + c, LE);
+                    ByteVector bh = ByteVector.fromMemorySegment(BS, src, qh + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        int l = c + p * FL; // a part never straddles two 16-weight scale groups (FL <= 16)
+                        toFloat(quant6(bl, bh, p, g)).mul(d * scale6(sc, l / 16 + 2 * g)).intoMemorySegment(dst, out + l * 4L, LE);
+                    }
                 }
             }
         }
@@ -335,7 +301,7 @@ public final class CpuKQuant {
             float minTerm = 0;
             for (int b = 0; b < nb; b++) {
                 long s = wOff + r * rb + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
-                float d = half(h0, 0), dmin = half(h0, 16);
+                float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
                 for (int j = 0; j < 8; j++) {
                     long q = s + qs + 16L * (j & ~1), xo = xb + (256L * b + 32L * j) * 4;
                     FloatVector dot = FloatVector.zero(FS);
@@ -490,12 +456,15 @@ public final class CpuKQuant {
         y.set(F32, yb + 12, VectorMath.sum(a3) - m3);
     }
 
-    /** A Q4_K (Q5_K when five) row's integer weights as floats from byte out of row, (d * sc_j) from byte scales, (dmin * m_j) from byte mins. */
+    // The unpackers below repeat the dequantizers' loops without the scales: sharing one loop (scales of 1 and 0)
+    // made the multi-token products about 2x slower.
+
+    /** A Q4_K (Q5_K when five) row's integer weights as floats from byte out0 of row, (d * sc_j) from byte scales, (dmin * m_j) from byte mins. */
     private static void unpackK45(boolean five, MemorySegment w, long row0, int nb, MemorySegment row, long out0, long scales, long mins) {
         int bytes = five ? 176 : 144, qs = five ? 48 : 16;
         for (int b = 0; b < nb; b++) {
             long s = row0 + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), sc = scalesK4(h0, h1), mn = minsK4(h1);
-            float d = half(h0, 0), dmin = half(h0, 16);
+            float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
             for (int j = 0; j < 8; j++) {
                 row.set(F32, scales + (8L * b + j) * 4, d * byteAt(sc, j));
                 row.set(F32, mins + (8L * b + j) * 4, dmin * byteAt(mn, j));
