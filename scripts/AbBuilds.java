@@ -58,19 +58,11 @@ public class AbBuilds {
             for (int[] s : shapes) {
                 int m = s[0], n = s[1], k = s[2], ldb = transB ? k : n;
                 MemorySegment x = filled(arena, (long) m * k), w = filled(arena, (long) n * k), y = arena.allocate(4L * m * n, 64);
-                double[][] rates = new double[2][7];
-                for (int rep = 0; rep < 7; rep++) {
-                    for (int j = 0; j < 2; j++) {
-                        int i = rep % 2 == 0 ? j : 1 - j; // alternate which build goes first
-                        long t0 = System.nanoTime(), calls = 0;
-                        while (System.nanoTime() - t0 < 250_000_000L) {
-                            sgemm[i].invoke(null, false, transB, m, n, k, 1f, x, 0L, k, w, 0L, ldb, 0f, y, 0L, n);
-                            calls++;
-                        }
-                        rates[i][rep] = 2.0 * m * n * k * calls / (System.nanoTime() - t0);
-                    }
-                }
-                double old = median(rates[0]), now = median(rates[1]);
+                double[] rates = alternate(i -> {
+                    sgemm[i].invoke(null, false, transB, m, n, k, 1f, x, 0L, k, w, 0L, ldb, 0f, y, 0L, n);
+                    return 2.0 * m * n * k;
+                });
+                double old = rates[0], now = rates[1];
                 System.out.printf("sgemm %4d x %4d x %4d%s  old %6.1f  new %6.1f GFLOP/s  new/old %.2f%n", m, n, k, transB ? " (B transposed)" : "",
                         old, now, now / old);
             }
@@ -99,26 +91,45 @@ public class AbBuilds {
                 MemorySegment w = arena.allocate(matrix * copies, 64);
                 for (long o = 0; o + 8 <= w.byteSize(); o += 8) w.set(ValueLayout.JAVA_LONG_UNALIGNED, o, rng.nextLong() & 0x3BFF3BFF3BFF3BFFL);
                 for (int rows : new int[] {1, 4}) {
-                    double[][] rates = new double[2][7];
-                    for (int rep = 0; rep < 7; rep++) {
-                        for (int j = 0; j < 2; j++) {
-                            int i = rep % 2 == 0 ? j : 1 - j;
-                            Object dt = type.endsWith("_K") ? builds[i].loadClass("dev.exeunt.tensor.DType").getField(type).get(null) : null;
-                            long t0 = System.nanoTime(), calls = 0;
-                            while (System.nanoTime() - t0 < 250_000_000L) {
-                                long off = matrix * (calls % copies);
-                                if (dt != null) kq[i].invoke(null, dt, rows, m, n, w, off, x, 0L, n, y, 0L, m);
-                                else q[i].invoke(null, type.equals("Q4_0"), rows, m, n, w, off, x, 0L, n, y, 0L, m);
-                                calls++;
-                            }
-                            rates[i][rep] = (double) m * n * calls / (System.nanoTime() - t0);
-                        }
+                    long[] calls = new long[2];
+                    Object[] dt = new Object[2];
+                    for (int i = 0; i < 2; i++) {
+                        dt[i] = type.endsWith("_K") ? builds[i].loadClass("dev.exeunt.tensor.DType").getField(type).get(null) : null;
                     }
-                    double old = median(rates[0]), now = median(rates[1]);
+                    double[] rates = alternate(i -> {
+                        long off = matrix * (calls[i]++ % copies);
+                        if (dt[i] != null) kq[i].invoke(null, dt[i], rows, m, n, w, off, x, 0L, n, y, 0L, m);
+                        else q[i].invoke(null, type.equals("Q4_0"), rows, m, n, w, off, x, 0L, n, y, 0L, m);
+                        return (double) m * n;
+                    });
+                    double old = rates[0], now = rates[1];
                     System.out.printf("%s %d x %d, %d token(s)  old %6.2f  new %6.2f G weights/s  new/old %.2f%n", type, m, n, rows, old, now, now / old);
                 }
             }
         }
+    }
+
+    /** One call of build i; returns the work it did (flops, weights). */
+    private interface Call {
+        double run(int build) throws Exception;
+    }
+
+    /**
+     * Each build's work per nanosecond, the median of 7 windows of 250 ms per build, the two builds alternating
+     * and taking turns at going first.
+     */
+    private static double[] alternate(Call call) throws Exception {
+        double[][] rates = new double[2][7];
+        for (int rep = 0; rep < 7; rep++) {
+            for (int j = 0; j < 2; j++) {
+                int i = rep % 2 == 0 ? j : 1 - j;
+                long t0 = System.nanoTime();
+                double work = 0;
+                while (System.nanoTime() - t0 < 250_000_000L) work += call.run(i);
+                rates[i][rep] = work / (System.nanoTime() - t0);
+            }
+        }
+        return new double[] {median(rates[0]), median(rates[1])};
     }
 
     private static MemorySegment filled(Arena arena, long n) {
