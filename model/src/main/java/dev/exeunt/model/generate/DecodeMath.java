@@ -239,8 +239,7 @@ final class DecodeMath {
         float inv = 1f / sum;
         MemorySegment vs = values.segment();
         long vb = values.offset() + (long) kvh * hd;
-        for (int t = 0; t < hd; t++) seg.setAtIndex(F, out + t, 0f);
-        for (int j = skip; j < n; j++) DecodeVectors.axpy(s[j] * inv, vs, vb + (long) (from + j) * kvd, seg, out, hd);
+        DecodeVectors.weightedRows(s, skip, n, inv, vs, vb + (long) from * kvd, kvd, seg, out, hd);
     }
 
     /**

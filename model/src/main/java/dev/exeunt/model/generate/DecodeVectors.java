@@ -31,15 +31,26 @@ final class DecodeVectors {
         return s;
     }
 
-    /** y += alpha * x over n floats. */
-    static void axpy(float alpha, MemorySegment x, long xOff, MemorySegment y, long yOff, int n) {
-        FloatVector av = FloatVector.broadcast(S, alpha);
-        int i = 0, bound = S.loopBound(n);
-        for (; i < bound; i += S.length()) {
-            FloatVector yv = FloatVector.fromMemorySegment(S, y, (yOff + i) * 4, LE);
-            FloatVector.fromMemorySegment(S, x, (xOff + i) * 4, LE).fma(av, yv).intoMemorySegment(y, (yOff + i) * 4, LE);
+    /**
+     * out[0, n) = sum_j p[j] * scale * x[xOff + j * ld, + n) over j in [j0, j1): attention's value rows weighted by
+     * their probabilities, each output vector accumulated in a register over the rows (the same fused chain
+     * per element as y += p[j] * scale * x_j into a zeroed out, row after row, but without a call and a store per row:
+     * as a call per row C2 did not inline it into the attention loop).
+     */
+    static void weightedRows(float[] p, int j0, int j1, float scale, MemorySegment x, long xOff, long ld, MemorySegment out, long outOff, int n) {
+        int bound = S.loopBound(n);
+        for (int i = 0; i < bound; i += S.length()) {
+            FloatVector acc = FloatVector.zero(S);
+            for (int j = j0; j < j1; j++) {
+                acc = FloatVector.fromMemorySegment(S, x, (xOff + j * ld + i) * 4, LE).fma(FloatVector.broadcast(S, p[j] * scale), acc);
+            }
+            acc.intoMemorySegment(out, (outOff + i) * 4, LE);
         }
-        for (; i < n; i++) y.setAtIndex(F, yOff + i, y.getAtIndex(F, yOff + i) + alpha * x.getAtIndex(F, xOff + i));
+        for (int i = bound; i < n; i++) {
+            float y = 0;
+            for (int j = j0; j < j1; j++) y = y + p[j] * scale * x.getAtIndex(F, xOff + j * ld + i);
+            out.setAtIndex(F, outOff + i, y);
+        }
     }
 
     /**

@@ -22,7 +22,7 @@ class CpuSkinnyGemmTest {
     void matchesFloat64Reference() {
         var rng = new SplittableRandom(11);
         int[][] shapes = {{2, 1, 1}, {3, 17, 5}, {4, 33, 64}, {5, 100, 37}, {8, 257, 129}, {7, 1024, 300}, {2, 4096, 256}};
-        for (boolean transB : new boolean[] {true, false}) {
+        for (boolean quads : new boolean[] {true, false}) for (boolean transB : new boolean[] {true, false}) {
             for (int[] sh : shapes) {
                 int m = sh[0], n = sh[1], k = sh[2];
                 int lda = k + 3, ldb = (transB ? k : n) + 5, ldc = n + 2;
@@ -30,7 +30,7 @@ class CpuSkinnyGemmTest {
                     MemorySegment a = random(arena, (long) m * lda + 1, rng);
                     MemorySegment b = random(arena, (long) (transB ? n : k) * ldb + 1, rng);
                     MemorySegment c = random(arena, (long) m * ldc + 1, rng);
-                    CpuSkinnyGemm.gemm(transB, m, n, k, a, 1, lda, b, 1, ldb, c, 1, ldc);
+                    CpuSkinnyGemm.gemm(quads, transB, m, n, k, a, 1, lda, b, 1, ldb, c, 1, ldc);
                     for (int r = 0; r < m; r++) {
                         for (int j = 0; j < n; j++) {
                             double ref = 0, mag = 0;
@@ -41,7 +41,7 @@ class CpuSkinnyGemmTest {
                                 mag += Math.abs(x * w);
                             }
                             assertEquals(ref, c.getAtIndex(F, 1 + (long) r * ldc + j), 1e-6 * mag + 1e-7,
-                                    "transB=" + transB + " shape " + m + "x" + n + "x" + k + " at " + r + "," + j);
+                                    "quads=" + quads + " transB=" + transB + " shape " + m + "x" + n + "x" + k + " at " + r + "," + j);
                         }
                     }
                 }
@@ -49,7 +49,7 @@ class CpuSkinnyGemmTest {
         }
     }
 
-    /** A row's product is bit for bit the same alone, at any place in a batch, for any batch size. */
+    /** A row's product is bit for bit the same alone, at any place in a batch, for any batch size, with either kernel set. */
     @Test
     void aRowsResultDoesNotDependOnTheRowsBesideIt() {
         var rng = new SplittableRandom(5);
@@ -61,10 +61,10 @@ class CpuSkinnyGemmTest {
                     MemorySegment a = random(arena, (long) m * k, rng);
                     MemorySegment b = random(arena, (long) n * k, rng);
                     MemorySegment all = arena.allocate(4L * m * n), part = arena.allocate(4L * m * n);
-                    CpuSkinnyGemm.gemm(transB, m, n, k, a, 0, k, b, 0, transB ? k : n, all, 0, n);
-                    for (int rows = 1; rows < m; rows++) {
+                    CpuSkinnyGemm.gemm(true, transB, m, n, k, a, 0, k, b, 0, transB ? k : n, all, 0, n);
+                    for (int rows = 1; rows <= m; rows++) {
                         for (int r0 = 0; r0 + rows <= m; r0 += rows) {
-                            CpuSkinnyGemm.gemm(transB, rows, n, k, a, (long) r0 * k, k, b, 0, transB ? k : n, part, (long) r0 * n, n);
+                            CpuSkinnyGemm.gemm(rows % 2 == 0, transB, rows, n, k, a, (long) r0 * k, k, b, 0, transB ? k : n, part, (long) r0 * n, n);
                         }
                         int covered = m / rows * rows;
                         for (long i = 0; i < (long) covered * n; i++) {
