@@ -20,6 +20,8 @@ final class ModelOptions {
                       --exit-placement pre|post (post)  --exit-weight W (1.0)  --exit-weight-init W (= weight)
                       --exit-weight-warmup N (0)  --exit-weight-shape linear|cosine  --exit-temperature T (1)
                       --shared-exit-heads (tie exit heads to the embedding)  --dynamic-token-weights
+                      --exit-self-distill B (0; also train each exit, through its own parameters only, on the final
+                      head's top-1 token, weighted B: exits that agree with the full model; pipeline size 1)
               train:  --seq-len N (128)  --batch N (8; alias --global-batch-size)  --micro-batch-size N  --grad-accum N (1)  --iters N (200)  --lr X (3e-3)  --min-lr X
                       --warmup N (20)  --weight-decay X (0.1)  --clip X (1.0)  --seed N  --eval-every N  --eval-batches N
                       --save-every N  --log-every N (0: every step on a terminal, else a line every 5 s)  --val-fraction X (0.05)""";
@@ -27,7 +29,7 @@ final class ModelOptions {
     /** Every option {@link #model} reads. */
     static final String[] MODEL_KEYS = {"family", "d-model", "layers", "heads", "kv-heads", "ffn", "untied", "exit-kind",
             "exit-placement", "exit-weight", "exit-weight-init", "exit-weight-warmup", "exit-weight-shape", "shared-exit-heads",
-            "exit-temperature", "exits", "rope-theta", "dynamic-token-weights"};
+            "exit-temperature", "exit-self-distill", "exits", "rope-theta", "dynamic-token-weights"};
 
     static ModelConfig model(Args a, int vocab, int seqLen) {
         Family family = Family.parse(a.get("family", "gpt2"));
@@ -42,8 +44,8 @@ final class ModelOptions {
         var schedule = new WeightSchedule(a.getDouble("exit-weight-init", w), w, a.getInt("exit-weight-warmup", 0),
                 WeightSchedule.Shape.valueOf(a.get("exit-weight-shape", "linear").toUpperCase()));
         boolean shared = a.getBool("shared-exit-heads", false);
-        double temp = a.getDouble("exit-temperature", 1.0);
-        for (int layer : a.getInts("exits", new int[0])) exits.add(new ExitConfig(layer, placement, kind, shared, schedule, temp));
+        double temp = a.getDouble("exit-temperature", 1.0), distill = a.getDouble("exit-self-distill", 0);
+        for (int layer : a.getInts("exits", new int[0])) exits.add(new ExitConfig(layer, placement, kind, shared, schedule, temp, distill));
         return new ModelConfig(family, vocab, d, layers, heads, kvHeads, ffn, seqLen, 1e-5, a.getDouble("rope-theta", 10000),
                 tied, exits, a.getBool("dynamic-token-weights", false), -1, -1);
     }

@@ -143,6 +143,7 @@ public final class ConfigJson {
                 x.put("kind", e.kind().id());
                 x.put("shared_head", e.sharedHead());
                 x.put("temperature", e.temperature());
+                if (e.selfDistill() > 0) x.put("self_distill", e.selfDistill());
                 ObjectNode w = x.putObject("loss_weight");
                 w.put("init", e.weight().init());
                 w.put("target", e.weight().target());
@@ -417,6 +418,7 @@ public final class ConfigJson {
             }
             boolean shared = x.bool("shared_head", false);
             double temperature = x.positiveNumber("temperature", 1.0, 1e6, "exit temperature");
+            double selfDistill = x.has("self_distill") ? nonNegative(x, "self_distill") : 0;
             WeightSchedule weight = WeightSchedule.constant(1.0);
             JsonNode w = x.get("loss_weight");
             if (w != null) {
@@ -427,7 +429,7 @@ public final class ConfigJson {
                 wr.refuseUnread("an exit's loss_weight");
             }
             x.refuseUnread("an exit");
-            out.add(new ExitConfig(layer, placement, kind, shared, weight, temperature));
+            out.add(new ExitConfig(layer, placement, kind, shared, weight, temperature, selfDistill));
         }
         ee.refuseUnread("the early_exit section");
         return dynamic;

@@ -380,11 +380,14 @@ public final class EarlyExitModel implements AutoCloseable {
         double[] weights = f.exitWeights();
         Tensor[][] exitInputs = f.exitInputs();
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
-        Tensor finalLoss = finalHead ? VocabParallelCrossEntropy.loss(finalLogits(f.output()), targets, opts, tp) : null;
+        Tensor logits = finalHead ? finalLogits(f.output()) : null;
+        Tensor finalLoss = finalHead ? VocabParallelCrossEntropy.loss(logits, targets, opts, tp) : null;
+        Tensor finalTop = selfDistillTargets(f, logits, targets);
         double[] exitLosses = new double[nExits];
         Tensor aux = finalLoss != null ? Ops.scale(finalLoss, lossScale) : outputGrad != null ? Ops.sumAll(Ops.mul(f.output(), outputGrad)) : null;
         List<Tensor> grads = new ArrayList<>();
         long exitStart = System.nanoTime();
+        double selfDistill = 0;
         for (int i = 0; i < nExits; i++) {
             if (exitInputs[i] == null) continue;
             if (f.exitLosses() != null) { // undeferred: the exit's graph joins the one backward below
@@ -398,7 +401,14 @@ public final class EarlyExitModel implements AutoCloseable {
                 for (int k = 0; k < detached.length; k++) detached[k] = exitInputs[i][k].detach().requiresGrad(true);
                 Tensor li = exitLoss(exits.get(i), detached, targets, mask, true);
                 exitLosses[i] = li.item();
-                Ops.scale(li, (float) (weights[i] * lossScale)).backward(finalOnly(finalGradients, true));
+                Tensor term = Ops.scale(li, (float) (weights[i] * lossScale));
+                double beta = exits.get(i).config().selfDistill();
+                if (beta > 0) {
+                    Tensor di = selfDistillLoss(exits.get(i), exitInputs[i], finalTop, mask);
+                    selfDistill += weights[i] * beta * di.item();
+                    term = Ops.add(term, Ops.scale(di, (float) (weights[i] * beta * lossScale)));
+                }
+                term.backward(finalOnly(finalGradients, true));
             }
             for (int k = 0; k < detached.length; k++) {
                 Tensor g = detached[k].grad();
@@ -411,7 +421,7 @@ public final class EarlyExitModel implements AutoCloseable {
         if (aux != null && aux.requiresGrad()) aux.backward(finalOnly(finalGradients, f.exitLosses() != null ? null : false));
         for (Tensor g : grads) g.close();
         double fl = finalLoss == null ? 0 : finalLoss.item();
-        double total = fl;
+        double total = fl + selfDistill;
         for (int i = 0; i < nExits; i++) total += weights[i] * exitLosses[i];
         return new StepLosses(total, fl, exitLosses, weights, targets.numel(), exitNanos);
     }
@@ -494,16 +504,59 @@ public final class EarlyExitModel implements AutoCloseable {
         return VocabParallelCrossEntropy.loss(logits, targets, opts, tp);
     }
 
-    /** The objective L = L_final + sum_i w_i L_i without gradients (what {@link #forwardBackward} differentiates). */
+    /**
+     * The final head's top-1 token at every position, the self-distilling exits' second target (null when
+     * no exit of this step self-distills). It needs the final logits beside the exits' inputs.
+     */
+    private Tensor selfDistillTargets(StageForward f, Tensor finalLogits, Tensor targets) {
+        Tensor[][] inputs = f.exitInputs();
+        boolean any = false;
+        for (int i = 0; i < exits.size(); i++) {
+            if (inputs[i] == null || exits.get(i).config().selfDistill() == 0) continue;
+            if (f.exitLosses() != null || finalLogits == null) {
+                throw new IllegalStateException("self-distillation of the exit at layer " + exits.get(i).config().layer()
+                        + " needs the final head's logits on the exit's own stage and deferred exits: train with pipeline size 1"
+                        + " (or set the exit's self_distill to 0)");
+            }
+            any = true;
+        }
+        if (!any) return null;
+        try (var g = GradMode.noGrad()) {
+            Tensor top = VocabParallelCrossEntropy.topProbability(finalLogits.detach().reshape(-1, finalLogits.dim(-1)), tp)[1];
+            return top.reshape(targets.shape());
+        }
+    }
+
+    /**
+     * An exit's cross-entropy against the final head's top-1 tokens, from its inputs detached: the gradient
+     * trains the exit's own parameters only, so the backbone is never pulled toward what a shallow exit
+     * can copy (with the backbone in the graph the whole model collapsed onto a few easy tokens).
+     */
+    private Tensor selfDistillLoss(Exit exit, Tensor[] input, Tensor finalTop, Tensor mask) {
+        Tensor[] frozen = new Tensor[input.length];
+        for (int k = 0; k < input.length; k++) frozen[k] = input[k].detach();
+        return exitLoss(exit, frozen, finalTop, mask, true);
+    }
+
+    /**
+     * The objective L = L_final + sum_i w_i (L_i + beta_i D_i) without gradients (what {@link #forwardBackward}
+     * differentiates; D_i, exit i's self-distillation term, with the final head's top-1 tokens as constants
+     * and, in the gradient, through the exit's own parameters only).
+     */
     public double objective(Tensor ids, Tensor targets, Tensor mask, long iteration) {
         try (var g = GradMode.noGrad(); var s = Scope.open()) {
             Tensor[][] exitInputs = new Tensor[exits.size()][];
             double[] weights = new double[exits.size()];
             for (int i = 0; i < weights.length; i++) weights[i] = exits.get(i).config().weight().at(iteration);
             Tensor x = backbone(ids, exitInputs, weights);
-            double total = VocabParallelCrossEntropy.loss(finalLogits(x), targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask), tp).item();
+            Tensor logits = finalLogits(x);
+            double total = VocabParallelCrossEntropy.loss(logits, targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask), tp).item();
+            Tensor finalTop = selfDistillTargets(new StageForward(ids, x, exitInputs, weights, null), logits, targets);
             for (int i = 0; i < exits.size(); i++) {
-                if (exitInputs[i] != null) total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();
+                if (exitInputs[i] == null) continue;
+                total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();
+                double beta = exits.get(i).config().selfDistill();
+                if (beta > 0) total += weights[i] * beta * exitLoss(exits.get(i), exitInputs[i], finalTop, mask, true).item();
             }
             return total;
         }

@@ -272,6 +272,24 @@ class ConfigKeysTest {
         }
     }
 
+    /** An exit's self-distillation weight is written only when set, and read back; a negative one is refused by name. */
+    @Test
+    void exitSelfDistillationRoundTrips() throws IOException {
+        var exits = List.of(ExitConfig.post(1, ExitKind.NORM, 1.0).withSelfDistill(0.75), ExitConfig.post(2, ExitKind.NORM, 1.0));
+        ModelConfig c = ModelConfig.gpt2(11, 8, 2, 2, 16, exits);
+        ObjectNode json = ConfigJson.toJson(c);
+        var written = json.get("early_exit").get("exits");
+        assertEquals(0.75, written.get(0).get("self_distill").asDouble());
+        assertEquals(null, written.get(1).get("self_distill"), "an exit without self-distillation writes no key");
+        ModelConfig back = ConfigJson.fromJson(json, Path.of("config.json"));
+        assertEquals(0.75, back.exits().get(0).selfDistill());
+        assertEquals(0.0, back.exits().get(1).selfDistill());
+        ((ObjectNode) written.get(0)).put("self_distill", -1);
+        var err = assertThrows(CheckpointFormatException.class,
+                () -> ConfigJson.fromJson(json, Path.of("config.json")));
+        assertTrue(err.getMessage().contains("self_distill"), err.getMessage());
+    }
+
     @Test
     void writtenConfigReadsBackIdenticallyWithItsCarriedKeys(@TempDir Path tmp) throws IOException {
         Path dir = saved(tmp, LLAMA);

@@ -83,6 +83,77 @@ class EarlyExitModelTest {
         }
     }
 
+    /**
+     * Self-distillation (exits also trained on the final head's top-1 token) reaches the exits' own
+     * parameters only: every other gradient is bit for bit the one without it, the exits' gradients match
+     * finite differences of the objective with its distillation terms (the final head's tokens do not move
+     * with an exit's parameters), and the reported total is that objective.
+     */
+    @Test
+    void selfDistillationTrainsTheExitsOnlyAndMatchesFiniteDifferences() {
+        var plain = List.of(
+                new ExitConfig(1, ExitConfig.Placement.POST, ExitKind.NORM, false, WeightSchedule.constant(0.5), 1.5),
+                new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.MLP, false, WeightSchedule.constant(0.7), 1.0));
+        var distilled = List.of(plain.get(0).withSelfDistill(2.0), plain.get(1).withSelfDistill(0.5));
+        for (boolean llama : new boolean[] {false, true}) {
+            ModelConfig a = llama ? ModelConfig.llama(V, 8, 3, 2, 1, 12, 16, plain) : ModelConfig.gpt2(V, 8, 3, 2, 16, plain);
+            ModelConfig b = llama ? ModelConfig.llama(V, 8, 3, 2, 1, 12, 16, distilled) : ModelConfig.gpt2(V, 8, 3, 2, 16, distilled);
+            try (var without = EarlyExitModel.create(a, Device.CPU, 5); var with = EarlyExitModel.create(b, Device.CPU, 5); var s = Scope.open()) {
+                Tensor[] batch = batch(13);
+                Tensor mask = Tensor.of(new float[] {1, 1, 0, 1, 1, 1, 1, 1, 1, 0}, B, T);
+                without.parameters().zeroGrads();
+                with.parameters().zeroGrads();
+                without.forwardBackward(batch[0], batch[1], mask, 0, 1f);
+                var losses = with.forwardBackward(batch[0], batch[1], mask, 0, 1f);
+                assertEquals(with.objective(batch[0], batch[1], mask, 0), losses.total(), 1e-5 * Math.abs(losses.total()));
+                boolean exitMoved = false;
+                for (var e : with.parameters().all().entrySet()) {
+                    float[] g = e.getValue().grad().toFloatArray(), g0 = without.parameters().get(e.getKey()).grad().toFloatArray();
+                    if (!e.getKey().startsWith("exits.")) {
+                        assertArrayEquals(g0, g, 0f, e.getKey() + " (llama " + llama + ") must not see the distillation terms");
+                        continue;
+                    }
+                    exitMoved |= !java.util.Arrays.equals(g0, g);
+                    Tensor p = e.getValue();
+                    int n = (int) p.numel(), best = 0;
+                    for (int i = 1; i < n; i++) if (Math.abs(g[i]) > Math.abs(g[best])) best = i;
+                    for (int i : new int[] {best, 0, n - 1}) {
+                        int[] idx = unravel(i, p.shape());
+                        float orig = p.get(idx);
+                        double eps = 1e-3;
+                        p.set(orig + (float) eps, idx);
+                        double plus = with.objective(batch[0], batch[1], mask, 0);
+                        p.set(orig - (float) eps, idx);
+                        double minus = with.objective(batch[0], batch[1], mask, 0);
+                        p.set(orig, idx);
+                        double num = (plus - minus) / (2 * eps);
+                        if (Math.abs(num - g[i]) > 2e-3 + 5e-2 * Math.abs(num)) {
+                            fail(String.format("%s[%d] (llama %b): analytic %.6g vs numeric %.6g", e.getKey(), i, llama, g[i], num));
+                        }
+                    }
+                }
+                assertTrue(exitMoved, "the distillation terms changed no exit gradient");
+                without.parameters().all().values().forEach(Tensor::clearGrad);
+                with.parameters().all().values().forEach(Tensor::clearGrad);
+            }
+        }
+    }
+
+    @Test
+    void selfDistillationNeedsTheFinalHeadAndItsOwnExitHead() {
+        var e = ExitConfig.post(1, ExitKind.NORM, 1.0).withSelfDistill(1.0);
+        try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 8, 2, 2, 16, List.of(e)), Device.CPU, 5); var s = Scope.open()) {
+            Tensor[] b = batch(3);
+            var f = model.forwardStageUndeferred(b[0], b[1], 0);
+            var err = assertThrows(IllegalStateException.class, () -> model.backwardStage(f, null, b[1], null, 1f, null));
+            assertTrue(err.getMessage().contains("self-distillation of the exit at layer 1"), err.getMessage());
+            model.parameters().all().values().forEach(Tensor::clearGrad);
+        }
+        var shared = assertThrows(IllegalArgumentException.class,
+                () -> new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.NORM, true, WeightSchedule.constant(1), 1.0, 1.0));
+        assertTrue(shared.getMessage().contains("shares the token embedding"), shared.getMessage());
+    }
+
     @Test
     void sharedExitHeadOnTiedModel() {
         var e = new ExitConfig(2, ExitConfig.Placement.POST, ExitKind.NORM, true, WeightSchedule.constant(0.5), 1.0);
