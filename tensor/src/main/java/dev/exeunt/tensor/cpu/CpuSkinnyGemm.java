@@ -127,14 +127,9 @@ public final class CpuSkinnyGemm {
         for (int r = 0; r < rows; r++) {
             for (int col = 0; col < 4; col++) {
                 float t = tail(k, kv, a, ar + (long) r * lda, b, bj + (long) col * ldb);
-                c.setAtIndex(F, c0 + (long) r * ldc + col, laneSum(partials, (4L * r + col) * L * 4) + t);
+                c.setAtIndex(F, c0 + (long) r * ldc + col, VectorMath.sumAt(S, partials, (4L * r + col) * L * 4) + t);
             }
         }
-    }
-
-    /** {@link VectorMath#sum} of the vector stored at byte offset off. */
-    private static float laneSum(MemorySegment partials, long off) {
-        return VectorMath.sum(FloatVector.fromMemorySegment(S, partials, off, LE));
     }
 
     /** The scalar tail of a dot product, i in [kv, k) (zero when k is a multiple of the vector length). */

@@ -135,6 +135,16 @@ public final class VectorMath {
         return sumReference(v.toArray());
     }
 
+    /**
+     * {@link #sum(FloatVector)} of the vector of species s stored at byte offset off of seg. Kernels that keep
+     * several accumulators store them and sum them here: summed in the kernel, the sums' species tests and
+     * shuffles pushed it past C2's inlining budget, and the vectors went to a call boxed (the skinny GEMM's
+     * dot kernel).
+     */
+    public static float sumAt(VectorSpecies<Float> s, java.lang.foreign.MemorySegment seg, long off) {
+        return sum(FloatVector.fromMemorySegment(s, seg, off, java.nio.ByteOrder.LITTLE_ENDIAN));
+    }
+
     /** The scalar reference of {@link #sum(FloatVector)}: a pairwise tree over a power-of-two length. */
     public static float sumReference(float[] a) {
         float[] t = a.clone();
