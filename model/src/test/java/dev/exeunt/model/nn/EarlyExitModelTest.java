@@ -117,20 +117,7 @@ class EarlyExitModelTest {
                     Tensor p = e.getValue();
                     int n = (int) p.numel(), best = 0;
                     for (int i = 1; i < n; i++) if (Math.abs(g[i]) > Math.abs(g[best])) best = i;
-                    for (int i : new int[] {best, 0, n - 1}) {
-                        int[] idx = unravel(i, p.shape());
-                        float orig = p.get(idx);
-                        double eps = 1e-3;
-                        p.set(orig + (float) eps, idx);
-                        double plus = with.objective(batch[0], batch[1], mask, 0);
-                        p.set(orig - (float) eps, idx);
-                        double minus = with.objective(batch[0], batch[1], mask, 0);
-                        p.set(orig, idx);
-                        double num = (plus - minus) / (2 * eps);
-                        if (Math.abs(num - g[i]) > 2e-3 + 5e-2 * Math.abs(num)) {
-                            fail(String.format("%s[%d] (llama %b): analytic %.6g vs numeric %.6g", e.getKey(), i, llama, g[i], num));
-                        }
-                    }
+                    probe(with, e.getKey() + " (llama " + llama + ")", p, g, new int[] {best, 0, n - 1}, 1e-3, batch, mask);
                 }
                 assertTrue(exitMoved, "the distillation terms changed no exit gradient");
                 without.parameters().all().values().forEach(Tensor::clearGrad);
@@ -179,21 +166,26 @@ class EarlyExitModelTest {
                 // Probe the largest-gradient coordinate and a few fixed ones.
                 int best = 0;
                 for (int i = 1; i < n; i++) if (Math.abs(g[i]) > Math.abs(g[best])) best = i;
-                for (int i : new int[] {best, 0, n / 2, n - 1}) {
-                    int[] idx = unravel(i, p.shape());
-                    float orig = p.get(idx);
-                    p.set(orig + (float) eps, idx);
-                    double plus = model.objective(b[0], b[1], mask, 0);
-                    p.set(orig - (float) eps, idx);
-                    double minus = model.objective(b[0], b[1], mask, 0);
-                    p.set(orig, idx);
-                    double num = (plus - minus) / (2 * eps);
-                    if (Math.abs(num - g[i]) > 2e-3 + 5e-2 * Math.abs(num)) {
-                        fail(String.format("%s[%d]: analytic %.6g vs numeric %.6g", e.getKey(), i, g[i], num));
-                    }
-                }
+                probe(model, e.getKey(), p, g, new int[] {best, 0, n / 2, n - 1}, eps, b, mask);
             }
             model.parameters().all().values().forEach(Tensor::clearGrad);
+        }
+    }
+
+    /** Central differences of the objective at coordinates {@code at} of p against its analytic gradient g. */
+    private static void probe(EarlyExitModel model, String name, Tensor p, float[] g, int[] at, double eps, Tensor[] b, Tensor mask) {
+        for (int i : at) {
+            int[] idx = unravel(i, p.shape());
+            float orig = p.get(idx);
+            p.set(orig + (float) eps, idx);
+            double plus = model.objective(b[0], b[1], mask, 0);
+            p.set(orig - (float) eps, idx);
+            double minus = model.objective(b[0], b[1], mask, 0);
+            p.set(orig, idx);
+            double num = (plus - minus) / (2 * eps);
+            if (Math.abs(num - g[i]) > 2e-3 + 5e-2 * Math.abs(num)) {
+                fail(String.format("%s[%d]: analytic %.6g vs numeric %.6g", name, i, g[i], num));
+            }
         }
     }
 
