@@ -28,11 +28,12 @@ final class BenchCommand implements Main.Command {
                   12 heads, ffn 2048, vocab 32000, random weights) in each weight type, or of --model, the same
                   file llama-bench -m takes (--json: llama-bench's n_prompt, n_gen, avg_ts, stddev_ts, plus median_ts).
                   --types also takes q4_k, q5_k and q6_k: random valid blocks, the output head Q6_K as in Q4_K_M.
-                usage: exeunt bench early-exit [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
+                usage: exeunt bench early-exit [--model DIR] [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
                   by a seeded pattern at each rate, against early exit off (alternating, medians); the ideal
                   speedup is the full model's weight bytes over the mean bytes a token reads (checks included).
+                  --model DIR forces the exits of that checkpoint instead (e.g. ./exeunt demo's demo-out).
                 usage: exeunt bench pipeline-exit [--pp 2,4] [--generate 32] [--repeats 3] [--rates 0.25,0.5,0.75]
                                                   [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   The same shape cut into --pp stages (threads of this process), exits forced at each rate: decode
@@ -77,6 +78,21 @@ final class BenchCommand implements Main.Command {
             int tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
             var dtypes = java.util.Arrays.stream(a.get("types", "f32,q8_0").split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
             double[] rates = java.util.Arrays.stream(a.get("rates", "0,0.25,0.5,0.75").split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
+            String file = a.get("model", null);
+            if (file != null) {
+                if (a.has("types")) throw new Args.UsageException("--types is for the random model: --model " + file + " runs in its own weight types");
+                a.checkAllUsed();
+                java.nio.file.Path path = java.nio.file.Path.of(file);
+                try (var loaded = dev.exeunt.model.ModelLoader.load(path, dev.exeunt.tensor.Device.CPU)) {
+                    var m = loaded.model();
+                    String name = path.getFileName() + ", exits at " + m.config().exits().stream().map(e -> Integer.toString(e.layer())).toList();
+                    var rows = dev.exeunt.bench.EarlyExitBench.run(m, name, dev.exeunt.bench.DecodeBench.mainType(m), rates, tg, reps, System.err);
+                    out.print(json ? dev.exeunt.bench.EarlyExitBench.toJson(rows) + "\n" : dev.exeunt.bench.EarlyExitBench.table(rows));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                return 0;
+            }
             var config = dev.exeunt.bench.EarlyExitBench.shape(a.getInt("dim", 768), a.getInt("layers", 12), a.getInt("heads", 12),
                     a.getInt("ffn", 2048), a.getInt("vocab", 32000));
             a.checkAllUsed();

@@ -3,7 +3,17 @@ package dev.exeunt.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.exeunt.model.checkpoint.ModelCheckpoint;
+import dev.exeunt.model.config.ExitConfig;
+import dev.exeunt.model.config.ExitKind;
+import dev.exeunt.model.config.ModelConfig;
+import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.tokenizer.BpeTrainer;
+import dev.exeunt.tensor.Device;
+import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code bench early-exit --json} on a tiny shape: a row per weight type and rate with the fields the
@@ -29,5 +39,28 @@ class BenchEarlyExitCliTest {
             assertTrue(r.get("tokens_per_s").asDouble() > 0);
         }
         assertEquals("q8_0", rows.get(2).get("weight_type").asText());
+    }
+
+    /** --model: a checkpoint's own exits forced (a tied GPT-2, whose head is its embedding), the ideal from its own weights. */
+    @Test
+    void aCheckpointsOwnExitsForced(@TempDir Path tmp) throws Exception {
+        var tok = BpeTrainer.train(List.of("the quick brown fox jumps over the lazy dog ".repeat(20)), 300, List.of("<|endoftext|>"));
+        var cfg = ModelConfig.gpt2(tok.vocabSize(), 32, 8, 2, 64, List.of(ExitConfig.post(2, ExitKind.NORM, 1.0), ExitConfig.post(4, ExitKind.NORM, 1.0)));
+        try (var m = EarlyExitModel.create(cfg, Device.CPU, 3)) {
+            ModelCheckpoint.save(m, tok, tmp.resolve("ckpt"));
+        }
+        String dir = tmp.resolve("ckpt").toString();
+        var rows = CliEndToEndTest.json(CliEndToEndTest.exeunt("bench", "early-exit", "--model", dir, "--generate", "40", "--repeats", "1",
+                "--rates", "0,0.75", "--json"));
+        assertEquals(2, rows.size(), rows.toString());
+        assertEquals("f32", rows.get(0).get("weight_type").asText());
+        assertEquals(0, rows.get(0).get("measured_exit_rate").asDouble());
+        assertTrue(rows.get(0).get("ideal_speedup").asDouble() < 1, rows.toString());
+        double measured = rows.get(1).get("measured_exit_rate").asDouble(), ideal = rows.get(1).get("ideal_speedup").asDouble();
+        assertTrue(measured > 0.5 && measured < 0.95 && ideal > 1, rows.toString());
+        var tooLong = CliEndToEndTest.exeunt("bench", "early-exit", "--model", dir, "--generate", "64");
+        assertTrue(tooLong.code() != 0 && tooLong.err().contains("context of 64"), tooLong.err());
+        var types = CliEndToEndTest.exeunt("bench", "early-exit", "--model", dir, "--types", "q8_0");
+        assertTrue(types.code() != 0 && types.err().contains("--types"), types.err());
     }
 }
