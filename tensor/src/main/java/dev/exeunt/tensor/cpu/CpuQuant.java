@@ -430,10 +430,10 @@ public final class CpuQuant {
             for (int i = 0; i < count; i++) checkGemv(what, m, n, w, wByteOff, rowBytes, x, xa + (long) i * ldx, y, ya + (long) i * ldy);
             int groups = (m + ROWS - 1) / ROWS;
             long xb = xa * 4, xs = 4L * ldx, yb = ya * 4, ys = 4L * ldy;
-            float[] xh = q4 ? null : tokenRows(x, xb, xs, count, n);
+            float[] xh = tokenRows(x, xb, xs, count, n);
             split(CpuHalf.shareable(w, x, y), groups, (long) count * ROWS * n, (from, to) -> {
                 int r0 = from * ROWS, r1 = Math.min(m, to * ROWS);
-                if (q4) tokensQ4_0(count, r0, r1, n / QK, w, wByteOff, rowBytes, x, xb, xs, y, yb, ys);
+                if (q4) tokensQ4_0(count, r0, r1, n / QK, w, wByteOff, rowBytes, xh, y, yb, ys);
                 else tokensQ8_0(count, r0, r1, n / QK, w, wByteOff, rowBytes, xh, y, yb, ys);
             });
         }
@@ -496,31 +496,32 @@ public final class CpuQuant {
         return rows;
     }
 
-    /** {@link #rowsQ4_0} for 2 to 4 tokens at once. */
-    private static void tokensQ4_0(int count, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
+    /** {@link #rowsQ4_0} for 2 to 4 tokens at once, x rows as in {@link #tokensQ8_0}. */
+    private static void tokensQ4_0(int count, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, float[] x,
                                  MemorySegment y, long yb, long ys) {
+        int xs = nb * QK;
         boolean three = count > 2, four = count > 3;
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
             FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
             for (int b = 0; b < nb; b++) {
                 long bo = o0 + (long) b * Q4_0_BLOCK_BYTES;
-                long xo = xb + (long) b * QK * 4;
+                int xo = b * QK;
                 FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
                 for (int c = 0; c < QK / 2; c += BL) {
                     ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
                     for (int p = 0; p < PARTS; p++) {
                         IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
                         FloatVector lo = lo(v0), hi = hi(v0);
-                        long l = xo + (c + p * FL) * 4L, h = xo + (QK / 2 + c + p * FL) * 4L;
-                        t0 = lo.fma(FloatVector.fromMemorySegment(FS, x, l, LE), t0);
-                        t0 = hi.fma(FloatVector.fromMemorySegment(FS, x, h, LE), t0);
-                        t1 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + xs, LE), t1);
-                        t1 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + xs, LE), t1);
-                        if (three) t2 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 2 * xs, LE), t2);
-                        if (three) t2 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 2 * xs, LE), t2);
-                        if (four) t3 = lo.fma(FloatVector.fromMemorySegment(FS, x, l + 3 * xs, LE), t3);
-                        if (four) t3 = hi.fma(FloatVector.fromMemorySegment(FS, x, h + 3 * xs, LE), t3);
+                        int l = xo + c + p * FL, h = xo + QK / 2 + c + p * FL;
+                        t0 = lo.fma(FloatVector.fromArray(FS, x, l), t0);
+                        t0 = hi.fma(FloatVector.fromArray(FS, x, h), t0);
+                        t1 = lo.fma(FloatVector.fromArray(FS, x, l + xs), t1);
+                        t1 = hi.fma(FloatVector.fromArray(FS, x, h + xs), t1);
+                        if (three) t2 = lo.fma(FloatVector.fromArray(FS, x, l + 2 * xs), t2);
+                        if (three) t2 = hi.fma(FloatVector.fromArray(FS, x, h + 2 * xs), t2);
+                        if (four) t3 = lo.fma(FloatVector.fromArray(FS, x, l + 3 * xs), t3);
+                        if (four) t3 = hi.fma(FloatVector.fromArray(FS, x, h + 3 * xs), t3);
                     }
                 }
                 FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
