@@ -382,7 +382,7 @@ public final class EarlyExitModel implements AutoCloseable {
         var opts = NN.CrossEntropyOptions.DEFAULT.withMask(mask);
         Tensor logits = finalHead ? finalLogits(f.output()) : null;
         Tensor finalLoss = finalHead ? VocabParallelCrossEntropy.loss(logits, targets, opts, tp) : null;
-        Tensor finalTop = selfDistillTargets(f, logits, targets);
+        Tensor finalTop = selfDistillTargets(f.exitInputs(), f.exitLosses() != null, logits, targets);
         double[] exitLosses = new double[nExits];
         Tensor aux = finalLoss != null ? Ops.scale(finalLoss, lossScale) : outputGrad != null ? Ops.sumAll(Ops.mul(f.output(), outputGrad)) : null;
         List<Tensor> grads = new ArrayList<>();
@@ -508,12 +508,11 @@ public final class EarlyExitModel implements AutoCloseable {
      * The final head's top-1 token at every position, the self-distilling exits' second target (null when
      * no exit of this step self-distills). It needs the final logits beside the exits' inputs.
      */
-    private Tensor selfDistillTargets(StageForward f, Tensor finalLogits, Tensor targets) {
-        Tensor[][] inputs = f.exitInputs();
+    private Tensor selfDistillTargets(Tensor[][] inputs, boolean undeferred, Tensor finalLogits, Tensor targets) {
         boolean any = false;
         for (int i = 0; i < exits.size(); i++) {
             if (inputs[i] == null || exits.get(i).config().selfDistill() == 0) continue;
-            if (f.exitLosses() != null || finalLogits == null) {
+            if (undeferred || finalLogits == null) {
                 throw new IllegalStateException("self-distillation of the exit at layer " + exits.get(i).config().layer()
                         + " needs the final head's logits on the exit's own stage and deferred exits: train with pipeline size 1"
                         + " (or set the exit's self_distill to 0)");
@@ -551,7 +550,7 @@ public final class EarlyExitModel implements AutoCloseable {
             Tensor x = backbone(ids, exitInputs, weights);
             Tensor logits = finalLogits(x);
             double total = VocabParallelCrossEntropy.loss(logits, targets, NN.CrossEntropyOptions.DEFAULT.withMask(mask), tp).item();
-            Tensor finalTop = selfDistillTargets(new StageForward(ids, x, exitInputs, weights, null), logits, targets);
+            Tensor finalTop = selfDistillTargets(exitInputs, false, logits, targets);
             for (int i = 0; i < exits.size(); i++) {
                 if (exitInputs[i] == null) continue;
                 total += weights[i] * exitLoss(exits.get(i), exitInputs[i], targets, mask, true).item();

@@ -1,5 +1,7 @@
 package dev.exeunt.tensor.cpu;
 
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -103,8 +105,7 @@ public final class VectorMath {
         // Constant shuffles (static final fields C2 folds; the array below is not): 3-4x faster in kernels
         // that sum lanes per output. Rotating by h adds lane i + h to lane i, the order documented above.
         // Vectors wider than the machine's are not tested for (MAX_BITS folds), so their never-taken branches
-        // cost no part of a kernel's inlining budget. Under -XX:UseAVX=2 this once took Q8_0's four-token
-        // product from 469 to 141 us (one token 56), but with token counts 1..8 mixed it stayed 200-540 us.
+        // cost no part of an inlining kernel's C2 budget.
         if (MAX_BITS >= 512 && v.species() == FloatVector.SPECIES_512) {
             v = v.add(v.rearrange(R16_8));
             v = v.add(v.rearrange(R16_4));
@@ -146,8 +147,8 @@ public final class VectorMath {
      * shuffles pushed it past C2's inlining budget, and the vectors went to a call boxed (the skinny GEMM's
      * dot kernel).
      */
-    public static float sumAt(VectorSpecies<Float> s, java.lang.foreign.MemorySegment seg, long off) {
-        return sum(FloatVector.fromMemorySegment(s, seg, off, java.nio.ByteOrder.LITTLE_ENDIAN));
+    public static float sumAt(VectorSpecies<Float> s, MemorySegment seg, long off) {
+        return sum(FloatVector.fromMemorySegment(s, seg, off, ByteOrder.LITTLE_ENDIAN));
     }
 
     /** The scalar reference of {@link #sum(FloatVector)}: a pairwise tree over a power-of-two length. */
