@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
@@ -50,14 +51,20 @@ public final class CpuKQuant {
     public static final int QK_K = 256;
 
     private static final int FL = FS.length();
-    // A block's 32 weights are unpacked with byte-lane operations on one 32-byte vector (two 16-byte ones where
-    // vectors are 128 bits wide), each unpacking step shared by 2 to 4 float vectors of weights. Unpacked in
-    // int lanes (one byte per lane), the bit operations cost 2-4 times as many instructions.
+    // Q6_K's 32 weights of a group are unpacked with byte-lane operations on one 32-byte vector (two 16-byte ones
+    // where vectors are 128 bits wide), each of its seven bit operations shared by 2 to 4 float vectors of weights:
+    // 2.2-2.7x the speed of unpacking them in int lanes.
     private static final int GL = Math.min(32, ByteVector.SPECIES_PREFERRED.length());
     @SuppressWarnings("unchecked")
     private static final VectorSpecies<Byte> GS = (VectorSpecies<Byte>) VectorSpecies.of(byte.class, VectorShape.forBitSize(GL * 8));
     /** Float vectors per GL bytes of weights. */
     private static final int GPARTS = GL / FL;
+    // Q4_K / Q5_K's bits take one or two operations per weight: they are unpacked in int lanes from byte loads
+    // as wide as a float vector's lane count, as Q4_0's are (byte lanes and wider loads measured 0.82-0.94x).
+    private static final int BL = CpuQuant.BL;
+    private static final int PARTS = CpuQuant.PARTS;
+    private static final VectorSpecies<Integer> IS = CpuQuant.IS;
+    private static final VectorSpecies<Byte> BS = CpuQuant.BS;
     private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     /** Weights per thread at least before work is split. */
@@ -171,9 +178,10 @@ public final class CpuKQuant {
         for (int j = 0; j < 8; j++) {
             FloatVector dsc = FloatVector.broadcast(FS, d * byteAt(scales, j)), dm = FloatVector.broadcast(FS, dmin * byteAt(mins, j));
             long q = qs + 16L * (j & ~1), out = o + 32L * j * 4;
-            for (int c = 0; c < 32; c += GL) {
-                ByteVector v = quant45(five, load(src, q + c), five ? load(src, s + 16 + c) : null, j);
-                for (int p = 0; p < GPARTS; p++) part(v, p).mul(dsc).sub(dm).intoMemorySegment(dst, out + (c + p * FL) * 4L, LE);
+            for (int c = 0; c < 32; c += BL) {
+                ByteVector bq = ByteVector.fromMemorySegment(BS, src, q + c, LE);
+                ByteVector bh = five ? ByteVector.fromMemorySegment(BS, src, s + 16 + c, LE) : bq;
+                for (int p = 0; p < PARTS; p++) quant45(five, bq, bh, p, j).mul(dsc).sub(dm).intoMemorySegment(dst, out + (c + p * FL) * 4L, LE);
             }
         }
     }
@@ -200,14 +208,16 @@ public final class CpuKQuant {
     }
 
     /**
-     * Block j's weights (0..15, or 0..31 for Q5_K) of 32 loaded bytes bq: their low nibbles for even j, high for
-     * odd; for Q5_K with bit j of the qh bytes bh as the fifth bit. Byte lanes shift as pairs of bytes (x86 has no
-     * byte shifts), masked so that no bit crosses from one byte to the other.
+     * Block j's weights (0..15, or 0..31 for Q5_K) of part p of the loaded bytes bq, as floats: low nibbles for
+     * even j, high for odd; for Q5_K with bit j of the qh bytes bh as the fifth bit.
      */
-    private static ByteVector quant45(boolean five, ByteVector bq, ByteVector bh, int j) {
-        ShortVector v = bq.reinterpretAsShorts().lanewise(VectorOperators.LSHR, 4 * (j & 1)).and((short) 0x0F0F);
-        if (five) v = v.or(bh.reinterpretAsShorts().lanewise(VectorOperators.LSHR, j).and((short) 0x0101).lanewise(VectorOperators.LSHL, 4));
-        return v.reinterpretAsBytes();
+    private static FloatVector quant45(boolean five, ByteVector bq, ByteVector bh, int p, int j) {
+        IntVector v = ((IntVector) bq.convertShape(VectorOperators.B2I, IS, p)).lanewise(VectorOperators.ASHR, 4 * (j & 1)).and(0xF);
+        if (five) {
+            IntVector h = (IntVector) bh.convertShape(VectorOperators.B2I, IS, p);
+            v = v.or(h.lanewise(VectorOperators.ASHR, j).and(1).lanewise(VectorOperators.LSHL, 4));
+        }
+        return (FloatVector) v.convert(VectorOperators.I2F, 0);
     }
 
     /** Group g's 6-bit weights minus 32 of 32 loaded ql bytes bl and qh bytes bh (byte lanes as in {@link #quant45}). */
@@ -226,7 +236,9 @@ public final class CpuKQuant {
 
     /** X rows (tokens) a product kernel takes at once, sharing every weight load. */
     private static final int TOKENS = 4;
-    /** Each thread's four dequantized W rows for {@link #tokens}. */
+    /** Each calling thread's sums of X over each 32 weights, for the Q4_K / Q5_K minimum terms. */
+    private static final ThreadScratch X_SUMS = new ThreadScratch();
+    /** Each thread's four unpacked W rows for {@link #tokens}. */
     private static final ThreadScratch ROWS = new ThreadScratch();
 
     /**
@@ -260,73 +272,88 @@ public final class CpuKQuant {
             for (int r = 0; r < rows; r++) for (int i = 0; i < m; i++) y.setAtIndex(F32, yOff + (long) r * ldy + i, 0f);
             return;
         }
-        int nb = n / QK_K;
+        int nb = n / QK_K, groups = n / 32;
+        MemorySegment sums = t == DType.Q6_K ? null : X_SUMS.get((long) rows * groups * 4);
+        if (sums != null) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, (long) r * groups * 4);
         boolean shareable = CpuHalf.shareable(w, x, y);
         for (int r0 = 0; r0 < rows; r0 += TOKENS) {
             int count = Math.min(TOKENS, rows - r0);
-            Kernel k = new Kernel(t, nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
+            Kernel k = new Kernel(t, nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, sums, (long) r0 * groups * 4,
+                    4L * groups, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
             CpuThreads.RangeBody body = (from, to) -> k.run(count, from, to);
             if (shareable) CpuThreads.parallelFor(m, (int) Math.max(1, MIN_WORK / ((long) n * count)), body);
             else body.run(0, m);
         }
     }
 
+    /** The sum of each 32 floats of x from byte xb (groups of them) into sums from byte sb. */
+    private static void sums32(MemorySegment x, long xb, int groups, MemorySegment sums, long sb) {
+        for (int g = 0; g < groups; g++) {
+            FloatVector acc = FloatVector.zero(FS);
+            for (int j = 0; j < 32; j += FL) acc = acc.add(xAt(x, xb + (32L * g + j) * 4));
+            sums.set(F32, sb + g * 4L, VectorMath.sum(acc));
+        }
+    }
+
     /**
      * One product's operands, as byte offsets: W rows of type t rb bytes apart from wOff (nb super-blocks each);
-     * X rows xs apart from xb; Y rows ys apart from yb.
+     * X rows xs apart from xb; their sums over each 32 weights (Q4_K, Q5_K) ss apart from sb; Y rows ys apart from yb.
      */
     private record Kernel(DType t, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
-                          MemorySegment y, long yb, long ys) {
+                          MemorySegment sums, long sb, long ss, MemorySegment y, long yb, long ys) {
         /** W rows [r0, r1) times `count` (1 to 4) X rows. */
         void run(int count, int r0, int r1) {
             if (count > 1) tokens(count, r0, r1, this);
             else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, x, xb, y, yb);
-            else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, x, xb, y, yb);
+            else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, x, xb, sums, sb, y, yb);
         }
     }
 
-    // A product dequantizes W in registers, exactly as the dequantizers above do (so its values are llama.cpp's
-    // weights), and dots them with X 32 at a time, even and odd blocks of 32 summing into two accumulators so that
-    // no chain of dependent additions sets the pace. Several X rows share W rows dequantized four at a time into a
-    // buffer, dotted in the same order, so a token's result is bit for bit the same alone or in a batch (the
-    // decode path verifies speculative drafts relying on that). Factoring the products as llama.cpp's integer
-    // kernels do (per-block sums of q x, scaled, minus the minimum times X's block sum) was slower in floats: its
-    // scalar per-block terms cost more than the two multiplies per weight vector they save.
+    // Q4_K / Q5_K products are factored as llama.cpp's are: per 32 weights the integer weights dot X, the block's
+    // scale multiplies that sum, and the block's minimum times X's sum over the block is subtracted. Q6_K's
+    // weights (a scale per 16) are dequantized in registers, as blockQ6_K writes them, and dotted with X 32 at a
+    // time. Several X rows share W rows unpacked four at a time into a buffer and dotted in the same order, so a
+    // token's result is bit for bit the same alone or in a batch (the decode path verifies speculative drafts
+    // relying on that).
     //
     // The kernels write each Vector API operation once, in loops over a block's parts, and hold their row loop:
     // C2 stops inlining a method's callees past a node count (NodeCountInliningCutoff, not a product flag), and a
     // Vector API call it does not inline runs the allocating Java fallback (a helper returning a block's dot, not
-    // inlined, made the Q6_K product 150x slower).
+    // inlined, made the Q6_K product 150x slower; two blocks per step in Q4_K's, 4x slower). A vector that may be
+    // null (no qh bytes for Q4_K) is boxed too: hence bh = bq there. Tried and dropped: two accumulators (even and
+    // odd blocks; no faster, and AVX2's four-row dot spilled), dequantizing Q4_K in registers (0.83x), a second
+    // code path in the four-row dot for Q6_K's unscaled rows (0.7x on AVX2; they get scales of 1 instead).
 
     private static FloatVector xAt(MemorySegment x, long byteOff) {
         return FloatVector.fromMemorySegment(FS, x, byteOff, LE);
     }
 
-    /** Q4_K (or Q5_K when five) rows [r0, r1) times one X row. */
+    /**
+     * Q4_K (or Q5_K when five) rows [r0, r1) times one X row: per 32-weight block j of each super-block,
+     * (d * sc_j) * sum(q x) into a vector, minus (dmin * m_j) * sum(x) into a scalar.
+     */
     private static void rowsK45(boolean five, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
-                                MemorySegment y, long yb) {
+                                MemorySegment sums, long sb, MemorySegment y, long yb) {
         int bytes = five ? 176 : 144, qs = five ? 48 : 16;
         for (int r = r0; r < r1; r++) {
-            FloatVector even = FloatVector.zero(FS), odd = even;
+            FloatVector acc = FloatVector.zero(FS);
+            float minTerm = 0;
             for (int b = 0; b < nb; b++) {
                 long s = wOff + r * rb + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
                 float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
                 for (int j = 0; j < 8; j++) {
-                    FloatVector dsc = FloatVector.broadcast(FS, d * byteAt(scales, j)), dm = FloatVector.broadcast(FS, dmin * byteAt(mins, j));
                     long q = s + qs + 16L * (j & ~1), xo = xb + (256L * b + 32L * j) * 4;
                     FloatVector dot = FloatVector.zero(FS);
-                    for (int c = 0; c < 32; c += GL) {
-                        ByteVector v = quant45(five, load(w, q + c), five ? load(w, s + 16 + c) : null, j);
-                        for (int p = 0; p < GPARTS; p++) {
-                            int l = c + p * FL;
-                            dot = part(v, p).mul(dsc).sub(dm).fma(xAt(x, xo + l * 4L), dot);
-                        }
+                    for (int c = 0; c < 32; c += BL) {
+                        ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                        ByteVector bh = five ? ByteVector.fromMemorySegment(BS, w, s + 16 + c, LE) : bq;
+                        for (int p = 0; p < PARTS; p++) dot = quant45(five, bq, bh, p, j).fma(xAt(x, xo + (c + p * FL) * 4L), dot);
                     }
-                    if ((j & 1) == 0) even = even.add(dot);
-                    else odd = odd.add(dot);
+                    acc = dot.fma(FloatVector.broadcast(FS, d * byteAt(scales, j)), acc);
+                    minTerm += dmin * byteAt(mins, j) * sums.get(F32, sb + (8L * b + j) * 4);
                 }
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(even.add(odd)));
+            y.set(F32, yb + r * 4L, VectorMath.sum(acc) - minTerm);
         }
     }
 
@@ -334,7 +361,7 @@ public final class CpuKQuant {
     private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
                                  MemorySegment y, long yb) {
         for (int r = r0; r < r1; r++) {
-            FloatVector even = FloatVector.zero(FS), odd = even;
+            FloatVector acc = FloatVector.zero(FS);
             for (int b = 0; b < nb; b++) {
                 long s = wOff + r * rb + (long) b * 210;
                 float d = f16(w, s + 208);
@@ -350,77 +377,126 @@ public final class CpuKQuant {
                                 dot = part(v, p).mul(d * scale6(sc, l / 16 + 2 * g)).fma(xAt(x, xo + l * 4L), dot);
                             }
                         }
-                        if ((g & 1) == 0) even = even.add(dot);
-                        else odd = odd.add(dot);
+                        acc = acc.add(dot);
                     }
                 }
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(even.add(odd)));
+            y.set(F32, yb + r * 4L, VectorMath.sum(acc));
         }
     }
 
     /**
      * W rows [r0, r1) times 2 to 4 X rows, with exactly the arithmetic of {@link #rowsK45} and {@link #rowsQ6_K}
-     * for each: W rows are dequantized four at a time into this thread's buffer, then dotted with each X row, four
-     * W rows sharing each X load. Written out for several X rows as the one-row kernels are, these kernels outgrew
-     * C2's inlining budget.
+     * for each: W rows are unpacked four at a time into this thread's buffer (Q4_K / Q5_K: their integer weights
+     * as floats, their blocks' scales and mins; Q6_K: dequantized, with scales of 1, whose products are exact),
+     * then dotted with each X row block by block in the same order, four W rows sharing each X load. Written out
+     * for several X rows as the one-row kernels are, these kernels outgrew C2's inlining budget.
      */
     private static void tokens(int count, int r0, int r1, Kernel k) {
-        int n = k.nb * QK_K, bb = blockBytes(k.t);
-        long rowBytes = 4L * n;
+        int n = k.nb * QK_K, blocks = n / 32;
+        boolean q6 = k.t == DType.Q6_K;
+        long rowBytes = 4L * n + 8L * blocks; // weights, then scales, then mins
         MemorySegment rows = ROWS.get(4 * rowBytes);
         for (int r = r0; r < r1; r += 4) {
             int m = Math.min(4, r1 - r);
             for (int i = 0; i < m; i++) {
-                long s = k.wOff + (r + i) * k.rb;
-                for (int b = 0; b < k.nb; b++) block(k.t, k.w, s + (long) bb * b, rows, i * rowBytes + 4L * QK_K * b);
+                long s = k.wOff + (r + i) * k.rb, o = i * rowBytes;
+                if (!q6) unpackK45(k.t == DType.Q5_K, k.w, s, k.nb, rows, o, o + 4L * n, o + 4L * n + 4L * blocks);
+                else {
+                    for (int b = 0; b < k.nb; b++) blockQ6_K(k.w, s + 210L * b, rows, o + 4L * QK_K * b);
+                    for (int b = 0; b < blocks; b++) rows.set(F32, o + 4L * n + 4L * b, 1f);
+                }
             }
             for (int i = 0; i < count; i++) {
-                long xb = k.xb + i * k.xs, yb = k.yb + i * k.ys + r * 4L;
-                if (m == 4) dot4(rows, rowBytes, n, k.x, xb, k.y, yb);
-                else for (int j = 0; j < m; j++) dot1(rows, j * rowBytes, n, k.x, xb, k.y, yb + 4L * j);
+                long xb = k.xb + i * k.xs, sb = q6 ? -1 : k.sb + i * k.ss, yb = k.yb + i * k.ys + r * 4L;
+                if (m == 4) dot4(rows, rowBytes, n, k.x, xb, k.sums, sb, k.y, yb);
+                else for (int j = 0; j < m; j++) dot1(rows, j * rowBytes, n, k.x, xb, k.sums, sb, k.y, yb + 4L * j);
             }
         }
     }
 
-    /** One dequantized W row (n floats from byte w of rows) times X from byte xb into y at byte yb. */
-    private static void dot1(MemorySegment rows, long w, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
-        FloatVector even = FloatVector.zero(FS), odd = even;
-        for (int bl = 0; bl < n / 32; bl += 2) {
-            FloatVector de = FloatVector.zero(FS), dd = de;
-            for (int c = 0; c < 32; c += FL) { // a loop of constant length: C2 unrolls it whole
-                long e = (32L * bl + c) * 4;
-                de = xAt(rows, w + e).fma(xAt(x, xb + e), de);
-                dd = xAt(rows, w + e + 128).fma(xAt(x, xb + e + 128), dd);
+    /**
+     * One unpacked W row (n floats from byte w of rows, then per-block scales, then mins when sb >= 0) times X from
+     * byte xb (its block sums at byte sb of sums) into y at byte yb.
+     */
+    private static void dot1(MemorySegment rows, long w, int n, MemorySegment x, long xb, MemorySegment sums, long sb,
+                             MemorySegment y, long yb) {
+        int blocks = n / 32;
+        long scales = w + 4L * n, mins = scales + 4L * blocks;
+        FloatVector acc = FloatVector.zero(FS);
+        float minTerm = 0;
+        for (int bl = 0; bl < blocks; bl++) {
+            FloatVector dot = FloatVector.zero(FS);
+            for (int h = 0; h < 32; h += 16) { // a loop of constant length inside: C2 unrolls it whole
+                for (int c = 0; c < 16; c += FL) {
+                    long e = (long) (bl * 32 + h + c) * 4;
+                    dot = xAt(rows, w + e).fma(xAt(x, xb + e), dot);
+                }
             }
-            even = even.add(de);
-            odd = odd.add(dd);
+            acc = dot.fma(FloatVector.broadcast(FS, rows.get(F32, scales + bl * 4L)), acc);
+            if (sb >= 0) minTerm += rows.get(F32, mins + bl * 4L) * sums.get(F32, sb + bl * 4L);
         }
-        y.set(F32, yb, VectorMath.sum(even.add(odd)));
+        y.set(F32, yb, VectorMath.sum(acc) - minTerm);
     }
 
-    /** {@link #dot1} for four dequantized W rows rb bytes apart from byte 0 of rows, into four consecutive outputs. */
-    private static void dot4(MemorySegment rows, long rb, int n, MemorySegment x, long xb, MemorySegment y, long yb) {
-        FloatVector e0 = FloatVector.zero(FS), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
-        for (int bl = 0; bl < n / 32; bl++) {
+    /** {@link #dot1} for four unpacked W rows rb bytes apart from byte 0 of rows, into four consecutive outputs. */
+    private static void dot4(MemorySegment rows, long rb, int n, MemorySegment x, long xb, MemorySegment sums, long sb,
+                             MemorySegment y, long yb) {
+        int blocks = n / 32;
+        long scales = 4L * n, mins = scales + 4L * blocks;
+        FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+        for (int bl = 0; bl < blocks; bl++) {
             FloatVector d0 = FloatVector.zero(FS), d1 = d0, d2 = d0, d3 = d0;
-            for (int c = 0; c < 32; c += FL) {
-                long e = (32L * bl + c) * 4;
-                FloatVector xv = xAt(x, xb + e);
-                d0 = xAt(rows, e).fma(xv, d0);
-                d1 = xAt(rows, rb + e).fma(xv, d1);
-                d2 = xAt(rows, 2 * rb + e).fma(xv, d2);
-                d3 = xAt(rows, 3 * rb + e).fma(xv, d3);
+            for (int h = 0; h < 32; h += 16) {
+                for (int c = 0; c < 16; c += FL) {
+                    long e = (long) (bl * 32 + h + c) * 4;
+                    FloatVector xv = xAt(x, xb + e);
+                    d0 = xAt(rows, e).fma(xv, d0);
+                    d1 = xAt(rows, rb + e).fma(xv, d1);
+                    d2 = xAt(rows, 2 * rb + e).fma(xv, d2);
+                    d3 = xAt(rows, 3 * rb + e).fma(xv, d3);
+                }
             }
-            if ((bl & 1) == 0) {
-                e0 = e0.add(d0); e1 = e1.add(d1); e2 = e2.add(d2); e3 = e3.add(d3);
-            } else {
-                o0 = o0.add(d0); o1 = o1.add(d1); o2 = o2.add(d2); o3 = o3.add(d3);
+            long sc = scales + bl * 4L;
+            a0 = d0.fma(FloatVector.broadcast(FS, rows.get(F32, sc)), a0);
+            a1 = d1.fma(FloatVector.broadcast(FS, rows.get(F32, rb + sc)), a1);
+            a2 = d2.fma(FloatVector.broadcast(FS, rows.get(F32, 2 * rb + sc)), a2);
+            a3 = d3.fma(FloatVector.broadcast(FS, rows.get(F32, 3 * rb + sc)), a3);
+            if (sb >= 0) {
+                float xs = sums.get(F32, sb + bl * 4L);
+                long mn = mins + bl * 4L;
+                m0 += rows.get(F32, mn) * xs;
+                m1 += rows.get(F32, rb + mn) * xs;
+                m2 += rows.get(F32, 2 * rb + mn) * xs;
+                m3 += rows.get(F32, 3 * rb + mn) * xs;
             }
         }
-        y.set(F32, yb, VectorMath.sum(e0.add(o0)));
-        y.set(F32, yb + 4, VectorMath.sum(e1.add(o1)));
-        y.set(F32, yb + 8, VectorMath.sum(e2.add(o2)));
-        y.set(F32, yb + 12, VectorMath.sum(e3.add(o3)));
+        y.set(F32, yb, VectorMath.sum(a0) - m0);
+        y.set(F32, yb + 4, VectorMath.sum(a1) - m1);
+        y.set(F32, yb + 8, VectorMath.sum(a2) - m2);
+        y.set(F32, yb + 12, VectorMath.sum(a3) - m3);
+    }
+
+    // The unpacker below repeats the dequantizer's loop without the scales: sharing one loop (scales of 1 and 0)
+    // made the multi-token products about 2x slower.
+
+    /** A Q4_K (Q5_K when five) row's integer weights as floats from byte out0 of row, (d * sc_j) from byte scales, (dmin * m_j) from byte mins. */
+    private static void unpackK45(boolean five, MemorySegment w, long row0, int nb, MemorySegment row, long out0, long scales, long mins) {
+        int bytes = five ? 176 : 144, qs = five ? 48 : 16;
+        for (int b = 0; b < nb; b++) {
+            long s = row0 + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), sc = scalesK4(h0, h1), mn = minsK4(h1);
+            float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
+            for (int j = 0; j < 8; j++) {
+                row.set(F32, scales + (8L * b + j) * 4, d * byteAt(sc, j));
+                row.set(F32, mins + (8L * b + j) * 4, dmin * byteAt(mn, j));
+                long q = s + qs + 16L * (j & ~1), out = out0 + (256L * b + 32L * j) * 4;
+                for (int c = 0; c < 32; c += BL) {
+                    ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                    ByteVector bh = five ? ByteVector.fromMemorySegment(BS, w, s + 16 + c, LE) : bq;
+                    for (int p = 0; p < PARTS; p++) quant45(five, bq, bh, p, j).intoMemorySegment(row, out + (c + p * FL) * 4L, LE);
+                }
+            }
+        }
     }
 }
