@@ -10,7 +10,8 @@ why convert_hf_to_gguf.py permutes q/k rows), grouped-query heads, RMSNorm, SwiG
 tokens are computed from its own dequantized weights. Seeds whose greedy steps have a top-2 logit gap under
 1e-3 are skipped, so float32 rounding cannot flip a token.
 
-Run from this directory: python3 make_reference.py
+Run from this directory: python3 make_reference.py (gguf-py from pip, or PYTHONPATH=LLAMA_CPP/gguf-py).
+python3 make_reference.py --kquant-source FILE.gguf writes the F32 model make_llamacpp_fixtures.sh quantizes.
 """
 import gguf
 import numpy as np
@@ -21,19 +22,6 @@ HD = DIM // HEADS
 EPS, THETA = 1e-5, 10000.0
 PROMPTS = [[1, 70, 101, 33, 200], [5, 17, 250, 9, 3, 44, 128, 60, 7, 99, 31, 2, 180, 77, 15, 66, 42, 8]]
 NEW_TOKENS = 24
-
-
-def bytes_to_unicode():
-    """GPT-2's byte-level alphabet: the token strings of the 256 byte tokens."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def random_weights(seed):
@@ -130,15 +118,15 @@ def write(path, tensors):
     wr.add_layer_norm_rms_eps(EPS)
     wr.add_rope_freq_base(THETA)
     wr.add_vocab_size(VOCAB)
-    alphabet = bytes_to_unicode()
-    tokens = [alphabet[b] for b in range(256)] + ["<s>", "</s>", "<pad>"]
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre("gpt-2")
+    # SentencePiece's byte pieces, so that llama.cpp loads the files too (it refuses a BPE vocabulary without merges)
+    tokens = [f"<0x{b:02X}>" for b in range(256)] + ["<s>", "</s>", "<unk>"]
+    wr.add_tokenizer_model("llama")
     wr.add_token_list(tokens)
-    wr.add_token_types([1] * 256 + [3, 3, 3])
-    wr.add_token_merges([])
+    wr.add_token_scores([0.0] * VOCAB)
+    wr.add_token_types([6] * 256 + [3, 3, 2])
     wr.add_bos_token_id(256)
     wr.add_eos_token_id(257)
+    wr.add_unk_token_id(258)
     for name, (data, _) in tensors.items():
         if data.dtype == np.uint8:
             wr.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qtypes[path])
@@ -152,7 +140,21 @@ def write(path, tensors):
 
 qtypes = {"llama-f32.gguf": Q.F32, "llama-q8_0.gguf": Q.Q8_0, "llama-q4_0.gguf": Q.Q4_0}
 
+def kquant_source(path):
+    """A model whose rows split into 256-wide super-blocks (dim 256, one layer), as F32, for llama-quantize to
+    turn into the k-quant fixtures (make_llamacpp_fixtures.sh)."""
+    global DIM, LAYERS, HEADS, KV_HEADS, FFN, HD
+    DIM, LAYERS, HEADS, KV_HEADS, FFN = 256, 1, 4, 2, 256
+    HD = DIM // HEADS
+    weights = random_weights(1)
+    write(path, {k: (v, None) for k, v in weights.items()})
+
+
 if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--kquant-source":
+        kquant_source(sys.argv[2])
+        raise SystemExit(0)
     for seed in range(100):
         weights = random_weights(seed)
         files = {path: stored(weights, t) for path, t in qtypes.items()}
