@@ -4,8 +4,10 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.generate.GenerationConfig;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.generate.TokenListener;
+import dev.exeunt.model.gguf.GgufExporter;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Parameters;
+import dev.exeunt.model.tokenizer.SpmTokenizer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
@@ -15,6 +17,7 @@ import dev.exeunt.tensor.ops.Ops;
 import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -130,6 +133,22 @@ public final class DecodeBench {
         for (double x : s) var += (x - mean) * (x - mean);
         double sd = s.length > 1 ? Math.sqrt(var / (s.length - 1)) : 0;
         return new Row(name, type, bytes, params, CpuThreads.threads(), test, tokens, c[c.length / 2], sd, s);
+    }
+
+    /**
+     * Writes the F32 random model of a Llama config ({@link #defaultConfig()} is the one {@code bench decode} measures)
+     * as a GGUF file llama.cpp loads, with a vocabulary of SentencePiece byte pieces and made-up words: llama-quantize
+     * turns it into the other types, and llama-bench and {@code bench decode --model} then run the same files.
+     */
+    public static GgufExporter.Summary writeGguf(ModelConfig config, Path file) throws java.io.IOException {
+        if (config.vocabSize() < 259) throw new IllegalArgumentException("the vocabulary needs 259 pieces or more (3 specials, 256 bytes), got " + config.vocabSize());
+        List<String> pieces = new ArrayList<>(List.of("<unk>", "<s>", "</s>"));
+        for (int b = 0; b < 256; b++) pieces.add(String.format(Locale.ROOT, "<0x%02X>", b));
+        for (int i = pieces.size(); i < config.vocabSize(); i++) pieces.add("\u2581w" + i);
+        var tokenizer = new SpmTokenizer(pieces, null, null, 1, 2, 0, -1, true);
+        try (EarlyExitModel model = randomModel(config, DType.F32, 1)) {
+            return GgufExporter.export(model, tokenizer, "exeunt bench decode llama", GgufExporter.OutType.F32, false, file);
+        }
     }
 
     /**

@@ -23,11 +23,14 @@ final class BenchCommand implements Main.Command {
                   Training tokens/s of a GPT-2 style model without exits and with two norm exits, alternating
                   step by step, medians.
                 usage: exeunt bench decode [--model FILE.gguf|DIR] [--prompt 128] [--generate 64] [--repeats 3]
-                                           [--types f32,q8_0,q4_0] [--json]
+                                           [--types f32,q8_0,q4_0] [--json] | --write-gguf FILE.gguf
                   llama-bench style: prompt and decode tokens/s of a Llama-shaped model (dim 768, 12 layers,
                   12 heads, ffn 2048, vocab 32000, random weights) in each weight type, or of --model, the same
                   file llama-bench -m takes (--json: llama-bench's n_prompt, n_gen, avg_ts, stddev_ts, plus median_ts).
                   --types also takes q4_k, q5_k and q6_k: random valid blocks, the output head Q6_K as in Q4_K_M.
+                  --write-gguf writes the F32 random model as a GGUF file llama.cpp loads and measures nothing: quantize
+                  it with llama-quantize and run llama-bench and bench decode --model on the same files
+                  (scripts/bench-llamacpp.sh does all of it).
                 usage: exeunt bench early-exit [--model DIR] [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
@@ -55,8 +58,19 @@ final class BenchCommand implements Main.Command {
         }
         if (which.equals("decode")) {
             int pp = a.getInt("prompt", 128), tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
-            String types = a.get("types", "f32,q8_0,q4_0"), file = a.get("model", null);
+            String types = a.get("types", "f32,q8_0,q4_0"), file = a.get("model", null), write = a.get("write-gguf", null);
             a.checkAllUsed();
+            if (write != null) {
+                if (file != null || a.has("types")) throw new Args.UsageException("--write-gguf writes the random F32 model: it takes no --model or --types");
+                if (!write.toLowerCase(java.util.Locale.ROOT).endsWith(".gguf")) throw new Args.UsageException("--write-gguf must name a .gguf file, got " + write);
+                try {
+                    var s = dev.exeunt.bench.DecodeBench.writeGguf(dev.exeunt.bench.DecodeBench.defaultConfig(), java.nio.file.Path.of(write));
+                    out.printf(java.util.Locale.ROOT, "wrote %s: %d tensors, %.2f MiB%n", write, s.tensors(), s.bytes() / (double) (1 << 20));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                return 0;
+            }
             if (file != null) {
                 java.nio.file.Path path = java.nio.file.Path.of(file);
                 try (var loaded = dev.exeunt.model.ModelLoader.load(path, dev.exeunt.tensor.Device.CPU)) {

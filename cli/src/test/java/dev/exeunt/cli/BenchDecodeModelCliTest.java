@@ -38,4 +38,29 @@ class BenchDecodeModelCliTest {
         assertNotEquals(0, missing.code());
         assertTrue(missing.err().contains("does not exist"), missing.err());
     }
+
+    @Test
+    void theRandomModelWrittenAsGgufLoadsBackWithItsWeightsAndAByteVocabulary() throws Exception {
+        var config = dev.exeunt.model.config.ModelConfig.llama(300, 64, 2, 4, 2, 128, 64, java.util.List.of());
+        Path file = tmp.resolve("random.gguf");
+        dev.exeunt.bench.DecodeBench.writeGguf(config, file);
+        var cfg = dev.exeunt.model.generate.GenerationConfig.greedy(12);
+        var prompt = java.util.List.of(new int[] {1, 70, 101, 33, 299});
+        try (var written = dev.exeunt.bench.DecodeBench.randomModel(config, dev.exeunt.tensor.DType.F32, 1);
+             var loaded = dev.exeunt.model.ModelLoader.load(file, dev.exeunt.tensor.Device.CPU)) {
+            var tok = loaded.tokenizer();
+            assertTrue(tok instanceof dev.exeunt.model.tokenizer.SpmTokenizer, String.valueOf(tok));
+            assertEquals(300, tok.vocabSize());
+            assertEquals("<0x41>", tok.tokenText(3 + 'A'));
+            assertEquals(java.util.Arrays.toString(new dev.exeunt.model.generate.Generator(written).generate(prompt, cfg, dev.exeunt.model.generate.TokenListener.NONE).get(0).tokenIds()),
+                    java.util.Arrays.toString(new dev.exeunt.model.generate.Generator(loaded.model()).generate(prompt, cfg, dev.exeunt.model.generate.TokenListener.NONE).get(0).tokenIds()),
+                    "the file generates the in-memory model's tokens");
+        }
+        var wrongName = CliEndToEndTest.exeunt("bench", "decode", "--write-gguf", tmp.resolve("x.bin").toString());
+        assertNotEquals(0, wrongName.code());
+        assertTrue(wrongName.err().contains("must name a .gguf file"), wrongName.err());
+        var both = CliEndToEndTest.exeunt("bench", "decode", "--write-gguf", tmp.resolve("y.gguf").toString(), "--types", "q8_0");
+        assertNotEquals(0, both.code());
+        assertTrue(both.err().contains("takes no --model or --types"), both.err());
+    }
 }
