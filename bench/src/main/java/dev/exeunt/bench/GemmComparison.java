@@ -107,6 +107,8 @@ public final class GemmComparison {
 
     /** Generic kernel families OpenBLAS falls back to on a CPU newer than the build. */
     private static final Set<String> GENERIC_CORES = Set.of("Prescott", "Core2", "Katmai", "Northwood", "Penryn", "Dunnington");
+    /** OpenBLAS's AVX2 kernel families: slower than its SkylakeX ones where the CPU has AVX-512. */
+    private static final Set<String> AVX2_CORES = Set.of("Haswell", "Zen");
 
     /**
      * The kernels OpenBLAS runs, with a warning when it fell back to generic ones on a machine with wide vectors:
@@ -117,9 +119,15 @@ public final class GemmComparison {
         String core = OpenBlas.coreName();
         if (core == null) return "kernels not reported";
         String line = "kernels " + core + (System.getenv("OPENBLAS_CORETYPE") == null ? "" : " (OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE") + ")");
-        if (GENERIC_CORES.contains(core) && FloatVector.SPECIES_PREFERRED.vectorBitSize() >= 256) {
-            line += "\nwarning: OpenBLAS runs generic " + core + " kernels on this " + FloatVector.SPECIES_PREFERRED.vectorBitSize()
+        int bits = FloatVector.SPECIES_PREFERRED.vectorBitSize();
+        if (GENERIC_CORES.contains(core) && bits >= 256) {
+            line += "\nwarning: OpenBLAS runs generic " + core + " kernels on this " + bits
                     + "-bit vector CPU (it does not recognise it): set OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) for a fair reference";
+        } else if (bits >= 512 && AVX2_CORES.contains(core)) {
+            // An OPENBLAS_CORETYPE inherited from the environment (one machine here had Haswell set for every
+            // process) made Exeunt's AVX-512 SGEMM read 1.47x OpenBLAS where its SkylakeX kernels gave 0.77-0.95x.
+            line += "\nwarning: OpenBLAS runs its AVX2 " + core + " kernels on this AVX-512 CPU: set OPENBLAS_CORETYPE=SkylakeX"
+                    + " for its fastest, the fair reference";
         }
         return line;
     }
