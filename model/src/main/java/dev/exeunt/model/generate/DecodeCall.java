@@ -2,6 +2,7 @@ package dev.exeunt.model.generate;
 
 import dev.exeunt.model.config.ExitConfig;
 import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.tensor.Tensor;
 import java.util.Arrays;
 
 /**
@@ -27,7 +28,8 @@ final class DecodeCall {
     final ExitGate gate;
     private float[] row;
 
-    DecodeCall(EarlyExitModel model, GenerationConfig cfg, TokenListener listener, ForcedExits forced) {
+    /** @param checkHeads per exit, the head its checks read (the adaptive gate prices a check by its bytes) */
+    DecodeCall(EarlyExitModel model, GenerationConfig cfg, TokenListener listener, ForcedExits forced, Tensor[] checkHeads) {
         this.model = model;
         this.cfg = cfg;
         this.listener = listener;
@@ -47,7 +49,7 @@ final class DecodeCall {
         this.checks = new long[active.length];
         this.drafted = new long[active.length];
         this.accepted = new long[active.length];
-        this.gate = new ExitGate(model, cfg.adaptive());
+        this.gate = new ExitGate(model, checkHeads, cfg.adaptive());
     }
 
     private static boolean[] activeExits(EarlyExitModel model, GenerationConfig cfg) {

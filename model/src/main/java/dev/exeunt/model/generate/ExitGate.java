@@ -25,7 +25,8 @@ final class ExitGate {
     private final long[] pausedUntil;
     private long tokens;
 
-    ExitGate(EarlyExitModel model, boolean on) {
+    /** @param checkHeads per exit, the head its checks read (speculating on the CPU: a Q8_0 copy, {@link DraftHeads}) */
+    ExitGate(EarlyExitModel model, Tensor[] checkHeads, boolean on) {
         this.on = on;
         int n = model.exits().size(), layers = model.config().nLayers();
         cost = new double[n];
@@ -43,7 +44,7 @@ final class ExitGate {
         }
         for (int e = 0; e < n; e++) {
             Exit x = model.exits().get(e);
-            cost[e] = bytes(x.head()) + bytes(x.norm()) + (x.config().kind() == ExitKind.MLP ? bytes(x.branch()) : 0);
+            cost[e] = bytes(checkHeads[e]) + bytes(x.norm()) + (x.config().kind() == ExitKind.MLP ? bytes(x.branch()) : 0);
             saving[e] = after[x.config().inputDepth()];
         }
     }

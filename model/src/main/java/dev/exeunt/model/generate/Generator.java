@@ -1,6 +1,7 @@
 package dev.exeunt.model.generate;
 
 import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
 import java.util.ArrayList;
 import java.util.List;
@@ -123,7 +124,8 @@ public final class Generator {
             throw new IllegalArgumentException("exit probabilities (print_max_prob) are not available under pipeline parallelism");
         }
         var c = model.config();
-        DecodeCall call = new DecodeCall(model, cfg, listener, forced);
+        Tensor[] checkHeads = DraftHeads.of(model, lean && cfg.speculative());
+        DecodeCall call = new DecodeCall(model, cfg, listener, forced, checkHeads);
         List<DecodeSequence> seqs = new ArrayList<>();
         try (var g = GradMode.noGrad(); DecodeBuffers buf = lean ? new DecodeBuffers(c, model.exits().size()) : null) {
             for (int i = 0; i < prompts.size(); i++) {
@@ -141,7 +143,7 @@ public final class Generator {
                 int capacity = (int) Math.min(c.maxSeqLen(), (long) p.length + cfg.maxNewTokens() + 1);
                 seqs.add(new DecodeSequence(model, i, p, capacity, cfg.seed()));
             }
-            LeanDecodeStep leanStep = lean ? new LeanDecodeStep(model, call, buf) : null;
+            LeanDecodeStep leanStep = lean ? new LeanDecodeStep(model, call, buf, checkHeads) : null;
             OpDecodeStep opStep = lean ? null : new OpDecodeStep(call);
             long t0 = System.nanoTime();
             long promptTokens = prompts.stream().mapToLong(p -> p.length).sum();

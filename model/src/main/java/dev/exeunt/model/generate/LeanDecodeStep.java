@@ -32,13 +32,16 @@ final class LeanDecodeStep {
     private final ModelConfig c;
     private final DecodeCall call;
     private final DecodeBuffers buf;
+    /** Per exit, the head its checks read ({@link DraftHeads}). */
+    private final Tensor[] checkHeads;
     private final int d, nLayers, vocab;
     private final List<DecodeSequence> alive = new ArrayList<>();
     private DecodeMath.Span[] spans = new DecodeMath.Span[8];
     private DecodeSequence[] checking = new DecodeSequence[8];
 
-    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf) {
+    LeanDecodeStep(EarlyExitModel model, DecodeCall call, DecodeBuffers buf, Tensor[] checkHeads) {
         this.model = model;
+        this.checkHeads = checkHeads;
         this.c = model.config();
         this.call = call;
         this.buf = buf;
@@ -230,7 +233,7 @@ final class LeanDecodeStep {
         }
         if (k == 0) return;
         call.checks[e] += k;
-        head(exit.norm(), exit.head(), k);
+        head(exit.norm(), checkHeads[e], k);
         for (int i = 0; i < k; i++) {
             DecodeSequence s = checking[i];
             long row = buf.logits + (long) i * vocab;

@@ -34,6 +34,8 @@ public final class EarlyExitModel implements AutoCloseable {
     private final TensorParallel tp;
 
     private final PipelineStage stage;
+    /** Copies of weights made for decoding (a quantized draft head), by source tensor; freed with the model. */
+    private final java.util.Map<Tensor, Tensor> derived = new java.util.IdentityHashMap<>();
 
     private EarlyExitModel(ModelConfig config, Parameters params) {
         this(config, params, PipelineStage.whole(config.nLayers()), true);
@@ -658,8 +660,25 @@ public final class EarlyExitModel implements AutoCloseable {
                 + params.count() + " parameters, exits " + Shape.str(config.exits().stream().mapToInt(ExitConfig::layer).toArray());
     }
 
+    /**
+     * A copy of {@code weight} that decoding reads instead (e.g. a quantized draft head), made by
+     * {@code make} on first use and freed with the model. Made from the weight as it is then: a copy of a
+     * weight that training later changes goes stale, so only uses that stay exact with any copy (drafts
+     * the full model verifies) may take one.
+     */
+    public synchronized Tensor derived(Tensor weight, java.util.function.UnaryOperator<Tensor> make) {
+        Tensor copy = derived.get(weight);
+        if (copy == null) {
+            copy = make.apply(weight);
+            derived.put(weight, copy);
+        }
+        return copy;
+    }
+
     @Override
-    public void close() {
+    public synchronized void close() {
+        derived.values().forEach(Tensor::close);
+        derived.clear();
         params.close();
     }
 }

@@ -10,10 +10,12 @@ import dev.exeunt.model.config.ModelConfig;
 import dev.exeunt.model.config.WeightSchedule;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.KvCache;
+import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Scope;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
+import dev.exeunt.tensor.cpu.CpuQuant;
 import dev.exeunt.tensor.testing.LeakCheck;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -94,6 +96,53 @@ class SpeculativeDecodingTest {
     }
 
     /**
+     * With d = 32 the exit heads are checked through Q8_0 copies ({@link DraftHeads}): drafts may differ
+     * from the F32 heads' but the output is still the full model's.
+     */
+    @Test
+    void greedyOutputIsTheFullModelsWithQuantizedDraftHeads() {
+        var gpt2 = ModelConfig.gpt2(V, 32, 3, 2, 64, allKinds());
+        var llama = ModelConfig.llama(V, 32, 3, 4, 2, 48, 64, allKinds().subList(1, 4));
+        for (var mc : List.of(gpt2, llama)) {
+            try (var model = EarlyExitModel.create(mc, Device.CPU, 3)) {
+                for (Tensor h : DraftHeads.of(model, true)) assertEquals(DType.Q8_0, h.dtype(), "a d = 32 exit head is checked in Q8_0");
+                for (int e = 0; e < model.exits().size(); e++) {
+                    assertTrue(DraftHeads.of(model, false)[e] == model.exits().get(e).head(), "thresholded checks read the exit's own head");
+                }
+            }
+            long[] n = greedyMatchesFullModel(mc, 3, mc == llama);
+            assertTrue(n[1] > 0 && n[1] < n[0], mc.family() + ": " + n[1] + " of " + n[0] + " drafts accepted: both outcomes must occur");
+        }
+    }
+
+    /**
+     * A Q8_0 draft head holds the F32 head's weights to Q8_0's rounding (half a step, plus the F16 scale's),
+     * is made once per model and freed with it (LeakCheck); heads that cannot be blocked stay as they are.
+     */
+    @Test
+    void draftHeadsAreQ8CopiesOfTheExitHeads() {
+        var mc = ModelConfig.gpt2(V, 32, 2, 2, 16, List.of(exit(1, ExitConfig.Placement.POST, ExitKind.NORM)));
+        try (var model = EarlyExitModel.create(mc, Device.CPU, 9); var s = Scope.open()) {
+            Tensor f32 = model.exits().get(0).head(), q = DraftHeads.of(model, true)[0];
+            assertTrue(q == DraftHeads.of(model, true)[0], "one copy per model, not one per call");
+            assertArrayEquals(f32.shape(), q.shape());
+            float[] w = f32.contiguous().toFloatArray();
+            var deq = Tensor.empty(DType.F32, Device.CPU, w.length);
+            CpuQuant.dequantizeQ8_0(q.segment(), q.dtype().byteSize(q.offset()), deq.segment(), deq.offset(), w.length);
+            float[] back = deq.toFloatArray();
+            for (int b = 0; b < w.length / 32; b++) {
+                float amax = 0;
+                for (int i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(w[32 * b + i]));
+                for (int i = 0; i < 32; i++) assertEquals(w[32 * b + i], back[32 * b + i], amax / 127 * 0.6 + 1e-7, "weight " + (32 * b + i));
+            }
+        }
+        try (var model = EarlyExitModel.create(ModelConfig.gpt2(V, 16, 2, 2, 16, List.of(exit(1, ExitConfig.Placement.POST, ExitKind.NORM))),
+                Device.CPU, 9)) {
+            assertTrue(DraftHeads.of(model, true)[0] == model.exits().get(0).head(), "16 weights per row do not make a Q8_0 block: the head is used as it is");
+        }
+    }
+
+    /**
      * Exits that are nearly always wrong (random heads, threshold 0: every token drafts at the first exit):
      * still the full model's tokens, and every accepted token's exit layer says which exit drafted it.
      */
@@ -162,8 +211,18 @@ class SpeculativeDecodingTest {
      */
     @Test
     void speculativeSamplingFollowsTheFullModelsDistribution() {
+        samplingFollowsTheFullModelsDistribution(16);
+    }
+
+    /** The same with a Q8_0 draft head: the rule weighs each draft by the distribution it was drawn from, the Q8_0 head's. */
+    @Test
+    void speculativeSamplingWithAQuantizedDraftHeadFollowsTheFullModelsDistribution() {
+        samplingFollowsTheFullModelsDistribution(32);
+    }
+
+    private static void samplingFollowsTheFullModelsDistribution(int d) {
         int vocab = 5;
-        var mc = ModelConfig.gpt2(vocab, 16, 3, 2, 32, List.of(exit(1, ExitConfig.Placement.POST, ExitKind.NORM)));
+        var mc = ModelConfig.gpt2(vocab, d, 3, 2, 32, List.of(exit(1, ExitConfig.Placement.POST, ExitKind.NORM)));
         try (var model = EarlyExitModel.create(mc, Device.CPU, 13)) {
             sharpen(model, 8f);
             var gen = new Generator(model);
