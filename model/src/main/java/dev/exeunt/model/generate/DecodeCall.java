@@ -26,6 +26,8 @@ final class DecodeCall {
     long exitLayerRows;
     final long[] checks, drafted, accepted;
     final ExitGate gate;
+    /** Per exit, the head its checks read ({@link DraftHeads}). */
+    final Tensor[] checkHeads;
     private float[] row;
 
     /** @param checkHeads per exit, the head its checks read (the adaptive gate prices a check by its bytes) */
@@ -49,6 +51,7 @@ final class DecodeCall {
         this.checks = new long[active.length];
         this.drafted = new long[active.length];
         this.accepted = new long[active.length];
+        this.checkHeads = checkHeads;
         this.gate = new ExitGate(model, checkHeads, cfg.adaptive());
     }
 

@@ -9,7 +9,9 @@ import dev.exeunt.tensor.ops.Ops;
 
 /**
  * The heads speculative decoding checks its exits with on the CPU: each F32 exit head as a Q8_0 copy,
- * a quarter of the bytes, made once per model ({@link EarlyExitModel#derived}). A draft only proposes a
+ * a quarter of the bytes, made once per model ({@link EarlyExitModel#derived}). The lean path and the
+ * tensor ops (a tensor-parallel rank's vocabulary rows) read the same copy, so a rank's rows are the
+ * one-rank copy's rows and every layout drafts the same tokens. A draft only proposes a
  * token and the full model's own head decides, so the output stays exactly the full model's; the copy
  * changes only which tokens get drafted (a Q8_0 head's argmax is the F32 head's but for near-ties), and
  * sampling weighs each draft by the distribution it was drawn from, the copy's. A check is paid by every

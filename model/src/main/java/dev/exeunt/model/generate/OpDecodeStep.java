@@ -234,7 +234,7 @@ final class OpDecodeStep {
                         };
                     }
                     call.checks[e] += hidden.length;
-                    HeadRows h = HeadRows.of(call, exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden)));
+                    HeadRows h = HeadRows.of(call, exit.logits(hidden.length == 1 ? hidden[0] : Ops.cat(0, hidden), call.checkHeads[e]));
                     float[] maxProb = h.maxProb;
                     int[] argmax = h.argmax;
                     List<Group> left = new ArrayList<>();

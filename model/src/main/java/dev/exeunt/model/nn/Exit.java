@@ -33,6 +33,11 @@ public record Exit(int index, ExitConfig config, Norm norm, Mlp branch, Transfor
 
     /** Logits [.., V] from the exit's hidden state (this rank's [.., V/tp] under tensor parallelism). */
     public Tensor logits(Tensor hidden) {
+        return logits(hidden, head);
+    }
+
+    /** Logits through another copy of the exit's head (this rank's rows of it): a draft check's quantized copy. */
+    public Tensor logits(Tensor hidden, Tensor head) {
         return VocabParallelHead.logits(norm == null ? hidden : norm.forward(hidden), head, tp);
     }
 
