@@ -25,7 +25,7 @@ import java.util.Map;
  * The systems cost of early exit, apart from model quality: greedy decode of a Llama-shaped model with
  * random weights and two randomly initialised exits, with the exit decisions forced by a seeded pattern
  * ({@link ForcedExits}) at several exit rates, against the same model with early exit off, alternating
- * run by run, medians. The ideal speedup is what the weights a token reads predict for a memory-bound
+ * run by run, the median of the pairs' ratios. The ideal speedup is what the weights a token reads predict for a memory-bound
  * decode: the full model's layer and head bytes over the mean bytes per token (the layers it runs, the
  * exit heads it checks, the final head if it gets there); a skipped layer's later recomputation reads
  * no extra weights (it rides along with the next deep token).
@@ -92,19 +92,22 @@ public final class EarlyExitBench {
             gen.forceExits(null);
         }
         for (double rate : rates) {
-            double[] fullTps = new double[reps], tps = new double[reps];
+            double[] fullTps = new double[reps], tps = new double[reps], ratio = new double[reps];
             Generation last = null;
             for (int r = 0; r < reps; r++) {
                 fullTps[r] = decode(gen, prompt, full, null).tokensPerSecond();
                 var run = decode(gen, prompt, exiting, new ForcedExits(rate, 7));
                 tps[r] = run.tokensPerSecond();
+                ratio[r] = tps[r] / fullTps[r];
                 last = run.generation();
             }
-            double f = TrainThroughput.median(fullTps), t = TrainThroughput.median(tps);
+            // The speedup is the median of each adjacent pair's ratio: a neighbour slowing the machine for a
+            // while slows both runs of a pair, where a ratio of medians mixed runs seconds apart.
+            double f = TrainThroughput.median(fullTps), t = TrainThroughput.median(tps), speedup = TrainThroughput.median(ratio);
             double ideal = bytes.full() / bytes.meanPerToken(last, config);
             double exited = last.tokens().stream().skip(1).filter(g -> g.exitLayer() < config.nLayers()).count() / (double) genTokens;
-            if (log != null) log.printf(Locale.ROOT, "%s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, rate, t, f, t / f, ideal);
-            rows.add(new Row(name, type, rate, t, f, t / f, ideal, exited));
+            if (log != null) log.printf(Locale.ROOT, "%s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, rate, t, f, speedup, ideal);
+            rows.add(new Row(name, type, rate, t, f, speedup, ideal, exited));
         }
         return rows;
     }

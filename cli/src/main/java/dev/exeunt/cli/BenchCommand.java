@@ -31,7 +31,7 @@ final class BenchCommand implements Main.Command {
                   --write-gguf writes the F32 random model as a GGUF file llama.cpp loads and measures nothing: quantize
                   it with llama-quantize and run llama-bench and bench decode --model on the same files
                   (scripts/bench-llamacpp.sh does all of it).
-                usage: exeunt bench early-exit [--model DIR] [--generate 64] [--repeats 3] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
+                usage: exeunt bench early-exit [--model DIR] [--generate 64] [--repeats 7] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
                                                [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
                   by a seeded pattern at each rate, against early exit off (alternating, medians); the ideal
@@ -89,7 +89,7 @@ final class BenchCommand implements Main.Command {
             return 0;
         }
         if (which.equals("early-exit")) {
-            int tg = a.getInt("generate", 64), reps = a.getInt("repeats", 3);
+            int tg = a.getInt("generate", 64), reps = a.getInt("repeats", 7);
             var dtypes = java.util.Arrays.stream(a.get("types", "f32,q8_0").split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
             double[] rates = java.util.Arrays.stream(a.get("rates", "0,0.25,0.5,0.75").split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
             String file = a.get("model", null);

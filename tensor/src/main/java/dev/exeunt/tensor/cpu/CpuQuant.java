@@ -343,26 +343,35 @@ public final class CpuQuant {
     // recompile the kernel again and again in real decoding. The kernels are small methods holding their row
     // loop, so that C2 inlines every Vector API call and lane sum into them (no vector is ever boxed).
 
-    /** Q8_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. */
+    /**
+     * Q8_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. Each
+     * block's weights are scaled once and go straight into two accumulators (even and odd vectors of the
+     * block): a few-token product then pays one multiply per weight vector, not one per token, and one token
+     * no longer waits on a single accumulator's chain (2048 x 768 in cache on Zen 5: one token 1.06x, four
+     * 1.26x the per-block partial sums it replaced). {@link #tokensQ8_0} adds in the same order, so a token's
+     * result does not depend on how many tokens share the pass.
+     */
     private static void rowsQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
                                  MemorySegment y, long yb) {
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS);
+            FloatVector a0 = FloatVector.zero(FS), c0 = a0;
             for (int b = 0; b < nb; b++) {
                 long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
                 long xo = xb + (long) b * QK * 4;
-                FloatVector t0 = FloatVector.zero(FS);
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2, LE);
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo)); // after the first load: see above
                 for (int c = 0; c < QK; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    if (c > 0) q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
                     for (int p = 0; p < PARTS; p++) {
+                        FloatVector wq = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).mul(scale);
                         FloatVector xv = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
-                        t0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).fma(xv, t0);
+                        if ((((c / BL) * PARTS + p) & 1) == 0) a0 = wq.fma(xv, a0);
+                        else c0 = wq.fma(xv, c0);
                     }
                 }
-                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0.add(c0)));
         }
     }
 
@@ -452,33 +461,36 @@ public final class CpuQuant {
         boolean three = count > 2, four = count > 3;
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
             for (int b = 0; b < nb; b++) {
                 long bo = o0 + (long) b * Q8_0_BLOCK_BYTES;
                 int xo = b * QK;
-                FloatVector t0 = FloatVector.zero(FS), t1 = t0, t2 = t0, t3 = t0;
+                ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2, LE);
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
                 for (int c = 0; c < QK; c += BL) {
-                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    if (c > 0) q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
                     for (int p = 0; p < PARTS; p++) {
-                        FloatVector wq = (FloatVector) q0.convertShape(VectorOperators.B2F, FS, p);
+                        FloatVector wq = ((FloatVector) q0.convertShape(VectorOperators.B2F, FS, p)).mul(scale);
                         int e = xo + c + p * FL;
-                        t0 = wq.fma(FloatVector.fromArray(FS, x, e), t0);
-                        t1 = wq.fma(FloatVector.fromArray(FS, x, e + x1), t1);
-                        if (three) t2 = wq.fma(FloatVector.fromArray(FS, x, e + x2), t2);
-                        if (four) t3 = wq.fma(FloatVector.fromArray(FS, x, e + x3), t3);
+                        if ((((c / BL) * PARTS + p) & 1) == 0) {
+                            a0 = wq.fma(FloatVector.fromArray(FS, x, e), a0);
+                            a1 = wq.fma(FloatVector.fromArray(FS, x, e + x1), a1);
+                            if (three) a2 = wq.fma(FloatVector.fromArray(FS, x, e + x2), a2);
+                            if (four) a3 = wq.fma(FloatVector.fromArray(FS, x, e + x3), a3);
+                        } else {
+                            c0 = wq.fma(FloatVector.fromArray(FS, x, e), c0);
+                            c1 = wq.fma(FloatVector.fromArray(FS, x, e + x1), c1);
+                            if (three) c2 = wq.fma(FloatVector.fromArray(FS, x, e + x2), c2);
+                            if (four) c3 = wq.fma(FloatVector.fromArray(FS, x, e + x3), c3);
+                        }
                     }
                 }
-                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
-                a0 = t0.fma(scale, a0);
-                a1 = t1.fma(scale, a1);
-                a2 = t2.fma(scale, a2);
-                a3 = t3.fma(scale, a3);
             }
             long o = yb + r * 4L;
-            y.set(F32, o, VectorMath.sum(a0));
-            y.set(F32, o + ys, VectorMath.sum(a1));
-            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2));
-            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3));
+            y.set(F32, o, VectorMath.sum(a0.add(c0)));
+            y.set(F32, o + ys, VectorMath.sum(a1.add(c1)));
+            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2.add(c2)));
+            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3.add(c3)));
         }
     }
 
