@@ -420,11 +420,21 @@ class CpuQuantTest {
         }
     }
 
-    /** The few-tokens product gives each token bit for bit what the one-token GEMV gives it, in both formats. */
+    /**
+     * The few-tokens product gives each token bit for bit what the one-token GEMV gives it, in both formats:
+     * groups of four and a remainder, an odd row left after pairing, more than eight tokens, and a product
+     * large enough to split over threads.
+     */
     @Test
     void gemvTokensEqualsOneGemvPerTokenBitForBit() {
         Random r = new Random(SEED);
-        int m = 37, n = 96, tokens = 7, ldx = n + 3, ldy = m + 2;
+        for (int[] shape : new int[][] {{37, 96, 7}, {37, 96, 5}, {2, 32, 2}, {301, 96, 9}, {64, 160, 13}}) {
+            gemvTokensBitForBit(r, shape[0], shape[1], shape[2]);
+        }
+    }
+
+    private static void gemvTokensBitForBit(Random r, int m, int n, int tokens) {
+        int ldx = n + 3, ldy = m + 2;
         for (boolean q4 : new boolean[] {false, true}) {
             try (Arena arena = Arena.ofShared()) {
                 float[] wf = weights(r, m * n);
@@ -443,7 +453,7 @@ class CpuQuantTest {
                     else CpuQuant.gemvQ8_0(m, n, w, 8, x, 1 + (long) t * ldx, one, 1);
                     float[] want = read(one, 1, m), got = read(all, 1 + (long) t * ldy, m);
                     for (int i = 0; i < m; i++) {
-                        assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), (q4 ? "Q4_0" : "Q8_0") + " token " + t + " row " + i);
+                        assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), (q4 ? "Q4_0" : "Q8_0") + " " + m + " x " + n + ", " + tokens + " tokens: token " + t + " row " + i);
                     }
                 }
             }
