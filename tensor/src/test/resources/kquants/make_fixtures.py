@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fixtures for CpuKQuantTest: raw Q4_K / Q5_K / Q6_K super-blocks and gguf-py's dequantization of them.
+"""Fixtures for CpuKQuantTest: raw Q4_K / Q5_K / Q6_K / Q3_K super-blocks and gguf-py's dequantization of them.
 
 Run from this directory (needs numpy and gguf-py, `pip install gguf`):
 
@@ -41,10 +41,13 @@ def blocks(qtype, n_blocks):
         raw[:, 2:4] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # dmin
     elif qtype == GGMLQuantizationType.Q6_K:
         raw[:, 208:210] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # d (last)
+    elif qtype == GGMLQuantizationType.Q3_K:
+        raw[:, 108:110] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # d (last)
     return raw
 
 
-for qtype in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K):
+# Q3_K last, so the others' random bytes are those they always were.
+for qtype in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K, GGMLQuantizationType.Q3_K):
     n_blocks = ROWS * COLS // 256
     raw = blocks(qtype, n_blocks)
     row_bytes = COLS // 256 * GGML_QUANT_SIZES[qtype][1]

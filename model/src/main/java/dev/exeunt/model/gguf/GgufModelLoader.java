@@ -19,9 +19,11 @@ import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.RopeScaling;
 import dev.exeunt.tensor.Shape;
 import dev.exeunt.tensor.Tensor;
+import dev.exeunt.tensor.cpu.Q3KToQ6K;
 import dev.exeunt.tensor.ops.Ops;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -50,13 +52,14 @@ import java.util.Set;
  *
  * <p>F32, F16 and BF16 tensors load as F32. Q8_0, Q4_0 and k-quant (Q4_K, Q5_K, Q6_K) matrices of the projections and the output
  * head stay quantized in memory (frozen; their products go through {@code Backend.linearQuantized});
+ * Q3_K ones load as Q6_K holding the same weights exactly ({@link Q3KToQ6K}, 1.9x the bytes);
  * a quantized token embedding is dequantized to F32. Other ggml types, missing tensors, shapes that
  * disagree with the metadata and other architectures are errors naming the key or tensor.
  */
 public final class GgufModelLoader {
     /** The ggml tensor types this loader reads. */
     public static final List<GgmlType> SUPPORTED = List.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0,
-            GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
+            GgmlType.Q4_0, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
 
     /** Metadata key holding the model's config.json (with its exits) in a file Exeunt wrote. */
     public static final String CONFIG_KEY = "exeunt.config";
@@ -522,7 +525,7 @@ public final class GgufModelLoader {
             GgufTensorInfo t = gguf.tensor(m.ggufName());
             if (!SUPPORTED.contains(t.type())) {
                 throw new CheckpointFormatException(file, "unsupported ggml type " + t.type() + " for tensor " + t.name()
-                        + "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K");
+                        + "; supported: F32, F16, BF16, Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K");
             }
         }
         Set<String> used = new java.util.HashSet<>();
@@ -550,7 +553,7 @@ public final class GgufModelLoader {
     /** The tensor type a supported ggml type loads as: the two enums name the types they share alike. */
     private static DType dtypeOf(GgmlType t) {
         if (!SUPPORTED.contains(t)) throw new IllegalArgumentException("unsupported ggml type " + t);
-        return DType.valueOf(t.name());
+        return t == GgmlType.Q3_K ? DType.Q6_K : DType.valueOf(t.name());
     }
 
     /** Reads one tensor into CPU memory: rows un-permuted, quantized matrices kept, everything else F32. */
@@ -559,17 +562,25 @@ public final class GgufModelLoader {
         int[] shape = m.transposed() ? new int[] {modelShape[1], modelShape[0]} : modelShape;
         checkShape(gguf.path(), t, shape);
         DType stored = dtypeOf(t.type());
-        MemorySegment src = gguf.data(t.name());
+        MemorySegment file = gguf.data(t.name());
         return Ops.unowned(() -> {
             Tensor raw = Tensor.empty(stored, Device.CPU, shape);
             MemorySegment dst = raw.segment();
-            if (m.permuteHeads() > 0) {
-                int rows = shape[0];
-                long rowBytes = src.byteSize() / rows;
-                int[] perm = unpermuteRows(rows, m.permuteHeads());
-                for (int r = 0; r < rows; r++) MemorySegment.copy(src, perm[r] * rowBytes, dst, r * rowBytes, rowBytes);
-            } else {
-                MemorySegment.copy(src, 0, dst, 0, src.byteSize());
+            try (Arena scratch = Arena.ofConfined()) {
+                MemorySegment src = file;
+                if (t.type() == GgmlType.Q3_K) {
+                    long blocks = file.byteSize() / Q3KToQ6K.Q3_K_BYTES;
+                    src = scratch.allocate(blocks * Q3KToQ6K.Q6_K_BYTES, 64);
+                    Q3KToQ6K.transcode(file, 0, src, 0, blocks);
+                }
+                if (m.permuteHeads() > 0) {
+                    int rows = shape[0];
+                    long rowBytes = src.byteSize() / rows;
+                    int[] perm = unpermuteRows(rows, m.permuteHeads());
+                    for (int r = 0; r < rows; r++) MemorySegment.copy(src, perm[r] * rowBytes, dst, r * rowBytes, rowBytes);
+                } else {
+                    MemorySegment.copy(src, 0, dst, 0, src.byteSize());
+                }
             }
             if (!m.transposed() && (stored == DType.F32 || stored.isQuantized() && m.keepQuantized())) return raw;
             Tensor f = raw.to(DType.F32);

@@ -65,16 +65,34 @@ class GgufKQuantTest {
         return GgmlType.Q4_K;
     }
 
+    /** As llama-quantize's Q3_K_M: Q3_K most matrices, Q4_K attention output and ffn_down, a Q6_K head. */
+    private static GgmlType q3kMedium(String ggufName) {
+        if (ggufName.equals("output.weight")) return GgmlType.Q6_K;
+        if (ggufName.endsWith("ffn_down.weight") || ggufName.endsWith("attn_output.weight")) return GgmlType.Q4_K;
+        return GgmlType.Q3_K;
+    }
+
     @Test
     void mixedKQuantFileRunsLikeItsDequantizedWeights() throws IOException {
+        runsLikeItsDequantizedWeights(GgufKQuantTest::mixed, DType.Q4_K, "q4_k_m.gguf");
+    }
+
+    /** Q3_K matrices load as Q6_K holding the same weights (Q3KToQ6K) and run like the dequantized file too. */
+    @Test
+    void q3KFileRunsLikeItsDequantizedWeights() throws IOException {
+        runsLikeItsDequantizedWeights(GgufKQuantTest::q3kMedium, DType.Q6_K, "q3_k_m.gguf");
+    }
+
+    /** projections: what the Q4_K (or Q3_K) projections load as. */
+    private void runsLikeItsDequantizedWeights(Function<String, GgmlType> types, DType projections, String file) throws IOException {
         try (EarlyExitModel source = EarlyExitModel.create(config(), Device.CPU, 11)) {
-            Path quantFile = write(source, GgufKQuantTest::mixed, "q4_k_m.gguf");
+            Path quantFile = write(source, types, file);
             try (ModelCheckpoint.Loaded quant = GgufModelLoader.load(quantFile, Device.CPU)) {
                 EarlyExitModel q = quant.model();
                 Map<String, Tensor> p = q.parameters().all();
-                assertEquals(DType.Q4_K, p.get("model.layers.0.self_attn.q_proj.weight").dtype());
-                assertEquals(DType.Q4_K, p.get("model.layers.1.mlp.up_proj.weight").dtype());
-                assertEquals(DType.Q5_K, p.get("model.layers.1.mlp.down_proj.weight").dtype());
+                assertEquals(projections, p.get("model.layers.0.self_attn.q_proj.weight").dtype());
+                assertEquals(projections, p.get("model.layers.1.mlp.up_proj.weight").dtype());
+                assertEquals(DType.valueOf(types.apply("blk.1.ffn_down.weight").name()), p.get("model.layers.1.mlp.down_proj.weight").dtype());
                 assertEquals(DType.Q6_K, p.get("lm_head.weight").dtype());
                 assertEquals(DType.F32, p.get("model.embed_tokens.weight").dtype()); // dequantized on load
                 assertEquals(DType.F32, p.get("model.norm.weight").dtype());
@@ -95,7 +113,7 @@ class GgufKQuantTest {
                     assertArrayEquals(want, got, (float) (1e-4 * max));
                     // ... while 4- to 6-bit weights do move them away from the unquantized source model's.
                     double fromSource = GgufModelLoaderTest.relError(GgufModelLoaderTest.logits(source, prompt), got);
-                    assertTrue(fromSource > 1e-3 && fromSource < 0.3, "k-quant vs source logits relative error " + fromSource);
+                    assertTrue(fromSource > 1e-3 && fromSource < 0.5, "k-quant vs source logits relative error " + fromSource);
 
                     // Greedy generation (the lean decode path), alone and as a batch of two prompts.
                     assertArrayEquals(GgufModelLoaderTest.greedy(f, prompt, 12), GgufModelLoaderTest.greedy(q, prompt, 12));

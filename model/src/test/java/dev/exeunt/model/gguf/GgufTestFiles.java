@@ -103,6 +103,7 @@ final class GgufTestFiles {
             for (int i = 0; i < data.length; i++) s.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), i, data[i]);
             return s;
         }
+        if (type == GgmlType.Q3_K) return MemorySegment.ofArray(KQuantReference.quantizeQ3K(data));
         if (type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K) {
             return MemorySegment.ofArray(KQuantReference.quantize(DType.valueOf(type.name()), data)); // no F32 -> k-quant conversion in Exeunt
         }

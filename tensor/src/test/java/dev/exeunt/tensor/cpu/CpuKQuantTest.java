@@ -22,7 +22,7 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
-/** Q4_K / Q5_K / Q6_K: dequantization against gguf-py's, products against a float64 reference. */
+/** Q4_K / Q5_K / Q6_K (and Q3_K as Q6_K): dequantization against gguf-py's, products against a float64 reference. */
 @ExtendWith(LeakCheck.class)
 class CpuKQuantTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -79,6 +79,23 @@ class CpuKQuantTest {
             float[] tail = new float[(ROWS - 1) * COLS];
             System.arraycopy(want, COLS, tail, 0, tail.length);
             assertBitsEqual(tail, dequantize(t, blocks, rowBytes, tail.length), t + " from row 1");
+        }
+    }
+
+    /** Q3_K, rewritten as Q6_K, dequantizes to gguf-py's Q3_K values bit for bit (fixture Q3_K.bin / Q3_K.f32). */
+    @Test
+    void q3KRewrittenAsQ6KDequantizesAsGgufPyDoes() throws IOException {
+        byte[] q3 = resource("Q3_K.bin");
+        int blocks = ROWS * COLS / CpuKQuant.QK_K;
+        assertEquals(blocks * Q3KToQ6K.Q3_K_BYTES, q3.length, "Q3_K fixture size");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment src = a.allocate(q3.length + 5), dst = a.allocate((long) blocks * Q3KToQ6K.Q6_K_BYTES + 7);
+            MemorySegment.copy(MemorySegment.ofArray(q3), 0, src, 5, q3.length);
+            Q3KToQ6K.transcode(src, 5, dst, 7, blocks);
+            byte[] q6 = dst.asSlice(7, (long) blocks * Q3KToQ6K.Q6_K_BYTES).toArray(ValueLayout.JAVA_BYTE);
+            assertBitsEqual(floats(resource("Q3_K.f32")), dequantize(DType.Q6_K, q6, 0, ROWS * COLS), "Q3_K as Q6_K");
+            assertThrows(IndexOutOfBoundsException.class, () -> Q3KToQ6K.transcode(src, 6, dst, 7, blocks), "a source one byte short");
+            assertThrows(IndexOutOfBoundsException.class, () -> Q3KToQ6K.transcode(src, 5, dst, 8, blocks), "a destination one byte short");
         }
     }
 

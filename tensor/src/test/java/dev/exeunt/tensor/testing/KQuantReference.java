@@ -3,7 +3,7 @@ package dev.exeunt.tensor.testing;
 import dev.exeunt.tensor.DType;
 
 /**
- * Test-only k-quant quantizers (Q4_K, Q5_K, Q6_K) writing llama.cpp's block layouts, so tests can build weights
+ * Test-only k-quant quantizers (Q4_K, Q5_K, Q6_K, and Q3_K, which Exeunt only reads) writing llama.cpp's block layouts, so tests can build weights
  * of these types from floats. They are the simple min/max versions (llama.cpp's quantize_row_q4_K_ref searches
  * for better scales, so its bytes differ), written from the layout, independently of the kernels under test.
  */
@@ -122,6 +122,51 @@ public final class KQuantReference {
                 o[at + 64 * h + l] = (byte) ((q1 & 0xF) | ((q3 & 0xF) << 4));
                 o[at + 64 * h + 32 + l] = (byte) ((q2 & 0xF) | ((q4 & 0xF) << 4));
                 o[at + 128 + 32 * h + l] = (byte) ((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+        }
+    }
+
+    /**
+     * Q3_K super-blocks (110 bytes each: hmask[32], qs[64], 12 bytes of 6-bit scales, F16 d), x ~ (d * sc) * q with
+     * q in [-4, 3] and sc in [-32, 31] per 16 weights; Q3_K has no {@link DType}, so it is its own method.
+     */
+    public static byte[] quantizeQ3K(float[] x) {
+        if (x.length % 256 != 0) throw new IllegalArgumentException("length " + x.length + " is not a multiple of 256");
+        byte[] out = new byte[x.length / 256 * 110];
+        for (int b = 0; b < x.length / 256; b++) q3(x, b * 256, out, b * 110);
+        return out;
+    }
+
+    private static void q3(float[] x, int xo, byte[] o, int at) {
+        float[] scale = new float[16];
+        float maxAbs = 0;
+        for (int g = 0; g < 16; g++) {
+            float amax = 0, max = 0;
+            for (int l = 0; l < 16; l++) {
+                float v = x[xo + 16 * g + l];
+                if (Math.abs(v) > amax) {
+                    amax = Math.abs(v);
+                    max = v;
+                }
+            }
+            scale[g] = max / -4; // the extreme value maps to q = -4
+            maxAbs = Math.max(maxAbs, Math.abs(scale[g]));
+        }
+        float d = Float.float16ToFloat(Float.floatToFloat16(maxAbs / 31));
+        putF16(o, at + 108, d);
+        for (int g = 0; g < 16; g++) {
+            int sc = d > 0 ? clamp(Math.round(scale[g] / d), -32, 31) : 0;
+            int u = sc + 32;
+            o[at + 96 + g % 8] |= (byte) ((u & 0xF) << (4 * (g / 8)));
+            o[at + 104 + g % 4] |= (byte) ((u >> 4) << (2 * (g / 4)));
+            float s = d * sc;
+            for (int l = 0; l < 16; l++) {
+                int i = 16 * g + l;
+                int q = s != 0 ? clamp(Math.round(x[xo + i] / s), -4, 3) : 0;
+                int low = q >= 0 ? q : q + 4;  // the weight is low - 4 unless its hmask bit is set
+                int h = i / 128, j = (i % 128) / 32, li = i % 32;
+                o[at + 32 + 32 * h + li] |= (byte) (low << (2 * j));
+                if (q >= 0) o[at + li] |= (byte) (1 << (i / 32));
             }
         }
     }
