@@ -34,6 +34,18 @@ public final class KQuantReference {
         o[at + 1] = (byte) (h >> 8);
     }
 
+    /** The value of largest magnitude among x[from, from + n), with its sign. */
+    private static float extreme(float[] x, int from, int n) {
+        float amax = 0, max = 0;
+        for (int i = from; i < from + n; i++) {
+            if (Math.abs(x[i]) > amax) {
+                amax = Math.abs(x[i]);
+                max = x[i];
+            }
+        }
+        return max;
+    }
+
     private static int clamp(int v, int lo, int hi) {
         return Math.max(lo, Math.min(hi, v));
     }
@@ -96,15 +108,7 @@ public final class KQuantReference {
         float[] scale = new float[16];
         float maxAbs = 0;
         for (int g = 0; g < 16; g++) {
-            float amax = 0, max = 0;
-            for (int l = 0; l < 16; l++) {
-                float v = x[xo + 16 * g + l];
-                if (Math.abs(v) > amax) {
-                    amax = Math.abs(v);
-                    max = v;
-                }
-            }
-            scale[g] = max / -32; // the extreme value maps to q = -32, the end of the range that is reached
+            scale[g] = extreme(x, xo + 16 * g, 16) / -32; // the extreme value maps to q = -32, the end of the range that is reached
             maxAbs = Math.max(maxAbs, Math.abs(scale[g]));
         }
         float d = Float.float16ToFloat(Float.floatToFloat16(maxAbs / 127));
@@ -141,15 +145,7 @@ public final class KQuantReference {
         float[] scale = new float[16];
         float maxAbs = 0;
         for (int g = 0; g < 16; g++) {
-            float amax = 0, max = 0;
-            for (int l = 0; l < 16; l++) {
-                float v = x[xo + 16 * g + l];
-                if (Math.abs(v) > amax) {
-                    amax = Math.abs(v);
-                    max = v;
-                }
-            }
-            scale[g] = max / -4; // the extreme value maps to q = -4
+            scale[g] = extreme(x, xo + 16 * g, 16) / -4; // the extreme value maps to q = -4
             maxAbs = Math.max(maxAbs, Math.abs(scale[g]));
         }
         float d = Float.float16ToFloat(Float.floatToFloat16(maxAbs / 31));
