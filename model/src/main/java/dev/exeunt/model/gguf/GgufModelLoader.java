@@ -566,7 +566,7 @@ public final class GgufModelLoader {
         return Ops.unowned(() -> {
             Tensor raw = Tensor.empty(stored, Device.CPU, shape);
             MemorySegment dst = raw.segment();
-            try (Arena scratch = Arena.ofConfined()) {
+            try (Arena scratch = Arena.ofShared()) { // shared: the transcoder splits over the pool
                 MemorySegment src = file;
                 if (t.type() == GgmlType.Q3_K) {
                     long blocks = file.byteSize() / Q3KToQ6K.Q3_K_BYTES;
