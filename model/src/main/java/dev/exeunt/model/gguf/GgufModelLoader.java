@@ -566,10 +566,12 @@ public final class GgufModelLoader {
         return Ops.unowned(() -> {
             Tensor raw = Tensor.empty(stored, Device.CPU, shape);
             MemorySegment dst = raw.segment();
-            try (Arena scratch = Arena.ofShared()) { // shared: the transcoder splits over the pool
+            Arena scratch = null;
+            try {
                 MemorySegment src = file;
                 if (t.type() == GgmlType.Q3_K) {
                     long blocks = file.byteSize() / Q3KToQ6K.Q3_K_BYTES;
+                    scratch = Arena.ofShared(); // shared: the rewrite splits over the CPU pool
                     src = scratch.allocate(blocks * Q3KToQ6K.Q6_K_BYTES, 64);
                     Q3KToQ6K.transcode(file, 0, src, 0, blocks);
                 }
@@ -581,6 +583,8 @@ public final class GgufModelLoader {
                 } else {
                     MemorySegment.copy(src, 0, dst, 0, src.byteSize());
                 }
+            } finally {
+                if (scratch != null) scratch.close();
             }
             if (!m.transposed() && (stored == DType.F32 || stored.isQuantized() && m.keepQuantized())) return raw;
             Tensor f = raw.to(DType.F32);
