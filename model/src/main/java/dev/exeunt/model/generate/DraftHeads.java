@@ -24,14 +24,15 @@ import dev.exeunt.tensor.ops.Ops;
 final class DraftHeads {
     private DraftHeads() {}
 
-    /** Per exit (as in {@code model.exits()}), the head its checks read: its own, or with {@code speculative} its Q8_0 copy. */
+    /** Per exit (as in {@code model.exits()}), the head its checks read: its own, or with {@code speculative} on the CPU its Q8_0 copy. */
     static Tensor[] of(EarlyExitModel model, boolean speculative) {
         int d = model.config().dModel();
+        boolean copies = speculative && model.device() == Device.CPU;
         Tensor[] heads = new Tensor[model.exits().size()];
         for (int e = 0; e < heads.length; e++) {
             Tensor h = model.exits().get(e).head();
             boolean blocks = h.dtype() == DType.F32 && h.rank() == 2 && h.dim(1) == d && d % CpuQuant.QK == 0 && h.isContiguous();
-            heads[e] = speculative && blocks ? model.derived(h, DraftHeads::q8) : h;
+            heads[e] = copies && blocks ? model.derived(h, DraftHeads::q8) : h;
         }
         return heads;
     }

@@ -1,7 +1,6 @@
 package dev.exeunt.model.generate;
 
 import dev.exeunt.model.nn.EarlyExitModel;
-import dev.exeunt.tensor.Device;
 import dev.exeunt.tensor.Tensor;
 import dev.exeunt.tensor.autograd.GradMode;
 import java.util.ArrayList;
@@ -125,7 +124,7 @@ public final class Generator {
             throw new IllegalArgumentException("exit probabilities (print_max_prob) are not available under pipeline parallelism");
         }
         var c = model.config();
-        Tensor[] checkHeads = DraftHeads.of(model, cfg.speculative() && model.device() == Device.CPU);
+        Tensor[] checkHeads = DraftHeads.of(model, cfg.speculative());
         DecodeCall call = new DecodeCall(model, cfg, listener, forced, checkHeads);
         List<DecodeSequence> seqs = new ArrayList<>();
         try (var g = GradMode.noGrad(); DecodeBuffers buf = lean ? new DecodeBuffers(c, model.exits().size()) : null) {

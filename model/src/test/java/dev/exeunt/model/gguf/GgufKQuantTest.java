@@ -74,17 +74,18 @@ class GgufKQuantTest {
 
     @Test
     void mixedKQuantFileRunsLikeItsDequantizedWeights() throws IOException {
-        runsLikeItsDequantizedWeights(GgufKQuantTest::mixed, DType.Q4_K, "q4_k_m.gguf");
+        runsLikeItsDequantizedWeights(GgufKQuantTest::mixed, DType.Q4_K, "q4_k_m.gguf", 0.3);
     }
 
     /** Q3_K matrices load as Q6_K holding the same weights (Q3KToQ6K) and run like the dequantized file too. */
     @Test
     void q3KFileRunsLikeItsDequantizedWeights() throws IOException {
-        runsLikeItsDequantizedWeights(GgufKQuantTest::q3kMedium, DType.Q6_K, "q3_k_m.gguf");
+        runsLikeItsDequantizedWeights(GgufKQuantTest::q3kMedium, DType.Q6_K, "q3_k_m.gguf", 0.5);
     }
 
-    /** projections: what the Q4_K (or Q3_K) projections load as. */
-    private void runsLikeItsDequantizedWeights(Function<String, GgmlType> types, DType projections, String file) throws IOException {
+    /** projections: what the Q4_K (or Q3_K) projections load as; maxFromSource: how far 3- to 6-bit weights may move the logits. */
+    private void runsLikeItsDequantizedWeights(Function<String, GgmlType> types, DType projections, String file, double maxFromSource)
+            throws IOException {
         try (EarlyExitModel source = EarlyExitModel.create(config(), Device.CPU, 11)) {
             Path quantFile = write(source, types, file);
             try (ModelCheckpoint.Loaded quant = GgufModelLoader.load(quantFile, Device.CPU)) {
@@ -113,7 +114,7 @@ class GgufKQuantTest {
                     assertArrayEquals(want, got, (float) (1e-4 * max));
                     // ... while 4- to 6-bit weights do move them away from the unquantized source model's.
                     double fromSource = GgufModelLoaderTest.relError(GgufModelLoaderTest.logits(source, prompt), got);
-                    assertTrue(fromSource > 1e-3 && fromSource < 0.5, "k-quant vs source logits relative error " + fromSource);
+                    assertTrue(fromSource > 1e-3 && fromSource < maxFromSource, "k-quant vs source logits relative error " + fromSource);
 
                     // Greedy generation (the lean decode path), alone and as a batch of two prompts.
                     assertArrayEquals(GgufModelLoaderTest.greedy(f, prompt, 12), GgufModelLoaderTest.greedy(q, prompt, 12));

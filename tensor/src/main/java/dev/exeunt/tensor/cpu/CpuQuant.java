@@ -596,7 +596,7 @@ public final class CpuQuant {
      */
     private static float[] tokenRows(MemorySegment x, long xb, long xs, int count, int n) {
         float[][] held = TOKEN_ROWS.get();
-        if (held[0].length < count * n) held[0] = new float[Math.max(4, count) * n];
+        if (held[0].length < count * n) held[0] = new float[4 * n];
         float[] rows = held[0];
         for (int i = 0; i < count; i++) MemorySegment.copy(x, ValueLayout.JAVA_FLOAT_UNALIGNED, xb + i * xs, rows, i * n, n);
         return rows;
