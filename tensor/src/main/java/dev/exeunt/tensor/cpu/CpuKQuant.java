@@ -236,8 +236,13 @@ public final class CpuKQuant {
 
     /** X rows (tokens) a product kernel takes at once, sharing every weight load. */
     private static final int TOKENS = 4;
-    /** Each calling thread's sums of X over each 32 weights, for the Q4_K / Q5_K minimum terms. */
-    private static final ThreadScratch X_SUMS = new ThreadScratch();
+    /**
+     * Each calling thread's heap scratch: [0] the sums of X over each 32 weights (the Q4_K / Q5_K minimum terms),
+     * [1] a copy of a lone X row for the one-row kernels, which read heap arrays faster than segments (C2 hoists
+     * an array's bounds checks out of their short inner loops, where each segment load kept its own). The pool's
+     * workers only read them, after the job that hands them over starts.
+     */
+    private static final ThreadLocal<float[][]> X_HEAP = ThreadLocal.withInitial(() -> new float[][] {new float[0], new float[0]});
     /** Each thread's four unpacked W rows for {@link #tokens}. */
     private static final ThreadScratch ROWS = new ThreadScratch();
 
@@ -273,39 +278,44 @@ public final class CpuKQuant {
             return;
         }
         int nb = n / QK_K, groups = n / 32;
-        MemorySegment sums = t == DType.Q6_K ? null : X_SUMS.get((long) rows * groups * 4);
-        if (sums != null) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, (long) r * groups * 4);
+        float[][] heap = X_HEAP.get();
+        if (t != DType.Q6_K && heap[0].length < (long) rows * groups) heap[0] = new float[Math.multiplyExact(rows, groups)];
+        if (heap[1].length < n) heap[1] = new float[n];
+        float[] sums = heap[0], xRow = heap[1];
+        if (t != DType.Q6_K) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, r * groups);
         boolean shareable = CpuHalf.shareable(w, x, y);
         for (int r0 = 0; r0 < rows; r0 += TOKENS) {
             int count = Math.min(TOKENS, rows - r0);
-            Kernel k = new Kernel(t, nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, sums, (long) r0 * groups * 4,
-                    4L * groups, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
+            if (count == 1) MemorySegment.copy(x, F32, (xOff + (long) r0 * ldx) * 4, xRow, 0, n);
+            Kernel k = new Kernel(t, nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, xRow, sums, r0 * groups,
+                    groups, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
             CpuThreads.RangeBody body = (from, to) -> k.run(count, from, to);
             if (shareable) CpuThreads.parallelFor(m, (int) Math.max(1, MIN_WORK / ((long) n * count)), body);
             else body.run(0, m);
         }
     }
 
-    /** The sum of each 32 floats of x from byte xb (groups of them) into sums from byte sb. */
-    private static void sums32(MemorySegment x, long xb, int groups, MemorySegment sums, long sb) {
+    /** The sum of each 32 floats of x from byte xb (groups of them) into sums from index sb. */
+    private static void sums32(MemorySegment x, long xb, int groups, float[] sums, int sb) {
         for (int g = 0; g < groups; g++) {
             FloatVector acc = FloatVector.zero(FS);
             for (int j = 0; j < 32; j += FL) acc = acc.add(xAt(x, xb + (32L * g + j) * 4));
-            sums.set(F32, sb + g * 4L, VectorMath.sum(acc));
+            sums[sb + g] = VectorMath.sum(acc);
         }
     }
 
     /**
      * One product's operands, as byte offsets: W rows of type t rb bytes apart from wOff (nb super-blocks each);
-     * X rows xs apart from xb; their sums over each 32 weights (Q4_K, Q5_K) ss apart from sb; Y rows ys apart from yb.
+     * X rows xs apart from xb (the first also copied to xRow when it is alone); their sums over each 32 weights (Q4_K,
+     * Q5_K) ss floats apart from index sb; Y rows ys apart from yb.
      */
-    private record Kernel(DType t, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs,
-                          MemorySegment sums, long sb, long ss, MemorySegment y, long yb, long ys) {
+    private record Kernel(DType t, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb, long xs, float[] xRow,
+                          float[] sums, int sb, int ss, MemorySegment y, long yb, long ys) {
         /** W rows [r0, r1) times `count` (1 to 4) X rows. */
         void run(int count, int r0, int r1) {
             if (count > 1) tokens(count, r0, r1, this);
-            else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, x, xb, y, yb);
-            else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, x, xb, sums, sb, y, yb);
+            else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, xRow, y, yb);
+            else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, xRow, sums, sb, y, yb);
         }
     }
 
@@ -329,11 +339,12 @@ public final class CpuKQuant {
     }
 
     /**
-     * Q4_K (or Q5_K when five) rows [r0, r1) times one X row: per 32-weight block j of each super-block,
-     * (d * sc_j) * sum(q x) into a vector, minus (dmin * m_j) * sum(x) into a scalar.
+     * Q4_K (or Q5_K when five) rows [r0, r1) times one X row x: per 32-weight block j of each super-block,
+     * (d * sc_j) * sum(q x) into a vector, minus (dmin * m_j) * sum(x) into a scalar. Blocks 2i and 2i + 1 are the
+     * low and high nibbles of the same 32 bytes, so they share each load (1.15x over a load per block).
      */
-    private static void rowsK45(boolean five, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
-                                MemorySegment sums, long sb, MemorySegment y, long yb) {
+    private static void rowsK45(boolean five, int r0, int r1, int nb, MemorySegment w, long wOff, long rb, float[] x,
+                                float[] sums, int sb, MemorySegment y, long yb) {
         int bytes = five ? 176 : 144, qs = five ? 48 : 16;
         for (int r = r0; r < r1; r++) {
             FloatVector acc = FloatVector.zero(FS);
@@ -341,16 +352,22 @@ public final class CpuKQuant {
             for (int b = 0; b < nb; b++) {
                 long s = wOff + r * rb + (long) b * bytes, h0 = word(w, s), h1 = word(w, s + 8), scales = scalesK4(h0, h1), mins = minsK4(h1);
                 float d = f16Of(h0, 0), dmin = f16Of(h0, 16);
-                for (int j = 0; j < 8; j++) {
-                    long q = s + qs + 16L * (j & ~1), xo = xb + (256L * b + 32L * j) * 4;
-                    FloatVector dot = FloatVector.zero(FS);
+                for (int i = 0; i < 4; i++) {
+                    int j = 2 * i, xo = 256 * b + 32 * j;
+                    FloatVector lo = FloatVector.zero(FS), hi = lo;
                     for (int c = 0; c < 32; c += BL) {
-                        ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                        ByteVector bq = ByteVector.fromMemorySegment(BS, w, s + qs + 16L * j + c, LE);
                         ByteVector bh = five ? ByteVector.fromMemorySegment(BS, w, s + 16 + c, LE) : bq;
-                        for (int p = 0; p < PARTS; p++) dot = quant45(five, bq, bh, p, j).fma(xAt(x, xo + (c + p * FL) * 4L), dot);
+                        for (int p = 0; p < PARTS; p++) {
+                            int e = xo + c + p * FL;
+                            lo = quant45(five, bq, bh, p, j).fma(FloatVector.fromArray(FS, x, e), lo);
+                            hi = quant45(five, bq, bh, p, j + 1).fma(FloatVector.fromArray(FS, x, e + 32), hi);
+                        }
                     }
-                    acc = dot.fma(FloatVector.broadcast(FS, d * byteAt(scales, j)), acc);
-                    minTerm += dmin * byteAt(mins, j) * sums.get(F32, sb + (8L * b + j) * 4);
+                    acc = lo.fma(FloatVector.broadcast(FS, d * byteAt(scales, j)), acc);
+                    acc = hi.fma(FloatVector.broadcast(FS, d * byteAt(scales, j + 1)), acc);
+                    minTerm += dmin * byteAt(mins, j) * sums[sb + 8 * b + j];
+                    minTerm += dmin * byteAt(mins, j + 1) * sums[sb + 8 * b + j + 1];
                 }
             }
             y.set(F32, yb + r * 4L, VectorMath.sum(acc) - minTerm);
@@ -358,8 +375,7 @@ public final class CpuKQuant {
     }
 
     /** Q6_K rows [r0, r1) times one X row; in each half of 128 weights, group g of 32 is dequantized as {@link #blockQ6_K} does. */
-    private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
-                                 MemorySegment y, long yb) {
+    private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, float[] x, MemorySegment y, long yb) {
         for (int r = r0; r < r1; r++) {
             FloatVector acc = FloatVector.zero(FS);
             for (int b = 0; b < nb; b++) {
@@ -368,13 +384,14 @@ public final class CpuKQuant {
                 for (int half = 0; half < 2; half++) {
                     long sc = word(w, s + 192 + 8L * half), qh = s + 128 + 32L * half;
                     for (int g = 0; g < 4; g++) {
-                        long ql = s + 64L * half + 32L * (g & 1), xo = xb + (256L * b + 128L * half + 32L * g) * 4;
+                        long ql = s + 64L * half + 32L * (g & 1);
+                        int xo = 256 * b + 128 * half + 32 * g;
                         FloatVector dot = FloatVector.zero(FS);
                         for (int c = 0; c < 32; c += GL) {
                             ByteVector v = quant6(load(w, ql + c), load(w, qh + c), g);
                             for (int p = 0; p < GPARTS; p++) {
                                 int l = c + p * FL;
-                                dot = part(v, p).mul(d * scale6(sc, l / 16 + 2 * g)).fma(xAt(x, xo + l * 4L), dot);
+                                dot = part(v, p).mul(d * scale6(sc, l / 16 + 2 * g)).fma(FloatVector.fromArray(FS, x, xo + l), dot);
                             }
                         }
                         acc = acc.add(dot);
@@ -408,7 +425,8 @@ public final class CpuKQuant {
                 }
             }
             for (int i = 0; i < count; i++) {
-                long xb = k.xb + i * k.xs, sb = q6 ? -1 : k.sb + i * k.ss, yb = k.yb + i * k.ys + r * 4L;
+                long xb = k.xb + i * k.xs, yb = k.yb + i * k.ys + r * 4L;
+                int sb = q6 ? -1 : k.sb + i * k.ss;
                 if (m == 4) dot4(rows, rowBytes, n, k.x, xb, k.sums, sb, k.y, yb);
                 else for (int j = 0; j < m; j++) dot1(rows, j * rowBytes, n, k.x, xb, k.sums, sb, k.y, yb + 4L * j);
             }
@@ -417,9 +435,9 @@ public final class CpuKQuant {
 
     /**
      * One unpacked W row (n floats from byte w of rows, then per-block scales, then mins when sb >= 0) times X from
-     * byte xb (its block sums at byte sb of sums) into y at byte yb.
+     * byte xb (its block sums from index sb of sums) into y at byte yb.
      */
-    private static void dot1(MemorySegment rows, long w, int n, MemorySegment x, long xb, MemorySegment sums, long sb,
+    private static void dot1(MemorySegment rows, long w, int n, MemorySegment x, long xb, float[] sums, int sb,
                              MemorySegment y, long yb) {
         int blocks = n / 32;
         long scales = w + 4L * n, mins = scales + 4L * blocks;
@@ -434,13 +452,13 @@ public final class CpuKQuant {
                 }
             }
             acc = dot.fma(FloatVector.broadcast(FS, rows.get(F32, scales + bl * 4L)), acc);
-            if (sb >= 0) minTerm += rows.get(F32, mins + bl * 4L) * sums.get(F32, sb + bl * 4L);
+            if (sb >= 0) minTerm += rows.get(F32, mins + bl * 4L) * sums[sb + bl];
         }
         y.set(F32, yb, VectorMath.sum(acc) - minTerm);
     }
 
     /** {@link #dot1} for four unpacked W rows rb bytes apart from byte 0 of rows, into four consecutive outputs. */
-    private static void dot4(MemorySegment rows, long rb, int n, MemorySegment x, long xb, MemorySegment sums, long sb,
+    private static void dot4(MemorySegment rows, long rb, int n, MemorySegment x, long xb, float[] sums, int sb,
                              MemorySegment y, long yb) {
         int blocks = n / 32;
         long scales = 4L * n, mins = scales + 4L * blocks;
@@ -464,7 +482,7 @@ public final class CpuKQuant {
             a2 = d2.fma(FloatVector.broadcast(FS, rows.get(F32, 2 * rb + sc)), a2);
             a3 = d3.fma(FloatVector.broadcast(FS, rows.get(F32, 3 * rb + sc)), a3);
             if (sb >= 0) {
-                float xs = sums.get(F32, sb + bl * 4L);
+                float xs = sums[sb + bl];
                 long mn = mins + bl * 4L;
                 m0 += rows.get(F32, mn) * xs;
                 m1 += rows.get(F32, rb + mn) * xs;

@@ -140,7 +140,7 @@ class CpuKQuantTest {
                 for (int i = 0; i < wf.length; i++) wf[i] = (float) r.nextGaussian() * 0.1f;
                 byte[] wq = KQuantReference.quantize(t, wf);
                 float[] w = dequantize(t, wq, 0, m * n);
-                for (int rows : new int[] {1, 3, 6}) {
+                for (int rows : new int[] {1, 3, 5, 6}) { // 5: four rows, then a lone one
                     int ldx = n + 5, ldy = m + 3;
                     try (Arena a = Arena.ofShared()) {
                         MemorySegment ws = a.allocate(wq.length + 7);
