@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Fixtures for CpuKQuantTest: raw Q4_K / Q5_K / Q6_K / Q3_K super-blocks and gguf-py's dequantization of them.
+"""Fixtures for CpuKQuantTest: raw Q4_K / Q5_K / Q6_K / Q3_K / Q2_K super-blocks and gguf-py's dequantization of them.
 
 Run from this directory (needs numpy and gguf-py, `pip install gguf`):
 
     python3 make_fixtures.py
+
+or with llama.cpp's own gguf-py from a checkout (its package imports sentencepiece, which the quantizers do not
+use: an empty stand-in will do):
+
+    mkdir -p /tmp/sp/sentencepiece && echo 'class SentencePieceProcessor: pass' > /tmp/sp/sentencepiece/__init__.py
+    PYTHONPATH=$LLAMA_CPP/gguf-py:/tmp/sp python3 make_fixtures.py
 
 gguf-py cannot quantize the k-quant types, so the blocks are random bytes (every bit pattern of the packed
 scales, nibbles and high bits is a valid block) with the F16 super-block scales overwritten by finite random
@@ -43,11 +49,15 @@ def blocks(qtype, n_blocks):
         raw[:, 208:210] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # d (last)
     elif qtype == GGMLQuantizationType.Q3_K:
         raw[:, 108:110] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # d (last)
+    elif qtype == GGMLQuantizationType.Q2_K:
+        raw[:, 80:82] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # d
+        raw[:, 82:84] = halves(n_blocks).view(np.uint8).reshape(n_blocks, 2)  # dmin
     return raw
 
 
-# Q3_K last, so the others' random bytes are those they always were.
-for qtype in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K, GGMLQuantizationType.Q3_K):
+# Each type added later comes after the others, so their random bytes stay those they always were.
+for qtype in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K, GGMLQuantizationType.Q3_K,
+              GGMLQuantizationType.Q2_K):
     n_blocks = ROWS * COLS // 256
     raw = blocks(qtype, n_blocks)
     row_bytes = COLS // 256 * GGML_QUANT_SIZES[qtype][1]

@@ -188,6 +188,9 @@ public final class DecodeBench {
             long o = base + b * block;
             if (t == DType.Q6_K) {
                 seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + block - 2, Float.floatToFloat16((float) (rng.nextDouble() * 2e-4)));
+            } else if (t == DType.Q2_K) { // d and dmin last
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + block - 4, Float.floatToFloat16((float) (rng.nextDouble() * 4e-4)));
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + block - 2, Float.floatToFloat16((float) (rng.nextDouble() * 6e-4)));
             } else {
                 seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o, Float.floatToFloat16((float) (rng.nextDouble() * 4e-5)));
                 seg.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2, Float.floatToFloat16((float) (rng.nextDouble() * 4e-4)));

@@ -27,7 +27,7 @@ final class BenchCommand implements Main.Command {
                   llama-bench style: prompt and decode tokens/s of a Llama-shaped model (dim 768, 12 layers,
                   12 heads, ffn 2048, vocab 32000, random weights) in each weight type, or of --model, the same
                   file llama-bench -m takes (--json: llama-bench's n_prompt, n_gen, avg_ts, stddev_ts, plus median_ts).
-                  --types also takes q4_k, q5_k and q6_k: random valid blocks, the output head Q6_K as in Q4_K_M.
+                  --types also takes q2_k, q4_k, q5_k and q6_k: random valid blocks, the output head Q6_K as in Q4_K_M.
                   --write-gguf writes the F32 random model as a GGUF file llama.cpp loads and measures nothing: quantize
                   it with llama-quantize and run llama-bench and bench decode --model on the same files
                   (scripts/bench-llamacpp.sh does all of it).

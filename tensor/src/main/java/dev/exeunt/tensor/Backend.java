@@ -36,7 +36,7 @@ public interface Backend {
               Tensor b, long bOff, int ldb, long strideB,
               float beta, Tensor c, long cOff, int ldc, long strideC, int batch);
 
-    /** y[t, m] = sum_n W[m, n] x[t, n] for weights W stored quantized (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or F32/BF16/F16. */
+    /** y[t, m] = sum_n W[m, n] x[t, n] for weights W stored quantized (Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K) or F32/BF16/F16. */
     void linearQuantized(Tensor w, Tensor x, Tensor y);
 
     // ------------------------------------------------------------ elementwise

@@ -3,8 +3,8 @@ package dev.exeunt.tensor;
 /**
  * Element types. F32 is the compute type; BF16/F16 are storage types converted on use; I32 holds token
  * ids; I8, Q8_0 and Q4_0 hold weights. Q8_0 and Q4_0 use GGUF's block layouts: 32 weights per block,
- * an F16 scale followed by 32 int8 (34 bytes) or 16 bytes of nibbles (18 bytes). Q4_K, Q5_K and Q6_K are
- * llama.cpp's k-quants: super-blocks of 256 weights (144, 176 and 210 bytes; layouts in
+ * an F16 scale followed by 32 int8 (34 bytes) or 16 bytes of nibbles (18 bytes). Q2_K, Q4_K, Q5_K and Q6_K are
+ * llama.cpp's k-quants: super-blocks of 256 weights (84, 144, 176 and 210 bytes; layouts in
  * {@code dev.exeunt.tensor.cpu.CpuKQuant}). The quantized types are weight storage only: they convert to F32
  * and take part in {@code Backend.linearQuantized}; only Q8_0 and Q4_0 can be produced from F32.
  */
@@ -18,7 +18,8 @@ public enum DType {
     Q4_0(18, 32),
     Q4_K(144, 256),
     Q5_K(176, 256),
-    Q6_K(210, 256);
+    Q6_K(210, 256),
+    Q2_K(84, 256);
 
     private final int bytesPerBlock;
     private final int blockSize;
@@ -37,9 +38,9 @@ public enum DType {
         return blockSize > 1;
     }
 
-    /** Whether this is one of llama.cpp's k-quant super-block types (Q4_K, Q5_K, Q6_K). */
+    /** Whether this is one of llama.cpp's k-quant super-block types (Q2_K, Q4_K, Q5_K, Q6_K). */
     public boolean isKQuant() {
-        return this == Q4_K || this == Q5_K || this == Q6_K;
+        return this == Q2_K || this == Q4_K || this == Q5_K || this == Q6_K;
     }
 
     public boolean isFloatingPoint() {

@@ -92,7 +92,7 @@ final class DecodeMath {
         }
         switch (w.dtype()) {
             case Q8_0, Q4_0 -> CpuQuant.gemvTokens(w.dtype() == DType.Q4_0, rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
-            case Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
+            case Q2_K, Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), rows, nOut, nIn, ws, wb, in, inOff, ldIn, out, outOff, ldOut);
             default -> throw new IllegalArgumentException("decode: unsupported weight type " + w.dtype());
         }
     }

@@ -113,7 +113,7 @@ public final class Generator {
         int stages = model.parameters().pipeline().stages();
         if (cfg.kvFill() == GenerationConfig.KvFill.PROPAGATE && !lean) {
             throw new IllegalArgumentException("kv fill propagate runs on the CPU decode path (one tensor-parallel rank, one pipeline stage, "
-                    + "F32, Q8_0/Q4_0 or Q4_K/Q5_K/Q6_K weights); this model is on " + model.device() + " with tensor parallel size " + model.tensorParallel().size()
+                    + "F32, Q8_0/Q4_0 or Q2_K/Q4_K/Q5_K/Q6_K weights); this model is on " + model.device() + " with tensor parallel size " + model.tensorParallel().size()
                     + (stages > 1 ? " and " + stages + " pipeline stages" : ""));
         }
         if (cfg.speculative() && stages > 1) {

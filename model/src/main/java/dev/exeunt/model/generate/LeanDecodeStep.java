@@ -62,7 +62,7 @@ final class LeanDecodeStep {
         for (var p : model.parameters().all().values()) if (p.dtype() != dev.exeunt.tensor.DType.F32) weights.add(p);
         for (Tensor w : weights) {
             switch (w.dtype()) {
-                case F32, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> { }
+                case F32, Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K -> { }
                 default -> { return false; }
             }
         }
@@ -166,7 +166,7 @@ final class LeanDecodeStep {
             case F32 -> MemorySegment.copy(te.segment(), row * 4, dst, off * 4, (long) d * 4);
             case Q8_0 -> CpuQuant.dequantizeQ8_0(te.segment(), te.dtype().byteSize(row), dst, off, d);
             case Q4_0 -> CpuQuant.dequantizeQ4_0(te.segment(), te.dtype().byteSize(row), dst, off, d);
-            case Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(te.dtype(), te.segment(), te.dtype().byteSize(row), dst, off, d);
+            case Q2_K, Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(te.dtype(), te.segment(), te.dtype().byteSize(row), dst, off, d);
             default -> throw new IllegalStateException("decode: token embedding of type " + te.dtype());
         }
         Tensor pe = model.positionEmbedding();

@@ -50,7 +50,7 @@ import java.util.Set;
  * holds each exit's parameters as tensors under their Exeunt names ({@code exits.<i>.*}, Exeunt's own
  * layout). The config must agree with the architecture's keys.
  *
- * <p>F32, F16 and BF16 tensors load as F32. Q8_0, Q4_0 and k-quant (Q4_K, Q5_K, Q6_K) matrices of the projections and the output
+ * <p>F32, F16 and BF16 tensors load as F32. Q8_0, Q4_0 and k-quant (Q2_K, Q4_K, Q5_K, Q6_K) matrices of the projections and the output
  * head stay quantized in memory (frozen; their products go through {@code Backend.linearQuantized});
  * Q3_K ones load as Q6_K holding the same weights exactly ({@link Q3KToQ6K}, 1.9x the bytes);
  * a quantized token embedding is dequantized to F32. Other ggml types, missing tensors, shapes that
@@ -59,7 +59,7 @@ import java.util.Set;
 public final class GgufModelLoader {
     /** The ggml tensor types this loader reads. */
     public static final List<GgmlType> SUPPORTED = List.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0,
-            GgmlType.Q4_0, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
+            GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
 
     /** Metadata key holding the model's config.json (with its exits) in a file Exeunt wrote. */
     public static final String CONFIG_KEY = "exeunt.config";
@@ -525,7 +525,7 @@ public final class GgufModelLoader {
             GgufTensorInfo t = gguf.tensor(m.ggufName());
             if (!SUPPORTED.contains(t.type())) {
                 throw new CheckpointFormatException(file, "unsupported ggml type " + t.type() + " for tensor " + t.name()
-                        + "; supported: F32, F16, BF16, Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K");
+                        + "; supported: F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K");
             }
         }
         Set<String> used = new java.util.HashSet<>();

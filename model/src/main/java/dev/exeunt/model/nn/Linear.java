@@ -11,7 +11,7 @@ import dev.exeunt.tensor.ops.Ops;
  * {@code inputMajor} (GPT-2's Conv1D). Both feed GEMM directly, without a transposed copy. This is
  * the seam a tensor-parallel linear shards.
  *
- * <p>A block-quantized W (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; [out, in], GGUF block layout, e.g. loaded from a GGUF file) stays
+ * <p>A block-quantized W (Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K; [out, in], GGUF block layout, e.g. loaded from a GGUF file) stays
  * quantized: the product goes through {@code Backend.linearQuantized}. Such weights are frozen and
  * the quantized path has no backward, so it refuses inputs that require a gradient.
  */

@@ -72,6 +72,18 @@ class GgufKQuantTest {
         return GgmlType.Q3_K;
     }
 
+    /** Q2_K most matrices (as in a llama-quantize Q2_K file), Q4_K ffn_down, a Q6_K head. */
+    private static GgmlType q2k(String ggufName) {
+        if (ggufName.equals("output.weight")) return GgmlType.Q6_K;
+        if (ggufName.endsWith("ffn_down.weight")) return GgmlType.Q4_K;
+        return GgmlType.Q2_K;
+    }
+
+    @Test
+    void q2KFileRunsLikeItsDequantizedWeights() throws IOException {
+        runsLikeItsDequantizedWeights(GgufKQuantTest::q2k, DType.Q2_K, "q2_k.gguf", 1.0);
+    }
+
     @Test
     void mixedKQuantFileRunsLikeItsDequantizedWeights() throws IOException {
         runsLikeItsDequantizedWeights(GgufKQuantTest::mixed, DType.Q4_K, "q4_k_m.gguf", 0.3);
@@ -83,7 +95,7 @@ class GgufKQuantTest {
         runsLikeItsDequantizedWeights(GgufKQuantTest::q3kMedium, DType.Q6_K, "q3_k_m.gguf", 0.5);
     }
 
-    /** projections: what the Q4_K (or Q3_K) projections load as; maxFromSource: how far 3- to 6-bit weights may move the logits. */
+    /** projections: what the Q4_K (Q3_K, Q2_K) projections load as; maxFromSource: how far 2- to 6-bit weights may move the logits. */
     private void runsLikeItsDequantizedWeights(Function<String, GgmlType> types, DType projections, String file, double maxFromSource)
             throws IOException {
         try (EarlyExitModel source = EarlyExitModel.create(config(), Device.CPU, 11)) {

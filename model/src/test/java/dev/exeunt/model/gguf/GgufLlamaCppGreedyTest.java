@@ -29,7 +29,7 @@ import org.junit.jupiter.api.extension.ExtendWith;
  * Greedy tokens against llama.cpp's own engine on the same files ({@code gguf-reference/llamacpp.txt}, written by
  * {@code make_llamacpp_fixtures.sh} with llama.cpp's llama-quantize and llama_decode): the F32 file and its gguf-py
  * Q8_0 / Q4_0 versions, and k-quant files as llama-quantize writes them (Q4_K_M and Q5_K_M mixing Q6_K tensors in,
- * Q6_K, and Q4_0 with a Q6_K output tensor). llama.cpp multiplies quantized weights by 8-bit quantized activations
+ * Q6_K, Q4_0 with a Q6_K output tensor, and Q2_K with Q3_K tensors and a Q6_K output). llama.cpp multiplies quantized weights by 8-bit quantized activations
  * where Exeunt keeps them in floats, so a step whose top two logits (in llama.cpp) are closer than {@link #GAP} may
  * go either way: each prompt is compared up to its first such step, and those prefixes must hold a third of the tokens
  * or more (21 to 48 of 48 here).
@@ -99,7 +99,8 @@ class GgufLlamaCppGreedyTest {
         Map<String, Set<DType>> types = Map.of(
                 "llama-f32.gguf", EnumSet.of(DType.F32), "llama-q8_0.gguf", EnumSet.of(DType.Q8_0), "llama-q4_0.gguf", EnumSet.of(DType.Q4_0),
                 "kquant-q4_k_m.gguf", EnumSet.of(DType.Q4_K, DType.Q6_K), "kquant-q5_k_m.gguf", EnumSet.of(DType.Q5_K, DType.Q6_K),
-                "kquant-q6_k.gguf", EnumSet.of(DType.Q6_K), "kquant-q4_0.gguf", EnumSet.of(DType.Q4_0, DType.Q6_K));
+                "kquant-q6_k.gguf", EnumSet.of(DType.Q6_K), "kquant-q4_0.gguf", EnumSet.of(DType.Q4_0, DType.Q6_K),
+                "kquant-q2_k.gguf", EnumSet.of(DType.Q2_K, DType.Q6_K)); // its Q3_K tensors load as Q6_K
         assertEquals(types.keySet(), runs.keySet(), "files in llamacpp.txt");
         for (var e : runs.entrySet()) {
             String file = e.getKey();

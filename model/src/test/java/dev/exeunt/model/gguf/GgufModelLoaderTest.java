@@ -272,7 +272,7 @@ class GgufModelLoaderTest {
     void unsupportedTypeMissingTensorAndWrongShape() throws IOException {
         try (EarlyExitModel model = EarlyExitModel.create(config(false), Device.CPU, 1)) {
             String m = loadError(withTensor(model, "blk.0.attn_q.weight", GgmlType.Q4_1, new long[] {64, 64}));
-            assertTrue(m.contains("unsupported ggml type Q4_1 for tensor blk.0.attn_q.weight; supported: F32, F16, BF16, Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K"), m);
+            assertTrue(m.contains("unsupported ggml type Q4_1 for tensor blk.0.attn_q.weight; supported: F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K"), m);
 
             m = loadError(withTensor(model, "blk.1.ffn_up.weight", null, null));
             assertTrue(m.contains("missing 1 tensor(s): blk.1.ffn_up.weight"), m);

@@ -104,7 +104,7 @@ final class GgufTestFiles {
             return s;
         }
         if (type == GgmlType.Q3_K) return MemorySegment.ofArray(KQuantReference.quantizeQ3K(data));
-        if (type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K) {
+        if (type == GgmlType.Q2_K || type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K) {
             return MemorySegment.ofArray(KQuantReference.quantize(DType.valueOf(type.name()), data)); // no F32 -> k-quant conversion in Exeunt
         }
         DType dt = switch (type) {

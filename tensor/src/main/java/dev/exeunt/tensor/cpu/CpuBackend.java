@@ -100,7 +100,7 @@ public final class CpuBackend implements Backend {
                 }
                 case Q8_0 -> CpuQuant.dequantizeQ8_0(s, from.byteSize(off(src)), d, off(dst), n);
                 case Q4_0 -> CpuQuant.dequantizeQ4_0(s, from.byteSize(off(src)), d, off(dst), n);
-                case Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(from, s, from.byteSize(off(src)), d, off(dst), n);
+                case Q2_K, Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(from, s, from.byteSize(off(src)), d, off(dst), n);
                 case I8 -> {
                     // Plain int8 values; scaled int8 weights keep their scales beside them (CpuQuant.dequantizeI8Rows).
                     for (long i = 0; i < n; i++) {
@@ -181,7 +181,7 @@ public final class CpuBackend implements Backend {
                 if (t == 1) CpuQuant.gemvQ4_0(m, n, seg(w), wb, seg(x), off(x), seg(y), off(y));
                 else CpuQuant.gemmQ4_0(t, m, n, seg(w), wb, seg(x), off(x), seg(y), off(y));
             }
-            case Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), t, m, n, seg(w), wb, seg(x), off(x), n, seg(y), off(y), m);
+            case Q2_K, Q4_K, Q5_K, Q6_K -> CpuKQuant.gemm(w.dtype(), t, m, n, seg(w), wb, seg(x), off(x), n, seg(y), off(y), m);
             case F32 -> gemm(false, true, t, m, n, 1f, x, off(x), n, 0, w, off(w), n, 0, 0f, y, off(y), m, 0, 1);
             default -> throw new IllegalArgumentException("linearQuantized: unsupported weight dtype " + w.dtype());
         }

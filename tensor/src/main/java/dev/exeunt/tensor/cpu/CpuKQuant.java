@@ -17,7 +17,7 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * llama.cpp's k-quant weight types Q4_K, Q5_K and Q6_K over native segments: dequantization to F32 and
+ * llama.cpp's k-quant weight types Q2_K, Q4_K, Q5_K and Q6_K over native segments: dequantization to F32 and
  * products {@code Y[t] = W X[t]} with [out, in] weights whose rows are consecutive super-blocks. F32 data is
  * addressed by element offsets, quantized data by byte offsets. These types are read (from GGUF files), never
  * produced here.
@@ -33,14 +33,17 @@ import jdk.incubator.vector.VectorSpecies;
  *       the fifth bit of weight 64k+l, bit 2k+1 that of weight 64k+32+l.</li>
  *   <li><b>Q6_K</b>, 210 bytes: 128 bytes {@code ql} (low 4 bits), 64 bytes {@code qh} (high 2 bits), 16 int8
  *       scales (one per 16 weights), F16 {@code d}; in each half of 128 weights {@code x = (d * sc) * (q - 32)}.</li>
+ *   <li><b>Q2_K</b>, 84 bytes: 16 bytes each packing a 4-bit scale (low) and a 4-bit min (high) for 16 weights,
+ *       64 bytes of 2-bit weights, F16 {@code d}, F16 {@code dmin}. In each half of 128 weights, 16-weight group
+ *       2j + i holds bits 2j..2j+1 of the half's 32 bytes 16i..16i+15; {@code x = (d * sc) * q - dmin * m}.</li>
  * </ul>
  * The arithmetic is the reference's, operation for operation (products rounded to float, no fused multiply-add),
  * so the F32 values equal llama.cpp's and gguf-py's exactly.
  *
  * <h2>Products</h2>
- * Factored as llama.cpp's are: per block of 32 weights (Q4_K, Q5_K) or 16 (Q6_K) the integer weights dot X, the
- * block's scale multiplies that sum, and for Q4_K / Q5_K the block's minimum times X's sum over the block is
- * subtracted. One X row streams W through a kernel that unpacks the weights in registers; several X rows share
+ * Factored as llama.cpp's are for Q4_K / Q5_K: per block of 32 weights the integer weights dot X, the block's scale
+ * multiplies that sum, and the block's minimum times X's sum over the block is subtracted. Q6_K and Q2_K (a scale
+ * per 16 weights) are dequantized in registers and dotted with X. One X row streams W through a kernel that unpacks the weights in registers; several X rows share
  * W rows unpacked four at a time. Both follow the same steps per X row, so a token's result is bit for bit the
  * same alone or in a batch (the decode path verifies speculative drafts relying on that).
  */
@@ -74,7 +77,7 @@ public final class CpuKQuant {
 
     /** Bytes per super-block of a k-quant type. */
     public static int blockBytes(DType t) {
-        if (!t.isKQuant()) throw new IllegalArgumentException(t + " is not a k-quant type (Q4_K, Q5_K, Q6_K)");
+        if (!t.isKQuant()) throw new IllegalArgumentException(t + " is not a k-quant type (Q2_K, Q4_K, Q5_K, Q6_K)");
         return (int) t.byteSize(QK_K);
     }
 
@@ -118,6 +121,7 @@ public final class CpuKQuant {
             case Q4_K -> blockK45(false, src, s, dst, o);
             case Q5_K -> blockK45(true, src, s, dst, o);
             case Q6_K -> blockQ6_K(src, s, dst, o);
+            case Q2_K -> blockQ2_K(src, s, dst, o);
             default -> throw new IllegalArgumentException(t + " is not a k-quant type");
         }
     }
@@ -208,6 +212,34 @@ public final class CpuKQuant {
     }
 
     /**
+     * One Q2_K super-block at byte s of src to 256 floats at byte o of dst: (d * sc) * q - dmin * m for each 16
+     * weights, with the reference's rounding.
+     */
+    private static void blockQ2_K(MemorySegment src, long s, MemorySegment dst, long o) {
+        float d = f16(src, s + 80), dmin = f16(src, s + 82);
+        for (int g = 0; g < 16; g++) {
+            int sm = src.get(ValueLayout.JAVA_BYTE, s + g) & 0xFF;
+            FloatVector dl = FloatVector.broadcast(FS, d * (sm & 0xF)), ml = FloatVector.broadcast(FS, dmin * (sm >> 4));
+            long q = q2Bytes(s, g), out = o + 16L * g * 4;
+            for (int c = 0; c < 16; c += BL) {
+                ByteVector bq = ByteVector.fromMemorySegment(BS, src, q + c, LE);
+                for (int p = 0; p < PARTS; p++) quant2(bq, p, g).mul(dl).sub(ml).intoMemorySegment(dst, out + (c + p * FL) * 4L, LE);
+            }
+        }
+    }
+
+    /** Byte offset of the 16 bytes holding Q2_K group g's weights in the super-block at byte s. */
+    private static long q2Bytes(long s, int g) {
+        return s + 16 + 32L * (g >> 3) + 16L * (g & 1);
+    }
+
+    /** Q2_K group g's 2-bit weights of part p of the loaded bytes bq, as floats. */
+    private static FloatVector quant2(ByteVector bq, int p, int g) {
+        IntVector v = ((IntVector) bq.convertShape(VectorOperators.B2I, IS, p)).lanewise(VectorOperators.ASHR, 2 * ((g & 7) >> 1)).and(3);
+        return (FloatVector) v.convert(VectorOperators.I2F, 0);
+    }
+
+    /**
      * Block j's weights (0..15, or 0..31 for Q5_K) of part p of the loaded bytes bq, as floats: low nibbles for
      * even j, high for odd; for Q5_K with bit j of the qh bytes bh as the fifth bit.
      */
@@ -238,7 +270,7 @@ public final class CpuKQuant {
     private static final int TOKENS = 4;
     /**
      * Each calling thread's heap scratch: [0] the sums of X over each 32 weights (the Q4_K / Q5_K minimum terms),
-     * [1] a copy of a lone X row for the one-row kernels, which read heap arrays faster than segments (C2 hoists
+     * [1] a copy of a lone X row for the one-row Q4_K / Q5_K kernel, which reads heap arrays faster than segments (C2 hoists
      * an array's bounds checks out of their short inner loops, where each segment load kept its own). The pool's
      * workers only read them, after the job that hands them over starts.
      */
@@ -279,10 +311,11 @@ public final class CpuKQuant {
         }
         int nb = n / QK_K, groups = n / 32;
         float[][] heap = X_HEAP.get();
-        if (t != DType.Q6_K && heap[0].length < (long) rows * groups) heap[0] = new float[Math.multiplyExact(rows, groups)];
+        boolean mins = t == DType.Q4_K || t == DType.Q5_K;
+        if (mins && heap[0].length < (long) rows * groups) heap[0] = new float[Math.multiplyExact(rows, groups)];
         if (heap[1].length < n) heap[1] = new float[n];
         float[] sums = heap[0], xRow = heap[1];
-        if (t != DType.Q6_K) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, r * groups);
+        if (mins) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, r * groups);
         boolean shareable = CpuHalf.shareable(w, x, y);
         for (int r0 = 0; r0 < rows; r0 += TOKENS) {
             int count = Math.min(TOKENS, rows - r0);
@@ -314,7 +347,8 @@ public final class CpuKQuant {
         /** W rows [r0, r1) times `count` (1 to 4) X rows. */
         void run(int count, int r0, int r1) {
             if (count > 1) tokens(count, r0, r1, this);
-            else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, xRow, y, yb);
+            else if (t == DType.Q6_K) rowsQ6_K(r0, r1, nb, w, wOff, rb, x, xb, y, yb); // heap x: 0.92x here
+            else if (t == DType.Q2_K) rowsQ2_K(r0, r1, nb, w, wOff, rb, x, xb, y, yb);
             else rowsK45(t == DType.Q5_K, r0, r1, nb, w, wOff, rb, xRow, sums, sb, y, yb);
         }
     }
@@ -375,7 +409,8 @@ public final class CpuKQuant {
     }
 
     /** Q6_K rows [r0, r1) times one X row; in each half of 128 weights, group g of 32 is dequantized as {@link #blockQ6_K} does. */
-    private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, float[] x, MemorySegment y, long yb) {
+    private static void rowsQ6_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                 MemorySegment y, long yb) {
         for (int r = r0; r < r1; r++) {
             FloatVector acc = FloatVector.zero(FS);
             for (int b = 0; b < nb; b++) {
@@ -384,14 +419,13 @@ public final class CpuKQuant {
                 for (int half = 0; half < 2; half++) {
                     long sc = word(w, s + 192 + 8L * half), qh = s + 128 + 32L * half;
                     for (int g = 0; g < 4; g++) {
-                        long ql = s + 64L * half + 32L * (g & 1);
-                        int xo = 256 * b + 128 * half + 32 * g;
+                        long ql = s + 64L * half + 32L * (g & 1), xo = xb + (256L * b + 128L * half + 32L * g) * 4;
                         FloatVector dot = FloatVector.zero(FS);
                         for (int c = 0; c < 32; c += GL) {
                             ByteVector v = quant6(load(w, ql + c), load(w, qh + c), g);
                             for (int p = 0; p < GPARTS; p++) {
                                 int l = c + p * FL;
-                                dot = part(v, p).mul(d * scale6(sc, l / 16 + 2 * g)).fma(FloatVector.fromArray(FS, x, xo + l), dot);
+                                dot = part(v, p).mul(d * scale6(sc, l / 16 + 2 * g)).fma(xAt(x, xo + l * 4L), dot);
                             }
                         }
                         acc = acc.add(dot);
@@ -403,15 +437,44 @@ public final class CpuKQuant {
     }
 
     /**
-     * W rows [r0, r1) times 2 to 4 X rows, with exactly the arithmetic of {@link #rowsK45} and {@link #rowsQ6_K}
+     * Q2_K rows [r0, r1) times one X row: each 16 weights dequantized as {@link #blockQ2_K} does, dotted with X 32 at
+     * a time (the order {@link #dot1} adds dequantized rows in).
+     */
+    private static void rowsQ2_K(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
+                                 MemorySegment y, long yb) {
+        for (int r = r0; r < r1; r++) {
+            FloatVector acc = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long s = wOff + r * rb + (long) b * 84;
+                float d = f16(w, s + 80), dmin = f16(w, s + 82);
+                for (int g = 0; g < 16; g += 2) {
+                    FloatVector dot = FloatVector.zero(FS);
+                    for (int i = g; i < g + 2; i++) {
+                        int sm = w.get(ValueLayout.JAVA_BYTE, s + i) & 0xFF;
+                        float dl = d * (sm & 0xF), ml = dmin * (sm >> 4);
+                        long q = q2Bytes(s, i), xo = xb + (256L * b + 16L * i) * 4;
+                        for (int c = 0; c < 16; c += BL) {
+                            ByteVector bq = ByteVector.fromMemorySegment(BS, w, q + c, LE);
+                            for (int p = 0; p < PARTS; p++) dot = quant2(bq, p, i).mul(dl).sub(ml).fma(xAt(x, xo + (c + p * FL) * 4L), dot);
+                        }
+                    }
+                    acc = acc.add(dot);
+                }
+            }
+            y.set(F32, yb + r * 4L, VectorMath.sum(acc));
+        }
+    }
+
+    /**
+     * W rows [r0, r1) times 2 to 4 X rows, with exactly the arithmetic of {@link #rowsK45}, {@link #rowsQ6_K} and {@link #rowsQ2_K}
      * for each: W rows are unpacked four at a time into this thread's buffer (Q4_K / Q5_K: their integer weights
-     * as floats, their blocks' scales and mins; Q6_K: dequantized, with scales of 1, whose products are exact),
+     * as floats, their blocks' scales and mins; Q6_K, Q2_K: dequantized, with scales of 1, whose products are exact),
      * then dotted with each X row block by block in the same order, four W rows sharing each X load. Written out
      * for several X rows as the one-row kernels are, these kernels outgrew C2's inlining budget.
      */
     private static void tokens(int count, int r0, int r1, Kernel k) {
         int n = k.nb * QK_K, blocks = n / 32;
-        boolean q6 = k.t == DType.Q6_K;
+        boolean q6 = k.t == DType.Q6_K || k.t == DType.Q2_K; // dequantized in full, scales of 1, no min terms
         long rowBytes = 4L * n + 8L * blocks; // weights, then scales, then mins
         MemorySegment rows = ROWS.get(4 * rowBytes);
         for (int r = r0; r < r1; r += 4) {
@@ -420,7 +483,7 @@ public final class CpuKQuant {
                 long s = k.wOff + (r + i) * k.rb, o = i * rowBytes;
                 if (!q6) unpackK45(k.t == DType.Q5_K, k.w, s, k.nb, rows, o, o + 4L * n, o + 4L * n + 4L * blocks);
                 else {
-                    for (int b = 0; b < k.nb; b++) blockQ6_K(k.w, s + 210L * b, rows, o + 4L * QK_K * b);
+                    for (int b = 0; b < k.nb; b++) block(k.t, k.w, s + (long) blockBytes(k.t) * b, rows, o + 4L * QK_K * b);
                     for (int b = 0; b < blocks; b++) rows.set(F32, o + 4L * n + 4L * b, 1f);
                 }
             }

@@ -40,7 +40,7 @@ public final class CpuPanelGemm {
                             MemorySegment y, long yOff, int ldy, MemorySegment panel, long panelOff, long panelFloats) {
         if (rows < 0 || m < 0 || n <= 0) throw new IllegalArgumentException("panel gemm: bad sizes rows " + rows + ", m " + m + ", n " + n);
         switch (t) {
-            case Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> { }
+            case Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K -> { }
             default -> throw new IllegalArgumentException("panel gemm: unsupported weight type " + t + " (block-quantized types only)");
         }
         if (rows == 0 || m == 0) return;
@@ -63,7 +63,7 @@ public final class CpuPanelGemm {
         switch (t) {
             case Q8_0 -> CpuQuant.dequantizeQ8_0(src, srcByteOff, dst, dstOff, count);
             case Q4_0 -> CpuQuant.dequantizeQ4_0(src, srcByteOff, dst, dstOff, count);
-            case Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(t, src, srcByteOff, dst, dstOff, count);
+            case Q2_K, Q4_K, Q5_K, Q6_K -> CpuKQuant.dequantize(t, src, srcByteOff, dst, dstOff, count);
             default -> throw new AssertionError(t);
         }
     }

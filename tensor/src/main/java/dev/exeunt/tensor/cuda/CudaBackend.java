@@ -342,7 +342,7 @@ public final class CudaBackend implements Backend, AutoCloseable {
                 case I8 -> "cv_i8_to_f32";
                 case Q8_0 -> "cv_q8_0_to_f32";
                 case Q4_0 -> "cv_q4_0_to_f32";
-                case Q4_K, Q5_K, Q6_K -> throw new IllegalStateException("unreachable: k-quants convert on the host");
+                case Q2_K, Q4_K, Q5_K, Q6_K -> throw new IllegalStateException("unreachable: k-quants convert on the host");
             };
             if (k == null) memcpy(ptr(dst), ptr(src), 4 * n, cuda_runtime_api_h.cudaMemcpyDeviceToDevice());
             else elementwise(ELEMENTWISE, k, n, n, ptr(src), ptr(dst));
@@ -444,7 +444,7 @@ public final class CudaBackend implements Backend, AutoCloseable {
             case F16 -> 2;
             case Q8_0 -> 3;
             case Q4_0 -> 4;
-            case Q4_K, Q5_K, Q6_K -> throw new IllegalArgumentException("linearQuantized: " + t
+            case Q2_K, Q4_K, Q5_K, Q6_K -> throw new IllegalArgumentException("linearQuantized: " + t
                     + " weights have no CUDA kernel yet; run this model on the CPU or convert its weights to Q8_0 / Q4_0");
             default -> throw new IllegalArgumentException("linearQuantized: unsupported weight dtype " + t);
         };

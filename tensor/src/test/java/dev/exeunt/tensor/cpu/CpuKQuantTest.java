@@ -22,11 +22,11 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
-/** Q4_K / Q5_K / Q6_K (and Q3_K as Q6_K): dequantization against gguf-py's, products against a float64 reference. */
+/** Q2_K / Q4_K / Q5_K / Q6_K (and Q3_K as Q6_K): dequantization against gguf-py's, products against a float64 reference. */
 @ExtendWith(LeakCheck.class)
 class CpuKQuantTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final DType[] TYPES = {DType.Q4_K, DType.Q5_K, DType.Q6_K};
+    private static final DType[] TYPES = {DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.Q2_K};
     /** The fixtures' shape (make_fixtures.py's ROWS, COLS). */
     private static final int ROWS = 3, COLS = 512;
     private static final long SEED = System.nanoTime();
@@ -114,7 +114,7 @@ class CpuKQuantTest {
     @Test
     void referenceQuantizerRoundTripsThroughTheKernel() {
         Random r = new Random(SEED);
-        double[] bound = {0.12, 0.06, 0.04}; // relative RMS error of 4-, 5- and 6-bit weights
+        double[] bound = {0.12, 0.06, 0.04, 0.35}; // relative RMS error of 4-, 5-, 6- and 2-bit weights
         for (int k = 0; k < TYPES.length; k++) {
             float[] x = new float[5 * 256];
             for (int i = 0; i < x.length; i++) x[i] = (float) (r.nextGaussian() * 0.05 + (i % 256 < 32 ? 0.03 : 0));
@@ -194,6 +194,7 @@ class CpuKQuantTest {
         assertTrue(e.getMessage().contains("Q4_K stores blocks of 256 elements"), e.getMessage());
         assertEquals(210, DType.Q6_K.byteSize(256));
         assertEquals(176 * 2, DType.Q5_K.byteSize(512));
+        assertEquals(84 * 3, DType.Q2_K.byteSize(768));
         try (Arena a = Arena.ofConfined()) {
             MemorySegment w = a.allocate(144 * 4), x = a.allocate(4 * 512), y = a.allocate(4 * 4);
             e = assertThrows(IllegalArgumentException.class, () -> CpuKQuant.gemv(DType.Q4_K, 2, 300, w, 0, x, 0, y, 0));

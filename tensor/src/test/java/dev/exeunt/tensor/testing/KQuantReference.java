@@ -3,7 +3,7 @@ package dev.exeunt.tensor.testing;
 import dev.exeunt.tensor.DType;
 
 /**
- * Test-only k-quant quantizers (Q4_K, Q5_K, Q6_K, and Q3_K, which Exeunt only reads) writing llama.cpp's block layouts, so tests can build weights
+ * Test-only k-quant quantizers (Q2_K, Q4_K, Q5_K, Q6_K, and Q3_K, which Exeunt only reads) writing llama.cpp's block layouts, so tests can build weights
  * of these types from floats. They are the simple min/max versions (llama.cpp's quantize_row_q4_K_ref searches
  * for better scales, so its bytes differ), written from the layout, independently of the kernels under test.
  */
@@ -18,11 +18,13 @@ public final class KQuantReference {
             case Q4_K -> 144;
             case Q5_K -> 176;
             case Q6_K -> 210;
+            case Q2_K -> 84;
             default -> throw new IllegalArgumentException(t + " is not a k-quant type");
         };
         byte[] out = new byte[nb * bb];
         for (int b = 0; b < nb; b++) {
             if (t == DType.Q6_K) q6(x, b * 256, out, b * bb);
+            else if (t == DType.Q2_K) q2(x, b * 256, out, b * bb);
             else q45(t == DType.Q5_K, x, b * 256, out, b * bb);
         }
         return out;
@@ -163,6 +165,39 @@ public final class KQuantReference {
                 int h = i / 128, j = (i % 128) / 32, li = i % 32;
                 o[at + 32 + 32 * h + li] |= (byte) (low << (2 * j));
                 if (q >= 0) o[at + li] |= (byte) (1 << (i / 32));
+            }
+        }
+    }
+
+    /**
+     * Q2_K (84 bytes: 16 bytes of 4-bit scale | 4-bit min << 4, 64 bytes of 2-bit weights, F16 d, F16 dmin): per 16
+     * weights x ~ (d * sc) * q - dmin * m with q in [0, 3]; group g's weights are bits 2 ((g % 8) / 2) of bytes
+     * 16 + 32 (g / 8) + 16 (g % 2) + l.
+     */
+    private static void q2(float[] x, int xo, byte[] o, int at) {
+        float[] scale = new float[16], min = new float[16];
+        float maxScale = 0, maxMin = 0;
+        for (int g = 0; g < 16; g++) {
+            float lo = 0, hi = 0;
+            for (int l = 0; l < 16; l++) {
+                lo = Math.min(lo, x[xo + 16 * g + l]);
+                hi = Math.max(hi, x[xo + 16 * g + l]);
+            }
+            scale[g] = (hi - lo) / 3;
+            min[g] = -lo;
+            maxScale = Math.max(maxScale, scale[g]);
+            maxMin = Math.max(maxMin, min[g]);
+        }
+        float d = Float.float16ToFloat(Float.floatToFloat16(maxScale / 15)), dmin = Float.float16ToFloat(Float.floatToFloat16(maxMin / 15));
+        putF16(o, at + 80, d);
+        putF16(o, at + 82, dmin);
+        for (int g = 0; g < 16; g++) {
+            int sc = d > 0 ? clamp(Math.round(scale[g] / d), 0, 15) : 0, m = dmin > 0 ? clamp(Math.round(min[g] / dmin), 0, 15) : 0;
+            o[at + g] = (byte) (sc | (m << 4));
+            float s = d * sc, mv = dmin * m;
+            for (int l = 0; l < 16; l++) {
+                int q = s != 0 ? clamp(Math.round((x[xo + 16 * g + l] + mv) / s), 0, 3) : 0;
+                o[at + 16 + 32 * (g / 8) + 16 * (g % 2) + l] |= (byte) (q << (2 * ((g % 8) / 2)));
             }
         }
     }
