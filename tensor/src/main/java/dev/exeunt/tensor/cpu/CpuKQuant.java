@@ -43,8 +43,8 @@ import jdk.incubator.vector.VectorSpecies;
  * <h2>Products</h2>
  * Factored as llama.cpp's are for Q4_K / Q5_K: per block of 32 weights the integer weights dot X, the block's scale
  * multiplies that sum, and the block's minimum times X's sum over the block is subtracted. Q6_K and Q2_K (a scale
- * per 16 weights) are dequantized in registers and dotted with X. One X row streams W through a kernel that unpacks the weights in registers; several X rows share
- * W rows unpacked four at a time. Both follow the same steps per X row, so a token's result is bit for bit the
+ * per 16 weights) are dequantized in registers and dotted with X. One X row streams W through a kernel that unpacks
+ * the weights in registers; several X rows share W rows unpacked four at a time. Both follow the same steps per X row, so a token's result is bit for bit the
  * same alone or in a batch (the decode path verifies speculative drafts relying on that).
  */
 public final class CpuKQuant {
@@ -313,13 +313,13 @@ public final class CpuKQuant {
         float[][] heap = X_HEAP.get();
         boolean mins = t == DType.Q4_K || t == DType.Q5_K;
         if (mins && heap[0].length < (long) rows * groups) heap[0] = new float[Math.multiplyExact(rows, groups)];
-        if (heap[1].length < n) heap[1] = new float[n];
+        if (mins && heap[1].length < n) heap[1] = new float[n];
         float[] sums = heap[0], xRow = heap[1];
         if (mins) for (int r = 0; r < rows; r++) sums32(x, (xOff + (long) r * ldx) * 4, groups, sums, r * groups);
         boolean shareable = CpuHalf.shareable(w, x, y);
         for (int r0 = 0; r0 < rows; r0 += TOKENS) {
             int count = Math.min(TOKENS, rows - r0);
-            if (count == 1) MemorySegment.copy(x, F32, (xOff + (long) r0 * ldx) * 4, xRow, 0, n);
+            if (count == 1 && mins) MemorySegment.copy(x, F32, (xOff + (long) r0 * ldx) * 4, xRow, 0, n); // rowsK45's input
             Kernel k = new Kernel(t, nb, w, wByteOff, rowBytes, x, (xOff + (long) r0 * ldx) * 4, 4L * ldx, xRow, sums, r0 * groups,
                     groups, y, (yOff + (long) r0 * ldy) * 4, 4L * ldy);
             CpuThreads.RangeBody body = (from, to) -> k.run(count, from, to);
