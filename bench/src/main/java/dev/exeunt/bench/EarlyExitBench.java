@@ -9,9 +9,14 @@ import dev.exeunt.model.generate.ForcedExits;
 import dev.exeunt.model.generate.GeneratedToken;
 import dev.exeunt.model.generate.Generation;
 import dev.exeunt.model.generate.GenerationConfig;
+import dev.exeunt.model.generate.GenerationConfig.KvFill;
 import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.generate.TokenListener;
 import dev.exeunt.model.nn.EarlyExitModel;
+import dev.exeunt.model.nn.Exit;
+import dev.exeunt.model.nn.Linear;
+import dev.exeunt.model.nn.Norm;
+import dev.exeunt.model.nn.TransformerLayer;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
 import java.io.PrintStream;
@@ -28,12 +33,14 @@ import java.util.Map;
  * run by run, the median of the pairs' ratios. The ideal speedup is what the weights a token reads predict for a memory-bound
  * decode: the full model's layer and head bytes over the mean bytes per token (the layers it runs, the
  * exit heads it checks, the final head if it gets there); a skipped layer's later recomputation reads
- * no extra weights (it rides along with the next deep token).
+ * no extra weights (it rides along with the next deep token), so {@link KvFill#RECOMPUTE} can only reach
+ * the ideal where its extra arithmetic is free, when decode is memory-bound. With {@link KvFill#PROPAGATE}
+ * an exited token also reads each skipped layer's norm and key / value projections, and its ideal counts them.
  */
 public final class EarlyExitBench {
     /** One weight type at one forced exit rate. */
-    public record Row(String model, DType type, double exitRate, double tokensPerSecond, double fullTokensPerSecond, double speedup,
-                      double idealSpeedup, double measuredExitRate) {}
+    public record Row(String model, DType type, KvFill kvFill, double exitRate, double tokensPerSecond, double fullTokensPerSecond,
+                      double speedup, double idealSpeedup, double measuredExitRate) {}
 
     /** The longest warm-up per model before anything is timed. */
     private static final double WARM_UP_SECONDS = 20;
@@ -54,13 +61,14 @@ public final class EarlyExitBench {
         return ModelConfig.llama(vocab, dim, layers, heads, heads, ffn, 1024, exits);
     }
 
-    public static List<Row> run(ModelConfig config, List<DType> types, double[] rates, int genTokens, int reps, PrintStream log) {
+    public static List<Row> run(ModelConfig config, List<DType> types, List<KvFill> fills, double[] rates, int genTokens, int reps,
+                                PrintStream log) {
         List<Row> rows = new ArrayList<>();
         for (DType type : types) {
             try (EarlyExitModel model = DecodeBench.randomModel(config, type, 1)) {
                 String name = String.format(Locale.ROOT, "llama %dx%d %s, exits at %s", config.nLayers(), config.dModel(), type,
                         config.exits().stream().map(e -> Integer.toString(e.layer())).toList());
-                rows.addAll(run(model, name, type, rates, genTokens, reps, log));
+                rows.addAll(run(model, name, type, fills, rates, genTokens, reps, log));
             }
         }
         return rows;
@@ -68,10 +76,11 @@ public final class EarlyExitBench {
 
     /**
      * The same on a model you have ({@code bench early-exit --model DIR}): its own exits, forced at each rate,
-     * so the systems cost of early exit on that shape is measured apart from how good its exits are. The
-     * prompt is token 1; genTokens + 1 must fit the model's context.
+     * so the systems cost of early exit on that shape is measured apart from how good its exits are; a row
+     * per kv fill and rate. The prompt is token 1; genTokens + 1 must fit the model's context.
      */
-    public static List<Row> run(EarlyExitModel model, String name, DType type, double[] rates, int genTokens, int reps, PrintStream log) {
+    public static List<Row> run(EarlyExitModel model, String name, DType type, List<KvFill> fills, double[] rates, int genTokens, int reps,
+                                PrintStream log) {
         ModelConfig config = model.config();
         if (config.exits().isEmpty()) throw new IllegalArgumentException(name + " has no exits to force");
         if (genTokens + 1 > config.maxSeqLen()) {
@@ -83,31 +92,38 @@ public final class EarlyExitBench {
         int[] prompt = {1};
         var full = GenerationConfig.greedy(genTokens + 1);
         var exiting = full.withThreshold(0.5); // any threshold below 1 checks every exit; the pattern decides
+        List<GenerationConfig> warmUp = new ArrayList<>(List.of(full));
+        for (KvFill fill : fills) warmUp.add(exiting.withKvFill(fill));
         // Until the JIT settles, not a fixed count: on the demo model two rounds left the first rate's row at
         // 0.61x where the same rate read 0.87x at the end of the run.
         gen.forceExits(new ForcedExits(0.5, 7));
         try {
-            DecodeWarmUp.onModel(gen, List.of(prompt), List.of(full, exiting), WARM_UP_SECONDS);
+            DecodeWarmUp.onModel(gen, List.of(prompt), warmUp, WARM_UP_SECONDS);
         } finally {
             gen.forceExits(null);
         }
-        for (double rate : rates) {
-            double[] fullTps = new double[reps], tps = new double[reps], ratio = new double[reps];
-            Generation last = null;
-            for (int r = 0; r < reps; r++) {
-                fullTps[r] = decode(gen, prompt, full, null).tokensPerSecond();
-                var run = decode(gen, prompt, exiting, new ForcedExits(rate, 7));
-                tps[r] = run.tokensPerSecond();
-                ratio[r] = tps[r] / fullTps[r];
-                last = run.generation();
+        for (KvFill fill : fills) {
+            for (double rate : rates) {
+                double[] fullTps = new double[reps], tps = new double[reps], ratio = new double[reps];
+                Generation last = null;
+                for (int r = 0; r < reps; r++) {
+                    fullTps[r] = decode(gen, prompt, full, null).tokensPerSecond();
+                    var run = decode(gen, prompt, exiting.withKvFill(fill), new ForcedExits(rate, 7));
+                    tps[r] = run.tokensPerSecond();
+                    ratio[r] = tps[r] / fullTps[r];
+                    last = run.generation();
+                }
+                // The speedup is the median of each adjacent pair's ratio: a neighbour slowing the machine for a
+                // while slows both runs of a pair, where a ratio of medians mixed runs seconds apart.
+                double f = TrainThroughput.median(fullTps), t = TrainThroughput.median(tps), speedup = TrainThroughput.median(ratio);
+                double ideal = bytes.full() / bytes.meanPerToken(last, config, fill);
+                double exited = last.tokens().stream().skip(1).filter(g -> g.exitLayer() < config.nLayers()).count() / (double) genTokens;
+                if (log != null) {
+                    log.printf(Locale.ROOT, "%s kv fill %s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, fillName(fill), rate, t, f,
+                            speedup, ideal);
+                }
+                rows.add(new Row(name, type, fill, rate, t, f, speedup, ideal, exited));
             }
-            // The speedup is the median of each adjacent pair's ratio: a neighbour slowing the machine for a
-            // while slows both runs of a pair, where a ratio of medians mixed runs seconds apart.
-            double f = TrainThroughput.median(fullTps), t = TrainThroughput.median(tps), speedup = TrainThroughput.median(ratio);
-            double ideal = bytes.full() / bytes.meanPerToken(last, config);
-            double exited = last.tokens().stream().skip(1).filter(g -> g.exitLayer() < config.nLayers()).count() / (double) genTokens;
-            if (log != null) log.printf(Locale.ROOT, "%s rate %.2f: %.2f t/s vs %.2f full (%.3fx, ideal %.3fx)%n", name, rate, t, f, speedup, ideal);
-            rows.add(new Row(name, type, rate, t, f, speedup, ideal, exited));
         }
         return rows;
     }
@@ -126,23 +142,60 @@ public final class EarlyExitBench {
         }
     }
 
-    /** Weight bytes of each layer, each exit and the final norm and head. */
-    private record Bytes(long[] layer, long[] exit, int[] exitLayer, long head) {
+    /**
+     * Weight bytes of each layer, each exit and the final norm and head; and what propagating a token's keys
+     * and values through each layer (and each layer exit) reads: its first norm and k / v projections.
+     */
+    private record Bytes(long[] layer, long[] exit, int[] exitLayer, long head, long[] layerKv, long[] exitKv, int[] exitKvDepth) {
         static Bytes of(EarlyExitModel model) {
             var c = model.config();
             long[] layer = new long[c.nLayers()], exit = new long[c.exits().size()];
             Tensor lmHead = model.lmHead();
-            long head = lmHead.dtype().byteSize(lmHead.numel()); // a tied head is the token embedding, read again
+            long head = bytes(lmHead); // a tied head is the token embedding, read again
             for (Map.Entry<String, Tensor> e : model.parameters().all().entrySet()) {
                 String n = e.getKey();
                 String[] part = n.split("\\.");
-                long b = e.getValue().dtype().byteSize(e.getValue().numel());
+                long b = bytes(e.getValue());
                 if (n.startsWith("model.layers.")) layer[Integer.parseInt(part[2])] += b; // Llama's names
                 else if (n.startsWith("h.")) layer[Integer.parseInt(part[1])] += b; // GPT-2's
                 else if (n.startsWith("exits.")) exit[Integer.parseInt(part[1])] += b;
                 else if (n.startsWith("model.norm") || n.startsWith("ln_f")) head += b;
             }
-            return new Bytes(layer, exit, c.exits().stream().mapToInt(ExitConfig::layer).toArray(), head);
+            long[] layerKv = new long[c.nLayers()], exitKv = new long[c.exits().size()];
+            int[] exitKvDepth = new int[c.exits().size()];
+            for (int l = 0; l < c.nLayers(); l++) layerKv[l] = keysValues(c, model.layers().get(l));
+            for (int e = 0; e < exitKv.length; e++) {
+                Exit x = model.exits().get(e);
+                boolean kv = x.config().kind() == ExitKind.LAYER;
+                exitKv[e] = kv ? keysValues(c, x.layer()) : 0;
+                exitKvDepth[e] = kv ? x.config().inputDepth() : Integer.MAX_VALUE;
+            }
+            return new Bytes(layer, exit, c.exits().stream().mapToInt(ExitConfig::layer).toArray(), head, layerKv, exitKv, exitKvDepth);
+        }
+
+        private static long bytes(Tensor t) {
+            return t == null ? 0 : t.dtype().byteSize(t.numel());
+        }
+
+        private static long bytes(Norm n) {
+            return n == null ? 0 : bytes(n.weight()) + bytes(n.bias());
+        }
+
+        private static long bytes(Linear lin) {
+            return lin == null ? 0 : bytes(lin.weight()) + bytes(lin.bias());
+        }
+
+        /** A layer's norm1, k / v projections and k norm (GPT-2's fused qkv: its k and v share). */
+        private static long keysValues(ModelConfig c, TransformerLayer layer) {
+            var a = layer.attn();
+            long kv;
+            if (a.qkv() != null) {
+                long kvd = (long) c.nKvHeads() * c.headDim(), qd = (long) c.nHeads() * c.headDim();
+                kv = bytes(a.qkv()) * 2 * kvd / (qd + 2 * kvd);
+            } else {
+                kv = bytes(a.k()) + bytes(a.v());
+            }
+            return bytes(layer.norm1()) + kv + bytes(a.kNorm());
         }
 
         /** The full model's bytes per token: every layer and the final head. */
@@ -150,8 +203,11 @@ public final class EarlyExitBench {
             return Arrays.stream(layer).sum() + head;
         }
 
-        /** Mean bytes per generated token (after the prompt's): layers to its exit, the exit heads checked on the way, the head. */
-        double meanPerToken(Generation g, ModelConfig c) {
+        /**
+         * Mean bytes per generated token (after the prompt's): layers to its exit, the exit heads checked on the
+         * way, the head; with propagation, the keys and values of the layers (and layer exits) it skipped.
+         */
+        double meanPerToken(Generation g, ModelConfig c, KvFill fill) {
             double sum = 0;
             List<GeneratedToken> tokens = g.tokens().subList(1, g.tokens().size());
             for (GeneratedToken t : tokens) {
@@ -159,16 +215,24 @@ public final class EarlyExitBench {
                 for (int l = 0; l < depth; l++) sum += layer[l];
                 for (int e = 0; e < exit.length; e++) if (exitLayer[e] <= depth) sum += exit[e];
                 if (depth == c.nLayers()) sum += head;
+                if (fill == KvFill.PROPAGATE) {
+                    for (int l = depth; l < c.nLayers(); l++) sum += layerKv[l];
+                    for (int e = 0; e < exitKv.length; e++) if (exitKvDepth[e] > depth) sum += exitKv[e]; // 0 for other kinds
+                }
             }
             return sum / tokens.size();
         }
     }
 
+    private static String fillName(KvFill fill) {
+        return fill.name().toLowerCase(Locale.ROOT);
+    }
+
     public static String table(List<Row> rows) {
-        var sb = new StringBuilder(String.format(Locale.ROOT, "%-40s %6s %10s %10s %8s %8s %8s%n", "model", "rate", "tokens/s", "full t/s",
-                "speedup", "ideal", "of ideal"));
+        var sb = new StringBuilder(String.format(Locale.ROOT, "%-40s %-9s %6s %10s %10s %8s %8s %8s%n", "model", "kv fill", "rate", "tokens/s",
+                "full t/s", "speedup", "ideal", "of ideal"));
         for (Row r : rows) {
-            sb.append(String.format(Locale.ROOT, "%-40s %5.0f%% %10.2f %10.2f %7.3fx %7.3fx %7.2f%n", r.model(), 100 * r.exitRate(),
+            sb.append(String.format(Locale.ROOT, "%-40s %-9s %5.0f%% %10.2f %10.2f %7.3fx %7.3fx %7.2f%n", r.model(), fillName(r.kvFill()), 100 * r.exitRate(),
                     r.tokensPerSecond(), r.fullTokensPerSecond(), r.speedup(), r.idealSpeedup(), r.speedup() / r.idealSpeedup()));
         }
         return sb.toString();
@@ -179,9 +243,9 @@ public final class EarlyExitBench {
         for (int i = 0; i < rows.size(); i++) {
             Row r = rows.get(i);
             sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
-                    "{\"model\":\"%s\",\"weight_type\":\"%s\",\"exit_rate\":%.4f,\"measured_exit_rate\":%.4f,\"tokens_per_s\":%.3f,"
+                    "{\"model\":\"%s\",\"weight_type\":\"%s\",\"kv_fill\":\"%s\",\"exit_rate\":%.4f,\"measured_exit_rate\":%.4f,\"tokens_per_s\":%.3f,"
                             + "\"full_tokens_per_s\":%.3f,\"speedup\":%.4f,\"ideal_speedup\":%.4f}",
-                    r.model(), r.type().name().toLowerCase(Locale.ROOT), r.exitRate(), r.measuredExitRate(), r.tokensPerSecond(),
+                    r.model(), r.type().name().toLowerCase(Locale.ROOT), fillName(r.kvFill()), r.exitRate(), r.measuredExitRate(), r.tokensPerSecond(),
                     r.fullTokensPerSecond(), r.speedup(), r.idealSpeedup()));
         }
         return sb.append(']').toString();

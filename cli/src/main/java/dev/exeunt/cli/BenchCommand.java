@@ -32,11 +32,14 @@ final class BenchCommand implements Main.Command {
                   it with llama-quantize and run llama-bench and bench decode --model on the same files
                   (scripts/bench-llamacpp.sh does all of it).
                 usage: exeunt bench early-exit [--model DIR] [--generate 64] [--repeats 7] [--types f32,q8_0] [--rates 0,0.25,0.5,0.75]
-                                               [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
+                                               [--kv-fill recompute[,propagate]] [--dim 768] [--layers 12] [--heads 12] [--ffn 2048]
+                                               [--vocab 32000] [--json]
                   Greedy decode of that shape with random exits after layers L/4 and L/2, each token's exit forced
                   by a seeded pattern at each rate, against early exit off (alternating, medians); the ideal
                   speedup is the full model's weight bytes over the mean bytes a token reads (checks included).
                   --model DIR forces the exits of that checkpoint instead (e.g. ./exeunt demo's demo-out).
+                  --kv-fill: rows per way the skipped layers get keys and values; propagate's ideal counts the norm
+                  and k / v projections it reads per skipped layer, recompute's extra arithmetic is not in its ideal.
                 usage: exeunt bench pipeline-exit [--pp 2,4] [--generate 32] [--repeats 3] [--rates 0.25,0.5,0.75]
                                                   [--dim 768] [--layers 12] [--heads 12] [--ffn 2048] [--vocab 32000] [--json]
                   The same shape cut into --pp stages (threads of this process), exits forced at each rate: decode
@@ -92,6 +95,7 @@ final class BenchCommand implements Main.Command {
             int tg = a.getInt("generate", 64), reps = a.getInt("repeats", 7);
             var dtypes = java.util.Arrays.stream(a.get("types", "f32,q8_0").split(",")).map(t -> dev.exeunt.tensor.DType.valueOf(t.trim().toUpperCase())).toList();
             double[] rates = java.util.Arrays.stream(a.get("rates", "0,0.25,0.5,0.75").split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
+            var fills = java.util.Arrays.stream(a.get("kv-fill", "recompute").split(",")).map(GenerateCommand::kvFill).distinct().toList();
             String file = a.get("model", null);
             if (file != null) {
                 if (a.has("types")) throw new Args.UsageException("--types is for the random model: --model " + file + " runs in its own weight types");
@@ -100,7 +104,7 @@ final class BenchCommand implements Main.Command {
                 try (var loaded = dev.exeunt.model.ModelLoader.load(path, dev.exeunt.tensor.Device.CPU)) {
                     var m = loaded.model();
                     String name = path.getFileName() + ", exits at " + m.config().exits().stream().map(e -> Integer.toString(e.layer())).toList();
-                    var rows = dev.exeunt.bench.EarlyExitBench.run(m, name, dev.exeunt.bench.DecodeBench.mainType(m), rates, tg, reps, System.err);
+                    var rows = dev.exeunt.bench.EarlyExitBench.run(m, name, dev.exeunt.bench.DecodeBench.mainType(m), fills, rates, tg, reps, System.err);
                     out.print(json ? dev.exeunt.bench.EarlyExitBench.toJson(rows) + "\n" : dev.exeunt.bench.EarlyExitBench.table(rows));
                 } catch (java.io.IOException e) {
                     throw new java.io.UncheckedIOException(e);
@@ -110,7 +114,7 @@ final class BenchCommand implements Main.Command {
             var config = dev.exeunt.bench.EarlyExitBench.shape(a.getInt("dim", 768), a.getInt("layers", 12), a.getInt("heads", 12),
                     a.getInt("ffn", 2048), a.getInt("vocab", 32000));
             a.checkAllUsed();
-            var rows = dev.exeunt.bench.EarlyExitBench.run(config, dtypes, rates, tg, reps, System.err);
+            var rows = dev.exeunt.bench.EarlyExitBench.run(config, dtypes, fills, rates, tg, reps, System.err);
             out.print(json ? dev.exeunt.bench.EarlyExitBench.toJson(rows) + "\n" : dev.exeunt.bench.EarlyExitBench.table(rows));
             return 0;
         }

@@ -62,16 +62,20 @@ final class GenerateCommand implements Main.Command {
         int draftMax = a.getInt("draft-max", GenerationConfig.DEFAULT_DRAFT_MAX);
         if (a.has("draft-max") && !on) throw new Args.UsageException("--draft-max applies to --speculative decoding; add --speculative");
         if (draftMax < 1) throw new Args.UsageException("--draft-max must be >= 1 (drafts awaiting verification), got " + draftMax);
-        String fill = a.get("kv-fill", "recompute");
-        GenerationConfig.KvFill kvFill = switch (fill) {
-            case "recompute" -> GenerationConfig.KvFill.RECOMPUTE;
-            case "propagate" -> GenerationConfig.KvFill.PROPAGATE;
-            default -> throw new Args.UsageException("--kv-fill must be recompute or propagate, got " + fill);
-        };
+        GenerationConfig.KvFill kvFill = kvFill(a.get("kv-fill", "recompute"));
         if (on && kvFill == GenerationConfig.KvFill.PROPAGATE) {
             throw new Args.UsageException("--speculative verifies drafts through recomputed caches; it cannot be combined with --kv-fill propagate");
         }
         return cfg.withSpeculative(on, draftMax).withKvFill(kvFill).withAdaptive(a.getBool("adaptive", false));
+    }
+
+    /** The value of --kv-fill. */
+    static GenerationConfig.KvFill kvFill(String fill) {
+        return switch (fill.trim()) {
+            case "recompute" -> GenerationConfig.KvFill.RECOMPUTE;
+            case "propagate" -> GenerationConfig.KvFill.PROPAGATE;
+            default -> throw new Args.UsageException("--kv-fill must be recompute or propagate, got " + fill);
+        };
     }
 
     /** Most seconds of decode warm-up before generating (llama.cpp warms up too; --no-warmup skips it). */
