@@ -14,9 +14,7 @@ import dev.exeunt.model.generate.Generator;
 import dev.exeunt.model.generate.TokenListener;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
-import dev.exeunt.model.nn.Linear;
-import dev.exeunt.model.nn.Norm;
-import dev.exeunt.model.nn.TransformerLayer;
+import dev.exeunt.model.nn.WeightBytes;
 import dev.exeunt.tensor.DType;
 import dev.exeunt.tensor.Tensor;
 import java.io.PrintStream;
@@ -151,11 +149,11 @@ public final class EarlyExitBench {
             var c = model.config();
             long[] layer = new long[c.nLayers()], exit = new long[c.exits().size()];
             Tensor lmHead = model.lmHead();
-            long head = bytes(lmHead); // a tied head is the token embedding, read again
+            long head = WeightBytes.of(lmHead); // a tied head is the token embedding, read again
             for (Map.Entry<String, Tensor> e : model.parameters().all().entrySet()) {
                 String n = e.getKey();
                 String[] part = n.split("\\.");
-                long b = bytes(e.getValue());
+                long b = WeightBytes.of(e.getValue());
                 if (n.startsWith("model.layers.")) layer[Integer.parseInt(part[2])] += b; // Llama's names
                 else if (n.startsWith("h.")) layer[Integer.parseInt(part[1])] += b; // GPT-2's
                 else if (n.startsWith("exits.")) exit[Integer.parseInt(part[1])] += b;
@@ -163,39 +161,13 @@ public final class EarlyExitBench {
             }
             long[] layerKv = new long[c.nLayers()], exitKv = new long[c.exits().size()];
             int[] exitKvDepth = new int[c.exits().size()];
-            for (int l = 0; l < c.nLayers(); l++) layerKv[l] = keysValues(c, model.layers().get(l));
+            for (int l = 0; l < c.nLayers(); l++) layerKv[l] = WeightBytes.keysValues(c, model.layers().get(l));
             for (int e = 0; e < exitKv.length; e++) {
                 Exit x = model.exits().get(e);
-                boolean kv = x.config().kind() == ExitKind.LAYER;
-                exitKv[e] = kv ? keysValues(c, x.layer()) : 0;
-                exitKvDepth[e] = kv ? x.config().inputDepth() : Integer.MAX_VALUE;
+                exitKv[e] = x.config().kind() == ExitKind.LAYER ? WeightBytes.keysValues(c, x.layer()) : 0;
+                exitKvDepth[e] = x.config().inputDepth();
             }
             return new Bytes(layer, exit, c.exits().stream().mapToInt(ExitConfig::layer).toArray(), head, layerKv, exitKv, exitKvDepth);
-        }
-
-        private static long bytes(Tensor t) {
-            return t == null ? 0 : t.dtype().byteSize(t.numel());
-        }
-
-        private static long bytes(Norm n) {
-            return n == null ? 0 : bytes(n.weight()) + bytes(n.bias());
-        }
-
-        private static long bytes(Linear lin) {
-            return lin == null ? 0 : bytes(lin.weight()) + bytes(lin.bias());
-        }
-
-        /** A layer's norm1, k / v projections and k norm (GPT-2's fused qkv: its k and v share). */
-        private static long keysValues(ModelConfig c, TransformerLayer layer) {
-            var a = layer.attn();
-            long kv;
-            if (a.qkv() != null) {
-                long kvd = (long) c.nKvHeads() * c.headDim(), qd = (long) c.nHeads() * c.headDim();
-                kv = bytes(a.qkv()) * 2 * kvd / (qd + 2 * kvd);
-            } else {
-                kv = bytes(a.k()) + bytes(a.v());
-            }
-            return bytes(layer.norm1()) + kv + bytes(a.kNorm());
         }
 
         /** The full model's bytes per token: every layer and the final head. */

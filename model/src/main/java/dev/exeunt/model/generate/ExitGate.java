@@ -3,10 +3,7 @@ package dev.exeunt.model.generate;
 import dev.exeunt.model.config.ExitKind;
 import dev.exeunt.model.nn.EarlyExitModel;
 import dev.exeunt.model.nn.Exit;
-import dev.exeunt.model.nn.Linear;
-import dev.exeunt.model.nn.Mlp;
-import dev.exeunt.model.nn.Norm;
-import dev.exeunt.model.nn.TransformerLayer;
+import dev.exeunt.model.nn.WeightBytes;
 import dev.exeunt.tensor.Tensor;
 
 /**
@@ -37,14 +34,14 @@ final class ExitGate {
         // Bytes of layers [d, L) plus the final head; a pipeline stage knows only its own layers' sizes.
         int first = model.stage().firstLayer();
         double[] after = new double[layers + 1];
-        after[layers] = bytes(model.lmHead()) + bytes(model.finalNorm());
+        after[layers] = WeightBytes.of(model.lmHead()) + WeightBytes.of(model.finalNorm());
         for (int l = layers - 1; l >= 0; l--) {
             boolean here = l >= first && l < model.stage().endLayer();
-            after[l] = after[l + 1] + (here ? bytes(model.layers().get(l - first)) : 0);
+            after[l] = after[l + 1] + (here ? WeightBytes.of(model.layers().get(l - first)) : 0);
         }
         for (int e = 0; e < n; e++) {
             Exit x = model.exits().get(e);
-            cost[e] = bytes(checkHeads[e]) + bytes(x.norm()) + (x.config().kind() == ExitKind.MLP ? bytes(x.branch()) : 0);
+            cost[e] = WeightBytes.of(checkHeads[e]) + WeightBytes.of(x.norm()) + (x.config().kind() == ExitKind.MLP ? WeightBytes.of(x.branch()) : 0);
             saving[e] = after[x.config().inputDepth()];
         }
     }
@@ -68,26 +65,5 @@ final class ExitGate {
         if (hits[e] * saving[e] < checks[e] * cost[e]) pausedUntil[e] = tokens + PAUSE;
         checks[e] = 0;
         hits[e] = 0;
-    }
-
-    private static double bytes(Tensor t) {
-        return t == null ? 0 : t.dtype().byteSize(t.numel());
-    }
-
-    private static double bytes(Norm n) {
-        return n == null ? 0 : bytes(n.weight()) + bytes(n.bias());
-    }
-
-    private static double bytes(Linear l) {
-        return l == null ? 0 : bytes(l.weight()) + bytes(l.bias());
-    }
-
-    private static double bytes(Mlp m) {
-        return bytes(m.fc()) + bytes(m.gate()) + bytes(m.up()) + bytes(m.proj());
-    }
-
-    private static double bytes(TransformerLayer t) {
-        var a = t.attn();
-        return bytes(t.norm1()) + bytes(t.norm2()) + bytes(a.qkv()) + bytes(a.q()) + bytes(a.k()) + bytes(a.v()) + bytes(a.out()) + bytes(t.mlp());
     }
 }
