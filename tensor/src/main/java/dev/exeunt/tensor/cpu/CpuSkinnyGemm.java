@@ -15,7 +15,8 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Row-invariant: every element of C is accumulated in the same order whatever m is and whichever
  * row of A it comes from, so a token's product is bit for bit the same alone or in a batch (the decode
  * path relies on this to verify speculative drafts exactly). Each row keeps four independent
- * accumulator chains (four columns), enough to hide the FMA latency even for one row.
+ * accumulator chains (four column vectors for [k, n] weights, four interleaved parts of k for [n, k]), enough to hide
+ * the FMA latency even for one row.
  */
 public final class CpuSkinnyGemm {
     public static final int MAX_ROWS = 8;
@@ -47,11 +48,10 @@ public final class CpuSkinnyGemm {
         boolean shared = CpuThreads.shareable(a, b, c);
         long work = (long) n * k;
         if (transB) {
-            // Groups of four columns; ~16K multiply-adds per chunk per row, so decode-sized layers still split.
-            int groups = (n + 3) / 4;
-            int grain = (int) Math.max(1, (1L << 12) / Math.max(1, k));
-            if (!shared || work < (1L << 16)) dotColumns(0, groups, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
-            else CpuThreads.parallelFor(groups, grain, (g0, g1) -> dotColumns(g0, g1, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
+            // ~16K multiply-adds per chunk per row of A, so decode-sized layers still split.
+            int grain = (int) Math.max(1, (1L << 14) / Math.max(1, k));
+            if (!shared || work < (1L << 16)) dotRows(quads, 0, n, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+            else CpuThreads.parallelFor(n, grain, (j0, j1) -> dotRows(quads, j0, j1, m, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc));
         } else {
             int chunks = (n + 4 * L - 1) / (4 * L);
             int grain = (int) Math.max(1, (1L << 14) / Math.max(1, (long) k * 4 * L));
@@ -60,76 +60,173 @@ public final class CpuSkinnyGemm {
         }
     }
 
-    /** B is [n, k]: C[r][j] = dot(A[r], B[j]) for column groups [g0, g1) of four, each row on its own. */
-    private static void dotColumns(int g0, int g1, int m, int n, int k, MemorySegment a, long aOff, int lda,
-                                   MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
-        MemorySegment partials = PARTIALS.get(8L * L * 4);
-        for (int g = g0; g < g1; g++) {
-            int j = 4 * g;
-            if (j + 4 > n) {
-                for (int jj = j; jj < n; jj++) {
-                    for (int r = 0; r < m; r++) {
-                        c.setAtIndex(F, cOff + (long) r * ldc + jj, dot1(k, a, aOff + (long) r * lda, b, bOff + (long) jj * ldb));
-                    }
-                }
-                continue;
-            }
-            // Rows in pairs: one kernel for every row count, so the one a single token runs all the time is
-            // the one verification's few-row passes run too (a separate four-row kernel stayed uncompiled
-            // through a whole short generation, at C1 speed).
-            for (int r = 0; r < m; r += 2) {
-                dot4(Math.min(2, m - r), k, a, aOff + (long) r * lda, lda, b, bOff + (long) j * ldb, ldb, c, cOff + (long) r * ldc + j, ldc, partials);
+    /**
+     * B is [n, k]: C[r][j] = dot(A[r], B[j]) for the rows j in [j0, j1) of B, each read once, in address order,
+     * for every row of A. One stream of weights per thread is what the hardware prefetcher keeps up with: four
+     * rows of B interleaved (the kernel this replaced) read 19-24 GB/s over 48 matrices of 2048 x 768 on two
+     * threads where one row at a time reads 32-44, the speed of a plain read loop (AMD Zen 5).
+     */
+    private static void dotRows(boolean quads, int j0, int j1, int m, int k, MemorySegment a, long aOff, int lda,
+                                MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
+        MemorySegment partials = PARTIALS.get(4L * L * 4);
+        boolean fours = quads && k <= QUAD_ROWS_MAX_K;
+        // Weight rows in blocks that stay in L2 while each group of A's rows passes over them.
+        int block = (int) Math.max(1, (256L << 10) / (4L * k));
+        for (int jb = j0; jb < j1; jb += block) {
+            int je = Math.min(j1, jb + block);
+            for (int r = 0; r < m; ) {
+                int rows = fours && m - r >= 4 ? 4 : Math.min(2, m - r);
+                long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc;
+                if (rows == 4) rows4(jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
+                else if (rows == 2) rows2(jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
+                else rows1(jb, je, k, a, ar, b, bOff, ldb, c, cr, partials);
+                r += rows;
             }
         }
     }
 
     /**
-     * One or two rows of A against four consecutive rows of B: four chains per row, each B vector loaded
-     * once for both rows and each A vector once for all four columns; partials (8 vectors) is scratch.
+     * Four rows of A at once only while they (16 KiB at k = 1024) leave most of a 32 KiB L1 to the weights: at
+     * k = 2048 four rows at once read 13-14 GB/s where pairs read 15-18 (768 x 2048, four rows, Zen 5).
      */
-    private static void dot4(int rows, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj, int ldb,
-                             MemorySegment c, long c0, int ldc, MemorySegment partials) {
-        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0, u0 = s0, u1 = s0, u2 = s0, u3 = s0;
-        long b0 = bj * 4, b1 = b0 + 4L * ldb, b2 = b1 + 4L * ldb, b3 = b2 + 4L * ldb, xb = ar * 4, yb = xb + 4L * lda;
-        boolean two = rows > 1;
+    private static final int QUAD_ROWS_MAX_K = 1024;
+
+    // Each row count has a method of its own holding the loop over B's rows, so that C2 compiles it as a unit
+    // with its kernel and lane sums inlined: with all three kernels inlined into dotRows, one row read 19-24 GB/s.
+
+    private static void rows1(int j0, int j1, int k, MemorySegment a, long ar, MemorySegment b, long bOff, int ldb,
+                              MemorySegment c, long cr, MemorySegment partials) {
         int kv = S.loopBound(k);
-        for (int i = 0; i < kv; i += L) {
-            FloatVector w0 = FloatVector.fromMemorySegment(S, b, b0 + 4L * i, LE);
-            FloatVector w1 = FloatVector.fromMemorySegment(S, b, b1 + 4L * i, LE);
-            FloatVector w2 = FloatVector.fromMemorySegment(S, b, b2 + 4L * i, LE);
-            FloatVector w3 = FloatVector.fromMemorySegment(S, b, b3 + 4L * i, LE);
-            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE);
-            s0 = w0.fma(x, s0);
-            s1 = w1.fma(x, s1);
-            s2 = w2.fma(x, s2);
-            s3 = w3.fma(x, s3);
-            if (two) {
-                FloatVector y = FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE);
-                u0 = w0.fma(y, u0);
-                u1 = w1.fma(y, u1);
-                u2 = w2.fma(y, u2);
-                u3 = w3.fma(y, u3);
+        for (int j = j0; j < j1; j++) {
+            long bj = bOff + (long) j * ldb;
+            dot1Row(k, a, ar, b, bj, partials);
+            c.setAtIndex(F, cr + j, VectorMath.sumAt(S, partials, 0) + tail(k, kv, a, ar, b, bj));
+        }
+    }
+
+    private static void rows2(int j0, int j1, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bOff, int ldb,
+                              MemorySegment c, long cr, int ldc, MemorySegment partials) {
+        int kv = S.loopBound(k);
+        for (int j = j0; j < j1; j++) {
+            long bj = bOff + (long) j * ldb;
+            dot2Rows(k, a, ar, lda, b, bj, partials);
+            c.setAtIndex(F, cr + j, VectorMath.sumAt(S, partials, 0) + tail(k, kv, a, ar, b, bj));
+            c.setAtIndex(F, cr + ldc + j, VectorMath.sumAt(S, partials, 4L * L) + tail(k, kv, a, ar + lda, b, bj));
+        }
+    }
+
+    private static void rows4(int j0, int j1, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bOff,
+                              int ldb, MemorySegment c, long cr, int ldc, MemorySegment partials) {
+        int kv = S.loopBound(k);
+        for (int j = j0; j < j1; j++) {
+            long bj = bOff + (long) j * ldb;
+            dot4Rows(k, a, ar, lda, b, bj, partials);
+            for (int t = 0; t < 4; t++) {
+                c.setAtIndex(F, cr + (long) t * ldc + j, VectorMath.sumAt(S, partials, 4L * t * L) + tail(k, kv, a, ar + (long) t * lda, b, bj));
             }
         }
-        // The eight chains go to memory and their lane sums are taken in a method of their own: summed here,
-        // the sums came past C2's inlining budget for this method (NodeCountInliningCutoff), so half the
-        // chains went to a call as boxed vectors, an allocation each, and two rows cost twice one.
-        s0.intoMemorySegment(partials, 0, LE);
-        s1.intoMemorySegment(partials, 4L * L, LE);
-        s2.intoMemorySegment(partials, 8L * L, LE);
-        s3.intoMemorySegment(partials, 12L * L, LE);
-        if (two) {
-            u0.intoMemorySegment(partials, 16L * L, LE);
-            u1.intoMemorySegment(partials, 20L * L, LE);
-            u2.intoMemorySegment(partials, 24L * L, LE);
-            u3.intoMemorySegment(partials, 28L * L, LE);
+    }
+
+    // Both kernels below give every (row of A, row of B) the same arithmetic: four chains over the vectors of
+    // k in turn (i, i + L, i + 2L, i + 3L), the vectors past the last group of four added to the first chain,
+    // then (s0 + s1) + (s2 + s3) into partials; the rows methods add its lanes and the scalar tail. Each B vector's
+    // multiply-adds follow its load: with the four loads first, one row streamed at 17-22 GB/s instead of 30-33
+    // (the same machine and matrices as above).
+
+    /** One row of A (from float offset ar) against the row of B at bj. */
+    private static void dot1Row(int k, MemorySegment a, long ar, MemorySegment b, long bj, MemorySegment partials) {
+        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0;
+        long wb = bj * 4, xb = ar * 4;
+        int k4 = k - k % (4 * L), kv = S.loopBound(k);
+        for (int i = 0; i < k4; i += 4 * L) {
+            s0 = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE).fma(FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), s0);
+            s1 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + L), LE).fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + L), LE), s1);
+            s2 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 2 * L), LE).fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 2 * L), LE), s2);
+            s3 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 3 * L), LE).fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 3 * L), LE), s3);
         }
-        for (int r = 0; r < rows; r++) {
-            for (int col = 0; col < 4; col++) {
-                float t = tail(k, kv, a, ar + (long) r * lda, b, bj + (long) col * ldb);
-                c.setAtIndex(F, c0 + (long) r * ldc + col, VectorMath.sumAt(S, partials, (4L * r + col) * L * 4) + t);
-            }
+        for (int i = k4; i < kv; i += L) {
+            s0 = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE).fma(FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), s0);
         }
+        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 0, LE);
+    }
+
+    /**
+     * Two rows of A (lda apart from float offset ar) against the row of B at bj; each B vector loaded once.
+     * Its own kernel rather than dot1Row's loop with a "second row?" test in it: that test alone held one
+     * row to 17-22 GB/s.
+     */
+    private static void dot2Rows(int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj, MemorySegment partials) {
+        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0, u0 = s0, u1 = s0, u2 = s0, u3 = s0;
+        long wb = bj * 4, xb = ar * 4, yb = xb + 4L * lda;
+        int k4 = k - k % (4 * L), kv = S.loopBound(k);
+        for (int i = 0; i < k4; i += 4 * L) {
+            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE);
+            s0 = w.fma(FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), s0);
+            u0 = w.fma(FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE), u0);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + L), LE);
+            s1 = w.fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + L), LE), s1);
+            u1 = w.fma(FloatVector.fromMemorySegment(S, a, yb + 4L * (i + L), LE), u1);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 2 * L), LE);
+            s2 = w.fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 2 * L), LE), s2);
+            u2 = w.fma(FloatVector.fromMemorySegment(S, a, yb + 4L * (i + 2 * L), LE), u2);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 3 * L), LE);
+            s3 = w.fma(FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 3 * L), LE), s3);
+            u3 = w.fma(FloatVector.fromMemorySegment(S, a, yb + 4L * (i + 3 * L), LE), u3);
+        }
+        for (int i = k4; i < kv; i += L) {
+            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE);
+            s0 = w.fma(FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), s0);
+            u0 = w.fma(FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE), u0);
+        }
+        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 0, LE);
+        u0.add(u1).add(u2.add(u3)).intoMemorySegment(partials, 4L * L, LE);
+    }
+
+    /**
+     * Four rows of A against the row of B at bj: {@link #dot1Row}'s arithmetic with sixteen chains, for machines
+     * with 32 vector registers (quads); a verification pass of eight rows reads each B row twice.
+     */
+    private static void dot4Rows(int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj,
+                                 MemorySegment partials) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector p0 = z, p1 = z, p2 = z, p3 = z, q0 = z, q1 = z, q2 = z, q3 = z;
+        FloatVector r0 = z, r1 = z, r2 = z, r3 = z, s0 = z, s1 = z, s2 = z, s3 = z;
+        long wb = bj * 4, x0 = ar * 4, x1 = x0 + 4L * lda, x2 = x1 + 4L * lda, x3 = x2 + 4L * lda;
+        int k4 = k - k % (4 * L), kv = S.loopBound(k);
+        for (int i = 0; i < k4; i += 4 * L) {
+            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE);
+            p0 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * i, LE), p0);
+            q0 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * i, LE), q0);
+            r0 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * i, LE), r0);
+            s0 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * i, LE), s0);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + L), LE);
+            p1 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + L), LE), p1);
+            q1 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + L), LE), q1);
+            r1 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + L), LE), r1);
+            s1 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + L), LE), s1);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 2 * L), LE);
+            p2 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + 2 * L), LE), p2);
+            q2 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + 2 * L), LE), q2);
+            r2 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + 2 * L), LE), r2);
+            s2 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + 2 * L), LE), s2);
+            w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 3 * L), LE);
+            p3 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + 3 * L), LE), p3);
+            q3 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + 3 * L), LE), q3);
+            r3 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + 3 * L), LE), r3);
+            s3 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + 3 * L), LE), s3);
+        }
+        for (int i = k4; i < kv; i += L) {
+            long o = 4L * i;
+            FloatVector w0 = FloatVector.fromMemorySegment(S, b, wb + o, LE);
+            p0 = w0.fma(FloatVector.fromMemorySegment(S, a, x0 + o, LE), p0);
+            q0 = w0.fma(FloatVector.fromMemorySegment(S, a, x1 + o, LE), q0);
+            r0 = w0.fma(FloatVector.fromMemorySegment(S, a, x2 + o, LE), r0);
+            s0 = w0.fma(FloatVector.fromMemorySegment(S, a, x3 + o, LE), s0);
+        }
+        p0.add(p1).add(p2.add(p3)).intoMemorySegment(partials, 0, LE);
+        q0.add(q1).add(q2.add(q3)).intoMemorySegment(partials, 4L * L, LE);
+        r0.add(r1).add(r2.add(r3)).intoMemorySegment(partials, 8L * L, LE);
+        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 12L * L, LE);
     }
 
     /** The scalar tail of a dot product, i in [kv, k) (zero when k is a multiple of the vector length). */
@@ -137,16 +234,6 @@ public final class CpuSkinnyGemm {
         float t = 0;
         for (int i = kv; i < k; i++) t += a.getAtIndex(F, ar + i) * b.getAtIndex(F, bj + i);
         return t;
-    }
-
-    /** The same arithmetic as one lane group of {@link #dot4}, for the last columns. */
-    private static float dot1(int k, MemorySegment a, long ar, MemorySegment b, long bj) {
-        FloatVector s = FloatVector.zero(S);
-        int kv = S.loopBound(k);
-        for (int i = 0; i < kv; i += L) {
-            s = FloatVector.fromMemorySegment(S, b, (bj + i) * 4, LE).fma(FloatVector.fromMemorySegment(S, a, (ar + i) * 4, LE), s);
-        }
-        return VectorMath.sum(s) + tail(k, kv, a, ar, b, bj);
     }
 
     /**
