@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
+import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -32,6 +33,10 @@ class CpuDeterminismTest {
         List<String> cmd = new ArrayList<>();
         cmd.add(java);
         cmd.addAll(FLAGS);
+        // the same vector width as this JVM (the avx2-kernels run caps it with -XX:UseAVX=2)
+        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (arg.startsWith("-XX:UseAVX=")) cmd.add(arg);
+        }
         cmd.add("-Xint");
         cmd.add("-cp");
         cmd.add(cp);
