@@ -15,8 +15,10 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Large products use the Goto/BLIS scheme: op(B) is packed into NR-column panels (KC x NC block, shared by
  * all threads, packed in parallel), op(A) into MR-row panels (MC x KC block, one per thread, L2 resident), and a
  * register-blocked MR x NR microkernel built on {@code FloatVector.fma} runs over the packed panels. NR is two
- * vectors of the preferred species; MR is 12 for 512-bit vectors (24 of 32 registers hold accumulators) and 6
- * for narrower ones (12 of 16). The microkernel only accumulates and writes its MR x NR result to an L1 tile;
+ * vectors of the preferred species; MR is 12 for 512-bit vectors (24 of 32 registers hold accumulators) and 4
+ * for narrower ones (8 of 16): with 6 rows, the twelve accumulators, two B vectors and the broadcasts C2 hoists
+ * came to 17 registers, one accumulator went through the stack on every step, and the kernel ran at 50 GFLOP/s
+ * on a core where 4 rows run 105 (AMD Zen 5 under -XX:UseAVX=2, two 256-bit FMAs a cycle). The microkernel only accumulates and writes its MR x NR result to an L1 tile;
  * alpha/beta are applied when the tile is stored into C. Keeping the kernel method that small matters: a kernel
  * that also stores into C exceeds C2's NodeCountInliningCutoff, its vector helpers stop inlining and every
  * FloatVector gets boxed (about 20x slower). On the AMD EPYC (Zen 5, AVX-512) this kernel runs at about 265
@@ -36,7 +38,7 @@ public final class CpuGemm {
     static final VectorSpecies<Float> S = species();
     static final int VL = S.length();
     static final int NR = 2 * VL;
-    static final int MR = intProp("exeunt.gemm.mr", VL >= 16 ? 12 : 6);
+    static final int MR = intProp("exeunt.gemm.mr", VL >= 16 ? 12 : 4);
     static final int KC = intProp("exeunt.gemm.kc", 256);
     static final int MC_TARGET = intProp("exeunt.gemm.mc", 480);
     static final int IPT = intProp("exeunt.gemm.itemsPerThread", 4);
