@@ -26,8 +26,9 @@ public final class CpuSkinnyGemm {
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ThreadScratch PARTIALS = new ThreadScratch();
     /**
-     * Four rows per pass over B where sixteen accumulators and four weight vectors fit the registers: with
-     * 512-bit vectors (AVX-512 has 32); AVX2's 16 would spill. Every element's chain is the same either way.
+     * Kernels with sixteen accumulators, where they fit the registers: with 512-bit vectors (AVX-512 has 32);
+     * AVX2's 16 would spill. [n, k] weights: two of B's rows per pass for two rows of A; [k, n]: four rows of A per
+     * pass over B. Every element's chain is the same either way.
      */
     private static final boolean QUADS = Boolean.parseBoolean(System.getProperty("exeunt.skinny.quads", String.valueOf(S.vectorBitSize() >= 512)));
 
@@ -62,9 +63,10 @@ public final class CpuSkinnyGemm {
 
     /**
      * B is [n, k]: C[r][j] = dot(A[r], B[j]) for the rows j in [j0, j1) of B, each read once, in address order,
-     * for every row of A. One stream of weights per thread is what the hardware prefetcher keeps up with: four
-     * rows of B interleaved (the kernel this replaced) read 19-24 GB/s over 48 matrices of 2048 x 768 on two
-     * threads where one row at a time reads 32-44, the speed of a plain read loop (AMD Zen 5).
+     * for every row of A, at most two streams of weights per thread, far apart: four adjacent rows of B
+     * interleaved (the kernel this replaced) read 19-24 GB/s over 48 matrices of 2048 x 768 on two threads where
+     * one row at a time reads 32-44, the speed of a plain read loop (AMD Zen 5). More rows of A go in pairs over
+     * L2-sized blocks of B: for four rows two pair passes read 22-27 GB/s, one four-row pass 20-22.
      */
     private static void dotRows(boolean quads, int j0, int j1, int m, int k, MemorySegment a, long aOff, int lda,
                                 MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
@@ -73,30 +75,24 @@ public final class CpuSkinnyGemm {
             rows1(j0, j1, k, a, aOff, b, bOff, ldb, c, cOff, partials);
             return;
         }
-        boolean fours = quads && k <= QUAD_ROWS_MAX_K;
-        // Weight rows in blocks that stay in L2 while each group of A's rows passes over them.
+        if (m == 2) { // one pass over B: nothing to keep in L2
+            rows2(quads, j0, j1, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc, partials);
+            return;
+        }
+        // Weight rows in blocks that stay in L2 while each pair of A's rows passes over them.
         int block = (int) Math.max(1, (256L << 10) / (4L * k));
         for (int jb = j0; jb < j1; jb += block) {
             int je = Math.min(j1, jb + block);
-            for (int r = 0; r < m; ) {
-                int rows = fours && m - r >= 4 ? 4 : Math.min(2, m - r);
+            for (int r = 0; r < m; r += 2) {
                 long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc;
-                if (rows == 4) rows4(jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
-                else if (rows == 2) rows2(jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
+                if (r + 1 < m) rows2(quads, jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
                 else rows1(jb, je, k, a, ar, b, bOff, ldb, c, cr, partials); // the last of an odd count
-                r += rows;
             }
         }
     }
 
-    /**
-     * Four rows of A at once only while they (16 KiB at k = 1024) leave most of a 32 KiB L1 to the weights: at
-     * k = 2048 four rows at once read 13-14 GB/s where pairs read 15-18 (768 x 2048, four rows, Zen 5).
-     */
-    private static final int QUAD_ROWS_MAX_K = 1024;
-
     // Each row count has a method of its own holding the loop over B's rows, so that C2 compiles it as a unit
-    // with its kernel and lane sums inlined: with all three kernels inlined into dotRows, one row read 19-24 GB/s.
+    // with its kernel and lane sums inlined: with the kernels all inlined into dotRows, one row read 19-24 GB/s.
 
     /**
      * One row of A against B's rows [j0, j1): rows j and j + half together (two streams half the range apart, each
@@ -119,10 +115,22 @@ public final class CpuSkinnyGemm {
         }
     }
 
-    private static void rows2(int j0, int j1, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bOff, int ldb,
-                              MemorySegment c, long cr, int ldc, MemorySegment partials) {
-        int kv = S.loopBound(k);
-        for (int j = j0; j < j1; j++) {
+    /**
+     * Two rows of A against B's rows [j0, j1); with 32 vector registers (quads) B's rows j and j + half together as
+     * in {@link #rows1}, sixteen chains.
+     */
+    private static void rows2(boolean quads, int j0, int j1, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bOff,
+                              int ldb, MemorySegment c, long cr, int ldc, MemorySegment partials) {
+        int kv = S.loopBound(k), half = quads ? (j1 - j0) / 2 : 0;
+        for (int j = j0; j < j0 + half; j++) {
+            long bj = bOff + (long) j * ldb, bh = bj + (long) half * ldb;
+            dot2RowsPair(k, a, ar, lda, b, bj, bh, partials);
+            c.setAtIndex(F, cr + j, VectorMath.sumAt(S, partials, 0) + tail(k, kv, a, ar, b, bj));
+            c.setAtIndex(F, cr + ldc + j, VectorMath.sumAt(S, partials, 4L * L) + tail(k, kv, a, ar + lda, b, bj));
+            c.setAtIndex(F, cr + j + half, VectorMath.sumAt(S, partials, 8L * L) + tail(k, kv, a, ar, b, bh));
+            c.setAtIndex(F, cr + ldc + j + half, VectorMath.sumAt(S, partials, 12L * L) + tail(k, kv, a, ar + lda, b, bh));
+        }
+        for (int j = j0 + 2 * half; j < j1; j++) {
             long bj = bOff + (long) j * ldb;
             dot2Rows(k, a, ar, lda, b, bj, partials);
             c.setAtIndex(F, cr + j, VectorMath.sumAt(S, partials, 0) + tail(k, kv, a, ar, b, bj));
@@ -130,19 +138,7 @@ public final class CpuSkinnyGemm {
         }
     }
 
-    private static void rows4(int j0, int j1, int k, MemorySegment a, long ar, int lda, MemorySegment b, long bOff,
-                              int ldb, MemorySegment c, long cr, int ldc, MemorySegment partials) {
-        int kv = S.loopBound(k);
-        for (int j = j0; j < j1; j++) {
-            long bj = bOff + (long) j * ldb;
-            dot4Rows(k, a, ar, lda, b, bj, partials);
-            for (int t = 0; t < 4; t++) {
-                c.setAtIndex(F, cr + (long) t * ldc + j, VectorMath.sumAt(S, partials, 4L * t * L) + tail(k, kv, a, ar + (long) t * lda, b, bj));
-            }
-        }
-    }
-
-    // Both kernels below give every (row of A, row of B) the same arithmetic: four chains over the vectors of
+    // The kernels below give every (row of A, row of B) the same arithmetic: four chains over the vectors of
     // k in turn (i, i + L, i + 2L, i + 3L), the vectors past the last group of four added to the first chain,
     // then (s0 + s1) + (s2 + s3) into partials; the rows methods add its lanes and the scalar tail. Each B vector's
     // multiply-adds follow its load: with the four loads first, one row streamed at 17-22 GB/s instead of 30-33
@@ -225,51 +221,58 @@ public final class CpuSkinnyGemm {
         u0.add(u1).add(u2.add(u3)).intoMemorySegment(partials, 4L * L, LE);
     }
 
-    /**
-     * Four rows of A against the row of B at bj: {@link #dot1Row}'s arithmetic with sixteen chains, for machines
-     * with 32 vector registers (quads); a verification pass of eight rows reads each B row twice.
-     */
-    private static void dot4Rows(int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj,
-                                 MemorySegment partials) {
+    /** {@link #dot2Rows} for the rows of B at bj and bh at once (sixteen chains: 32 vector registers). */
+    private static void dot2RowsPair(int k, MemorySegment a, long ar, int lda, MemorySegment b, long bj, long bh,
+                                     MemorySegment partials) {
         FloatVector z = FloatVector.zero(S);
-        FloatVector p0 = z, p1 = z, p2 = z, p3 = z, q0 = z, q1 = z, q2 = z, q3 = z;
-        FloatVector r0 = z, r1 = z, r2 = z, r3 = z, s0 = z, s1 = z, s2 = z, s3 = z;
-        long wb = bj * 4, x0 = ar * 4, x1 = x0 + 4L * lda, x2 = x1 + 4L * lda, x3 = x2 + 4L * lda;
+        FloatVector s0 = z, s1 = z, s2 = z, s3 = z, u0 = z, u1 = z, u2 = z, u3 = z; // B row bj, A rows 0 and 1
+        FloatVector p0 = z, p1 = z, p2 = z, p3 = z, q0 = z, q1 = z, q2 = z, q3 = z; // B row bh
+        long wb = bj * 4, vb = bh * 4, xb = ar * 4, yb = xb + 4L * lda;
         int k4 = k - k % (4 * L), kv = S.loopBound(k);
         for (int i = 0; i < k4; i += 4 * L) {
-            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE);
-            p0 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * i, LE), p0);
-            q0 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * i, LE), q0);
-            r0 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * i, LE), r0);
-            s0 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * i, LE), s0);
+            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), y = FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE);
+            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE), v = FloatVector.fromMemorySegment(S, b, vb + 4L * i, LE);
+            s0 = w.fma(x, s0);
+            u0 = w.fma(y, u0);
+            p0 = v.fma(x, p0);
+            q0 = v.fma(y, q0);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + L), LE);
+            y = FloatVector.fromMemorySegment(S, a, yb + 4L * (i + L), LE);
             w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + L), LE);
-            p1 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + L), LE), p1);
-            q1 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + L), LE), q1);
-            r1 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + L), LE), r1);
-            s1 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + L), LE), s1);
+            v = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + L), LE);
+            s1 = w.fma(x, s1);
+            u1 = w.fma(y, u1);
+            p1 = v.fma(x, p1);
+            q1 = v.fma(y, q1);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 2 * L), LE);
+            y = FloatVector.fromMemorySegment(S, a, yb + 4L * (i + 2 * L), LE);
             w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 2 * L), LE);
-            p2 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + 2 * L), LE), p2);
-            q2 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + 2 * L), LE), q2);
-            r2 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + 2 * L), LE), r2);
-            s2 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + 2 * L), LE), s2);
+            v = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + 2 * L), LE);
+            s2 = w.fma(x, s2);
+            u2 = w.fma(y, u2);
+            p2 = v.fma(x, p2);
+            q2 = v.fma(y, q2);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 3 * L), LE);
+            y = FloatVector.fromMemorySegment(S, a, yb + 4L * (i + 3 * L), LE);
             w = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 3 * L), LE);
-            p3 = w.fma(FloatVector.fromMemorySegment(S, a, x0 + 4L * (i + 3 * L), LE), p3);
-            q3 = w.fma(FloatVector.fromMemorySegment(S, a, x1 + 4L * (i + 3 * L), LE), q3);
-            r3 = w.fma(FloatVector.fromMemorySegment(S, a, x2 + 4L * (i + 3 * L), LE), r3);
-            s3 = w.fma(FloatVector.fromMemorySegment(S, a, x3 + 4L * (i + 3 * L), LE), s3);
+            v = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + 3 * L), LE);
+            s3 = w.fma(x, s3);
+            u3 = w.fma(y, u3);
+            p3 = v.fma(x, p3);
+            q3 = v.fma(y, q3);
         }
         for (int i = k4; i < kv; i += L) {
-            long o = 4L * i;
-            FloatVector w0 = FloatVector.fromMemorySegment(S, b, wb + o, LE);
-            p0 = w0.fma(FloatVector.fromMemorySegment(S, a, x0 + o, LE), p0);
-            q0 = w0.fma(FloatVector.fromMemorySegment(S, a, x1 + o, LE), q0);
-            r0 = w0.fma(FloatVector.fromMemorySegment(S, a, x2 + o, LE), r0);
-            s0 = w0.fma(FloatVector.fromMemorySegment(S, a, x3 + o, LE), s0);
+            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE), y = FloatVector.fromMemorySegment(S, a, yb + 4L * i, LE);
+            FloatVector w = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE), v = FloatVector.fromMemorySegment(S, b, vb + 4L * i, LE);
+            s0 = w.fma(x, s0);
+            u0 = w.fma(y, u0);
+            p0 = v.fma(x, p0);
+            q0 = v.fma(y, q0);
         }
-        p0.add(p1).add(p2.add(p3)).intoMemorySegment(partials, 0, LE);
-        q0.add(q1).add(q2.add(q3)).intoMemorySegment(partials, 4L * L, LE);
-        r0.add(r1).add(r2.add(r3)).intoMemorySegment(partials, 8L * L, LE);
-        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 12L * L, LE);
+        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 0, LE);
+        u0.add(u1).add(u2.add(u3)).intoMemorySegment(partials, 4L * L, LE);
+        p0.add(p1).add(p2.add(p3)).intoMemorySegment(partials, 8L * L, LE);
+        q0.add(q1).add(q2.add(q3)).intoMemorySegment(partials, 12L * L, LE);
     }
 
     /** The scalar tail of a dot product, i in [kv, k) (zero when k is a multiple of the vector length). */
