@@ -18,11 +18,12 @@ import jdk.incubator.vector.VectorSpecies;
  * vectors of the preferred species; MR is 12 for 512-bit vectors (24 of 32 registers hold accumulators) and 4
  * for narrower ones (8 of 16): with 6 rows, the twelve accumulators, two B vectors and the broadcasts C2 hoists
  * came to 17 registers, one accumulator went through the stack on every step, and the kernel ran at 50 GFLOP/s
- * on a core where 4 rows run 105 (AMD Zen 5 under -XX:UseAVX=2, two 256-bit FMAs a cycle). The microkernel only accumulates and writes its MR x NR result to an L1 tile;
- * alpha/beta are applied when the tile is stored into C. Keeping the kernel method that small matters: a kernel
- * that also stores into C exceeds C2's NodeCountInliningCutoff, its vector helpers stop inlining and every
- * FloatVector gets boxed (about 20x slower). On the AMD EPYC (Zen 5, AVX-512) this kernel runs at about 265
- * GFLOP/s on one core, the machine's FMA peak. Small or skinny products use a direct path without packing.
+ * on a core where 4 rows run 105 (AMD Zen 5 under -XX:UseAVX=2, two 256-bit FMAs a cycle). The microkernel
+ * only accumulates and writes its MR x NR result to an L1 tile; alpha/beta are applied when the tile is stored
+ * into C. Keeping the kernel method that small matters: a kernel that also stores into C exceeds C2's
+ * NodeCountInliningCutoff, its vector helpers stop inlining and every FloatVector gets boxed (about 20x slower).
+ * On the AMD EPYC VM (Zen 5, AVX-512) this kernel alone runs at about 115 GFLOP/s on one core, that VM's FMA
+ * peak (one 512-bit FMA a cycle). Small or skinny products use a direct path without packing.
  *
  * <p>GEMV is memory-bound: the non-transposed case runs four row dot products per pass (one x load feeds four
  * FMAs), rows split over threads; the transposed case streams contiguous row blocks per thread into native

@@ -62,8 +62,8 @@ public final class CpuSkinnyGemm {
     }
 
     /**
-     * B is [n, k]: C[r][j] = dot(A[r], B[j]) for the rows j in [j0, j1) of B, each read once, in address order,
-     * for every row of A, at most two streams of weights per thread, far apart: four adjacent rows of B
+     * B is [n, k]: C[r][j] = dot(A[r], B[j]) for the rows j in [j0, j1) of B, each read once for every row of A
+     * (twice from L2 past two rows), at most two streams of weights per thread, far apart: four adjacent rows of B
      * interleaved (the kernel this replaced) read 19-24 GB/s over 48 matrices of 2048 x 768 on two threads where
      * one row at a time reads 32-44, the speed of a plain read loop (AMD Zen 5). More rows of A go in pairs over
      * L2-sized blocks of B: for four rows two pair passes read 22-27 GB/s, one four-row pass 20-22.
@@ -71,16 +71,9 @@ public final class CpuSkinnyGemm {
     private static void dotRows(boolean quads, int j0, int j1, int m, int k, MemorySegment a, long aOff, int lda,
                                 MemorySegment b, long bOff, int ldb, MemorySegment c, long cOff, int ldc) {
         MemorySegment partials = PARTIALS.get(4L * L * 4);
-        if (m == 1) {
-            rows1(j0, j1, k, a, aOff, b, bOff, ldb, c, cOff, partials);
-            return;
-        }
-        if (m == 2) { // one pass over B: nothing to keep in L2
-            rows2(quads, j0, j1, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc, partials);
-            return;
-        }
-        // Weight rows in blocks that stay in L2 while each pair of A's rows passes over them.
-        int block = (int) Math.max(1, (256L << 10) / (4L * k));
+        // With more than two rows of A, B's rows go in blocks that stay in L2 while each pair of A's rows passes
+        // over them; with one pass, the whole range at once (rows1 and rows2 pair B's rows half of it apart).
+        int block = m <= 2 ? j1 - j0 : (int) Math.max(1, (256L << 10) / (4L * k));
         for (int jb = j0; jb < j1; jb += block) {
             int je = Math.min(j1, jb + block);
             for (int r = 0; r < m; r += 2) {
