@@ -344,40 +344,54 @@ public final class CpuQuant {
     // loop, so that C2 inlines every Vector API call and lane sum into them (no vector is ever boxed).
 
     /**
-     * Q8_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. Each
-     * block's weights are scaled once and go straight into two accumulators (even and odd vectors of the
-     * block): a few-token product then pays one multiply per weight vector, not one per token, and one token
-     * no longer waits on a single accumulator's chain (2048 x 768 in cache on Zen 5: one token 1.06x, four
-     * 1.26x the per-block partial sums it replaced). {@link #tokensQ8_0} adds in the same order, so a token's
+     * Q8_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y, rows
+     * r and r + half in one pass (half the range apart: two streams, as CpuSkinnyGemm takes F32 rows). Each
+     * block's unscaled dot product goes into the row's accumulator through one multiply-add by the block's
+     * scale: three vector multiplies per 32 weights on AVX-512 where scaling each weight vector first took
+     * four. On an Intel Xeon (AVX-512, 2 MiB L2) one thread read 10.4 GB/s of Q8_0 weights from L2 and 5.6
+     * from memory that way, 14.1 and 8.3 now. The few-token kernels add in the same order, so a token's
      * result does not depend on how many tokens share the pass.
      */
     private static void rowsQ8_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
                                  MemorySegment y, long yb) {
-        for (int r = r0; r < r1; r++) {
-            long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS), c0 = a0;
+        int half = (r1 - r0) / 2;
+        for (int r = r0; r < r0 + half; r++) {
+            long o0 = wOff + r * rb, o1 = o0 + half * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
             for (int b = 0; b < nb; b++) {
-                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES, q = bo + 2;
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES, bq = o1 + (long) b * Q8_0_BLOCK_BYTES;
                 long xo = xb + (long) b * QK * 4;
-                FloatVector w0 = q8(w, q, 0);
-                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo)); // after the first load: see above
-                for (int j = 0; j < QK / FL; j += 2) {
-                    if (j > 0) w0 = q8(w, q, j);
-                    FloatVector w1 = q8(w, q, j + 1);
-                    a0 = w0.mul(scale).fma(FloatVector.fromMemorySegment(FS, x, xo + j * FL * 4L, LE), a0);
-                    c0 = w1.mul(scale).fma(FloatVector.fromMemorySegment(FS, x, xo + (j + 1) * FL * 4L, LE), c0);
+                FloatVector t0 = q8(w, bo + 2, 0).mul(FloatVector.fromMemorySegment(FS, x, xo, LE));
+                FloatVector t1 = q8(w, bq + 2, 0).mul(FloatVector.fromMemorySegment(FS, x, xo, LE));
+                for (int j = 1; j < QK / FL; j++) {
+                    FloatVector xj = FloatVector.fromMemorySegment(FS, x, xo + j * FL * 4L, LE);
+                    t0 = q8(w, bo + 2, j).fma(xj, t0);
+                    t1 = q8(w, bq + 2, j).fma(xj, t1);
                 }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0); // scales after the loads: see above
+                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, bq)), a1);
             }
-            y.set(F32, yb + r * 4L, VectorMath.sum(a0.add(c0)));
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb + (r + half) * 4L, VectorMath.sum(a1));
+        }
+        if ((r1 - r0) % 2 != 0) {
+            int r = r1 - 1;
+            long o0 = wOff + r * rb;
+            FloatVector a0 = FloatVector.zero(FS);
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q8_0_BLOCK_BYTES, xo = xb + (long) b * QK * 4;
+                FloatVector t0 = q8(w, bo + 2, 0).mul(FloatVector.fromMemorySegment(FS, x, xo, LE));
+                for (int j = 1; j < QK / FL; j++) t0 = q8(w, bo + 2, j).fma(FloatVector.fromMemorySegment(FS, x, xo + j * FL * 4L, LE), t0);
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
+            }
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
         }
     }
 
     /**
-     * Float vector j (FL weights, unscaled) of the 32 Q8_0 quants at byte offset q. The kernels take the vectors
-     * in pairs, even ones into one accumulator and odd ones into the other: with the accumulator picked by a
-     * parity test inside a loop C2 did not unroll (four vectors a block with AVX2), it computed both
-     * multiply-adds and selected, one dependent chain through both accumulators: Q8_0 GEMV read 7 GB/s
-     * instead of 21 (2048 x 768, AMD Zen 5 under -XX:UseAVX=2).
+     * Float vector j (FL weights, unscaled) of the 32 Q8_0 quants at byte offset q. Loops over j run a constant
+     * count, so C2 unrolls them; an accumulator picked by a parity test inside such a loop (an earlier form)
+     * was compiled into both multiply-adds and a select, one dependent chain: 7 GB/s instead of 21 under AVX2.
      */
     private static FloatVector q8(MemorySegment w, long q, int j) {
         int part = PARTS == 1 ? 0 : j % PARTS;
@@ -400,10 +414,42 @@ public final class CpuQuant {
         });
     }
 
-    /** Q4_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y. */
+    /**
+     * Q4_0 rows [r0, r1) of W (rows rb bytes apart from byte offset wOff, nb blocks each) times x into y, rows r and
+     * r + half in one pass as in {@link #rowsQ8_0}, each x load feeding both.
+     */
     private static void rowsQ4_0(int r0, int r1, int nb, MemorySegment w, long wOff, long rb, MemorySegment x, long xb,
                                  MemorySegment y, long yb) {
-        for (int r = r0; r < r1; r++) {
+        int half = (r1 - r0) / 2;
+        for (int r = r0; r < r0 + half; r++) {
+            long o0 = wOff + r * rb, o1 = o0 + half * rb;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0;
+            for (int b = 0; b < nb; b++) {
+                long bo = o0 + (long) b * Q4_0_BLOCK_BYTES, bq = o1 + (long) b * Q4_0_BLOCK_BYTES;
+                long xo = xb + (long) b * QK * 4;
+                FloatVector t0 = FloatVector.zero(FS), t1 = t0;
+                for (int c = 0; c < QK / 2; c += BL) {
+                    ByteVector q0 = ByteVector.fromMemorySegment(BS, w, bo + 2 + c, LE);
+                    ByteVector q1 = ByteVector.fromMemorySegment(BS, w, bq + 2 + c, LE);
+                    for (int p = 0; p < PARTS; p++) {
+                        FloatVector xl = FloatVector.fromMemorySegment(FS, x, xo + (c + p * FL) * 4L, LE);
+                        FloatVector xh = FloatVector.fromMemorySegment(FS, x, xo + (QK / 2 + c + p * FL) * 4L, LE);
+                        IntVector v0 = (IntVector) q0.convertShape(VectorOperators.B2I, IS, p);
+                        IntVector v1 = (IntVector) q1.convertShape(VectorOperators.B2I, IS, p);
+                        t0 = lo(v0).fma(xl, t0);
+                        t1 = lo(v1).fma(xl, t1);
+                        t0 = hi(v0).fma(xh, t0);
+                        t1 = hi(v1).fma(xh, t1);
+                    }
+                }
+                a0 = t0.fma(FloatVector.broadcast(FS, f16(w, bo)), a0);
+                a1 = t1.fma(FloatVector.broadcast(FS, f16(w, bq)), a1);
+            }
+            y.set(F32, yb + r * 4L, VectorMath.sum(a0));
+            y.set(F32, yb + (r + half) * 4L, VectorMath.sum(a1));
+        }
+        if ((r1 - r0) % 2 != 0) {
+            int r = r1 - 1;
             long o0 = wOff + r * rb;
             FloatVector a0 = FloatVector.zero(FS);
             for (int b = 0; b < nb; b++) {
@@ -477,31 +523,33 @@ public final class CpuQuant {
         boolean three = count > 2, four = count > 3;
         for (int r = r0; r < r1; r++) {
             long o0 = wOff + r * rb;
-            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+            FloatVector a0 = FloatVector.zero(FS), a1 = a0, a2 = a0, a3 = a0;
             for (int b = 0; b < nb; b++) {
                 long bo = o0 + (long) b * Q8_0_BLOCK_BYTES, q = bo + 2;
-                int xo = b * QK;
-                FloatVector w0 = q8(w, q, 0);
-                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
-                for (int j = 0; j < QK / FL; j += 2) {
-                    if (j > 0) w0 = q8(w, q, j);
-                    FloatVector wq = w0.mul(scale), vq = q8(w, q, j + 1).mul(scale);
-                    int e = xo + j * FL, f = e + FL;
-                    a0 = wq.fma(FloatVector.fromArray(FS, x, e), a0);
-                    a1 = wq.fma(FloatVector.fromArray(FS, x, e + x1), a1);
-                    if (three) a2 = wq.fma(FloatVector.fromArray(FS, x, e + x2), a2);
-                    if (four) a3 = wq.fma(FloatVector.fromArray(FS, x, e + x3), a3);
-                    c0 = vq.fma(FloatVector.fromArray(FS, x, f), c0);
-                    c1 = vq.fma(FloatVector.fromArray(FS, x, f + x1), c1);
-                    if (three) c2 = vq.fma(FloatVector.fromArray(FS, x, f + x2), c2);
-                    if (four) c3 = vq.fma(FloatVector.fromArray(FS, x, f + x3), c3);
+                int e = b * QK;
+                FloatVector wj = q8(w, q, 0);
+                FloatVector t0 = wj.mul(FloatVector.fromArray(FS, x, e)), t1 = wj.mul(FloatVector.fromArray(FS, x, e + x1));
+                FloatVector t2 = three ? wj.mul(FloatVector.fromArray(FS, x, e + x2)) : t0;
+                FloatVector t3 = four ? wj.mul(FloatVector.fromArray(FS, x, e + x3)) : t0;
+                for (int j = 1; j < QK / FL; j++) {
+                    wj = q8(w, q, j);
+                    int f = e + j * FL;
+                    t0 = wj.fma(FloatVector.fromArray(FS, x, f), t0);
+                    t1 = wj.fma(FloatVector.fromArray(FS, x, f + x1), t1);
+                    if (three) t2 = wj.fma(FloatVector.fromArray(FS, x, f + x2), t2);
+                    if (four) t3 = wj.fma(FloatVector.fromArray(FS, x, f + x3), t3);
                 }
+                FloatVector scale = FloatVector.broadcast(FS, f16(w, bo));
+                a0 = t0.fma(scale, a0);
+                a1 = t1.fma(scale, a1);
+                if (three) a2 = t2.fma(scale, a2);
+                if (four) a3 = t3.fma(scale, a3);
             }
             long o = yb + r * 4L;
-            y.set(F32, o, VectorMath.sum(a0.add(c0)));
-            y.set(F32, o + ys, VectorMath.sum(a1.add(c1)));
-            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2.add(c2)));
-            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3.add(c3)));
+            y.set(F32, o, VectorMath.sum(a0));
+            y.set(F32, o + ys, VectorMath.sum(a1));
+            if (three) y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+            if (four) y.set(F32, o + 3 * ys, VectorMath.sum(a3));
         }
     }
 
@@ -525,70 +573,72 @@ public final class CpuQuant {
         for (int r = r0; r < r0 + half; r++) {
             long o0 = wOff + r * rb, o1 = o0 + half * rb;
             FloatVector z = FloatVector.zero(FS);
-            FloatVector a0 = z, a1 = z, a2 = z, a3 = z, c0 = z, c1 = z, c2 = z, c3 = z; // row r
-            FloatVector b0 = z, b1 = z, b2 = z, b3 = z, d0 = z, d1 = z, d2 = z, d3 = z; // row r + half
+            FloatVector a0 = z, a1 = z, a2 = z, a3 = z; // row r, tokens 0..3
+            FloatVector b0 = z, b1 = z, b2 = z, b3 = z; // row r + half
             for (int b = 0; b < nb; b++) {
                 long bo = o0 + (long) b * Q8_0_BLOCK_BYTES, bq = o1 + (long) b * Q8_0_BLOCK_BYTES;
-                int xo = b * QK;
-                FloatVector u0 = q8(w, bo + 2, 0), v0 = q8(w, bq + 2, 0);
+                int e = b * QK;
+                FloatVector u = q8(w, bo + 2, 0), v = q8(w, bq + 2, 0);
+                FloatVector x0 = FloatVector.fromArray(FS, x, e), x1v = FloatVector.fromArray(FS, x, e + x1);
+                FloatVector t0 = u.mul(x0), t1 = u.mul(x1v), p0 = v.mul(x0), p1 = v.mul(x1v);
+                FloatVector t2 = z, t3 = z, p2 = z, p3 = z;
+                if (three) {
+                    FloatVector x2v = FloatVector.fromArray(FS, x, e + x2);
+                    t2 = u.mul(x2v);
+                    p2 = v.mul(x2v);
+                }
+                if (four) {
+                    FloatVector x3v = FloatVector.fromArray(FS, x, e + x3);
+                    t3 = u.mul(x3v);
+                    p3 = v.mul(x3v);
+                }
+                for (int j = 1; j < QK / FL; j++) {
+                    u = q8(w, bo + 2, j);
+                    v = q8(w, bq + 2, j);
+                    int f = e + j * FL;
+                    x0 = FloatVector.fromArray(FS, x, f);
+                    x1v = FloatVector.fromArray(FS, x, f + x1);
+                    t0 = u.fma(x0, t0);
+                    p0 = v.fma(x0, p0);
+                    t1 = u.fma(x1v, t1);
+                    p1 = v.fma(x1v, p1);
+                    if (three) {
+                        FloatVector x2v = FloatVector.fromArray(FS, x, f + x2);
+                        t2 = u.fma(x2v, t2);
+                        p2 = v.fma(x2v, p2);
+                    }
+                    if (four) {
+                        FloatVector x3v = FloatVector.fromArray(FS, x, f + x3);
+                        t3 = u.fma(x3v, t3);
+                        p3 = v.fma(x3v, p3);
+                    }
+                }
                 FloatVector s0 = FloatVector.broadcast(FS, f16(w, bo)), s1 = FloatVector.broadcast(FS, f16(w, bq));
-                for (int j = 0; j < QK / FL; j += 2) {
-                    if (j > 0) {
-                        u0 = q8(w, bo + 2, j);
-                        v0 = q8(w, bq + 2, j);
-                    }
-                    int e = xo + j * FL;
-                    // even vector j: accumulators a (row r) and b (row r + half)
-                    FloatVector wq = u0.mul(s0), vq = v0.mul(s1);
-                    FloatVector t0 = FloatVector.fromArray(FS, x, e), t1 = FloatVector.fromArray(FS, x, e + x1);
-                    a0 = wq.fma(t0, a0);
-                    b0 = vq.fma(t0, b0);
-                    a1 = wq.fma(t1, a1);
-                    b1 = vq.fma(t1, b1);
-                    if (three) {
-                        FloatVector t2 = FloatVector.fromArray(FS, x, e + x2);
-                        a2 = wq.fma(t2, a2);
-                        b2 = vq.fma(t2, b2);
-                    }
-                    if (four) {
-                        FloatVector t3 = FloatVector.fromArray(FS, x, e + x3);
-                        a3 = wq.fma(t3, a3);
-                        b3 = vq.fma(t3, b3);
-                    }
-                    // odd vector j + 1: accumulators c and d
-                    e += FL;
-                    wq = q8(w, bo + 2, j + 1).mul(s0);
-                    vq = q8(w, bq + 2, j + 1).mul(s1);
-                    t0 = FloatVector.fromArray(FS, x, e);
-                    t1 = FloatVector.fromArray(FS, x, e + x1);
-                    c0 = wq.fma(t0, c0);
-                    d0 = vq.fma(t0, d0);
-                    c1 = wq.fma(t1, c1);
-                    d1 = vq.fma(t1, d1);
-                    if (three) {
-                        FloatVector t2 = FloatVector.fromArray(FS, x, e + x2);
-                        c2 = wq.fma(t2, c2);
-                        d2 = vq.fma(t2, d2);
-                    }
-                    if (four) {
-                        FloatVector t3 = FloatVector.fromArray(FS, x, e + x3);
-                        c3 = wq.fma(t3, c3);
-                        d3 = vq.fma(t3, d3);
-                    }
+                a0 = t0.fma(s0, a0);
+                a1 = t1.fma(s0, a1);
+                b0 = p0.fma(s1, b0);
+                b1 = p1.fma(s1, b1);
+                if (three) {
+                    a2 = t2.fma(s0, a2);
+                    b2 = p2.fma(s1, b2);
+                }
+                if (four) {
+                    a3 = t3.fma(s0, a3);
+                    b3 = p3.fma(s1, b3);
                 }
             }
             long o = yb + r * 4L, q = o + half * 4L;
-            y.set(F32, o, VectorMath.sum(a0.add(c0)));
-            y.set(F32, o + ys, VectorMath.sum(a1.add(c1)));
-            y.set(F32, q, VectorMath.sum(b0.add(d0)));
-            y.set(F32, q + ys, VectorMath.sum(b1.add(d1)));
+            y.set(F32, o, VectorMath.sum(a0));
+            y.set(F32, o + ys, VectorMath.sum(a1));
+            y.set(F32, q, VectorMath.sum(b0));
+            y.set(F32, q + ys, VectorMath.sum(b1));
             if (three) {
-                y.set(F32, o + 2 * ys, VectorMath.sum(a2.add(c2)));
-                y.set(F32, q + 2 * ys, VectorMath.sum(b2.add(d2)));
+                y.set(F32, o + 2 * ys, VectorMath.sum(a2));
+                y.set(F32, q + 2 * ys, VectorMath.sum(b2));
             }
             if (four) {
-                y.set(F32, o + 3 * ys, VectorMath.sum(a3.add(c3)));
-                y.set(F32, q + 3 * ys, VectorMath.sum(b3.add(d3)));
+                y.set(F32, o + 3 * ys, VectorMath.sum(a3));
+                y.set(F32, q + 3 * ys, VectorMath.sum(b3));
             }
         }
     }
