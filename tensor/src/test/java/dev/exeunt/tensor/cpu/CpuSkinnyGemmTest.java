@@ -62,14 +62,14 @@ class CpuSkinnyGemmTest {
                     MemorySegment b = random(arena, (long) n * k, rng);
                     MemorySegment all = arena.allocate(4L * m * n), part = arena.allocate(4L * m * n);
                     CpuSkinnyGemm.gemm(true, transB, m, n, k, a, 0, k, b, 0, transB ? k : n, all, 0, n);
-                    for (int rows = 1; rows <= m; rows++) {
+                    for (int rows = 1; rows <= m; rows++) for (boolean quads : new boolean[] {true, false}) {
                         for (int r0 = 0; r0 + rows <= m; r0 += rows) {
-                            CpuSkinnyGemm.gemm(rows % 2 == 0, transB, rows, n, k, a, (long) r0 * k, k, b, 0, transB ? k : n, part, (long) r0 * n, n);
+                            CpuSkinnyGemm.gemm(quads, transB, rows, n, k, a, (long) r0 * k, k, b, 0, transB ? k : n, part, (long) r0 * n, n);
                         }
                         int covered = m / rows * rows;
                         for (long i = 0; i < (long) covered * n; i++) {
                             assertEquals(Float.floatToRawIntBits(all.getAtIndex(F, i)), Float.floatToRawIntBits(part.getAtIndex(F, i)),
-                                    "transB=" + transB + " k=" + k + " n=" + n + " in groups of " + rows + " at " + i);
+                                    "transB=" + transB + " quads=" + quads + " k=" + k + " n=" + n + " in groups of " + rows + " at " + i);
                         }
                     }
                 }
