@@ -18,6 +18,7 @@ import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
+import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -88,8 +89,36 @@ public final class DecodeBench {
                 return (st.generatedTokens() - 1) / st.decodeSeconds();
             });
             rows.add(row(name, type, bytes, params, "tg" + genTokens, genTokens, s));
+            checkAllocation(log, name + " tg" + genTokens, genTokens, () -> gen.generate(List.<int[]>of(one), GenerationConfig.greedy(genTokens + 1), TokenListener.NONE));
         }
         return rows;
+    }
+
+    /**
+     * Bytes a decode step may allocate on the calling thread before the run is suspect. Decoding the llama-110m
+     * shape allocates about 70 KB a token there (the thread pool's jobs and their lambdas, about 130 a token, and
+     * the run's lists); a kernel whose Vector API calls C2 did not inline boxes every vector it makes, hundreds of
+     * megabytes a token.
+     */
+    static final long ALLOCATION_WARNING_BYTES_PER_TOKEN = 1 << 20;
+
+    /**
+     * One more untimed decode run, counting what the calling thread allocates: a kernel compiled past C2's inlining
+     * budget runs the Vector API's allocating Java fallback at a fraction of its speed (a Q4_0 decode once ran at
+     * 22 tokens/s instead of 90 that way, with nothing else to tell), so such a run says so.
+     */
+    private static void checkAllocation(PrintStream log, String what, int tokens, Runnable decode) {
+        if (!(ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean mx) || !mx.isThreadAllocatedMemoryEnabled()) return;
+        long before = mx.getCurrentThreadAllocatedBytes();
+        decode.run();
+        long perToken = (mx.getCurrentThreadAllocatedBytes() - before) / Math.max(1, tokens);
+        PrintStream out = log != null ? log : System.err;
+        if (log != null) log.printf(Locale.ROOT, "%s: %d bytes allocated per token on the calling thread%n", what, perToken);
+        if (perToken > ALLOCATION_WARNING_BYTES_PER_TOKEN) {
+            out.printf(Locale.ROOT, "warning: %s allocated %d bytes per token: the JIT left a kernel's Vector API calls to their "
+                    + "allocating Java fallback, so these rates are not the kernels' (look for it with -XX:+PrintCompilation or JFR)%n",
+                    what, perToken);
+        }
     }
 
     /** The type holding most of a model's weight bytes (a Q4_K_M file: Q4_K), to label its rows. */

@@ -156,7 +156,7 @@ class LeanDecodeTest {
     }
 
     /** The model with every matrix but the token embedding stored as type (the training forward then runs linearQuantized). */
-    private static EarlyExitModel quantized(EarlyExitModel f32, DType type) {
+    static EarlyExitModel quantized(EarlyExitModel f32, DType type) {
         var weights = f32.parameters().all();
         Parameters.Source source = (name, shape) -> Ops.unowned(() -> {
             Tensor w = weights.get(name);
