@@ -79,7 +79,12 @@ public final class CpuSkinnyGemm {
             for (int r = 0; r < m; r += 2) {
                 long ar = aOff + (long) r * lda, cr = cOff + (long) r * ldc;
                 if (r + 1 < m) rows2(quads, jb, je, k, a, ar, lda, b, bOff, ldb, c, cr, ldc, partials);
-                else rows1(jb, je, k, a, ar, b, bOff, ldb, c, cr, partials); // the last of an odd count
+                else if (quads && 4L * k * (je - jb) > fourStreamsBytes) {
+                    // the last of an odd count, or the only row: a range beyond L2 four streams at a time first
+                    int quarter = (je - jb) / 4;
+                    rowQuads(jb, quarter, k, a, ar, b, bOff, ldb, c, cr, partials);
+                    rows1(jb + 4 * quarter, je, k, a, ar, b, bOff, ldb, c, cr, partials);
+                } else rows1(jb, je, k, a, ar, b, bOff, ldb, c, cr, partials); // the last of an odd count
             }
         }
     }
@@ -90,7 +95,9 @@ public final class CpuSkinnyGemm {
     /**
      * One row of A against B's rows [j0, j1): rows j and j + half together (two streams half the range apart, each
      * x load feeding both), the last of an odd count alone. Against one row at a time: the same 30-47 GB/s from
-     * memory, 100-120 instead of 67-91 from L2 (one 512 x 768 matrix; AMD Zen 5, two threads).
+     * memory, 100-120 instead of 67-91 from L2 (one 512 x 768 matrix; AMD Zen 5, two threads). A range larger than
+     * half of L2 goes four streams at a time first ({@link #rowQuads}, called beside this method: called from inside
+     * it, the two-stream loop read half its speed from L2).
      */
     private static void rows1(int j0, int j1, int k, MemorySegment a, long ar, MemorySegment b, long bOff, int ldb,
                               MemorySegment c, long cr, MemorySegment partials) {
@@ -105,6 +112,33 @@ public final class CpuSkinnyGemm {
             long bj = bOff + (long) (j1 - 1) * ldb;
             dot1Row(k, a, ar, b, bj, partials);
             c.setAtIndex(F, cr + j1 - 1, VectorMath.sumAt(S, partials, 0) + tail(k, kv, a, ar, b, bj));
+        }
+    }
+
+    /**
+     * A thread's rows of B at least this large come from beyond L2, where four streams keep more lines in flight than
+     * two: one row of A over 48 matrices of 2048 x 768 on two threads read 20.0 GB/s with two streams a thread and
+     * 23.3 with four, a plain read loop's 22-23 (Intel Xeon, from memory; 45.9 -> 50.7 from L3), while a matrix
+     * in L2 read 193 GB/s with two and 120 with four. Not final only so that tests can take the four-stream kernel on
+     * small matrices.
+     */
+    static long fourStreamsBytes = CpuCaches.get().l2() / 2;
+
+    /**
+     * One row of A against B's rows j, j + q, j + 2q and j + 3q for j in [j0, j0 + q): four streams a quarter of the
+     * range apart, each x load feeding four rows (sixteen chains: 32 vector registers).
+     */
+    private static void rowQuads(int j0, int q, int k, MemorySegment a, long ar, MemorySegment b, long bOff, int ldb,
+                                 MemorySegment c, long cr, MemorySegment partials) {
+        long step = (long) q * ldb;
+        int kv = S.loopBound(k);
+        for (int j = j0; j < j0 + q; j++) {
+            long bj = bOff + (long) j * ldb;
+            dot1RowQuad(k, a, ar, b, bj, step, partials);
+            for (int i = 0; i < 4; i++) {
+                long bi = bj + i * step;
+                c.setAtIndex(F, cr + j + (long) i * q, VectorMath.sumAt(S, partials, 4L * L * i) + tail(k, kv, a, ar, b, bi));
+            }
         }
     }
 
@@ -180,6 +214,48 @@ public final class CpuSkinnyGemm {
         }
         s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 0, LE);
         u0.add(u1).add(u2.add(u3)).intoMemorySegment(partials, 4L * L, LE);
+    }
+
+    /** {@link #dot1Row} for the rows of B at bj, bj + step, bj + 2 step and bj + 3 step at once, each x vector loaded once for all four. */
+    private static void dot1RowQuad(int k, MemorySegment a, long ar, MemorySegment b, long bj, long step, MemorySegment partials) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector s0 = z, s1 = z, s2 = z, s3 = z, t0 = z, t1 = z, t2 = z, t3 = z;
+        FloatVector u0 = z, u1 = z, u2 = z, u3 = z, v0 = z, v1 = z, v2 = z, v3 = z;
+        long wb = bj * 4, tb = wb + 4 * step, ub = tb + 4 * step, vb = ub + 4 * step, xb = ar * 4;
+        int k4 = k - k % (4 * L), kv = S.loopBound(k);
+        for (int i = 0; i < k4; i += 4 * L) {
+            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE);
+            s0 = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE).fma(x, s0);
+            t0 = FloatVector.fromMemorySegment(S, b, tb + 4L * i, LE).fma(x, t0);
+            u0 = FloatVector.fromMemorySegment(S, b, ub + 4L * i, LE).fma(x, u0);
+            v0 = FloatVector.fromMemorySegment(S, b, vb + 4L * i, LE).fma(x, v0);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + L), LE);
+            s1 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + L), LE).fma(x, s1);
+            t1 = FloatVector.fromMemorySegment(S, b, tb + 4L * (i + L), LE).fma(x, t1);
+            u1 = FloatVector.fromMemorySegment(S, b, ub + 4L * (i + L), LE).fma(x, u1);
+            v1 = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + L), LE).fma(x, v1);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 2 * L), LE);
+            s2 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 2 * L), LE).fma(x, s2);
+            t2 = FloatVector.fromMemorySegment(S, b, tb + 4L * (i + 2 * L), LE).fma(x, t2);
+            u2 = FloatVector.fromMemorySegment(S, b, ub + 4L * (i + 2 * L), LE).fma(x, u2);
+            v2 = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + 2 * L), LE).fma(x, v2);
+            x = FloatVector.fromMemorySegment(S, a, xb + 4L * (i + 3 * L), LE);
+            s3 = FloatVector.fromMemorySegment(S, b, wb + 4L * (i + 3 * L), LE).fma(x, s3);
+            t3 = FloatVector.fromMemorySegment(S, b, tb + 4L * (i + 3 * L), LE).fma(x, t3);
+            u3 = FloatVector.fromMemorySegment(S, b, ub + 4L * (i + 3 * L), LE).fma(x, u3);
+            v3 = FloatVector.fromMemorySegment(S, b, vb + 4L * (i + 3 * L), LE).fma(x, v3);
+        }
+        for (int i = k4; i < kv; i += L) {
+            FloatVector x = FloatVector.fromMemorySegment(S, a, xb + 4L * i, LE);
+            s0 = FloatVector.fromMemorySegment(S, b, wb + 4L * i, LE).fma(x, s0);
+            t0 = FloatVector.fromMemorySegment(S, b, tb + 4L * i, LE).fma(x, t0);
+            u0 = FloatVector.fromMemorySegment(S, b, ub + 4L * i, LE).fma(x, u0);
+            v0 = FloatVector.fromMemorySegment(S, b, vb + 4L * i, LE).fma(x, v0);
+        }
+        s0.add(s1).add(s2.add(s3)).intoMemorySegment(partials, 0, LE);
+        t0.add(t1).add(t2.add(t3)).intoMemorySegment(partials, 4L * L, LE);
+        u0.add(u1).add(u2.add(u3)).intoMemorySegment(partials, 8L * L, LE);
+        v0.add(v1).add(v2.add(v3)).intoMemorySegment(partials, 12L * L, LE);
     }
 
     /**

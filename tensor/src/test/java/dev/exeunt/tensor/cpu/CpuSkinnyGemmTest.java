@@ -21,7 +21,8 @@ class CpuSkinnyGemmTest {
     @Test
     void matchesFloat64Reference() {
         var rng = new SplittableRandom(11);
-        int[][] shapes = {{2, 1, 1}, {3, 17, 5}, {4, 33, 64}, {5, 100, 37}, {8, 257, 129}, {7, 1024, 300}, {2, 4096, 256}};
+        int[][] shapes = {{2, 1, 1}, {3, 17, 5}, {4, 33, 64}, {5, 100, 37}, {8, 257, 129}, {7, 1024, 300}, {2, 4096, 256},
+            {1, 1030, 300}, {1, 7, 64}};
         for (boolean quads : new boolean[] {true, false}) for (boolean transB : new boolean[] {true, false}) {
             for (int[] sh : shapes) {
                 int m = sh[0], n = sh[1], k = sh[2];
@@ -74,6 +75,19 @@ class CpuSkinnyGemmTest {
                     }
                 }
             }
+        }
+    }
+
+    /** Both tests again with one-row products taking four streams wherever they can (the path of matrices larger than L2). */
+    @Test
+    void theFourStreamKernelGivesTheSameResults() {
+        long saved = CpuSkinnyGemm.fourStreamsBytes;
+        CpuSkinnyGemm.fourStreamsBytes = 0;
+        try {
+            matchesFloat64Reference();
+            aRowsResultDoesNotDependOnTheRowsBesideIt();
+        } finally {
+            CpuSkinnyGemm.fourStreamsBytes = saved;
         }
     }
 }
