@@ -17,8 +17,8 @@ import dev.exeunt.tensor.ops.Ops;
 import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.file.Path;
 import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -112,10 +112,9 @@ public final class DecodeBench {
         long before = mx.getCurrentThreadAllocatedBytes();
         decode.run();
         long perToken = (mx.getCurrentThreadAllocatedBytes() - before) / Math.max(1, tokens);
-        PrintStream out = log != null ? log : System.err;
         if (log != null) log.printf(Locale.ROOT, "%s: %d bytes allocated per token on the calling thread%n", what, perToken);
         if (perToken > ALLOCATION_WARNING_BYTES_PER_TOKEN) {
-            out.printf(Locale.ROOT, "warning: %s allocated %d bytes per token: the JIT left a kernel's Vector API calls to their "
+            (log != null ? log : System.err).printf(Locale.ROOT, "warning: %s allocated %d bytes per token: the JIT left a kernel's Vector API calls to their "
                     + "allocating Java fallback, so these rates are not the kernels' (look for it with -XX:+PrintCompilation or JFR)%n",
                     what, perToken);
         }

@@ -95,9 +95,8 @@ public final class CpuSkinnyGemm {
     /**
      * One row of A against B's rows [j0, j1): rows j and j + half together (two streams half the range apart, each
      * x load feeding both), the last of an odd count alone. Against one row at a time: the same 30-47 GB/s from
-     * memory, 100-120 instead of 67-91 from L2 (one 512 x 768 matrix; AMD Zen 5, two threads). A range larger than
-     * half of L2 goes four streams at a time first ({@link #rowQuads}, called beside this method: called from inside
-     * it, the two-stream loop read half its speed from L2).
+     * memory, 100-120 instead of 67-91 from L2 (one 512 x 768 matrix; AMD Zen 5, two threads). dotRows sends a range
+     * larger than half of L2 four streams at a time ({@link #rowQuads}) before the rest comes here.
      */
     private static void rows1(int j0, int j1, int k, MemorySegment a, long ar, MemorySegment b, long bOff, int ldb,
                               MemorySegment c, long cr, MemorySegment partials) {
@@ -118,9 +117,9 @@ public final class CpuSkinnyGemm {
     /**
      * A thread's rows of B at least this large come from beyond L2, where four streams keep more lines in flight than
      * two: one row of A over 48 matrices of 2048 x 768 on two threads read 20.0 GB/s with two streams a thread and
-     * 23.3 with four, a plain read loop's 22-23 (Intel Xeon, from memory; 45.9 -> 50.7 from L3), while a matrix
-     * in L2 read 193 GB/s with two and 120 with four. Not final only so that tests can take the four-stream kernel on
-     * small matrices.
+     * 23.3-24.5 with four, a plain read loop's 22-23 (Intel Xeon, from memory; 46 -> 47-51 from L3). In L2 four streams
+     * gained nothing (one 512 x 768 matrix: 120 GB/s for four against 95-193 for two across runs), so ranges that fit
+     * keep two. Not final only so that tests can take the four-stream kernel on small matrices.
      */
     static long fourStreamsBytes = CpuCaches.get().l2() / 2;
 
